@@ -1,0 +1,181 @@
+//! The four stages run in process, in order, with no bus: `clearing adjudicate`.
+//!
+//! Same pure stage functions as the streaming runtime; each stage has its own
+//! store, and each claim's writes are applied before the next claim, as one
+//! batch of one would be by the runtime.
+
+use crate::domain::rights::RightsInput;
+use crate::domain::{Decision, FseInput};
+use crate::pseudonym::PseudonymKey;
+use crate::refdata::{EuInstitutionInput, InstitutionDirectory, RefView, SignatureVerifier};
+use crate::rules::Rules;
+use crate::stages::{Context, Outcome, entitlement, reimbursement, routing, validation};
+use crate::state::{MemStore, StateStore, StateTxn, StoreError};
+
+/// Bound on one JSON line: an FSE of the maximum line count fits far inside.
+pub const MAX_LINE_BYTES: usize = 256 * 1024;
+
+/// A line that cannot become a decision at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("line is {0} bytes; at most {MAX_LINE_BYTES}")]
+    TooLong(usize),
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One store per stage, as in the pipeline.
+#[derive(Default)]
+struct Stores {
+    validation: MemStore,
+    entitlement: MemStore,
+    routing: MemStore,
+    reimbursement: MemStore,
+}
+
+pub struct Adjudicator {
+    rules: Rules,
+    pseudonyms: PseudonymKey,
+    verifier: Box<dyn SignatureVerifier>,
+    institutions: InstitutionDirectory,
+    stores: Stores,
+}
+
+fn parse_object(line: &str) -> Result<serde_json::Value, LineError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(LineError::TooLong(line.len()));
+    }
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+        // serde_json's syntax errors carry a position, never the value.
+        LineError::NotJson(format!("column {}: {}", e.column(), classify(&e)))
+    })?;
+    if !value.is_object() {
+        return Err(LineError::NotJson("expected an object".to_string()));
+    }
+    Ok(value)
+}
+
+fn classify(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected value",
+        serde_json::error::Category::Eof => "unexpected end of line",
+    }
+}
+
+impl Adjudicator {
+    pub fn new(
+        rules: Rules,
+        pseudonyms: PseudonymKey,
+        verifier: Box<dyn SignatureVerifier>,
+    ) -> Adjudicator {
+        Adjudicator {
+            rules,
+            pseudonyms,
+            verifier,
+            institutions: InstitutionDirectory::default(),
+            stores: Stores::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Loads one rights record (JSON line of `ref.rights`).
+    pub fn load_rights_line(&mut self, line: &str) -> Result<(), LineError> {
+        let value = parse_object(line)?;
+        let input: RightsInput = serde_path_to_error::deserialize(&value).map_err(|e| {
+            LineError::Invalid(format!("{}: wrong type or unknown field", e.path()))
+        })?;
+        let mut txn = StateTxn::new(&self.stores.entitlement);
+        entitlement::apply_rights(input, &mut txn, &self.pseudonyms)
+            .map_err(|e| LineError::Invalid(e.to_string()))?;
+        let writes = txn.into_writes();
+        self.stores.entitlement.apply(&writes)?;
+        Ok(())
+    }
+
+    /// Loads one EU institution (JSON line of `ref.eu.institutions`).
+    pub fn load_institution_line(&mut self, line: &str) -> Result<(), LineError> {
+        let value = parse_object(line)?;
+        let input: EuInstitutionInput = serde_path_to_error::deserialize(&value).map_err(|e| {
+            LineError::Invalid(format!("{}: wrong type or unknown field", e.path()))
+        })?;
+        self.institutions
+            .upsert(input)
+            .map_err(|e| LineError::Invalid(e.to_string()))
+    }
+
+    /// Decides one FSE JSON line. A JSON object of the wrong shape is a coded
+    /// `malformed` rejection; only a line that is not a JSON object at all is
+    /// an error.
+    pub fn decide_line(&mut self, line: &str) -> Result<Decision, LineError> {
+        let value = parse_object(line)?;
+        let input: FseInput = match serde_path_to_error::deserialize(&value) {
+            Ok(input) => input,
+            Err(e) => {
+                let fse_id = value.get("fse_id").and_then(|v| v.as_str());
+                return Ok(validation::malformed(
+                    fse_id,
+                    &e.path().to_string(),
+                    &self.rules,
+                ));
+            }
+        };
+        Ok(self.decide(&input)?)
+    }
+
+    /// Runs the four stages over one FSE.
+    pub fn decide(&mut self, input: &FseInput) -> Result<Decision, StoreError> {
+        let refs = RefView {
+            signatures: self.verifier.as_ref(),
+            institutions: &self.institutions,
+        };
+        let ctx = Context {
+            rules: &self.rules,
+            refs: &refs,
+            pseudonyms: &self.pseudonyms,
+        };
+        let stores = &self.stores;
+        let validated = match run(&stores.validation, |txn| {
+            validation::validate(input, txn, &ctx)
+        })? {
+            Outcome::Pass(v) => v,
+            Outcome::Reject(decision) => return Ok(*decision),
+        };
+        let entitled = match run(&stores.entitlement, |txn| {
+            entitlement::entitle(validated, txn, &ctx)
+        })? {
+            Outcome::Pass(e) => e,
+            Outcome::Reject(decision) => return Ok(*decision),
+        };
+        let routed = match run(&stores.routing, |txn| routing::route(entitled, txn, &ctx))? {
+            Outcome::Pass(r) => r,
+            Outcome::Reject(decision) => return Ok(*decision),
+        };
+        match run(&stores.reimbursement, |txn| {
+            reimbursement::reimburse(routed, txn, &ctx)
+        })? {
+            Outcome::Pass(decision) => Ok(decision),
+            Outcome::Reject(decision) => Ok(*decision),
+        }
+    }
+}
+
+/// Runs one stage over an overlay of its store and applies the writes.
+fn run<T>(
+    store: &MemStore,
+    stage: impl FnOnce(&mut StateTxn<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut txn = StateTxn::new(store);
+    let out = stage(&mut txn)?;
+    let writes = txn.into_writes();
+    store.apply(&writes)?;
+    Ok(out)
+}

@@ -1,0 +1,286 @@
+//! The electronic care sheet (FSE): its input shape and its checked shape.
+//!
+//! [`FseInput`] is the JSON of contract.md with every field optional, so that
+//! a missing or malformed field becomes a coded rejection naming the field
+//! rather than a parse failure. [`Fse`] is the checked form the stages after
+//! validation work on. Personal fields never appear in `Debug` output.
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Category;
+use crate::ids::{Country, EhicCardId, EhicInstitutionId, EhicPersonalId, Nir, Rpps};
+use crate::money::{Cents, Hundredths};
+
+/// Bound on act lines per FSE: far above a real care sheet (a pharmacy FSE
+/// rarely carries more than a dozen products).
+pub const MAX_LINES: usize = 99;
+/// Bound on one line's quantity (boxes, acts, legs).
+pub const MAX_QUANTITY: u32 = 99;
+/// Bound on free-text fields (names, ids) in bytes.
+pub const MAX_TEXT_BYTES: usize = 128;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FseInput {
+    pub fse_id: Option<String>,
+    pub received_at: Option<String>,
+    pub care_date: Option<String>,
+    pub professional: Option<ProfessionalInput>,
+    pub beneficiary: Option<BeneficiaryInput>,
+    pub ehic: Option<EhicInput>,
+    pub pathway: Option<String>,
+    pub tiers_payant: Option<TiersPayantInput>,
+    pub acts: Option<Vec<ActLineInput>>,
+    pub signature: Option<SignatureInput>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfessionalInput {
+    pub rpps: Option<String>,
+    pub category: Option<String>,
+    pub sector: Option<String>,
+    #[serde(default)]
+    pub optam: bool,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeneficiaryInput {
+    pub nir: Option<String>,
+    pub birth_date: Option<String>,
+    pub rank: Option<u8>,
+}
+
+impl std::fmt::Debug for BeneficiaryInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeneficiaryInput(<redacted>)")
+    }
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EhicInput {
+    pub country: Option<String>,
+    pub institution_id: Option<String>,
+    pub card_id: Option<String>,
+    pub personal_id: Option<String>,
+    pub surname: Option<String>,
+    pub given_names: Option<String>,
+    pub birth_date: Option<String>,
+    pub expiry: Option<String>,
+}
+
+impl std::fmt::Debug for EhicInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EhicInput(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TiersPayantInput {
+    #[serde(default)]
+    pub amo: bool,
+    #[serde(default)]
+    pub amc: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActLineInput {
+    pub code: Option<String>,
+    pub quantity: Option<u32>,
+    pub coefficient: Option<String>,
+    pub charged: Option<String>,
+    pub complement: Option<String>,
+    #[serde(default)]
+    pub ald_related: bool,
+    pub base: Option<String>,
+    pub product: Option<String>,
+    pub unit_price: Option<String>,
+    pub leg: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureInput {
+    pub alg: Option<String>,
+    pub cert: Option<String>,
+    pub value: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Checked shapes
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Sector {
+    #[serde(rename = "1")]
+    One,
+    #[serde(rename = "2")]
+    Two,
+    #[serde(rename = "3")]
+    Three,
+}
+
+impl Sector {
+    pub fn parse(text: &str) -> Option<Sector> {
+        match text {
+            "1" => Some(Sector::One),
+            "2" => Some(Sector::Two),
+            "3" => Some(Sector::Three),
+            _ => None,
+        }
+    }
+}
+
+/// The care pathway (parcours de soins) the FSE declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pathway {
+    /// The executant is the declared GP (médecin traitant).
+    Mt,
+    Referred,
+    DirectAccess,
+    Emergency,
+    /// No declared GP and no exception.
+    Outside,
+}
+
+impl Pathway {
+    pub fn parse(text: &str) -> Option<Pathway> {
+        match text {
+            "mt" => Some(Pathway::Mt),
+            "referred" => Some(Pathway::Referred),
+            "direct_access" => Some(Pathway::DirectAccess),
+            "emergency" => Some(Pathway::Emergency),
+            "outside" => Some(Pathway::Outside),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Complement {
+    Night,
+    Sunday,
+    Urgency,
+}
+
+impl Complement {
+    pub fn parse(text: &str) -> Option<Complement> {
+        match text {
+            "night" => Some(Complement::Night),
+            "sunday" => Some(Complement::Sunday),
+            "urgency" => Some(Complement::Urgency),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Professional {
+    pub rpps: Rpps,
+    pub category: Category,
+    pub sector: Sector,
+    pub optam: bool,
+}
+
+/// A beneficiary of the French scheme: the insured's NIR, birth date, rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insured {
+    pub nir: Nir,
+    pub birth_date: NaiveDate,
+    pub rank: u8,
+}
+
+/// A visitor's European Health Insurance Card (front-face fields 3–9).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ehic {
+    pub country: Country,
+    pub institution_id: EhicInstitutionId,
+    pub card_id: EhicCardId,
+    pub personal_id: EhicPersonalId,
+    pub surname: String,
+    pub given_names: String,
+    pub birth_date: NaiveDate,
+    pub expiry: NaiveDate,
+}
+
+impl std::fmt::Debug for Ehic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ehic")
+            .field("country", &self.country)
+            .field("institution_id", &self.institution_id)
+            .field("expiry", &self.expiry)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patient {
+    Insured(Insured),
+    Visitor(Ehic),
+}
+
+impl Patient {
+    pub fn birth_date(&self) -> NaiveDate {
+        match self {
+            Patient::Insured(i) => i.birth_date,
+            Patient::Visitor(e) => e.birth_date,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TiersPayant {
+    pub amo: bool,
+    pub amc: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActLine {
+    pub code: String,
+    pub quantity: u32,
+    pub coefficient: Hundredths,
+    pub charged: Cents,
+    pub complement: Option<Complement>,
+    pub ald_related: bool,
+    /// The base the professional's software computed: checked, never trusted.
+    pub declared_base: Option<Cents>,
+    pub product: Option<crate::ids::Cip13>,
+    pub unit_price: Option<Cents>,
+    pub leg: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub alg: String,
+    pub cert: String,
+    /// Base64 of the signature bytes, as received.
+    pub value: String,
+}
+
+/// A checked FSE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fse {
+    pub fse_id: String,
+    pub received_at: DateTime<FixedOffset>,
+    pub care_date: NaiveDate,
+    pub professional: Professional,
+    pub patient: Patient,
+    pub pathway: Pathway,
+    pub tiers_payant: TiersPayant,
+    pub lines: Vec<ActLine>,
+    pub signature: Option<Signature>,
+}
+
+impl Fse {
+    /// The reimbursement date: the date of `received_at` in the offset it was
+    /// stamped with (the receiving system's local date). Yearly caps count by it.
+    pub fn reimbursement_date(&self) -> NaiveDate {
+        self.received_at.date_naive()
+    }
+}

@@ -1,0 +1,172 @@
+//! A beneficiary's rights (the `ref.rights` record): coverage periods,
+//! long-term illness (ALD), CSS, AME, maternity, local regime, declared GP.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Nir, Rpps};
+
+/// Bound on the periods of one kind in a rights record.
+pub const MAX_PERIODS: usize = 64;
+
+/// An inclusive date period; `to: None` is open-ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+}
+
+impl Period {
+    pub fn contains(&self, date: NaiveDate) -> bool {
+        self.from <= date && self.to.is_none_or(|to| date <= to)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoveragePeriod {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+    pub regime: String,
+    pub fund: String,
+}
+
+impl CoveragePeriod {
+    pub fn period(&self) -> Period {
+        Period {
+            from: self.from,
+            to: self.to,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalRegime {
+    AlsaceMoselle,
+}
+
+/// The JSON shape of contract.md (`ref.rights`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsInput {
+    pub nir: String,
+    pub birth_date: NaiveDate,
+    pub rank: u8,
+    #[serde(default)]
+    pub coverage: Vec<CoveragePeriod>,
+    #[serde(default)]
+    pub ald: Vec<Period>,
+    #[serde(default)]
+    pub css: Vec<Period>,
+    #[serde(default)]
+    pub ame: Vec<Period>,
+    #[serde(default)]
+    pub maternity: Vec<Period>,
+    #[serde(default)]
+    pub local_regime: Option<LocalRegime>,
+    #[serde(default)]
+    pub declared_gp: Option<String>,
+    /// Complementary insurer (AMC) number, where the insured consented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amc: Option<String>,
+}
+
+impl std::fmt::Debug for RightsInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RightsInput(<redacted>)")
+    }
+}
+
+/// Checked rights, as stored in the entitlement stage's state. The NIR is not
+/// kept: the record is stored under the beneficiary's pseudonymous key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rights {
+    pub birth_date: NaiveDate,
+    pub coverage: Vec<CoveragePeriod>,
+    pub ald: Vec<Period>,
+    pub css: Vec<Period>,
+    pub ame: Vec<Period>,
+    pub maternity: Vec<Period>,
+    pub local_regime: Option<LocalRegime>,
+    /// The declared GP's RPPS, checked.
+    pub declared_gp: Option<String>,
+    #[serde(default)]
+    pub amc: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RightsError {
+    #[error("nir: {0}")]
+    Nir(crate::ids::IdError),
+    #[error("declared_gp: {0}")]
+    DeclaredGp(crate::ids::IdError),
+    #[error("{0}: a period ends before it starts")]
+    Inverted(&'static str),
+    #[error("{0}: more than {MAX_PERIODS} periods")]
+    TooMany(&'static str),
+    #[error("coverage: regime must be 2 digits and fund 3 digits")]
+    Coverage,
+}
+
+impl RightsInput {
+    /// Checks the record; returns the NIR (to derive the key) and the rights.
+    pub fn check(self) -> Result<(Nir, Rights), RightsError> {
+        let nir = Nir::parse(&self.nir).map_err(RightsError::Nir)?;
+        let declared_gp = self
+            .declared_gp
+            .as_deref()
+            .map(Rpps::parse)
+            .transpose()
+            .map_err(RightsError::DeclaredGp)?
+            .map(|rpps| rpps.as_str().to_string());
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if self.coverage.len() > MAX_PERIODS {
+            return Err(RightsError::TooMany("coverage"));
+        }
+        for c in &self.coverage {
+            if !digits(&c.regime, 2) || !digits(&c.fund, 3) {
+                return Err(RightsError::Coverage);
+            }
+        }
+        let coverage_periods: Vec<Period> = self.coverage.iter().map(|c| c.period()).collect();
+        for (name, periods) in [
+            ("coverage", &coverage_periods),
+            ("ald", &self.ald),
+            ("css", &self.css),
+            ("ame", &self.ame),
+            ("maternity", &self.maternity),
+        ] {
+            if periods.len() > MAX_PERIODS {
+                return Err(RightsError::TooMany(name));
+            }
+            if periods.iter().any(|p| p.to.is_some_and(|to| to < p.from)) {
+                return Err(RightsError::Inverted(name));
+            }
+        }
+        Ok((
+            nir,
+            Rights {
+                birth_date: self.birth_date,
+                coverage: self.coverage,
+                ald: self.ald,
+                css: self.css,
+                ame: self.ame,
+                maternity: self.maternity,
+                local_regime: self.local_regime,
+                declared_gp,
+                amc: self.amc,
+            },
+        ))
+    }
+}
+
+impl Rights {
+    pub fn coverage_on(&self, date: NaiveDate) -> Option<&CoveragePeriod> {
+        self.coverage.iter().find(|c| c.period().contains(date))
+    }
+
+    pub fn any_on(periods: &[Period], date: NaiveDate) -> bool {
+        periods.iter().any(|p| p.contains(date))
+    }
+}

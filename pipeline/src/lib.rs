@@ -1,0 +1,18 @@
+//! The clearing pipeline: domain model, dated rule tables, pure stages, state.
+//!
+//! Layout (see docs/architecture.md): [`domain`] and [`ids`] are the checked
+//! vocabulary; [`rules`] the dated tables; [`stages`] the pure decisions;
+//! [`state`] the stores they read and write through an overlay; [`refdata`]
+//! the global reference data; [`adjudicate`] runs the stages in process.
+
+pub mod adjudicate;
+pub mod domain;
+pub mod ids;
+pub mod money;
+pub mod pseudonym;
+pub mod refdata;
+pub mod rules;
+pub mod stages;
+pub mod state;
+
+pub use domain::rights;

@@ -1,0 +1,509 @@
+//! The typed rule tables and their TOML shapes.
+//!
+//! Parsing checks each table on its own (dates sorted and unique, amounts
+//! well-formed, codes unique per category); `Rules` checks the references
+//! between tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::dated::{Dated, Version};
+use crate::domain::Category;
+use crate::ids::Country;
+use crate::money::{Cents, Hundredths, Rate};
+
+/// What kind of care an act is: decides its rate, its deductions and the
+/// families the pathway penalty and the flat fee apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Doctors' clinical acts (consultations, visits).
+    Consultation,
+    /// Supplements to a consultation (coordination…): no participation of their own.
+    Majoration,
+    /// Doctors' technical acts (CCAM).
+    Technical,
+    Dental,
+    Midwife,
+    Nursing,
+    Physiotherapy,
+    Biology,
+    Radiology,
+    Pharmacy,
+    Transport,
+    Hospital,
+    /// The hospital daily fee (forfait journalier): borne by the patient.
+    HospitalDayFee,
+}
+
+/// How an act line's base is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pricing {
+    /// NGAP key: key value × coefficient × quantity.
+    Coefficient,
+    /// CCAM code, transport leg, daily fee: tariff × quantity.
+    Unit,
+    /// Pharmacy: the line's unit price × boxes (no price list in the tables).
+    DeclaredPrice,
+}
+
+/// A tariff version; `amount` absent means the code is not billable from that date.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TariffValue {
+    #[serde(default)]
+    pub amount: Option<Cents>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct RateValue {
+    pub percent: Rate,
+}
+
+/// Supplements for care given at night, on a Sunday or holiday, or in urgency.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplementValues {
+    #[serde(default)]
+    pub night: Option<Cents>,
+    #[serde(default)]
+    pub sunday: Option<Cents>,
+    #[serde(default)]
+    pub urgency: Option<Cents>,
+}
+
+/// One act of the nomenclature, for the professional categories that may bill it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Act {
+    pub code: String,
+    pub label: String,
+    pub family: Family,
+    pub categories: Vec<Category>,
+    pub pricing: Pricing,
+    /// Bears the participation forfaitaire (doctor acts, biology, radiology).
+    #[serde(default)]
+    pub participation: bool,
+    /// Bears its family's franchise; travel allowances do not.
+    #[serde(default = "yes")]
+    franchise: bool,
+    #[serde(default)]
+    tariff: Option<Dated<TariffValue>>,
+    /// Base for sector 2 doctors outside OPTAM, where it differs.
+    #[serde(default)]
+    non_optam: Option<Dated<TariffValue>>,
+    /// Base for non-conventioned (sector 3) doctors: the tarif d'autorité.
+    #[serde(default)]
+    authority: Option<Dated<TariffValue>>,
+    /// A rate of its own (pharmacy prestation codes), instead of its family's.
+    #[serde(default)]
+    rate: Option<Dated<RateValue>>,
+    #[serde(default)]
+    local_regime_rate: Option<Dated<RateValue>>,
+}
+
+/// Which base applies to a doctor's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseKind {
+    Convention,
+    NonOptam,
+    Authority,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Act {
+    pub fn bears_franchise(&self) -> bool {
+        self.franchise
+    }
+
+    /// The tariff version in force on `date` for the given base kind; a kind
+    /// with no table of its own falls back to the convention tariff, except
+    /// the authority tariff, which has none to fall back to.
+    pub fn tariff_at(&self, kind: BaseKind, date: NaiveDate) -> Option<&Version<TariffValue>> {
+        let table = match kind {
+            BaseKind::Convention => self.tariff.as_ref(),
+            BaseKind::NonOptam => self.non_optam.as_ref().or(self.tariff.as_ref()),
+            BaseKind::Authority => self.authority.as_ref(),
+        };
+        table?.at(date)
+    }
+
+    pub fn rate_override(&self) -> Option<&Dated<RateValue>> {
+        self.rate.as_ref()
+    }
+
+    pub fn local_regime_rate(&self) -> Option<&Dated<RateValue>> {
+        self.local_regime_rate.as_ref()
+    }
+
+    /// Billable on `date`: a tariff in force (or, priced by declaration, a rate).
+    pub fn billable_on(&self, date: NaiveDate) -> bool {
+        match self.pricing {
+            Pricing::DeclaredPrice => self.rate.as_ref().and_then(|r| r.at(date)).is_some(),
+            Pricing::Coefficient | Pricing::Unit => self
+                .tariff
+                .as_ref()
+                .and_then(|t| t.at(date))
+                .is_some_and(|v| v.value.amount.is_some()),
+        }
+    }
+
+    /// Versions cited in a decision: `CODE@from`.
+    pub fn version_tag(&self, from: NaiveDate) -> String {
+        format!("{}@{}", self.code, from)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActsFile {
+    act: Vec<Act>,
+}
+
+/// The nomenclature: acts by code, each for some professional categories.
+#[derive(Debug, Clone)]
+pub struct ActTable {
+    /// `(code, category)` → index into `acts`.
+    by_code_category: BTreeMap<(String, Category), usize>,
+    codes: BTreeSet<String>,
+    acts: Vec<Act>,
+}
+
+impl ActTable {
+    pub fn parse(text: &str) -> Result<ActTable, String> {
+        let file: ActsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut by_code_category = BTreeMap::new();
+        let mut codes = BTreeSet::new();
+        for (index, act) in file.act.iter().enumerate() {
+            if act.categories.is_empty() {
+                return Err(format!("act {}: no category", act.code));
+            }
+            match act.pricing {
+                Pricing::DeclaredPrice if act.rate.is_none() => {
+                    return Err(format!(
+                        "act {}: priced by declaration but no rate",
+                        act.code
+                    ));
+                }
+                Pricing::Coefficient | Pricing::Unit if act.tariff.is_none() => {
+                    return Err(format!("act {}: no tariff", act.code));
+                }
+                _ => {}
+            }
+            for category in &act.categories {
+                if by_code_category
+                    .insert((act.code.clone(), *category), index)
+                    .is_some()
+                {
+                    return Err(format!("act {} listed twice for {category:?}", act.code));
+                }
+            }
+            codes.insert(act.code.clone());
+        }
+        Ok(ActTable {
+            by_code_category,
+            codes,
+            acts: file.act,
+        })
+    }
+
+    /// The act a professional of `category` bills under `code`.
+    pub fn find(&self, code: &str, category: Category) -> Option<&Act> {
+        self.by_code_category
+            .get(&(code.to_string(), category))
+            .map(|&i| &self.acts[i])
+    }
+
+    /// Whether any category may bill `code`.
+    pub fn knows_code(&self, code: &str) -> bool {
+        self.codes.contains(code)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Act> {
+        self.acts.iter()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FamilyRates {
+    family: Family,
+    rate: Dated<RateValue>,
+    #[serde(default)]
+    local_regime: Option<Dated<RateValue>>,
+    #[serde(default)]
+    complements: Option<Dated<ComplementValues>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutsidePathway {
+    /// Families whose rate drops outside the care pathway (doctors' acts).
+    pub families: Vec<Family>,
+    pub rate: Dated<RateValue>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatesFile {
+    family: Vec<FamilyRates>,
+    outside_pathway: OutsidePathway,
+}
+
+/// Rates by family, the outside-pathway rate, the local regime's rates, and
+/// the complements (night, Sunday, urgency) by family.
+#[derive(Debug, Clone)]
+pub struct RateTable {
+    families: BTreeMap<Family, FamilyRates>,
+    pub outside_pathway: OutsidePathway,
+}
+
+impl RateTable {
+    pub fn parse(text: &str) -> Result<RateTable, String> {
+        let file: RatesFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut families = BTreeMap::new();
+        for entry in file.family {
+            let family = entry.family;
+            if families.insert(family, entry).is_some() {
+                return Err(format!("family {family:?} listed twice"));
+            }
+        }
+        Ok(RateTable {
+            families,
+            outside_pathway: file.outside_pathway,
+        })
+    }
+
+    pub fn family(&self, family: Family) -> Option<&Dated<RateValue>> {
+        self.families.get(&family).map(|f| &f.rate)
+    }
+
+    pub fn local_regime(&self, family: Family) -> Option<&Dated<RateValue>> {
+        self.families.get(&family)?.local_regime.as_ref()
+    }
+
+    pub fn complements(&self, family: Family) -> Option<&Dated<ComplementValues>> {
+        self.families.get(&family)?.complements.as_ref()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipationValue {
+    pub amount: Cents,
+    /// Acts per professional per day per beneficiary that bear one.
+    pub daily_max_acts: u32,
+    pub yearly_cap: Cents,
+    /// Whether it is also taken on a claim that pays the flat fee (§3.5).
+    pub with_flat_fee: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FranchiseValue {
+    pub per_box: Cents,
+    pub per_act: Cents,
+    pub per_leg: Cents,
+    /// Per professional, per beneficiary, per day of care.
+    pub daily_cap_auxiliary: Cents,
+    /// Per beneficiary, per day of care.
+    pub daily_cap_transport: Cents,
+    pub yearly_cap: Cents,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlatFeeValue {
+    pub amount: Cents,
+    /// Sum of bases of eligible acts of one claim at or above which it applies.
+    pub threshold: Cents,
+    /// Or any eligible NGAP act with a coefficient at or above this.
+    pub coefficient_threshold: Hundredths,
+}
+
+/// What kind of franchise a family bears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FranchiseKind {
+    Medicine,
+    Auxiliary,
+    Transport,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FranchiseTable {
+    pub families: BTreeMap<Family, FranchiseKind>,
+    pub versions: Dated<FranchiseValue>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlatFeeTable {
+    pub families: Vec<Family>,
+    pub versions: Dated<FlatFeeValue>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeductionsFile {
+    participation: Dated<ParticipationValue>,
+    franchise: FranchiseTable,
+    flat_fee: FlatFeeTable,
+}
+
+/// Participation forfaitaire, franchises and the flat fee on costly acts.
+#[derive(Debug, Clone)]
+pub struct DeductionTable {
+    pub participation: Dated<ParticipationValue>,
+    pub franchise: Dated<FranchiseValue>,
+    franchise_kinds: BTreeMap<Family, FranchiseKind>,
+    pub flat_fee: FlatFeeTable,
+}
+
+impl DeductionTable {
+    pub fn parse(text: &str) -> Result<DeductionTable, String> {
+        let file: DeductionsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Ok(DeductionTable {
+            participation: file.participation,
+            franchise: file.franchise.versions,
+            franchise_kinds: file.franchise.families,
+            flat_fee: file.flat_fee,
+        })
+    }
+
+    pub fn franchise_kind(&self, family: Family) -> Option<FranchiseKind> {
+        self.franchise_kinds.get(&family).copied()
+    }
+}
+
+/// What one beneficiary situation switches on or off (domain.md §3.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exemption {
+    /// Rate 100 % of the base.
+    pub full_rate: bool,
+    /// The ticket modérateur is paid by the solidarity coverage (CSS).
+    #[serde(default)]
+    pub ticket_paid_by_css: bool,
+    pub exempt_participation: bool,
+    pub exempt_franchise: bool,
+    pub exempt_flat_fee: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExemptionValue {
+    /// Under this age on 1 January of the year of care: a minor.
+    pub minor_age: u32,
+    /// Under this age on the date of care: no pathway penalty.
+    pub pathway_free_under: u32,
+    pub minor: Exemption,
+    pub css: Exemption,
+    pub ame: Exemption,
+    pub maternity: Exemption,
+    pub ald_related: Exemption,
+    /// Emergency transport is exempt from the transport franchise.
+    pub emergency_transport_exempt_franchise: bool,
+    /// Acts billed by a hospital are exempt from franchises.
+    pub hospital_exempt_franchise: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExemptionsFile {
+    version: Vec<Version<ExemptionValue>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExemptionTable {
+    pub versions: Dated<ExemptionValue>,
+}
+
+impl ExemptionTable {
+    pub fn parse(text: &str) -> Result<ExemptionTable, String> {
+        let file: ExemptionsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Ok(ExemptionTable {
+            versions: Dated::new(file.version, "exemptions")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitationValue {
+    /// A claim received more than this many days after the care is time-barred.
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneralFile {
+    limitation: Vec<Version<LimitationValue>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeneralTable {
+    pub limitation: Dated<LimitationValue>,
+}
+
+impl GeneralTable {
+    pub fn parse(text: &str) -> Result<GeneralTable, String> {
+        let file: GeneralFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Ok(GeneralTable {
+            limitation: Dated::new(file.limitation, "limitation")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EuCountryRow {
+    code: String,
+    /// First date of care for which this state's cards are accepted.
+    accepted_from: NaiveDate,
+    #[serde(default)]
+    source: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EuFile {
+    country: Vec<EuCountryRow>,
+}
+
+/// Which states' EHICs are accepted, from which date of care.
+#[derive(Debug, Clone)]
+pub struct EuTable {
+    accepted_from: BTreeMap<Country, (NaiveDate, String)>,
+}
+
+impl EuTable {
+    pub fn parse(text: &str) -> Result<EuTable, String> {
+        let file: EuFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut accepted_from = BTreeMap::new();
+        for row in file.country {
+            let country =
+                Country::parse(&row.code).map_err(|e| format!("country {}: {e}", row.code))?;
+            if accepted_from
+                .insert(country, (row.accepted_from, row.source))
+                .is_some()
+            {
+                return Err(format!("country {} listed twice", row.code));
+            }
+        }
+        Ok(EuTable { accepted_from })
+    }
+
+    /// Whether a card of `country` is accepted for care on `date`.
+    pub fn accepts(&self, country: Country, date: NaiveDate) -> bool {
+        self.accepted_from
+            .get(&country)
+            .is_some_and(|(from, _)| *from <= date)
+    }
+}

@@ -1,0 +1,147 @@
+//! Entitlement: is the beneficiary covered on the date of care, under which
+//! regime, with which exemptions. Rights live in this stage's state (the
+//! `ref.rights` topic is co-partitioned with claims), stored under the
+//! pseudonymous key by [`apply_rights`].
+
+use chrono::{Datelike, NaiveDate};
+
+use super::{Context, Entitled, Entitlement, Outcome, Validated, age_on, reject_validated};
+use crate::domain::rights::{Rights, RightsError, RightsInput};
+use crate::domain::{Patient, Reason, ReasonCode, Stage};
+use crate::pseudonym::{BeneficiaryKey, PseudonymKey};
+use crate::rules::{ExemptionValue, sha256_tag};
+use crate::state::{StateTxn, StoreError, keys};
+
+/// Applies one `ref.rights` record: checks it and stores it under the key.
+/// Returns the key it was stored under.
+pub fn apply_rights(
+    input: RightsInput,
+    state: &mut StateTxn<'_>,
+    pseudonyms: &PseudonymKey,
+) -> Result<BeneficiaryKey, RightsError> {
+    let birth_date = input.birth_date;
+    let rank = input.rank;
+    let (nir, rights) = input.check()?;
+    let key = pseudonyms.insured(&nir, birth_date, rank);
+    state.put(keys::rights(&key), encode_rights(&rights));
+    Ok(key)
+}
+
+fn encode_rights(rights: &Rights) -> Vec<u8> {
+    // Struct fields serialize in declaration order and the record holds no
+    // map: the bytes are deterministic, hence a stable digest.
+    serde_json::to_vec(rights).unwrap_or_default()
+}
+
+fn load_rights(
+    state: &StateTxn<'_>,
+    key: &BeneficiaryKey,
+) -> Result<Option<(Rights, String)>, StoreError> {
+    let state_key = keys::rights(key);
+    match state.get(&state_key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let rights = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&state_key).into_owned(),
+                what: e.to_string(),
+            })?;
+            Ok(Some((rights, sha256_tag(&bytes))))
+        }
+    }
+}
+
+/// Under the minor age on 1 January of the year of care.
+fn is_minor(birth: NaiveDate, care: NaiveDate, exemptions: &ExemptionValue) -> bool {
+    let january_first = NaiveDate::from_ymd_opt(care.year(), 1, 1).unwrap_or(care);
+    age_on(birth, january_first) < i32::try_from(exemptions.minor_age).unwrap_or(i32::MAX)
+}
+
+/// The entitlement stage.
+pub fn entitle(
+    input: Validated,
+    state: &mut StateTxn<'_>,
+    ctx: &Context<'_>,
+) -> Result<Outcome<Entitled>, StoreError> {
+    let fse = &input.fse;
+    let care = fse.care_date;
+    let reject = |code: ReasonCode, message: &str, input: &Validated| {
+        let reason = Reason::new(Stage::Entitlement, code, message);
+        Ok(Outcome::Reject(reject_validated(input, vec![reason], ctx)))
+    };
+    let Some(exemptions) = ctx.rules.exemptions.versions.at(care).map(|v| &v.value) else {
+        return reject(
+            ReasonCode::NoRulesForDate,
+            "no exemption table is in force on the date of care",
+            &input,
+        );
+    };
+    let birth = fse.patient.birth_date();
+    let minor = is_minor(birth, care, exemptions);
+    let pathway_free =
+        age_on(birth, care) < i32::try_from(exemptions.pathway_free_under).unwrap_or(i32::MAX);
+
+    let entitlement = match &fse.patient {
+        Patient::Visitor(_) => Entitlement {
+            regime: None,
+            fund: None,
+            ald: false,
+            css: false,
+            ame: false,
+            maternity: false,
+            minor,
+            pathway_free,
+            local_regime: None,
+            declared_gp: None,
+            amc: None,
+            rights_digest: None,
+        },
+        Patient::Insured(_) => {
+            let Some((rights, digest)) = load_rights(state, &input.beneficiary)? else {
+                return reject(
+                    ReasonCode::UnknownBeneficiary,
+                    "no rights record for this beneficiary",
+                    &input,
+                );
+            };
+            let coverage = rights.coverage_on(care);
+            let ame = Rights::any_on(&rights.ame, care);
+            if coverage.is_none() && !ame {
+                return reject(
+                    ReasonCode::NotCoveredOnCareDate,
+                    "no coverage on the date of care",
+                    &input,
+                );
+            }
+            let ald = Rights::any_on(&rights.ald, care);
+            if !ald && fse.lines.iter().any(|l| l.ald_related) {
+                let line = fse.lines.iter().position(|l| l.ald_related).unwrap_or(0) + 1;
+                let reason = Reason::new(
+                    Stage::Entitlement,
+                    ReasonCode::ExonerationNotFound,
+                    "a line is marked ALD-related but the rights hold no ALD on the date of care",
+                )
+                .field(format!("acts[{}].ald_related", line - 1))
+                .line(line);
+                return Ok(Outcome::Reject(reject_validated(&input, vec![reason], ctx)));
+            }
+            Entitlement {
+                regime: coverage.map(|c| c.regime.clone()),
+                fund: coverage.map(|c| c.fund.clone()),
+                ald,
+                css: Rights::any_on(&rights.css, care),
+                ame,
+                maternity: Rights::any_on(&rights.maternity, care),
+                minor,
+                pathway_free,
+                local_regime: rights.local_regime,
+                declared_gp: rights.declared_gp.clone(),
+                amc: rights.amc.clone(),
+                rights_digest: Some(digest),
+            }
+        }
+    };
+    Ok(Outcome::Pass(Entitled {
+        validated: input,
+        entitlement,
+    }))
+}

@@ -1,0 +1,668 @@
+//! Validation: from the FSE as received to a checked [`Fse`] — format,
+//! identifiers, dates, amounts, act codes against the nomenclature, the
+//! signature (through the [`SignatureVerifier`](crate::refdata::SignatureVerifier)
+//! hook), and duplicates. Every problem found is reported, not only the first.
+
+use chrono::{DateTime, Datelike, NaiveDate};
+
+use super::{Context, Outcome, Validated, reject};
+use crate::domain::fse::{
+    ActLineInput, BeneficiaryInput, EhicInput, MAX_LINES, MAX_QUANTITY, MAX_TEXT_BYTES,
+    ProfessionalInput,
+};
+use crate::domain::{
+    ActLine, Category, Complement, Ehic, Fse, FseInput, Insured, Pathway, Patient, Professional,
+    Reason, ReasonCode, Sector, Signature, Stage, TiersPayant,
+};
+use crate::ids::{
+    CcamCode, Cip13, Country, EhicCardId, EhicInstitutionId, EhicPersonalId, NgapKey, Nir, Rpps,
+};
+use crate::money::{Cents, Hundredths};
+use crate::pseudonym::BeneficiaryKey;
+use crate::rules::{Pricing, Rules};
+use crate::state::{StateTxn, StoreError, keys};
+
+/// Collects reasons while parsing: each helper returns `None` after recording why.
+struct Checker {
+    reasons: Vec<Reason>,
+    warnings: Vec<Reason>,
+}
+
+impl Checker {
+    fn fail(&mut self, code: ReasonCode, field: &str, message: impl Into<String>) {
+        self.reasons
+            .push(Reason::new(Stage::Validation, code, message).field(field));
+    }
+
+    fn fail_line(
+        &mut self,
+        code: ReasonCode,
+        line: usize,
+        field: &str,
+        message: impl Into<String>,
+    ) {
+        self.reasons.push(
+            Reason::new(Stage::Validation, code, message)
+                .field(format!("acts[{}].{field}", line - 1))
+                .line(line),
+        );
+    }
+
+    fn required<'v, T>(&mut self, value: &'v Option<T>, field: &str) -> Option<&'v T> {
+        if value.is_none() {
+            self.fail(
+                ReasonCode::MissingField,
+                field,
+                format!("{field} is required"),
+            );
+        }
+        value.as_ref()
+    }
+
+    fn date(&mut self, value: &Option<String>, field: &str) -> Option<NaiveDate> {
+        let text = self.required(value, field)?;
+        match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(date) if text.len() == 10 => Some(date),
+            _ => {
+                self.fail(
+                    ReasonCode::InvalidDate,
+                    field,
+                    format!("{field} is not a calendar date YYYY-MM-DD"),
+                );
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, value: &Option<String>, field: &str, code: ReasonCode) -> Option<String> {
+        let text = self.required(value, field)?;
+        let trimmed = text.trim();
+        if trimmed.is_empty()
+            || trimmed.len() > MAX_TEXT_BYTES
+            || trimmed.chars().any(char::is_control)
+        {
+            self.fail(
+                code,
+                field,
+                format!("{field} must be 1 to {MAX_TEXT_BYTES} bytes of printable text"),
+            );
+            return None;
+        }
+        Some(trimmed.to_string())
+    }
+}
+
+/// FSE id: the professional's billing number (8 characters) and the invoice
+/// number (9 digits), e.g. `12345678-000000042`.
+fn fse_id_ok(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    bytes.len() == 18
+        && bytes[8] == b'-'
+        && bytes[..8]
+            .iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        && bytes[9..].iter().all(u8::is_ascii_digit)
+}
+
+fn parse_professional(c: &mut Checker, input: &ProfessionalInput) -> Option<Professional> {
+    let rpps = c
+        .required(&input.rpps, "professional.rpps")
+        .and_then(|text| {
+            Rpps::parse(text)
+                .map_err(|e| c.fail(ReasonCode::InvalidRpps, "professional.rpps", e.to_string()))
+                .ok()
+        });
+    if let Some(rpps) = &rpps
+        && !rpps.luhn_ok()
+    {
+        c.warnings.push(
+            Reason::new(
+                Stage::Validation,
+                ReasonCode::RppsKeyWarning,
+                "the RPPS does not pass the Luhn check",
+            )
+            .field("professional.rpps"),
+        );
+    }
+    let category = c
+        .required(&input.category, "professional.category")
+        .and_then(|text| {
+            Category::parse(text).or_else(|| {
+                c.fail(
+                    ReasonCode::InvalidCategory,
+                    "professional.category",
+                    "unknown professional category",
+                );
+                None
+            })
+        });
+    let sector = c
+        .required(&input.sector, "professional.sector")
+        .and_then(|text| {
+            Sector::parse(text).or_else(|| {
+                c.fail(
+                    ReasonCode::InvalidSector,
+                    "professional.sector",
+                    "sector must be \"1\", \"2\" or \"3\"",
+                );
+                None
+            })
+        });
+    Some(Professional {
+        rpps: rpps?,
+        category: category?,
+        sector: sector?,
+        optam: input.optam,
+    })
+}
+
+fn parse_insured(c: &mut Checker, input: &BeneficiaryInput) -> Option<Insured> {
+    let nir = c.required(&input.nir, "beneficiary.nir").and_then(|text| {
+        Nir::parse(text)
+            .map_err(|e| c.fail(ReasonCode::InvalidNir, "beneficiary.nir", e.to_string()))
+            .ok()
+    });
+    let birth_date = c.date(&input.birth_date, "beneficiary.birth_date");
+    let rank = c.required(&input.rank, "beneficiary.rank").copied();
+    let rank = rank.filter(|r| (1..=9).contains(r)).or_else(|| {
+        if rank.is_some() {
+            c.fail(
+                ReasonCode::InvalidBeneficiary,
+                "beneficiary.rank",
+                "rank must be 1 to 9",
+            );
+        }
+        None
+    });
+    Some(Insured {
+        nir: nir?,
+        birth_date: birth_date?,
+        rank: rank?,
+    })
+}
+
+fn parse_ehic(c: &mut Checker, input: &EhicInput) -> Option<Ehic> {
+    let invalid = ReasonCode::InvalidEhic;
+    let country = c.required(&input.country, "ehic.country").and_then(|text| {
+        Country::parse(text)
+            .map_err(|e| c.fail(invalid, "ehic.country", e.to_string()))
+            .ok()
+    });
+    let institution_id = c
+        .required(&input.institution_id, "ehic.institution_id")
+        .and_then(|text| {
+            EhicInstitutionId::parse(text)
+                .map_err(|e| c.fail(invalid, "ehic.institution_id", e.to_string()))
+                .ok()
+        });
+    let card_id = c.required(&input.card_id, "ehic.card_id").and_then(|text| {
+        EhicCardId::parse(text)
+            .map_err(|e| c.fail(invalid, "ehic.card_id", e.to_string()))
+            .ok()
+    });
+    let personal_id = c
+        .required(&input.personal_id, "ehic.personal_id")
+        .and_then(|text| {
+            EhicPersonalId::parse(text)
+                .map_err(|e| c.fail(invalid, "ehic.personal_id", e.to_string()))
+                .ok()
+        });
+    let surname = c.text(&input.surname, "ehic.surname", invalid);
+    let given_names = c.text(&input.given_names, "ehic.given_names", invalid);
+    let birth_date = c.date(&input.birth_date, "ehic.birth_date");
+    let expiry = c.date(&input.expiry, "ehic.expiry");
+    Some(Ehic {
+        country: country?,
+        institution_id: institution_id?,
+        card_id: card_id?,
+        personal_id: personal_id?,
+        surname: surname?,
+        given_names: given_names?,
+        birth_date: birth_date?,
+        expiry: expiry?,
+    })
+}
+
+fn parse_amount(c: &mut Checker, line: usize, field: &str, text: &str) -> Option<Cents> {
+    Cents::parse_euros(text)
+        .map_err(|e| {
+            c.fail_line(
+                ReasonCode::InvalidAmount,
+                line,
+                field,
+                format!("{field}: {e}"),
+            )
+        })
+        .ok()
+}
+
+/// Checks one act line's own fields (the nomenclature is checked later,
+/// once the date of care and the category are known).
+fn parse_line(c: &mut Checker, line: usize, input: &ActLineInput) -> Option<ActLine> {
+    let field = |name: &str| format!("acts[{}].{name}", line - 1);
+    let code = match &input.code {
+        None => {
+            c.fail(
+                ReasonCode::MissingField,
+                &field("code"),
+                "act code is required",
+            );
+            None
+        }
+        Some(code) => {
+            let syntactic = NgapKey::parse(code).is_ok()
+                || CcamCode::parse(code).is_ok()
+                || (code.len() == 3
+                    && code.starts_with("PH")
+                    && code.as_bytes()[2].is_ascii_digit());
+            if syntactic {
+                Some(code.clone())
+            } else {
+                c.fail_line(
+                    ReasonCode::InvalidActCode,
+                    line,
+                    "code",
+                    "not an NGAP key, a CCAM code or a pharmacy prestation code",
+                );
+                None
+            }
+        }
+    };
+    let quantity = input.quantity.unwrap_or(1);
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        c.fail_line(
+            ReasonCode::InvalidQuantity,
+            line,
+            "quantity",
+            format!("quantity must be 1 to {MAX_QUANTITY}"),
+        );
+    }
+    let coefficient = match &input.coefficient {
+        None => Some(Hundredths::ONE),
+        Some(text) => Hundredths::parse(text).or_else(|| {
+            c.fail_line(
+                ReasonCode::InvalidCoefficient,
+                line,
+                "coefficient",
+                format!(
+                    "coefficient must be a positive decimal up to {}",
+                    Hundredths::MAX
+                ),
+            );
+            None
+        }),
+    };
+    let charged = match &input.charged {
+        None => {
+            c.fail(
+                ReasonCode::MissingField,
+                &field("charged"),
+                "charged is required",
+            );
+            None
+        }
+        Some(text) => parse_amount(c, line, "charged", text),
+    };
+    let declared_base = match &input.base {
+        None => Some(None),
+        Some(text) => parse_amount(c, line, "base", text).map(Some),
+    };
+    let unit_price = match &input.unit_price {
+        None => Some(None),
+        Some(text) => parse_amount(c, line, "unit_price", text).map(Some),
+    };
+    let product = match &input.product {
+        None => Some(None),
+        Some(text) => match Cip13::parse(text) {
+            Ok(cip) => Some(Some(cip)),
+            Err(e) => {
+                c.fail_line(ReasonCode::InvalidProduct, line, "product", e.to_string());
+                None
+            }
+        },
+    };
+    let complement = match &input.complement {
+        None => Some(None),
+        Some(text) => Complement::parse(text).map(Some).or_else(|| {
+            c.fail_line(
+                ReasonCode::InvalidComplement,
+                line,
+                "complement",
+                "complement must be night, sunday or urgency",
+            );
+            None
+        }),
+    };
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        return None;
+    }
+    Some(ActLine {
+        code: code?,
+        quantity,
+        coefficient: coefficient?,
+        charged: charged?,
+        complement: complement?,
+        ald_related: input.ald_related,
+        declared_base: declared_base?,
+        product: product?,
+        unit_price: unit_price?,
+        leg: input.leg,
+    })
+}
+
+/// Parses the whole FSE, recording every problem.
+fn parse_fse(c: &mut Checker, input: &FseInput) -> Option<Fse> {
+    let fse_id = c.required(&input.fse_id, "fse_id").and_then(|id| {
+        if fse_id_ok(id) {
+            Some(id.clone())
+        } else {
+            c.fail(
+                ReasonCode::InvalidFseId,
+                "fse_id",
+                "fse_id must be the billing number (8 characters), '-', and the invoice number (9 digits)",
+            );
+            None
+        }
+    });
+    let received_at = c
+        .required(&input.received_at, "received_at")
+        .and_then(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map_err(|_| {
+                    c.fail(
+                        ReasonCode::InvalidTimestamp,
+                        "received_at",
+                        "received_at is not an RFC 3339 instant",
+                    )
+                })
+                .ok()
+        });
+    let care_date = c.date(&input.care_date, "care_date");
+    let professional = c
+        .required(&input.professional, "professional")
+        .and_then(|p| parse_professional(c, p));
+    let patient = match (&input.beneficiary, &input.ehic) {
+        (Some(b), None) => parse_insured(c, b).map(Patient::Insured),
+        (None, Some(e)) => parse_ehic(c, e).map(Patient::Visitor),
+        _ => {
+            c.fail(
+                ReasonCode::PatientAmbiguous,
+                "beneficiary",
+                "exactly one of beneficiary and ehic must be given",
+            );
+            None
+        }
+    };
+    let pathway = match &input.pathway {
+        // Pharmacies, labs and transport do not fill the pathway.
+        None => Some(Pathway::Referred),
+        Some(text) => Pathway::parse(text).or_else(|| {
+            c.fail(
+                ReasonCode::InvalidPathway,
+                "pathway",
+                "unknown care pathway",
+            );
+            None
+        }),
+    };
+    let tiers_payant = input.tiers_payant.unwrap_or_default();
+    let lines = match &input.acts {
+        None => {
+            c.fail(ReasonCode::MissingField, "acts", "acts is required");
+            None
+        }
+        Some(acts) if acts.is_empty() => {
+            c.fail(ReasonCode::NoActLines, "acts", "the FSE has no act line");
+            None
+        }
+        Some(acts) if acts.len() > MAX_LINES => {
+            c.fail(
+                ReasonCode::TooManyLines,
+                "acts",
+                format!("{} act lines; at most {MAX_LINES}", acts.len()),
+            );
+            None
+        }
+        Some(acts) => {
+            let parsed: Vec<Option<ActLine>> = acts
+                .iter()
+                .enumerate()
+                .map(|(i, line)| parse_line(c, i + 1, line))
+                .collect();
+            parsed.into_iter().collect::<Option<Vec<_>>>()
+        }
+    };
+    let signature = input.signature.as_ref().map(|s| Signature {
+        alg: s.alg.clone().unwrap_or_default(),
+        cert: s.cert.clone().unwrap_or_default(),
+        value: s.value.clone().unwrap_or_default(),
+    });
+    Some(Fse {
+        fse_id: fse_id?,
+        received_at: received_at?,
+        care_date: care_date?,
+        professional: professional?,
+        patient: patient?,
+        pathway: pathway?,
+        tiers_payant: TiersPayant {
+            amo: tiers_payant.amo,
+            amc: tiers_payant.amc,
+        },
+        lines: lines?,
+        signature,
+    })
+}
+
+/// Checks that need the rule tables: dates against the limitation period,
+/// act codes against the nomenclature on the date of care.
+fn check_against_rules(c: &mut Checker, fse: &Fse, rules: &Rules) {
+    let care = fse.care_date;
+    let received = fse.reimbursement_date();
+    if care > received {
+        c.fail(
+            ReasonCode::CareDateAfterReceipt,
+            "care_date",
+            "the date of care is after the date of receipt",
+        );
+    }
+    if care < fse.patient.birth_date() {
+        c.fail(
+            ReasonCode::CareDateBeforeBirth,
+            "care_date",
+            "the date of care is before the beneficiary's birth",
+        );
+    }
+    if let Patient::Visitor(ehic) = &fse.patient
+        && ehic.expiry.year() > care.year() + 50
+    {
+        c.fail(
+            ReasonCode::InvalidEhic,
+            "ehic.expiry",
+            "expiry is absurdly far",
+        );
+    }
+    match rules.general.limitation.at(care) {
+        None => {
+            c.fail(
+                ReasonCode::NoRulesForDate,
+                "care_date",
+                "no rule table is in force on the date of care",
+            );
+            return;
+        }
+        Some(limit) => {
+            if (received - care).num_days() > i64::from(limit.value.days) {
+                c.fail(
+                    ReasonCode::ClaimTimeBarred,
+                    "care_date",
+                    format!(
+                        "received more than {} days after the date of care",
+                        limit.value.days
+                    ),
+                );
+            }
+        }
+    }
+    let category = fse.professional.category;
+    for (index, line) in fse.lines.iter().enumerate() {
+        let n = index + 1;
+        let Some(act) = rules.acts.find(&line.code, category) else {
+            if rules.acts.knows_code(&line.code) {
+                c.fail_line(
+                    ReasonCode::ActNotAllowedForCategory,
+                    n,
+                    "code",
+                    format!("{} cannot be billed by a {}", line.code, category.as_str()),
+                );
+            } else {
+                c.fail_line(
+                    ReasonCode::UnknownActCode,
+                    n,
+                    "code",
+                    format!("{} is not in the nomenclature", line.code),
+                );
+            }
+            continue;
+        };
+        if !act.billable_on(care) {
+            c.fail_line(
+                ReasonCode::ActNotBillableOnDate,
+                n,
+                "code",
+                format!("{} has no tariff on {care}", line.code),
+            );
+        }
+        match act.pricing {
+            Pricing::DeclaredPrice if line.product.is_none() || line.unit_price.is_none() => {
+                c.fail_line(
+                    ReasonCode::InvalidProduct,
+                    n,
+                    "product",
+                    "a pharmacy line needs product (CIP13) and unit_price",
+                );
+            }
+            Pricing::Unit if line.coefficient != Hundredths::ONE => {
+                c.fail_line(
+                    ReasonCode::InvalidCoefficient,
+                    n,
+                    "coefficient",
+                    format!("{} is priced per unit: coefficient must be 1", line.code),
+                );
+            }
+            _ => {}
+        }
+        if let Some(complement) = line.complement {
+            let offered = rules
+                .rates
+                .complements(act.family)
+                .and_then(|c| c.at(care))
+                .is_some_and(|v| match complement {
+                    Complement::Night => v.value.night.is_some(),
+                    Complement::Sunday => v.value.sunday.is_some(),
+                    Complement::Urgency => v.value.urgency.is_some(),
+                });
+            if !offered {
+                c.fail_line(
+                    ReasonCode::InvalidComplement,
+                    n,
+                    "complement",
+                    format!("no {complement:?} complement applies to {}", line.code),
+                );
+            }
+        }
+    }
+}
+
+/// The beneficiary's pseudonymous key.
+pub fn beneficiary_key(fse: &Fse, ctx: &Context<'_>) -> BeneficiaryKey {
+    match &fse.patient {
+        Patient::Insured(i) => ctx.pseudonyms.insured(&i.nir, i.birth_date, i.rank),
+        Patient::Visitor(e) => ctx.pseudonyms.visitor(&e.institution_id, &e.card_id),
+    }
+}
+
+/// The validation stage.
+pub fn validate(
+    input: &FseInput,
+    state: &mut StateTxn<'_>,
+    ctx: &Context<'_>,
+) -> Result<Outcome<Validated>, StoreError> {
+    let mut c = Checker {
+        reasons: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let parsed = parse_fse(&mut c, input);
+    let fse_id = input.fse_id.as_deref().filter(|id| fse_id_ok(id));
+    let Some(fse) = parsed else {
+        return Ok(Outcome::Reject(reject(fse_id, c.reasons, c.warnings, ctx)));
+    };
+    check_against_rules(&mut c, &fse, ctx.rules);
+    if !c.reasons.is_empty() {
+        return Ok(Outcome::Reject(reject(fse_id, c.reasons, c.warnings, ctx)));
+    }
+    // The signature before the duplicate check: a forged FSE must not occupy
+    // a genuine one's id.
+    let signature_check = match ctx.refs.signatures.check(input, &fse) {
+        Ok(check) => check,
+        Err(reason) => {
+            return Ok(Outcome::Reject(reject(
+                fse_id,
+                vec![reason],
+                c.warnings,
+                ctx,
+            )));
+        }
+    };
+    let beneficiary = beneficiary_key(&fse, ctx);
+    let seen = keys::seen_fse(&beneficiary, &fse.fse_id);
+    if state.get(&seen)?.is_some() {
+        let reason = Reason::new(
+            Stage::Validation,
+            ReasonCode::Duplicate,
+            "an FSE with this id was already received for this beneficiary",
+        )
+        .field("fse_id");
+        let validated = Validated {
+            fse,
+            beneficiary,
+            signature_check,
+            warnings: c.warnings,
+        };
+        return Ok(Outcome::Reject(super::reject_validated(
+            &validated,
+            vec![reason],
+            ctx,
+        )));
+    }
+    state.put(seen, fse.reimbursement_date().to_string().into_bytes());
+    Ok(Outcome::Pass(Validated {
+        fse,
+        beneficiary,
+        signature_check,
+        warnings: c.warnings,
+    }))
+}
+
+/// The rejection of a submission that is not even of the FSE's shape (wrong
+/// JSON types, unknown fields). `path` names the field; the value is never
+/// echoed, since it may be personal data.
+pub fn malformed(fse_id: Option<&str>, path: &str, rules: &Rules) -> crate::domain::Decision {
+    let field = if path.is_empty() || path == "." {
+        "(document)"
+    } else {
+        path
+    };
+    crate::domain::Decision::rejected(
+        fse_id.filter(|id| fse_id_ok(id)).map(str::to_string),
+        vec![
+            Reason::new(
+                Stage::Validation,
+                ReasonCode::Malformed,
+                format!("{field}: wrong type, or a field the FSE does not have"),
+            )
+            .field(field),
+        ],
+        Vec::new(),
+        &rules.version,
+    )
+}

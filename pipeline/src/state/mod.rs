@@ -1,0 +1,179 @@
+//! Stage state: one store shape (ordered key-value with batch writes), a write
+//! overlay per batch, and two implementations — in memory and sled.
+//!
+//! A stage's pure function reads and writes through a [`StateTxn`]: reads see
+//! the batch's earlier writes, nothing reaches the store until the runtime
+//! applies the whole overlay in one batch. This module never decides anything
+//! about claims; [`keys`] says how each stage lays out its keys.
+
+pub mod keys;
+mod mem;
+mod sled_store;
+
+use std::collections::BTreeMap;
+
+pub use mem::MemStore;
+pub use sled_store::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store: value under key {key} is corrupt: {what}")]
+    Corrupt { key: String, what: String },
+}
+
+/// A batch of writes: `None` deletes the key. Ordered, so applying it is
+/// deterministic and its changelog is too.
+pub type WriteBatch = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Read access to a store.
+pub trait StateRead {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// A durable (or in-memory) store with atomic batch writes.
+pub trait StateStore: StateRead {
+    /// Applies every write of the batch atomically.
+    fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+    /// Makes every applied batch durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Every key-value pair with the prefix, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
+}
+
+/// A write overlay over a store for one batch of inputs.
+pub struct StateTxn<'a> {
+    base: &'a dyn StateRead,
+    writes: WriteBatch,
+}
+
+impl<'a> StateTxn<'a> {
+    pub fn new(base: &'a dyn StateRead) -> StateTxn<'a> {
+        StateTxn {
+            base,
+            writes: WriteBatch::new(),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// An 8-byte big-endian counter (cents, counts); absent reads as 0.
+    pub fn get_i64(&self, key: &[u8]) -> Result<i64, StoreError> {
+        match self.get(key)? {
+            None => Ok(0),
+            Some(bytes) => {
+                let array: [u8; 8] =
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt {
+                            key: String::from_utf8_lossy(key).into_owned(),
+                            what: format!("{} bytes where a counter has 8", bytes.len()),
+                        })?;
+                Ok(i64::from_be_bytes(array))
+            }
+        }
+    }
+
+    pub fn put_i64(&mut self, key: Vec<u8>, value: i64) {
+        self.put(key, value.to_be_bytes().to_vec());
+    }
+
+    pub fn writes(&self) -> &WriteBatch {
+        &self.writes
+    }
+
+    pub fn into_writes(self) -> WriteBatch {
+        self.writes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same behaviour, whichever store is underneath.
+    fn exercise(store: &dyn StateStore) {
+        let mut txn = StateTxn::new(store);
+        assert_eq!(txn.get(b"a").unwrap(), None);
+        txn.put(b"a".to_vec(), b"1".to_vec());
+        txn.put_i64(b"n/x".to_vec(), 42);
+        txn.put_i64(b"n/y".to_vec(), 7);
+        assert_eq!(
+            txn.get(b"a").unwrap(),
+            Some(b"1".to_vec()),
+            "reads see the overlay"
+        );
+        assert_eq!(
+            store.get(b"a").unwrap(),
+            None,
+            "nothing reaches the store early"
+        );
+        let batch = txn.into_writes();
+        store.apply(&batch).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+        let mut txn = StateTxn::new(store);
+        assert_eq!(txn.get_i64(b"n/x").unwrap(), 42);
+        assert_eq!(txn.get_i64(b"n/none").unwrap(), 0);
+        txn.delete(b"a".to_vec());
+        assert_eq!(
+            txn.get(b"a").unwrap(),
+            None,
+            "a delete hides the stored value"
+        );
+        store.apply(&txn.into_writes()).unwrap();
+        assert_eq!(store.get(b"a").unwrap(), None);
+        let scanned: Vec<Vec<u8>> = store
+            .scan_prefix(b"n/")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(scanned, vec![b"n/x".to_vec(), b"n/y".to_vec()]);
+        let mut txn = StateTxn::new(store);
+        txn.put(b"bad".to_vec(), vec![1, 2, 3]);
+        assert!(
+            txn.get_i64(b"bad").is_err(),
+            "a short counter is corrupt, not zero"
+        );
+    }
+
+    #[test]
+    fn mem_store_behaves() {
+        exercise(&MemStore::default());
+    }
+
+    #[test]
+    fn sled_store_behaves_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path(), "validation-0").unwrap();
+            exercise(&store);
+        }
+        let reopened = SledStore::open(dir.path(), "validation-0").unwrap();
+        assert_eq!(reopened.scan_prefix(b"n/").unwrap().len(), 2);
+        let other = reopened.tree("validation-1").unwrap();
+        assert!(
+            other.scan_prefix(b"").unwrap().is_empty(),
+            "trees are separate"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Deterministic replay (filled by the replay issue).

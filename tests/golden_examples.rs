@@ -1,0 +1,317 @@
+//! Golden tests: the worked examples of domain.md §3.10, to the cent, through
+//! the same in-process chain `clearing adjudicate` runs.
+//!
+//! E6 is not here: its figures (a régime local supplement equal to the whole
+//! ticket modérateur, 100 %) contradict E4's 90 % — docs/rules.md explains.
+
+use clearing_pipeline::adjudicate::Adjudicator;
+use clearing_pipeline::domain::{Decision, Status};
+use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::refdata::TrustUnsigned;
+use clearing_pipeline::rules::Rules;
+use serde_json::{Value, json};
+
+const GP: &str = "10000123454";
+const SPECIALIST: &str = "10101234564";
+const DENTIST: &str = "10000000009";
+const NIR: &str = "185057800604830";
+
+fn adjudicator(rights: Value) -> Adjudicator {
+    let mut a = Adjudicator::new(
+        Rules::embedded().unwrap(),
+        PseudonymKey::development(),
+        Box::new(TrustUnsigned),
+    );
+    a.load_rights_line(&rights.to_string()).unwrap();
+    a
+}
+
+fn rights(extra: Value) -> Value {
+    let mut r = json!({
+        "nir": NIR, "birth_date": "1985-05-12", "rank": 1,
+        "coverage": [{"from": "2000-01-01", "to": null, "regime": "01", "fund": "751"}],
+        "ald": [], "css": [], "ame": [], "maternity": [],
+        "local_regime": null, "declared_gp": GP
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+fn fse(care_date: &str, professional: Value, pathway: &str, acts: Value) -> Value {
+    json!({
+        "fse_id": "12345678-000000042",
+        "received_at": format!("{care_date}T18:00:00+01:00"),
+        "care_date": care_date,
+        "professional": professional,
+        "beneficiary": {"nir": NIR, "birth_date": "1985-05-12", "rank": 1},
+        "pathway": pathway,
+        "tiers_payant": {"amo": false, "amc": false},
+        "acts": acts,
+    })
+}
+
+fn gp(sector: &str, optam: bool) -> Value {
+    json!({"rpps": GP, "category": "gp", "sector": sector, "optam": optam})
+}
+
+fn decide(a: &mut Adjudicator, claim: Value) -> Decision {
+    let decision = a.decide_line(&claim.to_string()).unwrap();
+    assert_eq!(decision.status, Status::Paid, "{decision:#?}");
+    decision.check_invariants().unwrap();
+    decision
+}
+
+/// Asserts the money of a decision: (amo, css, participation, patient).
+fn assert_money(d: &Decision, amo: &str, css: &str, participation: &str, patient: &str) {
+    let got = (
+        d.amo.to_string(),
+        d.css.to_string(),
+        d.participation.to_string(),
+        d.patient.to_string(),
+    );
+    assert_eq!(
+        got,
+        (amo.into(), css.into(), participation.into(), patient.into()),
+        "(amo, css, participation, patient) of {d:#?}"
+    );
+}
+
+#[test]
+fn e1_adult_gp_with_depassement_2018() {
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2018-04-03",
+            gp("2", true),
+            "mt",
+            json!([{"code": "G", "charged": "27.00"}]),
+        ),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "25.00");
+    assert_eq!(d.lines[0].rate.percent(), 70);
+    assert_money(&d, "16.50", "0.00", "1.00", "10.50");
+    assert_eq!(d.paid_to_insured.to_string(), "16.50");
+}
+
+#[test]
+fn e2_ald_related_consultation_2019_still_bears_participation() {
+    let mut a = adjudicator(rights(json!({"ald": [{"from": "2018-01-01", "to": null}]})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2019-05-05",
+            gp("1", false),
+            "mt",
+            json!([{"code": "G", "charged": "25.00", "ald_related": true}]),
+        ),
+    );
+    assert_eq!(d.lines[0].rate.percent(), 100);
+    assert_money(&d, "24.00", "0.00", "1.00", "1.00");
+}
+
+#[test]
+fn e3_cmu_c_ticket_paid_by_css_2017() {
+    let mut a = adjudicator(rights(json!({"css": [{"from": "2017-01-01", "to": null}]})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2017-06-12",
+            gp("1", false),
+            "mt",
+            json!([{"code": "G", "charged": "25.00"}]),
+        ),
+    );
+    assert_money(&d, "17.50", "7.50", "0.00", "0.00");
+}
+
+#[test]
+fn e4_alsace_moselle_with_depassement_2018() {
+    let mut a = adjudicator(rights(json!({"local_regime": "alsace-moselle"})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2018-03-04",
+            gp("2", true),
+            "mt",
+            json!([{"code": "G", "charged": "30.00"}]),
+        ),
+    );
+    assert_eq!(d.lines[0].rate.percent(), 90);
+    assert_money(&d, "21.50", "0.00", "1.00", "8.50");
+}
+
+#[test]
+fn e5_gp_with_sunday_complement_and_coordination_majoration_2019() {
+    // domain.md labels the 19.06 complement "night"; 19.06 is the Sunday and
+    // holiday majoration (F), which is how the tables carry it.
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2019-04-03",
+            gp("1", false),
+            "mt",
+            json!([
+                {"code": "G", "charged": "44.06", "complement": "sunday"},
+                {"code": "MCG", "charged": "3.00"}
+            ]),
+        ),
+    );
+    // 17.50 + 13.34 + 2.10 = 32.94 gross, minus one participation.
+    assert_eq!(d.lines[0].base.to_string(), "44.06");
+    assert_eq!(d.lines[0].amo.to_string(), "29.84");
+    assert_eq!(d.lines[1].amo.to_string(), "2.10");
+    assert_money(&d, "31.94", "0.00", "1.00", "15.12");
+}
+
+#[test]
+fn e7_optam_specialist_in_pathway_2019() {
+    let mut a = adjudicator(rights(json!({})));
+    let specialist =
+        json!({"rpps": SPECIALIST, "category": "specialist", "sector": "2", "optam": true});
+    let d = decide(
+        &mut a,
+        fse(
+            "2019-09-10",
+            specialist,
+            "referred",
+            json!([{"code": "CS", "charged": "45.00"}]),
+        ),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "30.00");
+    assert_money(&d, "20.00", "0.00", "1.00", "25.00");
+}
+
+#[test]
+fn e8_gp_declared_consultation_from_22_december_2024() {
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2025-01-20",
+            gp("1", false),
+            "mt",
+            json!([{"code": "G", "charged": "30.00"}]),
+        ),
+    );
+    assert_money(&d, "19.00", "0.00", "2.00", "11.00");
+    assert_eq!(d.paid_to_insured.to_string(), "19.00");
+    assert_eq!(d.lines[0].tariff, "G@2024-12-22");
+}
+
+#[test]
+fn e9_gp_at_26_50_either_side_of_the_2024_participation_change() {
+    let mut a = adjudicator(rights(json!({})));
+    let after = decide(
+        &mut a,
+        fse(
+            "2024-06-10",
+            gp("1", false),
+            "mt",
+            json!([{"code": "G", "charged": "26.50"}]),
+        ),
+    );
+    assert_money(&after, "16.55", "0.00", "2.00", "9.95");
+    let mut claim = fse(
+        "2024-03-11",
+        gp("1", false),
+        "mt",
+        json!([{"code": "G", "charged": "26.50"}]),
+    );
+    claim["fse_id"] = json!("12345678-000000043");
+    let before = decide(&mut a, claim);
+    assert_money(&before, "17.55", "0.00", "1.00", "8.95");
+}
+
+#[test]
+fn e10_dentist_consultation_either_side_of_15_october_2023() {
+    let mut a = adjudicator(rights(json!({})));
+    let dentist = json!({"rpps": DENTIST, "category": "dentist", "sector": "1", "optam": false});
+    let before = decide(
+        &mut a,
+        fse(
+            "2023-10-14",
+            dentist.clone(),
+            "direct_access",
+            json!([{"code": "C", "charged": "23.00"}]),
+        ),
+    );
+    assert_money(&before, "16.10", "0.00", "0.00", "6.90");
+    let mut claim = fse(
+        "2023-10-15",
+        dentist,
+        "direct_access",
+        json!([{"code": "C", "charged": "23.00"}]),
+    );
+    claim["fse_id"] = json!("12345678-000000043");
+    let after = decide(&mut a, claim);
+    assert_money(&after, "13.80", "0.00", "0.00", "9.20");
+}
+
+#[test]
+fn e11_gp_at_25_between_2017_and_2023() {
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2020-02-03",
+            gp("1", false),
+            "mt",
+            json!([{"code": "G", "charged": "25.00"}]),
+        ),
+    );
+    assert_money(&d, "16.50", "0.00", "1.00", "8.50");
+}
+
+#[test]
+fn e12_sector_2_non_optam_base_23() {
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2019-11-04",
+            gp("2", false),
+            "mt",
+            json!([{"code": "G", "charged": "40.00"}]),
+        ),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "23.00");
+    assert_money(&d, "15.10", "0.00", "1.00", "24.90");
+}
+
+#[test]
+fn e13_gp_outside_pathway_after_31_january_2009() {
+    let mut a = adjudicator(rights(json!({"declared_gp": null})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2009-03-02",
+            gp("1", false),
+            "outside",
+            json!([{"code": "C", "charged": "22.00"}]),
+        ),
+    );
+    assert_eq!(d.lines[0].rate.percent(), 30);
+    assert_money(&d, "5.60", "0.00", "1.00", "16.40");
+}
+
+#[test]
+fn e14_photocoagulation_flat_fee_replaces_the_ticket() {
+    let mut a = adjudicator(rights(json!({})));
+    let specialist =
+        json!({"rpps": SPECIALIST, "category": "specialist", "sector": "1", "optam": false});
+    let d = decide(
+        &mut a,
+        fse(
+            "2019-06-01",
+            specialist,
+            "referred",
+            json!([{"code": "BGLA001", "charged": "125.40"}]),
+        ),
+    );
+    assert_eq!(d.flat_fee.to_string(), "24.00");
+    assert_money(&d, "101.40", "0.00", "0.00", "24.00");
+}
