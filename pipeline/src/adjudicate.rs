@@ -4,6 +4,7 @@
 //! store, and each claim's writes are applied before the next claim, as one
 //! batch of one would be by the runtime.
 
+use crate::domain::json;
 use crate::domain::rights::RightsInput;
 use crate::domain::{Decision, FseInput};
 use crate::pseudonym::PseudonymKey;
@@ -14,6 +15,19 @@ use crate::state::{MemStore, StateStore, StateTxn, StoreError};
 
 /// Bound on one JSON line: an FSE of the maximum line count fits far inside.
 pub const MAX_LINE_BYTES: usize = 256 * 1024;
+
+/// The fields of an FSE that must be JSON objects (arrays: their items).
+pub const FSE_OBJECTS: &[&str] = &[
+    "professional",
+    "beneficiary",
+    "ehic",
+    "tiers_payant",
+    "signature",
+    "acts[]",
+];
+
+/// The fields of a rights record whose items must be JSON objects.
+pub const RIGHTS_OBJECTS: &[&str] = &["coverage[]", "ald[]", "css[]", "ame[]", "maternity[]"];
 
 /// A line that cannot become a decision at all.
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +104,8 @@ impl Adjudicator {
     /// Loads one rights record (JSON line of `ref.rights`).
     pub fn load_rights_line(&mut self, line: &str) -> Result<(), LineError> {
         let value = parse_object(line)?;
-        let input: RightsInput = serde_path_to_error::deserialize(&value).map_err(|e| {
-            LineError::Invalid(format!("{}: wrong type or unknown field", e.path()))
-        })?;
+        let input: RightsInput = json::from_value(&value, RIGHTS_OBJECTS)
+            .map_err(|e| LineError::Invalid(e.to_string()))?;
         let mut txn = StateTxn::new(&self.stores.entitlement);
         entitlement::apply_rights(input, &mut txn, &self.pseudonyms)
             .map_err(|e| LineError::Invalid(e.to_string()))?;
@@ -104,9 +117,8 @@ impl Adjudicator {
     /// Loads one EU institution (JSON line of `ref.eu.institutions`).
     pub fn load_institution_line(&mut self, line: &str) -> Result<(), LineError> {
         let value = parse_object(line)?;
-        let input: EuInstitutionInput = serde_path_to_error::deserialize(&value).map_err(|e| {
-            LineError::Invalid(format!("{}: wrong type or unknown field", e.path()))
-        })?;
+        let input: EuInstitutionInput =
+            json::from_value(&value, &[]).map_err(|e| LineError::Invalid(e.to_string()))?;
         self.institutions
             .upsert(input)
             .map_err(|e| LineError::Invalid(e.to_string()))
@@ -117,15 +129,13 @@ impl Adjudicator {
     /// an error.
     pub fn decide_line(&mut self, line: &str) -> Result<Decision, LineError> {
         let value = parse_object(line)?;
-        let input: FseInput = match serde_path_to_error::deserialize(&value) {
+        let input: FseInput = match json::from_value(&value, FSE_OBJECTS) {
             Ok(input) => input,
             Err(e) => {
                 let fse_id = value.get("fse_id").and_then(|v| v.as_str());
-                return Ok(validation::malformed(
-                    fse_id,
-                    &e.path().to_string(),
-                    &self.rules,
-                ));
+                let mut decision = validation::malformed(fse_id, &e, &self.rules);
+                decision.signature_check = self.verifier.unchecked_outcome();
+                return Ok(decision);
             }
         };
         Ok(self.decide(&input)?)

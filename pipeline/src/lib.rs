@@ -6,13 +6,19 @@
 //! the global reference data; [`adjudicate`] runs the stages in process.
 
 pub mod adjudicate;
+pub mod bus;
 pub mod domain;
+pub mod events;
 pub mod ids;
 pub mod money;
+pub mod pki;
 pub mod pseudonym;
 pub mod refdata;
 pub mod rules;
+pub mod runtime;
+pub mod signatures;
 pub mod stages;
 pub mod state;
+pub mod synth;
 
 pub use domain::rights;

@@ -99,6 +99,11 @@ impl PseudonymKey {
 pub struct BeneficiaryKey(String);
 
 impl BeneficiaryKey {
+    /// A key read back from a stage's own event or state (already derived).
+    pub fn from_stored(key: &str) -> BeneficiaryKey {
+        BeneficiaryKey(key.to_string())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -18,6 +18,13 @@ pub trait SignatureVerifier: Send + Sync {
     /// `submission` is the FSE as received (its canonical bytes are signed);
     /// `fse` its checked form (professional, dates).
     fn check(&self, submission: &FseInput, fse: &Fse) -> Result<SignatureCheck, Reason>;
+
+    /// The outcome every decision carries whatever the FSE, if the verifier
+    /// has one: `not_checked` in simulation mode, so that even a claim
+    /// rejected before the signature step says signatures were not checked.
+    fn unchecked_outcome(&self) -> Option<SignatureCheck> {
+        None
+    }
 }
 
 /// Simulation mode (`--trust-unsigned`): no check, and every decision says so.
@@ -27,6 +34,10 @@ pub struct TrustUnsigned;
 impl SignatureVerifier for TrustUnsigned {
     fn check(&self, _: &FseInput, _: &Fse) -> Result<SignatureCheck, Reason> {
         Ok(SignatureCheck::NotChecked)
+    }
+
+    fn unchecked_outcome(&self) -> Option<SignatureCheck> {
+        Some(SignatureCheck::NotChecked)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod decision;
 pub mod fse;
+pub mod json;
 pub mod reason;
 pub mod rights;
 

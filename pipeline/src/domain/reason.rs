@@ -47,6 +47,14 @@ macro_rules! reason_codes {
                 }
             }
 
+            /// The code with this stable string, if any.
+            pub fn parse(code: &str) -> Option<ReasonCode> {
+                match code {
+                    $($code => Some(ReasonCode::$variant),)*
+                    _ => None,
+                }
+            }
+
             /// The national return-norm code, where one is known.
             pub fn noemie(self) -> Option<&'static str> {
                 match self {

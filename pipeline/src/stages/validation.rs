@@ -573,6 +573,16 @@ fn check_against_rules(c: &mut Checker, fse: &Fse, rules: &Rules) {
     }
 }
 
+/// Re-checks an FSE that validation passed before, as a later stage reads it
+/// back from a topic: the same parse, without rules, signature or state.
+pub fn reparse(input: &FseInput) -> Option<Fse> {
+    let mut c = Checker {
+        reasons: Vec::new(),
+        warnings: Vec::new(),
+    };
+    parse_fse(&mut c, input).filter(|_| c.reasons.is_empty())
+}
+
 /// The beneficiary's pseudonymous key.
 pub fn beneficiary_key(fse: &Fse, ctx: &Context<'_>) -> BeneficiaryKey {
     match &fse.patient {
@@ -593,12 +603,17 @@ pub fn validate(
     };
     let parsed = parse_fse(&mut c, input);
     let fse_id = input.fse_id.as_deref().filter(|id| fse_id_ok(id));
+    let early = |c: Checker| {
+        let mut decision = reject(fse_id, c.reasons, c.warnings, ctx);
+        decision.signature_check = ctx.refs.signatures.unchecked_outcome();
+        Ok(Outcome::Reject(decision))
+    };
     let Some(fse) = parsed else {
-        return Ok(Outcome::Reject(reject(fse_id, c.reasons, c.warnings, ctx)));
+        return early(c);
     };
     check_against_rules(&mut c, &fse, ctx.rules);
     if !c.reasons.is_empty() {
-        return Ok(Outcome::Reject(reject(fse_id, c.reasons, c.warnings, ctx)));
+        return early(c);
     }
     // The signature before the duplicate check: a forged FSE must not occupy
     // a genuine one's id.
@@ -634,6 +649,9 @@ pub fn validate(
             ctx,
         )));
     }
+    // The id is consumed once the FSE passes validation with a genuine
+    // signature: a later rejection (entitlement, routing) does not free it; a
+    // corrected FSE is sent under a new invoice number (docs/rules.md).
     state.put(seen, fse.reimbursement_date().to_string().into_bytes());
     Ok(Outcome::Pass(Validated {
         fse,
@@ -646,22 +664,19 @@ pub fn validate(
 /// The rejection of a submission that is not even of the FSE's shape (wrong
 /// JSON types, unknown fields). `path` names the field; the value is never
 /// echoed, since it may be personal data.
-pub fn malformed(fse_id: Option<&str>, path: &str, rules: &Rules) -> crate::domain::Decision {
-    let field = if path.is_empty() || path == "." {
-        "(document)"
+pub fn malformed(
+    fse_id: Option<&str>,
+    error: &crate::domain::json::ShapeError,
+    rules: &Rules,
+) -> crate::domain::Decision {
+    let code = if error.what == "missing" {
+        ReasonCode::MissingField
     } else {
-        path
+        ReasonCode::Malformed
     };
     crate::domain::Decision::rejected(
         fse_id.filter(|id| fse_id_ok(id)).map(str::to_string),
-        vec![
-            Reason::new(
-                Stage::Validation,
-                ReasonCode::Malformed,
-                format!("{field}: wrong type, or a field the FSE does not have"),
-            )
-            .field(field),
-        ],
+        vec![Reason::new(Stage::Validation, code, error.to_string()).field(error.path.clone())],
         Vec::new(),
         &rules.version,
     )

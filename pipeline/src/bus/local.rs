@@ -1,0 +1,602 @@
+//! The embedded backend (`local:DIR`): a segmented append-only log on disk.
+//!
+//! One directory per topic-partition, segments named by their first offset,
+//! each record framed as `len | crc32c | offset | timestamp | key | value`.
+//! Appends go through a buffer and become visible to readers and durable
+//! (fsync) at [`BusProducer::flush`], i.e. at commit. On open, a torn tail
+//! (a crash mid-append) is detected by length and CRC and cut off. Consumer
+//! offsets per group live in `_groups/`. The same files are the archive
+//! format replay reads. One process owns a directory at a time (a lock file).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::{Assignment, Bus, BusConsumer, BusError, BusProducer, Polled, Record, TopicSpec};
+
+/// A segment rolls over past this size.
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Bound on one record's key + value.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// One sparse index entry every this many records.
+const INDEX_EVERY: u64 = 1024;
+/// Frame header: len (4) + crc (4); payload header: offset (8) + timestamp (8) + 2 lengths (8).
+const FRAME_HEADER: usize = 8;
+const PAYLOAD_FIXED: usize = 24;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BusError {
+    let context = context.into();
+    move |source| BusError::Io { context, source }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves the log as the next open would
+    // find it after a crash; carry on rather than poison every caller.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Segment {
+    base: u64,
+    path: PathBuf,
+}
+
+struct PartitionLog {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    writer: Option<BufWriter<File>>,
+    /// Bytes in the active segment, including buffered ones.
+    active_len: u64,
+    /// Next offset to assign.
+    next_offset: u64,
+    /// Records below this offset are flushed: visible to readers.
+    visible_end: u64,
+    /// Sparse index: (offset, segment index, byte position).
+    index: Vec<(u64, usize, u64)>,
+}
+
+fn encode_frame(offset: u64, timestamp: i64, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(PAYLOAD_FIXED + key.len() + value.len());
+    payload.extend_from_slice(&offset.to_be_bytes());
+    payload.extend_from_slice(&timestamp.to_be_bytes());
+    payload.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    payload.extend_from_slice(key);
+    payload.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    payload.extend_from_slice(value);
+    let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
+    frame.extend_from_slice(&((payload.len() + 4) as u32).to_be_bytes());
+    frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// A frame read back: offset, timestamp, key, value, and its size on disk.
+type Frame = (u64, i64, Vec<u8>, Vec<u8>, u64);
+
+/// Open partition logs by (topic, partition).
+type PartitionMap = BTreeMap<(String, u32), Arc<Mutex<PartitionLog>>>;
+
+/// Reads one frame; `Ok(None)` at a clean end or a torn tail.
+fn read_frame(reader: &mut impl Read) -> Result<Option<Frame>, std::io::Error> {
+    let mut header = [0u8; FRAME_HEADER];
+    if !read_exact_or_eof(reader, &mut header)? {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if !(4 + PAYLOAD_FIXED..=4 + PAYLOAD_FIXED + MAX_RECORD_BYTES).contains(&len) {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len - 4];
+    if !read_exact_or_eof(reader, &mut payload)? || crc32c::crc32c(&payload) != crc {
+        return Ok(None);
+    }
+    let u64_at = |i: usize| u64::from_be_bytes(payload[i..i + 8].try_into().unwrap_or([0; 8]));
+    let u32_at =
+        |i: usize| u32::from_be_bytes(payload[i..i + 4].try_into().unwrap_or([0; 4])) as usize;
+    let offset = u64_at(0);
+    let timestamp = u64_at(8) as i64;
+    let key_len = u32_at(16);
+    let Some(value_len_at) = 20usize
+        .checked_add(key_len)
+        .filter(|&v| v + 4 <= payload.len())
+    else {
+        return Ok(None);
+    };
+    let value_len = u32_at(value_len_at);
+    if value_len_at + 4 + value_len != payload.len() {
+        return Ok(None);
+    }
+    let key = payload[20..20 + key_len].to_vec();
+    let value = payload[value_len_at + 4..].to_vec();
+    Ok(Some((
+        offset,
+        timestamp,
+        key,
+        value,
+        (FRAME_HEADER + len - 4) as u64,
+    )))
+}
+
+fn read_exact_or_eof(reader: &mut impl Read, buf: &mut [u8]) -> Result<bool, std::io::Error> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+impl PartitionLog {
+    fn segment_path(dir: &Path, base: u64) -> PathBuf {
+        dir.join(format!("{base:020}.log"))
+    }
+
+    /// Opens a partition, scanning its segments to rebuild the index and cut
+    /// a torn tail.
+    fn open(dir: PathBuf) -> Result<PartitionLog, BusError> {
+        fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+        let mut bases: Vec<u64> = fs::read_dir(&dir)
+            .map_err(io(dir.display().to_string()))?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        let mut log = PartitionLog {
+            dir: dir.clone(),
+            segments: Vec::new(),
+            writer: None,
+            active_len: 0,
+            next_offset: 0,
+            visible_end: 0,
+            index: Vec::new(),
+        };
+        for (i, base) in bases.iter().enumerate() {
+            let path = Self::segment_path(&dir, *base);
+            let file = File::open(&path).map_err(io(path.display().to_string()))?;
+            let mut reader = BufReader::new(file);
+            let mut position = 0u64;
+            let mut expected = *base;
+            while let Some((offset, _, _, _, size)) =
+                read_frame(&mut reader).map_err(io(path.display().to_string()))?
+            {
+                if offset != expected {
+                    break;
+                }
+                if offset.is_multiple_of(INDEX_EVERY) {
+                    log.index.push((offset, i, position));
+                }
+                position += size;
+                expected += 1;
+            }
+            let on_disk = fs::metadata(&path)
+                .map_err(io(path.display().to_string()))?
+                .len();
+            if position < on_disk {
+                // A torn or corrupt tail: everything after the last good record goes.
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(path.display().to_string()))?;
+                file.set_len(position)
+                    .map_err(io(path.display().to_string()))?;
+                file.sync_all().map_err(io(path.display().to_string()))?;
+            }
+            log.segments.push(Segment { base: *base, path });
+            log.next_offset = expected;
+            log.active_len = position;
+        }
+        log.visible_end = log.next_offset;
+        Ok(log)
+    }
+
+    fn writer(&mut self) -> Result<&mut BufWriter<File>, BusError> {
+        if self.segments.is_empty() || self.active_len >= SEGMENT_BYTES {
+            if let Some(mut w) = self.writer.take() {
+                w.flush().map_err(io("segment roll"))?;
+                w.get_ref().sync_data().map_err(io("segment roll"))?;
+            }
+            let path = Self::segment_path(&self.dir, self.next_offset);
+            self.segments.push(Segment {
+                base: self.next_offset,
+                path,
+            });
+            self.active_len = 0;
+        }
+        if self.writer.is_none() {
+            let segment = self
+                .segments
+                .last()
+                .ok_or_else(|| BusError::Corrupt("no segment".into()))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&segment.path)
+                .map_err(io(segment.path.display().to_string()))?;
+            self.writer = Some(BufWriter::with_capacity(256 * 1024, file));
+        }
+        self.writer
+            .as_mut()
+            .ok_or_else(|| BusError::Corrupt("no writer".into()))
+    }
+
+    fn append(&mut self, timestamp: i64, key: &[u8], value: &[u8]) -> Result<u64, BusError> {
+        if key.len() + value.len() > MAX_RECORD_BYTES {
+            return Err(BusError::TooLarge(key.len() + value.len()));
+        }
+        let offset = self.next_offset;
+        let frame = encode_frame(offset, timestamp, key, value);
+        let position = self.active_len;
+        let segment_index = {
+            self.writer()?;
+            self.segments.len() - 1
+        };
+        self.writer()?.write_all(&frame).map_err(io("append"))?;
+        if offset.is_multiple_of(INDEX_EVERY) {
+            self.index.push((offset, segment_index, position));
+        }
+        self.active_len += frame.len() as u64;
+        self.next_offset += 1;
+        Ok(offset)
+    }
+
+    fn flush(&mut self) -> Result<(), BusError> {
+        if let Some(w) = &mut self.writer {
+            w.flush().map_err(io("flush"))?;
+            w.get_ref().sync_data().map_err(io("fsync"))?;
+        }
+        self.visible_end = self.next_offset;
+        Ok(())
+    }
+
+    /// Records from `from`, at most `max`, up to the visible end.
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError> {
+        let end = self.visible_end;
+        if from >= end || max == 0 {
+            return Ok(Vec::new());
+        }
+        // The last index entry at or before `from`, else the segment start.
+        let seg = self
+            .segments
+            .partition_point(|s| s.base <= from)
+            .saturating_sub(1);
+        let start = self
+            .index
+            .iter()
+            .rev()
+            .find(|(o, s, _)| *o <= from && *s == seg)
+            .map_or(
+                (self.segments.get(seg).map_or(0, |s| s.base), 0),
+                |(o, _, p)| (*o, *p),
+            );
+        let mut out = Vec::new();
+        let mut segment = seg;
+        let mut position = start.1;
+        while segment < self.segments.len() && out.len() < max {
+            let path = &self.segments[segment].path;
+            let mut file = File::open(path).map_err(io(path.display().to_string()))?;
+            file.seek(SeekFrom::Start(position)).map_err(io("seek"))?;
+            let mut reader = BufReader::with_capacity(256 * 1024, file);
+            while out.len() < max {
+                let Some((offset, timestamp, key, value, _)) =
+                    read_frame(&mut reader).map_err(io(path.display().to_string()))?
+                else {
+                    break;
+                };
+                if offset >= end {
+                    return Ok(out);
+                }
+                if offset >= from {
+                    out.push(Record {
+                        topic: topic.to_string(),
+                        partition,
+                        offset,
+                        timestamp_millis: timestamp,
+                        key,
+                        value,
+                    });
+                }
+            }
+            segment += 1;
+            position = 0;
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct TopicMeta {
+    partitions: u32,
+    compacted: bool,
+}
+
+/// The local log: a directory of topics.
+pub struct LocalLog {
+    dir: PathBuf,
+    _lock: File,
+    topics: Mutex<BTreeMap<String, TopicMeta>>,
+    partitions: Mutex<PartitionMap>,
+}
+
+impl LocalLog {
+    pub fn open(dir: &Path) -> Result<Arc<LocalLog>, BusError> {
+        fs::create_dir_all(dir.join("_groups")).map_err(io(dir.display().to_string()))?;
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(lock_path.display().to_string()))?;
+        lock.try_lock()
+            .map_err(|_| BusError::Busy(format!("{} is used by another process", dir.display())))?;
+        let mut topics = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(io(dir.display().to_string()))? {
+            let entry = entry.map_err(io(dir.display().to_string()))?;
+            let meta_path = entry.path().join("topic.json");
+            if let Ok(text) = fs::read_to_string(&meta_path) {
+                let meta: TopicMeta = serde_json::from_str(&text)
+                    .map_err(|e| BusError::Corrupt(format!("{}: {e}", meta_path.display())))?;
+                topics.insert(entry.file_name().to_string_lossy().into_owned(), meta);
+            }
+        }
+        Ok(Arc::new(LocalLog {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            topics: Mutex::new(topics),
+            partitions: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    fn topic_partitions(&self, topic: &str) -> Result<u32, BusError> {
+        lock(&self.topics)
+            .get(topic)
+            .map(|m| m.partitions)
+            .ok_or_else(|| BusError::UnknownTopic(topic.to_string()))
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Mutex<PartitionLog>>, BusError> {
+        let count = self.topic_partitions(topic)?;
+        if partition >= count {
+            return Err(BusError::UnknownPartition(topic.to_string(), partition));
+        }
+        let mut partitions = lock(&self.partitions);
+        if let Some(log) = partitions.get(&(topic.to_string(), partition)) {
+            return Ok(log.clone());
+        }
+        let log = Arc::new(Mutex::new(PartitionLog::open(
+            self.dir.join(topic).join(partition.to_string()),
+        )?));
+        partitions.insert((topic.to_string(), partition), log.clone());
+        Ok(log)
+    }
+
+    fn group_path(&self, group: &str) -> PathBuf {
+        self.dir.join("_groups").join(format!("{group}.json"))
+    }
+
+    fn read_group(&self, group: &str) -> Result<BTreeMap<String, u64>, BusError> {
+        match fs::read_to_string(self.group_path(group)) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| BusError::Corrupt(format!("group {group}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(io(format!("group {group}"))(e)),
+        }
+    }
+
+    fn write_group(&self, group: &str, offsets: &BTreeMap<String, u64>) -> Result<(), BusError> {
+        let path = self.group_path(group);
+        let tmp = path.with_extension("tmp");
+        let text =
+            serde_json::to_vec_pretty(offsets).map_err(|e| BusError::Corrupt(e.to_string()))?;
+        let mut file = File::create(&tmp).map_err(io(tmp.display().to_string()))?;
+        file.write_all(&text)
+            .map_err(io(tmp.display().to_string()))?;
+        file.sync_all().map_err(io(tmp.display().to_string()))?;
+        fs::rename(&tmp, &path).map_err(io(path.display().to_string()))?;
+        Ok(())
+    }
+}
+
+fn group_key(topic: &str, partition: u32) -> String {
+    format!("{topic}/{partition}")
+}
+
+impl Bus for Arc<LocalLog> {
+    fn describe(&self) -> String {
+        format!("local:{}", self.dir.display())
+    }
+
+    fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), BusError> {
+        let mut topics = lock(&self.topics);
+        if let Some(existing) = topics.get(&spec.name) {
+            if existing.partitions != spec.partitions {
+                return Err(BusError::Config(format!(
+                    "topic {} has {} partitions, {} wanted",
+                    spec.name, existing.partitions, spec.partitions
+                )));
+            }
+            return Ok(());
+        }
+        let dir = self.dir.join(&spec.name);
+        fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+        let meta = TopicMeta {
+            partitions: spec.partitions,
+            compacted: spec.compacted,
+        };
+        let text = serde_json::to_vec(&meta).map_err(|e| BusError::Corrupt(e.to_string()))?;
+        fs::write(dir.join("topic.json"), text).map_err(io(dir.display().to_string()))?;
+        topics.insert(spec.name.clone(), meta);
+        Ok(())
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<u32, BusError> {
+        self.topic_partitions(topic)
+    }
+
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError> {
+        let log = self.partition(topic, partition)?;
+        let end = lock(&log).visible_end;
+        Ok(end)
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError> {
+        let log = self.partition(topic, partition)?;
+        let guard = lock(&log);
+        guard.read(topic, partition, from, max)
+    }
+
+    fn producer(&self) -> Result<Box<dyn BusProducer>, BusError> {
+        Ok(Box::new(LocalProducer {
+            log: self.clone(),
+            touched: BTreeMap::new(),
+        }))
+    }
+
+    fn consumer(&self, group: &str) -> Result<Box<dyn BusConsumer>, BusError> {
+        Ok(Box::new(LocalConsumer {
+            log: self.clone(),
+            group: group.to_string(),
+            positions: BTreeMap::new(),
+            announced: false,
+        }))
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, BusError> {
+        Ok(self
+            .read_group(group)?
+            .get(&group_key(topic, partition))
+            .copied())
+    }
+}
+
+struct LocalProducer {
+    log: Arc<LocalLog>,
+    touched: BTreeMap<(String, u32), Arc<Mutex<PartitionLog>>>,
+}
+
+impl BusProducer for LocalProducer {
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        value: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError> {
+        let log = match self.touched.get(&(topic.to_string(), partition)) {
+            Some(log) => log.clone(),
+            None => {
+                let log = self.log.partition(topic, partition)?;
+                self.touched
+                    .insert((topic.to_string(), partition), log.clone());
+                log
+            }
+        };
+        lock(&log).append(timestamp_millis, key, value)?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BusError> {
+        for log in self.touched.values() {
+            lock(log).flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// A consumer of the local log: one process owns every partition, so the
+/// assignment is every partition of the subscribed topics, announced once.
+struct LocalConsumer {
+    log: Arc<LocalLog>,
+    group: String,
+    positions: BTreeMap<(String, u32), u64>,
+    announced: bool,
+}
+
+impl BusConsumer for LocalConsumer {
+    fn subscribe(&mut self, topics: &[&str]) -> Result<(), BusError> {
+        let committed = self.log.read_group(&self.group)?;
+        for topic in topics {
+            for partition in 0..self.log.topic_partitions(topic)? {
+                let position = committed
+                    .get(&group_key(topic, partition))
+                    .copied()
+                    .unwrap_or(0);
+                self.positions
+                    .insert((topic.to_string(), partition), position);
+            }
+        }
+        self.announced = false;
+        Ok(())
+    }
+
+    fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Polled, BusError> {
+        if !self.announced {
+            self.announced = true;
+            return Ok(Polled {
+                records: Vec::new(),
+                assignment: Some(Assignment {
+                    partitions: self.positions.keys().cloned().collect(),
+                }),
+            });
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut records = Vec::new();
+            for ((topic, partition), position) in &mut self.positions {
+                if records.len() >= max_records {
+                    break;
+                }
+                let batch =
+                    self.log
+                        .read(topic, *partition, *position, max_records - records.len())?;
+                if let Some(last) = batch.last() {
+                    *position = last.offset + 1;
+                }
+                records.extend(batch);
+            }
+            if !records.is_empty() || std::time::Instant::now() >= deadline {
+                return Ok(Polled {
+                    records,
+                    assignment: None,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5).min(timeout));
+        }
+    }
+
+    fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), BusError> {
+        self.positions
+            .insert((topic.to_string(), partition), offset);
+        Ok(())
+    }
+
+    fn commit(&mut self, offsets: &[(String, u32, u64)]) -> Result<(), BusError> {
+        let mut committed = self.log.read_group(&self.group)?;
+        for (topic, partition, offset) in offsets {
+            committed.insert(group_key(topic, *partition), *offset);
+        }
+        self.log.write_group(&self.group, &committed)
+    }
+}

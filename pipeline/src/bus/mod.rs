@@ -1,0 +1,251 @@
+//! The transport: one [`Bus`] trait, two backends (design.md §4).
+//!
+//! - `local:DIR` ([`local`]): the embedded default, a segmented log on disk.
+//! - `kafka://HOST:PORT`: rdkafka (the `kafka` module of the binary crate).
+//!
+//! The trait is what the stage runtime needs and no more: create topics,
+//! produce to an explicit partition and wait for acks, consume with a group
+//! and manual offsets, and read a partition directly (restore, replay).
+
+pub mod local;
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("topic {0} has no partition {1}")]
+    UnknownPartition(String, u32),
+    #[error("record of {0} bytes exceeds the bound")]
+    TooLarge(usize),
+    #[error("bus configuration: {0}")]
+    Config(String),
+    #[error("bus busy: {0}")]
+    Busy(String),
+    #[error("bus data corrupt: {0}")]
+    Corrupt(String),
+    #[error("broker: {0}")]
+    Broker(String),
+}
+
+/// A topic to create: partitions, and whether it is compacted (`ref.*`, changelogs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    pub compacted: bool,
+    /// Retention in milliseconds; `None` keeps forever.
+    pub retention_ms: Option<i64>,
+}
+
+/// One record read from a topic partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp_millis: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// The partitions a consumer owns after a rebalance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Assignment {
+    pub partitions: Vec<(String, u32)>,
+}
+
+/// What a poll returns: records, or first a new assignment to act on.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub records: Vec<Record>,
+    /// Set when the assignment changed: the caller hands state over (restore
+    /// and seek for new partitions, drop revoked ones) before the records.
+    pub assignment: Option<Assignment>,
+}
+
+pub trait Bus: Send + Sync {
+    /// `local:DIR` or `kafka://HOST:PORT`, for logs and reports.
+    fn describe(&self) -> String;
+    fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), BusError>;
+    fn partition_count(&self, topic: &str) -> Result<u32, BusError>;
+    /// The offset the next record of the partition will get (high watermark).
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError>;
+    /// Up to `max` records from `from`, directly (no group).
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError>;
+    fn producer(&self) -> Result<Box<dyn BusProducer>, BusError>;
+    fn consumer(&self, group: &str) -> Result<Box<dyn BusConsumer>, BusError>;
+    /// The offset a group committed for a partition, if any.
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, BusError>;
+}
+
+pub trait BusProducer: Send {
+    /// Queues a record for an explicit partition.
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        value: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError>;
+    /// Returns once every queued record is acknowledged (durable).
+    fn flush(&mut self) -> Result<(), BusError>;
+}
+
+pub trait BusConsumer: Send {
+    fn subscribe(&mut self, topics: &[&str]) -> Result<(), BusError>;
+    fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Polled, BusError>;
+    fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), BusError>;
+    /// Commits next-offsets (informational: the seek position is the store's).
+    fn commit(&mut self, offsets: &[(String, u32, u64)]) -> Result<(), BusError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local::LocalLog;
+    use super::*;
+
+    fn spec(name: &str, partitions: u32) -> TopicSpec {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            compacted: false,
+            retention_ms: None,
+        }
+    }
+
+    #[test]
+    fn append_flush_read_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let bus = LocalLog::open(dir.path()).unwrap();
+            bus.ensure_topic(&spec("t", 2)).unwrap();
+            let mut producer = bus.producer().unwrap();
+            for i in 0..3000u32 {
+                producer
+                    .send("t", i % 2, b"k", &i.to_be_bytes(), i64::from(i))
+                    .unwrap();
+            }
+            assert_eq!(
+                bus.end_offset("t", 0).unwrap(),
+                0,
+                "invisible before the flush"
+            );
+            producer.flush().unwrap();
+            assert_eq!(bus.end_offset("t", 0).unwrap(), 1500);
+            let records = bus.read("t", 1, 1400, 10).unwrap();
+            assert_eq!(records.len(), 10);
+            assert_eq!(records[0].offset, 1400);
+            assert_eq!(records[0].value, 2801u32.to_be_bytes());
+            assert!(LocalLog::open(dir.path()).is_err(), "one process at a time");
+        }
+        let bus = LocalLog::open(dir.path()).unwrap();
+        assert_eq!(
+            bus.end_offset("t", 1).unwrap(),
+            1500,
+            "offsets survive a reopen"
+        );
+        assert_eq!(bus.read("t", 0, 1499, 5).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let bus = LocalLog::open(dir.path()).unwrap();
+            bus.ensure_topic(&spec("t", 1)).unwrap();
+            let mut producer = bus.producer().unwrap();
+            for i in 0..10u8 {
+                producer.send("t", 0, b"", &[i; 100], 0).unwrap();
+            }
+            producer.flush().unwrap();
+        }
+        let segment = dir.path().join("t/0/00000000000000000000.log");
+        let len = std::fs::metadata(&segment).unwrap().len();
+        // A crash mid-append: half a record at the end.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        file.set_len(len - 50).unwrap();
+        drop(file);
+        let bus = LocalLog::open(dir.path()).unwrap();
+        assert_eq!(bus.end_offset("t", 0).unwrap(), 9);
+        let mut producer = bus.producer().unwrap();
+        producer.send("t", 0, b"", b"after", 0).unwrap();
+        producer.flush().unwrap();
+        let records = bus.read("t", 0, 8, 10).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![8, 9]
+        );
+        assert_eq!(records[1].value, b"after");
+    }
+
+    #[test]
+    fn a_flipped_byte_is_detected_by_the_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let bus = LocalLog::open(dir.path()).unwrap();
+            bus.ensure_topic(&spec("t", 1)).unwrap();
+            let mut producer = bus.producer().unwrap();
+            for i in 0..5u8 {
+                producer.send("t", 0, b"", &[i; 64], 0).unwrap();
+            }
+            producer.flush().unwrap();
+        }
+        let segment = dir.path().join("t/0/00000000000000000000.log");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let third_record = 2 * (8 + 24 + 64);
+        bytes[third_record + 40] ^= 1;
+        std::fs::write(&segment, bytes).unwrap();
+        let bus = LocalLog::open(dir.path()).unwrap();
+        assert_eq!(
+            bus.end_offset("t", 0).unwrap(),
+            2,
+            "the log ends before the damage"
+        );
+    }
+
+    #[test]
+    fn consumer_groups_resume_from_their_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = LocalLog::open(dir.path()).unwrap();
+        bus.ensure_topic(&spec("t", 2)).unwrap();
+        let mut producer = bus.producer().unwrap();
+        for i in 0..20u32 {
+            producer.send("t", i % 2, b"", &i.to_be_bytes(), 0).unwrap();
+        }
+        producer.flush().unwrap();
+        let mut consumer = bus.consumer("g").unwrap();
+        consumer.subscribe(&["t"]).unwrap();
+        let first = consumer.poll(100, Duration::from_millis(10)).unwrap();
+        assert_eq!(first.assignment.unwrap().partitions.len(), 2);
+        let polled = consumer.poll(100, Duration::from_millis(10)).unwrap();
+        assert_eq!(polled.records.len(), 20);
+        consumer.commit(&[("t".into(), 0, 4)]).unwrap();
+        let mut again = bus.consumer("g").unwrap();
+        again.subscribe(&["t"]).unwrap();
+        let _ = again.poll(100, Duration::from_millis(10)).unwrap();
+        let polled = again.poll(100, Duration::from_millis(10)).unwrap();
+        assert_eq!(
+            polled.records.iter().filter(|r| r.partition == 0).count(),
+            6
+        );
+        assert_eq!(bus.committed("g", "t", 0).unwrap(), Some(4));
+    }
+}

@@ -1,0 +1,434 @@
+//! The events on the wire, one struct per Avro record, fields in schema order.
+//!
+//! These are transport shapes: amounts in cents (`*_cents`), dates as
+//! `NaiveDate` (Avro `date`), instants as milliseconds (Avro
+//! `timestamp-millis`). Conversions to and from the domain live in
+//! `events::convert`; the binary codec in `events::codec`; the schemas in
+//! `schemas/*.avsc`.
+
+use chrono::NaiveDate;
+
+pub use crate::domain::{Category, Complement, Pathway, Route, SignatureCheck, Stage, Status};
+
+/// Avro enum `Sector`: symbols `S1`, `S2`, `S3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectorSymbol {
+    S1,
+    S2,
+    S3,
+}
+
+/// Avro enum `LocalRegime`: symbol `ALSACE_MOSELLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalRegimeSymbol {
+    AlsaceMoselle,
+}
+
+/// Where an output came from: its input's position (design.md §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Index of this output among the outputs of that input.
+    pub ordinal: i32,
+}
+
+/// The offset of a reference topic partition a decision saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Common header of every event a stage emits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHeader {
+    /// Derived: hash(input event id, stage, ordinal), hex.
+    pub event_id: String,
+    pub causation_id: Option<String>,
+    /// The FSE id.
+    pub correlation_id: String,
+    /// The FSE's `received_at`, in milliseconds since the epoch: never `now()`.
+    pub event_time_millis: i64,
+    pub source: Option<SourceRef>,
+    pub ref_watermark: Vec<RefOffset>,
+    pub rules_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfessionalRec {
+    pub rpps: String,
+    pub category: Category,
+    pub sector: SectorSymbol,
+    pub optam: bool,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct BeneficiaryRec {
+    pub nir: String,
+    pub birth_date: NaiveDate,
+    pub rank: i32,
+}
+
+impl std::fmt::Debug for BeneficiaryRec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeneficiaryRec(<redacted>)")
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct EhicRec {
+    pub country: String,
+    pub institution_id: String,
+    pub card_id: String,
+    pub personal_id: String,
+    pub surname: String,
+    pub given_names: String,
+    pub birth_date: NaiveDate,
+    pub expiry: NaiveDate,
+}
+
+impl std::fmt::Debug for EhicRec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EhicRec({}, <redacted>)", self.country)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TiersPayantRec {
+    pub amo: bool,
+    pub amc: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActLineRec {
+    pub code: String,
+    pub quantity: i32,
+    pub coefficient_hundredths: i32,
+    pub charged_cents: i64,
+    pub complement: Option<Complement>,
+    pub ald_related: bool,
+    pub base_cents: Option<i64>,
+    /// CIP13.
+    pub product: Option<String>,
+    pub unit_price_cents: Option<i64>,
+    pub leg: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureRec {
+    pub alg: String,
+    pub cert: String,
+    pub value: Vec<u8>,
+}
+
+/// `fse.submitted`: the care sheet as the professional's software sends it.
+/// Signed over its encoding with `signature: null`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FseSubmitted {
+    pub fse_id: String,
+    pub received_at_millis: i64,
+    /// The offset `received_at` was stamped with, in minutes east of UTC.
+    pub received_offset_minutes: i32,
+    pub care_date: NaiveDate,
+    pub professional: ProfessionalRec,
+    pub beneficiary: Option<BeneficiaryRec>,
+    pub ehic: Option<EhicRec>,
+    pub pathway: Option<Pathway>,
+    pub tiers_payant: TiersPayantRec,
+    pub acts: Vec<ActLineRec>,
+    pub signature: Option<SignatureRec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonRec {
+    pub code: String,
+    pub stage: Stage,
+    pub message: String,
+    pub field: Option<String>,
+    pub line: Option<i32>,
+}
+
+/// `fse.validated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FseValidated {
+    pub header: EventHeader,
+    pub fse: FseSubmitted,
+    pub beneficiary_key: String,
+    pub signature_check: SignatureCheck,
+    pub warnings: Vec<ReasonRec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntitlementRec {
+    pub regime: Option<String>,
+    pub fund: Option<String>,
+    pub ald: bool,
+    pub css: bool,
+    pub ame: bool,
+    pub maternity: bool,
+    pub minor: bool,
+    pub pathway_free: bool,
+    pub local_regime: Option<LocalRegimeSymbol>,
+    pub declared_gp: Option<String>,
+    pub amc: Option<String>,
+    pub rights_digest: Option<String>,
+}
+
+/// `fse.entitled`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FseEntitled {
+    pub header: EventHeader,
+    pub fse: FseSubmitted,
+    pub beneficiary_key: String,
+    pub signature_check: SignatureCheck,
+    pub warnings: Vec<ReasonRec>,
+    pub entitlement: EntitlementRec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingRec {
+    pub route: Route,
+    /// EU route: the card's state (EU convention code) and institution.
+    pub country: Option<String>,
+    pub institution_id: Option<String>,
+}
+
+/// `fse.routed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FseRouted {
+    pub header: EventHeader,
+    pub fse: FseSubmitted,
+    pub beneficiary_key: String,
+    pub signature_check: SignatureCheck,
+    pub warnings: Vec<ReasonRec>,
+    pub entitlement: EntitlementRec,
+    pub routing: RoutingRec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionLineRec {
+    pub code: String,
+    pub charged_cents: i64,
+    pub base_cents: i64,
+    pub rate_percent: i32,
+    pub amo_cents: i64,
+    pub css_cents: i64,
+    pub participation_cents: i64,
+    pub franchise_cents: i64,
+    pub tariff: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRec {
+    pub fse_id: Option<String>,
+    pub status: Status,
+    pub route: Option<Route>,
+    pub reasons: Vec<ReasonRec>,
+    pub warnings: Vec<ReasonRec>,
+    pub lines: Vec<DecisionLineRec>,
+    pub amo_cents: i64,
+    pub css_cents: i64,
+    pub participation_cents: i64,
+    pub franchise_cents: i64,
+    pub flat_fee_cents: i64,
+    pub deferred_cents: i64,
+    pub imputed_cents: i64,
+    pub patient_cents: i64,
+    pub paid_to_professional_cents: i64,
+    pub paid_to_insured_cents: i64,
+    pub rules_version: String,
+    pub signature_check: Option<SignatureCheck>,
+    pub beneficiary_key: Option<String>,
+    pub care_date: Option<NaiveDate>,
+    pub reimbursement_date: Option<NaiveDate>,
+}
+
+/// `fse.decided` (status paid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FseDecided {
+    pub header: EventHeader,
+    pub decision: DecisionRec,
+}
+
+/// `fse.rejected` (status rejected, from any stage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FseRejected {
+    pub header: EventHeader,
+    pub decision: DecisionRec,
+}
+
+/// Avro enum `PayeeKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayeeKind {
+    Professional,
+    Insured,
+}
+
+/// `payments.orders`: one order per payee and value date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOrder {
+    pub header: EventHeader,
+    pub order_id: String,
+    pub payee_kind: PayeeKind,
+    /// RPPS for a professional, pseudonymous key for an insured.
+    pub payee: String,
+    pub value_date: NaiveDate,
+    pub amount_cents: i64,
+    pub imputed_cents: i64,
+    pub fse_ids: Vec<String>,
+    /// Tiers-payant guarantee: the date by which payment is due (7 working days).
+    pub guarantee_due: Option<NaiveDate>,
+    pub late_penalty_cents: i64,
+}
+
+/// Avro enum `ReturnKind`: ARL positive/negative per batch, RSP per FSE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnKind {
+    ArlPositive,
+    ArlNegative,
+    RspPayment,
+    RspRejection,
+}
+
+/// `returns.professional`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfessionalReturn {
+    pub header: EventHeader,
+    pub kind: ReturnKind,
+    pub rpps: String,
+    pub batch_id: Option<String>,
+    pub fse_id: Option<String>,
+    pub amount_cents: Option<i64>,
+    pub reasons: Vec<ReasonRec>,
+}
+
+/// `eu.claims`: a claim on actual expenditure to a foreign institution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EuClaim {
+    pub header: EventHeader,
+    pub claim_id: String,
+    pub country: String,
+    pub institution_id: String,
+    /// `YYYY-H1` or `YYYY-H2`: the half-year of booking.
+    pub half_year: String,
+    pub introduced_on: NaiveDate,
+    pub introduction_deadline: NaiveDate,
+    pub payment_due: NaiveDate,
+    pub dispute_deadline: NaiveDate,
+    pub receivable: bool,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub fse_ids: Vec<String>,
+}
+
+/// `amc.claims`: the remainder forwarded to a complementary insurer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmcClaim {
+    pub header: EventHeader,
+    pub amc: String,
+    pub fse_id: String,
+    pub beneficiary_key: String,
+    pub ticket_cents: i64,
+    pub depassement_cents: i64,
+    pub amount_cents: i64,
+}
+
+/// `audit.checkpoints`: a stage partition's hash chain at a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    pub stage: Stage,
+    pub partition: i32,
+    pub input_offset_from: i64,
+    pub input_offset_to: i64,
+    pub output_count: i64,
+    /// SHA-256 chain hash: Avro `fixed` of 32 bytes.
+    pub chain_hash: [u8; 32],
+    pub rules_version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodRec {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageRec {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+    pub regime: String,
+    pub fund: String,
+}
+
+/// `ref.rights` (keyed by the pseudonymous key; carries the NIR it is derived from).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RightsRecord {
+    pub nir: String,
+    pub birth_date: NaiveDate,
+    pub rank: i32,
+    pub coverage: Vec<CoverageRec>,
+    pub ald: Vec<PeriodRec>,
+    pub css: Vec<PeriodRec>,
+    pub ame: Vec<PeriodRec>,
+    pub maternity: Vec<PeriodRec>,
+    pub local_regime: Option<LocalRegimeSymbol>,
+    pub declared_gp: Option<String>,
+    pub amc: Option<String>,
+}
+
+impl std::fmt::Debug for RightsRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RightsRecord(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRec {
+    pub id: String,
+    pub rpps: String,
+    /// `rsa-pkcs1-sha256` or `ecdsa-p256-sha256`.
+    pub alg: String,
+    /// SubjectPublicKeyInfo, DER.
+    pub public_key: Vec<u8>,
+    pub issuer: String,
+    pub not_before: NaiveDate,
+    pub not_after: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRec {
+    pub cert: String,
+    pub revoked_on: NaiveDate,
+}
+
+/// `ref.pki`: a union of the two records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PkiEvent {
+    Certificate(CertificateRec),
+    Revocation(RevocationRec),
+}
+
+/// `ref.eu.institutions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EuInstitutionRecord {
+    pub country: String,
+    pub institution_id: String,
+    pub name: String,
+    pub acronym: Option<String>,
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+}
+
+/// `dlq.<stage>`: bytes that could not be decoded or applied, with the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub stage: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub error: String,
+    pub raw: Vec<u8>,
+}

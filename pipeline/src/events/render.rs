@@ -1,0 +1,119 @@
+//! JSON renderings of wire events for people and scripts (`clearing read`):
+//! decisions in the contract's shape, FSEs and reference data in their JSON
+//! input shapes, the rest with their headers.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
+use super::convert;
+use super::model::*;
+use super::registry::{DecodeError, SchemaRegistry};
+use crate::money::Cents;
+
+fn money(cents: i64) -> String {
+    Cents::new(cents).to_string()
+}
+
+fn reasons(list: &[ReasonRec]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|r| {
+                json!({"code": r.code, "stage": r.stage, "message": r.message,
+                       "field": r.field, "line": r.line})
+            })
+            .collect(),
+    )
+}
+
+fn header(h: &EventHeader) -> Value {
+    json!({
+        "event_id": h.event_id, "causation_id": h.causation_id,
+        "correlation_id": h.correlation_id, "event_time_millis": h.event_time_millis,
+        "source": h.source.as_ref().map(|s| json!({"topic": s.topic, "partition": s.partition,
+            "offset": s.offset, "ordinal": s.ordinal})),
+        "ref_watermark": h.ref_watermark.iter().map(|r| json!({"topic": r.topic,
+            "partition": r.partition, "offset": r.offset})).collect::<Vec<_>>(),
+        "rules_version": h.rules_version,
+    })
+}
+
+/// A decision in the contract's JSON shape (`fse.decided` / `fse.rejected`).
+pub fn decision(d: &DecisionRec) -> Value {
+    json!({
+        "fse_id": d.fse_id, "status": d.status, "route": d.route,
+        "reasons": reasons(&d.reasons), "warnings": reasons(&d.warnings),
+        "lines": d.lines.iter().map(|l| json!({
+            "code": l.code, "charged": money(l.charged_cents), "base": money(l.base_cents),
+            "rate": l.rate_percent, "amo": money(l.amo_cents), "css": money(l.css_cents),
+            "participation": money(l.participation_cents), "franchise": money(l.franchise_cents),
+            "tariff": l.tariff})).collect::<Vec<_>>(),
+        "amo": money(d.amo_cents), "css": money(d.css_cents),
+        "participation": money(d.participation_cents), "franchise": money(d.franchise_cents),
+        "flat_fee": money(d.flat_fee_cents), "deferred": money(d.deferred_cents),
+        "imputed": money(d.imputed_cents), "patient": money(d.patient_cents),
+        "paid_to_professional": money(d.paid_to_professional_cents),
+        "paid_to_insured": money(d.paid_to_insured_cents),
+        "rules_version": d.rules_version, "signature_check": d.signature_check,
+        "beneficiary_key": d.beneficiary_key, "care_date": d.care_date,
+        "reimbursement_date": d.reimbursement_date,
+    })
+}
+
+/// Renders one message of `topic`.
+pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Value, DecodeError> {
+    let fse = |f: &FseSubmitted| {
+        serde_json::to_value(convert::input_from_submitted(f)).unwrap_or(Value::Null)
+    };
+    Ok(match topic {
+        "fse.submitted" => fse(&registry.decode_single::<FseSubmitted>(bytes)?),
+        "fse.decided" => {
+            let e: FseDecided = registry.decode_single(bytes)?;
+            decision(&e.decision)
+        }
+        "fse.rejected" => {
+            let e: FseRejected = registry.decode_single(bytes)?;
+            decision(&e.decision)
+        }
+        "fse.validated" => {
+            let e: FseValidated = registry.decode_single(bytes)?;
+            json!({"header": header(&e.header), "fse": fse(&e.fse),
+                   "beneficiary_key": e.beneficiary_key, "signature_check": e.signature_check,
+                   "warnings": reasons(&e.warnings)})
+        }
+        "fse.entitled" => {
+            let e: FseEntitled = registry.decode_single(bytes)?;
+            json!({"header": header(&e.header), "fse_id": e.fse.fse_id,
+                   "beneficiary_key": e.beneficiary_key,
+                   "entitlement": {"regime": e.entitlement.regime, "ald": e.entitlement.ald,
+                       "css": e.entitlement.css, "ame": e.entitlement.ame,
+                       "maternity": e.entitlement.maternity, "minor": e.entitlement.minor,
+                       "rights_digest": e.entitlement.rights_digest}})
+        }
+        "fse.routed" => {
+            let e: FseRouted = registry.decode_single(bytes)?;
+            json!({"header": header(&e.header), "fse_id": e.fse.fse_id,
+                   "beneficiary_key": e.beneficiary_key, "route": e.routing.route,
+                   "country": e.routing.country, "institution_id": e.routing.institution_id})
+        }
+        "ref.rights" => serde_json::to_value(convert::rights_input(
+            &registry.decode_single::<RightsRecord>(bytes)?,
+        ))
+        .unwrap_or(Value::Null),
+        "ref.pki" => match convert::pki_record(&registry.decode_single::<PkiEvent>(bytes)?) {
+            Ok(record) => serde_json::to_value(record).unwrap_or(Value::Null),
+            Err(e) => json!({"error": e.to_string()}),
+        },
+        "ref.eu.institutions" => {
+            let r: EuInstitutionRecord = registry.decode_single(bytes)?;
+            json!({"country": r.country, "institution_id": r.institution_id, "name": r.name,
+                   "acronym": r.acronym, "from": r.from, "to": r.to})
+        }
+        t if t.starts_with("dlq.") => {
+            let d: DeadLetter = registry.decode_single(bytes)?;
+            json!({"stage": d.stage, "topic": d.topic, "partition": d.partition,
+                   "offset": d.offset, "error": d.error, "raw_base64": BASE64.encode(&d.raw)})
+        }
+        _ => json!({"bytes_base64": BASE64.encode(bytes)}),
+    })
+}

@@ -1,0 +1,250 @@
+//! Schema evolution: every older version in `schemas/history/` and the
+//! current schema are mutually readable, and a message written with an older
+//! version decodes into the current struct.
+
+use std::collections::BTreeMap;
+
+use apache_avro::Schema;
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::types::Value;
+use chrono::NaiveDate;
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+use super::strategies::fse_submitted;
+use super::{registry, schemas_dir};
+use crate::events::codec::{AvroRecord, ToAvroValue};
+use crate::events::model::*;
+use crate::events::registry::{
+    DecodeError, EMBEDDED_SCHEMAS, EmbeddedSchema, MAGIC, RegistryError, SchemaRegistry,
+    SchemaVersion, fingerprint_json,
+};
+
+/// `schemas/history/<topic>.v<N>.avsc`, by (topic, N), with their text.
+fn history_files() -> BTreeMap<(String, u32), String> {
+    let mut out = BTreeMap::new();
+    let dir = schemas_dir().join("history");
+    for entry in std::fs::read_dir(&dir).expect("schemas/history exists") {
+        let path = entry.expect("dir entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name")
+            .to_owned();
+        let stem = name
+            .strip_suffix(".avsc")
+            .unwrap_or_else(|| panic!("{name}: only .avsc files belong in schemas/history"));
+        let (topic, version) = stem
+            .rsplit_once(".v")
+            .unwrap_or_else(|| panic!("{name}: expected <topic>.v<N>.avsc"));
+        let version: u32 = version
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: expected <topic>.v<N>.avsc"));
+        let text = std::fs::read_to_string(&path).expect("readable");
+        out.insert((topic.to_owned(), version), text);
+    }
+    out
+}
+
+#[test]
+fn every_older_version_and_the_current_one_are_mutually_readable() {
+    let files = history_files();
+    assert!(!files.is_empty(), "the committed example v0 is there");
+    for ((topic, version), text) in &files {
+        let old = Schema::parse_str(text).expect("history schema parses");
+        let current = &registry()
+            .current(topic)
+            .unwrap_or_else(|| panic!("{topic}.v{version}: no current schema of that topic"))
+            .schema;
+        if let Err(e) = SchemaCompatibility::mutual_read(&old, current) {
+            panic!("{topic}.v{version} and the current schema are not mutually readable: {e}");
+        }
+        // Every history file is embedded (so the binary can read it), unchanged.
+        let embedded = EMBEDDED_SCHEMAS
+            .iter()
+            .find(|e| e.topic == topic && e.version == SchemaVersion::History(*version))
+            .unwrap_or_else(|| panic!("{topic}.v{version} is not in EMBEDDED_SCHEMAS"));
+        assert_eq!(
+            embedded.json, text,
+            "{topic}.v{version}: embedded text differs"
+        );
+    }
+    let embedded_history = EMBEDDED_SCHEMAS
+        .iter()
+        .filter(|e| e.version != SchemaVersion::Current)
+        .count();
+    assert_eq!(
+        embedded_history,
+        files.len(),
+        "an embedded history schema has no file"
+    );
+}
+
+/// A message written with `fse.submitted.v0` (ActLine without `leg`), as
+/// an older producer would write it: apache-avro, the v0 schema, its
+/// fingerprint.
+fn v0_message(value: &FseSubmitted) -> Vec<u8> {
+    let v0 = registry()
+        .schemas()
+        .find(|s| s.topic == "fse.submitted" && s.version == SchemaVersion::History(0))
+        .expect("v0 registered");
+    let mut record = value.to_avro_value();
+    if let Value::Record(fields) = &mut record {
+        for (name, field) in fields.iter_mut() {
+            if name == "acts" {
+                if let Value::Array(acts) = field {
+                    for act in acts.iter_mut() {
+                        if let Value::Record(act_fields) = act {
+                            act_fields.retain(|(n, _)| n != "leg");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let body = apache_avro::to_avro_datum(&v0.schema, record).expect("v0 encodes");
+    [&MAGIC[..], &v0.fingerprint[..], &body[..]].concat()
+}
+
+fn without_legs(value: &FseSubmitted) -> FseSubmitted {
+    let mut expected = value.clone();
+    for act in &mut expected.acts {
+        act.leg = None;
+    }
+    expected
+}
+
+#[test]
+fn a_v0_message_decodes_into_the_current_struct_with_leg_none() {
+    let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+    let act = |code: &str, leg| ActLineRec {
+        code: code.to_owned(),
+        quantity: 1,
+        coefficient_hundredths: 100,
+        charged_cents: 4_250,
+        complement: None,
+        ald_related: false,
+        base_cents: Some(4_250),
+        product: None,
+        unit_price_cents: None,
+        leg,
+    };
+    let value = FseSubmitted {
+        fse_id: "12345678-000000042".to_owned(),
+        received_at_millis: 1_737_364_443_000,
+        received_offset_minutes: 60,
+        care_date: date(2025, 1, 20),
+        professional: ProfessionalRec {
+            rpps: "10000123454".to_owned(),
+            category: Category::Transport,
+            sector: SectorSymbol::S1,
+            optam: false,
+        },
+        beneficiary: Some(BeneficiaryRec {
+            nir: "185057800604830".to_owned(),
+            birth_date: date(1985, 5, 12),
+            rank: 1,
+        }),
+        ehic: None,
+        pathway: None,
+        tiers_payant: TiersPayantRec {
+            amo: true,
+            amc: false,
+        },
+        acts: vec![act("VSL", Some(1)), act("VSL", Some(2))],
+        signature: None,
+    };
+    let message = v0_message(&value);
+    assert_ne!(
+        &message[2..10],
+        &crate::events::registry::fingerprint_of::<FseSubmitted>()[..],
+        "v0 has its own fingerprint"
+    );
+    let decoded: FseSubmitted = registry().decode_single(&message).expect("v0 decodes");
+    assert_eq!(decoded, without_legs(&value));
+    assert!(decoded.acts.iter().all(|a| a.leg.is_none()));
+    assert_eq!(decoded.acts[0].charged_cents, 4_250);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_v0_message_decodes_with_leg_none(value in fse_submitted()) {
+        let decoded: FseSubmitted = registry()
+            .decode_single(&v0_message(&value))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(decoded, without_legs(&value));
+    }
+
+    /// The apache-avro path over hostile bodies: errors, never panics.
+    #[test]
+    fn a_v0_fingerprint_with_garbage_is_an_error(body in vec(any::<u8>(), 0..200)) {
+        let v0 = fingerprint_json(EMBEDDED_SCHEMAS
+            .iter()
+            .find(|e| e.version == SchemaVersion::History(0))
+            .expect("v0")
+            .json)
+            .expect("fingerprint");
+        let message = [&MAGIC[..], &v0[..], &body[..]].concat();
+        let _ = registry().decode_single::<FseSubmitted>(&message);
+    }
+}
+
+#[test]
+fn a_v0_message_with_trailing_bytes_is_refused() {
+    let mut message = v0_message(&FseSubmitted {
+        fse_id: String::new(),
+        received_at_millis: 0,
+        received_offset_minutes: 0,
+        care_date: NaiveDate::from_ymd_opt(2025, 1, 1).expect("date"),
+        professional: ProfessionalRec {
+            rpps: String::new(),
+            category: Category::Gp,
+            sector: SectorSymbol::S1,
+            optam: false,
+        },
+        beneficiary: None,
+        ehic: None,
+        pathway: None,
+        tiers_payant: TiersPayantRec {
+            amo: false,
+            amc: false,
+        },
+        acts: Vec::new(),
+        signature: None,
+    });
+    message.push(0);
+    assert!(matches!(
+        registry().decode_single::<FseSubmitted>(&message),
+        Err(DecodeError::Body {
+            version: SchemaVersion::History(0),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_incompatible_older_version_is_refused_at_start() {
+    // fse_id as an int: not readable as a string.
+    let broken = FseSubmitted::SCHEMA_JSON.replacen(
+        "\"name\": \"fse_id\",\n      \"doc\": \"FSE id, unique per professional.\",\n      \"type\": \"string\"",
+        "\"name\": \"fse_id\",\n      \"doc\": \"FSE id, unique per professional.\",\n      \"type\": \"int\"",
+        1,
+    );
+    assert_ne!(broken, FseSubmitted::SCHEMA_JSON, "the replacement applied");
+    let broken: &'static str = Box::leak(broken.into_boxed_str());
+    let schemas = [
+        EMBEDDED_SCHEMAS[0],
+        EmbeddedSchema {
+            topic: "fse.submitted",
+            version: SchemaVersion::History(9),
+            json: broken,
+        },
+    ];
+    assert_eq!(schemas[0].topic, "fse.submitted");
+    assert!(matches!(
+        SchemaRegistry::from_schemas(&schemas),
+        Err(RegistryError::Incompatible { .. })
+    ));
+}

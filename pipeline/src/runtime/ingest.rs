@@ -1,0 +1,172 @@
+//! The front door: claims and reference data onto the bus, Avro-encoded and
+//! keyed by the pseudonymous beneficiary key (`clearing submit`, `publish`).
+
+use crate::bus::{Bus, BusProducer};
+use crate::domain::FseInput;
+use crate::domain::rights::RightsInput;
+use crate::events::convert::{self, ConvertError};
+use crate::events::model::{EuInstitutionRecord, FseSubmitted, PkiEvent};
+use crate::events::registry::SchemaRegistry;
+use crate::ids::{EhicCardId, EhicInstitutionId, Nir};
+use crate::pki::PkiRecord;
+use crate::pseudonym::{BeneficiaryKey, PseudonymKey};
+use crate::refdata::{EuInstitutionInput, InstitutionDirectory};
+use crate::runtime::RuntimeError;
+
+use super::topics;
+
+/// Why a line cannot be published.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Shape(#[from] ConvertError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl From<crate::bus::BusError> for IngestError {
+    fn from(e: crate::bus::BusError) -> IngestError {
+        IngestError::Runtime(RuntimeError::Bus(e))
+    }
+}
+
+/// The key an FSE is partitioned by. An FSE whose identity does not parse
+/// still needs a partition (validation rejects it there): it is keyed by its
+/// id, under a prefix no pseudonym has.
+pub fn fse_key(fse: &FseSubmitted, pseudonyms: &PseudonymKey) -> Vec<u8> {
+    let key: Option<BeneficiaryKey> = match (&fse.beneficiary, &fse.ehic) {
+        (Some(b), None) => Nir::parse(&b.nir).ok().and_then(|nir| {
+            let rank = u8::try_from(b.rank).ok()?;
+            Some(pseudonyms.insured(&nir, b.birth_date, rank))
+        }),
+        (None, Some(e)) => {
+            match (
+                EhicInstitutionId::parse(&e.institution_id),
+                EhicCardId::parse(&e.card_id),
+            ) {
+                (Ok(institution), Ok(card)) => Some(pseudonyms.visitor(&institution, &card)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match key {
+        Some(key) => key.as_str().as_bytes().to_vec(),
+        None => format!("unkeyed-{}", fse.fse_id).into_bytes(),
+    }
+}
+
+/// The partition of a key among `partitions`: the same function for every
+/// producer (a pseudonym's hash prefix; other keys by FNV-1a).
+pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
+    let text = String::from_utf8_lossy(key);
+    if !text.starts_with("unkeyed-") && text.contains('-') {
+        return BeneficiaryKey::from_stored(&text).partition(partitions);
+    }
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % partitions.max(1)
+}
+
+pub struct Ingest<'a> {
+    pub bus: &'a dyn Bus,
+    pub producer: Box<dyn BusProducer>,
+    pub registry: &'a SchemaRegistry,
+    pub pseudonyms: &'a PseudonymKey,
+    partitions: u32,
+}
+
+impl<'a> Ingest<'a> {
+    pub fn new(
+        bus: &'a dyn Bus,
+        registry: &'a SchemaRegistry,
+        pseudonyms: &'a PseudonymKey,
+    ) -> Result<Ingest<'a>, IngestError> {
+        Ok(Ingest {
+            producer: bus.producer()?,
+            partitions: bus.partition_count(topics::FSE_SUBMITTED)?,
+            bus,
+            registry,
+            pseudonyms,
+        })
+    }
+
+    /// Publishes one FSE (JSON form) to `fse.submitted`.
+    pub fn submit(&mut self, input: &FseInput) -> Result<u32, IngestError> {
+        let fse = convert::submitted_from_input(input)?;
+        self.submit_wire(&fse)
+    }
+
+    pub fn submit_wire(&mut self, fse: &FseSubmitted) -> Result<u32, IngestError> {
+        let key = fse_key(fse, self.pseudonyms);
+        let partition = partition_of(&key, self.partitions);
+        let value = self.registry.encode_single(fse);
+        self.producer.send(
+            topics::FSE_SUBMITTED,
+            partition,
+            &key,
+            &value,
+            fse.received_at_millis,
+        )?;
+        Ok(partition)
+    }
+
+    /// Publishes one rights record to `ref.rights`, checked first.
+    pub fn rights(&mut self, input: &RightsInput) -> Result<u32, IngestError> {
+        let (nir, _) = input
+            .clone()
+            .check()
+            .map_err(|e| IngestError::Invalid(e.to_string()))?;
+        let key = self.pseudonyms.insured(&nir, input.birth_date, input.rank);
+        let key = key.as_str().as_bytes().to_vec();
+        let partition = partition_of(&key, self.bus.partition_count(topics::REF_RIGHTS)?);
+        let value = self.registry.encode_single(&convert::rights_record(input));
+        self.producer
+            .send(topics::REF_RIGHTS, partition, &key, &value, 0)?;
+        Ok(partition)
+    }
+
+    /// Publishes one PKI record to `ref.pki`, checked first.
+    pub fn pki(&mut self, record: &PkiRecord) -> Result<(), IngestError> {
+        let event: PkiEvent = convert::pki_event(record)?;
+        let key = match record {
+            PkiRecord::Certificate { id, .. } => id.clone(),
+            PkiRecord::Revocation { cert, .. } => cert.clone(),
+        };
+        let value = self.registry.encode_single(&event);
+        self.producer
+            .send(topics::REF_PKI, 0, key.as_bytes(), &value, 0)?;
+        Ok(())
+    }
+
+    /// Publishes one institution to `ref.eu.institutions`, checked first.
+    pub fn institution(&mut self, input: &EuInstitutionInput) -> Result<(), IngestError> {
+        InstitutionDirectory::default()
+            .upsert(input.clone())
+            .map_err(|e| IngestError::Invalid(e.to_string()))?;
+        let record = EuInstitutionRecord {
+            country: input.country.clone(),
+            institution_id: input.institution_id.clone(),
+            name: input.name.clone(),
+            acronym: input.acronym.clone(),
+            from: input.from,
+            to: input.to,
+        };
+        let key = format!("{}/{}", input.country, input.institution_id);
+        let value = self.registry.encode_single(&record);
+        self.producer
+            .send(topics::REF_EU_INSTITUTIONS, 0, key.as_bytes(), &value, 0)?;
+        Ok(())
+    }
+
+    /// Waits for every record sent to be acknowledged.
+    pub fn flush(&mut self) -> Result<(), IngestError> {
+        self.producer.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! The streaming runtime (imperative shell): stages as consumers over a
+//! [`Bus`](crate::bus::Bus), with sled stores, changelogs, offsets and
+//! restore. The decisions themselves stay in [`crate::stages`].
+
+pub mod ingest;
+pub mod process;
+pub mod topics;
+pub mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use worker::{RuntimeError, Shared, StageWorker, WorkerStats};
+
+/// The four stages, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StageKind {
+    Validation,
+    Entitlement,
+    Routing,
+    Reimbursement,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 4] = [
+        StageKind::Validation,
+        StageKind::Entitlement,
+        StageKind::Routing,
+        StageKind::Reimbursement,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Validation => "validation",
+            StageKind::Entitlement => "entitlement",
+            StageKind::Routing => "routing",
+            StageKind::Reimbursement => "reimbursement",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<StageKind> {
+        StageKind::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn input_topic(self) -> &'static str {
+        match self {
+            StageKind::Validation => topics::FSE_SUBMITTED,
+            StageKind::Entitlement => topics::FSE_VALIDATED,
+            StageKind::Routing => topics::FSE_ENTITLED,
+            StageKind::Reimbursement => topics::FSE_ROUTED,
+        }
+    }
+
+    pub fn pass_topic(self) -> &'static str {
+        match self {
+            StageKind::Validation => topics::FSE_VALIDATED,
+            StageKind::Entitlement => topics::FSE_ENTITLED,
+            StageKind::Routing => topics::FSE_ROUTED,
+            StageKind::Reimbursement => topics::FSE_DECIDED,
+        }
+    }
+
+    pub fn changelog_topic(self) -> &'static str {
+        match self {
+            StageKind::Validation => "validation.changelog",
+            StageKind::Entitlement => "entitlement.changelog",
+            StageKind::Routing => "routing.changelog",
+            StageKind::Reimbursement => "reimbursement.changelog",
+        }
+    }
+
+    pub fn dlq_topic(self) -> &'static str {
+        match self {
+            StageKind::Validation => "dlq.validation",
+            StageKind::Entitlement => "dlq.entitlement",
+            StageKind::Routing => "dlq.routing",
+            StageKind::Reimbursement => "dlq.reimbursement",
+        }
+    }
+
+    /// Every topic this stage writes claim outputs to.
+    pub fn output_topics(self) -> [&'static str; 3] {
+        [self.pass_topic(), topics::FSE_REJECTED, self.dlq_topic()]
+    }
+}
+
+/// Creates every topic the pipeline uses.
+pub fn ensure_topics(bus: &dyn crate::bus::Bus, partitions: u32) -> Result<(), RuntimeError> {
+    for spec in topics::all(partitions) {
+        bus.ensure_topic(&spec)?;
+    }
+    Ok(())
+}
+
+/// Progress of a run, for a progress bar or metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub stats: Vec<(StageKind, WorkerStats)>,
+}
+
+/// Runs the given stages, one thread each, until `stop` is set, or — with
+/// `drain` — until every stage has applied its input to the end and its
+/// upstream stages are done. `report` is called about every `every`.
+pub fn run_stages(
+    shared: Arc<Shared>,
+    stages: &[StageKind],
+    stop: &AtomicBool,
+    drain: bool,
+    every: Duration,
+    report: &(dyn Fn(&Progress) + Sync),
+) -> Result<Progress, RuntimeError> {
+    let mut workers = Vec::new();
+    for kind in stages {
+        workers.push(StageWorker::new(*kind, shared.clone())?);
+    }
+    let done: Vec<AtomicBool> = stages.iter().map(|_| AtomicBool::new(false)).collect();
+    let stats: Vec<std::sync::Mutex<WorkerStats>> = stages
+        .iter()
+        .map(|_| std::sync::Mutex::new(WorkerStats::default()))
+        .collect();
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<(), RuntimeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut worker)| {
+                let (done, stats, failed) = (&done, &stats, &failed);
+                scope.spawn(move || -> Result<(), RuntimeError> {
+                    let result = (|| {
+                        loop {
+                            if stop.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            let n = worker.step(Duration::from_millis(20))?;
+                            if let Ok(mut s) = stats[i].lock() {
+                                *s = worker.stats.clone();
+                            }
+                            let upstream_done = done[..i].iter().all(|d| d.load(Ordering::Acquire));
+                            if drain && n == 0 && upstream_done && worker.caught_up()? {
+                                done[i].store(true, Ordering::Release);
+                                return Ok(());
+                            }
+                        }
+                    })();
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })
+            })
+            .collect();
+        // The reporter: the calling thread.
+        let mut last = Instant::now();
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+            if last.elapsed() >= every {
+                last = Instant::now();
+                report(&snapshot(stages, &stats));
+            }
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
+    }
+    let progress = snapshot(stages, &stats);
+    report(&progress);
+    Ok(progress)
+}
+
+fn snapshot(stages: &[StageKind], stats: &[std::sync::Mutex<WorkerStats>]) -> Progress {
+    Progress {
+        stats: stages
+            .iter()
+            .zip(stats)
+            .map(|(k, s)| (*k, s.lock().map(|s| s.clone()).unwrap_or_default()))
+            .collect(),
+    }
+}

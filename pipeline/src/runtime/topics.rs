@@ -1,0 +1,50 @@
+//! Topic names and their layout (mirrors ops/topics.toml).
+
+use crate::bus::TopicSpec;
+
+pub const FSE_SUBMITTED: &str = "fse.submitted";
+pub const FSE_VALIDATED: &str = "fse.validated";
+pub const FSE_ENTITLED: &str = "fse.entitled";
+pub const FSE_ROUTED: &str = "fse.routed";
+pub const FSE_DECIDED: &str = "fse.decided";
+pub const FSE_REJECTED: &str = "fse.rejected";
+pub const REF_RIGHTS: &str = "ref.rights";
+pub const REF_PKI: &str = "ref.pki";
+pub const REF_EU_INSTITUTIONS: &str = "ref.eu.institutions";
+
+/// Every topic of the pipeline for `partitions` claim-path partitions.
+/// Claim-path topics, `ref.rights` and the changelogs share the partition
+/// count (co-partitioning, design.md §1); global reference topics have one.
+pub fn all(partitions: u32) -> Vec<TopicSpec> {
+    let claim_path = |name: &str| TopicSpec {
+        name: name.to_string(),
+        partitions,
+        compacted: false,
+        retention_ms: None,
+    };
+    let compacted = |name: &str, partitions: u32| TopicSpec {
+        name: name.to_string(),
+        partitions,
+        compacted: true,
+        retention_ms: None,
+    };
+    let mut topics: Vec<TopicSpec> = [
+        FSE_SUBMITTED,
+        FSE_VALIDATED,
+        FSE_ENTITLED,
+        FSE_ROUTED,
+        FSE_DECIDED,
+        FSE_REJECTED,
+    ]
+    .into_iter()
+    .map(claim_path)
+    .collect();
+    for stage in super::StageKind::ALL {
+        topics.push(claim_path(stage.dlq_topic()));
+        topics.push(compacted(stage.changelog_topic(), partitions));
+    }
+    topics.push(compacted(REF_RIGHTS, partitions));
+    topics.push(compacted(REF_PKI, 1));
+    topics.push(compacted(REF_EU_INSTITUTIONS, 1));
+    topics
+}

@@ -1,0 +1,531 @@
+//! The imperative shell around one stage: partitions, stores, offsets,
+//! reference data, restore (design.md §3).
+//!
+//! Per assigned partition and batch:
+//! 1. run the pure stage over the batch into one state overlay and an output
+//!    list (inputs at or below the restore mark `L` keep their state effects
+//!    but their outputs are suppressed: they were emitted before a crash);
+//! 2. produce outputs and changelog records, wait for the acks;
+//! 3. apply the overlay, `applied_offset`, the output ends and the upstream
+//!    mark to sled in one batch, then flush;
+//! 4. commit the consumer offset (informational).
+//!
+//! A partition arriving with no local store is restored from the stage's
+//! changelog. The restore mark `L` is found by reading the output partitions
+//! from the ends recorded at the last commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::StageKind;
+use super::process::{Inputs, Output, process, upstream_offset};
+use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record};
+use crate::events::codec::{AvroField, Decoder};
+use crate::events::convert;
+use crate::events::model::{
+    DeadLetter, EuInstitutionRecord, EventHeader, PkiEvent, RefOffset, RightsRecord,
+};
+use crate::events::registry::{SchemaRegistry, split_single};
+use crate::pki::Pki;
+use crate::pseudonym::PseudonymKey;
+use crate::refdata::{EuInstitutionInput, InstitutionDirectory, RefView, TrustUnsigned};
+use crate::rules::Rules;
+use crate::signatures::PkiVerifier;
+use crate::stages::{Context, entitlement};
+use crate::state::{SledStore, StateRead, StateStore, StateTxn, StoreError, WriteBatch};
+
+/// Reserved state keys (a leading NUL never starts a stage's own key).
+const APPLIED: &[u8] = b"\0applied";
+const UPSTREAM: &[u8] = b"\0upstream";
+const OUT_END: &str = "\0out_end/";
+const REF_POSITION: &str = "\0ref/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// Everything a worker shares with the others.
+pub struct Shared {
+    pub bus: Arc<dyn Bus>,
+    pub rules: Arc<Rules>,
+    pub registry: Arc<SchemaRegistry>,
+    pub pseudonyms: PseudonymKey,
+    /// Simulation mode: no signature checks.
+    pub trust_unsigned: bool,
+    pub state_dir: PathBuf,
+    pub group: String,
+    pub batch_max: usize,
+}
+
+struct PartitionState {
+    store: SledStore,
+    /// Next input offset to apply.
+    applied: u64,
+    /// Inputs at or below this offset were already emitted (restore mode).
+    restore_until: Option<u64>,
+    /// Highest upstream source offset processed (downstream filter).
+    upstream_mark: Option<u64>,
+}
+
+/// Counters a worker keeps (exported as metrics by the caller).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub inputs: u64,
+    pub passed: u64,
+    pub rejected: u64,
+    pub dead_letters: u64,
+    pub duplicates_dropped: u64,
+    pub restored_outputs_suppressed: u64,
+    pub ref_errors: u64,
+    pub batches: u64,
+}
+
+pub struct StageWorker {
+    kind: StageKind,
+    shared: Arc<Shared>,
+    db: SledStore,
+    consumer: Box<dyn BusConsumer>,
+    producer: Box<dyn BusProducer>,
+    partitions: BTreeMap<u32, PartitionState>,
+    pki: Pki,
+    institutions: InstitutionDirectory,
+    /// Next offset to read of each global reference partition.
+    ref_positions: BTreeMap<(String, u32), u64>,
+    pub stats: WorkerStats,
+}
+
+fn get_u64(store: &dyn StateRead, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    match store.get(key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let array: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    what: "not an 8-byte offset".into(),
+                })?;
+            Ok(Some(u64::from_be_bytes(array)))
+        }
+    }
+}
+
+/// The changelog value of a write: `1 || value`, or `0` for a delete.
+fn changelog_value(value: &Option<Vec<u8>>) -> Vec<u8> {
+    match value {
+        Some(v) => {
+            let mut out = Vec::with_capacity(v.len() + 1);
+            out.push(1);
+            out.extend_from_slice(v);
+            out
+        }
+        None => vec![0],
+    }
+}
+
+/// The source `(offset)` of an output of `kind`'s input partition, if the
+/// record is one (header-first events, and dead letters).
+fn output_source(registry: &SchemaRegistry, record: &Record, input_topic: &str) -> Option<u64> {
+    let (_, body) = split_single(&record.value).ok()?;
+    if record.topic.starts_with("dlq.") {
+        let letter: DeadLetter = registry.decode_single(&record.value).ok()?;
+        return (letter.topic == input_topic).then(|| u64::try_from(letter.offset).ok())?;
+    }
+    let header = EventHeader::decode_field(&mut Decoder::new(body)).ok()?;
+    let source = header.source?;
+    (source.topic == input_topic
+        && u64::try_from(source.partition).ok() == Some(u64::from(record.partition)))
+    .then(|| u64::try_from(source.offset).ok())?
+}
+
+impl StageWorker {
+    pub fn new(kind: StageKind, shared: Arc<Shared>) -> Result<StageWorker, RuntimeError> {
+        let db = SledStore::open(&shared.state_dir.join(kind.name()), "meta")?;
+        let mut consumer = shared
+            .bus
+            .consumer(&format!("{}.{}", shared.group, kind.name()))?;
+        consumer.subscribe(&[kind.input_topic()])?;
+        let producer = shared.bus.producer()?;
+        Ok(StageWorker {
+            kind,
+            shared,
+            db,
+            consumer,
+            producer,
+            partitions: BTreeMap::new(),
+            pki: Pki::default(),
+            institutions: InstitutionDirectory::default(),
+            ref_positions: BTreeMap::new(),
+            stats: WorkerStats::default(),
+        })
+    }
+
+    pub fn kind(&self) -> StageKind {
+        self.kind
+    }
+
+    pub fn assigned(&self) -> Vec<u32> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// Opens (or restores) a partition's store and positions the consumer.
+    fn assign(&mut self, partition: u32) -> Result<(), RuntimeError> {
+        let store = self.db.tree(&format!("p{partition}"))?;
+        let changelog = self.kind.changelog_topic();
+        if store.scan_prefix(b"")?.is_empty() {
+            // No local store: rebuild it from the changelog.
+            let mut from = 0;
+            loop {
+                let records = self.shared.bus.read(changelog, partition, from, 4096)?;
+                let Some(last) = records.last() else { break };
+                from = last.offset + 1;
+                let mut batch = WriteBatch::new();
+                for r in &records {
+                    let value = match r.value.split_first() {
+                        Some((1, v)) => Some(v.to_vec()),
+                        Some((0, _)) => None,
+                        _ => {
+                            return Err(RuntimeError::Corrupt(format!(
+                                "{changelog}/{partition}@{}",
+                                r.offset
+                            )));
+                        }
+                    };
+                    batch.insert(r.key.clone(), value);
+                }
+                store.apply(&batch)?;
+            }
+            store.flush()?;
+        }
+        let applied = get_u64(&store, APPLIED)?.unwrap_or(0);
+        let upstream_mark = get_u64(&store, UPSTREAM)?;
+        // The restore mark: the highest source offset already emitted.
+        let mut restore_until: Option<u64> = None;
+        for topic in self.kind.output_topics() {
+            let key = format!("{OUT_END}{topic}");
+            let from = get_u64(&store, key.as_bytes())?.unwrap_or(0);
+            let mut position = from;
+            loop {
+                let records = self.shared.bus.read(topic, partition, position, 4096)?;
+                let Some(last) = records.last() else { break };
+                position = last.offset + 1;
+                for r in &records {
+                    if let Some(source) =
+                        output_source(&self.shared.registry, r, self.kind.input_topic())
+                    {
+                        restore_until = Some(restore_until.map_or(source, |l| l.max(source)));
+                    }
+                }
+            }
+        }
+        let restore_until = restore_until.filter(|l| *l >= applied);
+        self.consumer
+            .seek(self.kind.input_topic(), partition, applied)?;
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                store,
+                applied,
+                restore_until,
+                upstream_mark,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reads global reference topics to their end (validation: PKI; routing:
+    /// EU institutions) and returns the watermark.
+    fn refresh_global_refs(&mut self) -> Result<Vec<RefOffset>, RuntimeError> {
+        let topic = match self.kind {
+            StageKind::Validation if !self.shared.trust_unsigned => super::topics::REF_PKI,
+            StageKind::Routing => super::topics::REF_EU_INSTITUTIONS,
+            _ => return Ok(Vec::new()),
+        };
+        let mut watermark = Vec::new();
+        for partition in 0..self.shared.bus.partition_count(topic)? {
+            let position = self
+                .ref_positions
+                .entry((topic.to_string(), partition))
+                .or_insert(0);
+            loop {
+                let records = self.shared.bus.read(topic, partition, *position, 4096)?;
+                let Some(last) = records.last() else { break };
+                *position = last.offset + 1;
+                for r in &records {
+                    let applied = match self.kind {
+                        StageKind::Validation => self
+                            .shared
+                            .registry
+                            .decode_single::<PkiEvent>(&r.value)
+                            .map_err(|e| e.to_string())
+                            .and_then(|event| {
+                                convert::pki_record(&event).map_err(|e| e.to_string())
+                            })
+                            .and_then(|record| self.pki.apply(record).map_err(|e| e.to_string())),
+                        _ => self
+                            .shared
+                            .registry
+                            .decode_single::<EuInstitutionRecord>(&r.value)
+                            .map_err(|e| e.to_string())
+                            .and_then(|rec| {
+                                self.institutions
+                                    .upsert(EuInstitutionInput {
+                                        country: rec.country,
+                                        institution_id: rec.institution_id,
+                                        name: rec.name,
+                                        acronym: rec.acronym,
+                                        from: rec.from,
+                                        to: rec.to,
+                                    })
+                                    .map_err(|e| e.to_string())
+                            }),
+                    };
+                    if let Err(error) = applied {
+                        // Global reference data is read by every instance: counted
+                        // and logged here (by position, never by content); the
+                        // publisher refuses such records before they are written.
+                        self.stats.ref_errors += 1;
+                        eprintln!(
+                            "{}: {topic}/{partition}@{}: {error}",
+                            self.kind.name(),
+                            r.offset
+                        );
+                    }
+                }
+            }
+            watermark.push(RefOffset {
+                topic: topic.to_string(),
+                partition: i32::try_from(partition).unwrap_or(i32::MAX),
+                offset: i64::try_from(*position).unwrap_or(i64::MAX),
+            });
+        }
+        Ok(watermark)
+    }
+
+    /// Polls once and processes what came. Returns the inputs processed.
+    pub fn step(&mut self, timeout: Duration) -> Result<usize, RuntimeError> {
+        let polled = self.consumer.poll(self.shared.batch_max, timeout)?;
+        if let Some(assignment) = polled.assignment {
+            let wanted: Vec<u32> = assignment
+                .partitions
+                .iter()
+                .filter(|(t, _)| t == self.kind.input_topic())
+                .map(|(_, p)| *p)
+                .collect();
+            self.partitions.retain(|p, _| wanted.contains(p));
+            for partition in wanted {
+                if !self.partitions.contains_key(&partition) {
+                    self.assign(partition)?;
+                }
+            }
+        }
+        if polled.records.is_empty() {
+            return Ok(0);
+        }
+        let watermark = self.refresh_global_refs()?;
+        let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        for record in polled.records {
+            by_partition
+                .entry(record.partition)
+                .or_default()
+                .push(record);
+        }
+        let mut count = 0;
+        for (partition, records) in by_partition {
+            count += self.process_partition(partition, &records, &watermark)?;
+        }
+        Ok(count)
+    }
+
+    fn process_partition(
+        &mut self,
+        partition: u32,
+        records: &[Record],
+        global_watermark: &[RefOffset],
+    ) -> Result<usize, RuntimeError> {
+        let kind = self.kind;
+        let shared = self.shared.clone();
+        let verifier_pki = PkiVerifier {
+            pki: &self.pki,
+            registry: &shared.registry,
+        };
+        let trust = TrustUnsigned;
+        let refs = RefView {
+            signatures: if shared.trust_unsigned {
+                &trust
+            } else {
+                &verifier_pki
+            },
+            institutions: &self.institutions,
+        };
+        let ctx = Context {
+            rules: &shared.rules,
+            refs: &refs,
+            pseudonyms: &shared.pseudonyms,
+        };
+        let Some(ps) = self.partitions.get_mut(&partition) else {
+            // Revoked while the batch was in flight: the new owner processes it.
+            return Ok(0);
+        };
+        let mut txn = StateTxn::new(&ps.store);
+        let mut watermark = global_watermark.to_vec();
+        if kind == StageKind::Entitlement {
+            watermark.push(apply_rights(&shared, partition, &mut txn, &mut self.stats)?);
+        }
+        let mut outputs: Vec<Output> = Vec::new();
+        let mut processed = 0;
+        let mut last = None;
+        for record in records {
+            if record.offset < ps.applied {
+                continue;
+            }
+            last = Some(record.offset);
+            processed += 1;
+            self.stats.inputs += 1;
+            let inputs = Inputs {
+                stage: kind,
+                record,
+                registry: &shared.registry,
+                ref_watermark: &watermark,
+            };
+            // Downstream filter: an upstream output at or below the mark is a
+            // duplicate a crash or a zombie owner wrote; identical, so dropped.
+            if let Some(source) = upstream_offset(&shared.registry, record) {
+                if ps.upstream_mark.is_some_and(|mark| source <= mark) {
+                    self.stats.duplicates_dropped += 1;
+                    continue;
+                }
+                ps.upstream_mark = Some(source);
+            }
+            let result = process(&inputs, &mut txn, &ctx)?;
+            for output in &result.outputs {
+                match output.topic {
+                    t if t == kind.pass_topic() => self.stats.passed += 1,
+                    t if t == super::topics::FSE_REJECTED => self.stats.rejected += 1,
+                    _ => self.stats.dead_letters += 1,
+                }
+            }
+            if ps.restore_until.is_some_and(|l| record.offset <= l) {
+                self.stats.restored_outputs_suppressed += result.outputs.len() as u64;
+            } else {
+                outputs.extend(result.outputs);
+            }
+        }
+        let Some(last) = last else { return Ok(0) };
+        let applied = last + 1;
+        txn.put(APPLIED.to_vec(), applied.to_be_bytes().to_vec());
+        if let Some(mark) = ps.upstream_mark {
+            txn.put(UPSTREAM.to_vec(), mark.to_be_bytes().to_vec());
+        }
+        // 2. outputs and changelog, acknowledged.
+        for output in &outputs {
+            self.producer.send(
+                output.topic,
+                partition,
+                &output.key,
+                &output.value,
+                output.timestamp_millis,
+            )?;
+        }
+        self.producer.flush()?;
+        for topic in kind.output_topics() {
+            let end = shared.bus.end_offset(topic, partition)?;
+            txn.put(
+                format!("{OUT_END}{topic}").into_bytes(),
+                end.to_be_bytes().to_vec(),
+            );
+        }
+        let writes = txn.into_writes();
+        for (key, value) in &writes {
+            self.producer.send(
+                kind.changelog_topic(),
+                partition,
+                key,
+                &changelog_value(value),
+                0,
+            )?;
+        }
+        self.producer.flush()?;
+        // 3. one sled batch, flushed.
+        ps.store.apply(&writes)?;
+        ps.store.flush()?;
+        ps.applied = applied;
+        if ps.restore_until.is_some_and(|l| applied > l) {
+            ps.restore_until = None;
+        }
+        // 4. informational commit.
+        self.consumer
+            .commit(&[(kind.input_topic().to_string(), partition, applied)])?;
+        self.stats.batches += 1;
+        Ok(processed)
+    }
+
+    /// Whether every assigned partition has applied its input to the end.
+    pub fn caught_up(&self) -> Result<bool, RuntimeError> {
+        for (partition, ps) in &self.partitions {
+            if ps.applied
+                < self
+                    .shared
+                    .bus
+                    .end_offset(self.kind.input_topic(), *partition)?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(!self.partitions.is_empty())
+    }
+}
+
+/// Entitlement: applies `ref.rights` of the partition up to its end into the
+/// overlay, and returns the watermark.
+fn apply_rights(
+    shared: &Shared,
+    partition: u32,
+    txn: &mut StateTxn<'_>,
+    stats: &mut WorkerStats,
+) -> Result<RefOffset, RuntimeError> {
+    let topic = super::topics::REF_RIGHTS;
+    let key = format!("{REF_POSITION}{topic}");
+    let mut position = match txn.get(key.as_bytes())? {
+        Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().unwrap_or([0; 8])),
+        None => 0,
+    };
+    loop {
+        let records = shared.bus.read(topic, partition, position, 4096)?;
+        let Some(last) = records.last() else { break };
+        position = last.offset + 1;
+        for r in &records {
+            let applied = shared
+                .registry
+                .decode_single::<RightsRecord>(&r.value)
+                .map_err(|e| e.to_string())
+                .and_then(|rec| {
+                    entitlement::apply_rights(convert::rights_input(&rec), txn, &shared.pseudonyms)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(error) = applied {
+                stats.ref_errors += 1;
+                eprintln!("entitlement: {topic}/{partition}@{}: {error}", r.offset);
+            }
+        }
+    }
+    txn.put(key.into_bytes(), position.to_be_bytes().to_vec());
+    Ok(RefOffset {
+        topic: topic.to_string(),
+        partition: i32::try_from(partition).unwrap_or(i32::MAX),
+        offset: i64::try_from(position).unwrap_or(i64::MAX),
+    })
+}
+
+/// Where a stage's stores live under a data directory.
+pub fn state_dir(data: &Path) -> PathBuf {
+    data.join("state")
+}

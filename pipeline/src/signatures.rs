@@ -1,0 +1,109 @@
+//! The signature check of validation: the health PKI over the FSE's
+//! canonical bytes, i.e. its `fse.submitted` single-object encoding with the
+//! signature field null (docs/signatures.md).
+//!
+//! The signing date is the date of care (the FSE is completed and signed on
+//! it; `received_at` is stamped later by the insurer).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::domain::{Fse, FseInput, Reason, ReasonCode, SignatureCheck, Stage};
+use crate::events::convert::submitted_from_input;
+use crate::events::model::FseSubmitted;
+use crate::events::registry::SchemaRegistry;
+use crate::pki::{Pki, VerifyFailure};
+use crate::refdata::SignatureVerifier;
+
+/// The canonical signed bytes of a wire FSE.
+pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8> {
+    if fse.signature.is_none() {
+        return registry.encode_single(fse);
+    }
+    let mut unsigned = fse.clone();
+    unsigned.signature = None;
+    registry.encode_single(&unsigned)
+}
+
+/// Verifies against a PKI held in memory (the `ref.pki` table as of a watermark).
+pub struct PkiVerifier<'a> {
+    pub pki: &'a Pki,
+    pub registry: &'a SchemaRegistry,
+}
+
+fn failure_code(failure: VerifyFailure) -> ReasonCode {
+    match failure {
+        VerifyFailure::UnsupportedAlgorithm => ReasonCode::UnsupportedAlgorithm,
+        VerifyFailure::UnknownCertificate => ReasonCode::UnknownCertificate,
+        VerifyFailure::OtherProfessional => ReasonCode::CertificateOtherProfessional,
+        VerifyFailure::NotValidOnDate => ReasonCode::CertificateNotValid,
+        VerifyFailure::Revoked => ReasonCode::CertificateRevoked,
+        VerifyFailure::BadSignature => ReasonCode::BadSignature,
+    }
+}
+
+impl SignatureVerifier for PkiVerifier<'_> {
+    fn check(&self, submission: &FseInput, fse: &Fse) -> Result<SignatureCheck, Reason> {
+        let reason = |code: ReasonCode, message: &str| {
+            Reason::new(Stage::Validation, code, message).field("signature")
+        };
+        let Some(signature) = &submission.signature else {
+            return Err(reason(
+                ReasonCode::MissingSignature,
+                "the FSE carries no signature",
+            ));
+        };
+        let value = BASE64
+            .decode(signature.value.as_deref().unwrap_or_default())
+            .map_err(|_| {
+                reason(
+                    ReasonCode::BadSignature,
+                    "the signature value is not base64",
+                )
+            })?;
+        // Validation has checked every field already, so the wire form exists.
+        let wire = submitted_from_input(submission).map_err(|e| {
+            reason(
+                ReasonCode::BadSignature,
+                &format!("the FSE has no canonical form: {}", e.field),
+            )
+        })?;
+        let message = canonical_bytes(self.registry, &wire);
+        self.pki
+            .verify(
+                signature.cert.as_deref().unwrap_or_default(),
+                fse.professional.rpps.as_str(),
+                signature.alg.as_deref().unwrap_or_default(),
+                fse.care_date,
+                &message,
+                &value,
+            )
+            .map(|()| SignatureCheck::Verified)
+            .map_err(|failure| reason(failure_code(failure), failure_code(failure).description()))
+    }
+}
+
+/// A verifier that owns its PKI and registry (`clearing adjudicate --pki`).
+pub struct OwnedPkiVerifier {
+    pki: Pki,
+    registry: SchemaRegistry,
+}
+
+impl OwnedPkiVerifier {
+    pub fn new(pki: Pki) -> Result<OwnedPkiVerifier, crate::events::registry::RegistryError> {
+        Ok(OwnedPkiVerifier {
+            pki,
+            registry: SchemaRegistry::new()?,
+        })
+    }
+}
+
+impl SignatureVerifier for OwnedPkiVerifier {
+    fn check(&self, submission: &FseInput, fse: &Fse) -> Result<SignatureCheck, Reason> {
+        PkiVerifier {
+            pki: &self.pki,
+            registry: &self.registry,
+        }
+        .check(submission, fse)
+    }
+}

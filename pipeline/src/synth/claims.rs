@@ -1,0 +1,670 @@
+//! Synthetic signed claims: a realistic mix of care, and a configurable share
+//! of bad claims of every rejection kind. Claim `i` depends only on the seed,
+//! the world and `i`, so claims can be made in any order, on any thread.
+
+use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
+
+use super::rng::Rng;
+use super::world::{Professional, World};
+use crate::domain::{Category, Complement, Pathway};
+use crate::events::model::*;
+use crate::events::registry::SchemaRegistry;
+use crate::ids::Cip13;
+use crate::rules::{BaseKind, Rules};
+
+const STREAM_CLAIMS: u64 = 4;
+
+/// The kinds of bad claim the generator makes, one per rejection the
+/// pipeline must give (the reason code it expects is in [`BadKind::expected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BadKind {
+    Duplicate,
+    BadNirKey,
+    UnknownActCode,
+    ActNotAllowedForCategory,
+    CareDateAfterReceipt,
+    ClaimTimeBarred,
+    BadSignature,
+    UnknownCertificate,
+    CertificateOtherProfessional,
+    CertificateRevoked,
+    CertificateNotValid,
+    UnknownBeneficiary,
+    NotCoveredOnCareDate,
+    ExonerationNotFound,
+    EhicExpired,
+    EuInstitutionUnknown,
+    EhicFrenchCard,
+    InvalidAmount,
+}
+
+impl BadKind {
+    pub const ALL: [BadKind; 18] = [
+        BadKind::Duplicate,
+        BadKind::BadNirKey,
+        BadKind::UnknownActCode,
+        BadKind::ActNotAllowedForCategory,
+        BadKind::CareDateAfterReceipt,
+        BadKind::ClaimTimeBarred,
+        BadKind::BadSignature,
+        BadKind::UnknownCertificate,
+        BadKind::CertificateOtherProfessional,
+        BadKind::CertificateRevoked,
+        BadKind::CertificateNotValid,
+        BadKind::UnknownBeneficiary,
+        BadKind::NotCoveredOnCareDate,
+        BadKind::ExonerationNotFound,
+        BadKind::EhicExpired,
+        BadKind::EuInstitutionUnknown,
+        BadKind::EhicFrenchCard,
+        BadKind::InvalidAmount,
+    ];
+
+    /// The reason code the pipeline must give for this kind.
+    pub fn expected(self) -> &'static str {
+        match self {
+            BadKind::Duplicate => "duplicate",
+            BadKind::BadNirKey => "invalid_nir",
+            BadKind::UnknownActCode => "unknown_act_code",
+            BadKind::ActNotAllowedForCategory => "act_not_allowed_for_category",
+            BadKind::CareDateAfterReceipt => "care_date_after_receipt",
+            BadKind::ClaimTimeBarred => "claim_time_barred",
+            BadKind::BadSignature => "bad_signature",
+            BadKind::UnknownCertificate => "unknown_certificate",
+            BadKind::CertificateOtherProfessional => "certificate_other_professional",
+            BadKind::CertificateRevoked => "certificate_revoked",
+            BadKind::CertificateNotValid => "certificate_not_valid",
+            BadKind::UnknownBeneficiary => "unknown_beneficiary",
+            BadKind::NotCoveredOnCareDate => "not_covered_on_care_date",
+            BadKind::ExonerationNotFound => "exoneration_not_found",
+            BadKind::EhicExpired => "ehic_expired",
+            BadKind::EuInstitutionUnknown => "eu_institution_unknown",
+            BadKind::EhicFrenchCard => "ehic_french_card",
+            BadKind::InvalidAmount => "invalid_amount",
+        }
+    }
+}
+
+pub struct ClaimConfig {
+    pub seed: u64,
+    /// Per mille of claims that are bad (of a kind drawn uniformly).
+    pub bad_per_mille: u32,
+    /// Per mille of claims from EHIC visitors.
+    pub visitors_per_mille: u32,
+}
+
+/// One generated claim, signed, and the bad kind it was made as (if any).
+pub struct GeneratedClaim {
+    pub fse: FseSubmitted,
+    pub bad: Option<BadKind>,
+}
+
+/// Claim mix by the professional's category (per mille of claims).
+const CLAIM_MIX: [(Category, u32); 10] = [
+    (Category::Gp, 300),
+    (Category::Pharmacist, 300),
+    (Category::Specialist, 110),
+    (Category::Nurse, 100),
+    (Category::Physiotherapist, 60),
+    (Category::Laboratory, 50),
+    (Category::Dentist, 35),
+    (Category::Radiology, 25),
+    (Category::Transport, 15),
+    (Category::Midwife, 5),
+];
+
+/// Share of claims under tiers payant, by category (IGAS 2017-111R, §1.6).
+fn tiers_payant_per_mille(category: Category) -> u32 {
+    match category {
+        Category::Gp => 250,
+        Category::Specialist => 200,
+        Category::Dentist => 100,
+        Category::Nurse => 930,
+        Category::Pharmacist => 990,
+        Category::Physiotherapist => 500,
+        Category::Laboratory | Category::Transport => 900,
+        Category::Radiology => 500,
+        Category::Midwife => 300,
+        Category::Hospital => 1000,
+    }
+}
+
+const SURNAMES: [&str; 8] = [
+    "Muller", "Rossi", "Garcia", "Jansen", "Smith", "Peeters", "Schmid", "Bianchi",
+];
+const GIVEN_NAMES: [&str; 8] = [
+    "Anna", "Luca", "Maria", "Jan", "Emma", "Lukas", "Sofia", "Noah",
+];
+
+fn tariff_cents(
+    rules: &Rules,
+    code: &str,
+    category: Category,
+    kind: BaseKind,
+    care: NaiveDate,
+) -> i64 {
+    rules
+        .acts
+        .find(code, category)
+        .and_then(|a| a.tariff_at(kind, care))
+        .and_then(|v| v.value.amount)
+        .map_or(0, |c| c.get())
+}
+
+fn billable(rules: &Rules, code: &str, category: Category, care: NaiveDate) -> bool {
+    rules
+        .acts
+        .find(code, category)
+        .is_some_and(|a| a.billable_on(care))
+}
+
+fn line(code: &str, quantity: i32, coefficient_hundredths: i32, charged_cents: i64) -> ActLineRec {
+    ActLineRec {
+        code: code.to_string(),
+        quantity,
+        coefficient_hundredths,
+        charged_cents,
+        complement: None,
+        ald_related: false,
+        base_cents: None,
+        product: None,
+        unit_price_cents: None,
+        leg: None,
+    }
+}
+
+/// The act lines a professional of this category bills on one visit.
+fn acts_for(rng: &mut Rng, rules: &Rules, pro: &Professional, care: NaiveDate) -> Vec<ActLineRec> {
+    let category = pro.category;
+    let kind = match (pro.sector, pro.optam) {
+        ("2", false) if category.is_doctor() => BaseKind::NonOptam,
+        _ => BaseKind::Convention,
+    };
+    // Sector 2 and 3 doctors charge above the tariff.
+    let depassement = if category.is_doctor() && pro.sector != "1" {
+        rng.range(3, 25) * 100
+    } else {
+        0
+    };
+    match category {
+        Category::Gp => {
+            let code = if billable(rules, "G", category, care) {
+                "G"
+            } else {
+                "C"
+            };
+            let tariff = tariff_cents(rules, code, category, BaseKind::Convention, care);
+            let mut consultation = line(code, 1, 100, tariff + depassement);
+            if rng.chance(40) {
+                consultation.complement = Some(Complement::Sunday);
+                consultation.charged_cents += 1906;
+            }
+            let mut lines = vec![consultation];
+            if rng.chance(100) {
+                lines.push(line("MCG", 1, 100, 300));
+            }
+            lines
+        }
+        Category::Specialist => {
+            let choice = rng.weighted(&[700, 100, 100, 50, 50]);
+            let code = ["CS", "APC", "DEQP003", "BGLA001", "QZFA036"][choice];
+            let code = if billable(rules, code, category, care) {
+                code
+            } else {
+                "CS"
+            };
+            let tariff = tariff_cents(rules, code, category, kind, care).max(tariff_cents(
+                rules,
+                code,
+                category,
+                BaseKind::Convention,
+                care,
+            ));
+            vec![line(code, 1, 100, tariff + depassement)]
+        }
+        Category::Dentist => {
+            let code = if rng.chance(600) { "C" } else { "HBJD001" };
+            let tariff = tariff_cents(rules, code, category, kind, care);
+            vec![line(code, 1, 100, tariff)]
+        }
+        Category::Midwife => {
+            let coefficient = rng.range(12, 16) as i32 * 100;
+            let tariff = tariff_cents(rules, "SF", category, kind, care);
+            vec![line(
+                "SF",
+                1,
+                coefficient,
+                tariff * i64::from(coefficient) / 100,
+            )]
+        }
+        Category::Nurse => {
+            let coefficient = *rng.pick(&[100, 150, 200, 300, 400]);
+            let quantity = rng.range(1, 3) as i32;
+            let tariff = tariff_cents(rules, "AMI", category, kind, care);
+            let mut lines = vec![line(
+                "AMI",
+                quantity,
+                coefficient,
+                (tariff * i64::from(coefficient) * i64::from(quantity) + 50) / 100,
+            )];
+            if rng.chance(500) {
+                lines.push(line(
+                    "IFD",
+                    1,
+                    100,
+                    tariff_cents(rules, "IFD", category, kind, care),
+                ));
+            }
+            lines
+        }
+        Category::Physiotherapist => {
+            let coefficient = *rng.pick(&[750, 800, 1000]);
+            let tariff = tariff_cents(rules, "AMK", category, kind, care);
+            vec![line(
+                "AMK",
+                1,
+                coefficient,
+                (tariff * i64::from(coefficient) + 50) / 100,
+            )]
+        }
+        Category::Laboratory => {
+            let coefficient = rng.range(20, 400) as i32 * 100;
+            let tariff = tariff_cents(rules, "B", category, kind, care);
+            vec![line(
+                "B",
+                1,
+                coefficient,
+                (tariff * i64::from(coefficient) + 50) / 100,
+            )]
+        }
+        Category::Radiology => {
+            vec![line(
+                "ZBQK002",
+                1,
+                100,
+                tariff_cents(rules, "ZBQK002", category, kind, care),
+            )]
+        }
+        Category::Transport => {
+            let code = *rng.pick(&["VSL", "TAXI", "TAXI", "AMB"]);
+            let tariff = tariff_cents(rules, code, category, kind, care);
+            let legs = rng.range(1, 2) as i32;
+            (1..=legs)
+                .map(|leg| {
+                    let mut l = line(code, 1, 100, tariff + rng.range(0, 3000));
+                    l.leg = Some(leg);
+                    l
+                })
+                .collect()
+        }
+        Category::Pharmacist => {
+            let count = rng.range(1, 3);
+            (0..count)
+                .map(|_| {
+                    let code = ["PH7", "PH4", "PH2", "PH1"][rng.weighted(&[600, 200, 100, 100])];
+                    let code = if billable(rules, code, category, care) {
+                        code
+                    } else {
+                        "PH7"
+                    };
+                    let boxes = rng.range(1, 5) as i32;
+                    let max_price = if code == "PH1" { 80_000 } else { 8_000 };
+                    let price = rng.range(150, max_price);
+                    let product = Cip13::from_body(&format!("34009{:07}", rng.range(0, 9_999_999)))
+                        .map(|c| c.as_str().to_string())
+                        .ok();
+                    let mut l = line(code, boxes, 100, price * i64::from(boxes));
+                    l.product = product;
+                    l.unit_price_cents = Some(price);
+                    l
+                })
+                .collect()
+        }
+        Category::Hospital => vec![line(
+            "FJ",
+            1,
+            100,
+            tariff_cents(rules, "FJ", category, kind, care),
+        )],
+    }
+}
+
+fn pathway_for(rng: &mut Rng, category: Category, is_declared_gp: bool) -> Option<Pathway> {
+    match category {
+        Category::Gp if is_declared_gp => Some(Pathway::Mt),
+        Category::Gp => Some(match rng.weighted(&[300, 300, 400]) {
+            0 => Pathway::Outside,
+            1 => Pathway::Emergency,
+            _ => Pathway::Referred,
+        }),
+        Category::Specialist => Some(match rng.weighted(&[800, 100, 100]) {
+            0 => Pathway::Referred,
+            1 => Pathway::DirectAccess,
+            _ => Pathway::Outside,
+        }),
+        Category::Dentist | Category::Midwife => Some(Pathway::DirectAccess),
+        Category::Nurse | Category::Physiotherapist => Some(Pathway::Referred),
+        Category::Transport if rng.chance(100) => Some(Pathway::Emergency),
+        _ => None,
+    }
+}
+
+/// Milliseconds and offset of a receipt on `date`, in working hours, with a
+/// summer/winter offset approximating Paris time.
+fn receipt(rng: &mut Rng, date: NaiveDate) -> (i64, i32) {
+    let offset_minutes = if (4..=10).contains(&date.month()) {
+        120
+    } else {
+        60
+    };
+    let seconds = rng.range(8 * 3600, 20 * 3600 - 1);
+    let time =
+        NaiveTime::from_num_seconds_from_midnight_opt(u32::try_from(seconds).unwrap_or(0), 0)
+            .unwrap_or_default();
+    let utc_millis = date.and_time(time).and_utc().timestamp_millis()
+        - i64::from(offset_minutes) * 60_000
+        + rng.range(0, 999);
+    (utc_millis, offset_minutes)
+}
+
+fn date_plus(date: NaiveDate, days: i64) -> NaiveDate {
+    date.checked_add_signed(Duration::days(days))
+        .unwrap_or(date)
+}
+
+fn visitor(rng: &mut Rng, world: &World, care: NaiveDate, index: usize) -> EhicRec {
+    let institution = rng.pick(&world.institutions);
+    EhicRec {
+        country: institution.country.to_string(),
+        institution_id: institution.institution_id.clone(),
+        card_id: format!(
+            "80{:08}{:010}",
+            rng.range(0, 99_999_999),
+            index % 10_000_000_000
+        ),
+        personal_id: format!("P{:09}", rng.range(0, 999_999_999)),
+        surname: rng.pick(&SURNAMES).to_string(),
+        given_names: rng.pick(&GIVEN_NAMES).to_string(),
+        birth_date: date_plus(care, -rng.range(18 * 365, 80 * 365)),
+        expiry: date_plus(care, rng.range(30, 4 * 365)),
+    }
+}
+
+/// Signs `fse` with `pro`'s card over its canonical bytes.
+pub fn sign(fse: &mut FseSubmitted, pro: &Professional, registry: &SchemaRegistry) {
+    fse.signature = None;
+    let message = registry.encode_single(fse);
+    fse.signature = Some(SignatureRec {
+        alg: pro.key.alg().as_str().to_string(),
+        cert: pro.certificate.id.clone(),
+        value: pro.key.sign(&message),
+    });
+}
+
+/// A good claim `index`: who, what, when.
+fn good_claim(
+    config: &ClaimConfig,
+    world: &World,
+    rules: &Rules,
+    index: usize,
+) -> (FseSubmitted, usize, Rng) {
+    let mut rng = Rng::new(config.seed, (STREAM_CLAIMS << 40) | index as u64);
+    let weights: Vec<u32> = CLAIM_MIX.iter().map(|(_, w)| *w).collect();
+    let category = CLAIM_MIX[rng.weighted(&weights)].0;
+    let span = (world.last_care_date - world.first_care_date)
+        .num_days()
+        .max(0);
+    let care = date_plus(world.first_care_date, rng.range(0, span));
+    let is_visitor = rng.chance(config.visitors_per_mille);
+    let beneficiary_index =
+        usize::try_from(rng.below(world.beneficiaries.len().max(1) as u64)).unwrap_or(0);
+    let rights = world
+        .beneficiaries
+        .get(beneficiary_index)
+        .map(|b| &b.rights);
+    // A beneficiary's declared GP sees most of their GP visits.
+    let mut pro_index = *rng.pick(world.of_category(category));
+    let mut is_declared_gp = false;
+    if category == Category::Gp
+        && let Some(gp) = rights.and_then(|r| r.declared_gp.as_deref())
+        && rng.chance(800)
+        && let Some(i) = world
+            .of_category(category)
+            .iter()
+            .find(|&&i| world.professionals[i].rpps.as_str() == gp)
+    {
+        pro_index = *i;
+        is_declared_gp = true;
+    }
+    let pro = &world.professionals[pro_index];
+    let mut acts = acts_for(&mut rng, rules, pro, care);
+    let has_ald = rights.is_some_and(|r| r.ald.iter().any(|p| p.contains(care)));
+    if has_ald && !is_visitor && rng.chance(600) {
+        for act in &mut acts {
+            act.ald_related = true;
+        }
+    }
+    let css = rights.is_some_and(|r| r.css.iter().any(|p| p.contains(care)));
+    let tiers_amo = css || rng.chance(tiers_payant_per_mille(category));
+    let tiers_amc = tiers_amo && rights.is_some_and(|r| r.amc.is_some()) && rng.chance(700);
+    let delay = rng.range(0, 8);
+    let (received_at_millis, received_offset_minutes) = receipt(&mut rng, date_plus(care, delay));
+    let (beneficiary, ehic) = match (is_visitor, rights) {
+        (false, Some(r)) => (
+            Some(BeneficiaryRec {
+                nir: r.nir.clone(),
+                birth_date: r.birth_date,
+                rank: i32::from(r.rank),
+            }),
+            None,
+        ),
+        _ => (None, Some(visitor(&mut rng, world, care, index))),
+    };
+    let fse = FseSubmitted {
+        fse_id: format!("{}-{:09}", pro.billing_number, index % 1_000_000_000),
+        received_at_millis,
+        received_offset_minutes,
+        care_date: care,
+        professional: ProfessionalRec {
+            rpps: pro.rpps.as_str().to_string(),
+            category,
+            sector: match pro.sector {
+                "2" => SectorSymbol::S2,
+                "3" => SectorSymbol::S3,
+                _ => SectorSymbol::S1,
+            },
+            optam: pro.optam,
+        },
+        beneficiary,
+        ehic,
+        pathway: pathway_for(&mut rng, category, is_declared_gp),
+        tiers_payant: TiersPayantRec {
+            amo: tiers_amo,
+            amc: tiers_amc,
+        },
+        acts,
+        signature: None,
+    };
+    (fse, pro_index, rng)
+}
+
+/// Claim `index`, signed: good, or bad of a drawn kind.
+pub fn claim(
+    config: &ClaimConfig,
+    world: &World,
+    rules: &Rules,
+    registry: &SchemaRegistry,
+    index: usize,
+) -> GeneratedClaim {
+    let (mut fse, mut pro_index, mut rng) = good_claim(config, world, rules, index);
+    if index == 0 || !rng.chance(config.bad_per_mille) {
+        sign(&mut fse, &world.professionals[pro_index], registry);
+        return GeneratedClaim { fse, bad: None };
+    }
+    let kind = *rng.pick(&BadKind::ALL);
+    let pros = &world.professionals;
+    let mut signer = pro_index;
+    let mut after_signing: Option<fn(&mut FseSubmitted)> = None;
+    match kind {
+        BadKind::Duplicate => {
+            // The professional's software sends an earlier claim again, byte
+            // for byte (its signature covers received_at, so nothing changes).
+            let earlier = claim(config, world, rules, registry, index - 1);
+            if earlier.bad.is_some() {
+                return good_instead(fse, &pros[pro_index], registry);
+            }
+            return GeneratedClaim {
+                fse: earlier.fse,
+                bad: Some(kind),
+            };
+        }
+        BadKind::BadNirKey => match &mut fse.beneficiary {
+            Some(b) => {
+                let key: u32 = b.nir.get(13..).and_then(|k| k.parse().ok()).unwrap_or(1);
+                let body = b.nir.get(..13).unwrap_or_default().to_string();
+                b.nir = format!("{body}{:02}", key % 97 + 1);
+            }
+            None => return good_instead(fse, &pros[pro_index], registry),
+        },
+        BadKind::UnknownActCode => fse.acts[0].code = "ZZZZ".into(),
+        BadKind::ActNotAllowedForCategory => {
+            fse.acts[0].code = if fse.professional.category == Category::Nurse {
+                "G"
+            } else {
+                "AMI"
+            }
+            .into();
+        }
+        BadKind::CareDateAfterReceipt => {
+            fse.care_date = date_plus(fse.care_date, 12);
+        }
+        BadKind::ClaimTimeBarred => {
+            fse.received_at_millis += 800 * 86_400_000;
+        }
+        BadKind::BadSignature => {
+            after_signing = Some(|f| {
+                if let Some(s) = &mut f.signature
+                    && let Some(b) = s.value.get_mut(7)
+                {
+                    *b ^= 0x40;
+                }
+            })
+        }
+        BadKind::UnknownCertificate => {
+            after_signing = Some(|f| {
+                if let Some(s) = &mut f.signature {
+                    s.cert = "CPS-UNKNOWN".into();
+                }
+            })
+        }
+        BadKind::CertificateOtherProfessional => {
+            signer = (pro_index + 1) % pros.len();
+        }
+        BadKind::CertificateRevoked => {
+            match pros
+                .iter()
+                .position(|p| p.category == fse.professional.category && p.revoked_on.is_some())
+            {
+                Some(revoked) => {
+                    pro_index = revoked;
+                    signer = revoked;
+                    let p = &pros[revoked];
+                    fse.professional.rpps = p.rpps.as_str().to_string();
+                    fse.fse_id = format!("{}-{:09}", p.billing_number, index % 1_000_000_000);
+                    let on = p.revoked_on.unwrap_or(fse.care_date);
+                    let shift = (on - fse.care_date).num_days() + rng.range(0, 20);
+                    fse.care_date = date_plus(fse.care_date, shift);
+                    fse.received_at_millis += shift * 86_400_000;
+                }
+                None => return good_instead(fse, &pros[pro_index], registry),
+            }
+        }
+        BadKind::CertificateNotValid => {
+            let after = (pros[pro_index].certificate.not_after - fse.care_date).num_days() + 5;
+            fse.care_date = date_plus(fse.care_date, after);
+            fse.received_at_millis += after * 86_400_000;
+        }
+        BadKind::UnknownBeneficiary => match &mut fse.beneficiary {
+            Some(b) => {
+                let nir = super::world::stranger_nir(&mut rng, b.birth_date);
+                b.nir = nir;
+            }
+            None => return good_instead(fse, &pros[pro_index], registry),
+        },
+        BadKind::NotCoveredOnCareDate => {
+            let ended = world.beneficiaries.iter().find_map(|b| {
+                let end = b.rights.coverage.first()?.to?;
+                (b.rights.ame.is_empty()).then_some((b, end))
+            });
+            match (ended, &mut fse.beneficiary) {
+                (Some((b, end)), Some(rec)) => {
+                    rec.nir = b.rights.nir.clone();
+                    rec.birth_date = b.rights.birth_date;
+                    let shift = (end - fse.care_date).num_days() + rng.range(1, 30);
+                    fse.care_date = date_plus(fse.care_date, shift);
+                    fse.received_at_millis += shift * 86_400_000;
+                    for act in &mut fse.acts {
+                        act.ald_related = false;
+                    }
+                }
+                _ => return good_instead(fse, &pros[pro_index], registry),
+            }
+        }
+        BadKind::ExonerationNotFound => {
+            let without_ald = world.beneficiaries.iter().find(|b| {
+                b.rights.ald.is_empty() && b.rights.coverage.first().is_some_and(|c| c.to.is_none())
+            });
+            match (without_ald, &mut fse.beneficiary) {
+                (Some(b), Some(rec)) => {
+                    rec.nir = b.rights.nir.clone();
+                    rec.birth_date = b.rights.birth_date;
+                    for act in &mut fse.acts {
+                        act.ald_related = true;
+                    }
+                }
+                _ => return good_instead(fse, &pros[pro_index], registry),
+            }
+        }
+        BadKind::EhicExpired | BadKind::EuInstitutionUnknown | BadKind::EhicFrenchCard => {
+            let mut card = fse
+                .ehic
+                .take()
+                .unwrap_or_else(|| visitor(&mut rng, world, fse.care_date, index));
+            match kind {
+                BadKind::EhicExpired => card.expiry = date_plus(fse.care_date, -rng.range(1, 400)),
+                BadKind::EuInstitutionUnknown => card.institution_id = "999999999".into(),
+                _ => card.country = "FR".into(),
+            }
+            fse.beneficiary = None;
+            fse.ehic = Some(card);
+            for act in &mut fse.acts {
+                act.ald_related = false;
+            }
+        }
+        BadKind::InvalidAmount => fse.acts[0].charged_cents = -rng.range(1, 5000),
+    }
+    sign(&mut fse, &pros[signer], registry);
+    if let Some(tamper) = after_signing {
+        tamper(&mut fse);
+    }
+    if signer != pro_index
+        && let Some(s) = &mut fse.signature
+    {
+        // Signed with another professional's card, and says so.
+        s.cert = pros[signer].certificate.id.clone();
+    }
+    GeneratedClaim {
+        fse,
+        bad: Some(kind),
+    }
+}
+
+/// When a bad kind cannot apply to this claim, the claim stays good.
+fn good_instead(
+    mut fse: FseSubmitted,
+    pro: &Professional,
+    registry: &SchemaRegistry,
+) -> GeneratedClaim {
+    sign(&mut fse, pro, registry);
+    GeneratedClaim { fse, bad: None }
+}

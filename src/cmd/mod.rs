@@ -1,0 +1,83 @@
+//! The verbs of the `clearing` binary, one module each; shared helpers here.
+
+pub mod adjudicate;
+pub mod demo;
+pub mod gen_data;
+pub mod stream;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clearing_pipeline::bus::Bus;
+use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::rules::Rules;
+
+/// The pseudonymisation secret comes from the environment, never from a file
+/// in the repository; without it, the development key (synthetic data only).
+pub fn pseudonym_key() -> Result<PseudonymKey> {
+    match std::env::var("CLEARING_PSEUDONYM_SECRET") {
+        Ok(secret) => {
+            let epoch = std::env::var("CLEARING_PSEUDONYM_EPOCH").unwrap_or_else(|_| "k1".into());
+            PseudonymKey::new(&epoch, secret.as_bytes()).context("CLEARING_PSEUDONYM_SECRET")
+        }
+        Err(_) => Ok(PseudonymKey::development()),
+    }
+}
+
+pub fn load_rules(dir: Option<&Path>) -> Result<Rules> {
+    Ok(match dir {
+        Some(dir) => Rules::from_dir(dir)?,
+        None => Rules::embedded()?,
+    })
+}
+
+/// Opens a bus from its URL: `local:DIR` or `kafka://HOST:PORT`.
+pub fn open_bus(url: &str) -> Result<Arc<dyn Bus>> {
+    if let Some(dir) = url.strip_prefix("local:") {
+        let log = LocalLog::open(Path::new(dir)).with_context(|| format!("bus {url}"))?;
+        return Ok(Arc::new(log));
+    }
+    if url.starts_with("kafka://") {
+        return crate::kafka::open(url);
+    }
+    bail!("bus {url}: expected local:DIR or kafka://HOST:PORT")
+}
+
+/// Calls `each` with every non-empty line of a file (1-based numbers); an
+/// error names the file and the line.
+pub fn for_each_line(
+    path: &Path,
+    mut each: impl FnMut(usize, &str) -> Result<()>,
+) -> Result<usize> {
+    let file = File::open(path).with_context(|| path.display().to_string())?;
+    let mut count = 0;
+    for (index, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: line {}", path.display(), index + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        each(index + 1, &line)
+            .with_context(|| format!("{}: line {}", path.display(), index + 1))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// A one-line progress bar on stderr.
+pub fn progress_line(label: &str, done: u64, total: u64, rate_per_s: f64) {
+    let width = 30usize;
+    let filled = if total == 0 {
+        width
+    } else {
+        ((done.min(total) as f64 / total as f64) * width as f64) as usize
+    };
+    eprint!(
+        "\r{label:<12} [{}{}] {done:>9}/{total:<9} {rate_per_s:>9.0}/s ",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    );
+}

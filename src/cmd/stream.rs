@@ -1,0 +1,298 @@
+//! `clearing submit`, `publish`, `run`, `read`: the pipeline on a bus.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use clearing_pipeline::adjudicate::{FSE_OBJECTS, RIGHTS_OBJECTS};
+use clearing_pipeline::bus::Bus;
+use clearing_pipeline::domain::FseInput;
+use clearing_pipeline::domain::json;
+use clearing_pipeline::domain::rights::RightsInput;
+use clearing_pipeline::events::registry::SchemaRegistry;
+use clearing_pipeline::events::render;
+use clearing_pipeline::pki::PkiRecord;
+use clearing_pipeline::refdata::EuInstitutionInput;
+use clearing_pipeline::runtime::ingest::Ingest;
+use clearing_pipeline::runtime::{self, Progress, Shared, StageKind, topics};
+
+use super::{load_rules, open_bus, pseudonym_key};
+
+pub const DEFAULT_BUS: &str = "local:./data";
+pub const DEFAULT_PARTITIONS: u32 = 4;
+
+#[derive(Args)]
+pub struct BusArgs {
+    /// `local:DIR` (embedded log) or `kafka://HOST:PORT`.
+    #[arg(long, default_value = DEFAULT_BUS)]
+    pub bus: String,
+    /// Partitions of the claim-path topics, when they are created.
+    #[arg(long, default_value_t = DEFAULT_PARTITIONS)]
+    pub partitions: u32,
+}
+
+impl BusArgs {
+    pub fn open(&self) -> Result<Arc<dyn Bus>> {
+        let bus = open_bus(&self.bus)?;
+        runtime::ensure_topics(bus.as_ref(), self.partitions)?;
+        Ok(bus)
+    }
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// Reads stdin lines, calling `each`; bad lines are reported and counted.
+fn each_stdin_line(mut each: impl FnMut(&str) -> Result<()>) -> Result<(usize, usize)> {
+    let (mut ok, mut failed) = (0, 0);
+    for (index, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.with_context(|| format!("stdin: line {}", index + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match each(&line) {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("stdin: line {}: {e:#}", index + 1);
+            }
+        }
+    }
+    Ok((ok, failed))
+}
+
+fn object(line: &str) -> Result<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| anyhow::anyhow!("not JSON (column {})", e.column()))?;
+    Ok(value)
+}
+
+pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
+    let bus = args.bus.open()?;
+    let registry = SchemaRegistry::new()?;
+    let pseudonyms = pseudonym_key()?;
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+    let (ok, failed) = each_stdin_line(|line| {
+        let input: FseInput = json::from_value(&object(line)?, FSE_OBJECTS)?;
+        ingest.submit(&input)?;
+        Ok(())
+    })?;
+    ingest.flush()?;
+    eprintln!(
+        "submitted {ok} FSEs to {}; {failed} lines refused",
+        bus.describe()
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// ref.rights, ref.pki or ref.eu.institutions.
+    #[arg(long)]
+    pub topic: String,
+}
+
+pub fn publish(args: PublishArgs) -> Result<ExitCode> {
+    let bus = args.bus.open()?;
+    let registry = SchemaRegistry::new()?;
+    let pseudonyms = pseudonym_key()?;
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+    let topic = args.topic.as_str();
+    if ![
+        topics::REF_RIGHTS,
+        topics::REF_PKI,
+        topics::REF_EU_INSTITUTIONS,
+    ]
+    .contains(&topic)
+    {
+        bail!("--topic must be ref.rights, ref.pki or ref.eu.institutions");
+    }
+    let (ok, failed) = each_stdin_line(|line| {
+        let value = object(line)?;
+        match topic {
+            topics::REF_RIGHTS => {
+                let input: RightsInput = json::from_value(&value, RIGHTS_OBJECTS)?;
+                ingest.rights(&input)?;
+            }
+            topics::REF_PKI => {
+                let record: PkiRecord = json::from_value(&value, &[])?;
+                clearing_pipeline::pki::Pki::default()
+                    .apply(record.clone())
+                    .or_else(|e| {
+                        // A revocation alone cannot be checked against an empty registry.
+                        if matches!(record, PkiRecord::Revocation { .. }) {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })?;
+                ingest.pki(&record)?;
+            }
+            _ => {
+                let input: EuInstitutionInput = json::from_value(&value, &[])?;
+                ingest.institution(&input)?;
+            }
+        }
+        Ok(())
+    })?;
+    ingest.flush()?;
+    eprintln!(
+        "published {ok} records to {topic} on {}; {failed} lines refused",
+        bus.describe()
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// `all` or a comma list of validation, entitlement, routing, reimbursement.
+    #[arg(long, default_value = "all")]
+    pub stages: String,
+    /// Consumer group (each stage uses `<group>.<stage>`).
+    #[arg(long, default_value = "clearing")]
+    pub group: String,
+    /// Where the stages' sled stores live (default: `<DIR>/state` for local:DIR, `./data/state` otherwise).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Simulation: skip signature checks, and say so in every decision.
+    #[arg(long)]
+    pub trust_unsigned: bool,
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Input records per batch and partition.
+    #[arg(long, default_value_t = 2000)]
+    pub batch: usize,
+}
+
+pub fn parse_stages(text: &str) -> Result<Vec<StageKind>> {
+    if text == "all" {
+        return Ok(StageKind::ALL.to_vec());
+    }
+    let mut stages: Vec<StageKind> = text
+        .split(',')
+        .map(|s| StageKind::parse(s.trim()).with_context(|| format!("unknown stage {s}")))
+        .collect::<Result<_>>()?;
+    stages.sort();
+    stages.dedup();
+    Ok(stages)
+}
+
+pub fn state_dir(bus_url: &str, explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| match bus_url.strip_prefix("local:") {
+        Some(dir) => PathBuf::from(dir).join("state"),
+        None => PathBuf::from("./data/state"),
+    })
+}
+
+pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
+    Ok(Arc::new(Shared {
+        bus,
+        rules: Arc::new(load_rules(args.rules.as_deref())?),
+        registry: Arc::new(SchemaRegistry::new()?),
+        pseudonyms: pseudonym_key()?,
+        trust_unsigned: args.trust_unsigned,
+        state_dir: state_dir(&args.bus.bus, args.state.clone()),
+        group: args.group.clone(),
+        batch_max: args.batch.clamp(1, 100_000),
+    }))
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let stages = parse_stages(&args.stages)?;
+    let bus = args.bus.open()?;
+    let shared = shared(&args, bus.clone())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics::install(addr)?;
+    }
+    eprintln!(
+        "clearing run: stages {:?} on {} (group {}); SIGINT or SIGTERM stops after the batch in flight",
+        stages.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        bus.describe(),
+        args.group
+    );
+    let report = |progress: &Progress| crate::metrics::record(progress);
+    runtime::run_stages(
+        shared,
+        &stages,
+        &stop,
+        false,
+        Duration::from_secs(1),
+        &report,
+    )?;
+    eprintln!("clearing run: stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[arg(long)]
+    pub topic: String,
+    /// First offset to print, in every partition.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+    /// Keep reading new records.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+pub fn read(args: ReadArgs) -> Result<ExitCode> {
+    let bus = open_bus(&args.bus.bus)?;
+    let registry = SchemaRegistry::new()?;
+    let partitions = bus.partition_count(&args.topic)?;
+    let mut positions: Vec<u64> = vec![args.from; partitions as usize];
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    loop {
+        let mut any = false;
+        for partition in 0..partitions {
+            let records = bus.read(&args.topic, partition, positions[partition as usize], 4096)?;
+            for record in &records {
+                any = true;
+                positions[partition as usize] = record.offset + 1;
+                match render::render(&registry, &args.topic, &record.value) {
+                    Ok(value) => serde_json::to_writer(&mut out, &value)?,
+                    Err(e) => serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({"partition": partition, "offset": record.offset, "error": e.to_string()}),
+                    )?,
+                }
+                out.write_all(b"\n")?;
+            }
+        }
+        out.flush()?;
+        if !any {
+            if !args.follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
