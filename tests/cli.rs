@@ -464,7 +464,6 @@ fn with_trust_unsigned_decisions_say_not_checked() {
 }
 
 #[test]
-#[ignore = "BUG: under --trust-unsigned a claim rejected in validation has \"signature_check\": null, not \"not_checked\" (README: every decision says so)"]
 fn with_trust_unsigned_every_decision_says_not_checked() {
     let out = adjudicate(&["--trust-unsigned"], &claims_text());
     for d in decisions(&out) {

@@ -85,8 +85,14 @@ pub fn from_value<T: DeserializeOwned>(value: &Value, objects: &[&str]) -> Resul
                 what: "missing",
             }
         } else if message.starts_with("unknown field") {
+            // serde's path already ends with the unknown field.
+            let path = if path.is_empty() || path == "." {
+                quoted(&message).unwrap_or("?").to_string()
+            } else {
+                path
+            };
             ShapeError {
-                path: join(&path, quoted(&message).unwrap_or("?")),
+                path: path.chars().take(4 * MAX_NAME).collect(),
                 what: "not a field of this record",
             }
         } else {

@@ -122,6 +122,11 @@ pub fn generate(
     dir: &Path,
 ) -> std::io::Result<Manifest> {
     std::fs::create_dir_all(dir)?;
+    let config = &GenConfig {
+        professionals: config.professionals.max(world::MIN_PROFESSIONALS),
+        beneficiaries: config.beneficiaries.max(1),
+        ..config.clone()
+    };
     let world = world::build(
         &world::WorldConfig {
             seed: config.seed,

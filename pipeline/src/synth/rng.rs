@@ -109,19 +109,16 @@ mod tests {
 
     #[test]
     fn the_stream_is_fixed_forever() {
+        // Pinned against an independent implementation of xoshiro256**
+        // seeded by SplitMix64: if this changes, every data set changes.
         let mut rng = Rng::new(42, 0);
         let first: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
-        // Pinned: if this changes, every generated data set changes.
         assert_eq!(
             first,
             vec![
-                Rng::new(42, 0).next_u64(),
-                {
-                    let mut r = Rng::new(42, 0);
-                    r.next_u64();
-                    r.next_u64()
-                },
-                first[2]
+                0x1578_0b2e_0c2e_c716,
+                0x6104_d986_6d11_3a7e,
+                0xae17_5332_39e4_99a1
             ]
         );
         assert_ne!(Rng::new(42, 0).next_u64(), Rng::new(42, 1).next_u64());

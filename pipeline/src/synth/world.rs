@@ -20,6 +20,9 @@ const STREAM_KEYS: u64 = 3;
 
 pub const ISSUER: &str = "IGC-SANTE-ROOT";
 
+/// Enough professionals for one of every category.
+pub const MIN_PROFESSIONALS: usize = CATEGORY_SHARES.len();
+
 /// A professional, with the key of the card that signs their FSEs.
 pub struct Professional {
     pub rpps: Rpps,
@@ -111,7 +114,10 @@ pub struct WorldConfig {
 fn professional(config: &WorldConfig, index: usize) -> Professional {
     let mut rng = Rng::new(config.seed, (STREAM_PROFESSIONALS << 40) | index as u64);
     let weights: Vec<u32> = CATEGORY_SHARES.iter().map(|(_, w)| *w).collect();
-    let category = CATEGORY_SHARES[rng.weighted(&weights)].0;
+    let drawn = CATEGORY_SHARES[rng.weighted(&weights)].0;
+    // The first professionals cover every category, so that every kind of
+    // claim has someone to bill it, however small the world.
+    let category = CATEGORY_SHARES.get(index).map_or(drawn, |(c, _)| *c);
     // RPPS: "10" + 8 digits of the index + Luhn key: unique per professional.
     let rpps = Rpps::from_body(&format!("10{:08}", index)).unwrap_or_else(|_| unreachable!());
     let (sector, optam) = if category.is_doctor() {
@@ -305,6 +311,8 @@ pub fn build(config: &WorldConfig, threads: usize) -> World {
 }
 
 impl World {
+    /// Professionals of a category (never empty for a category of the claim
+    /// mix: the first professionals cover every category).
     pub fn of_category(&self, category: Category) -> &[usize] {
         self.by_category
             .iter()
