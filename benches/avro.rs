@@ -16,7 +16,7 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
 }
 
-/// A GP consultation with a pharmacy line and an RSA-2048 signature.
+/// A GP consultation with pharmacy lines and an RSA-2048 signature.
 fn claim() -> FseSubmitted {
     let act = |code: &str, charged_cents, product: Option<&str>| ActLineRec {
         code: code.to_owned(),
@@ -56,6 +56,8 @@ fn claim() -> FseSubmitted {
             act("G", 3_000, None),
             act("PH4", 1_245, Some("3400930000001")),
             act("PH7", 2_390, Some("3400930000002")),
+            act("PH2", 715, Some("3400930000003")),
+            act("MCG", 500, None),
         ],
         signature: Some(SignatureRec {
             alg: "rsa-pkcs1-sha256".to_owned(),

@@ -185,6 +185,9 @@ pub struct RunArgs {
     /// Input records per batch and partition.
     #[arg(long, default_value_t = 2000)]
     pub batch: usize,
+    /// Exit once every stage has applied its input to the end (batch jobs, tests).
+    #[arg(long)]
+    pub until_caught_up: bool,
 }
 
 pub fn parse_stages(text: &str) -> Result<Vec<StageKind>> {
@@ -238,14 +241,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         args.group
     );
     let report = |progress: &Progress| crate::metrics::record(progress);
-    runtime::run_stages(
+    let progress = runtime::run_stages(
         shared,
         &stages,
         &stop,
-        false,
+        args.until_caught_up,
         Duration::from_secs(1),
         &report,
     )?;
+    for (stage, s) in &progress.stats {
+        eprintln!(
+            "  {:<14} inputs {:>8}  passed {:>8}  rejected {:>6}  dead letters {:>4}  duplicates dropped {:>4}  restored {:>4}",
+            stage.name(),
+            s.inputs,
+            s.passed,
+            s.rejected,
+            s.dead_letters,
+            s.duplicates_dropped,
+            s.restored_outputs_suppressed
+        );
+    }
     eprintln!("clearing run: stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

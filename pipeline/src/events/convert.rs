@@ -46,9 +46,15 @@ fn date(value: &Option<String>, field: &str) -> Result<NaiveDate, ConvertError> 
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| err(field, "not a date YYYY-MM-DD"))
 }
 
+/// An amount as sent, sign included: the wire carries what the professional
+/// sent, and validation rejects a negative amount with its code.
 fn cents(text: &str, field: &str) -> Result<i64, ConvertError> {
-    Cents::parse_euros(text)
-        .map(Cents::get)
+    let (sign, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text),
+    };
+    Cents::parse_euros(magnitude)
+        .map(|c| sign * c.get())
         .map_err(|_| err(field, "not an amount in euros"))
 }
 
@@ -665,10 +671,17 @@ mod tests {
         input.care_date = Some("2025-02-30".into());
         assert_eq!(submitted_from_input(&input).unwrap_err().field, "care_date");
         let mut input = example();
-        input.acts.as_mut().unwrap()[0].charged = Some("-1".into());
+        input.acts.as_mut().unwrap()[0].charged = Some("1e3".into());
         assert_eq!(
             submitted_from_input(&input).unwrap_err().field,
             "acts[0].charged"
+        );
+        // A negative amount travels: validation rejects it with its code.
+        let mut input = example();
+        input.acts.as_mut().unwrap()[0].charged = Some("-1.50".into());
+        assert_eq!(
+            submitted_from_input(&input).unwrap().acts[0].charged_cents,
+            -150
         );
     }
 }

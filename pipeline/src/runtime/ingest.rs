@@ -18,7 +18,7 @@ use super::topics;
 /// Why a line cannot be published.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("{0}")]
+    #[error(transparent)]
     Shape(#[from] ConvertError),
     #[error("{0}")]
     Invalid(String),

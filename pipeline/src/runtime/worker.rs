@@ -69,10 +69,19 @@ struct PartitionState {
     store: SledStore,
     /// Next input offset to apply.
     applied: u64,
-    /// Inputs at or below this offset were already emitted (restore mode).
-    restore_until: Option<u64>,
+    /// Restore mode after a crash: the outputs already on the bus, by
+    /// (topic, source offset), and the highest such source offset. Outputs
+    /// of one batch go to several partitions, whose writes a crash can leave
+    /// in any combination: one mark "everything up to L was emitted" would
+    /// lose the outputs a partition did not get, so each is checked.
+    restore: Option<Restore>,
     /// Highest upstream source offset processed (downstream filter).
     upstream_mark: Option<u64>,
+}
+
+struct Restore {
+    until: u64,
+    emitted: std::collections::BTreeSet<(&'static str, u64)>,
 }
 
 /// Counters a worker keeps (exported as metrics by the caller).
@@ -207,12 +216,12 @@ impl StageWorker {
         }
         let applied = get_u64(&store, APPLIED)?.unwrap_or(0);
         let upstream_mark = get_u64(&store, UPSTREAM)?;
-        // The restore mark: the highest source offset already emitted.
-        let mut restore_until: Option<u64> = None;
+        // Restore mode: which outputs of inputs at or after `applied` are
+        // already on the bus (written before a crash, not yet in the store).
+        let mut emitted = std::collections::BTreeSet::new();
         for topic in self.kind.output_topics() {
             let key = format!("{OUT_END}{topic}");
-            let from = get_u64(&store, key.as_bytes())?.unwrap_or(0);
-            let mut position = from;
+            let mut position = get_u64(&store, key.as_bytes())?.unwrap_or(0);
             loop {
                 let records = self.shared.bus.read(topic, partition, position, 4096)?;
                 let Some(last) = records.last() else { break };
@@ -220,13 +229,18 @@ impl StageWorker {
                 for r in &records {
                     if let Some(source) =
                         output_source(&self.shared.registry, r, self.kind.input_topic())
+                        && source >= applied
                     {
-                        restore_until = Some(restore_until.map_or(source, |l| l.max(source)));
+                        emitted.insert((topic, source));
                     }
                 }
             }
         }
-        let restore_until = restore_until.filter(|l| *l >= applied);
+        let restore = emitted
+            .iter()
+            .map(|(_, source)| *source)
+            .max()
+            .map(|until| Restore { until, emitted });
         self.consumer
             .seek(self.kind.input_topic(), partition, applied)?;
         self.partitions.insert(
@@ -234,7 +248,7 @@ impl StageWorker {
             PartitionState {
                 store,
                 applied,
-                restore_until,
+                restore,
                 upstream_mark,
             },
         );
@@ -413,10 +427,16 @@ impl StageWorker {
                     _ => self.stats.dead_letters += 1,
                 }
             }
-            if ps.restore_until.is_some_and(|l| record.offset <= l) {
-                self.stats.restored_outputs_suppressed += result.outputs.len() as u64;
-            } else {
-                outputs.extend(result.outputs);
+            for output in result.outputs {
+                let already = ps
+                    .restore
+                    .as_ref()
+                    .is_some_and(|r| r.emitted.contains(&(output.topic, record.offset)));
+                if already {
+                    self.stats.restored_outputs_suppressed += 1;
+                } else {
+                    outputs.push(output);
+                }
             }
         }
         let Some(last) = last else { return Ok(0) };
@@ -458,8 +478,8 @@ impl StageWorker {
         ps.store.apply(&writes)?;
         ps.store.flush()?;
         ps.applied = applied;
-        if ps.restore_until.is_some_and(|l| applied > l) {
-            ps.restore_until = None;
+        if ps.restore.as_ref().is_some_and(|r| applied > r.until) {
+            ps.restore = None;
         }
         // 4. informational commit.
         self.consumer

@@ -1,0 +1,227 @@
+//! The streaming pipeline on the local log, with real processes: decisions
+//! equal in-process adjudication, survive SIGKILL at random points, and
+//! survive the loss of every store (rebuilt from the changelogs).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clearing_pipeline::adjudicate::Adjudicator;
+use clearing_pipeline::bus::Bus;
+use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::events::convert::decision_rec;
+use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected};
+use clearing_pipeline::events::registry::SchemaRegistry;
+use clearing_pipeline::pki::{Pki, PkiRecord};
+use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::rules::Rules;
+use clearing_pipeline::signatures::OwnedPkiVerifier;
+
+fn clearing() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clearing"));
+    command.env_remove("CLEARING_PSEUDONYM_SECRET");
+    command
+}
+
+fn ok(command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn pipe(command: &mut Command, file: &Path) {
+    let stdin = std::fs::File::open(file).unwrap();
+    ok(command.stdin(Stdio::from(stdin)));
+}
+
+/// A data set and a bus loaded with it.
+fn prepare(data: &Path, bus: &Path, claims: usize) {
+    if !data.join("claims.jsonl").exists() {
+        ok(clearing()
+            .args([
+                "gen",
+                "--seed",
+                "11",
+                "--claims",
+                &claims.to_string(),
+                "--professionals",
+                "80",
+            ])
+            .arg("--out")
+            .arg(data));
+    }
+    let url = format!("local:{}", bus.display());
+    for (topic, file) in [
+        ("ref.rights", "rights.jsonl"),
+        ("ref.pki", "pki.jsonl"),
+        ("ref.eu.institutions", "eu_institutions.jsonl"),
+    ] {
+        pipe(
+            clearing().args(["publish", "--bus", &url, "--topic", topic]),
+            &data.join(file),
+        );
+    }
+    pipe(
+        clearing().args(["submit", "--bus", &url]),
+        &data.join("claims.jsonl"),
+    );
+}
+
+fn run_to_end(bus: &Path) {
+    ok(clearing()
+        .args(["run", "--until-caught-up", "--batch", "97"])
+        .arg("--bus")
+        .arg(format!("local:{}", bus.display())));
+}
+
+/// Every decision on the bus, by (fse id, beneficiary key), with how many
+/// times each appears.
+fn decisions(bus: &Path) -> BTreeMap<String, Vec<DecisionRec>> {
+    let log = LocalLog::open(bus).unwrap();
+    let registry = SchemaRegistry::new().unwrap();
+    let mut out: BTreeMap<String, Vec<DecisionRec>> = BTreeMap::new();
+    for topic in ["fse.decided", "fse.rejected"] {
+        for partition in 0..log.partition_count(topic).unwrap() {
+            for record in log.read(topic, partition, 0, usize::MAX).unwrap() {
+                let d = if topic == "fse.decided" {
+                    registry
+                        .decode_single::<FseDecided>(&record.value)
+                        .unwrap()
+                        .decision
+                } else {
+                    registry
+                        .decode_single::<FseRejected>(&record.value)
+                        .unwrap()
+                        .decision
+                };
+                let key = format!("{:?}/{:?}", d.fse_id, d.beneficiary_key);
+                out.entry(key).or_default().push(d);
+            }
+        }
+    }
+    out
+}
+
+fn adjudicated(data: &Path) -> BTreeMap<String, Vec<DecisionRec>> {
+    let mut pki = Pki::default();
+    for line in std::fs::read_to_string(data.join("pki.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        pki.apply(PkiRecord::from_json(line).unwrap()).unwrap();
+    }
+    let mut a = Adjudicator::new(
+        Rules::embedded().unwrap(),
+        PseudonymKey::development(),
+        Box::new(OwnedPkiVerifier::new(pki).unwrap()),
+    );
+    for line in std::fs::read_to_string(data.join("rights.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        a.load_rights_line(line).unwrap();
+    }
+    for line in std::fs::read_to_string(data.join("eu_institutions.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        a.load_institution_line(line).unwrap();
+    }
+    let mut out: BTreeMap<String, Vec<DecisionRec>> = BTreeMap::new();
+    for line in std::fs::read_to_string(data.join("claims.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let d = decision_rec(&a.decide_line(line).unwrap());
+        out.entry(format!("{:?}/{:?}", d.fse_id, d.beneficiary_key))
+            .or_default()
+            .push(d);
+    }
+    // The bus groups by topic, the file is in order: compare as multisets.
+    for list in out.values_mut() {
+        list.sort_by_key(|d| format!("{d:?}"));
+    }
+    out
+}
+
+fn sorted(mut map: BTreeMap<String, Vec<DecisionRec>>) -> BTreeMap<String, Vec<DecisionRec>> {
+    for list in map.values_mut() {
+        list.sort_by_key(|d| format!("{d:?}"));
+    }
+    map
+}
+
+#[test]
+fn the_local_pipeline_decides_as_adjudicate_does_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, bus) = (dir.path().join("data"), dir.path().join("bus"));
+    prepare(&data, &bus, 1500);
+    run_to_end(&bus);
+    let got = sorted(decisions(&bus));
+    let want = adjudicated(&data);
+    assert_eq!(got.len(), want.len());
+    for (key, list) in &want {
+        assert_eq!(got.get(key), Some(list), "{key}");
+    }
+}
+
+#[test]
+fn sigkill_at_random_points_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (clean, crashed) = (dir.path().join("clean"), dir.path().join("crashed"));
+    prepare(&data, &clean, 3000);
+    prepare(&data, &crashed, 3000);
+    run_to_end(&clean);
+    let url = format!("local:{}", crashed.display());
+    // Kill points spread from the first batch to the end of the run.
+    let mut kills = 0;
+    for delay_ms in [40u64, 90, 150, 220, 300, 380, 470, 560, 650, 800] {
+        let mut child = clearing()
+            .args(["run", "--batch", "53", "--bus", &url])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 8, "only {kills} kills landed");
+    run_to_end(&crashed);
+    let (want, got) = (sorted(decisions(&clean)), sorted(decisions(&crashed)));
+    assert_eq!(got.len(), want.len(), "claims with a decision");
+    for (key, list) in &want {
+        assert_eq!(got.get(key), Some(list), "{key}: lost or duplicated");
+    }
+}
+
+#[test]
+fn lost_stores_are_rebuilt_from_the_changelogs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (clean, lost) = (dir.path().join("clean"), dir.path().join("lost"));
+    prepare(&data, &clean, 1200);
+    prepare(&data, &lost, 1200);
+    run_to_end(&clean);
+    // Half the stages' work, then every store is lost.
+    let url = format!("local:{}", lost.display());
+    let mut child = clearing()
+        .args(["run", "--batch", "50", "--bus", &url])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(lost.join("state")).unwrap();
+    run_to_end(&lost);
+    let (want, got) = (sorted(decisions(&clean)), sorted(decisions(&lost)));
+    assert_eq!(got, want);
+}
