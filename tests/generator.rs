@@ -22,8 +22,19 @@ const FILES: [&str; 5] = [
 ];
 
 fn generate(dir: &Path, claims: usize, threads: usize, bad_per_mille: u32) -> Manifest {
+    generate_cached(dir, claims, threads, bad_per_mille, None)
+}
+
+fn generate_cached(
+    dir: &Path,
+    claims: usize,
+    threads: usize,
+    bad_per_mille: u32,
+    key_cache: Option<&Path>,
+) -> Manifest {
     let mut config = GenConfig::for_claims(7, claims);
     config.threads = threads;
+    config.key_cache = key_cache.map(Path::to_path_buf);
     config.professionals = 60;
     config.bad_per_mille = bad_per_mille;
     config.rsa_per_mille = 150;
@@ -65,14 +76,27 @@ fn adjudicator(dir: &Path) -> Adjudicator {
 }
 
 #[test]
-fn same_seed_same_bytes_whatever_the_threads() {
-    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+fn same_seed_same_bytes_whatever_the_threads_and_the_key_cache() {
+    let (one, two, three) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let cache = tempfile::tempdir().unwrap();
     generate(one.path(), 400, 1, 50);
-    generate(two.path(), 400, 2, 50);
+    // A cold cache, then a warm one.
+    generate_cached(two.path(), 400, 2, 50, Some(cache.path()));
+    assert!(
+        std::fs::read_dir(cache.path()).unwrap().count() > 0,
+        "RSA keys cached"
+    );
+    generate_cached(three.path(), 400, 2, 50, Some(cache.path()));
     for file in FILES {
         let a = std::fs::read(one.path().join(file)).unwrap();
-        let b = std::fs::read(two.path().join(file)).unwrap();
-        assert!(a == b, "{file} differs between 1 and 2 threads");
+        for other in [&two, &three] {
+            let b = std::fs::read(other.path().join(file)).unwrap();
+            assert!(a == b, "{file} differs with threads or the key cache");
+        }
     }
 }
 

@@ -52,7 +52,9 @@ struct Tally {
     by_code: BTreeMap<String, u64>,
     amo_by_route: BTreeMap<&'static str, Cents>,
     paid_by_route: BTreeMap<&'static str, u64>,
-    decisions: BTreeMap<String, DecisionRec>,
+    /// Every decision by (FSE id, beneficiary key): a duplicate shares its
+    /// original's key, so a key can hold two.
+    decisions: BTreeMap<String, Vec<DecisionRec>>,
 }
 
 fn route_name(route: Option<Route>) -> &'static str {
@@ -227,7 +229,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
                         decision.fse_id.clone().unwrap_or_default(),
                         decision.beneficiary_key.clone().unwrap_or_default()
                     );
-                    tally.decisions.insert(key, decision);
+                    tally.decisions.entry(key).or_default().push(decision);
                 }
             }
         }
@@ -245,7 +247,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     })?;
     let mut compared = 0u64;
     let mut differing = Vec::new();
-    let mut expected: BTreeMap<String, DecisionRec> = BTreeMap::new();
+    let mut expected: BTreeMap<String, Vec<DecisionRec>> = BTreeMap::new();
     for_each_line(&gen_dir.join("claims.jsonl"), |_, line| {
         let decision = reference.decide_line(line)?;
         let key = format!(
@@ -253,16 +255,32 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             decision.fse_id.clone().unwrap_or_default(),
             decision.beneficiary_key.clone().unwrap_or_default()
         );
-        // A duplicate shares its original's key: keep the last, as the topics do.
-        expected.insert(key, decision_rec(&decision));
+        expected
+            .entry(key)
+            .or_default()
+            .push(decision_rec(&decision));
         Ok(())
     })?;
+    // Topics are read topic by topic, the file in order: compare each key's
+    // decisions as a multiset.
+    let canonical = |list: &[DecisionRec]| {
+        let mut list: Vec<String> = list.iter().map(|d| format!("{d:?}")).collect();
+        list.sort();
+        list
+    };
     for (key, want) in &expected {
-        compared += 1;
+        compared += want.len() as u64;
         match tally.decisions.get(key) {
-            Some(got) if got == want => {}
+            Some(got) if canonical(got) == canonical(want) => {}
             _ => differing.push(key.clone()),
         }
+    }
+    if tally.decisions.len() != expected.len() {
+        differing.push(format!(
+            "{} keys on the bus, {} adjudicated",
+            tally.decisions.len(),
+            expected.len()
+        ));
     }
 
     println!();
@@ -279,6 +297,16 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     for (code, n) in &tally.by_code {
         let planted = manifest.bad_claims.get(code).copied().unwrap_or(0);
         println!("    {code:<32} {n:>7}   (planted by the generator: {planted})");
+    }
+    if tally
+        .by_code
+        .get("not_covered_on_care_date")
+        .copied()
+        .unwrap_or(0)
+        > 0
+    {
+        println!("    (beyond the planted ones, not_covered_on_care_date also falls on claims of");
+        println!("     beneficiaries whose coverage the generator ended mid-period)");
     }
     println!("  AMO paid by route:");
     for (route, amount) in &tally.amo_by_route {

@@ -41,6 +41,9 @@ const APPLIED: &[u8] = b"\0applied";
 const UPSTREAM: &[u8] = b"\0upstream";
 const OUT_END: &str = "\0out_end/";
 const REF_POSITION: &str = "\0ref/";
+/// Local only (never in the changelog): how far the store has applied its
+/// changelog, so a stale store catches up from there.
+const CHANGELOG_END: &[u8] = b"\0changelog_end";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -189,9 +192,13 @@ impl StageWorker {
     fn assign(&mut self, partition: u32) -> Result<(), RuntimeError> {
         let store = self.db.tree(&format!("p{partition}"))?;
         let changelog = self.kind.changelog_topic();
-        if store.scan_prefix(b"")?.is_empty() {
-            // No local store: rebuild it from the changelog.
-            let mut from = 0;
+        // Catch the local store up from the changelog: from the start when
+        // there is no store (a new machine, a lost disk), from the position it
+        // recorded when it is stale (the partition was owned elsewhere since).
+        let recorded = get_u64(&store, CHANGELOG_END)?.unwrap_or(0);
+        let end = self.shared.bus.end_offset(changelog, partition)?;
+        if recorded < end {
+            let mut from = recorded;
             loop {
                 let records = self.shared.bus.read(changelog, partition, from, 4096)?;
                 let Some(last) = records.last() else { break };
@@ -210,6 +217,7 @@ impl StageWorker {
                     };
                     batch.insert(r.key.clone(), value);
                 }
+                batch.insert(CHANGELOG_END.to_vec(), Some(from.to_be_bytes().to_vec()));
                 store.apply(&batch)?;
             }
             store.flush()?;
@@ -463,7 +471,7 @@ impl StageWorker {
                 end.to_be_bytes().to_vec(),
             );
         }
-        let writes = txn.into_writes();
+        let mut writes = txn.into_writes();
         for (key, value) in &writes {
             self.producer.send(
                 kind.changelog_topic(),
@@ -474,6 +482,11 @@ impl StageWorker {
             )?;
         }
         self.producer.flush()?;
+        let changelog_end = shared.bus.end_offset(kind.changelog_topic(), partition)?;
+        writes.insert(
+            CHANGELOG_END.to_vec(),
+            Some(changelog_end.to_be_bytes().to_vec()),
+        );
         // 3. one sled batch, flushed.
         ps.store.apply(&writes)?;
         ps.store.flush()?;

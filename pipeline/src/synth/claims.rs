@@ -436,6 +436,19 @@ fn good_claim(
         pro_index = *i;
         is_declared_gp = true;
     }
+    // A card revoked before the date of care is not used for good claims:
+    // its holder bills with the next professional's card of the category.
+    if world.professionals[pro_index]
+        .revoked_on
+        .is_some_and(|revoked| revoked <= care)
+        && let Some(&other) = world
+            .of_category(category)
+            .iter()
+            .find(|&&i| world.professionals[i].revoked_on.is_none())
+    {
+        pro_index = other;
+        is_declared_gp = false;
+    }
     let pro = &world.professionals[pro_index];
     let mut acts = acts_for(&mut rng, rules, pro, care);
     let has_ald = rights.is_some_and(|r| r.ald.iter().any(|p| p.contains(care)));

@@ -39,6 +39,8 @@ pub struct GenConfig {
     pub first_care_date: NaiveDate,
     pub last_care_date: NaiveDate,
     pub threads: usize,
+    /// RSA key cache directory (keys are pure functions of their seeds).
+    pub key_cache: Option<std::path::PathBuf>,
 }
 
 impl GenConfig {
@@ -58,8 +60,17 @@ impl GenConfig {
             first_care_date: first,
             last_care_date: last,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            key_cache: default_key_cache(),
         }
     }
+}
+
+/// `$CLEARING_KEY_CACHE`, else `~/.cache/clearing/keys`.
+pub fn default_key_cache() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("CLEARING_KEY_CACHE") {
+        return Some(dir.into());
+    }
+    std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cache/clearing/keys"))
 }
 
 /// What was generated: counts and the bad kinds, written as `manifest.json`.
@@ -135,6 +146,7 @@ pub fn generate(
             rsa_per_mille: config.rsa_per_mille,
             first_care_date: config.first_care_date,
             last_care_date: config.last_care_date,
+            key_cache: config.key_cache.clone(),
         },
         config.threads,
     );

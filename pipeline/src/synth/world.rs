@@ -101,6 +101,35 @@ pub const VISITOR_INSTITUTIONS: [(&str, &str, &str); 8] = [
     ("CH", "CH80756123", "Gemeinsame Einrichtung KVG"),
 ];
 
+/// A signing key from its seed, through an on-disk cache for RSA: a key is a
+/// pure function of its seed (`SigningKey::generate`), so the cache, keyed by
+/// the seed's digest, can only ever return the key the seed would give.
+/// RSA-2048 generation costs ~0.15 s a key; ECDSA keys are not worth caching.
+fn cached_key(alg: SignatureAlg, seed: [u8; 32], cache: Option<&std::path::Path>) -> SigningKey {
+    let Some(dir) = cache.filter(|_| alg == SignatureAlg::RsaPkcs1Sha256) else {
+        return SigningKey::generate(alg, seed);
+    };
+    use sha2::{Digest, Sha256};
+    let name = hex::encode(Sha256::digest(
+        [&seed[..], alg.as_str().as_bytes()].concat(),
+    ));
+    let path = dir.join(format!("{name}.pk8"));
+    if let Ok(der) = std::fs::read(&path)
+        && let Ok(key) = SigningKey::from_pkcs8_der(alg, &der)
+    {
+        return key;
+    }
+    let key = SigningKey::generate(alg, seed);
+    // A cache that cannot be written only costs time.
+    if std::fs::create_dir_all(dir).is_ok() {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, key.to_pkcs8_der()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    key
+}
+
 pub struct WorldConfig {
     pub seed: u64,
     pub professionals: usize,
@@ -109,6 +138,8 @@ pub struct WorldConfig {
     pub rsa_per_mille: u32,
     pub first_care_date: NaiveDate,
     pub last_care_date: NaiveDate,
+    /// Where RSA keys are cached (`None`: generate every time).
+    pub key_cache: Option<std::path::PathBuf>,
 }
 
 fn professional(config: &WorldConfig, index: usize) -> Professional {
@@ -142,7 +173,7 @@ fn professional(config: &WorldConfig, index: usize) -> Professional {
     } else {
         SignatureAlg::EcdsaP256Sha256
     };
-    let key = SigningKey::generate(alg, key_rng.seed32());
+    let key = cached_key(alg, key_rng.seed32(), config.key_cache.as_deref());
     let not_before = config.first_care_date - Duration::days(rng.range(30, 1500));
     let not_after = config.last_care_date + Duration::days(rng.range(30, 1500));
     let certificate = certificate_for(

@@ -91,12 +91,10 @@ fn v0_message(value: &FseSubmitted) -> Vec<u8> {
     let mut record = value.to_avro_value();
     if let Value::Record(fields) = &mut record {
         for (name, field) in fields.iter_mut() {
-            if name == "acts" {
-                if let Value::Array(acts) = field {
-                    for act in acts.iter_mut() {
-                        if let Value::Record(act_fields) = act {
-                            act_fields.retain(|(n, _)| n != "leg");
-                        }
+            if let (true, Value::Array(acts)) = (name == "acts", field) {
+                for act in acts.iter_mut() {
+                    if let Value::Record(act_fields) = act {
+                        act_fields.retain(|(n, _)| n != "leg");
                     }
                 }
             }

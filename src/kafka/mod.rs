@@ -1,0 +1,536 @@
+//! The Kafka backend (`kafka://HOST:PORT[,HOST:PORT…][/NAMESPACE]`), on rdkafka
+//! (bundled librdkafka 2.12). Same semantics as the local log
+//! (`clearing_pipeline::bus::local`); docs/operations.md is the runbook.
+//!
+//! - **Topics** are created explicitly with the admin client (never
+//!   auto-created: every client sets `allow.auto.create.topics=false`).
+//! - **Reads** (`Bus::read`: changelog restore, output scans, reference
+//!   topics) use group-less consumers with `assign`, kept in a small pool so
+//!   a contiguous scan continues from the consumer's prefetched queue.
+//! - **Producers** are idempotent, `acks=all`, explicit partition on every
+//!   record; `flush` returns an error if any delivery failed ([`produce`]).
+//! - **Group consumers** hand the assignment to the caller before any record
+//!   and start fetching only once the caller has positioned the partitions
+//!   ([`consume`]).
+//!
+//! A `/NAMESPACE` suffix prefixes every topic and group name on the broker
+//! with `NAMESPACE.` (several pipelines, or test runs, on one cluster); the
+//! pipeline sees its usual names.
+
+mod consume;
+mod produce;
+mod read;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use clearing_pipeline::bus::{
+    Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec, local::MAX_RECORD_BYTES,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// How long a metadata, watermark or offset request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new topic may take to show all its partitions in the metadata.
+const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Room for the record framing around the largest key + value.
+const FRAME_ROOM: usize = 64 * 1024;
+/// The environment variable that turns librdkafka's log on (its value is
+/// librdkafka's `debug` setting, e.g. `cgrp,fetch`, or `all`).
+const DEBUG_ENV: &str = "CLEARING_KAFKA_DEBUG";
+
+/// Opens a Kafka bus: checks the broker answers, so a wrong address fails here.
+pub fn open(url: &str) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(Arc::new(KafkaBus::connect(url)?))
+}
+
+/// Topic and group names on the broker: the pipeline's names, prefixed with
+/// the namespace when the URL has one.
+#[derive(Debug, Clone)]
+struct Names {
+    prefix: String,
+}
+
+impl Names {
+    fn topic(&self, logical: &str) -> String {
+        format!("{}{logical}", self.prefix)
+    }
+
+    fn group(&self, logical: &str) -> String {
+        format!("{}{logical}", self.prefix)
+    }
+
+    /// The pipeline's name of a broker topic (records carry these).
+    fn logical<'a>(&self, physical: &'a str) -> &'a str {
+        physical.strip_prefix(&self.prefix).unwrap_or(physical)
+    }
+}
+
+/// Parses `kafka://HOST:PORT[,HOST:PORT…][/NAMESPACE]` into the bootstrap list
+/// and the names.
+fn parse_url(url: &str) -> Result<(String, Names), BusError> {
+    let rest = url
+        .strip_prefix("kafka://")
+        .ok_or_else(|| BusError::Config(format!("{url}: expected kafka://HOST:PORT")))?;
+    let (servers, namespace) = match rest.split_once('/') {
+        Some((servers, ns)) => (servers, ns.trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    let valid_server = |s: &str| {
+        s.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    if servers.is_empty() || !servers.split(',').all(valid_server) {
+        return Err(BusError::Config(format!(
+            "{url}: expected kafka://HOST:PORT[,HOST:PORT…][/NAMESPACE]"
+        )));
+    }
+    if !namespace
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        || namespace.len() > 100
+    {
+        return Err(BusError::Config(format!(
+            "{url}: a namespace is at most 100 of [A-Za-z0-9._-]"
+        )));
+    }
+    let prefix = if namespace.is_empty() {
+        String::new()
+    } else {
+        format!("{namespace}.")
+    };
+    Ok((servers.to_string(), Names { prefix }))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn broker(context: impl std::fmt::Display, error: KafkaError) -> BusError {
+    BusError::Broker(format!("{context}: {error}"))
+}
+
+fn partition_i32(partition: u32) -> Result<i32, BusError> {
+    i32::try_from(partition).map_err(|_| BusError::Config(format!("partition {partition}")))
+}
+
+fn offset_i64(offset: u64) -> Result<i64, BusError> {
+    i64::try_from(offset).map_err(|_| BusError::Config(format!("offset {offset}")))
+}
+
+/// librdkafka's log goes to stderr when `CLEARING_KAFKA_DEBUG` is set, and
+/// nowhere otherwise (a reconnecting client is chatty; errors that matter
+/// reach the caller as `BusError`s).
+#[derive(Clone, Copy)]
+pub(crate) struct LogContext {
+    verbose: bool,
+}
+
+impl LogContext {
+    fn from_env() -> LogContext {
+        LogContext {
+            verbose: std::env::var_os(DEBUG_ENV).is_some(),
+        }
+    }
+}
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if self.verbose {
+            eprintln!("librdkafka {level:?} {fac}: {message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.verbose {
+            eprintln!("librdkafka error: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
+/// What every client shares; the per-client settings are added by each.
+fn base_config(bootstrap: &str, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", client_id)
+        .set("allow.auto.create.topics", "false")
+        .set("socket.keepalive.enable", "true")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("topic.metadata.refresh.interval.ms", "60000");
+    if let Ok(debug) = std::env::var(DEBUG_ENV)
+        && !debug.is_empty()
+    {
+        config.set("debug", debug);
+        config.set_log_level(RDKafkaLogLevel::Debug);
+    }
+    config
+}
+
+/// Settings of the group-less consumers (reads, metadata, offsets).
+fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
+    let mut config = base_config(bootstrap, "clearing-reader");
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .set("fetch.min.bytes", "1")
+        .set("fetch.message.max.bytes", (MAX_RECORD_BYTES + FRAME_ROOM).to_string())
+        .set("receive.message.max.bytes", (2 * MAX_RECORD_BYTES + FRAME_ROOM).to_string())
+        .set("queued.max.messages.kbytes", "16384");
+    if let Some(group) = group {
+        config.set("group.id", group);
+    }
+    config
+}
+
+/// Runs a future to completion on this thread (the admin client's results
+/// are futures; rdkafka's own thread completes them).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+pub(crate) struct Inner {
+    url: String,
+    bootstrap: String,
+    names: Names,
+    /// Metadata, watermarks: no group, never assigned, shared by threads.
+    meta: BaseConsumer<LogContext>,
+    admin: AdminClient<LogContext>,
+    /// Partition counts by broker topic name.
+    partitions: Mutex<HashMap<String, u32>>,
+    readers: read::Pool,
+    /// Group-bound clients for `committed` (they never join the group).
+    offset_clients: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
+}
+
+/// A Kafka bus. Cheap to clone; producers and consumers share its metadata.
+#[derive(Clone)]
+pub struct KafkaBus {
+    inner: Arc<Inner>,
+}
+
+impl KafkaBus {
+    /// Connects and checks that the broker answers within 10 s.
+    pub fn connect(url: &str) -> Result<KafkaBus, BusError> {
+        let (bootstrap, names) = parse_url(url)?;
+        let context = LogContext::from_env();
+        let meta: BaseConsumer<LogContext> = reader_config(&bootstrap, None)
+            .create_with_context(context)
+            .map_err(|e| broker(url, e))?;
+        let admin: AdminClient<LogContext> = base_config(&bootstrap, "clearing-admin")
+            .create_with_context(context)
+            .map_err(|e| broker(url, e))?;
+        // Any topic list proves the broker is there (and fills the cache).
+        let metadata = meta.fetch_metadata(None, REQUEST_TIMEOUT).map_err(|e| {
+            BusError::Broker(format!(
+                "{url}: no answer from the broker ({e}); is it running? (ops/broker.sh start)"
+            ))
+        })?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| (t.name().to_string(), t.partitions().len() as u32))
+            .collect();
+        Ok(KafkaBus {
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                readers: read::Pool::new(&bootstrap),
+                bootstrap,
+                names,
+                meta,
+                admin,
+                partitions: Mutex::new(partitions),
+                offset_clients: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Deletes topics (by the pipeline's names, in this bus's namespace).
+    /// Unknown topics are not an error.
+    #[allow(dead_code)] // tests/pipeline_kafka.rs cleans up with it
+    pub fn delete_topics(&self, topics: &[&str]) -> Result<(), BusError> {
+        let names: Vec<String> = topics.iter().map(|t| self.inner.names.topic(t)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let options = AdminOptions::new()
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = block_on(self.inner.admin.delete_topics(&refs, &options))
+            .map_err(|e| broker("delete topics", e))?;
+        let mut cache = lock(&self.inner.partitions);
+        for result in results {
+            match result {
+                Ok(name) => {
+                    cache.remove(&name);
+                }
+                Err((name, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    cache.remove(&name);
+                }
+                Err((name, code)) => {
+                    return Err(BusError::Broker(format!("delete topic {name}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// The partition count the broker's metadata shows, `None` for no topic.
+    fn fetch_count(&self, name: &str) -> Result<Option<u32>, BusError> {
+        let metadata = self
+            .meta
+            .fetch_metadata(Some(name), REQUEST_TIMEOUT)
+            .map_err(|e| broker(format!("metadata of {name}"), e))?;
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
+            return Ok(None);
+        };
+        match topic.error() {
+            None => {}
+            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(None),
+            Some(e) => {
+                return Err(BusError::Broker(format!(
+                    "metadata of {name}: {}",
+                    RDKafkaErrorCode::from(e)
+                )));
+            }
+        }
+        let count = topic.partitions().len() as u32;
+        Ok((count > 0).then_some(count))
+    }
+
+    fn partition_count(&self, logical: &str) -> Result<u32, BusError> {
+        let name = self.names.topic(logical);
+        if let Some(count) = lock(&self.partitions).get(&name) {
+            return Ok(*count);
+        }
+        match self.fetch_count(&name)? {
+            Some(count) => {
+                lock(&self.partitions).insert(name, count);
+                Ok(count)
+            }
+            None => Err(BusError::UnknownTopic(logical.to_string())),
+        }
+    }
+
+    /// Checks a (topic, partition) exists; returns the broker topic name.
+    fn check(&self, logical: &str, partition: u32) -> Result<String, BusError> {
+        if partition >= self.partition_count(logical)? {
+            return Err(BusError::UnknownPartition(logical.to_string(), partition));
+        }
+        Ok(self.names.topic(logical))
+    }
+
+    /// (low, high) watermarks of a partition.
+    fn watermarks(&self, name: &str, partition: u32) -> Result<(u64, u64), BusError> {
+        let (low, high) = self
+            .meta
+            .fetch_watermarks(name, partition_i32(partition)?, REQUEST_TIMEOUT)
+            .map_err(|e| broker(format!("watermarks of {name}/{partition}"), e))?;
+        Ok((u64::try_from(low).unwrap_or(0), u64::try_from(high).unwrap_or(0)))
+    }
+
+    fn create_topic(&self, spec: &TopicSpec, name: &str) -> Result<(), BusError> {
+        let partitions = i32::try_from(spec.partitions)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                BusError::Config(format!("topic {}: {} partitions", spec.name, spec.partitions))
+            })?;
+        let retention = spec.retention_ms.map(|ms| ms.to_string());
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        topic = topic.set(
+            "cleanup.policy",
+            if spec.compacted { "compact" } else { "delete" },
+        );
+        if let Some(retention) = &retention {
+            topic = topic.set("retention.ms", retention);
+        }
+        let options = AdminOptions::new()
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = block_on(self.admin.create_topics([&topic], &options))
+            .map_err(|e| broker(format!("create topic {name}"), e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(BusError::Broker(format!("create topic {name}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Bus for KafkaBus {
+    fn describe(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), BusError> {
+        let inner = &self.inner;
+        let name = inner.names.topic(&spec.name);
+        match inner.fetch_count(&name)? {
+            Some(n) if n != spec.partitions => {
+                return Err(BusError::Config(format!(
+                    "topic {} has {n} partitions, {} wanted",
+                    spec.name, spec.partitions
+                )));
+            }
+            Some(_) => {}
+            None => {
+                inner.create_topic(spec, &name)?;
+                // A new topic can take a moment to show every partition.
+                let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
+                loop {
+                    let count = inner.fetch_count(&name)?;
+                    if count == Some(spec.partitions) {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(match count {
+                            // Created concurrently by someone else, differently.
+                            Some(n) => BusError::Config(format!(
+                                "topic {} has {n} partitions, {} wanted",
+                                spec.name, spec.partitions
+                            )),
+                            None => BusError::Broker(format!(
+                                "topic {name} not visible {TOPIC_READY_TIMEOUT:?} after its creation"
+                            )),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        lock(&inner.partitions).insert(name, spec.partitions);
+        Ok(())
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<u32, BusError> {
+        self.inner.partition_count(topic)
+    }
+
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError> {
+        let name = self.inner.check(topic, partition)?;
+        Ok(self.inner.watermarks(&name, partition)?.1)
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError> {
+        let name = self.inner.check(topic, partition)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let (_, high) = self.inner.watermarks(&name, partition)?;
+        if from >= high {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .readers
+            .read(&name, topic, partition, from, max, high)
+    }
+
+    fn producer(&self) -> Result<Box<dyn BusProducer>, BusError> {
+        Ok(Box::new(produce::KafkaProducer::new(self.inner.clone())?))
+    }
+
+    fn consumer(&self, group: &str) -> Result<Box<dyn BusConsumer>, BusError> {
+        Ok(Box::new(consume::KafkaConsumer::new(
+            self.inner.clone(),
+            group,
+        )?))
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, BusError> {
+        let inner = &self.inner;
+        let name = inner.check(topic, partition)?;
+        let group = inner.names.group(group);
+        let client = {
+            let mut clients = lock(&inner.offset_clients);
+            match clients.get(&group) {
+                Some(client) => client.clone(),
+                None => {
+                    let client: BaseConsumer<LogContext> =
+                        reader_config(&inner.bootstrap, Some(&group))
+                            .create_with_context(LogContext::from_env())
+                            .map_err(|e| broker(format!("group {group}"), e))?;
+                    let client = Arc::new(client);
+                    clients.insert(group.clone(), client.clone());
+                    client
+                }
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&name, partition_i32(partition)?);
+        let offsets = client
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| broker(format!("committed offset of {group} on {name}/{partition}"), e))?;
+        let offset = offsets
+            .find_partition(&name, partition_i32(partition)?)
+            .map(|e| e.offset());
+        Ok(match offset {
+            Some(Offset::Offset(o)) if o >= 0 => Some(o as u64),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_servers_and_namespace() {
+        let (servers, names) = parse_url("kafka://127.0.0.1:9092").unwrap();
+        assert_eq!(servers, "127.0.0.1:9092");
+        assert_eq!(names.topic("fse.submitted"), "fse.submitted");
+        let (servers, names) = parse_url("kafka://a:1,b:2/test-7").unwrap();
+        assert_eq!(servers, "a:1,b:2");
+        assert_eq!(names.topic("fse.submitted"), "test-7.fse.submitted");
+        assert_eq!(names.group("g.validation"), "test-7.g.validation");
+        assert_eq!(names.logical("test-7.fse.decided"), "fse.decided");
+        for bad in [
+            "kafka://",
+            "kafka://host",
+            "kafka://host:port",
+            "local:x",
+            "kafka://h:1/a b",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}
