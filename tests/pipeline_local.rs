@@ -225,3 +225,115 @@ fn lost_stores_are_rebuilt_from_the_changelogs() {
     let (want, got) = (sorted(decisions(&clean)), sorted(decisions(&lost)));
     assert_eq!(got, want);
 }
+
+#[test]
+fn undecodable_bytes_become_dead_letters_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, bus) = (dir.path().join("data"), dir.path().join("bus"));
+    prepare(&data, &bus, 200);
+    let garbage: Vec<Vec<u8>> = vec![
+        b"not avro at all".to_vec(),
+        vec![0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9], // unknown fingerprint
+        vec![0xC3],                                        // truncated header
+    ];
+    {
+        let log = LocalLog::open(&bus).unwrap();
+        let mut producer = log.producer().unwrap();
+        for bytes in &garbage {
+            producer
+                .send("fse.submitted", 1, b"unkeyed-x", bytes, 0)
+                .unwrap();
+        }
+        producer.flush().unwrap();
+    }
+    run_to_end(&bus);
+    let registry = SchemaRegistry::new().unwrap();
+    let log = LocalLog::open(&bus).unwrap();
+    let letters: Vec<_> = log
+        .read("dlq.validation", 1, 0, 100)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            registry
+                .decode_single::<clearing_pipeline::events::model::DeadLetter>(&r.value)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(letters.len(), garbage.len());
+    for (letter, bytes) in letters.iter().zip(&garbage) {
+        assert_eq!(&letter.raw, bytes, "the raw bytes are kept");
+        assert_eq!(letter.topic, "fse.submitted");
+        assert!(!letter.error.is_empty());
+    }
+    drop(log);
+    // The claims around them were all decided.
+    assert_eq!(decisions(&bus).values().map(Vec::len).sum::<usize>(), 200);
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn run_serves_metrics_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, bus) = (dir.path().join("data"), dir.path().join("bus"));
+    prepare(&data, &bus, 400);
+    // A free port on the loopback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = clearing()
+        .args(["run", "--metrics-addr", &addr])
+        .arg("--bus")
+        .arg(format!("local:{}", bus.display()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(body) = http_get(&addr, "/metrics")
+            && body.contains("clearing_end_to_end_seconds")
+        {
+            metrics = body;
+            break;
+        }
+    }
+    for name in [
+        "clearing_inputs_total",
+        "clearing_outputs_total",
+        "clearing_rejections_total",
+        "clearing_batch_seconds",
+        "clearing_consumer_lag",
+        "clearing_end_to_end_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    assert!(metrics.contains("stage=\"validation\""));
+    // No personal data in labels: no NIR of the data set appears.
+    let rights = std::fs::read_to_string(data.join("rights.jsonl")).unwrap();
+    for line in rights.lines().take(50) {
+        let nir = serde_json::from_str::<serde_json::Value>(line).unwrap()["nir"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!metrics.contains(&nir));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit {:?}", output.status);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("stopped cleanly"));
+}

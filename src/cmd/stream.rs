@@ -240,7 +240,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         bus.describe(),
         args.group
     );
-    let report = |progress: &Progress| crate::metrics::record(progress);
+    let report = |_: &Progress| {};
     let progress = runtime::run_stages(
         shared,
         &stages,

@@ -25,6 +25,8 @@ pub struct Output {
     pub value: Vec<u8>,
     /// The event time (the FSE's receipt), never the wall clock.
     pub timestamp_millis: i64,
+    /// For a rejection, its first reason's code (for metrics).
+    pub reason_code: Option<&'static str>,
 }
 
 /// What one input gave.
@@ -98,6 +100,7 @@ impl Inputs<'_> {
                 key: self.record.key.clone(),
                 value: self.registry.encode_single(&letter),
                 timestamp_millis: self.record.timestamp_millis,
+                reason_code: Some("dead_letter"),
             }],
         }
     }
@@ -107,6 +110,7 @@ impl Inputs<'_> {
         Output {
             topic: super::topics::FSE_REJECTED,
             key: self.record.key.clone(),
+            reason_code: decision.reasons.first().map(|r| r.code.as_str()),
             timestamp_millis: header.event_time_millis,
             value: self.registry.encode_single(&FseRejected {
                 header,
@@ -151,6 +155,7 @@ pub fn process(
                     header.rules_version = rules_version;
                     Output {
                         timestamp_millis: record.timestamp_millis,
+                        reason_code: None,
                         topic: StageKind::Validation.pass_topic(),
                         key: record.key.clone(),
                         value: registry
@@ -182,6 +187,7 @@ pub fn process(
                     header.rules_version = rules_version;
                     Output {
                         timestamp_millis: record.timestamp_millis,
+                        reason_code: None,
                         topic: StageKind::Entitlement.pass_topic(),
                         key: record.key.clone(),
                         value: registry
@@ -213,6 +219,7 @@ pub fn process(
                     header.rules_version = rules_version;
                     Output {
                         timestamp_millis: record.timestamp_millis,
+                        reason_code: None,
                         topic: StageKind::Routing.pass_topic(),
                         key: record.key.clone(),
                         value: registry
@@ -244,6 +251,7 @@ pub fn process(
                     header.rules_version = decision.rules_version.clone();
                     Output {
                         timestamp_millis: record.timestamp_millis,
+                        reason_code: None,
                         topic: StageKind::Reimbursement.pass_topic(),
                         key: record.key.clone(),
                         value: registry.encode_single(&FseDecided {
