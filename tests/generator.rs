@@ -1,16 +1,15 @@
 //! `clearing gen` is deterministic, its signatures verify through the health
 //! PKI, and every bad claim it plants is rejected with the code it names.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use clearing_pipeline::adjudicate::Adjudicator;
 use clearing_pipeline::domain::Status;
 use clearing_pipeline::events::registry::SchemaRegistry;
-use clearing_pipeline::pki::{Pki, PkiRecord};
-use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
-use clearing_pipeline::signatures::OwnedPkiVerifier;
 use clearing_pipeline::synth::{self, GenConfig, Manifest};
 
 const FILES: [&str; 5] = [
@@ -48,31 +47,7 @@ fn generate_cached(
 }
 
 fn adjudicator(dir: &Path) -> Adjudicator {
-    let mut pki = Pki::default();
-    for line in std::fs::read_to_string(dir.join("pki.jsonl"))
-        .unwrap()
-        .lines()
-    {
-        pki.apply(PkiRecord::from_json(line).unwrap()).unwrap();
-    }
-    let mut a = Adjudicator::new(
-        Rules::embedded().unwrap(),
-        PseudonymKey::development(),
-        Box::new(OwnedPkiVerifier::new(pki).unwrap()),
-    );
-    for line in std::fs::read_to_string(dir.join("rights.jsonl"))
-        .unwrap()
-        .lines()
-    {
-        a.load_rights_line(line).unwrap();
-    }
-    for line in std::fs::read_to_string(dir.join("eu_institutions.jsonl"))
-        .unwrap()
-        .lines()
-    {
-        a.load_institution_line(line).unwrap();
-    }
-    a
+    common::dataset_adjudicator(dir)
 }
 
 #[test]

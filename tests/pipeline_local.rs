@@ -2,21 +2,18 @@
 //! equal in-process adjudication, survive SIGKILL at random points, and
 //! survive the loss of every store (rebuilt from the changelogs).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use clearing_pipeline::adjudicate::Adjudicator;
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::events::convert::decision_rec;
 use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected};
 use clearing_pipeline::events::registry::SchemaRegistry;
-use clearing_pipeline::pki::{Pki, PkiRecord};
-use clearing_pipeline::pseudonym::PseudonymKey;
-use clearing_pipeline::rules::Rules;
-use clearing_pipeline::signatures::OwnedPkiVerifier;
 
 fn clearing() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_clearing"));
@@ -107,30 +104,7 @@ fn decisions(bus: &Path) -> BTreeMap<String, Vec<DecisionRec>> {
 }
 
 fn adjudicated(data: &Path) -> BTreeMap<String, Vec<DecisionRec>> {
-    let mut pki = Pki::default();
-    for line in std::fs::read_to_string(data.join("pki.jsonl"))
-        .unwrap()
-        .lines()
-    {
-        pki.apply(PkiRecord::from_json(line).unwrap()).unwrap();
-    }
-    let mut a = Adjudicator::new(
-        Rules::embedded().unwrap(),
-        PseudonymKey::development(),
-        Box::new(OwnedPkiVerifier::new(pki).unwrap()),
-    );
-    for line in std::fs::read_to_string(data.join("rights.jsonl"))
-        .unwrap()
-        .lines()
-    {
-        a.load_rights_line(line).unwrap();
-    }
-    for line in std::fs::read_to_string(data.join("eu_institutions.jsonl"))
-        .unwrap()
-        .lines()
-    {
-        a.load_institution_line(line).unwrap();
-    }
+    let mut a = common::dataset_adjudicator(data);
     let mut out: BTreeMap<String, Vec<DecisionRec>> = BTreeMap::new();
     for line in std::fs::read_to_string(data.join("claims.jsonl"))
         .unwrap()
