@@ -34,11 +34,13 @@ start() {
     return 0
   fi
   # The SQLite path is relative to the working directory (design.md §4).
-  (cd "$DIR" && nohup "$BIN" broker \
+  # exec: the recorded pid is tansu's own, so stop and restart reach it.
+  (cd "$DIR" && exec nohup "$BIN" broker \
       --storage-engine "sqlite://tansu.db" \
       --listener-url "tcp://127.0.0.1:$PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-      >"$LOG" 2>&1 & echo $! >"$PIDFILE")
+      >"$LOG" 2>&1) &
+  echo $! >"$PIDFILE"
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
       echo "tansu started (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT, data in $DIR"
