@@ -13,9 +13,11 @@
 #[allow(dead_code)]
 mod kafka;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -372,25 +374,7 @@ fn large_records_and_large_batches() {
 // ---------------------------------------------------------------------------
 // The pipeline on Kafka, through the `clearing` binary.
 
-fn clearing() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clearing"));
-    command.env_remove("CLEARING_PSEUDONYM_SECRET");
-    command
-}
-
-fn ok(command: &mut Command) {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn pipe(command: &mut Command, file: &Path) {
-    let stdin = std::fs::File::open(file).unwrap();
-    ok(command.stdin(Stdio::from(stdin)));
-}
+use common::{clearing, ok, pipe};
 
 fn generate(data: &Path, seed: u64, claims: usize) {
     ok(clearing()

@@ -15,25 +15,7 @@ use clearing_pipeline::events::convert::decision_rec;
 use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected};
 use clearing_pipeline::events::registry::SchemaRegistry;
 
-fn clearing() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clearing"));
-    command.env_remove("CLEARING_PSEUDONYM_SECRET");
-    command
-}
-
-fn ok(command: &mut Command) {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn pipe(command: &mut Command, file: &Path) {
-    let stdin = std::fs::File::open(file).unwrap();
-    ok(command.stdin(Stdio::from(stdin)));
-}
+use common::{clearing, ok, pipe};
 
 /// A data set and a bus loaded with it.
 fn prepare(data: &Path, bus: &Path, claims: usize) {

@@ -1,6 +1,8 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test crate uses a subset).
+#![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use clearing_pipeline::adjudicate::Adjudicator;
 use clearing_pipeline::pki::{Pki, PkiRecord};
@@ -35,4 +37,27 @@ pub fn dataset_adjudicator(dir: &Path) -> Adjudicator {
         a.load_institution_line(&line).unwrap();
     }
     a
+}
+
+/// The `clearing` binary, with the development pseudonym key.
+pub fn clearing() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clearing"));
+    command.env_remove("CLEARING_PSEUDONYM_SECRET");
+    command
+}
+
+/// Runs a command and asserts it succeeded, showing its stderr if not.
+pub fn ok(command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs a command with a file on its stdin and asserts it succeeded.
+pub fn pipe(command: &mut Command, file: &Path) {
+    let stdin = std::fs::File::open(file).unwrap();
+    ok(command.stdin(Stdio::from(stdin)));
 }
