@@ -35,17 +35,22 @@ pub struct Processed {
     pub outputs: Vec<Output>,
 }
 
-/// The upstream source offset an input event carries in its header, read
-/// without decoding the rest: the downstream duplicate filter's key. `None`
-/// for `fse.submitted` (no header) and for bytes that do not decode.
-pub fn upstream_offset(registry: &SchemaRegistry, record: &Record) -> Option<u64> {
-    let _ = registry;
+/// The source an event carries in its header, read without decoding the
+/// rest (every stage output starts with its header). `None` for
+/// `fse.submitted` (no header) and for bytes that do not decode.
+pub fn header_source(record: &Record) -> Option<SourceRef> {
     if record.topic == super::topics::FSE_SUBMITTED {
         return None;
     }
     let (_, body) = crate::events::registry::split_single(&record.value).ok()?;
-    let header = <EventHeader as AvroField>::decode_field(&mut Decoder::new(body)).ok()?;
-    header.source.and_then(|s| u64::try_from(s.offset).ok())
+    <EventHeader as AvroField>::decode_field(&mut Decoder::new(body))
+        .ok()?
+        .source
+}
+
+/// The upstream source offset of an input: the downstream duplicate filter's key.
+pub fn upstream_offset(record: &Record) -> Option<u64> {
+    header_source(record).and_then(|s| u64::try_from(s.offset).ok())
 }
 
 /// The id of the `ordinal`-th output of `input` at `stage`: replaying the same

@@ -20,14 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::StageKind;
-use super::process::{Inputs, Output, process, upstream_offset};
+use super::process::{Inputs, Output, header_source, process, upstream_offset};
 use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record};
-use crate::events::codec::{AvroField, Decoder};
 use crate::events::convert;
-use crate::events::model::{
-    DeadLetter, EuInstitutionRecord, EventHeader, PkiEvent, RefOffset, RightsRecord,
-};
-use crate::events::registry::{SchemaRegistry, split_single};
+use crate::events::model::{DeadLetter, EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
+use crate::events::registry::SchemaRegistry;
 use crate::pki::Pki;
 use crate::pseudonym::PseudonymKey;
 use crate::refdata::{EuInstitutionInput, InstitutionDirectory, RefView, TrustUnsigned};
@@ -146,13 +143,11 @@ fn changelog_value(value: &Option<Vec<u8>>) -> Vec<u8> {
 /// The source `(offset)` of an output of `kind`'s input partition, if the
 /// record is one (header-first events, and dead letters).
 fn output_source(registry: &SchemaRegistry, record: &Record, input_topic: &str) -> Option<u64> {
-    let (_, body) = split_single(&record.value).ok()?;
     if record.topic.starts_with("dlq.") {
         let letter: DeadLetter = registry.decode_single(&record.value).ok()?;
         return (letter.topic == input_topic).then(|| u64::try_from(letter.offset).ok())?;
     }
-    let header = EventHeader::decode_field(&mut Decoder::new(body)).ok()?;
-    let source = header.source?;
+    let source = header_source(record)?;
     (source.topic == input_topic
         && u64::try_from(source.partition).ok() == Some(u64::from(record.partition)))
     .then(|| u64::try_from(source.offset).ok())?
@@ -421,7 +416,7 @@ impl StageWorker {
             };
             // Downstream filter: an upstream output at or below the mark is a
             // duplicate a crash or a zombie owner wrote; identical, so dropped.
-            if let Some(source) = upstream_offset(&shared.registry, record) {
+            if let Some(source) = upstream_offset(record) {
                 if ps.upstream_mark.is_some_and(|mark| source <= mark) {
                     self.stats.duplicates_dropped += 1;
                     continue;
