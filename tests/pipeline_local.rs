@@ -200,6 +200,10 @@ fn undecodable_bytes_become_dead_letters_and_the_stream_goes_on() {
                 .send("fse.submitted", 1, b"unkeyed-x", bytes, 0)
                 .unwrap();
         }
+        // A rights record that does not decode: entitlement dead-letters it.
+        producer
+            .send("ref.rights", 1, b"dev-x", b"not a rights record", 0)
+            .unwrap();
         producer.flush().unwrap();
     }
     run_to_end(&bus);
@@ -221,6 +225,15 @@ fn undecodable_bytes_become_dead_letters_and_the_stream_goes_on() {
         assert_eq!(letter.topic, "fse.submitted");
         assert!(!letter.error.is_empty());
     }
+    let rights_letters = log.read("dlq.entitlement", 1, 0, 100).unwrap();
+    assert_eq!(rights_letters.len(), 1);
+    let letter = registry
+        .decode_single::<clearing_pipeline::events::model::DeadLetter>(&rights_letters[0].value)
+        .unwrap();
+    assert_eq!(
+        (letter.topic.as_str(), letter.raw.as_slice()),
+        ("ref.rights", &b"not a rights record"[..])
+    );
     drop(log);
     // The claims around them were all decided.
     assert_eq!(decisions(&bus).values().map(Vec::len).sum::<usize>(), 200);

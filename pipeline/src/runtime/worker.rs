@@ -395,10 +395,13 @@ impl StageWorker {
         let batch_started = std::time::Instant::now();
         let mut txn = StateTxn::new(&ps.store);
         let mut watermark = global_watermark.to_vec();
-        if kind == StageKind::Entitlement {
-            watermark.push(apply_rights(&shared, partition, &mut txn, &mut self.stats)?);
-        }
         let mut outputs: Vec<Output> = Vec::new();
+        if kind == StageKind::Entitlement {
+            let (applied_to, dead_letters) =
+                apply_rights(&shared, partition, &mut txn, &mut self.stats)?;
+            watermark.push(applied_to);
+            outputs.extend(dead_letters);
+        }
         let mut processed = 0;
         let mut last = None;
         for record in records {
@@ -564,19 +567,27 @@ fn record_batch_metrics(m: &BatchMetrics<'_>) {
 }
 
 /// Entitlement: applies `ref.rights` of the partition up to its end into the
-/// overlay, and returns the watermark.
+/// overlay; returns the watermark, and a dead letter (with the raw bytes) for
+/// each record that does not decode or check. `ref.rights` is co-partitioned,
+/// so exactly one owner writes each dead letter.
 fn apply_rights(
     shared: &Shared,
     partition: u32,
     txn: &mut StateTxn<'_>,
     stats: &mut WorkerStats,
-) -> Result<RefOffset, RuntimeError> {
+) -> Result<(RefOffset, Vec<Output>), RuntimeError> {
     let topic = super::topics::REF_RIGHTS;
     let key = format!("{REF_POSITION}{topic}");
     let mut position = match txn.get(key.as_bytes())? {
-        Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().unwrap_or([0; 8])),
         None => 0,
+        Some(bytes) => u64::from_be_bytes(
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| RuntimeError::Corrupt(format!("{key}: not an 8-byte offset")))?,
+        ),
     };
+    let mut dead_letters = Vec::new();
     loop {
         let records = shared.bus.read(topic, partition, position, 4096)?;
         let Some(last) = records.last() else { break };
@@ -592,16 +603,32 @@ fn apply_rights(
                 });
             if let Err(error) = applied {
                 stats.ref_errors += 1;
-                eprintln!("entitlement: {topic}/{partition}@{}: {error}", r.offset);
+                stats.dead_letters += 1;
+                let letter = DeadLetter {
+                    stage: StageKind::Entitlement.name().to_string(),
+                    topic: topic.to_string(),
+                    partition: i32::try_from(partition).unwrap_or(i32::MAX),
+                    offset: i64::try_from(r.offset).unwrap_or(i64::MAX),
+                    error,
+                    raw: r.value.clone(),
+                };
+                dead_letters.push(Output {
+                    topic: StageKind::Entitlement.dlq_topic(),
+                    key: r.key.clone(),
+                    value: shared.registry.encode_single(&letter),
+                    timestamp_millis: r.timestamp_millis,
+                    reason_code: Some("dead_letter"),
+                });
             }
         }
     }
     txn.put(key.into_bytes(), position.to_be_bytes().to_vec());
-    Ok(RefOffset {
+    let watermark = RefOffset {
         topic: topic.to_string(),
         partition: i32::try_from(partition).unwrap_or(i32::MAX),
         offset: i64::try_from(position).unwrap_or(i64::MAX),
-    })
+    };
+    Ok((watermark, dead_letters))
 }
 
 /// Where a stage's stores live under a data directory.
