@@ -228,13 +228,18 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
         not_after: date(2100, 12, 31),
     });
     let checkpoint = AuditCheckpoint {
-        stage: Stage::Reimbursement,
+        stage: "reimbursement".to_owned(),
         partition: 2,
         input_offset_from: 0,
         input_offset_to: 999,
         output_count: 1_000,
         chain_hash: [0xab; 32],
         rules_version: "sha256:abc".to_owned(),
+        ref_watermark: vec![RefOffset {
+            topic: "ref.rights".to_owned(),
+            partition: 2,
+            offset: 41,
+        }],
     };
     write(
         dir.path(),
@@ -338,7 +343,8 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
     assert_eq!(lines[3]["record"]["record"][1]["public_key"], "3082");
 
     let checkpoint = &lines[4]["record"];
-    assert_eq!(checkpoint["stage"], "REIMBURSEMENT");
+    assert_eq!(checkpoint["stage"], "reimbursement");
+    assert_eq!(checkpoint["ref_watermark"][0]["offset"], 41);
     assert_eq!(checkpoint["output_count"], 1_000);
     assert_eq!(checkpoint["chain_hash"], "ab".repeat(32));
 }

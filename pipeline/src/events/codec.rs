@@ -913,6 +913,7 @@ avro_record!(AuditCheckpoint {
     output_count,
     chain_hash,
     rules_version,
+    ref_watermark,
 });
 avro_record!(PeriodRec { from, to });
 avro_record!(CoverageRec {

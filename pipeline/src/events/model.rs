@@ -339,7 +339,7 @@ pub struct AmcClaim {
 /// `audit.checkpoints`: a stage partition's hash chain at a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditCheckpoint {
-    pub stage: Stage,
+    pub stage: String,
     pub partition: i32,
     pub input_offset_from: i64,
     pub input_offset_to: i64,
@@ -347,6 +347,7 @@ pub struct AuditCheckpoint {
     /// SHA-256 chain hash: Avro `fixed` of 32 bytes.
     pub chain_hash: [u8; 32],
     pub rules_version: String,
+    pub ref_watermark: Vec<RefOffset>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

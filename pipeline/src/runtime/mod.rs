@@ -2,8 +2,10 @@
 //! [`Bus`](crate::bus::Bus), with sled stores, changelogs, offsets and
 //! restore. The decisions themselves stay in [`crate::stages`].
 
+pub mod batch;
 pub mod ingest;
 pub mod process;
+pub mod refs;
 pub mod topics;
 pub mod worker;
 

@@ -11,6 +11,8 @@ pub const FSE_REJECTED: &str = "fse.rejected";
 pub const REF_RIGHTS: &str = "ref.rights";
 pub const REF_PKI: &str = "ref.pki";
 pub const REF_EU_INSTITUTIONS: &str = "ref.eu.institutions";
+/// Every stage partition's hash chain at each commit (design.md §5).
+pub const AUDIT_CHECKPOINTS: &str = "audit.checkpoints";
 
 /// Every topic of the pipeline for `partitions` claim-path partitions.
 /// Claim-path topics, `ref.rights` and the changelogs share the partition
@@ -35,6 +37,7 @@ pub fn all(partitions: u32) -> Vec<TopicSpec> {
         FSE_ROUTED,
         FSE_DECIDED,
         FSE_REJECTED,
+        AUDIT_CHECKPOINTS,
     ]
     .into_iter()
     .map(claim_path)

@@ -1,18 +1,20 @@
 //! The imperative shell around one stage: partitions, stores, offsets,
-//! reference data, restore (design.md §3).
+//! reference data, restore (design.md §3). The batch itself — cursor, pure
+//! stage, hash chain, checkpoint — is [`super::batch`], shared with replay.
 //!
 //! Per assigned partition and batch:
-//! 1. run the pure stage over the batch into one state overlay and an output
-//!    list (inputs at or below the restore mark `L` keep their state effects
-//!    but their outputs are suppressed: they were emitted before a crash);
-//! 2. produce outputs and changelog records, wait for the acks;
-//! 3. apply the overlay, `applied_offset`, the output ends and the upstream
-//!    mark to sled in one batch, then flush;
+//! 1. apply reference data to its end (the batch's watermark) and run the
+//!    batch into one state overlay (outputs already on the bus after a crash
+//!    are suppressed, and chained with the bytes found there);
+//! 2. produce the outputs and wait for the acks; then the checkpoint
+//!    (`audit.checkpoints`) and the changelog, acknowledged;
+//! 3. apply the overlay (cursor and output ends included) to sled in one
+//!    batch, then flush;
 //! 4. commit the consumer offset (informational).
 //!
 //! A partition arriving with no local store is restored from the stage's
-//! changelog. The restore mark `L` is found by reading the output partitions
-//! from the ends recorded at the last commit.
+//! changelog; outputs already emitted are found by reading the output
+//! partitions from the ends recorded at the last commit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,24 +22,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::StageKind;
-use super::process::{Inputs, Output, header_source, process, upstream_offset};
+use super::batch::{BatchInput, Cursor, Restore, Source, get_u64, run_batch};
+use super::process::{Output, header_source};
+use super::refs::{GlobalRefs, RefError, apply_rights};
 use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record};
-use crate::events::convert;
-use crate::events::model::{DeadLetter, EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
+use crate::events::model::{DeadLetter, RefOffset};
 use crate::events::registry::SchemaRegistry;
-use crate::pki::Pki;
 use crate::pseudonym::PseudonymKey;
-use crate::refdata::{EuInstitutionInput, InstitutionDirectory, RefView, TrustUnsigned};
+use crate::refdata::{RefView, TrustUnsigned};
 use crate::rules::Rules;
 use crate::signatures::PkiVerifier;
-use crate::stages::{Context, entitlement};
-use crate::state::{SledStore, StateRead, StateStore, StateTxn, StoreError, WriteBatch};
+use crate::stages::Context;
+use crate::state::{SledStore, StateStore, StateTxn, StoreError, WriteBatch};
 
-/// Reserved state keys (a leading NUL never starts a stage's own key).
-const APPLIED: &[u8] = b"\0applied";
-const UPSTREAM: &[u8] = b"\0upstream";
+/// Reserved state key prefix: each output topic's end at the last commit.
 const OUT_END: &str = "\0out_end/";
-const REF_POSITION: &str = "\0ref/";
 /// Local only (never in the changelog): how far the store has applied its
 /// changelog, so a stale store catches up from there.
 const CHANGELOG_END: &[u8] = b"\0changelog_end";
@@ -50,6 +49,15 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Corrupt(String),
+}
+
+impl From<RefError> for RuntimeError {
+    fn from(e: RefError) -> RuntimeError {
+        match e {
+            RefError::Bus(e) => RuntimeError::Bus(e),
+            RefError::Store(e) => RuntimeError::Store(e),
+        }
+    }
 }
 
 /// Everything a worker shares with the others.
@@ -67,21 +75,8 @@ pub struct Shared {
 
 struct PartitionState {
     store: SledStore,
-    /// Next input offset to apply.
-    applied: u64,
-    /// Restore mode after a crash: the outputs already on the bus, by
-    /// (topic, source offset), and the highest such source offset. Outputs
-    /// of one batch go to several partitions, whose writes a crash can leave
-    /// in any combination: one mark "everything up to L was emitted" would
-    /// lose the outputs a partition did not get, so each is checked.
+    cursor: Cursor,
     restore: Option<Restore>,
-    /// Highest upstream source offset processed (downstream filter).
-    upstream_mark: Option<u64>,
-}
-
-struct Restore {
-    until: u64,
-    emitted: std::collections::BTreeSet<(&'static str, u64)>,
 }
 
 /// Counters a worker keeps (exported as metrics by the caller).
@@ -104,27 +99,8 @@ pub struct StageWorker {
     consumer: Box<dyn BusConsumer>,
     producer: Box<dyn BusProducer>,
     partitions: BTreeMap<u32, PartitionState>,
-    pki: Pki,
-    institutions: InstitutionDirectory,
-    /// Next offset to read of each global reference partition.
-    ref_positions: BTreeMap<(String, u32), u64>,
+    refs: GlobalRefs,
     pub stats: WorkerStats,
-}
-
-fn get_u64(store: &dyn StateRead, key: &[u8]) -> Result<Option<u64>, StoreError> {
-    match store.get(key)? {
-        None => Ok(None),
-        Some(bytes) => {
-            let array: [u8; 8] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    what: "not an 8-byte offset".into(),
-                })?;
-            Ok(Some(u64::from_be_bytes(array)))
-        }
-    }
 }
 
 /// The changelog value of a write: `1 || value`, or `0` for a delete.
@@ -140,17 +116,30 @@ fn changelog_value(value: &Option<Vec<u8>>) -> Vec<u8> {
     }
 }
 
-/// The source `(offset)` of an output of `kind`'s input partition, if the
-/// record is one (header-first events, and dead letters).
-fn output_source(registry: &SchemaRegistry, record: &Record, input_topic: &str) -> Option<u64> {
+/// What an output record of `kind` on `partition` follows from, if it is
+/// one of the stage's: an input (header-first events and dead letters of the
+/// input) or a `ref.rights` record (entitlement's reference dead letters).
+pub fn output_source(
+    registry: &SchemaRegistry,
+    record: &Record,
+    kind: StageKind,
+) -> Option<Source> {
+    let input_topic = kind.input_topic();
     if record.topic.starts_with("dlq.") {
         let letter: DeadLetter = registry.decode_single(&record.value).ok()?;
-        return (letter.topic == input_topic).then(|| u64::try_from(letter.offset).ok())?;
+        let offset = u64::try_from(letter.offset).ok()?;
+        return if letter.topic == input_topic {
+            Some(Source::Input(offset))
+        } else if kind == StageKind::Entitlement && letter.topic == super::topics::REF_RIGHTS {
+            Some(Source::Ref(offset))
+        } else {
+            None
+        };
     }
     let source = header_source(record)?;
     (source.topic == input_topic
         && u64::try_from(source.partition).ok() == Some(u64::from(record.partition)))
-    .then(|| u64::try_from(source.offset).ok())?
+    .then(|| u64::try_from(source.offset).ok().map(Source::Input))?
 }
 
 impl StageWorker {
@@ -168,9 +157,7 @@ impl StageWorker {
             consumer,
             producer,
             partitions: BTreeMap::new(),
-            pki: Pki::default(),
-            institutions: InstitutionDirectory::default(),
-            ref_positions: BTreeMap::new(),
+            refs: GlobalRefs::default(),
             stats: WorkerStats::default(),
         })
     }
@@ -217,11 +204,10 @@ impl StageWorker {
             }
             store.flush()?;
         }
-        let applied = get_u64(&store, APPLIED)?.unwrap_or(0);
-        let upstream_mark = get_u64(&store, UPSTREAM)?;
-        // Restore mode: which outputs of inputs at or after `applied` are
-        // already on the bus (written before a crash, not yet in the store).
-        let mut emitted = std::collections::BTreeSet::new();
+        let cursor = Cursor::load(&store)?;
+        // Restore mode: which outputs are already on the bus past the ends
+        // recorded at the last commit (written before a crash).
+        let mut emitted = BTreeMap::new();
         for topic in self.kind.output_topics() {
             let key = format!("{OUT_END}{topic}");
             let mut position = get_u64(&store, key.as_bytes())?.unwrap_or(0);
@@ -229,102 +215,28 @@ impl StageWorker {
                 let records = self.shared.bus.read(topic, partition, position, 4096)?;
                 let Some(last) = records.last() else { break };
                 position = last.offset + 1;
-                for r in &records {
-                    if let Some(source) =
-                        output_source(&self.shared.registry, r, self.kind.input_topic())
-                        && source >= applied
-                    {
-                        emitted.insert((topic, source));
+                for r in records {
+                    match output_source(&self.shared.registry, &r, self.kind) {
+                        Some(Source::Input(o)) if o < cursor.applied => {}
+                        Some(source) => {
+                            emitted.insert((topic, source), r.value);
+                        }
+                        None => {}
                     }
                 }
             }
         }
-        let restore = emitted
-            .iter()
-            .map(|(_, source)| *source)
-            .max()
-            .map(|until| Restore { until, emitted });
         self.consumer
-            .seek(self.kind.input_topic(), partition, applied)?;
+            .seek(self.kind.input_topic(), partition, cursor.applied)?;
         self.partitions.insert(
             partition,
             PartitionState {
                 store,
-                applied,
-                restore,
-                upstream_mark,
+                cursor,
+                restore: Restore::from_emitted(emitted),
             },
         );
         Ok(())
-    }
-
-    /// Reads global reference topics to their end (validation: PKI; routing:
-    /// EU institutions) and returns the watermark.
-    fn refresh_global_refs(&mut self) -> Result<Vec<RefOffset>, RuntimeError> {
-        let topic = match self.kind {
-            StageKind::Validation if !self.shared.trust_unsigned => super::topics::REF_PKI,
-            StageKind::Routing => super::topics::REF_EU_INSTITUTIONS,
-            _ => return Ok(Vec::new()),
-        };
-        let mut watermark = Vec::new();
-        for partition in 0..self.shared.bus.partition_count(topic)? {
-            let position = self
-                .ref_positions
-                .entry((topic.to_string(), partition))
-                .or_insert(0);
-            loop {
-                let records = self.shared.bus.read(topic, partition, *position, 4096)?;
-                let Some(last) = records.last() else { break };
-                *position = last.offset + 1;
-                for r in &records {
-                    let applied = match self.kind {
-                        StageKind::Validation => self
-                            .shared
-                            .registry
-                            .decode_single::<PkiEvent>(&r.value)
-                            .map_err(|e| e.to_string())
-                            .and_then(|event| {
-                                convert::pki_record(&event).map_err(|e| e.to_string())
-                            })
-                            .and_then(|record| self.pki.apply(record).map_err(|e| e.to_string())),
-                        _ => self
-                            .shared
-                            .registry
-                            .decode_single::<EuInstitutionRecord>(&r.value)
-                            .map_err(|e| e.to_string())
-                            .and_then(|rec| {
-                                self.institutions
-                                    .upsert(EuInstitutionInput {
-                                        country: rec.country,
-                                        institution_id: rec.institution_id,
-                                        name: rec.name,
-                                        acronym: rec.acronym,
-                                        from: rec.from,
-                                        to: rec.to,
-                                    })
-                                    .map_err(|e| e.to_string())
-                            }),
-                    };
-                    if let Err(error) = applied {
-                        // Global reference data is read by every instance: counted
-                        // and logged here (by position, never by content); the
-                        // publisher refuses such records before they are written.
-                        self.stats.ref_errors += 1;
-                        eprintln!(
-                            "{}: {topic}/{partition}@{}: {error}",
-                            self.kind.name(),
-                            r.offset
-                        );
-                    }
-                }
-            }
-            watermark.push(RefOffset {
-                topic: topic.to_string(),
-                partition: i32::try_from(partition).unwrap_or(i32::MAX),
-                offset: i64::try_from(*position).unwrap_or(i64::MAX),
-            });
-        }
-        Ok(watermark)
     }
 
     /// Polls once and processes what came. Returns the inputs processed.
@@ -347,7 +259,14 @@ impl StageWorker {
         if polled.records.is_empty() {
             return Ok(0);
         }
-        let watermark = self.refresh_global_refs()?;
+        let watermark = self.refs.advance(
+            self.shared.bus.as_ref(),
+            &self.shared.registry,
+            self.kind,
+            self.shared.trust_unsigned,
+            None,
+            &mut self.stats,
+        )?;
         let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         for record in polled.records {
             by_partition
@@ -371,7 +290,7 @@ impl StageWorker {
         let kind = self.kind;
         let shared = self.shared.clone();
         let verifier_pki = PkiVerifier {
-            pki: &self.pki,
+            pki: &self.refs.pki,
             registry: &shared.registry,
         };
         let trust = TrustUnsigned;
@@ -381,7 +300,7 @@ impl StageWorker {
             } else {
                 &verifier_pki
             },
-            institutions: &self.institutions,
+            institutions: &self.refs.institutions,
         };
         let ctx = Context {
             rules: &shared.rules,
@@ -395,65 +314,44 @@ impl StageWorker {
         let batch_started = std::time::Instant::now();
         let mut txn = StateTxn::new(&ps.store);
         let mut watermark = global_watermark.to_vec();
-        let mut outputs: Vec<Output> = Vec::new();
+        let mut prelude = Vec::new();
         if kind == StageKind::Entitlement {
-            let (applied_to, dead_letters) =
-                apply_rights(&shared, partition, &mut txn, &mut self.stats)?;
+            let (applied_to, dead_letters) = apply_rights(
+                shared.bus.as_ref(),
+                &shared.registry,
+                &shared.pseudonyms,
+                partition,
+                None,
+                &mut txn,
+                &mut self.stats,
+            )?;
             watermark.push(applied_to);
-            outputs.extend(dead_letters);
+            prelude = dead_letters;
         }
-        let mut processed = 0;
-        let mut last = None;
-        for record in records {
-            if record.offset < ps.applied {
-                continue;
-            }
-            last = Some(record.offset);
-            processed += 1;
-            self.stats.inputs += 1;
-            let inputs = Inputs {
-                stage: kind,
-                record,
-                registry: &shared.registry,
-                ref_watermark: &watermark,
-            };
-            // Downstream filter: an upstream output at or below the mark is a
-            // duplicate a crash or a zombie owner wrote; identical, so dropped.
-            if let Some(source) = upstream_offset(record) {
-                if ps.upstream_mark.is_some_and(|mark| source <= mark) {
-                    self.stats.duplicates_dropped += 1;
-                    continue;
-                }
-                ps.upstream_mark = Some(source);
-            }
-            let result = process(&inputs, &mut txn, &ctx)?;
-            for output in &result.outputs {
-                match output.topic {
-                    t if t == kind.pass_topic() => self.stats.passed += 1,
-                    t if t == super::topics::FSE_REJECTED => self.stats.rejected += 1,
-                    _ => self.stats.dead_letters += 1,
-                }
-            }
-            for output in result.outputs {
-                let already = ps
-                    .restore
-                    .as_ref()
-                    .is_some_and(|r| r.emitted.contains(&(output.topic, record.offset)));
-                if already {
-                    self.stats.restored_outputs_suppressed += 1;
-                } else {
-                    outputs.push(output);
-                }
-            }
-        }
-        let Some(last) = last else { return Ok(0) };
-        let applied = last + 1;
-        txn.put(APPLIED.to_vec(), applied.to_be_bytes().to_vec());
-        if let Some(mark) = ps.upstream_mark {
-            txn.put(UPSTREAM.to_vec(), mark.to_be_bytes().to_vec());
-        }
-        // 2. outputs and changelog, acknowledged.
-        for output in &outputs {
+        // 1. the batch, into the overlay.
+        let input = BatchInput {
+            kind,
+            partition,
+            records,
+            prelude,
+            watermark: &watermark,
+            registry: &shared.registry,
+        };
+        let mut cursor = ps.cursor;
+        let mut restore = ps.restore.clone();
+        let Some(batch) = run_batch(
+            input,
+            &ctx,
+            &mut cursor,
+            &mut restore,
+            &mut txn,
+            &mut self.stats,
+        )?
+        else {
+            return Ok(0);
+        };
+        // 2. outputs, acknowledged; then the checkpoint and the changelog.
+        for output in &batch.emit {
             self.producer.send(
                 output.topic,
                 partition,
@@ -470,6 +368,14 @@ impl StageWorker {
                 end.to_be_bytes().to_vec(),
             );
         }
+        let checkpoint = &batch.checkpoint;
+        self.producer.send(
+            checkpoint.topic,
+            partition,
+            &checkpoint.key,
+            &checkpoint.value,
+            checkpoint.timestamp_millis,
+        )?;
         let mut writes = txn.into_writes();
         for (key, value) in &writes {
             self.producer.send(
@@ -489,32 +395,30 @@ impl StageWorker {
         // 3. one sled batch, flushed.
         ps.store.apply(&writes)?;
         ps.store.flush()?;
-        ps.applied = applied;
-        if ps.restore.as_ref().is_some_and(|r| applied > r.until) {
-            ps.restore = None;
-        }
+        ps.cursor = cursor;
+        ps.restore = restore;
         // 4. informational commit.
         self.consumer
-            .commit(&[(kind.input_topic().to_string(), partition, applied)])?;
+            .commit(&[(kind.input_topic().to_string(), partition, cursor.applied)])?;
         self.stats.batches += 1;
         record_batch_metrics(&BatchMetrics {
             stage: kind,
             partition,
-            inputs: processed,
-            outputs: &outputs,
+            inputs: batch.processed,
+            outputs: &batch.emit,
             seconds: batch_started.elapsed().as_secs_f64(),
             lag: shared
                 .bus
                 .end_offset(kind.input_topic(), partition)?
-                .saturating_sub(applied),
+                .saturating_sub(cursor.applied),
         });
-        Ok(processed)
+        Ok(batch.processed)
     }
 
     /// Whether every assigned partition has applied its input to the end.
     pub fn caught_up(&self) -> Result<bool, RuntimeError> {
         for (partition, ps) in &self.partitions {
-            if ps.applied
+            if ps.cursor.applied
                 < self
                     .shared
                     .bus
@@ -564,71 +468,6 @@ fn record_batch_metrics(m: &BatchMetrics<'_>) {
             metrics::histogram!("clearing_end_to_end_seconds").record(seconds);
         }
     }
-}
-
-/// Entitlement: applies `ref.rights` of the partition up to its end into the
-/// overlay; returns the watermark, and a dead letter (with the raw bytes) for
-/// each record that does not decode or check. `ref.rights` is co-partitioned,
-/// so exactly one owner writes each dead letter.
-fn apply_rights(
-    shared: &Shared,
-    partition: u32,
-    txn: &mut StateTxn<'_>,
-    stats: &mut WorkerStats,
-) -> Result<(RefOffset, Vec<Output>), RuntimeError> {
-    let topic = super::topics::REF_RIGHTS;
-    let key = format!("{REF_POSITION}{topic}");
-    let mut position = match txn.get(key.as_bytes())? {
-        None => 0,
-        Some(bytes) => u64::from_be_bytes(
-            bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| RuntimeError::Corrupt(format!("{key}: not an 8-byte offset")))?,
-        ),
-    };
-    let mut dead_letters = Vec::new();
-    loop {
-        let records = shared.bus.read(topic, partition, position, 4096)?;
-        let Some(last) = records.last() else { break };
-        position = last.offset + 1;
-        for r in &records {
-            let applied = shared
-                .registry
-                .decode_single::<RightsRecord>(&r.value)
-                .map_err(|e| e.to_string())
-                .and_then(|rec| {
-                    entitlement::apply_rights(convert::rights_input(&rec), txn, &shared.pseudonyms)
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(error) = applied {
-                stats.ref_errors += 1;
-                stats.dead_letters += 1;
-                let letter = DeadLetter {
-                    stage: StageKind::Entitlement.name().to_string(),
-                    topic: topic.to_string(),
-                    partition: i32::try_from(partition).unwrap_or(i32::MAX),
-                    offset: i64::try_from(r.offset).unwrap_or(i64::MAX),
-                    error,
-                    raw: r.value.clone(),
-                };
-                dead_letters.push(Output {
-                    topic: StageKind::Entitlement.dlq_topic(),
-                    key: r.key.clone(),
-                    value: shared.registry.encode_single(&letter),
-                    timestamp_millis: r.timestamp_millis,
-                    reason_code: Some("dead_letter"),
-                });
-            }
-        }
-    }
-    txn.put(key.into_bytes(), position.to_be_bytes().to_vec());
-    let watermark = RefOffset {
-        topic: topic.to_string(),
-        partition: i32::try_from(partition).unwrap_or(i32::MAX),
-        offset: i64::try_from(position).unwrap_or(i64::MAX),
-    };
-    Ok((watermark, dead_letters))
 }
 
 /// Where a stage's stores live under a data directory.

@@ -597,13 +597,14 @@ pub fn amc_claim() -> BoxedStrategy<AmcClaim> {
 
 pub fn audit_checkpoint() -> BoxedStrategy<AuditCheckpoint> {
     (
-        symbol(),
+        text(),
         int(),
         long(),
         long(),
         long(),
         any::<[u8; 32]>(),
         text(),
+        vec(ref_offset(), 0..3),
     )
         .prop_map(
             |(
@@ -614,6 +615,7 @@ pub fn audit_checkpoint() -> BoxedStrategy<AuditCheckpoint> {
                 output_count,
                 chain_hash,
                 rules_version,
+                ref_watermark,
             )| AuditCheckpoint {
                 stage,
                 partition,
@@ -622,6 +624,7 @@ pub fn audit_checkpoint() -> BoxedStrategy<AuditCheckpoint> {
                 output_count,
                 chain_hash,
                 rules_version,
+                ref_watermark,
             },
         )
         .boxed()

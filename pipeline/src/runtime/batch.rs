@@ -1,0 +1,328 @@
+//! One batch of one stage partition, with no I/O: the core that the live
+//! worker and the audit replay share, so that replaying is running the same
+//! code, not a copy of it.
+//!
+//! A batch takes the partition's [`Cursor`] (applied offset, downstream
+//! filter mark, hash chain — all kept in the stage state, so in its changelog
+//! too), the records, and the outputs reference data gave before them (dead
+//! letters of `ref.rights`). It returns the outputs to emit, the checkpoint
+//! to publish after them, and leaves every state write in the overlay.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::process::{Inputs, Output, process, upstream_offset};
+use super::{StageKind, WorkerStats, topics};
+use crate::bus::Record;
+use crate::events::model::{AuditCheckpoint, RefOffset};
+use crate::events::registry::SchemaRegistry;
+use crate::stages::Context;
+use crate::state::{StateRead, StateTxn, StoreError};
+
+/// Reserved state keys (a leading NUL never starts a stage's own key).
+pub const APPLIED: &[u8] = b"\0applied";
+pub const UPSTREAM: &[u8] = b"\0upstream";
+pub const CHAIN: &[u8] = b"\0chain";
+
+/// The hash chain over a stage partition's outputs, in emission order:
+/// `H_n = SHA-256(H_{n-1} || bytes_n)`, `H_0` = 32 zero bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    pub hash: [u8; 32],
+    pub count: u64,
+}
+
+impl Chain {
+    pub const GENESIS: Chain = Chain {
+        hash: [0; 32],
+        count: 0,
+    };
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        let mut hasher = Sha256::new();
+        hasher.update(self.hash);
+        hasher.update(bytes);
+        self.hash = hasher.finalize().into();
+        self.count += 1;
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.hash.to_vec();
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Chain> {
+        let hash: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+        let count = u64::from_be_bytes(bytes.get(32..40)?.try_into().ok()?);
+        (bytes.len() == 40).then_some(Chain { hash, count })
+    }
+}
+
+/// Where a stage partition stands: everything the next batch depends on
+/// besides the stage's own keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Next input offset to apply.
+    pub applied: u64,
+    /// Highest upstream source offset processed (downstream duplicate filter).
+    pub upstream_mark: Option<u64>,
+    pub chain: Chain,
+}
+
+pub(crate) fn get_u64(store: &dyn StateRead, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    match store.get(key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let array: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt(key, "not an 8-byte offset"))?;
+            Ok(Some(u64::from_be_bytes(array)))
+        }
+    }
+}
+
+fn corrupt(key: &[u8], what: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        what: what.into(),
+    }
+}
+
+impl Cursor {
+    pub const START: Cursor = Cursor {
+        applied: 0,
+        upstream_mark: None,
+        chain: Chain::GENESIS,
+    };
+
+    pub fn load(store: &dyn StateRead) -> Result<Cursor, StoreError> {
+        let chain = match store.get(CHAIN)? {
+            None => Chain::GENESIS,
+            Some(bytes) => {
+                Chain::decode(&bytes).ok_or_else(|| corrupt(CHAIN, "not a 40-byte chain"))?
+            }
+        };
+        Ok(Cursor {
+            applied: get_u64(store, APPLIED)?.unwrap_or(0),
+            upstream_mark: get_u64(store, UPSTREAM)?,
+            chain,
+        })
+    }
+
+    fn store(&self, txn: &mut StateTxn<'_>) {
+        txn.put(APPLIED.to_vec(), self.applied.to_be_bytes().to_vec());
+        if let Some(mark) = self.upstream_mark {
+            txn.put(UPSTREAM.to_vec(), mark.to_be_bytes().to_vec());
+        }
+        txn.put(CHAIN.to_vec(), self.chain.encode());
+    }
+}
+
+/// What an output follows from: an input offset, or a reference record
+/// (a `ref.rights` dead letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Input(u64),
+    Ref(u64),
+}
+
+/// Restore mode after a crash: the outputs already on the bus, by (topic,
+/// source), with their bytes. Outputs of one batch go to several partitions,
+/// whose writes a crash can leave in any combination, so each output is
+/// checked; the chain takes the bytes that are on the bus.
+#[derive(Debug, Clone, Default)]
+pub struct Restore {
+    /// Restore mode ends once the cursor has passed this input offset.
+    pub until: u64,
+    pub emitted: BTreeMap<(&'static str, Source), Vec<u8>>,
+}
+
+impl Restore {
+    /// `None` when nothing was found (no crash to recover from).
+    pub fn from_emitted(emitted: BTreeMap<(&'static str, Source), Vec<u8>>) -> Option<Restore> {
+        if emitted.is_empty() {
+            return None;
+        }
+        let until = emitted
+            .keys()
+            .filter_map(|(_, s)| match s {
+                Source::Input(o) => Some(*o),
+                Source::Ref(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
+        Some(Restore { until, emitted })
+    }
+}
+
+/// A committed batch's outputs, for the shell to publish.
+#[derive(Debug)]
+pub struct BatchOutput {
+    /// To produce now, in this order.
+    pub emit: Vec<Output>,
+    /// To produce once `emit` is acknowledged: a checkpoint present on the
+    /// bus means every output of its batch is there.
+    pub checkpoint: Output,
+    /// Every output of the batch in chain order with its source, suppressed
+    /// ones included (replay compares them).
+    pub chained: Vec<(Source, Output)>,
+    pub first: u64,
+    pub last: u64,
+    pub processed: usize,
+}
+
+/// What a batch runs with.
+pub struct BatchInput<'a> {
+    pub kind: StageKind,
+    pub partition: u32,
+    pub records: &'a [Record],
+    /// Outputs reference data gave before the records, in order.
+    pub prelude: Vec<(Source, Output)>,
+    pub watermark: &'a [RefOffset],
+    pub registry: &'a SchemaRegistry,
+}
+
+/// Runs one batch: inputs before the cursor are skipped, upstream
+/// duplicates dropped, each input through the pure stage; outputs found in
+/// `restore` are suppressed but chained with the bytes on the bus. Returns
+/// `None` when no input was at or after the cursor (the overlay is then to
+/// be dropped).
+pub fn run_batch(
+    input: BatchInput<'_>,
+    ctx: &Context<'_>,
+    cursor: &mut Cursor,
+    restore: &mut Option<Restore>,
+    txn: &mut StateTxn<'_>,
+    stats: &mut WorkerStats,
+) -> Result<Option<BatchOutput>, StoreError> {
+    let kind = input.kind;
+    let mut next = *cursor;
+    let mut chained: Vec<(Source, Output)> = input.prelude;
+    let mut first = None;
+    let mut last = None;
+    let mut processed = 0;
+    for record in input.records {
+        if record.offset < next.applied {
+            continue;
+        }
+        first.get_or_insert(record.offset);
+        last = Some(record.offset);
+        processed += 1;
+        stats.inputs += 1;
+        // Downstream filter: an upstream output at or below the mark is a
+        // duplicate a zombie owner wrote; identical, so dropped.
+        if let Some(source) = upstream_offset(record) {
+            if next.upstream_mark.is_some_and(|mark| source <= mark) {
+                stats.duplicates_dropped += 1;
+                continue;
+            }
+            next.upstream_mark = Some(source);
+        }
+        let inputs = Inputs {
+            stage: kind,
+            record,
+            registry: input.registry,
+            ref_watermark: input.watermark,
+        };
+        for output in process(&inputs, txn, ctx)?.outputs {
+            match output.topic {
+                t if t == kind.pass_topic() => stats.passed += 1,
+                t if t == topics::FSE_REJECTED => stats.rejected += 1,
+                _ => stats.dead_letters += 1,
+            }
+            chained.push((Source::Input(record.offset), output));
+        }
+    }
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(None);
+    };
+    let mut emit = Vec::with_capacity(chained.len());
+    for (source, output) in &chained {
+        match restore
+            .as_ref()
+            .and_then(|r| r.emitted.get(&(output.topic, *source)))
+        {
+            Some(on_bus) => {
+                stats.restored_outputs_suppressed += 1;
+                next.chain.push(on_bus);
+            }
+            None => {
+                next.chain.push(&output.value);
+                emit.push(output.clone());
+            }
+        }
+    }
+    next.applied = last + 1;
+    next.store(txn);
+    if restore.as_ref().is_some_and(|r| next.applied > r.until) {
+        *restore = None;
+    }
+    *cursor = next;
+    let checkpoint = AuditCheckpoint {
+        stage: kind.name().to_string(),
+        partition: i32::try_from(input.partition).unwrap_or(i32::MAX),
+        input_offset_from: i64::try_from(first).unwrap_or(i64::MAX),
+        input_offset_to: i64::try_from(last).unwrap_or(i64::MAX),
+        output_count: i64::try_from(next.chain.count).unwrap_or(i64::MAX),
+        chain_hash: next.chain.hash,
+        rules_version: ctx.rules.version.clone(),
+        ref_watermark: input.watermark.to_vec(),
+    };
+    let checkpoint = Output {
+        topic: topics::AUDIT_CHECKPOINTS,
+        key: format!("{}/{}", kind.name(), input.partition).into_bytes(),
+        value: input.registry.encode_single(&checkpoint),
+        timestamp_millis: input.records.last().map_or(0, |r| r.timestamp_millis),
+        reason_code: None,
+    };
+    Ok(Some(BatchOutput {
+        emit,
+        checkpoint,
+        chained,
+        first,
+        last,
+        processed,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_is_sha256_of_the_previous_hash_and_the_bytes() {
+        let mut chain = Chain::GENESIS;
+        chain.push(b"a");
+        let mut hasher = Sha256::new();
+        hasher.update([0u8; 32]);
+        hasher.update(b"a");
+        let expected: [u8; 32] = hasher.finalize().into();
+        assert_eq!(chain.hash, expected);
+        assert_eq!(chain.count, 1);
+        chain.push(b"b");
+        assert_ne!(chain.hash, expected);
+        assert_eq!(Chain::decode(&chain.encode()), Some(chain));
+        assert_eq!(Chain::decode(&chain.encode()[..39]), None);
+    }
+
+    #[test]
+    fn a_cursor_round_trips_through_the_state() {
+        let store = crate::state::MemStore::default();
+        assert_eq!(Cursor::load(&store).ok(), Some(Cursor::START));
+        let mut chain = Chain::GENESIS;
+        chain.push(b"x");
+        let cursor = Cursor {
+            applied: 42,
+            upstream_mark: Some(7),
+            chain,
+        };
+        let mut txn = StateTxn::new(&store);
+        cursor.store(&mut txn);
+        let writes = txn.into_writes();
+        crate::state::StateStore::apply(&store, &writes).ok();
+        assert_eq!(Cursor::load(&store).ok(), Some(cursor));
+    }
+}
