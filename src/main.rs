@@ -37,6 +37,10 @@ enum Command {
     Adjudicate(cmd::adjudicate::AdjudicateArgs),
     /// Write a deterministic synthetic data set.
     Gen(cmd::gen_data::GenArgs),
+    /// Re-run recorded inputs and compare with the recorded outputs and hash chains.
+    Replay(cmd::replay::ReplayArgs),
+    /// Copy a recorded run to an archive directory with a manifest.
+    Archive(cmd::archive::ArchiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,8 @@ fn main() -> ExitCode {
         Command::Read(args) => cmd::stream::read(args),
         Command::Adjudicate(args) => cmd::adjudicate::run(args),
         Command::Gen(args) => cmd::gen_data::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::Archive(args) => cmd::archive::run(args),
     };
     match result {
         Ok(code) => code,

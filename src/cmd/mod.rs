@@ -1,8 +1,10 @@
 //! The verbs of the `clearing` binary, one module each; shared helpers here.
 
 pub mod adjudicate;
+pub mod archive;
 pub mod demo;
 pub mod gen_data;
+pub mod replay;
 pub mod stream;
 
 use std::fs::File;

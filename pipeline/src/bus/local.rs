@@ -248,6 +248,34 @@ impl PartitionLog {
         Ok(offset)
     }
 
+    /// Appends at a given offset. Past the end it leaves a gap, which starts
+    /// a new segment based at the offset: an archive of a compacted topic
+    /// keeps the broker's offsets, which watermarks and checkpoints name.
+    fn append_at(
+        &mut self,
+        offset: u64,
+        timestamp: i64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), BusError> {
+        if offset < self.next_offset {
+            return Err(BusError::Config(format!(
+                "offset {offset} is below the partition's end {}",
+                self.next_offset
+            )));
+        }
+        if offset > self.next_offset {
+            if let Some(mut w) = self.writer.take() {
+                w.flush().map_err(io("gap"))?;
+                w.get_ref().sync_data().map_err(io("gap"))?;
+            }
+            self.next_offset = offset;
+            // Makes the next write roll into a segment based at `offset`.
+            self.active_len = SEGMENT_BYTES;
+        }
+        self.append(timestamp, key, value).map(|_| ())
+    }
+
     fn flush(&mut self) -> Result<(), BusError> {
         if let Some(w) = &mut self.writer {
             w.flush().map_err(io("flush"))?;
@@ -383,6 +411,29 @@ impl LocalLog {
         )?));
         partitions.insert((topic.to_string(), partition), log.clone());
         Ok(log)
+    }
+
+    /// Appends a record at its original offset (archives); see
+    /// [`PartitionLog::append_at`]. Visible after [`LocalLog::flush_partition`].
+    pub fn append_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        timestamp_millis: i64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), BusError> {
+        let log = self.partition(topic, partition)?;
+        let mut guard = lock(&log);
+        guard.append_at(offset, timestamp_millis, key, value)
+    }
+
+    /// Makes a partition's appends durable and visible.
+    pub fn flush_partition(&self, topic: &str, partition: u32) -> Result<(), BusError> {
+        let log = self.partition(topic, partition)?;
+        let mut guard = lock(&log);
+        guard.flush()
     }
 
     fn group_path(&self, group: &str) -> PathBuf {

@@ -129,6 +129,38 @@ mod tests {
     }
 
     #[test]
+    fn appends_at_offsets_keep_gaps_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = LocalLog::open(dir.path()).unwrap();
+            log.ensure_topic(&spec("t", 1)).unwrap();
+            for offset in [3u64, 4, 9, 10, 2000] {
+                log.append_at("t", 0, offset, 0, b"k", &offset.to_be_bytes())
+                    .unwrap();
+            }
+            assert!(log.append_at("t", 0, 5, 0, b"k", b"v").is_err());
+            log.flush_partition("t", 0).unwrap();
+            assert_eq!(log.end_offset("t", 0).unwrap(), 2001);
+        }
+        let log = LocalLog::open(dir.path()).unwrap();
+        assert_eq!(log.end_offset("t", 0).unwrap(), 2001);
+        let offsets: Vec<u64> = log
+            .read("t", 0, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(offsets, [3, 4, 9, 10, 2000]);
+        let from_gap: Vec<u64> = log
+            .read("t", 0, 5, 2)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(from_gap, [9, 10]);
+    }
+
+    #[test]
     fn append_flush_read_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {

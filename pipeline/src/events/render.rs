@@ -109,11 +109,41 @@ pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Va
             json!({"country": r.country, "institution_id": r.institution_id, "name": r.name,
                    "acronym": r.acronym, "from": r.from, "to": r.to})
         }
+        "audit.checkpoints" => {
+            let c: AuditCheckpoint = registry.decode_single(bytes)?;
+            json!({"stage": c.stage, "partition": c.partition,
+                   "input_offset_from": c.input_offset_from, "input_offset_to": c.input_offset_to,
+                   "output_count": c.output_count, "chain_hash": hex::encode(c.chain_hash),
+                   "rules_version": c.rules_version,
+                   "ref_watermark": c.ref_watermark.iter().map(|r| json!({"topic": r.topic,
+                       "partition": r.partition, "offset": r.offset})).collect::<Vec<_>>()})
+        }
         t if t.starts_with("dlq.") => {
             let d: DeadLetter = registry.decode_single(bytes)?;
             json!({"stage": d.stage, "topic": d.topic, "partition": d.partition,
                    "offset": d.offset, "error": d.error, "raw_base64": BASE64.encode(&d.raw)})
         }
         _ => json!({"bytes_base64": BASE64.encode(bytes)}),
+    })
+}
+
+/// Renders one message of `topic` with everything an auditor compares:
+/// decisions and rejections keep their event header (source, reference
+/// watermark, rules version), which the back-office form leaves out.
+pub fn render_full(
+    registry: &SchemaRegistry,
+    topic: &str,
+    bytes: &[u8],
+) -> Result<Value, DecodeError> {
+    Ok(match topic {
+        "fse.decided" => {
+            let e: FseDecided = registry.decode_single(bytes)?;
+            json!({"header": header(&e.header), "decision": decision(&e.decision)})
+        }
+        "fse.rejected" => {
+            let e: FseRejected = registry.decode_single(bytes)?;
+            json!({"header": header(&e.header), "decision": decision(&e.decision)})
+        }
+        _ => render(registry, topic, bytes)?,
     })
 }

@@ -160,6 +160,20 @@ impl GlobalRefs {
     }
 }
 
+/// The next `ref.rights` offset entitlement's state has yet to apply.
+pub fn rights_position(state: &StateTxn<'_>) -> Result<u64, StoreError> {
+    let key = format!("{REF_POSITION}{}", topics::REF_RIGHTS);
+    match state.get(key.as_bytes())? {
+        None => Ok(0),
+        Some(bytes) => Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(
+            |_| StoreError::Corrupt {
+                key,
+                what: "not an 8-byte offset".into(),
+            },
+        )?)),
+    }
+}
+
 /// Entitlement: applies `ref.rights` of the partition into the overlay, from
 /// the position its state records to the end (`until` = `None`) or to
 /// `until`; returns the watermark, and a dead letter (with the raw bytes)
@@ -176,16 +190,7 @@ pub fn apply_rights(
 ) -> Result<(RefOffset, Vec<(Source, Output)>), RefError> {
     let topic = topics::REF_RIGHTS;
     let key = format!("{REF_POSITION}{topic}");
-    let mut position =
-        match txn.get(key.as_bytes())? {
-            None => 0,
-            Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
-                StoreError::Corrupt {
-                    key: key.clone(),
-                    what: "not an 8-byte offset".into(),
-                }
-            })?),
-        };
+    let mut position = rights_position(txn)?;
     let mut dead_letters = Vec::new();
     read_until(bus, topic, partition, &mut position, until, |r| {
         let applied = registry

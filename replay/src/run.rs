@@ -1,0 +1,148 @@
+//! Replays many stage partitions at once and gathers one report.
+//!
+//! Stage partitions are independent (each has its own inputs, state,
+//! reference position and chain), so they run on a pool of threads; a
+//! stage replays its recorded inputs, which are the upstream stage's
+//! recorded outputs, themselves verified by the upstream stage's replay.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clearing_pipeline::runtime::StageKind;
+use clearing_pipeline::state::{MemStore, SledStore, StateStore, WriteBatch};
+use serde::Serialize;
+
+use crate::verify::{Divergence, PartitionReport, ReplayError, Setup, verify_partition};
+
+/// The report of a replay (`--report FILE`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub source: String,
+    pub rules_version: String,
+    pub identical: bool,
+    pub stage_partitions: usize,
+    pub inputs: u64,
+    pub outputs_compared: u64,
+    pub checkpoints: u64,
+    pub crash_reruns: u64,
+    pub uncommitted_inputs: u64,
+    pub uncovered_outputs: u64,
+    pub seconds: f64,
+    pub inputs_per_second: f64,
+    pub threads: usize,
+    /// The most upstream divergence (the others may follow from it).
+    pub first_divergence: Option<Divergence>,
+    pub partitions: Vec<PartitionReport>,
+}
+
+/// Loads a stage partition's store from a stopped run's state directory
+/// (`DATA/state`): replay then starts where that store stood.
+pub fn load_snapshot(
+    state_dir: &Path,
+    kind: StageKind,
+    partition: u32,
+) -> Result<MemStore, ReplayError> {
+    let dir = state_dir.join(kind.name());
+    if !dir.exists() {
+        return Err(ReplayError::Other(format!(
+            "no snapshot of {} under {}",
+            kind.name(),
+            state_dir.display()
+        )));
+    }
+    let db = SledStore::open(&dir, "meta")?;
+    let tree = db.tree(&format!("p{partition}"))?;
+    let mut batch = WriteBatch::new();
+    for (key, value) in tree.scan_prefix(b"")? {
+        batch.insert(key, Some(value));
+    }
+    let store = MemStore::default();
+    store.apply(&batch)?;
+    Ok(store)
+}
+
+/// Replays `jobs` on `threads` threads; `progress(done, total)` is called
+/// from the calling thread about every 200 ms.
+pub fn replay(
+    setup: &Setup,
+    jobs: &[(StageKind, u32)],
+    snapshot: Option<&Path>,
+    threads: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ReplayError> {
+    let started = Instant::now();
+    let mut total = 0;
+    for (kind, partition) in jobs {
+        total += setup.bus.end_offset(kind.input_topic(), *partition)?;
+    }
+    let done = AtomicU64::new(0);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Result<PartitionReport, ReplayError>>> = Mutex::new(Vec::new());
+    let threads = threads.clamp(1, jobs.len().max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((kind, partition)) = jobs.get(i).copied() else {
+                            return;
+                        };
+                        let start = match snapshot {
+                            Some(dir) => load_snapshot(dir, kind, partition),
+                            None => Ok(MemStore::default()),
+                        };
+                        let result =
+                            start.and_then(|s| verify_partition(setup, kind, partition, s, &done));
+                        results
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(result);
+                    }
+                })
+            })
+            .collect();
+        while !handles.iter().all(|h| h.is_finished()) {
+            progress(done.load(Ordering::Relaxed), total);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    progress(done.load(Ordering::Relaxed), total);
+    let mut partitions = Vec::new();
+    for result in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        partitions.push(result?);
+    }
+    let order = |r: &PartitionReport| {
+        (
+            StageKind::parse(&r.stage).map_or(usize::MAX, |k| k as usize),
+            r.partition,
+        )
+    };
+    partitions.sort_by_key(order);
+    let seconds = started.elapsed().as_secs_f64();
+    let inputs: u64 = partitions.iter().map(|p| p.inputs).sum();
+    let first_divergence = partitions.iter().find_map(|p| p.divergence.clone());
+    Ok(Report {
+        source: setup.bus.describe(),
+        rules_version: setup.rules.version.clone(),
+        identical: first_divergence.is_none(),
+        stage_partitions: partitions.len(),
+        inputs,
+        outputs_compared: partitions.iter().map(|p| p.outputs_compared).sum(),
+        checkpoints: partitions.iter().map(|p| p.checkpoints).sum(),
+        crash_reruns: partitions.iter().map(|p| p.crash_reruns).sum(),
+        uncommitted_inputs: partitions.iter().map(|p| p.uncommitted_inputs).sum(),
+        uncovered_outputs: partitions.iter().map(|p| p.uncovered_outputs).sum(),
+        seconds,
+        inputs_per_second: if seconds > 0.0 {
+            inputs as f64 / seconds
+        } else {
+            0.0
+        },
+        threads,
+        first_divergence,
+        partitions,
+    })
+}

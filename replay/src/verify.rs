@@ -1,0 +1,577 @@
+//! Replay of one stage partition over its recorded inputs, compared with
+//! its recorded outputs and checkpoints.
+//!
+//! The replay follows the stage's checkpoints: each one names a committed
+//! batch (its input range and the reference watermark it ran with), so the
+//! batch is re-run with the live code ([`run_batch`]) over the same inputs
+//! and reference data, from empty state or a snapshot. Two checks per batch:
+//! every output the replay emits equals, byte for byte, the next recorded
+//! output of its topic (so a changed, missing or extra event is named), and
+//! the chain equals the checkpoint's (so the checkpoints themselves hold).
+//!
+//! A batch whose checkpoint is followed by one starting inside it was cut by
+//! a crash before its state was committed: the live stage re-ran it from the
+//! committed state with its outputs suppressed, and the replay does the same.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use clearing_pipeline::bus::{Bus, BusError, Record};
+use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::events::model::{AuditCheckpoint, RefOffset};
+
+use clearing_pipeline::events::render::render_full;
+use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::refdata::{RefView, TrustUnsigned};
+use clearing_pipeline::rules::Rules;
+use clearing_pipeline::runtime::batch::{BatchInput, Cursor, Restore, Source, run_batch};
+use clearing_pipeline::runtime::process::Output;
+use clearing_pipeline::runtime::refs::{GlobalRefs, apply_rights, watermark_position};
+use clearing_pipeline::runtime::worker::output_source;
+use clearing_pipeline::runtime::{StageKind, WorkerStats, topics};
+use clearing_pipeline::signatures::PkiVerifier;
+use clearing_pipeline::stages::Context;
+use clearing_pipeline::state::{MemStore, StateStore, StateTxn, StoreError, WriteBatch};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diff::{FieldDiff, diff};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<clearing_pipeline::runtime::refs::RefError> for ReplayError {
+    fn from(e: clearing_pipeline::runtime::refs::RefError) -> ReplayError {
+        match e {
+            clearing_pipeline::runtime::refs::RefError::Bus(e) => ReplayError::Bus(e),
+            clearing_pipeline::runtime::refs::RefError::Store(e) => ReplayError::Store(e),
+        }
+    }
+}
+
+/// What every replay job shares.
+pub struct Setup {
+    pub bus: Arc<dyn Bus>,
+    pub rules: Arc<Rules>,
+    pub registry: Arc<SchemaRegistry>,
+    pub pseudonyms: PseudonymKey,
+    /// The recorded run checked no signatures (simulation mode).
+    pub trust_unsigned: bool,
+}
+
+/// The first place a replay and the record part.
+#[derive(Debug, Clone, Serialize)]
+pub struct Divergence {
+    /// `output_differs`, `output_missing`, `output_unexpected`,
+    /// `chain_differs`, `checkpoint_unreadable`.
+    pub kind: String,
+    pub stage: String,
+    pub partition: u32,
+    /// The committed batch (input offsets, inclusive) it was found in.
+    pub batch: (u64, u64),
+    /// The input the divergent output follows from.
+    pub input_offset: Option<u64>,
+    pub topic: Option<String>,
+    /// Where the recorded event is (its offset in `topic`).
+    pub recorded_offset: Option<u64>,
+    pub fse_id: Option<String>,
+    pub fields: Vec<FieldDiff>,
+    pub recorded: Option<Value>,
+    pub replayed: Option<Value>,
+    pub recorded_rules_version: Option<String>,
+    pub replayed_rules_version: Option<String>,
+    pub recorded_ref_watermark: Option<Value>,
+    pub replayed_ref_watermark: Option<Value>,
+    pub message: String,
+}
+
+/// One stage partition's replay.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PartitionReport {
+    pub stage: String,
+    pub partition: u32,
+    pub checkpoints: u64,
+    /// Checkpointed batches re-run after a crash (as the live stage did).
+    pub crash_reruns: u64,
+    pub inputs: u64,
+    pub outputs_compared: u64,
+    pub first_input: Option<u64>,
+    pub last_input: Option<u64>,
+    /// The chain after the last verified checkpoint.
+    pub chain_hash: String,
+    pub chain_length: u64,
+    /// Inputs on the bus after the last checkpoint (not yet committed by
+    /// the live stage when recorded): not replayed.
+    pub uncommitted_inputs: u64,
+    /// Recorded outputs after the last checkpoint's (a batch cut by a
+    /// crash and not yet re-run): not compared.
+    pub uncovered_outputs: u64,
+    pub divergence: Option<Divergence>,
+    pub seconds: f64,
+}
+
+/// The recorded outputs of one stage partition in one topic, in bus order.
+struct Recorded {
+    topic: &'static str,
+    partition: u32,
+    kind: StageKind,
+    position: u64,
+    buffer: VecDeque<(Source, Record)>,
+    skip_before: u64,
+    skip_refs_before: u64,
+}
+
+impl Recorded {
+    fn next(
+        &mut self,
+        bus: &dyn Bus,
+        registry: &SchemaRegistry,
+    ) -> Result<Option<(Source, Record)>, BusError> {
+        loop {
+            if let Some(next) = self.buffer.pop_front() {
+                return Ok(Some(next));
+            }
+            let records = bus.read(self.topic, self.partition, self.position, 2048)?;
+            let Some(last) = records.last() else {
+                return Ok(None);
+            };
+            self.position = last.offset + 1;
+            for r in records {
+                match output_source(registry, &r, self.kind) {
+                    Some(Source::Input(o)) if o < self.skip_before => {}
+                    Some(Source::Ref(o)) if o < self.skip_refs_before => {}
+                    Some(source) => self.buffer.push_back((source, r)),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// A batch run but not yet known to be committed.
+struct Pending {
+    checkpoint: AuditCheckpoint,
+    writes: WriteBatch,
+    cursor: Cursor,
+    restore: Option<Restore>,
+    /// Every output of the batch as it is on the bus, by (topic, source).
+    on_bus: BTreeMap<(&'static str, Source), Vec<u8>>,
+}
+
+/// Reads a stage partition's checkpoints, in order.
+pub fn checkpoints(
+    setup: &Setup,
+    kind: StageKind,
+    partition: u32,
+) -> Result<Vec<(u64, AuditCheckpoint)>, ReplayError> {
+    let mut out = Vec::new();
+    let mut position = 0;
+    let key = format!("{}/{}", kind.name(), partition);
+    loop {
+        let records = setup
+            .bus
+            .read(topics::AUDIT_CHECKPOINTS, partition, position, 4096)?;
+        let Some(last) = records.last() else { break };
+        position = last.offset + 1;
+        for r in records {
+            if r.key != key.as_bytes() {
+                continue;
+            }
+            let checkpoint: AuditCheckpoint =
+                setup.registry.decode_single(&r.value).map_err(|e| {
+                    ReplayError::Other(format!(
+                        "{}/{partition}@{}: checkpoint does not decode: {e}",
+                        topics::AUDIT_CHECKPOINTS,
+                        r.offset
+                    ))
+                })?;
+            out.push((r.offset, checkpoint));
+        }
+    }
+    Ok(out)
+}
+
+fn offset(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn read_range(
+    bus: &dyn Bus,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Record>, BusError> {
+    let mut out = Vec::new();
+    let mut position = from;
+    while position <= to {
+        let want = usize::try_from((to - position + 1).min(4096)).unwrap_or(4096);
+        let records = bus.read(topic, partition, position, want)?;
+        let Some(last) = records.last() else { break };
+        position = last.offset + 1;
+        out.extend(records.into_iter().filter(|r| r.offset <= to));
+    }
+    Ok(out)
+}
+
+fn watermark_json(w: &[RefOffset]) -> Value {
+    Value::Array(
+        w.iter()
+            .map(|r| serde_json::json!({"topic": r.topic, "partition": r.partition, "offset": r.offset}))
+            .collect(),
+    )
+}
+
+/// The FSE an event is about, from its rendering.
+pub fn fse_id_of(v: &Value) -> Option<String> {
+    [
+        v.pointer("/decision/fse_id"),
+        v.pointer("/fse_id"),
+        v.pointer("/fse/fse_id"),
+        v.pointer("/header/correlation_id"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|x| x.as_str().map(str::to_owned))
+}
+
+/// Replays one stage partition from `start` (empty state, or a snapshot's
+/// store) and compares. `progress` counts inputs replayed.
+pub fn verify_partition(
+    setup: &Setup,
+    kind: StageKind,
+    partition: u32,
+    start: MemStore,
+    progress: &AtomicU64,
+) -> Result<PartitionReport, ReplayError> {
+    let started = std::time::Instant::now();
+    let bus = setup.bus.as_ref();
+    let registry = setup.registry.as_ref();
+    let store = start;
+    let mut cursor = Cursor::load(&store)?;
+    let snapshot_refs = {
+        let txn = StateTxn::new(&store);
+        clearing_pipeline::runtime::refs::rights_position(&txn)?
+    };
+    let mut report = PartitionReport {
+        stage: kind.name().to_string(),
+        partition,
+        ..PartitionReport::default()
+    };
+    let mut recorded: Vec<Recorded> = kind
+        .output_topics()
+        .into_iter()
+        .map(|topic| Recorded {
+            topic,
+            partition,
+            kind,
+            position: 0,
+            buffer: VecDeque::new(),
+            skip_before: cursor.applied,
+            skip_refs_before: snapshot_refs,
+        })
+        .collect();
+    let mut refs = GlobalRefs::default();
+    let mut restore: Option<Restore> = None;
+    let mut pending: Option<Pending> = None;
+    let mut stats = WorkerStats::default();
+    let list = checkpoints(setup, kind, partition)?;
+    for (_, checkpoint) in list {
+        let (from, to) = (
+            offset(checkpoint.input_offset_from),
+            offset(checkpoint.input_offset_to),
+        );
+        if let Some(p) = pending.take() {
+            if from > offset(p.checkpoint.input_offset_to) {
+                store.apply(&p.writes)?;
+                cursor = p.cursor;
+                restore = p.restore;
+            } else {
+                // The batch was cut by a crash before its commit: the live
+                // stage re-ran from the committed state, its outputs found
+                // on the bus.
+                report.crash_reruns += 1;
+                let mut emitted = restore.map(|r| r.emitted).unwrap_or_default();
+                emitted.extend(p.on_bus);
+                restore = Restore::from_emitted(emitted);
+            }
+        }
+        if to < cursor.applied {
+            continue;
+        }
+        report.checkpoints += 1;
+        // A validation batch that read no PKI ran in simulation mode.
+        let trust_unsigned = setup.trust_unsigned
+            || (kind == StageKind::Validation
+                && !checkpoint
+                    .ref_watermark
+                    .iter()
+                    .any(|r| r.topic == topics::REF_PKI));
+        // Reference data as the live batch saw it.
+        let mut watermark = refs.advance(
+            bus,
+            registry,
+            kind,
+            trust_unsigned,
+            Some(&checkpoint.ref_watermark),
+            &mut stats,
+        )?;
+        let mut txn = StateTxn::new(&store);
+        let mut prelude = Vec::new();
+        if kind == StageKind::Entitlement {
+            let until =
+                watermark_position(&checkpoint.ref_watermark, topics::REF_RIGHTS, partition);
+            let (applied_to, dead_letters) = apply_rights(
+                bus,
+                registry,
+                &setup.pseudonyms,
+                partition,
+                Some(until.unwrap_or(0)),
+                &mut txn,
+                &mut stats,
+            )?;
+            watermark.push(applied_to);
+            prelude = dead_letters;
+        }
+        let records = read_range(bus, kind.input_topic(), partition, from, to)?;
+        let verifier = PkiVerifier {
+            pki: &refs.pki,
+            registry,
+        };
+        let trust = TrustUnsigned;
+        let view = RefView {
+            signatures: if trust_unsigned {
+                &trust
+            } else {
+                &verifier
+            },
+            institutions: &refs.institutions,
+        };
+        let ctx = Context {
+            rules: &setup.rules,
+            refs: &view,
+            pseudonyms: &setup.pseudonyms,
+        };
+        let mut next = cursor;
+        let restore_before = restore.clone();
+        let mut restore_after = restore.clone();
+        let batch = run_batch(
+            BatchInput {
+                kind,
+                partition,
+                records: &records,
+                prelude,
+                watermark: &watermark,
+                registry,
+            },
+            &ctx,
+            &mut next,
+            &mut restore_after,
+            &mut txn,
+            &mut stats,
+        )?;
+        let Some(batch) = batch else {
+            report.divergence = Some(Divergence {
+                kind: "output_missing".into(),
+                message: format!(
+                    "checkpoint covers inputs {from}..={to} but none of them is on the bus"
+                ),
+                ..divergence(kind, partition, (from, to))
+            });
+            break;
+        };
+        progress.fetch_add(batch.processed as u64, Ordering::Relaxed);
+        report.inputs += batch.processed as u64;
+        report.first_input.get_or_insert(batch.first);
+        report.last_input = Some(batch.last);
+        // Each emitted output against the next recorded one of its topic.
+        if let Some(d) = compare_outputs(
+            setup,
+            kind,
+            partition,
+            (from, to),
+            &batch.emit,
+            &checkpoint,
+            &mut recorded,
+            &mut report,
+        )? {
+            report.divergence = Some(d);
+            break;
+        }
+        if next.chain.hash != checkpoint.chain_hash
+            || i64::try_from(next.chain.count).ok() != Some(checkpoint.output_count)
+        {
+            report.divergence = Some(Divergence {
+                kind: "chain_differs".into(),
+                message: format!(
+                    "every output of inputs {from}..={to} is as recorded, but the checkpoint's chain ({} after {} outputs) is not the chain of those outputs ({} after {})",
+                    hex::encode(checkpoint.chain_hash),
+                    checkpoint.output_count,
+                    hex::encode(next.chain.hash),
+                    next.chain.count
+                ),
+                recorded_rules_version: Some(checkpoint.rules_version.clone()),
+                replayed_rules_version: Some(setup.rules.version.clone()),
+                ..divergence(kind, partition, (from, to))
+            });
+            break;
+        }
+        report.chain_hash = hex::encode(next.chain.hash);
+        report.chain_length = next.chain.count;
+        let on_bus = batch
+            .chained
+            .iter()
+            .map(|(source, output)| {
+                let bytes = restore_before
+                    .as_ref()
+                    .and_then(|r| r.emitted.get(&(output.topic, *source)))
+                    .cloned()
+                    .unwrap_or_else(|| output.value.clone());
+                ((output.topic, *source), bytes)
+            })
+            .collect();
+        pending = Some(Pending {
+            checkpoint,
+            writes: txn.into_writes(),
+            cursor: next,
+            restore: restore_after,
+            on_bus,
+        });
+    }
+    if report.divergence.is_none() {
+        if let Some(p) = pending.take() {
+            store.apply(&p.writes)?;
+            cursor = p.cursor;
+        }
+        report.uncommitted_inputs = bus
+            .end_offset(kind.input_topic(), partition)?
+            .saturating_sub(cursor.applied);
+        for r in &mut recorded {
+            while r.next(bus, registry)?.is_some() {
+                report.uncovered_outputs += 1;
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn divergence(kind: StageKind, partition: u32, batch: (u64, u64)) -> Divergence {
+    Divergence {
+        kind: String::new(),
+        stage: kind.name().to_string(),
+        partition,
+        batch,
+        input_offset: None,
+        topic: None,
+        recorded_offset: None,
+        fse_id: None,
+        fields: Vec::new(),
+        recorded: None,
+        replayed: None,
+        recorded_rules_version: None,
+        replayed_rules_version: None,
+        recorded_ref_watermark: None,
+        replayed_ref_watermark: None,
+        message: String::new(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compare_outputs(
+    setup: &Setup,
+    kind: StageKind,
+    partition: u32,
+    batch: (u64, u64),
+    emit: &[Output],
+    checkpoint: &AuditCheckpoint,
+    recorded: &mut [Recorded],
+    report: &mut PartitionReport,
+) -> Result<Option<Divergence>, ReplayError> {
+    let registry = setup.registry.as_ref();
+    for output in emit {
+        let Some(stream) = recorded.iter_mut().find(|r| r.topic == output.topic) else {
+            return Err(ReplayError::Other(format!(
+                "{} wrote to {}, not one of its output topics",
+                kind.name(),
+                output.topic
+            )));
+        };
+        let found = stream.next(setup.bus.as_ref(), registry)?;
+        report.outputs_compared += 1;
+        if let Some((_, record)) = &found
+            && record.value == output.value
+        {
+            continue;
+        }
+        let replayed = render_full(registry, output.topic, &output.value).ok();
+        let recorded_value = found
+            .as_ref()
+            .map(|(_, r)| {
+                render_full(registry, output.topic, &r.value)
+                    .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()}))
+            });
+        let header = |v: &Option<Value>, field: &str| {
+            v.as_ref()
+                .and_then(|v| v.pointer(&format!("/header/{field}")))
+                .cloned()
+        };
+        let input_offset = found.as_ref().and_then(|(s, _)| match s {
+            Source::Input(o) => Some(*o),
+            Source::Ref(_) => None,
+        });
+        let mut d = Divergence {
+            kind: if found.is_some() {
+                "output_differs".into()
+            } else {
+                "output_missing".into()
+            },
+            input_offset,
+            topic: Some(output.topic.to_string()),
+            recorded_offset: found.as_ref().map(|(_, r)| r.offset),
+            fse_id: replayed
+                .as_ref()
+                .and_then(fse_id_of)
+                .or_else(|| recorded_value.as_ref().and_then(fse_id_of)),
+            fields: match (&recorded_value, &replayed) {
+                (Some(a), Some(b)) => diff(a, b),
+                _ => Vec::new(),
+            },
+            recorded_rules_version: header(&recorded_value, "rules_version")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .or_else(|| Some(checkpoint.rules_version.clone())),
+            replayed_rules_version: header(&replayed, "rules_version")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .or_else(|| Some(setup.rules.version.clone())),
+            recorded_ref_watermark: header(&recorded_value, "ref_watermark")
+                .or_else(|| Some(watermark_json(&checkpoint.ref_watermark))),
+            replayed_ref_watermark: header(&replayed, "ref_watermark"),
+            recorded: recorded_value,
+            replayed,
+            ..divergence(kind, partition, batch)
+        };
+        d.message = match &found {
+            None => format!(
+                "the replay emits an event to {} that is not on the bus",
+                output.topic
+            ),
+            Some((_, r)) => format!(
+                "{}/{}@{} differs from the replay ({} field(s))",
+                output.topic,
+                partition,
+                r.offset,
+                d.fields.len()
+            ),
+        };
+        return Ok(Some(d));
+    }
+    Ok(None)
+}

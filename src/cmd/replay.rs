@@ -1,0 +1,206 @@
+//! `clearing replay`: re-run recorded inputs through the live stage code and
+//! compare with the recorded outputs and checkpoints (docs/audit.md).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::runtime::StageKind;
+use clearing_replay::run::{Report, replay};
+use clearing_replay::verify::Setup;
+
+use super::stream::{DEFAULT_BUS, parse_stages};
+use super::{load_rules, open_bus, progress_line, pseudonym_key};
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The recorded run: `local:DIR` or `kafka://HOST:PORT`.
+    #[arg(long, default_value = DEFAULT_BUS)]
+    pub bus: String,
+    /// An archive made by `clearing archive` (its manifest is checked first).
+    #[arg(long, conflicts_with = "bus")]
+    pub archive: Option<PathBuf>,
+    /// `all` or a comma list of stages.
+    #[arg(long, default_value = "all")]
+    pub stages: String,
+    /// Comma list of partitions (default: every partition).
+    #[arg(long, value_delimiter = ',')]
+    pub partitions: Vec<u32>,
+    /// Start from the stores of a stopped run (`DATA/state`) instead of empty state.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Replay threads (stage partitions run in parallel).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Rule tables of the recorded run (default: the embedded tables).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: ReplayArgs) -> Result<ExitCode> {
+    let (bus_url, damage) = match &args.archive {
+        Some(dir) => {
+            let check = clearing_replay::archive::check(dir)
+                .with_context(|| format!("archive {}", dir.display()))?;
+            (format!("local:{}", dir.display()), check.damage)
+        }
+        None => (args.bus.clone(), Vec::new()),
+    };
+    for d in &damage {
+        eprintln!("archive damage: {d}");
+    }
+    let bus = open_bus(&bus_url)?;
+    let setup = Setup {
+        bus: bus.clone(),
+        rules: Arc::new(load_rules(args.rules.as_deref())?),
+        registry: Arc::new(SchemaRegistry::new()?),
+        pseudonyms: pseudonym_key()?,
+        trust_unsigned: false,
+    };
+    let stages = parse_stages(&args.stages)?;
+    let jobs = jobs(bus.as_ref(), &stages, &args.partitions)?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let started = Instant::now();
+    let quiet = args.quiet;
+    let report = replay(
+        &setup,
+        &jobs,
+        args.snapshot.as_deref(),
+        threads,
+        &|done, total| {
+            if !quiet {
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                progress_line("replay", done, total, rate);
+            }
+        },
+    )?;
+    if !quiet {
+        eprintln!();
+    }
+    print_summary(&report, &damage);
+    if let Some(path) = &args.report {
+        let mut value = serde_json::to_value(&report)?;
+        value["archive_damage"] = serde_json::json!(damage);
+        std::fs::write(path, serde_json::to_vec_pretty(&value)?)
+            .with_context(|| path.display().to_string())?;
+    }
+    Ok(if report.identical && damage.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Every (stage, partition) to replay.
+pub fn jobs(
+    bus: &dyn clearing_pipeline::bus::Bus,
+    stages: &[StageKind],
+    only: &[u32],
+) -> Result<Vec<(StageKind, u32)>> {
+    let mut jobs = Vec::new();
+    for kind in stages {
+        let count = bus
+            .partition_count(kind.input_topic())
+            .with_context(|| format!("{} is not on this bus", kind.input_topic()))?;
+        for partition in 0..count {
+            if only.is_empty() || only.contains(&partition) {
+                jobs.push((*kind, partition));
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+fn print_summary(report: &Report, damage: &[String]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "replayed {} inputs of {} stage partitions from {} in {:.1} s ({:.0} inputs/s, {} threads)",
+        report.inputs,
+        report.stage_partitions,
+        report.source,
+        report.seconds,
+        report.inputs_per_second,
+        report.threads
+    );
+    let _ = writeln!(
+        out,
+        "{} outputs compared byte for byte, {} checkpoints verified, {} batch(es) re-run after a crash",
+        report.outputs_compared, report.checkpoints, report.crash_reruns
+    );
+    if report.uncommitted_inputs > 0 || report.uncovered_outputs > 0 {
+        let _ = writeln!(
+            out,
+            "not yet committed when recorded: {} input(s), {} output(s) (not compared)",
+            report.uncommitted_inputs, report.uncovered_outputs
+        );
+    }
+    for p in &report.partitions {
+        let _ = writeln!(
+            out,
+            "  {:<13} p{:<2} {:>8} inputs  chain {}…  {}",
+            p.stage,
+            p.partition,
+            p.inputs,
+            p.chain_hash.get(..16).unwrap_or(""),
+            if p.divergence.is_some() {
+                "DIVERGES"
+            } else {
+                "identical"
+            }
+        );
+    }
+    match &report.first_divergence {
+        None if damage.is_empty() => {
+            let _ = writeln!(out, "IDENTICAL: the replay gives the recorded outputs");
+        }
+        None => {
+            let _ = writeln!(out, "ARCHIVE DAMAGED: see above");
+        }
+        Some(d) => {
+            let _ = writeln!(out, "DIVERGENT: {} — {}", d.kind, d.message);
+            let _ = writeln!(
+                out,
+                "  first divergent event: stage {} partition {} input offset {} topic {} recorded at offset {} fse {}",
+                d.stage,
+                d.partition,
+                d.input_offset.map_or("-".into(), |o| o.to_string()),
+                d.topic.as_deref().unwrap_or("-"),
+                d.recorded_offset.map_or("-".into(), |o| o.to_string()),
+                d.fse_id.as_deref().unwrap_or("-"),
+            );
+            let _ = writeln!(
+                out,
+                "  rules: recorded {} / replayed {}",
+                d.recorded_rules_version.as_deref().unwrap_or("-"),
+                d.replayed_rules_version.as_deref().unwrap_or("-")
+            );
+            let _ = writeln!(
+                out,
+                "  reference watermark: recorded {} / replayed {}",
+                d.recorded_ref_watermark
+                    .as_ref()
+                    .map_or("-".into(), |v| v.to_string()),
+                d.replayed_ref_watermark
+                    .as_ref()
+                    .map_or("-".into(), |v| v.to_string())
+            );
+            for f in d.fields.iter().take(20) {
+                let _ = writeln!(out, "  {}: recorded {} / replayed {}", f.path, f.recorded, f.replayed);
+            }
+        }
+    }
+}
