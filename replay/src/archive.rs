@@ -115,9 +115,7 @@ fn scan(
 /// (changelogs only when asked: replay starts from empty state or a
 /// snapshot, not from them).
 fn archived_specs(bus: &dyn Bus, with_changelogs: bool) -> Vec<TopicSpec> {
-    let partitions = bus
-        .partition_count(topics::FSE_SUBMITTED)
-        .unwrap_or(4);
+    let partitions = bus.partition_count(topics::FSE_SUBMITTED).unwrap_or(4);
     topics::all(partitions)
         .into_iter()
         .filter(|s| with_changelogs || !s.name.ends_with(".changelog"))
@@ -195,7 +193,8 @@ pub fn export(bus: &dyn Bus, out: &Path, with_changelogs: bool) -> Result<Manife
         digest: whole_digest(&entries),
         topics: entries,
     };
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| ArchiveError::Manifest(e.to_string()))?;
+    let text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| ArchiveError::Manifest(e.to_string()))?;
     std::fs::write(out.join(MANIFEST), text)?;
     Ok(manifest)
 }

@@ -50,7 +50,11 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldDiff>) {
             }
         }
         _ if a != b => out.push(FieldDiff {
-            path: if path.is_empty() { "$".into() } else { path.into() },
+            path: if path.is_empty() {
+                "$".into()
+            } else {
+                path.into()
+            },
             recorded: a.clone(),
             replayed: b.clone(),
         }),
@@ -65,7 +69,8 @@ mod tests {
 
     #[test]
     fn names_each_differing_leaf_by_its_path() {
-        let a = json!({"decision": {"amo": "21.00", "lines": [{"rate": 70}, {"rate": 60}]}, "id": "x"});
+        let a =
+            json!({"decision": {"amo": "21.00", "lines": [{"rate": 70}, {"rate": 60}]}, "id": "x"});
         let b = json!({"decision": {"amo": "21.50", "lines": [{"rate": 70}]}, "id": "x"});
         let d = diff(&a, &b);
         assert_eq!(d.len(), 2);

@@ -5,6 +5,7 @@
 //! stage replays its recorded inputs, which are the upstream stage's
 //! recorded outputs, themselves verified by the upstream stage's replay.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -77,6 +78,14 @@ pub fn replay(
     for (kind, partition) in jobs {
         total += setup.bus.end_offset(kind.input_topic(), *partition)?;
     }
+    // Snapshots first, one stage store at a time (sled locks its directory).
+    let mut starts: BTreeMap<(StageKind, u32), MemStore> = BTreeMap::new();
+    if let Some(dir) = snapshot {
+        for (kind, partition) in jobs {
+            starts.insert((*kind, *partition), load_snapshot(dir, *kind, *partition)?);
+        }
+    }
+    let starts = Mutex::new(starts);
     let done = AtomicU64::new(0);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Result<PartitionReport, ReplayError>>> = Mutex::new(Vec::new());
@@ -90,12 +99,12 @@ pub fn replay(
                         let Some((kind, partition)) = jobs.get(i).copied() else {
                             return;
                         };
-                        let start = match snapshot {
-                            Some(dir) => load_snapshot(dir, kind, partition),
-                            None => Ok(MemStore::default()),
-                        };
-                        let result =
-                            start.and_then(|s| verify_partition(setup, kind, partition, s, &done));
+                        let start = starts
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&(kind, partition))
+                            .unwrap_or_default();
+                        let result = verify_partition(setup, kind, partition, start, &done);
                         results
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

@@ -70,8 +70,10 @@ pub struct Setup {
 /// The first place a replay and the record part.
 #[derive(Debug, Clone, Serialize)]
 pub struct Divergence {
-    /// `output_differs`, `output_missing`, `output_unexpected`,
-    /// `chain_differs`, `checkpoint_unreadable`.
+    /// `output_differs` (the recorded event is not the replay's),
+    /// `output_not_recorded` (the replay emits an event the record lacks),
+    /// `inputs_missing` (a checkpoint covers inputs that are not there),
+    /// `chain_differs` (outputs as recorded, checkpoint chain not theirs).
     pub kind: String,
     pub stage: String,
     pub partition: u32,
@@ -264,6 +266,8 @@ pub fn verify_partition(
     let mut report = PartitionReport {
         stage: kind.name().to_string(),
         partition,
+        chain_hash: hex::encode(cursor.chain.hash),
+        chain_length: cursor.chain.count,
         ..PartitionReport::default()
     };
     let mut recorded: Vec<Recorded> = kind
@@ -348,11 +352,7 @@ pub fn verify_partition(
         };
         let trust = TrustUnsigned;
         let view = RefView {
-            signatures: if trust_unsigned {
-                &trust
-            } else {
-                &verifier
-            },
+            signatures: if trust_unsigned { &trust } else { &verifier },
             institutions: &refs.institutions,
         };
         let ctx = Context {
@@ -380,7 +380,7 @@ pub fn verify_partition(
         )?;
         let Some(batch) = batch else {
             report.divergence = Some(Divergence {
-                kind: "output_missing".into(),
+                kind: "inputs_missing".into(),
                 message: format!(
                     "checkpoint covers inputs {from}..={to} but none of them is on the bus"
                 ),
@@ -399,6 +399,7 @@ pub fn verify_partition(
             partition,
             (from, to),
             &batch.emit,
+            &batch.emit_sources,
             &checkpoint,
             &mut recorded,
             &mut report,
@@ -492,12 +493,13 @@ fn compare_outputs(
     partition: u32,
     batch: (u64, u64),
     emit: &[Output],
+    sources: &[Source],
     checkpoint: &AuditCheckpoint,
     recorded: &mut [Recorded],
     report: &mut PartitionReport,
 ) -> Result<Option<Divergence>, ReplayError> {
     let registry = setup.registry.as_ref();
-    for output in emit {
+    for (output, source) in emit.iter().zip(sources) {
         let Some(stream) = recorded.iter_mut().find(|r| r.topic == output.topic) else {
             return Err(ReplayError::Other(format!(
                 "{} wrote to {}, not one of its output topics",
@@ -513,26 +515,24 @@ fn compare_outputs(
             continue;
         }
         let replayed = render_full(registry, output.topic, &output.value).ok();
-        let recorded_value = found
-            .as_ref()
-            .map(|(_, r)| {
-                render_full(registry, output.topic, &r.value)
-                    .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()}))
-            });
+        let recorded_value = found.as_ref().map(|(_, r)| {
+            render_full(registry, output.topic, &r.value)
+                .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()}))
+        });
         let header = |v: &Option<Value>, field: &str| {
             v.as_ref()
                 .and_then(|v| v.pointer(&format!("/header/{field}")))
                 .cloned()
         };
-        let input_offset = found.as_ref().and_then(|(s, _)| match s {
+        let input_offset = match source {
             Source::Input(o) => Some(*o),
             Source::Ref(_) => None,
-        });
+        };
         let mut d = Divergence {
             kind: if found.is_some() {
                 "output_differs".into()
             } else {
-                "output_missing".into()
+                "output_not_recorded".into()
             },
             input_offset,
             topic: Some(output.topic.to_string()),
@@ -563,12 +563,16 @@ fn compare_outputs(
                 "the replay emits an event to {} that is not on the bus",
                 output.topic
             ),
-            Some((_, r)) => format!(
+            Some((recorded_source, r)) if recorded_source == source => format!(
                 "{}/{}@{} differs from the replay ({} field(s))",
                 output.topic,
                 partition,
                 r.offset,
                 d.fields.len()
+            ),
+            Some((recorded_source, r)) => format!(
+                "the replay emits to {} for {:?} where the record has {}/{}@{} for {:?}",
+                output.topic, source, output.topic, partition, r.offset, recorded_source
             ),
         };
         return Ok(Some(d));

@@ -199,7 +199,11 @@ fn print_summary(report: &Report, damage: &[String]) {
                     .map_or("-".into(), |v| v.to_string())
             );
             for f in d.fields.iter().take(20) {
-                let _ = writeln!(out, "  {}: recorded {} / replayed {}", f.path, f.recorded, f.replayed);
+                let _ = writeln!(
+                    out,
+                    "  {}: recorded {} / replayed {}",
+                    f.path, f.recorded, f.replayed
+                );
             }
         }
     }

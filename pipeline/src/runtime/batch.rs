@@ -163,6 +163,8 @@ impl Restore {
 pub struct BatchOutput {
     /// To produce now, in this order.
     pub emit: Vec<Output>,
+    /// What each of `emit` follows from.
+    pub emit_sources: Vec<Source>,
     /// To produce once `emit` is acknowledged: a checkpoint present on the
     /// bus means every output of its batch is there.
     pub checkpoint: Output,
@@ -240,6 +242,7 @@ pub fn run_batch(
         return Ok(None);
     };
     let mut emit = Vec::with_capacity(chained.len());
+    let mut emit_sources = Vec::with_capacity(chained.len());
     for (source, output) in &chained {
         match restore
             .as_ref()
@@ -252,6 +255,7 @@ pub fn run_batch(
             None => {
                 next.chain.push(&output.value);
                 emit.push(output.clone());
+                emit_sources.push(*source);
             }
         }
     }
@@ -280,6 +284,7 @@ pub fn run_batch(
     };
     Ok(Some(BatchOutput {
         emit,
+        emit_sources,
         checkpoint,
         chained,
         first,
