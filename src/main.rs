@@ -41,6 +41,8 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Copy a recorded run to an archive directory with a manifest.
     Archive(cmd::archive::ArchiveArgs),
+    /// The decision path of one claim, stage by stage, with the arithmetic and rule versions.
+    Explain(cmd::explain::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Gen(args) => cmd::gen_data::run(args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Archive(args) => cmd::archive::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
     };
     match result {
         Ok(code) => code,

@@ -418,3 +418,121 @@ fn an_archive_replays_identically_and_one_tampered_event_is_named() {
         "bad_signature"
     );
 }
+
+#[test]
+fn explain_follows_one_claim_through_its_partition_and_what_if_isolates_a_rule_change() {
+    let (dir, archive) = recorded_archive();
+    let bus = LocalLog::open(&archive).unwrap();
+    let registry = SchemaRegistry::new().unwrap();
+    // A paid claim of partition 1.
+    let record = bus.read(topics::FSE_DECIDED, 1, 3, 1).unwrap().remove(0);
+    let decided: FseDecided = registry.decode_single(&record.value).unwrap();
+    drop(bus);
+    let fse_id = decided.decision.fse_id.clone().unwrap();
+    let key = decided.decision.beneficiary_key.clone().unwrap();
+    let output = clearing()
+        .args(["explain", &fse_id, "--archive", archive.to_str().unwrap()])
+        .args(["--key", &key, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let e: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(e["partitions_scanned"], serde_json::json!([1]));
+    let o = &e["occurrences"][0];
+    let stages: Vec<&str> = o["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["validation", "entitlement", "routing", "reimbursement"]
+    );
+    assert_eq!(o["steps"][3]["topic"], "fse.decided");
+    assert_eq!(o["steps"][3]["offset"], record.offset);
+    assert_eq!(
+        o["steps"][3]["event"]["decision"]["fse_id"],
+        fse_id.as_str()
+    );
+    let arithmetic = o["arithmetic"].as_array().unwrap();
+    assert_eq!(
+        arithmetic.len(),
+        decided.decision.lines.len() + 2,
+        "{arithmetic:?}"
+    );
+    assert!(arithmetic[0].as_str().unwrap().contains(" % = "));
+    // The yearly participation and franchise counters are written by every
+    // paid claim, before and after.
+    assert!(!o["accumulators"].as_array().unwrap().is_empty(), "{o:#}");
+    let text = clearing()
+        .args(["explain", &fse_id, "--archive", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("accumulators"), "{text}");
+    let missing = clearing()
+        .args([
+            "explain",
+            "00000000-000000000",
+            "--archive",
+            archive.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+
+    // What-if: nursing at 65 % from 2025 instead of 60 %.
+    let rules = dir.path().join("rules");
+    copy_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pipeline/rules")
+            .as_path(),
+        &rules,
+    );
+    let rates = std::fs::read_to_string(rules.join("rates.toml")).unwrap();
+    let nursing = rates.find("family = \"nursing\"").unwrap();
+    let line_end = nursing + rates[nursing..].find("\nrate = ").unwrap() + 1;
+    let next = line_end + rates[line_end..].find('\n').unwrap();
+    let changed = format!(
+        "{}rate = [{{ from = \"2000-01-01\", percent = 60, source = \"as recorded\" }}, {{ from = \"2025-01-01\", percent = 65, source = \"what-if\" }}]{}",
+        &rates[..line_end],
+        &rates[next..]
+    );
+    std::fs::write(rules.join("rates.toml"), changed).unwrap();
+    let report = dir.path().join("what-if.json");
+    common::ok(clearing().args([
+        "replay",
+        "--archive",
+        archive.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "--out",
+        dir.path().join("what-if").to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(r["changed"].as_u64().unwrap() > 0, "{r:#}");
+    assert!(r["total"]["difference_cents"].as_i64().unwrap() > 0);
+    for (category, m) in r["by_category"].as_object().unwrap() {
+        if category != "nurse" {
+            assert_eq!(m["changed"], 0, "{category}: {m}");
+        }
+    }
+    for (month, m) in r["by_month"].as_object().unwrap() {
+        if month.as_str() < "2025-01" {
+            assert_eq!(m["changed"], 0, "{month}: {m}");
+        }
+    }
+    assert_eq!(
+        r["total"]["difference_cents"],
+        r["by_category"]["nurse"]["difference_cents"]
+    );
+}

@@ -5,5 +5,7 @@
 
 pub mod archive;
 pub mod diff;
+pub mod explain;
 pub mod run;
 pub mod verify;
+pub mod whatif;

@@ -3,6 +3,7 @@
 pub mod adjudicate;
 pub mod archive;
 pub mod demo;
+pub mod explain;
 pub mod gen_data;
 pub mod replay;
 pub mod stream;

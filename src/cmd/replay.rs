@@ -42,7 +42,15 @@ pub struct ReplayArgs {
     pub report: Option<PathBuf>,
     /// Rule tables of the recorded run (default: the embedded tables).
     #[arg(long)]
+    pub recorded_rules: Option<PathBuf>,
+    /// What-if: replay the recorded inputs under these rule tables (a
+    /// directory like pipeline/rules/) beside a baseline under the recorded
+    /// ones, into --out, and summarise what changes.
+    #[arg(long, requires = "out")]
     pub rules: Option<PathBuf>,
+    /// What-if: where the baseline and what-if runs are written (local logs).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -61,9 +69,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         eprintln!("archive damage: {d}");
     }
     let bus = open_bus(&bus_url)?;
+    if let (Some(rules), Some(out)) = (&args.rules, &args.out) {
+        return what_if(&args, bus.as_ref(), rules, out);
+    }
     let setup = Setup {
         bus: bus.clone(),
-        rules: Arc::new(load_rules(args.rules.as_deref())?),
+        rules: Arc::new(load_rules(args.recorded_rules.as_deref())?),
         registry: Arc::new(SchemaRegistry::new()?),
         pseudonyms: pseudonym_key()?,
         trust_unsigned: false,
@@ -207,4 +218,93 @@ fn print_summary(report: &Report, damage: &[String]) {
             }
         }
     }
+}
+
+/// Whether the recorded run checked signatures: its validation checkpoints
+/// name `ref.pki` in their watermark when it did.
+fn recorded_trust_unsigned(bus: &dyn clearing_pipeline::bus::Bus) -> Result<bool> {
+    let registry = SchemaRegistry::new()?;
+    let records = bus.read(
+        clearing_pipeline::runtime::topics::AUDIT_CHECKPOINTS,
+        0,
+        0,
+        64,
+    )?;
+    for r in records {
+        let c: clearing_pipeline::events::model::AuditCheckpoint =
+            registry.decode_single(&r.value)?;
+        if c.stage == StageKind::Validation.name() {
+            return Ok(!c
+                .ref_watermark
+                .iter()
+                .any(|w| w.topic == clearing_pipeline::runtime::topics::REF_PKI));
+        }
+    }
+    Ok(false)
+}
+
+fn what_if(
+    args: &ReplayArgs,
+    bus: &dyn clearing_pipeline::bus::Bus,
+    rules: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<ExitCode> {
+    let baseline = load_rules(args.recorded_rules.as_deref())?;
+    let alternative = load_rules(Some(rules))?;
+    let trust_unsigned = recorded_trust_unsigned(bus)?;
+    if !args.quiet {
+        eprintln!(
+            "what-if: replaying the recorded inputs under {} and, as a baseline, {} into {}",
+            alternative.version,
+            baseline.version,
+            out.display()
+        );
+    }
+    let report = clearing_replay::whatif::what_if(
+        bus,
+        out,
+        baseline,
+        alternative,
+        &pseudonym_key()?,
+        trust_unsigned,
+    )?;
+    let euros = |c: i64| {
+        let sign = if c < 0 { "-" } else { "" };
+        format!(
+            "{sign}{}.{:02}",
+            c.unsigned_abs() / 100,
+            c.unsigned_abs() % 100
+        )
+    };
+    println!(
+        "what-if: {} of {} claims change; paid (AMO+CSS) {} -> {} EUR ({} EUR) in {:.1} s",
+        report.changed,
+        report.claims,
+        euros(report.total.baseline_cents),
+        euros(report.total.what_if_cents),
+        euros(report.total.difference_cents),
+        report.seconds
+    );
+    for (title, groups) in [
+        ("route", &report.by_route),
+        ("category", &report.by_category),
+        ("month of care", &report.by_month),
+    ] {
+        println!("  by {title}:");
+        for (name, m) in groups {
+            println!(
+                "    {name:<14} {:>7} claims {:>6} changed  {:>14} -> {:>14}  ({} EUR)",
+                m.claims,
+                m.changed,
+                euros(m.baseline_cents),
+                euros(m.what_if_cents),
+                euros(m.difference_cents)
+            );
+        }
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| path.display().to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

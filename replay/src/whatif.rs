@@ -1,0 +1,309 @@
+//! What-if replay: the recorded inputs under another rule-table set, beside
+//! a baseline under the recorded rules, both run by the live runtime into
+//! their own local logs; then what changes, claim by claim and in money.
+//!
+//! Both runs receive the same inputs and the reference data as recorded at
+//! the end of the range, so every difference between them comes from the
+//! rules alone (a rights change recorded mid-stream is not a rule change).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::bus::{Bus, BusError};
+use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected, FseSubmitted};
+use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::rules::Rules;
+use clearing_pipeline::runtime::{self, Shared, StageKind, topics};
+use serde::Serialize;
+
+use crate::verify::ReplayError;
+
+/// Money moved by a group of claims, in cents, on each side.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Money {
+    pub claims: u64,
+    pub changed: u64,
+    pub baseline_cents: i64,
+    pub what_if_cents: i64,
+    pub difference_cents: i64,
+}
+
+/// One claim whose decision changes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub fse_id: String,
+    pub baseline_status: String,
+    pub what_if_status: String,
+    pub baseline_cents: i64,
+    pub what_if_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WhatIfReport {
+    pub baseline_rules: String,
+    pub what_if_rules: String,
+    pub claims: u64,
+    pub changed: u64,
+    pub total: Money,
+    pub by_route: BTreeMap<String, Money>,
+    pub by_category: BTreeMap<String, Money>,
+    /// By month of care (`YYYY-MM`).
+    pub by_month: BTreeMap<String, Money>,
+    /// The first changed claims (at most 50), for a person to look at.
+    pub examples: Vec<Change>,
+    pub seconds: f64,
+}
+
+/// The inputs of a run: claims and reference topics, offsets kept.
+fn copy_inputs(source: &dyn Bus, target: &LocalLog) -> Result<(), BusError> {
+    for topic in [
+        topics::FSE_SUBMITTED,
+        topics::REF_RIGHTS,
+        topics::REF_PKI,
+        topics::REF_EU_INSTITUTIONS,
+    ] {
+        for partition in 0..source.partition_count(topic)? {
+            let mut position = 0;
+            loop {
+                let records = source.read(topic, partition, position, 4096)?;
+                let Some(last) = records.last() else { break };
+                position = last.offset + 1;
+                for r in records {
+                    target.append_at(
+                        topic,
+                        partition,
+                        r.offset,
+                        r.timestamp_millis,
+                        &r.key,
+                        &r.value,
+                    )?;
+                }
+            }
+            target.flush_partition(topic, partition)?;
+        }
+    }
+    Ok(())
+}
+
+/// The final decisions of a run, by FSE id (a resent FSE has several).
+fn decisions(
+    bus: &dyn Bus,
+    registry: &SchemaRegistry,
+) -> Result<BTreeMap<String, Vec<DecisionRec>>, BusError> {
+    let mut out: BTreeMap<String, Vec<DecisionRec>> = BTreeMap::new();
+    for topic in [topics::FSE_DECIDED, topics::FSE_REJECTED] {
+        for partition in 0..bus.partition_count(topic)? {
+            let mut position = 0;
+            loop {
+                let records = bus.read(topic, partition, position, 4096)?;
+                let Some(last) = records.last() else { break };
+                position = last.offset + 1;
+                for r in records {
+                    let decision = if topic == topics::FSE_DECIDED {
+                        registry
+                            .decode_single::<FseDecided>(&r.value)
+                            .map(|e| (e.header.correlation_id, e.decision))
+                    } else {
+                        registry
+                            .decode_single::<FseRejected>(&r.value)
+                            .map(|e| (e.header.correlation_id, e.decision))
+                    };
+                    if let Ok((id, d)) = decision {
+                        out.entry(id).or_default().push(d);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A decision's outcome: what a rule change can change (its rule-set
+/// version always differs, so it is left out).
+type Outcome = (String, Vec<String>, [i64; 11]);
+
+fn outcomes(list: &[DecisionRec]) -> Vec<Outcome> {
+    let mut out: Vec<Outcome> = list
+        .iter()
+        .map(|d| {
+            (
+                format!("{:?}", d.status),
+                d.reasons.iter().map(|r| r.code.clone()).collect(),
+                [
+                    d.amo_cents,
+                    d.css_cents,
+                    d.participation_cents,
+                    d.franchise_cents,
+                    d.flat_fee_cents,
+                    d.deferred_cents,
+                    d.imputed_cents,
+                    d.patient_cents,
+                    d.paid_to_professional_cents,
+                    d.paid_to_insured_cents,
+                    i64::try_from(d.lines.len()).unwrap_or(0),
+                ],
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What a claim's decisions pay (AMO and CSS), and their statuses.
+fn summary(list: &[DecisionRec]) -> (i64, String) {
+    let paid = list.iter().map(|d| d.amo_cents + d.css_cents).sum();
+    let mut statuses: Vec<String> = list
+        .iter()
+        .map(|d| format!("{:?}", d.status).to_lowercase())
+        .collect();
+    statuses.sort();
+    (paid, statuses.join("+"))
+}
+
+fn run(
+    source: &dyn Bus,
+    dir: &Path,
+    rules: Rules,
+    pseudonyms: &PseudonymKey,
+    trust_unsigned: bool,
+) -> Result<Arc<LocalLog>, ReplayError> {
+    let log = LocalLog::open(&dir.join("bus"))?;
+    let partitions = source.partition_count(topics::FSE_SUBMITTED)?;
+    runtime::ensure_topics(&log, partitions).map_err(|e| ReplayError::Other(e.to_string()))?;
+    copy_inputs(source, &log)?;
+    let shared = Arc::new(Shared {
+        bus: Arc::new(log.clone()),
+        rules: Arc::new(rules),
+        registry: Arc::new(SchemaRegistry::new().map_err(|e| ReplayError::Other(e.to_string()))?),
+        pseudonyms: pseudonyms.clone(),
+        trust_unsigned,
+        state_dir: dir.join("state"),
+        group: "what-if".into(),
+        batch_max: 2000,
+    });
+    let stop = AtomicBool::new(false);
+    runtime::run_stages(
+        shared,
+        &StageKind::ALL,
+        &stop,
+        true,
+        Duration::from_secs(3600),
+        &|_| {},
+    )
+    .map_err(|e| ReplayError::Other(e.to_string()))?;
+    Ok(log)
+}
+
+/// Runs the recorded inputs of `source` under `baseline` and `what_if`
+/// rules into `out/baseline` and `out/what-if`, and compares.
+pub fn what_if(
+    source: &dyn Bus,
+    out: &Path,
+    baseline: Rules,
+    what_if: Rules,
+    pseudonyms: &PseudonymKey,
+    trust_unsigned: bool,
+) -> Result<WhatIfReport, ReplayError> {
+    let started = std::time::Instant::now();
+    let registry = SchemaRegistry::new().map_err(|e| ReplayError::Other(e.to_string()))?;
+    let (baseline_version, what_if_version) = (baseline.version.clone(), what_if.version.clone());
+    let base_log = run(
+        source,
+        &out.join("baseline"),
+        baseline,
+        pseudonyms,
+        trust_unsigned,
+    )?;
+    let alt_log = run(
+        source,
+        &out.join("what-if"),
+        what_if,
+        pseudonyms,
+        trust_unsigned,
+    )?;
+    let base = decisions(&base_log, &registry)?;
+    let alt = decisions(&alt_log, &registry)?;
+    // Category and month of each claim, from its submission.
+    let mut facts: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for partition in 0..source.partition_count(topics::FSE_SUBMITTED)? {
+        let mut position = 0;
+        loop {
+            let records = source.read(topics::FSE_SUBMITTED, partition, position, 4096)?;
+            let Some(last) = records.last() else { break };
+            position = last.offset + 1;
+            for r in records {
+                if let Ok(e) = registry.decode_single::<FseSubmitted>(&r.value) {
+                    facts.insert(
+                        e.fse_id,
+                        (
+                            format!("{:?}", e.professional.category).to_lowercase(),
+                            e.care_date.format("%Y-%m").to_string(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut report = WhatIfReport {
+        baseline_rules: baseline_version,
+        what_if_rules: what_if_version,
+        claims: 0,
+        changed: 0,
+        total: Money::default(),
+        by_route: BTreeMap::new(),
+        by_category: BTreeMap::new(),
+        by_month: BTreeMap::new(),
+        examples: Vec::new(),
+        seconds: 0.0,
+    };
+    let ids: std::collections::BTreeSet<&String> = base.keys().chain(alt.keys()).collect();
+    for id in ids {
+        let empty = Vec::new();
+        let b = base.get(id).unwrap_or(&empty);
+        let a = alt.get(id).unwrap_or(&empty);
+        let (b_paid, b_status) = summary(b);
+        let (a_paid, a_status) = summary(a);
+        let changed = outcomes(b) != outcomes(a);
+        let route = b
+            .iter()
+            .chain(a)
+            .find_map(|d| d.route)
+            .map_or("none".to_string(), |r| format!("{r:?}").to_lowercase());
+        let (category, month) = facts
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        for money in [
+            &mut report.total,
+            report.by_route.entry(route).or_default(),
+            report.by_category.entry(category).or_default(),
+            report.by_month.entry(month).or_default(),
+        ] {
+            money.claims += 1;
+            money.changed += u64::from(changed);
+            money.baseline_cents += b_paid;
+            money.what_if_cents += a_paid;
+            money.difference_cents += a_paid - b_paid;
+        }
+        report.claims += 1;
+        if changed {
+            report.changed += 1;
+            if report.examples.len() < 50 {
+                report.examples.push(Change {
+                    fse_id: id.clone(),
+                    baseline_status: b_status,
+                    what_if_status: a_status,
+                    baseline_cents: b_paid,
+                    what_if_cents: a_paid,
+                });
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,95 @@
+//! `clearing explain FSE_ID`: one claim's decision path (docs/audit.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::ids::Nir;
+use clearing_pipeline::pseudonym::BeneficiaryKey;
+use clearing_pipeline::runtime::ingest::partition_of;
+use clearing_pipeline::runtime::topics;
+use clearing_replay::explain::{explain, render_text};
+use clearing_replay::verify::Setup;
+
+use super::stream::DEFAULT_BUS;
+use super::{load_rules, open_bus, pseudonym_key};
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// The FSE's id.
+    pub fse_id: String,
+    /// The recorded run: `local:DIR` or `kafka://HOST:PORT`.
+    #[arg(long, default_value = DEFAULT_BUS)]
+    pub bus: String,
+    /// An archive made by `clearing archive`.
+    #[arg(long, conflicts_with = "bus")]
+    pub archive: Option<PathBuf>,
+    /// The beneficiary's NIR (with --birth-date and --rank): only the claim's partition is read.
+    #[arg(long, requires_all = ["birth_date", "rank"])]
+    pub nir: Option<String>,
+    #[arg(long)]
+    pub birth_date: Option<chrono::NaiveDate>,
+    #[arg(long)]
+    pub rank: Option<u8>,
+    /// The beneficiary's pseudonymous key (as in decisions): only its partition is read.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The partition to read (without a beneficiary, every partition is read).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Rule tables of the recorded run (default: the embedded tables).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// The explanation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ExplainArgs) -> Result<ExitCode> {
+    let url = match &args.archive {
+        Some(dir) => format!("local:{}", dir.display()),
+        None => args.bus.clone(),
+    };
+    let bus = open_bus(&url)?;
+    let pseudonyms = pseudonym_key()?;
+    let count = bus
+        .partition_count(topics::FSE_SUBMITTED)
+        .context("fse.submitted is not on this bus")?;
+    let key: Option<BeneficiaryKey> = match (&args.nir, &args.key) {
+        (Some(nir), _) => {
+            let nir = Nir::parse(nir).map_err(|e| anyhow::anyhow!("--nir: {e}"))?;
+            let (Some(birth), Some(rank)) = (args.birth_date, args.rank) else {
+                bail!("--nir needs --birth-date and --rank");
+            };
+            Some(pseudonyms.insured(&nir, birth, rank))
+        }
+        (None, Some(key)) => Some(BeneficiaryKey::from_stored(key)),
+        (None, None) => None,
+    };
+    let partitions: Vec<u32> = match (key, args.partition) {
+        (Some(key), _) => vec![partition_of(key.as_str().as_bytes(), count)],
+        (None, Some(p)) => vec![p],
+        (None, None) => (0..count).collect(),
+    };
+    let setup = Setup {
+        bus,
+        rules: Arc::new(load_rules(args.rules.as_deref())?),
+        registry: Arc::new(SchemaRegistry::new()?),
+        pseudonyms,
+        trust_unsigned: false,
+    };
+    let explanation = explain(&setup, &args.fse_id, &partitions)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print!("{}", render_text(&explanation));
+    }
+    Ok(if explanation.occurrences.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
