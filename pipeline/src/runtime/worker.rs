@@ -429,9 +429,9 @@ impl StageWorker {
             let result = process(&inputs, &mut txn, &ctx)?;
             for output in &result.outputs {
                 match output.topic {
-                    t if t == kind.pass_topic() => self.stats.passed += 1,
+                    t if t == kind.dlq_topic() => self.stats.dead_letters += 1,
                     t if t == super::topics::FSE_REJECTED => self.stats.rejected += 1,
-                    _ => self.stats.dead_letters += 1,
+                    _ => self.stats.passed += 1,
                 }
             }
             for output in result.outputs {
