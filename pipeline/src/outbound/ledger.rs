@@ -5,8 +5,12 @@
 //!
 //! State (one partition's tree; no scan is needed, so the pure function only
 //! gets and puts):
-//! - `lq/head`, `lq/next` and `lq/<seq>`: the queue of open accumulators, in
-//!   the order they opened (a close walks it once and re-queues what stays);
+//! - `lqd/<date>` and `lqd/<date>/<i>`: the open accumulators by the date a
+//!   close first emits them (a batch or a payment: its day of receipt; an EU
+//!   half-year: the day after it ends; anything opened after a close of that
+//!   date: the day after the last close), in the order they opened; `lq/min`
+//!   the earliest such date. A close on D walks the days from `lq/min` to D:
+//!   its cost is the days walked plus what it emits, whatever stays open;
 //! - `acc/<kind>/…`: an accumulator's entry count, and `acc/<kind>/…/<i>` its
 //!   entries, one key each (adding is O(1) whatever the accumulator's size).
 //!   Insured payees' keys start `acc/payi/<beneficiary key>`;
@@ -36,8 +40,9 @@ pub struct LedgerCtx<'a> {
     pub partition: u32,
 }
 
-const HEAD: &[u8] = b"lq/head";
-const NEXT: &[u8] = b"lq/next";
+const MIN_DUE: &[u8] = b"lq/min";
+/// A close walks at most this many days back (older entries are a bug).
+const MAX_WALK_DAYS: i64 = 366 * 60;
 const LAST_CLOSE: &[u8] = b"lclose/on";
 const LAST_VALUE: &[u8] = b"lclose/value";
 
@@ -113,13 +118,13 @@ impl Acc {
         }
     }
 
-    /// Whether a close on `close_on` emits it.
-    fn due(&self, close_on: NaiveDate) -> bool {
+    /// The first close date that emits it.
+    fn due(&self) -> NaiveDate {
         match self {
             Acc::Lot { received_on, .. }
             | Acc::PayInsured { received_on, .. }
-            | Acc::PayProfessional { received_on, .. } => *received_on <= close_on,
-            Acc::Eu { half, .. } => eu_clearing::due(*half, close_on),
+            | Acc::PayProfessional { received_on, .. } => *received_on,
+            Acc::Eu { half, .. } => half.end().succ_opt().unwrap_or(NaiveDate::MAX),
         }
     }
 }
@@ -156,18 +161,29 @@ fn entry_key(id: &str, index: i64) -> Vec<u8> {
     format!("acc/{id}/{index:010}").into_bytes()
 }
 
-/// Adds one entry to an accumulator, opening (and queueing) it if new.
+fn due_key(date: NaiveDate) -> Vec<u8> {
+    format!("lqd/{date}").into_bytes()
+}
+
+fn due_item_key(date: NaiveDate, index: i64) -> Vec<u8> {
+    format!("lqd/{date}/{index:010}").into_bytes()
+}
+
+/// Adds one entry to an accumulator, opening (and indexing) it if new.
 fn add<T: Serialize>(state: &mut StateTxn<'_>, acc: &Acc, entry: &T) -> Result<(), StoreError> {
     let id = acc.id();
     let count_key = format!("acc/{id}").into_bytes();
     let count = match state.get(&count_key)? {
         None => {
-            let next = state.get_i64(NEXT)?;
-            state.put(
-                format!("lq/{next:016}").into_bytes(),
-                id.clone().into_bytes(),
-            );
-            state.put_i64(NEXT.to_vec(), next + 1);
+            // Past a close of its date, the next close emits it.
+            let after_close = get_date(state, LAST_CLOSE)?.and_then(|d| d.succ_opt());
+            let due = after_close.map_or(acc.due(), |next| acc.due().max(next));
+            let n = state.get_i64(&due_key(due))?;
+            state.put(due_item_key(due, n), id.clone().into_bytes());
+            state.put_i64(due_key(due), n + 1);
+            if get_date(state, MIN_DUE)?.is_none_or(|min| due < min) {
+                put_json(state, MIN_DUE.to_vec(), &due);
+            }
             0
         }
         Some(_) => state.get_i64(&count_key)?,
@@ -305,22 +321,32 @@ fn close(
     let mut arls = Vec::new();
     let mut pay: BTreeMap<(PayeeKind, String), Vec<PayEntry>> = BTreeMap::new();
     let mut eu = Vec::new();
-    let head = state.get_i64(HEAD)?;
-    let end = state.get_i64(NEXT)?;
-    for seq in head..end {
-        let qkey = format!("lq/{seq:016}").into_bytes();
-        let Some(raw) = state.get(&qkey)? else {
-            return Err(corrupt(&qkey, "queue hole").into());
-        };
-        state.delete(qkey.clone());
-        let id = String::from_utf8(raw).map_err(|e| corrupt(&qkey, e))?;
-        let acc = Acc::parse(&id).ok_or_else(|| corrupt(&qkey, "unknown accumulator"))?;
-        if !acc.due(close_on) {
-            let next = state.get_i64(NEXT)?;
-            state.put(format!("lq/{next:016}").into_bytes(), id.into_bytes());
-            state.put_i64(NEXT.to_vec(), next + 1);
-            continue;
+    let mut due_ids = Vec::new();
+    if let Some(min) = get_date(state, MIN_DUE)? {
+        if (close_on - min).num_days() > MAX_WALK_DAYS {
+            return Err(corrupt(MIN_DUE, "open accumulations older than the walk bound").into());
         }
+        let mut day = min;
+        while day <= close_on {
+            let count = state.get_i64(&due_key(day))?;
+            for i in 0..count {
+                let key = due_item_key(day, i);
+                let raw = state
+                    .get(&key)?
+                    .ok_or_else(|| corrupt(&key, "index hole"))?;
+                state.delete(key.clone());
+                due_ids.push(String::from_utf8(raw).map_err(|e| corrupt(&key, e))?);
+            }
+            state.delete(due_key(day));
+            day = day
+                .succ_opt()
+                .ok_or_else(|| corrupt(MIN_DUE, "date overflow"))?;
+        }
+        // What stays open is due after `close_on`: the next walk starts there.
+        put_json(state, MIN_DUE.to_vec(), &day);
+    }
+    for id in due_ids {
+        let acc = Acc::parse(&id).ok_or_else(|| corrupt(id.as_bytes(), "unknown accumulator"))?;
         match acc {
             Acc::Lot { rpps, received_on } => {
                 let entries: Vec<LotEntry> = take(state, &id)?;
@@ -364,7 +390,6 @@ fn close(
             }
         }
     }
-    state.put_i64(HEAD.to_vec(), end);
     put_json(state, LAST_CLOSE.to_vec(), &close_on);
     let mut out = arls;
     let orders = payments::orders(ctx.rules, pay, value_date, ctx.partition)?;
