@@ -93,7 +93,9 @@ pub fn guarantee(
 }
 
 /// The orders of one run: per payee (in key order), FSEs sorted by id, split
-/// in parts of at most [`MAX_FSES_PER_EVENT`]. Zero amounts are not paid.
+/// in parts of at most [`MAX_FSES_PER_EVENT`]. An FSE with nothing to pay
+/// and nothing imputed is left out; one whose payment was wholly taken by
+/// earlier deferred deductions stays, so the order records the imputation.
 pub fn orders(
     rules: &Rules,
     groups: BTreeMap<(PayeeKind, String), Vec<PayEntry>>,
@@ -102,7 +104,7 @@ pub fn orders(
 ) -> Result<Vec<PaymentOrder>, OutboundError> {
     let mut out = Vec::new();
     for ((kind, payee), mut entries) in groups {
-        entries.retain(|e| e.amount_cents > 0);
+        entries.retain(|e| e.amount_cents > 0 || e.imputed_cents > 0);
         entries.sort_by(|a, b| a.fse_id.cmp(&b.fse_id));
         for (part, chunk) in entries.chunks(MAX_FSES_PER_EVENT).enumerate() {
             let mut guarantees = Vec::new();
@@ -286,7 +288,7 @@ mod tests {
             prop_assert_eq!(total, amounts.iter().map(|(a, _)| a).sum::<i64>());
             let paid: usize = orders.iter().map(|o| o.fse_ids.len()).sum();
             prop_assert_eq!(paid, amounts.iter().filter(|(a, _)| *a > 0).count());
-            prop_assert!(orders.iter().all(|o| o.amount_cents > 0));
+            prop_assert!(orders.iter().all(|o| o.amount_cents > 0 || o.imputed_cents > 0));
         }
     }
 }

@@ -49,6 +49,24 @@ pub fn header_source(record: &Record) -> Option<SourceRef> {
         .source
 }
 
+/// The ordinal of an output among its input's outputs to the same topic
+/// (restore mode checks outputs one by one: an input may have many on one
+/// topic, and a crash may leave any prefix of them written). 0 for dead
+/// letters, which are one per input.
+pub fn output_ordinal(topic: &str, value: &[u8]) -> u32 {
+    if topic.starts_with("dlq.") {
+        return 0;
+    }
+    crate::events::registry::split_single(value)
+        .ok()
+        .and_then(|(_, body)| {
+            <EventHeader as AvroField>::decode_field(&mut Decoder::new(body)).ok()
+        })
+        .and_then(|h| h.source)
+        .and_then(|s| u32::try_from(s.ordinal).ok())
+        .unwrap_or(0)
+}
+
 /// The upstream source offset of an input: the downstream duplicate filter's key.
 /// `None` for topics several stages write (their sources' offsets interleave):
 /// their readers keep one mark per source topic themselves ([`fresh_upstream`]).

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::StageKind;
-use super::process::{Inputs, Output, header_source, process, upstream_offset};
+use super::process::{Inputs, Output, header_source, output_ordinal, process, upstream_offset};
 use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record};
 use crate::events::convert;
 use crate::events::model::{DeadLetter, EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
@@ -81,7 +81,7 @@ struct PartitionState {
 
 struct Restore {
     until: u64,
-    emitted: std::collections::BTreeSet<(&'static str, u64)>,
+    emitted: std::collections::BTreeSet<(&'static str, u64, u32)>,
 }
 
 /// Counters a worker keeps (exported as metrics by the caller).
@@ -142,15 +142,23 @@ fn changelog_value(value: &Option<Vec<u8>>) -> Vec<u8> {
 
 /// The source `(offset)` of an output of `kind`'s input partition, if the
 /// record is one (header-first events, and dead letters).
-fn output_source(registry: &SchemaRegistry, record: &Record, input_topic: &str) -> Option<u64> {
+fn output_source(
+    registry: &SchemaRegistry,
+    record: &Record,
+    input_topic: &str,
+) -> Option<(u64, u32)> {
     if record.topic.starts_with("dlq.") {
         let letter: DeadLetter = registry.decode_single(&record.value).ok()?;
-        return (letter.topic == input_topic).then(|| u64::try_from(letter.offset).ok())?;
+        return (letter.topic == input_topic)
+            .then(|| u64::try_from(letter.offset).ok().map(|o| (o, 0)))?;
     }
     let source = header_source(record)?;
     (source.topic == input_topic
         && u64::try_from(source.partition).ok() == Some(u64::from(record.partition)))
-    .then(|| u64::try_from(source.offset).ok())?
+    .then(|| {
+        let ordinal = u32::try_from(source.ordinal).ok()?;
+        u64::try_from(source.offset).ok().map(|o| (o, ordinal))
+    })?
 }
 
 impl StageWorker {
@@ -230,18 +238,18 @@ impl StageWorker {
                 let Some(last) = records.last() else { break };
                 position = last.offset + 1;
                 for r in &records {
-                    if let Some(source) =
+                    if let Some((source, ordinal)) =
                         output_source(&self.shared.registry, r, self.kind.input_topic())
                         && source >= applied
                     {
-                        emitted.insert((topic, source));
+                        emitted.insert((topic, source, ordinal));
                     }
                 }
             }
         }
         let restore = emitted
             .iter()
-            .map(|(_, source)| *source)
+            .map(|(_, source, _)| *source)
             .max()
             .map(|until| Restore { until, emitted });
         self.consumer
@@ -435,10 +443,10 @@ impl StageWorker {
                 }
             }
             for output in result.outputs {
-                let already = ps
-                    .restore
-                    .as_ref()
-                    .is_some_and(|r| r.emitted.contains(&(output.topic, record.offset)));
+                let already = ps.restore.as_ref().is_some_and(|r| {
+                    let ordinal = output_ordinal(output.topic, &output.value);
+                    r.emitted.contains(&(output.topic, record.offset, ordinal))
+                });
                 if already {
                     self.stats.restored_outputs_suppressed += 1;
                 } else {
