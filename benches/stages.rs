@@ -642,6 +642,7 @@ fn bench_process(c: &mut Criterion, f: &Fixture) {
                 StageKind::Entitlement => &f.sled.entitlement,
                 StageKind::Routing => &f.sled.routing,
                 StageKind::Reimbursement => &f.sled.reimbursement,
+                other => unreachable!("{other:?} is not a deciding stage"),
             };
             let mut next = cycle(records.len());
             group.bench_function(stage.name(), |b| {

@@ -440,6 +440,7 @@ struct Outbound {
     arl_fses: u64,
     orders: u64,
     ordered: Cents,
+    imputed: Cents,
     ordered_fses: BTreeMap<String, u64>,
     guaranteed: u64,
     late: u64,
@@ -494,6 +495,7 @@ fn read_outbound(
         let o: PaymentOrder = registry.decode_single(bytes)?;
         out.orders += 1;
         out.ordered += Cents::new(o.amount_cents);
+        out.imputed += Cents::new(o.imputed_cents);
         for id in o.fse_ids {
             *out.ordered_fses.entry(id).or_default() += 1;
         }
@@ -527,6 +529,7 @@ impl Outbound {
         let mut problems = Vec::new();
         let mut want: BTreeMap<(String, bool), u64> = BTreeMap::new();
         let mut paid = Cents::ZERO;
+        let mut imputed = Cents::ZERO;
         let mut eu = Cents::ZERO;
         let mut count = 0u64;
         for d in decisions.values().flatten() {
@@ -536,6 +539,7 @@ impl Outbound {
                 .entry((d.fse_id.clone().unwrap_or_default(), is_paid))
                 .or_default() += 1;
             if is_paid {
+                imputed += Cents::new(d.imputed_cents);
                 let amount = Cents::new(d.paid_to_professional_cents + d.paid_to_insured_cents);
                 paid += amount;
                 if d.route == Some(Route::Eu) {
@@ -560,6 +564,12 @@ impl Outbound {
             problems.push(format!(
                 "payment orders total {} EUR, decisions paid {} EUR",
                 self.ordered, paid
+            ));
+        }
+        if self.imputed != imputed {
+            problems.push(format!(
+                "payment orders impute {} EUR, decisions imputed {} EUR",
+                self.imputed, imputed
             ));
         }
         if self.ordered_fses.values().any(|n| *n > 2) {

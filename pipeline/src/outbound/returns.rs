@@ -102,7 +102,7 @@ pub fn acknowledgement(
             .map(|code| ReasonRec {
                 code: (*code).to_string(),
                 stage: Stage::Validation,
-                message: format!("every FSE of the batch was refused; this code among them"),
+                message: "every FSE of the batch was refused; this code among them".to_string(),
                 field: None,
                 line: None,
             })
