@@ -68,28 +68,50 @@ enum Acc {
     },
 }
 
-/// Identifiers inside keys are joined with `/`: refuse one that holds it, so
-/// that an id always parses back to the same accumulator.
-fn part(text: &str) -> Result<&str, OutboundError> {
-    if text.is_empty() || text.contains('/') || text.len() > 200 {
+/// Identifiers inside keys are joined with `/`: one that holds `/` (or `%`,
+/// or nothing) is percent-escaped, so that an id always parses back to the
+/// same accumulator. An RPPS as sent may be anything validation rejected.
+fn part(text: &str) -> Result<String, OutboundError> {
+    if text.len() > MAX_PART_LEN {
         return Err(OutboundError::Input(format!(
-            "identifier {text:?} cannot key an accumulation"
+            "an identifier of {} bytes cannot key an accumulation",
+            text.len()
         )));
     }
-    Ok(text)
+    if text.is_empty() {
+        return Ok("%".into());
+    }
+    Ok(text.replace('%', "%25").replace('/', "%2F"))
 }
+
+/// The escaped form of an identifier already checked by [`part`].
+fn esc(text: &str) -> String {
+    part(text).unwrap_or_else(|_| "%".into())
+}
+
+fn unpart(text: &str) -> String {
+    if text == "%" {
+        return String::new();
+    }
+    text.replace("%2F", "/").replace("%25", "%")
+}
+
+/// Longest identifier that keys an accumulation.
+const MAX_PART_LEN: usize = 256;
 
 impl Acc {
     fn id(&self) -> String {
         match self {
-            Acc::Lot { rpps, received_on } => format!("lot/{rpps}/{received_on}"),
-            Acc::PayInsured { key, received_on } => format!("payi/{key}/{received_on}"),
-            Acc::PayProfessional { rpps, received_on } => format!("payp/{rpps}/{received_on}"),
+            Acc::Lot { rpps, received_on } => format!("lot/{}/{received_on}", esc(rpps)),
+            Acc::PayInsured { key, received_on } => format!("payi/{}/{received_on}", esc(key)),
+            Acc::PayProfessional { rpps, received_on } => {
+                format!("payp/{}/{received_on}", esc(rpps))
+            }
             Acc::Eu {
                 country,
                 institution,
                 half,
-            } => format!("eu/{country}/{institution}/{}", half.label()),
+            } => format!("eu/{}/{}/{}", esc(country), esc(institution), half.label()),
         }
     }
 
@@ -98,20 +120,20 @@ impl Acc {
         let date = |s: &str| s.parse::<NaiveDate>().ok();
         match parts.as_slice() {
             ["lot", rpps, on] => Some(Acc::Lot {
-                rpps: (*rpps).into(),
+                rpps: unpart(rpps),
                 received_on: date(on)?,
             }),
             ["payi", key, on] => Some(Acc::PayInsured {
-                key: (*key).into(),
+                key: unpart(key),
                 received_on: date(on)?,
             }),
             ["payp", rpps, on] => Some(Acc::PayProfessional {
-                rpps: (*rpps).into(),
+                rpps: unpart(rpps),
                 received_on: date(on)?,
             }),
             ["eu", country, institution, half] => Some(Acc::Eu {
-                country: (*country).into(),
-                institution: (*institution).into(),
+                country: unpart(country),
+                institution: unpart(institution),
                 half: HalfYear::parse(half)?,
             }),
             _ => None,
@@ -228,7 +250,8 @@ pub fn apply(
 }
 
 fn accumulate(o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), OutboundError> {
-    let rpps = part(&o.rpps)?;
+    part(&o.rpps)?;
+    let rpps = o.rpps.as_str();
     add(
         state,
         &Acc::Lot {
@@ -281,7 +304,10 @@ fn accumulate(o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), Outb
         add(
             state,
             &Acc::PayInsured {
-                key: part(key)?.into(),
+                key: {
+                    part(key)?;
+                    key.into()
+                },
                 received_on: o.received_on,
             },
             &entry(o.paid_to_insured_cents, o.imputed_cents, false),
@@ -291,8 +317,14 @@ fn accumulate(o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), Outb
         add(
             state,
             &Acc::Eu {
-                country: part(country)?.into(),
-                institution: part(institution)?.into(),
+                country: {
+                    part(country)?;
+                    country.clone()
+                },
+                institution: {
+                    part(institution)?;
+                    institution.clone()
+                },
                 half: HalfYear::of(o.received_on),
             },
             &EuEntry {
@@ -647,15 +679,27 @@ mod tests {
             apply(&both, &mut txn, &ctx),
             Err(OutboundError::Input(_))
         ));
-        let slash = o(outcome("F", "P/1", "2025-01-01", 1, true));
+        let long = o(outcome("F", &"9".repeat(300), "2025-01-01", 1, true));
         assert!(matches!(
-            apply(&slash, &mut txn, &ctx),
+            apply(&long, &mut txn, &ctx),
             Err(OutboundError::Input(_))
         ));
         assert!(matches!(
             apply(&close_on("2099-01-01"), &mut txn, &ctx),
             Err(OutboundError::Calendar(_))
         ));
+    }
+
+    #[test]
+    fn odd_identifiers_round_trip_through_their_keys() {
+        let g = Given::new();
+        g.when(o(outcome("F1", "P/1%2F", "2025-01-06", 100, true)));
+        g.when(o(rejected("F2", "", "2025-01-06", true)));
+        let out = g.when(close_on("2025-01-07"));
+        let mut rpps: Vec<&str> = arls(&out).iter().map(|a| a.rpps.as_str()).collect();
+        rpps.sort_unstable();
+        assert_eq!(rpps, ["", "P/1%2F"]);
+        assert_eq!(orders(&out)[0].payee, "P/1%2F");
     }
 
     proptest! {
