@@ -467,3 +467,72 @@ impl Inputs<'_> {
         Ok(Processed { outputs })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemStore;
+
+    fn header(topic: &str, offset: i64) -> EventHeader {
+        let mut h = crate::outbound::blank_header();
+        h.source = Some(SourceRef {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            ordinal: 0,
+        });
+        h
+    }
+
+    #[test]
+    fn multi_producer_inputs_keep_one_mark_per_source_topic() {
+        let store = MemStore::default();
+        let mut txn = StateTxn::new(&store);
+        // Interleaved sources, each increasing: all fresh.
+        for (topic, offset) in [
+            ("fse.submitted", 10),
+            ("fse.routed", 3),
+            ("fse.submitted", 11),
+        ] {
+            assert!(fresh_upstream(&mut txn, &header(topic, offset)).unwrap());
+        }
+        // A replayed duplicate of either source: dropped.
+        assert!(!fresh_upstream(&mut txn, &header("fse.submitted", 11)).unwrap());
+        assert!(!fresh_upstream(&mut txn, &header("fse.routed", 2)).unwrap());
+        // No source (a close event): always fresh.
+        let close = crate::outbound::blank_header();
+        assert!(fresh_upstream(&mut txn, &close).unwrap());
+        assert!(fresh_upstream(&mut txn, &close).unwrap());
+    }
+
+    #[test]
+    fn the_date_of_receipt_is_taken_in_its_own_offset() {
+        let mut fse = FseSubmitted {
+            fse_id: "F".into(),
+            received_at_millis: 1_735_687_800_000, // 2024-12-31T23:30:00Z
+            received_offset_minutes: 60,
+            care_date: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
+            professional: crate::events::model::ProfessionalRec {
+                rpps: "10000123454".into(),
+                category: crate::domain::Category::Gp,
+                sector: crate::events::model::SectorSymbol::S1,
+                optam: false,
+            },
+            beneficiary: None,
+            ehic: None,
+            pathway: None,
+            tiers_payant: crate::events::model::TiersPayantRec {
+                amo: true,
+                amc: false,
+            },
+            acts: Vec::new(),
+            signature: None,
+        };
+        assert_eq!(received_on(&fse).to_string(), "2025-01-01");
+        fse.received_offset_minutes = 0;
+        assert_eq!(received_on(&fse).to_string(), "2024-12-31");
+        let claim = claim_ref(&fse, Some("AMC1"), Some(("DE", "DE-1"))).unwrap();
+        assert_eq!(claim.eu_institution_id.as_deref(), Some("DE-1"));
+        assert!(claim.tiers_payant.amo);
+    }
+}
