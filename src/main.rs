@@ -31,6 +31,8 @@ enum Command {
     Submit(cmd::stream::SubmitArgs),
     /// Publish reference data JSON Lines from stdin.
     Publish(cmd::stream::PublishArgs),
+    /// Close the outbound books up to a date: batch acknowledgements, a payment run, EU claims.
+    Close(cmd::stream::CloseArgs),
     /// Print a topic's events as JSON Lines.
     Read(cmd::stream::ReadArgs),
     /// Run the four stages in process over FSE JSON Lines on stdin; one decision per line on stdout.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::stream::run(args),
         Command::Submit(args) => cmd::stream::submit(args),
         Command::Publish(args) => cmd::stream::publish(args),
+        Command::Close(args) => cmd::stream::close(args),
         Command::Read(args) => cmd::stream::read(args),
         Command::Adjudicate(args) => cmd::adjudicate::run(args),
         Command::Gen(args) => cmd::gen_data::run(args).map(|()| ExitCode::SUCCESS),

@@ -147,6 +147,17 @@ fn decided() -> FseDecided {
             care_date: Some(date(2025, 1, 20)),
             reimbursement_date: None,
         },
+        claim: Some(ClaimRefRec {
+            rpps: "10000123454".to_owned(),
+            received_on: date(2025, 1, 21),
+            tiers_payant: TiersPayantRec {
+                amo: true,
+                amc: false,
+            },
+            amc: Some("AMC000042".to_owned()),
+            eu_country: None,
+            eu_institution_id: None,
+        }),
     }
 }
 
@@ -330,6 +341,11 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
     assert_eq!(decision["signature_check"], "NOT_CHECKED");
     assert_eq!(decision["care_date"], "2025-01-20");
     assert_eq!(decision["reimbursement_date"], Value::Null);
+    let claim = &lines[1]["record"]["claim"];
+    assert_eq!(claim["received_on"], "2025-01-21");
+    assert_eq!(claim["tiers_payant"]["amo"], true);
+    assert_eq!(claim["amc"], "AMC000042");
+    assert_eq!(claim["eu_country"], Value::Null);
 
     // The union [Certificate, Revocation]: the branch by name.
     assert_eq!(lines[2]["record"]["record"][0], "fr.clearing.v1.Revocation");

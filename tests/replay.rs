@@ -114,7 +114,11 @@ fn op() -> impl Strategy<Value = Op> {
 fn changed_rights(original: &Value, variant: u8) -> RightsInput {
     let mut v = original.clone();
     match variant {
-        0 => v["coverage"][0]["to"] = Value::from("2024-12-31"),
+        0 => {
+            if let Some(first) = v["coverage"].get_mut(0) {
+                first["to"] = Value::from("2024-12-31");
+            }
+        }
         1 => v["ald"] = serde_json::json!([{"from": "2025-01-01", "to": null}]),
         2 => v["css"] = serde_json::json!([{"from": "2024-12-01", "to": null}]),
         _ => {}

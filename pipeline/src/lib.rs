@@ -11,6 +11,7 @@ pub mod domain;
 pub mod events;
 pub mod ids;
 pub mod money;
+pub mod outbound;
 pub mod pki;
 pub mod pseudonym;
 pub mod refdata;

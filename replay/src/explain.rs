@@ -91,7 +91,8 @@ fn output_of(
     for topic in kind.output_topics() {
         let mut found = None;
         scan(setup.bus.as_ref(), topic, partition, |r| {
-            if output_source(&setup.registry, &r, kind) == Some(Source::Input(offset)) {
+            if matches!(output_source(&setup.registry, &r, kind), Some(Source::Input(o, _)) if o == offset)
+            {
                 found = Some(r);
                 return false;
             }

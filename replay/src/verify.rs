@@ -148,7 +148,7 @@ impl Recorded {
             self.position = last.offset + 1;
             for r in records {
                 match output_source(registry, &r, self.kind) {
-                    Some(Source::Input(o)) if o < self.skip_before => {}
+                    Some(Source::Input(o, _)) if o < self.skip_before => {}
                     Some(Source::Ref(o)) if o < self.skip_refs_before => {}
                     Some(source) => self.buffer.push_back((source, r)),
                     None => {}
@@ -525,7 +525,7 @@ fn compare_outputs(
                 .cloned()
         };
         let input_offset = match source {
-            Source::Input(o) => Some(*o),
+            Source::Input(o, _) => Some(*o),
             Source::Ref(_) => None,
         };
         let mut d = Divergence {

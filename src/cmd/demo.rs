@@ -11,15 +11,20 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use chrono::NaiveDate;
 use clap::Args;
 use clearing_pipeline::adjudicate::FSE_OBJECTS;
 use clearing_pipeline::domain::json;
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::domain::{FseInput, Route, Status};
 use clearing_pipeline::events::convert::decision_rec;
-use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected};
+use clearing_pipeline::events::model::{
+    AmcClaim, DecisionRec, EuClaim, FseDecided, FseRejected, LedgerEntry, PaymentOrder,
+    ProfessionalReturn, ReturnKind,
+};
 use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::money::Cents;
+use clearing_pipeline::outbound::calendar::{HalfYear, is_working_day};
 use clearing_pipeline::pki::PkiRecord;
 use clearing_pipeline::refdata::EuInstitutionInput;
 use clearing_pipeline::runtime::ingest::Ingest;
@@ -149,10 +154,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         eprintln!();
     }
 
-    eprintln!("3/5 running validation → entitlement → routing → reimbursement");
+    eprintln!(
+        "3/5 running validation → entitlement → routing → reimbursement → settlement, returns, ledger"
+    );
+    let shared_rules = clearing_pipeline::rules::Rules::embedded()?;
     let shared = Arc::new(Shared {
         bus: bus.clone(),
-        rules: Arc::new(clearing_pipeline::rules::Rules::embedded()?),
+        rules: Arc::new(shared_rules.clone()),
         registry: Arc::new(SchemaRegistry::new()?),
         pseudonyms: pseudonyms.clone(),
         trust_unsigned: false,
@@ -180,7 +188,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     };
     let stop = AtomicBool::new(false);
     let progress = runtime::run_stages(
-        shared,
+        shared.clone(),
         &StageKind::ALL,
         &stop,
         true,
@@ -189,6 +197,31 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     )?;
     let run_seconds = run_started.elapsed().as_secs_f64();
     eprintln!();
+    // Close the books: once the day after the last receipt (batches, the
+    // payment run, half-years already over), once after the last half-year
+    // ends (its EU claims). Dated from the data, never from the clock.
+    let closes = outbound_closes(bus.as_ref(), &registry, &shared_rules)?;
+    {
+        let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+        for on in &closes {
+            ingest.close(*on, &shared_rules)?;
+        }
+        ingest.flush()?;
+    }
+    if let (Some(first), Some(last)) = (closes.first(), closes.last()) {
+        eprintln!(
+            "   closing the outbound books: {} closes (payment runs) from {first} to {last}",
+            closes.len()
+        );
+    }
+    let ledger_progress = runtime::run_stages(
+        shared.clone(),
+        &[StageKind::Ledger],
+        &stop,
+        true,
+        Duration::from_millis(250),
+        &|_| {},
+    )?;
 
     eprintln!("4/5 reading the decisions");
     let mut tally = Tally::default();
@@ -234,7 +267,14 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             }
         }
     }
-    let dead_letters: u64 = progress.stats.iter().map(|(_, s)| s.dead_letters).sum();
+    let dead_letters: u64 = progress
+        .stats
+        .iter()
+        .chain(&ledger_progress.stats)
+        .map(|(_, s)| s.dead_letters)
+        .sum();
+    let outbound = read_outbound(bus.as_ref(), &registry)?;
+    let reconciliation = outbound.reconcile(&tally.decisions);
 
     eprintln!(
         "5/5 verifying: the same claims adjudicated in process, and the recorded run replayed, must give the same decisions"
@@ -319,7 +359,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         );
     }
     println!(
-        "  pipeline: {:.1} s for {} claims through 4 stages = {:.0} claims/s ({:.0}x the billion-a-year mean of 31.7/s)",
+        "  pipeline: {:.1} s for {} claims through 7 stages = {:.0} claims/s ({:.0}x the billion-a-year mean of 31.7/s)",
         run_seconds,
         args.claims,
         args.claims as f64 / run_seconds.max(1e-9),
@@ -331,6 +371,18 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     for key in differing.iter().take(5) {
         println!("    differs: {key}");
+    }
+    outbound.print();
+    println!(
+        "  reconciliation: every FSE one final return, orders = paid amounts, EU claims = visitors' payments, batches count every FSE: {}",
+        if reconciliation.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        }
+    );
+    for problem in reconciliation.iter().take(5) {
+        println!("    {problem}");
     }
     // Verify by replay (design.md §5): every stage partition re-run from its
     // recorded inputs must give its recorded outputs and checkpoint chains.
@@ -362,9 +414,250 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             )
         }
     );
-    Ok(if differing.is_empty() && replayed.identical {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(
+        if differing.is_empty() && reconciliation.is_empty() && replayed.identical {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
+
+/// The close dates of the demo's books: a payment run on every working day
+/// from the first receipt to the last (each day's receipts are paid by that
+/// day's run), then one close after the last receipt and after the end of its
+/// half-year (its EU claims). Dated from the data, never from the clock.
+fn outbound_closes(
+    bus: &dyn clearing_pipeline::bus::Bus,
+    registry: &SchemaRegistry,
+    rules: &clearing_pipeline::rules::Rules,
+) -> Result<Vec<NaiveDate>> {
+    let mut range: Option<(NaiveDate, NaiveDate)> = None;
+    read_all(bus, topics::OUTBOUND_LEDGER, |bytes| {
+        let entry: LedgerEntry = registry.decode_single(bytes)?;
+        if let Some(o) = entry.outcome {
+            let d = o.received_on;
+            range = Some(range.map_or((d, d), |(lo, hi)| (lo.min(d), hi.max(d))));
+        }
+        Ok(())
+    })?;
+    let Some((first, last)) = range else {
+        return Ok(Vec::new());
+    };
+    let mut closes = Vec::new();
+    let mut day = first;
+    while day <= last {
+        if is_working_day(&rules.calendar, day)? {
+            closes.push(day);
+        }
+        day = day.succ_opt().context("date overflow")?;
+    }
+    let after = last.succ_opt().context("date overflow")?;
+    let half_over = HalfYear::of(last)
+        .end()
+        .succ_opt()
+        .context("date overflow")?;
+    closes.push(after);
+    if half_over > after {
+        closes.push(half_over);
+    }
+    Ok(closes)
+}
+
+/// What left the insurer, read back from the outbound topics.
+#[derive(Default)]
+struct Outbound {
+    /// (FSE id, kind) of every RSP.
+    rsp: Vec<(String, ReturnKind)>,
+    arl_positive: u64,
+    arl_negative: u64,
+    arl_fses: u64,
+    orders: u64,
+    ordered: Cents,
+    imputed: Cents,
+    ordered_fses: BTreeMap<String, u64>,
+    guaranteed: u64,
+    late: u64,
+    penalties: Cents,
+    amc_claims: u64,
+    amc_total: Cents,
+    eu_claims: u64,
+    eu_not_receivable: u64,
+    eu_total: Cents,
+}
+
+fn read_all(
+    bus: &dyn clearing_pipeline::bus::Bus,
+    topic: &str,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    for partition in 0..bus.partition_count(topic)? {
+        let mut from = 0;
+        loop {
+            let records = bus.read(topic, partition, from, 8192)?;
+            let Some(tail) = records.last() else { break };
+            from = tail.offset + 1;
+            for record in &records {
+                each(&record.value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_outbound(
+    bus: &dyn clearing_pipeline::bus::Bus,
+    registry: &SchemaRegistry,
+) -> Result<Outbound> {
+    let mut out = Outbound::default();
+    read_all(bus, topics::RETURNS_PROFESSIONAL, |bytes| {
+        let r: ProfessionalReturn = registry.decode_single(bytes)?;
+        match r.kind {
+            ReturnKind::ArlPositive | ReturnKind::ArlNegative => {
+                if r.kind == ReturnKind::ArlPositive {
+                    out.arl_positive += 1;
+                } else {
+                    out.arl_negative += 1;
+                }
+                out.arl_fses += u64::try_from(r.fse_count.unwrap_or(0)).unwrap_or(0);
+            }
+            kind => out.rsp.push((r.fse_id.unwrap_or_default(), kind)),
+        }
+        Ok(())
+    })?;
+    read_all(bus, topics::PAYMENTS_ORDERS, |bytes| {
+        let o: PaymentOrder = registry.decode_single(bytes)?;
+        out.orders += 1;
+        out.ordered += Cents::new(o.amount_cents);
+        out.imputed += Cents::new(o.imputed_cents);
+        for id in o.fse_ids {
+            *out.ordered_fses.entry(id).or_default() += 1;
+        }
+        out.guaranteed += o.guarantees.len() as u64;
+        out.late += o.guarantees.iter().filter(|g| g.late).count() as u64;
+        out.penalties += Cents::new(o.late_penalty_cents);
+        Ok(())
+    })?;
+    read_all(bus, topics::AMC_CLAIMS, |bytes| {
+        let c: AmcClaim = registry.decode_single(bytes)?;
+        out.amc_claims += 1;
+        out.amc_total += Cents::new(c.amount_cents);
+        Ok(())
+    })?;
+    read_all(bus, topics::EU_CLAIMS, |bytes| {
+        let c: EuClaim = registry.decode_single(bytes)?;
+        out.eu_claims += 1;
+        out.eu_not_receivable += u64::from(!c.receivable);
+        out.eu_total += Cents::new(c.amount_cents);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+impl Outbound {
+    /// Every problem found between the decisions and what left: empty when
+    /// every FSE has exactly one final return of its kind, the orders add up
+    /// to the paid amounts, the EU claims to the visitors' payments, and the
+    /// batches count every FSE.
+    fn reconcile(&self, decisions: &BTreeMap<String, Vec<DecisionRec>>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut want: BTreeMap<(String, bool), u64> = BTreeMap::new();
+        let mut paid = Cents::ZERO;
+        let mut imputed = Cents::ZERO;
+        let mut eu = Cents::ZERO;
+        let mut count = 0u64;
+        for d in decisions.values().flatten() {
+            count += 1;
+            let is_paid = d.status == Status::Paid;
+            *want
+                .entry((d.fse_id.clone().unwrap_or_default(), is_paid))
+                .or_default() += 1;
+            if is_paid {
+                imputed += Cents::new(d.imputed_cents);
+                let amount = Cents::new(d.paid_to_professional_cents + d.paid_to_insured_cents);
+                paid += amount;
+                if d.route == Some(Route::Eu) {
+                    eu += amount;
+                }
+            }
+        }
+        let mut got: BTreeMap<(String, bool), u64> = BTreeMap::new();
+        for (id, kind) in &self.rsp {
+            *got.entry((id.clone(), *kind == ReturnKind::RspPayment))
+                .or_default() += 1;
+        }
+        if got != want {
+            let missing = want.iter().find(|(k, n)| got.get(*k) != Some(n));
+            problems.push(format!(
+                "final returns differ from decisions ({} returns, {count} decisions; first: {:?})",
+                self.rsp.len(),
+                missing.map(|(k, _)| k)
+            ));
+        }
+        if self.ordered != paid {
+            problems.push(format!(
+                "payment orders total {} EUR, decisions paid {} EUR",
+                self.ordered, paid
+            ));
+        }
+        if self.imputed != imputed {
+            problems.push(format!(
+                "payment orders impute {} EUR, decisions imputed {} EUR",
+                self.imputed, imputed
+            ));
+        }
+        if self.ordered_fses.values().any(|n| *n > 2) {
+            problems.push("an FSE appears in more than two orders".into());
+        }
+        if self.eu_total != eu {
+            problems.push(format!(
+                "EU claims total {} EUR, visitors were paid {} EUR",
+                self.eu_total, eu
+            ));
+        }
+        if self.arl_fses != count {
+            problems.push(format!(
+                "batch acknowledgements count {} FSEs, {count} were decided",
+                self.arl_fses
+            ));
+        }
+        problems
+    }
+
+    fn print(&self) {
+        let rsp_paid = self
+            .rsp
+            .iter()
+            .filter(|(_, k)| *k == ReturnKind::RspPayment)
+            .count();
+        println!("  outbound:");
+        println!(
+            "    returns      {:>9} RSP ({} payment, {} rejection), {} ARL ({} positive, {} negative)",
+            self.rsp.len(),
+            rsp_paid,
+            self.rsp.len() - rsp_paid,
+            self.arl_positive + self.arl_negative,
+            self.arl_positive,
+            self.arl_negative
+        );
+        println!(
+            "    payments     {:>9} orders {:>15} EUR; {} tiers-payant FSEs guaranteed, {} late, penalties {} EUR",
+            self.orders,
+            self.ordered.to_string(),
+            self.guaranteed,
+            self.late,
+            self.penalties
+        );
+        println!(
+            "    amc claims   {:>9}        {:>15} EUR",
+            self.amc_claims,
+            self.amc_total.to_string()
+        );
+        println!(
+            "    eu claims    {:>9}        {:>15} EUR ({} not receivable: introduced late)",
+            self.eu_claims,
+            self.eu_total.to_string(),
+            self.eu_not_receivable
+        );
+    }
 }

@@ -98,6 +98,37 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
 }
 
 #[derive(Args)]
+pub struct CloseArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// The closing date (YYYY-MM-DD): batches received by then are
+    /// acknowledged, payments received by then are ordered, half-years over
+    /// before it are claimed. From the books' calendar, never today's clock.
+    #[arg(long)]
+    pub on: chrono::NaiveDate,
+    /// A rule-table directory (the holiday calendar), instead of the embedded one.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+}
+
+/// `clearing close --on DATE`: one close event per partition of outbound.ledger.
+pub fn close(args: CloseArgs) -> Result<ExitCode> {
+    let bus = args.bus.open()?;
+    let registry = SchemaRegistry::new()?;
+    let pseudonyms = pseudonym_key()?;
+    let rules = load_rules(args.rules.as_deref())?;
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+    let partitions = ingest.close(args.on, &rules)?;
+    ingest.flush()?;
+    eprintln!(
+        "close {}: {partitions} partition(s) of {}",
+        args.on,
+        topics::OUTBOUND_LEDGER
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
 pub struct PublishArgs {
     #[command(flatten)]
     pub bus: BusArgs,

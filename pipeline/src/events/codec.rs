@@ -16,13 +16,13 @@ use chrono::{Datelike, NaiveDate};
 use thiserror::Error;
 
 use super::model::{
-    ActLineRec, AmcClaim, AuditCheckpoint, BeneficiaryRec, Category, CertificateRec, Complement,
-    CoverageRec, DeadLetter, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec, EuClaim,
-    EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
-    FseSubmitted, FseValidated, LocalRegimeSymbol, Pathway, PayeeKind, PaymentOrder, PeriodRec,
-    PkiEvent, ProfessionalRec, ProfessionalReturn, ReasonRec, RefOffset, ReturnKind, RevocationRec,
-    RightsRecord, Route, RoutingRec, SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage,
-    Status, TiersPayantRec,
+    ActLineRec, AmcClaim, AuditCheckpoint, BeneficiaryRec, Category, CertificateRec, ClaimRefRec,
+    Complement, CoverageRec, DeadLetter, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec,
+    EuClaim, EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
+    FseSubmitted, FseValidated, GuaranteeRec, LedgerEntry, LedgerOutcomeRec, LocalRegimeSymbol,
+    Pathway, PayeeKind, PaymentOrder, PeriodRec, PkiEvent, ProfessionalRec, ProfessionalReturn,
+    ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec, SectorSymbol,
+    SignatureCheck, SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
 };
 
 /// Longest string or bytes value a decoder accepts (1 MiB): far above any
@@ -858,8 +858,24 @@ avro_record!(DecisionRec {
     care_date,
     reimbursement_date,
 });
-avro_record!(FseDecided { header, decision });
-avro_record!(FseRejected { header, decision });
+avro_record!(ClaimRefRec {
+    rpps,
+    received_on,
+    tiers_payant,
+    amc,
+    eu_country,
+    eu_institution_id,
+});
+avro_record!(FseDecided {
+    header,
+    decision,
+    claim
+});
+avro_record!(FseRejected {
+    header,
+    decision,
+    claim
+});
 avro_record!(PaymentOrder {
     header,
     order_id,
@@ -871,6 +887,15 @@ avro_record!(PaymentOrder {
     fse_ids,
     guarantee_due,
     late_penalty_cents,
+    guarantees,
+});
+avro_record!(GuaranteeRec {
+    fse_id,
+    received_on,
+    due,
+    paid_working_day,
+    late,
+    penalty_cents,
 });
 avro_record!(ProfessionalReturn {
     header,
@@ -879,7 +904,29 @@ avro_record!(ProfessionalReturn {
     batch_id,
     fse_id,
     amount_cents,
-    reasons
+    reasons,
+    fse_count,
+});
+avro_record!(LedgerOutcomeRec {
+    fse_id,
+    beneficiary_key,
+    rpps,
+    received_on,
+    status,
+    validation_rejected,
+    reason_codes,
+    tiers_payant_amo,
+    amo_cents,
+    paid_to_professional_cents,
+    paid_to_insured_cents,
+    imputed_cents,
+    eu_country,
+    eu_institution_id,
+});
+avro_record!(LedgerEntry {
+    header,
+    close_on,
+    outcome
 });
 avro_record!(EuClaim {
     header,
@@ -1013,6 +1060,7 @@ avro_topic!(PaymentOrder, "payments.orders");
 avro_topic!(ProfessionalReturn, "returns.professional");
 avro_topic!(EuClaim, "eu.claims");
 avro_topic!(AmcClaim, "amc.claims");
+avro_topic!(LedgerEntry, "outbound.ledger");
 avro_topic!(AuditCheckpoint, "audit.checkpoints");
 avro_topic!(RightsRecord, "ref.rights");
 avro_topic!(PkiEvent, "ref.pki");

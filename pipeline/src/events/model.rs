@@ -246,11 +246,26 @@ pub struct DecisionRec {
     pub reimbursement_date: Option<NaiveDate>,
 }
 
+/// What the outbound flows need about a claim besides its decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRefRec {
+    /// As sent (a rejected FSE's RPPS may not check).
+    pub rpps: String,
+    /// Date of receipt (date of `received_at` in its offset).
+    pub received_on: NaiveDate,
+    pub tiers_payant: TiersPayantRec,
+    pub amc: Option<String>,
+    pub eu_country: Option<String>,
+    pub eu_institution_id: Option<String>,
+}
+
 /// `fse.decided` (status paid).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FseDecided {
     pub header: EventHeader,
     pub decision: DecisionRec,
+    /// `None` in events written before the outbound flows existed.
+    pub claim: Option<ClaimRefRec>,
 }
 
 /// `fse.rejected` (status rejected, from any stage).
@@ -258,10 +273,11 @@ pub struct FseDecided {
 pub struct FseRejected {
     pub header: EventHeader,
     pub decision: DecisionRec,
+    pub claim: Option<ClaimRefRec>,
 }
 
 /// Avro enum `PayeeKind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PayeeKind {
     Professional,
     Insured,
@@ -282,6 +298,20 @@ pub struct PaymentOrder {
     /// Tiers-payant guarantee: the date by which payment is due (7 working days).
     pub guarantee_due: Option<NaiveDate>,
     pub late_penalty_cents: i64,
+    /// The guarantee of each tiers-payant FSE the order pays.
+    pub guarantees: Vec<GuaranteeRec>,
+}
+
+/// The 7-working-day payment guarantee of one tiers-payant FSE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuaranteeRec {
+    pub fse_id: String,
+    pub received_on: NaiveDate,
+    pub due: NaiveDate,
+    /// The working day after receipt on which the value date falls.
+    pub paid_working_day: i32,
+    pub late: bool,
+    pub penalty_cents: i64,
 }
 
 /// Avro enum `ReturnKind`: ARL positive/negative per batch, RSP per FSE.
@@ -303,6 +333,35 @@ pub struct ProfessionalReturn {
     pub fse_id: Option<String>,
     pub amount_cents: Option<i64>,
     pub reasons: Vec<ReasonRec>,
+    /// ARL: how many FSEs the batch holds.
+    pub fse_count: Option<i32>,
+}
+
+/// An FSE's final outcome, as the ledger accumulations need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerOutcomeRec {
+    pub fse_id: Option<String>,
+    pub beneficiary_key: Option<String>,
+    pub rpps: String,
+    pub received_on: NaiveDate,
+    pub status: Status,
+    pub validation_rejected: bool,
+    pub reason_codes: Vec<String>,
+    pub tiers_payant_amo: bool,
+    pub amo_cents: i64,
+    pub paid_to_professional_cents: i64,
+    pub paid_to_insured_cents: i64,
+    pub imputed_cents: i64,
+    pub eu_country: Option<String>,
+    pub eu_institution_id: Option<String>,
+}
+
+/// `outbound.ledger`: an FSE outcome to accumulate, or a close event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub header: EventHeader,
+    pub close_on: Option<NaiveDate>,
+    pub outcome: Option<LedgerOutcomeRec>,
 }
 
 /// `eu.claims`: a claim on actual expenditure to a foreign institution.

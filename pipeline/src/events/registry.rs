@@ -24,8 +24,8 @@ use thiserror::Error;
 use super::codec::{AvroRecord, CodecError, Encoder, MAX_BYTES_LEN, decode_body};
 use super::model::{
     AmcClaim, AuditCheckpoint, DeadLetter, EuClaim, EuInstitutionRecord, FseDecided, FseEntitled,
-    FseRejected, FseRouted, FseSubmitted, FseValidated, PaymentOrder, PkiEvent, ProfessionalReturn,
-    RightsRecord,
+    FseRejected, FseRouted, FseSubmitted, FseValidated, LedgerEntry, PaymentOrder, PkiEvent,
+    ProfessionalReturn, RightsRecord,
 };
 
 /// The two bytes that open an Avro single-object message.
@@ -80,6 +80,7 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
     current::<ProfessionalReturn>(),
     current::<EuClaim>(),
     current::<AmcClaim>(),
+    current::<LedgerEntry>(),
     current::<AuditCheckpoint>(),
     current::<RightsRecord>(),
     current::<PkiEvent>(),
@@ -90,7 +91,35 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         version: SchemaVersion::History(0),
         json: include_str!("../../../schemas/history/fse.submitted.v0.avsc"),
     },
+    history(
+        "fse.decided",
+        0,
+        include_str!("../../../schemas/history/fse.decided.v0.avsc"),
+    ),
+    history(
+        "fse.rejected",
+        0,
+        include_str!("../../../schemas/history/fse.rejected.v0.avsc"),
+    ),
+    history(
+        "payments.orders",
+        0,
+        include_str!("../../../schemas/history/payments.orders.v0.avsc"),
+    ),
+    history(
+        "returns.professional",
+        0,
+        include_str!("../../../schemas/history/returns.professional.v0.avsc"),
+    ),
 ];
+
+const fn history(topic: &'static str, version: u32, json: &'static str) -> EmbeddedSchema {
+    EmbeddedSchema {
+        topic,
+        version: SchemaVersion::History(version),
+        json,
+    }
+}
 
 /// One known schema.
 #[derive(Debug, Clone)]

@@ -60,6 +60,84 @@ pub fn decision(d: &DecisionRec) -> Value {
     })
 }
 
+fn return_kind(kind: ReturnKind) -> &'static str {
+    match kind {
+        ReturnKind::ArlPositive => "arl_positive",
+        ReturnKind::ArlNegative => "arl_negative",
+        ReturnKind::RspPayment => "rsp_payment",
+        ReturnKind::RspRejection => "rsp_rejection",
+    }
+}
+
+fn payee_kind(kind: PayeeKind) -> &'static str {
+    match kind {
+        PayeeKind::Professional => "professional",
+        PayeeKind::Insured => "insured",
+    }
+}
+
+/// A return to the professional (`returns.professional`).
+pub fn professional_return(r: &ProfessionalReturn) -> Value {
+    json!({
+        "kind": return_kind(r.kind), "rpps": r.rpps, "batch_id": r.batch_id,
+        "fse_id": r.fse_id, "amount": r.amount_cents.map(money),
+        "reasons": reasons(&r.reasons), "fse_count": r.fse_count,
+        "header": header(&r.header),
+    })
+}
+
+/// A payment order (`payments.orders`).
+pub fn payment_order(o: &PaymentOrder) -> Value {
+    json!({
+        "order_id": o.order_id, "payee_kind": payee_kind(o.payee_kind), "payee": o.payee,
+        "value_date": o.value_date, "amount": money(o.amount_cents),
+        "imputed": money(o.imputed_cents), "fse_ids": o.fse_ids,
+        "guarantee_due": o.guarantee_due, "late_penalty": money(o.late_penalty_cents),
+        "guarantees": o.guarantees.iter().map(|g| json!({
+            "fse_id": g.fse_id, "received_on": g.received_on, "due": g.due,
+            "paid_working_day": g.paid_working_day, "late": g.late,
+            "penalty": money(g.penalty_cents)})).collect::<Vec<_>>(),
+        "header": header(&o.header),
+    })
+}
+
+/// A claim on a foreign institution (`eu.claims`).
+pub fn eu_claim(c: &EuClaim) -> Value {
+    json!({
+        "claim_id": c.claim_id, "country": c.country, "institution_id": c.institution_id,
+        "half_year": c.half_year, "introduced_on": c.introduced_on,
+        "introduction_deadline": c.introduction_deadline, "payment_due": c.payment_due,
+        "dispute_deadline": c.dispute_deadline, "receivable": c.receivable,
+        "amount": money(c.amount_cents), "currency": c.currency, "fse_ids": c.fse_ids,
+        "header": header(&c.header),
+    })
+}
+
+/// A claim on a complementary insurer (`amc.claims`).
+pub fn amc_claim(c: &AmcClaim) -> Value {
+    json!({
+        "amc": c.amc, "fse_id": c.fse_id, "beneficiary_key": c.beneficiary_key,
+        "ticket": money(c.ticket_cents), "depassement": money(c.depassement_cents),
+        "amount": money(c.amount_cents), "header": header(&c.header),
+    })
+}
+
+fn ledger_entry(e: &LedgerEntry) -> Value {
+    json!({
+        "close_on": e.close_on,
+        "outcome": e.outcome.as_ref().map(|o| json!({
+            "fse_id": o.fse_id, "beneficiary_key": o.beneficiary_key, "rpps": o.rpps,
+            "received_on": o.received_on, "status": o.status,
+            "validation_rejected": o.validation_rejected, "reason_codes": o.reason_codes,
+            "tiers_payant_amo": o.tiers_payant_amo, "amo": money(o.amo_cents),
+            "paid_to_professional": money(o.paid_to_professional_cents),
+            "paid_to_insured": money(o.paid_to_insured_cents),
+            "imputed": money(o.imputed_cents), "eu_country": o.eu_country,
+            "eu_institution_id": o.eu_institution_id})),
+        "header": header(&e.header),
+    })
+}
+
 /// Renders one message of `topic`.
 pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Value, DecodeError> {
     let fse = |f: &FseSubmitted| {
@@ -118,6 +196,11 @@ pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Va
                    "ref_watermark": c.ref_watermark.iter().map(|r| json!({"topic": r.topic,
                        "partition": r.partition, "offset": r.offset})).collect::<Vec<_>>()})
         }
+        "returns.professional" => professional_return(&registry.decode_single(bytes)?),
+        "payments.orders" => payment_order(&registry.decode_single(bytes)?),
+        "eu.claims" => eu_claim(&registry.decode_single(bytes)?),
+        "amc.claims" => amc_claim(&registry.decode_single(bytes)?),
+        "outbound.ledger" => ledger_entry(&registry.decode_single(bytes)?),
         t if t.starts_with("dlq.") => {
             let d: DeadLetter = registry.decode_single(bytes)?;
             json!({"stage": d.stage, "topic": d.topic, "partition": d.partition,

@@ -10,6 +10,7 @@
 //! force on this date"; it never decides a claim.
 
 pub mod dated;
+mod outbound_tables;
 mod tables;
 
 use std::collections::BTreeMap;
@@ -18,19 +19,22 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 pub use dated::{Dated, Version};
+pub use outbound_tables::*;
 pub use tables::*;
 
 /// The table files of a rule set, in the order they are hashed.
-pub const TABLE_FILES: [&str; 6] = [
+pub const TABLE_FILES: [&str; 8] = [
     "acts.toml",
     "rates.toml",
     "deductions.toml",
     "exemptions.toml",
     "general.toml",
     "eu.toml",
+    "calendar.toml",
+    "outbound.toml",
 ];
 
-const EMBEDDED: [(&str, &str); 6] = [
+const EMBEDDED: [(&str, &str); 8] = [
     ("acts.toml", include_str!("../../rules/acts.toml")),
     ("rates.toml", include_str!("../../rules/rates.toml")),
     (
@@ -43,6 +47,8 @@ const EMBEDDED: [(&str, &str); 6] = [
     ),
     ("general.toml", include_str!("../../rules/general.toml")),
     ("eu.toml", include_str!("../../rules/eu.toml")),
+    ("calendar.toml", include_str!("../../rules/calendar.toml")),
+    ("outbound.toml", include_str!("../../rules/outbound.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +74,10 @@ pub struct Rules {
     pub exemptions: ExemptionTable,
     pub general: GeneralTable,
     pub eu: EuTable,
+    /// Working days and French public holidays.
+    pub calendar: CalendarTable,
+    /// Payment runs, the payment guarantee, EU claim limits, AMC contracts.
+    pub outbound: OutboundTable,
     /// `sha256:<hex>` of each table file, by file name.
     pub table_hashes: BTreeMap<String, String>,
     /// `sha256:<hex>` over the sorted `name=hash` lines: the version a decision records.
@@ -120,6 +130,10 @@ impl Rules {
         let general =
             GeneralTable::parse(text("general.toml")?).map_err(parse_err("general.toml"))?;
         let eu = EuTable::parse(text("eu.toml")?).map_err(parse_err("eu.toml"))?;
+        let calendar =
+            CalendarTable::parse(text("calendar.toml")?).map_err(parse_err("calendar.toml"))?;
+        let outbound =
+            OutboundTable::parse(text("outbound.toml")?).map_err(parse_err("outbound.toml"))?;
 
         let mut table_hashes = BTreeMap::new();
         for name in TABLE_FILES {
@@ -138,6 +152,8 @@ impl Rules {
             exemptions,
             general,
             eu,
+            calendar,
+            outbound,
             table_hashes,
             version,
         };

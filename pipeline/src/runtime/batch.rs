@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::process::{Inputs, Output, process, upstream_offset};
+use super::process::{Inputs, Output, output_ordinal, process, upstream_offset};
 use super::{StageKind, WorkerStats, topics};
 use crate::bus::Record;
 use crate::events::model::{AuditCheckpoint, RefOffset};
@@ -121,11 +121,13 @@ impl Cursor {
     }
 }
 
-/// What an output follows from: an input offset, or a reference record
-/// (a `ref.rights` dead letter).
+/// What an output follows from: an input offset and the output's ordinal
+/// among that input's outputs to its topic (a close writes many orders to
+/// one topic, and a crash may leave any prefix of them written), or a
+/// reference record (a `ref.rights` dead letter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
-    Input(u64),
+    Input(u64, u32),
     Ref(u64),
 }
 
@@ -149,7 +151,7 @@ impl Restore {
         let until = emitted
             .keys()
             .filter_map(|(_, s)| match s {
-                Source::Input(o) => Some(*o),
+                Source::Input(o, _) => Some(*o),
                 Source::Ref(_) => None,
             })
             .max()
@@ -231,11 +233,12 @@ pub fn run_batch(
         };
         for output in process(&inputs, txn, ctx)?.outputs {
             match output.topic {
-                t if t == kind.pass_topic() => stats.passed += 1,
+                t if t == kind.dlq_topic() => stats.dead_letters += 1,
                 t if t == topics::FSE_REJECTED => stats.rejected += 1,
-                _ => stats.dead_letters += 1,
+                _ => stats.passed += 1,
             }
-            chained.push((Source::Input(record.offset), output));
+            let ordinal = output_ordinal(output.topic, &output.value);
+            chained.push((Source::Input(record.offset, ordinal), output));
         }
     }
     let (Some(first), Some(last)) = (first, last) else {

@@ -5,7 +5,7 @@ use crate::bus::{Bus, BusProducer};
 use crate::domain::FseInput;
 use crate::domain::rights::RightsInput;
 use crate::events::convert::{self, ConvertError};
-use crate::events::model::{EuInstitutionRecord, FseSubmitted, PkiEvent};
+use crate::events::model::{EuInstitutionRecord, EventHeader, FseSubmitted, LedgerEntry, PkiEvent};
 use crate::events::registry::SchemaRegistry;
 use crate::ids::{EhicCardId, EhicInstitutionId, Nir};
 use crate::pki::PkiRecord;
@@ -162,6 +162,51 @@ impl<'a> Ingest<'a> {
         self.producer
             .send(topics::REF_EU_INSTITUTIONS, 0, key.as_bytes(), &value, 0)?;
         Ok(())
+    }
+
+    /// Publishes a close event dated `on` to every partition of
+    /// `outbound.ledger`: the ledger stage then acknowledges every batch
+    /// received by `on`, pays every payment received by then (a payment run)
+    /// and introduces the EU claims of every half-year over before `on`
+    /// (docs/outbound.md). Deterministic: the same date gives the same
+    /// events; a repeated close is ignored by the stage. Refused when the
+    /// holiday table does not cover `on`.
+    pub fn close(
+        &mut self,
+        on: chrono::NaiveDate,
+        rules: &crate::rules::Rules,
+    ) -> Result<u32, IngestError> {
+        crate::outbound::calendar::is_working_day(&rules.calendar, on)
+            .map_err(|e| IngestError::Invalid(e.to_string()))?;
+        let partitions = self.bus.partition_count(topics::OUTBOUND_LEDGER)?;
+        let millis = on
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_millis());
+        for partition in 0..partitions {
+            let id = format!("close-{on}");
+            let entry = LedgerEntry {
+                header: EventHeader {
+                    event_id: format!("{id}-p{partition}"),
+                    causation_id: None,
+                    correlation_id: id.clone(),
+                    event_time_millis: millis,
+                    source: None,
+                    ref_watermark: Vec::new(),
+                    rules_version: rules.version.clone(),
+                },
+                close_on: Some(on),
+                outcome: None,
+            };
+            let value = self.registry.encode_single(&entry);
+            self.producer.send(
+                topics::OUTBOUND_LEDGER,
+                partition,
+                id.as_bytes(),
+                &value,
+                millis,
+            )?;
+        }
+        Ok(partitions)
     }
 
     /// Waits for every record sent to be acknowledged.

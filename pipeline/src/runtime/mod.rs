@@ -15,17 +15,35 @@ use std::time::{Duration, Instant};
 
 pub use worker::{RuntimeError, Shared, StageWorker, WorkerStats};
 
-/// The four stages, in pipeline order.
+/// The stages, in pipeline order: the four that decide, then the three
+/// outbound ones (docs/outbound.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StageKind {
     Validation,
     Entitlement,
     Routing,
     Reimbursement,
+    /// Paid decisions: payment returns, complementary claims, ledger outcomes.
+    Settlement,
+    /// Rejections: rejection returns, ledger outcomes.
+    Returns,
+    /// Accumulations closed by close events: ARLs, payment orders, EU claims.
+    Ledger,
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 4] = [
+    pub const ALL: [StageKind; 7] = [
+        StageKind::Validation,
+        StageKind::Entitlement,
+        StageKind::Routing,
+        StageKind::Reimbursement,
+        StageKind::Settlement,
+        StageKind::Returns,
+        StageKind::Ledger,
+    ];
+
+    /// The stages that decide claims (what `clearing adjudicate` runs).
+    pub const DECIDING: [StageKind; 4] = [
         StageKind::Validation,
         StageKind::Entitlement,
         StageKind::Routing,
@@ -38,6 +56,9 @@ impl StageKind {
             StageKind::Entitlement => "entitlement",
             StageKind::Routing => "routing",
             StageKind::Reimbursement => "reimbursement",
+            StageKind::Settlement => "settlement",
+            StageKind::Returns => "returns",
+            StageKind::Ledger => "ledger",
         }
     }
 
@@ -51,6 +72,9 @@ impl StageKind {
             StageKind::Entitlement => topics::FSE_VALIDATED,
             StageKind::Routing => topics::FSE_ENTITLED,
             StageKind::Reimbursement => topics::FSE_ROUTED,
+            StageKind::Settlement => topics::FSE_DECIDED,
+            StageKind::Returns => topics::FSE_REJECTED,
+            StageKind::Ledger => topics::OUTBOUND_LEDGER,
         }
     }
 
@@ -60,6 +84,8 @@ impl StageKind {
             StageKind::Entitlement => topics::FSE_ENTITLED,
             StageKind::Routing => topics::FSE_ROUTED,
             StageKind::Reimbursement => topics::FSE_DECIDED,
+            StageKind::Settlement | StageKind::Returns => topics::RETURNS_PROFESSIONAL,
+            StageKind::Ledger => topics::PAYMENTS_ORDERS,
         }
     }
 
@@ -69,6 +95,9 @@ impl StageKind {
             StageKind::Entitlement => "entitlement.changelog",
             StageKind::Routing => "routing.changelog",
             StageKind::Reimbursement => "reimbursement.changelog",
+            StageKind::Settlement => "settlement.changelog",
+            StageKind::Returns => "returns.changelog",
+            StageKind::Ledger => "ledger.changelog",
         }
     }
 
@@ -78,12 +107,34 @@ impl StageKind {
             StageKind::Entitlement => "dlq.entitlement",
             StageKind::Routing => "dlq.routing",
             StageKind::Reimbursement => "dlq.reimbursement",
+            StageKind::Settlement => "dlq.settlement",
+            StageKind::Returns => "dlq.returns",
+            StageKind::Ledger => "dlq.ledger",
         }
     }
 
-    /// Every topic this stage writes claim outputs to.
-    pub fn output_topics(self) -> [&'static str; 3] {
-        [self.pass_topic(), topics::FSE_REJECTED, self.dlq_topic()]
+    /// Every topic this stage writes outputs to (restore mode reads them back).
+    pub fn output_topics(self) -> Vec<&'static str> {
+        match self {
+            StageKind::Settlement => vec![
+                topics::RETURNS_PROFESSIONAL,
+                topics::AMC_CLAIMS,
+                topics::OUTBOUND_LEDGER,
+                self.dlq_topic(),
+            ],
+            StageKind::Returns => vec![
+                topics::RETURNS_PROFESSIONAL,
+                topics::OUTBOUND_LEDGER,
+                self.dlq_topic(),
+            ],
+            StageKind::Ledger => vec![
+                topics::RETURNS_PROFESSIONAL,
+                topics::PAYMENTS_ORDERS,
+                topics::EU_CLAIMS,
+                self.dlq_topic(),
+            ],
+            _ => vec![self.pass_topic(), topics::FSE_REJECTED, self.dlq_topic()],
+        }
     }
 }
 

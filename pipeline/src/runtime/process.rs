@@ -10,10 +10,11 @@ use crate::bus::Record;
 use crate::events::codec::{AvroField, Decoder};
 use crate::events::convert;
 use crate::events::model::{
-    DeadLetter, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted, FseSubmitted,
-    FseValidated, RefOffset, SourceRef,
+    ClaimRefRec, DeadLetter, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
+    FseSubmitted, FseValidated, LedgerEntry, RefOffset, SourceRef,
 };
 use crate::events::registry::SchemaRegistry;
+use crate::outbound::{self, Emit, OutboundError};
 use crate::stages::{Context, Outcome, entitlement, reimbursement, routing, validation};
 use crate::state::{StateTxn, StoreError};
 
@@ -48,9 +49,83 @@ pub fn header_source(record: &Record) -> Option<SourceRef> {
         .source
 }
 
+/// The ordinal of an output among its input's outputs to the same topic
+/// (restore mode checks outputs one by one: an input may have many on one
+/// topic, and a crash may leave any prefix of them written). 0 for dead
+/// letters, which are one per input.
+pub fn output_ordinal(topic: &str, value: &[u8]) -> u32 {
+    if topic.starts_with("dlq.") {
+        return 0;
+    }
+    crate::events::registry::split_single(value)
+        .ok()
+        .and_then(|(_, body)| {
+            <EventHeader as AvroField>::decode_field(&mut Decoder::new(body)).ok()
+        })
+        .and_then(|h| h.source)
+        .and_then(|s| u32::try_from(s.ordinal).ok())
+        .unwrap_or(0)
+}
+
 /// The upstream source offset of an input: the downstream duplicate filter's key.
+/// `None` for topics several stages write (their sources' offsets interleave):
+/// their readers keep one mark per source topic themselves ([`fresh_upstream`]).
 pub fn upstream_offset(record: &Record) -> Option<u64> {
+    if MULTI_PRODUCER.contains(&record.topic.as_str()) {
+        return None;
+    }
     header_source(record).and_then(|s| u64::try_from(s.offset).ok())
+}
+
+/// Topics written by more than one stage (or by a command and a stage).
+const MULTI_PRODUCER: [&str; 2] = [super::topics::FSE_REJECTED, super::topics::OUTBOUND_LEDGER];
+
+/// The downstream duplicate filter for a multi-producer input: one mark per
+/// source topic, kept in the stage's state (atomic with it). `false` for a
+/// duplicate a crash or a zombie owner wrote (identical: dropped). Inputs
+/// without a source (close events) are always fresh.
+fn fresh_upstream(state: &mut StateTxn<'_>, header: &EventHeader) -> Result<bool, StoreError> {
+    let Some(source) = &header.source else {
+        return Ok(true);
+    };
+    let key = format!("\u{1}upstream/{}", source.topic).into_bytes();
+    let mark = match state.get(&key)? {
+        None => None,
+        Some(_) => Some(state.get_i64(&key)?),
+    };
+    if mark.is_some_and(|m| source.offset <= m) {
+        return Ok(false);
+    }
+    state.put_i64(key, source.offset);
+    Ok(true)
+}
+
+/// The date of `received_at` in the offset it was stamped with.
+fn received_on(fse: &FseSubmitted) -> chrono::NaiveDate {
+    let local_millis = fse
+        .received_at_millis
+        .saturating_add(i64::from(fse.received_offset_minutes) * 60_000);
+    let days = local_millis.div_euclid(86_400_000);
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(days)))
+        .unwrap_or_default()
+}
+
+/// What the outbound flows need about the claim, from its FSE and, once
+/// known, its entitlement and routing.
+fn claim_ref(
+    fse: &FseSubmitted,
+    amc: Option<&str>,
+    eu: Option<(&str, &str)>,
+) -> Option<ClaimRefRec> {
+    Some(ClaimRefRec {
+        rpps: fse.professional.rpps.clone(),
+        received_on: received_on(fse),
+        tiers_payant: fse.tiers_payant,
+        amc: amc.map(str::to_string),
+        eu_country: eu.map(|(c, _)| c.to_string()),
+        eu_institution_id: eu.map(|(_, i)| i.to_string()),
+    })
 }
 
 /// The id of the `ordinal`-th output of `input` at `stage`: replaying the same
@@ -110,7 +185,12 @@ impl Inputs<'_> {
         }
     }
 
-    fn rejected(&self, mut header: EventHeader, decision: &crate::domain::Decision) -> Output {
+    fn rejected(
+        &self,
+        mut header: EventHeader,
+        decision: &crate::domain::Decision,
+        claim: Option<ClaimRefRec>,
+    ) -> Output {
         header.rules_version = decision.rules_version.clone();
         Output {
             topic: super::topics::FSE_REJECTED,
@@ -120,6 +200,7 @@ impl Inputs<'_> {
             value: self.registry.encode_single(&FseRejected {
                 header,
                 decision: convert::decision_rec(decision),
+                claim,
             }),
         }
     }
@@ -147,6 +228,7 @@ pub fn process(
                 submitted.received_at_millis,
             );
             let input = convert::input_from_submitted(&submitted);
+            let claim = claim_ref(&submitted, None, None);
             let output = match validation::validate(&input, state, ctx)? {
                 Outcome::Pass(v) => {
                     // The submitter keys by the same pseudonym: a record on the
@@ -167,7 +249,7 @@ pub fn process(
                             .encode_single(&convert::validated_event(header, submitted, &v)),
                     }
                 }
-                Outcome::Reject(d) => inputs.rejected(header, &d),
+                Outcome::Reject(d) => inputs.rejected(header, &d, claim),
             };
             Ok(Processed {
                 outputs: vec![output],
@@ -187,6 +269,7 @@ pub fn process(
                 &event.fse.fse_id,
                 event.header.event_time_millis,
             );
+            let claim = claim_ref(&event.fse, None, None);
             let output = match entitlement::entitle(validated, state, ctx)? {
                 Outcome::Pass(e) => {
                     header.rules_version = rules_version;
@@ -199,7 +282,7 @@ pub fn process(
                             .encode_single(&convert::entitled_event(header, event.fse, &e)),
                     }
                 }
-                Outcome::Reject(d) => inputs.rejected(header, &d),
+                Outcome::Reject(d) => inputs.rejected(header, &d, claim),
             };
             Ok(Processed {
                 outputs: vec![output],
@@ -219,6 +302,7 @@ pub fn process(
                 &event.fse.fse_id,
                 event.header.event_time_millis,
             );
+            let claim = claim_ref(&event.fse, event.entitlement.amc.as_deref(), None);
             let output = match routing::route(entitled, state, ctx)? {
                 Outcome::Pass(r) => {
                     header.rules_version = rules_version;
@@ -231,7 +315,7 @@ pub fn process(
                             .encode_single(&convert::routed_event(header, event.fse, &r)),
                     }
                 }
-                Outcome::Reject(d) => inputs.rejected(header, &d),
+                Outcome::Reject(d) => inputs.rejected(header, &d, claim),
             };
             Ok(Processed {
                 outputs: vec![output],
@@ -251,6 +335,11 @@ pub fn process(
                 &event.fse.fse_id,
                 event.header.event_time_millis,
             );
+            let eu = match (&event.routing.country, &event.routing.institution_id) {
+                (Some(c), Some(i)) => Some((c.as_str(), i.as_str())),
+                _ => None,
+            };
+            let claim = claim_ref(&event.fse, event.entitlement.amc.as_deref(), eu);
             let output = match reimbursement::reimburse(routed, state, ctx)? {
                 Outcome::Pass(decision) => {
                     header.rules_version = decision.rules_version.clone();
@@ -262,14 +351,188 @@ pub fn process(
                         value: registry.encode_single(&FseDecided {
                             header,
                             decision: convert::decision_rec(&decision),
+                            claim,
                         }),
                     }
                 }
-                Outcome::Reject(d) => inputs.rejected(header, &d),
+                Outcome::Reject(d) => inputs.rejected(header, &d, claim),
             };
             Ok(Processed {
                 outputs: vec![output],
             })
         }
+        StageKind::Settlement => {
+            let event: FseDecided = match registry.decode_single(&record.value) {
+                Ok(v) => v,
+                Err(e) => return Ok(inputs.dead_letter(format!("decode fse.decided: {e}"))),
+            };
+            let emits = outbound::settle(&event, ctx.rules);
+            inputs.outbound(emits, &event.header, ctx)
+        }
+        StageKind::Returns => {
+            let event: FseRejected = match registry.decode_single(&record.value) {
+                Ok(v) => v,
+                Err(e) => return Ok(inputs.dead_letter(format!("decode fse.rejected: {e}"))),
+            };
+            if !fresh_upstream(state, &event.header)? {
+                return Ok(Processed {
+                    outputs: Vec::new(),
+                });
+            }
+            let emits = outbound::return_rejection(&event);
+            inputs.outbound(emits, &event.header, ctx)
+        }
+        StageKind::Ledger => {
+            let entry: LedgerEntry = match registry.decode_single(&record.value) {
+                Ok(v) => v,
+                Err(e) => return Ok(inputs.dead_letter(format!("decode outbound.ledger: {e}"))),
+            };
+            if !fresh_upstream(state, &entry.header)? {
+                return Ok(Processed {
+                    outputs: Vec::new(),
+                });
+            }
+            let lctx = outbound::ledger::LedgerCtx {
+                rules: ctx.rules,
+                partition: record.partition,
+            };
+            let emits = outbound::ledger::apply(&entry, state, &lctx);
+            inputs.outbound(emits, &entry.header, ctx)
+        }
+    }
+}
+
+impl Inputs<'_> {
+    /// The outbound core's events, stamped with derived headers (ordinal by
+    /// ordinal) and encoded; bad input becomes a dead letter.
+    fn outbound(
+        &self,
+        emits: Result<Vec<Emit>, OutboundError>,
+        input: &EventHeader,
+        ctx: &Context<'_>,
+    ) -> Result<Processed, StoreError> {
+        let emits = match emits {
+            Ok(emits) => emits,
+            Err(OutboundError::Store(e)) => return Err(e),
+            Err(e) => return Ok(self.dead_letter(e.to_string())),
+        };
+        let mut outputs = Vec::with_capacity(emits.len());
+        for (ordinal, mut emit) in emits.into_iter().enumerate() {
+            let ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
+            let correlation = emit.correlation();
+            *emit.header_mut() = EventHeader {
+                event_id: derived_event_id(self.stage, self.record, ordinal),
+                causation_id: Some(input.event_id.clone()),
+                correlation_id: correlation.clone(),
+                event_time_millis: input.event_time_millis,
+                source: Some(SourceRef {
+                    topic: self.record.topic.clone(),
+                    partition: i32::try_from(self.record.partition).unwrap_or(i32::MAX),
+                    offset: i64::try_from(self.record.offset).unwrap_or(i64::MAX),
+                    ordinal: i32::try_from(ordinal).unwrap_or(i32::MAX),
+                }),
+                ref_watermark: self.ref_watermark.to_vec(),
+                rules_version: ctx.rules.version.clone(),
+            };
+            // Claim-path events keep the beneficiary key; the ledger's
+            // aggregates are keyed by their own id.
+            let key = match (&emit, self.stage) {
+                (_, StageKind::Settlement | StageKind::Returns) => self.record.key.clone(),
+                _ => correlation.into_bytes(),
+            };
+            let (topic, value) = match &emit {
+                Emit::Return(e) => (
+                    super::topics::RETURNS_PROFESSIONAL,
+                    self.registry.encode_single(e),
+                ),
+                Emit::Amc(e) => (super::topics::AMC_CLAIMS, self.registry.encode_single(e)),
+                Emit::Order(e) => (
+                    super::topics::PAYMENTS_ORDERS,
+                    self.registry.encode_single(e),
+                ),
+                Emit::Eu(e) => (super::topics::EU_CLAIMS, self.registry.encode_single(e)),
+                Emit::Ledger(e) => (
+                    super::topics::OUTBOUND_LEDGER,
+                    self.registry.encode_single(e),
+                ),
+            };
+            outputs.push(Output {
+                topic,
+                key,
+                value,
+                timestamp_millis: input.event_time_millis,
+                reason_code: None,
+            });
+        }
+        Ok(Processed { outputs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemStore;
+
+    fn header(topic: &str, offset: i64) -> EventHeader {
+        let mut h = crate::outbound::blank_header();
+        h.source = Some(SourceRef {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            ordinal: 0,
+        });
+        h
+    }
+
+    #[test]
+    fn multi_producer_inputs_keep_one_mark_per_source_topic() {
+        let store = MemStore::default();
+        let mut txn = StateTxn::new(&store);
+        // Interleaved sources, each increasing: all fresh.
+        for (topic, offset) in [
+            ("fse.submitted", 10),
+            ("fse.routed", 3),
+            ("fse.submitted", 11),
+        ] {
+            assert!(fresh_upstream(&mut txn, &header(topic, offset)).unwrap());
+        }
+        // A replayed duplicate of either source: dropped.
+        assert!(!fresh_upstream(&mut txn, &header("fse.submitted", 11)).unwrap());
+        assert!(!fresh_upstream(&mut txn, &header("fse.routed", 2)).unwrap());
+        // No source (a close event): always fresh.
+        let close = crate::outbound::blank_header();
+        assert!(fresh_upstream(&mut txn, &close).unwrap());
+        assert!(fresh_upstream(&mut txn, &close).unwrap());
+    }
+
+    #[test]
+    fn the_date_of_receipt_is_taken_in_its_own_offset() {
+        let mut fse = FseSubmitted {
+            fse_id: "F".into(),
+            received_at_millis: 1_735_687_800_000, // 2024-12-31T23:30:00Z
+            received_offset_minutes: 60,
+            care_date: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
+            professional: crate::events::model::ProfessionalRec {
+                rpps: "10000123454".into(),
+                category: crate::domain::Category::Gp,
+                sector: crate::events::model::SectorSymbol::S1,
+                optam: false,
+            },
+            beneficiary: None,
+            ehic: None,
+            pathway: None,
+            tiers_payant: crate::events::model::TiersPayantRec {
+                amo: true,
+                amc: false,
+            },
+            acts: Vec::new(),
+            signature: None,
+        };
+        assert_eq!(received_on(&fse).to_string(), "2025-01-01");
+        fse.received_offset_minutes = 0;
+        assert_eq!(received_on(&fse).to_string(), "2024-12-31");
+        let claim = claim_ref(&fse, Some("AMC1"), Some(("DE", "DE-1"))).unwrap();
+        assert_eq!(claim.eu_institution_id.as_deref(), Some("DE-1"));
+        assert!(claim.tiers_payant.amo);
     }
 }

@@ -8,6 +8,12 @@ pub const FSE_ENTITLED: &str = "fse.entitled";
 pub const FSE_ROUTED: &str = "fse.routed";
 pub const FSE_DECIDED: &str = "fse.decided";
 pub const FSE_REJECTED: &str = "fse.rejected";
+pub const RETURNS_PROFESSIONAL: &str = "returns.professional";
+pub const AMC_CLAIMS: &str = "amc.claims";
+pub const PAYMENTS_ORDERS: &str = "payments.orders";
+pub const EU_CLAIMS: &str = "eu.claims";
+/// FSE outcomes and close events for the ledger stage (docs/outbound.md).
+pub const OUTBOUND_LEDGER: &str = "outbound.ledger";
 pub const REF_RIGHTS: &str = "ref.rights";
 pub const REF_PKI: &str = "ref.pki";
 pub const REF_EU_INSTITUTIONS: &str = "ref.eu.institutions";
@@ -38,6 +44,11 @@ pub fn all(partitions: u32) -> Vec<TopicSpec> {
         FSE_DECIDED,
         FSE_REJECTED,
         AUDIT_CHECKPOINTS,
+        RETURNS_PROFESSIONAL,
+        AMC_CLAIMS,
+        PAYMENTS_ORDERS,
+        EU_CLAIMS,
+        OUTBOUND_LEDGER,
     ]
     .into_iter()
     .map(claim_path)

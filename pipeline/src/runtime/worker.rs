@@ -129,7 +129,7 @@ pub fn output_source(
         let letter: DeadLetter = registry.decode_single(&record.value).ok()?;
         let offset = u64::try_from(letter.offset).ok()?;
         return if letter.topic == input_topic {
-            Some(Source::Input(offset))
+            Some(Source::Input(offset, 0))
         } else if kind == StageKind::Entitlement && letter.topic == super::topics::REF_RIGHTS {
             Some(Source::Ref(offset))
         } else {
@@ -139,7 +139,12 @@ pub fn output_source(
     let source = header_source(record)?;
     (source.topic == input_topic
         && u64::try_from(source.partition).ok() == Some(u64::from(record.partition)))
-    .then(|| u64::try_from(source.offset).ok().map(Source::Input))?
+    .then(|| {
+        let ordinal = u32::try_from(source.ordinal).ok()?;
+        u64::try_from(source.offset)
+            .ok()
+            .map(|o| Source::Input(o, ordinal))
+    })?
 }
 
 impl StageWorker {
@@ -217,7 +222,7 @@ impl StageWorker {
                 position = last.offset + 1;
                 for r in records {
                     match output_source(&self.shared.registry, &r, self.kind) {
-                        Some(Source::Input(o)) if o < cursor.applied => {}
+                        Some(Source::Input(o, _)) if o < cursor.applied => {}
                         Some(source) => {
                             emitted.insert((topic, source), r.value);
                         }

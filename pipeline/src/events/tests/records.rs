@@ -166,6 +166,7 @@ record_tests! {
         ProfessionalReturn = professional_return();
     eu_claim_round_trips, eu_claim_survives_garbage: EuClaim = eu_claim();
     amc_claim_round_trips, amc_claim_survives_garbage: AmcClaim = amc_claim();
+    ledger_entry_round_trips, ledger_entry_survives_garbage: LedgerEntry = ledger_entry();
     audit_checkpoint_round_trips, audit_checkpoint_survives_garbage:
         AuditCheckpoint = audit_checkpoint();
     rights_record_round_trips, rights_record_survives_garbage: RightsRecord = rights_record();
@@ -237,6 +238,7 @@ fn the_fingerprint_is_the_registered_one() {
     same::<ProfessionalReturn>();
     same::<EuClaim>();
     same::<AmcClaim>();
+    same::<LedgerEntry>();
     same::<AuditCheckpoint>();
     same::<RightsRecord>();
     same::<PkiEvent>();

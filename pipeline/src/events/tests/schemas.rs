@@ -15,7 +15,7 @@ use crate::events::registry::{
     EMBEDDED_SCHEMAS, SchemaVersion, fingerprint_json, parsing_canonical_form, rabin64,
 };
 
-const TOPICS: [&str; 15] = [
+const TOPICS: [&str; 16] = [
     "fse.submitted",
     "fse.validated",
     "fse.entitled",
@@ -26,6 +26,7 @@ const TOPICS: [&str; 15] = [
     "returns.professional",
     "eu.claims",
     "amc.claims",
+    "outbound.ledger",
     "audit.checkpoints",
     "ref.rights",
     "ref.pki",

@@ -462,15 +462,103 @@ pub fn decision() -> BoxedStrategy<DecisionRec> {
         .boxed()
 }
 
+pub fn claim_ref() -> BoxedStrategy<ClaimRefRec> {
+    (
+        text(),
+        date(),
+        any::<(bool, bool)>(),
+        opt_text(),
+        opt_text(),
+        opt_text(),
+    )
+        .prop_map(
+            |(rpps, received_on, (amo, amc), amc_id, eu_country, eu_institution_id)| ClaimRefRec {
+                rpps,
+                received_on,
+                tiers_payant: TiersPayantRec { amo, amc },
+                amc: amc_id,
+                eu_country,
+                eu_institution_id,
+            },
+        )
+        .boxed()
+}
+
 pub fn fse_decided() -> BoxedStrategy<FseDecided> {
-    (header(), decision())
-        .prop_map(|(header, decision)| FseDecided { header, decision })
+    (header(), decision(), option::of(claim_ref()))
+        .prop_map(|(header, decision, claim)| FseDecided {
+            header,
+            decision,
+            claim,
+        })
         .boxed()
 }
 
 pub fn fse_rejected() -> BoxedStrategy<FseRejected> {
-    (header(), decision())
-        .prop_map(|(header, decision)| FseRejected { header, decision })
+    (header(), decision(), option::of(claim_ref()))
+        .prop_map(|(header, decision, claim)| FseRejected {
+            header,
+            decision,
+            claim,
+        })
+        .boxed()
+}
+
+pub fn guarantee() -> BoxedStrategy<GuaranteeRec> {
+    (text(), date(), date(), int(), any::<bool>(), long())
+        .prop_map(
+            |(fse_id, received_on, due, paid_working_day, late, penalty_cents)| GuaranteeRec {
+                fse_id,
+                received_on,
+                due,
+                paid_working_day,
+                late,
+                penalty_cents,
+            },
+        )
+        .boxed()
+}
+
+pub fn ledger_outcome() -> BoxedStrategy<LedgerOutcomeRec> {
+    (
+        (opt_text(), opt_text(), text(), date(), symbol()),
+        (any::<bool>(), items(text()), any::<bool>()),
+        (long(), long(), long(), long()),
+        (opt_text(), opt_text()),
+    )
+        .prop_map(
+            |(
+                (fse_id, beneficiary_key, rpps, received_on, status),
+                (validation_rejected, reason_codes, tiers_payant_amo),
+                (amo_cents, paid_to_professional_cents, paid_to_insured_cents, imputed_cents),
+                (eu_country, eu_institution_id),
+            )| LedgerOutcomeRec {
+                fse_id,
+                beneficiary_key,
+                rpps,
+                received_on,
+                status,
+                validation_rejected,
+                reason_codes,
+                tiers_payant_amo,
+                amo_cents,
+                paid_to_professional_cents,
+                paid_to_insured_cents,
+                imputed_cents,
+                eu_country,
+                eu_institution_id,
+            },
+        )
+        .boxed()
+}
+
+pub fn ledger_entry() -> BoxedStrategy<LedgerEntry> {
+    (header(), opt_date(), option::of(ledger_outcome()))
+        .prop_map(|(header, close_on, outcome)| LedgerEntry {
+            header,
+            close_on,
+            outcome,
+        })
         .boxed()
 }
 
@@ -486,6 +574,7 @@ pub fn payment_order() -> BoxedStrategy<PaymentOrder> {
         items(text()),
         opt_date(),
         long(),
+        items(guarantee()),
     )
         .prop_map(
             |(
@@ -499,6 +588,7 @@ pub fn payment_order() -> BoxedStrategy<PaymentOrder> {
                 fse_ids,
                 guarantee_due,
                 late_penalty_cents,
+                guarantees,
             )| PaymentOrder {
                 header,
                 order_id,
@@ -510,6 +600,7 @@ pub fn payment_order() -> BoxedStrategy<PaymentOrder> {
                 fse_ids,
                 guarantee_due,
                 late_penalty_cents,
+                guarantees,
             },
         )
         .boxed()
@@ -524,16 +615,20 @@ pub fn professional_return() -> BoxedStrategy<ProfessionalReturn> {
         opt_text(),
         option::of(long()),
         items(reason()),
+        option::of(int()),
     )
         .prop_map(
-            |(header, kind, rpps, batch_id, fse_id, amount_cents, reasons)| ProfessionalReturn {
-                header,
-                kind,
-                rpps,
-                batch_id,
-                fse_id,
-                amount_cents,
-                reasons,
+            |(header, kind, rpps, batch_id, fse_id, amount_cents, reasons, fse_count)| {
+                ProfessionalReturn {
+                    header,
+                    kind,
+                    rpps,
+                    batch_id,
+                    fse_id,
+                    amount_cents,
+                    reasons,
+                    fse_count,
+                }
             },
         )
         .boxed()

@@ -1,0 +1,351 @@
+//! The outbound flows on the local log, with real processes: every decided
+//! FSE gets exactly one final return, batches count every FSE, payment
+//! orders add up to the paid amounts, EU claims to the visitors' payments
+//! with their art. 67 dates (late ones not receivable), and the whole of it
+//! comes out the same after SIGKILLs at random points.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use clearing_pipeline::bus::Bus;
+use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::events::model::*;
+use clearing_pipeline::events::registry::SchemaRegistry;
+use clearing_pipeline::outbound::blank_header;
+
+use common::{clearing, ok, pipe};
+
+fn url(bus: &Path) -> String {
+    format!("local:{}", bus.display())
+}
+
+/// A data set and a bus loaded with it.
+fn prepare(data: &Path, bus: &Path, claims: usize) {
+    if !data.join("claims.jsonl").exists() {
+        ok(clearing()
+            .args(["gen", "--seed", "23", "--claims", &claims.to_string()])
+            .args(["--professionals", "60"])
+            .arg("--out")
+            .arg(data));
+    }
+    for (topic, file) in [
+        ("ref.rights", "rights.jsonl"),
+        ("ref.pki", "pki.jsonl"),
+        ("ref.eu.institutions", "eu_institutions.jsonl"),
+    ] {
+        pipe(
+            clearing().args(["publish", "--bus", &url(bus), "--topic", topic]),
+            &data.join(file),
+        );
+    }
+    pipe(
+        clearing().args(["submit", "--bus", &url(bus)]),
+        &data.join("claims.jsonl"),
+    );
+}
+
+fn run_to_end(bus: &Path, stages: &str) {
+    ok(clearing()
+        .args([
+            "run",
+            "--until-caught-up",
+            "--batch",
+            "89",
+            "--stages",
+            stages,
+        ])
+        .args(["--bus", &url(bus)]));
+}
+
+/// The closes of these tests: mid H1 2025 (H2 2024 claimed in time, most
+/// payments late), 3 August 2026 (H1 2025 claimed 13 months after its end:
+/// not receivable), then 2 January 2030 (everything else).
+const CLOSES: [&str; 3] = ["2025-06-16", "2026-08-03", "2030-01-02"];
+
+fn close_all(bus: &Path) {
+    for on in CLOSES {
+        ok(clearing().args(["close", "--bus", &url(bus), "--on", on]));
+    }
+    run_to_end(bus, "ledger");
+}
+
+fn each<T: clearing_pipeline::events::AvroRecord>(bus: &Path, topic: &str) -> Vec<T> {
+    let log = LocalLog::open(bus).unwrap();
+    let registry = SchemaRegistry::new().unwrap();
+    let mut out = Vec::new();
+    for partition in 0..log.partition_count(topic).unwrap() {
+        for record in log.read(topic, partition, 0, usize::MAX).unwrap() {
+            out.push(registry.decode_single::<T>(&record.value).unwrap());
+        }
+    }
+    out
+}
+
+fn decisions(bus: &Path) -> Vec<DecisionRec> {
+    let mut out: Vec<DecisionRec> = each::<FseDecided>(bus, "fse.decided")
+        .into_iter()
+        .map(|e| e.decision)
+        .collect();
+    out.extend(
+        each::<FseRejected>(bus, "fse.rejected")
+            .into_iter()
+            .map(|e| e.decision),
+    );
+    out
+}
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+#[test]
+fn outbound_flows_reconcile_with_the_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, bus) = (dir.path().join("data"), dir.path().join("bus"));
+    prepare(&data, &bus, 1200);
+    run_to_end(&bus, "all");
+    close_all(&bus);
+
+    let decisions = decisions(&bus);
+    assert_eq!(
+        decisions.len(),
+        1200,
+        "every FSE decided (none dead-lettered)"
+    );
+    let returns = each::<ProfessionalReturn>(&bus, "returns.professional");
+
+    // Every FSE exactly one final return, of its decision's kind.
+    let mut want: BTreeMap<(Option<String>, bool), usize> = BTreeMap::new();
+    for dec in &decisions {
+        *want
+            .entry((dec.fse_id.clone(), dec.status == Status::Paid))
+            .or_default() += 1;
+    }
+    let mut got: BTreeMap<(Option<String>, bool), usize> = BTreeMap::new();
+    let mut arl_fses = 0;
+    let mut negative = 0;
+    for r in &returns {
+        match r.kind {
+            ReturnKind::RspPayment | ReturnKind::RspRejection => {
+                *got.entry((r.fse_id.clone(), r.kind == ReturnKind::RspPayment))
+                    .or_default() += 1;
+                assert!(r.batch_id.is_none() && r.fse_count.is_none());
+                if r.kind == ReturnKind::RspRejection {
+                    assert!(!r.reasons.is_empty(), "a rejection says why");
+                }
+            }
+            ReturnKind::ArlPositive | ReturnKind::ArlNegative => {
+                arl_fses += r.fse_count.unwrap();
+                negative += usize::from(r.kind == ReturnKind::ArlNegative);
+                assert!(r.batch_id.as_deref().unwrap().starts_with(&r.rpps));
+            }
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        arl_fses as usize,
+        decisions.len(),
+        "batches count every FSE"
+    );
+    assert!(
+        negative > 0,
+        "the planted bad signatures make whole-batch refusals"
+    );
+
+    // Payment orders add up to what the decisions pay, each FSE once per payee.
+    let orders = each::<PaymentOrder>(&bus, "payments.orders");
+    let paid: i64 = decisions
+        .iter()
+        .map(|d| d.paid_to_professional_cents + d.paid_to_insured_cents)
+        .sum();
+    assert_eq!(orders.iter().map(|o| o.amount_cents).sum::<i64>(), paid);
+    let imputed: i64 = decisions.iter().map(|d| d.imputed_cents).sum();
+    assert_eq!(orders.iter().map(|o| o.imputed_cents).sum::<i64>(), imputed);
+    let mut keys: Vec<(&str, String, NaiveDate)> = orders
+        .iter()
+        .map(|o| (o.payee.as_str(), o.order_id.clone(), o.value_date))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        n,
+        "one order per payee, partition and value date"
+    );
+    // The guarantee: every tiers-payant payment to a professional is tracked,
+    // with the decree's tiers.
+    let tp_paid = decisions
+        .iter()
+        .filter(|d| d.paid_to_professional_cents > 0)
+        .count();
+    let guarantees: Vec<&GuaranteeRec> = orders.iter().flat_map(|o| &o.guarantees).collect();
+    assert_eq!(guarantees.len(), tp_paid);
+    for g in &guarantees {
+        assert_eq!(g.late, g.paid_working_day > 7, "{g:?}");
+        match g.paid_working_day {
+            0..=7 => assert_eq!(g.penalty_cents, 0),
+            8 | 9 => assert_eq!(g.penalty_cents, 100),
+            _ => assert!(g.penalty_cents >= 0),
+        }
+    }
+    assert!(
+        guarantees.iter().any(|g| g.late),
+        "the mid-2025 run is late for 2024"
+    );
+    for o in &orders {
+        assert_eq!(
+            o.late_penalty_cents,
+            o.guarantees.iter().map(|g| g.penalty_cents).sum::<i64>()
+        );
+        assert!(o.value_date > d(CLOSES[0]), "paid after its run");
+    }
+
+    // EU claims: the visitors' payments, with their art. 67 dates.
+    let claims = each::<EuClaim>(&bus, "eu.claims");
+    let eu_paid: i64 = decisions
+        .iter()
+        .filter(|d| d.route == Some(Route::Eu))
+        .map(|d| d.paid_to_professional_cents + d.paid_to_insured_cents)
+        .sum();
+    assert!(eu_paid > 0, "the data set has visitors");
+    assert_eq!(claims.iter().map(|c| c.amount_cents).sum::<i64>(), eu_paid);
+    for c in &claims {
+        match c.half_year.as_str() {
+            "2024-H2" => {
+                assert_eq!(c.introduced_on, d("2025-06-16"));
+                assert_eq!(c.introduction_deadline, d("2025-12-31"));
+                assert_eq!(c.payment_due, d("2026-12-31"));
+                assert_eq!(c.dispute_deadline, d("2028-06-30"));
+                assert!(c.receivable);
+            }
+            "2025-H1" => {
+                assert_eq!(c.introduced_on, d("2026-08-03"));
+                assert_eq!(c.introduction_deadline, d("2026-06-30"));
+                assert!(!c.receivable, "introduced 13 months after the half-year");
+            }
+            _ => {}
+        }
+        assert_eq!(c.currency, "EUR");
+    }
+    assert!(claims.iter().any(|c| c.receivable) && claims.iter().any(|c| !c.receivable));
+
+    // Complementary claims only under tiers payant on the AMC part.
+    let amc = each::<AmcClaim>(&bus, "amc.claims");
+    assert!(!amc.is_empty());
+    assert!(
+        amc.iter()
+            .all(|c| c.amount_cents == c.ticket_cents + c.depassement_cents)
+    );
+
+    // `clearing read` renders them for scripts, amounts as decimal strings.
+    let out = clearing()
+        .args(["read", "--bus", &url(&bus), "--topic", "payments.orders"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert!(first["amount"].as_str().unwrap().contains('.'), "{first}");
+    assert!(first["payee_kind"].is_string() && first["value_date"].is_string());
+}
+
+#[test]
+fn a_close_outside_the_holiday_table_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = clearing()
+        .args(["close", "--bus", &url(dir.path()), "--on", "2099-01-01"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2099-01-01"));
+}
+
+/// Every outbound event, without its header (sources and ids depend on how
+/// the two producers of outbound.ledger interleaved), as a sorted multiset.
+fn outbound_bodies(bus: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for mut e in each::<ProfessionalReturn>(bus, "returns.professional") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    for mut e in each::<PaymentOrder>(bus, "payments.orders") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    for mut e in each::<EuClaim>(bus, "eu.claims") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    for mut e in each::<AmcClaim>(bus, "amc.claims") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sigkill_at_random_points_changes_no_outbound_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (clean, crashed) = (dir.path().join("clean"), dir.path().join("crashed"));
+    prepare(&data, &clean, 1500);
+    prepare(&data, &crashed, 1500);
+    run_to_end(&clean, "all");
+    close_all(&clean);
+
+    let mut kills = 0;
+    for delay_ms in [60u64, 140, 250, 380, 520, 700] {
+        let mut child = clearing()
+            .args(["run", "--batch", "53", "--bus", &url(&crashed)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills > 0);
+    run_to_end(&crashed, "all");
+    // Closes arrive while the ledger may be killed too.
+    for on in CLOSES {
+        ok(clearing().args(["close", "--bus", &url(&crashed), "--on", on]));
+        let mut child = clearing()
+            .args([
+                "run",
+                "--stages",
+                "ledger",
+                "--batch",
+                "7",
+                "--bus",
+                &url(&crashed),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        child.kill().ok();
+        child.wait().unwrap();
+    }
+    run_to_end(&crashed, "ledger");
+
+    let (want, got) = (outbound_bodies(&clean), outbound_bodies(&crashed));
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "no outbound event lost or duplicated"
+    );
+    let first = want.iter().zip(&got).find(|(a, b)| a != b);
+    assert!(first.is_none(), "first difference: {first:?}");
+}
