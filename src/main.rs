@@ -37,6 +37,8 @@ enum Command {
     Adjudicate(cmd::adjudicate::AdjudicateArgs),
     /// Write a deterministic synthetic data set.
     Gen(cmd::gen_data::GenArgs),
+    /// Push signed claims through the pipeline at a rate or flat out; measure, compare with the raw limits, write report.json and report.html.
+    Loadtest(Box<cmd::loadtest::LoadtestArgs>),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Read(args) => cmd::stream::read(args),
         Command::Adjudicate(args) => cmd::adjudicate::run(args),
         Command::Gen(args) => cmd::gen_data::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Loadtest(args) => cmd::loadtest::run(*args),
     };
     match result {
         Ok(code) => code,

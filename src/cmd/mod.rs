@@ -3,6 +3,7 @@
 pub mod adjudicate;
 pub mod demo;
 pub mod gen_data;
+pub mod loadtest;
 pub mod stream;
 
 use std::fs::File;
