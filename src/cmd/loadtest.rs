@@ -292,7 +292,20 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     let stage_stop = AtomicBool::new(false);
     let reader_stop = AtomicBool::new(false);
     let feeder_stop = AtomicBool::new(false);
-    let mut timeline: Vec<Sample> = Vec::new();
+    // The origin, so every chart starts at zero.
+    let mut timeline: Vec<Sample> = vec![Sample {
+        t_s: 0.0,
+        fed: 0,
+        outcomes: 0,
+        fed_per_s: 0.0,
+        outcomes_per_s: 0.0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        cpu_percent: 0.0,
+        rss_mb: sample::rss_bytes() as f64 / 1e6,
+        stage_inputs: vec![0; StageKind::ALL.len()],
+        lag: vec![0; StageKind::ALL.len()],
+    }];
     let mut thread_cpu: BTreeMap<String, f64> = BTreeMap::new();
     let (cpu_start, rss_start) = (sample::process_cpu_s(), sample::rss_bytes());
     let run_started = Instant::now();

@@ -182,12 +182,16 @@ pub struct Verification {
     pub claims: usize,
     pub rsa: usize,
     pub rounds: usize,
-    /// `Pki::verify` alone over precomputed canonical bytes, one core.
+    /// `Pki::verify` alone over precomputed canonical bytes, per CPU-second
+    /// of the measuring thread (one core).
     pub raw_per_s: f64,
+    /// The same in wall time (lower when other processes took the core).
+    pub raw_wall_per_s: f64,
     /// The validation stage's pure path on the same claims: decode the
     /// `fse.submitted` bytes, `validation::validate` with `PkiVerifier`.
     pub validation_per_s: f64,
-    /// Median over rounds of validation rate / raw rate (interleaved rounds).
+    /// Median over rounds of validation rate / raw rate (interleaved rounds,
+    /// CPU time).
     pub validation_ratio: f64,
     /// The pipeline's validation thread (inputs per CPU-second) / raw rate.
     pub pipeline_validation_ratio: Option<f64>,
