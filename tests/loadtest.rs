@@ -13,7 +13,15 @@ fn run_loadtest(dir: &Path, extra: &[&str]) -> Value {
     let out = dir.join("out");
     let corpus = dir.join("corpus");
     let mut command = clearing();
-    command.args(["loadtest", "--claims", "300", "--partitions", "2", "--verify-claims", "200"]);
+    command.args([
+        "loadtest",
+        "--claims",
+        "300",
+        "--partitions",
+        "2",
+        "--verify-claims",
+        "200",
+    ]);
     command.arg("--out").arg(&out).arg("--corpus").arg(&corpus);
     command.args(extra);
     let output = command.output().unwrap();
@@ -26,7 +34,10 @@ fn run_loadtest(dir: &Path, extra: &[&str]) -> Value {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg"), "the HTML report has charts");
     assert!(!html.contains("<script"), "and no script");
-    assert!(!html.contains("http://") && !html.contains("https://"), "and fetches nothing");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "and fetches nothing"
+    );
     serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
 }
 
@@ -70,14 +81,21 @@ fn a_flat_out_run_reports_consistent_figures() {
         f(&r, "/latency/p99_ms"),
         f(&r, "/latency/max_ms"),
     );
-    assert!(0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max, "{p50} {p95} {p99} {max}");
+    assert!(
+        0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
+        "{p50} {p95} {p99} {max}"
+    );
     let bucketed: u64 = r["latency"]["buckets"]
         .as_array()
         .unwrap()
         .iter()
         .map(|b| b[1].as_u64().unwrap())
         .sum();
-    assert_eq!(bucketed, paid + rejected, "the distribution holds every decision");
+    assert_eq!(
+        bucketed,
+        paid + rejected,
+        "the distribution holds every decision"
+    );
 
     // Throughput and its expression against the mean.
     let overall = f(&r, "/throughput/overall_per_s");
@@ -88,8 +106,14 @@ fn a_flat_out_run_reports_consistent_figures() {
     // Stages: validation saw every claim, each later stage what the one
     // before passed; the last stage's passes are the paid decisions.
     let stages = r["stages"].as_array().unwrap();
-    let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().unwrap()).collect();
-    assert_eq!(names, ["validation", "entitlement", "routing", "reimbursement"]);
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["validation", "entitlement", "routing", "reimbursement"]
+    );
     assert_eq!(stages[0]["inputs"].as_u64(), Some(submitted));
     for pair in stages.windows(2) {
         assert_eq!(pair[1]["inputs"], pair[0]["passed"]);
@@ -98,7 +122,10 @@ fn a_flat_out_run_reports_consistent_figures() {
     let stage_rejections: u64 = stages.iter().map(|s| s["rejected"].as_u64().unwrap()).sum();
     assert_eq!(stage_rejections, rejected);
     assert!(stages.iter().all(|s| s["cpu_s"].as_f64().unwrap() >= 0.0));
-    assert!(f(&r, "/stages/0/cpu_s") > 0.0, "the validation thread's CPU is attributed");
+    assert!(
+        f(&r, "/stages/0/cpu_s") > 0.0,
+        "the validation thread's CPU is attributed"
+    );
 
     // Resources sampled; the timeline is in order.
     assert!(f(&r, "/resources/cpu_s") > 0.0 && f(&r, "/resources/rss_max_mb") > 0.0);

@@ -382,7 +382,15 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
             let (fed, outcomes) = (live.fed.load(Ordering::Relaxed), live.outcomes());
             if last_line.elapsed() >= Duration::from_millis(if interactive { 250 } else { 5000 }) {
                 last_line = Instant::now();
-                progress_bar(live, expected, fed, outcomes, run_started, timeline.last(), interactive);
+                progress_bar(
+                    live,
+                    expected,
+                    fed,
+                    outcomes,
+                    run_started,
+                    timeline.last(),
+                    interactive,
+                );
             }
             if let Some(ended) = feed_ended {
                 if outcomes >= fed {
@@ -440,11 +448,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     };
     if !args.no_raw {
         eprintln!("loadtest: raw limit 1/2, signature verification of the same claims");
-        raw_limits.verification = Some(raw::verification(
-            &corpus.dir,
-            args.verify_claims,
-            &rules,
-        )?);
+        raw_limits.verification = Some(raw::verification(&corpus.dir, args.verify_claims, &rules)?);
         eprintln!("loadtest: raw limit 2/2, bus pass-through of the same records");
         let run = raw::passthrough(
             bus.as_ref(),
@@ -485,7 +489,11 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     std::fs::write(&html_path, html::render(&report))
         .with_context(|| html_path.display().to_string())?;
     print_summary(&report);
-    println!("  report: {} and {}", json_path.display(), html_path.display());
+    println!(
+        "  report: {} and {}",
+        json_path.display(),
+        html_path.display()
+    );
     Ok(if report.run.complete {
         ExitCode::SUCCESS
     } else {
@@ -826,7 +834,10 @@ fn inventory(state_dir: &Path, partitions: u32) -> Vec<StateInventory> {
                         let kind = if key.first() == Some(&0) {
                             format!(
                                 "\\0{}",
-                                String::from_utf8_lossy(&key[1..]).split('/').next().unwrap_or("")
+                                String::from_utf8_lossy(&key[1..])
+                                    .split('/')
+                                    .next()
+                                    .unwrap_or("")
                             )
                         } else {
                             String::from_utf8_lossy(&key)
@@ -923,8 +934,23 @@ fn assemble(a: Assembly<'_>) -> Report {
     let latency = {
         let h = lock(&live.latency);
         let edges = [
-            1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
-            10_000.0, 30_000.0, 60_000.0, 300_000.0, 3_600_000.0,
+            1.0,
+            2.0,
+            5.0,
+            10.0,
+            20.0,
+            50.0,
+            100.0,
+            200.0,
+            500.0,
+            1000.0,
+            2000.0,
+            5000.0,
+            10_000.0,
+            30_000.0,
+            60_000.0,
+            300_000.0,
+            3_600_000.0,
         ];
         let mut buckets = Vec::new();
         let mut below = 0u64;
@@ -943,7 +969,11 @@ fn assemble(a: Assembly<'_>) -> Report {
             p95_ms: quantile_ms(&h, 0.95),
             p99_ms: quantile_ms(&h, 0.99),
             p999_ms: quantile_ms(&h, 0.999),
-            max_ms: if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
+            max_ms: if h.is_empty() {
+                0.0
+            } else {
+                h.max() as f64 / 1000.0
+            },
             mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
             buckets,
         }
@@ -994,10 +1024,7 @@ fn assemble(a: Assembly<'_>) -> Report {
         pipeline_cpu_us_per_claim: 1e6 * (a.cpu_s - harness_cpu_s).max(0.0)
             / outcomes.max(1) as f64,
         rss_start_mb: a.rss.0 as f64 / 1e6,
-        rss_max_mb: rss
-            .iter()
-            .map(|p| p.1)
-            .fold(a.rss.1 as f64 / 1e6, f64::max),
+        rss_max_mb: rss.iter().map(|p| p.1).fold(a.rss.1 as f64 / 1e6, f64::max),
         rss_end_mb: a.rss.1 as f64 / 1e6,
         rss_slope_mb_per_min: slope_per_min(&rss[rss.len() / 2..]),
     };
@@ -1034,8 +1061,24 @@ fn assemble(a: Assembly<'_>) -> Report {
         overall_x_mean: overall / BILLION_A_YEAR_PER_S,
         steady_x_mean: steady / BILLION_A_YEAR_PER_S,
     };
-    let targets = targets(a.args, backend, &throughput, &latency, &raw, &resources, wall_s);
-    let bound = bound(&stages, &raw, &throughput, a.args.rate, cores);
+    let targets = targets(
+        a.args,
+        backend,
+        &throughput,
+        &latency,
+        &raw,
+        &resources,
+        wall_s,
+    );
+    let load_after = sample::load_avg();
+    let bound = bound(
+        &stages,
+        &raw,
+        &throughput,
+        &resources,
+        a.args.rate,
+        [a.load_before[0], load_after[0]],
+    );
     Report {
         tool: "clearing loadtest",
         version: env!("CARGO_PKG_VERSION"),
@@ -1043,14 +1086,18 @@ fn assemble(a: Assembly<'_>) -> Report {
         machine: Machine {
             cores,
             load_avg_before: a.load_before,
-            load_avg_after: sample::load_avg(),
+            load_avg_after: load_after,
             kernel: sample::kernel(),
         },
         config: Config {
             bus: a.bus.describe(),
             backend,
             partitions: a.args.partitions,
-            mode: if a.args.rate > 0.0 { "fixed rate" } else { "flat out" },
+            mode: if a.args.rate > 0.0 {
+                "fixed rate"
+            } else {
+                "flat out"
+            },
             rate: a.args.rate,
             rate_x_mean: a.args.rate / BILLION_A_YEAR_PER_S,
             claims: a.args.claims,
@@ -1099,7 +1146,10 @@ fn targets(
                 "{:.1} % (pure path, interleaved){}",
                 100.0 * v.validation_ratio,
                 v.pipeline_validation_ratio
-                    .map(|r| format!("; {:.1} % in the pipeline (per CPU-second of its thread)", 100.0 * r))
+                    .map(|r| format!(
+                        "; {:.1} % in the pipeline (per CPU-second of its thread)",
+                        100.0 * r
+                    ))
                     .unwrap_or_default()
             ),
             met: Some(v.validation_ratio >= 0.8),
@@ -1113,12 +1163,17 @@ fn targets(
             "{:.0} claims/s steady ({:.0}× the mean){}",
             throughput.steady_per_s,
             throughput.steady_x_mean,
-            if args.rate > 0.0 { ", at a fixed rate: not a flat-out figure" } else { "" }
+            if args.rate > 0.0 {
+                ", at a fixed rate: not a flat-out figure"
+            } else {
+                ""
+            }
         ),
         met: (local && args.rate == 0.0 && !args.trust_unsigned)
             .then_some(throughput.steady_per_s >= 25_000.0),
     });
-    let at_100x = args.rate > 0.0 && (args.rate / (100.0 * BILLION_A_YEAR_PER_S) - 1.0).abs() < 0.05;
+    let at_100x =
+        args.rate > 0.0 && (args.rate / (100.0 * BILLION_A_YEAR_PER_S) - 1.0).abs() < 0.05;
     out.push(Target {
         name: "p99 latency at 100× the mean rate (3,169/s)".into(),
         target: "< 50 ms".into(),
@@ -1126,7 +1181,11 @@ fn targets(
             "p99 {:.1} ms at {}",
             latency.p99_ms,
             if args.rate > 0.0 {
-                format!("{:.0}/s ({:.0}×)", args.rate, args.rate / BILLION_A_YEAR_PER_S)
+                format!(
+                    "{:.0}/s ({:.0}×)",
+                    args.rate,
+                    args.rate / BILLION_A_YEAR_PER_S
+                )
             } else {
                 "flat out (queueing included)".into()
             }
@@ -1137,7 +1196,11 @@ fn targets(
     if let Some(p) = &raw.bus_passthrough {
         out.push(Target {
             name: format!("pipeline against bus pass-through ({backend})"),
-            target: if backend == "kafka" { "≥ 50 %".into() } else { "(target set for Kafka)".into() },
+            target: if backend == "kafka" {
+                "≥ 50 %".into()
+            } else {
+                "(target set for Kafka)".into()
+            },
             measured: format!(
                 "{:.1} % ({:.0}/s against {:.0}/s)",
                 100.0 * p.pipeline_ratio,
@@ -1171,13 +1234,25 @@ fn bound(
     stages: &[StageFigures],
     raw: &RawLimits,
     throughput: &Throughput,
+    resources: &Resources,
     rate: f64,
-    cores: usize,
+    load: [f64; 2],
 ) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = Vec::new();
     if rate > 0.0 && throughput.steady_per_s >= 0.95 * rate {
         out.push(format!(
-            "The pipeline kept up with the offered {rate:.0} claims/s: the feed, not the pipeline, set the rate."
+            "On average the pipeline kept up with the offered {rate:.0} claims/s: the feed set the rate; latency is then queueing in bursts and the per-batch flushes."
+        ));
+    }
+    let share = resources.cpu_percent_mean / (100.0 * cores as f64);
+    if share < 0.8 {
+        out.push(format!(
+            "The process used {:.0} % of one core on average, {:.0} % of the machine's {cores} (load average {:.1} → {:.1}): its threads waited (for a core held by other processes, for fsync, for each other) more than they ran.",
+            resources.cpu_percent_mean,
+            100.0 * share,
+            load[0],
+            load[1]
         ));
     }
     if let Some(slowest) = stages
@@ -1221,8 +1296,14 @@ fn print_summary(r: &Report) {
     println!();
     println!(
         "clearing loadtest — {} on {} ({} partitions), {}",
-        r.config.mode, r.config.bus, r.config.partitions,
-        if r.run.complete { "complete" } else { "INCOMPLETE" }
+        r.config.mode,
+        r.config.bus,
+        r.config.partitions,
+        if r.run.complete {
+            "complete"
+        } else {
+            "INCOMPLETE"
+        }
     );
     println!(
         "  claims   submitted {}  paid {}  rejected {}  dead letters {}  pending {}",
@@ -1230,7 +1311,10 @@ fn print_summary(r: &Report) {
     );
     println!(
         "  rate     steady {:.0}/s ({:.0}× the billion-a-year mean), overall {:.0}/s over {:.1} s",
-        r.throughput.steady_per_s, r.throughput.steady_x_mean, r.throughput.overall_per_s, r.run.wall_s
+        r.throughput.steady_per_s,
+        r.throughput.steady_x_mean,
+        r.throughput.overall_per_s,
+        r.run.wall_s
     );
     println!(
         "  latency  p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} decisions)",
@@ -1271,6 +1355,9 @@ fn print_summary(r: &Report) {
             Some(false) => "NOT met",
             None => "not judged by this run",
         };
-        println!("  target   {}: {} — {} ({verdict})", t.name, t.target, t.measured);
+        println!(
+            "  target   {}: {} — {} ({verdict})",
+            t.name, t.target, t.measured
+        );
     }
 }

@@ -55,12 +55,35 @@ fn manifest_claims(dir: &Path) -> Option<u64> {
     value.get("claims")?.as_u64()
 }
 
+/// The smallest cached corpus of `seed` with at least `needed` claims. A run
+/// sends its first claims; the population is the larger corpus's (the
+/// generator scales the world with the claim count).
+fn cached(seed: u64, needed: u64) -> Option<PathBuf> {
+    let prefix = format!("corpus-seed{seed}-");
+    std::fs::read_dir(cache_root())
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let size: u64 = entry
+                .file_name()
+                .to_str()?
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()?;
+            let dir = entry.path();
+            (size >= needed && manifest_claims(&dir).is_some()).then_some((size, dir))
+        })
+        .min_by_key(|(size, _)| *size)
+        .map(|(_, dir)| dir)
+}
+
 /// The corpus in `dir` (generated there when it holds none), or a cached one
 /// of `seed` with at least `needed` claims.
 pub fn prepare(dir: Option<&Path>, seed: u64, needed: u64) -> Result<Corpus> {
     let dir = match dir {
         Some(dir) => dir.to_path_buf(),
-        None => cache_root().join(format!("corpus-seed{seed}-{needed}")),
+        None => cached(seed, needed)
+            .unwrap_or_else(|| cache_root().join(format!("corpus-seed{seed}-{needed}"))),
     };
     if let Some(claims) = manifest_claims(&dir)
         && dir.join("claims.jsonl").exists()
@@ -127,7 +150,8 @@ impl Corpus {
             return Ok(());
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut out = BufWriter::new(File::create(&tmp).with_context(|| tmp.display().to_string())?);
+        let mut out =
+            BufWriter::new(File::create(&tmp).with_context(|| tmp.display().to_string())?);
         out.write_all(WIRE_MAGIC)?;
         for_each_line(&self.claims_path(), |_, line| {
             let input: FseInput = json::from_value(&serde_json::from_str(line)?, FSE_OBJECTS)?;

@@ -294,12 +294,20 @@ pub fn render(r: &Report) -> String {
         esc(&r.config.bus),
         r.config.partitions,
         r.config.batch,
-        if r.config.trust_unsigned { ", signatures NOT checked (--trust-unsigned)" } else { ", every signature verified" },
+        if r.config.trust_unsigned {
+            ", signatures NOT checked (--trust-unsigned)"
+        } else {
+            ", every signature verified"
+        },
         r.machine.cores,
         esc(&r.machine.kernel),
         r.machine.load_avg_before[0],
         r.machine.load_avg_after[0],
-        if r.run.complete { "Every claim reached an outcome." } else { "<strong>The run ended with claims still pending.</strong>" }
+        if r.run.complete {
+            "Every claim reached an outcome."
+        } else {
+            "<strong>The run ended with claims still pending.</strong>"
+        }
     );
     body.push_str("<div class=\"cards\">");
     body.push_str(&card(
@@ -313,13 +321,24 @@ pub fn render(r: &Report) -> String {
     ));
     body.push_str(&card(
         "latency p50 / p99",
-        &format!("{} / {} ms", number(r.latency.p50_ms), number(r.latency.p99_ms)),
-        &format!("max {} ms, {} decisions", number(r.latency.max_ms), r.latency.count),
+        &format!(
+            "{} / {} ms",
+            number(r.latency.p50_ms),
+            number(r.latency.p99_ms)
+        ),
+        &format!(
+            "max {} ms, {} decisions",
+            number(r.latency.max_ms),
+            r.latency.count
+        ),
     ));
     body.push_str(&card(
         "CPU per claim",
         &format!("{} µs", number(r.resources.pipeline_cpu_us_per_claim)),
-        &format!("{}% of one core on average", number(r.resources.cpu_percent_mean)),
+        &format!(
+            "{}% of one core on average",
+            number(r.resources.cpu_percent_mean)
+        ),
     ));
     body.push_str(&card(
         "memory (RSS)",
@@ -358,7 +377,10 @@ pub fn render(r: &Report) -> String {
     body.push_str("<h2>Throughput over time</h2>");
     let mut refs = Vec::new();
     if r.config.rate > 0.0 {
-        refs.push((format!("offered {}/s", number(r.config.rate)), r.config.rate));
+        refs.push((
+            format!("offered {}/s", number(r.config.rate)),
+            r.config.rate,
+        ));
     }
     body.push_str(&line_chart(
         "claims per second",
@@ -371,7 +393,11 @@ pub fn render(r: &Report) -> String {
             },
             Series {
                 name: "decided (outcomes)",
-                points: r.timeline.iter().map(|s| (s.t_s, s.outcomes_per_s)).collect(),
+                points: r
+                    .timeline
+                    .iter()
+                    .map(|s| (s.t_s, s.outcomes_per_s))
+                    .collect(),
             },
         ],
         &refs,
@@ -434,15 +460,28 @@ pub fn render(r: &Report) -> String {
                 (
                     s.stage.to_string(),
                     s.cpu_us_per_input,
-                    format!("{} µs ({}/s per core)", number(s.cpu_us_per_input), number(s.per_core_per_s)),
+                    format!(
+                        "{} µs ({}/s per core)",
+                        number(s.cpu_us_per_input),
+                        number(s.per_core_per_s)
+                    ),
                 )
             })
             .collect::<Vec<_>>(),
     ));
     body.push_str(&table(
         &[
-            "stage", "inputs", "passed", "rejected", "dead letters", "dup. dropped", "batches",
-            "CPU s", "inputs/s", "mean lag", "max lag",
+            "stage",
+            "inputs",
+            "passed",
+            "rejected",
+            "dead letters",
+            "dup. dropped",
+            "batches",
+            "CPU s",
+            "inputs/s",
+            "mean lag",
+            "max lag",
         ],
         &r.stages
             .iter()
@@ -493,7 +532,10 @@ pub fn render(r: &Report) -> String {
             name: "CPU %",
             points: r.timeline.iter().map(|s| (s.t_s, s.cpu_percent)).collect(),
         }],
-        &[(format!("{} cores", r.machine.cores), 100.0 * r.machine.cores as f64)],
+        &[(
+            format!("{} cores", r.machine.cores),
+            100.0 * r.machine.cores as f64,
+        )],
     ));
     body.push_str(&line_chart(
         "resident memory (MB)",
@@ -517,7 +559,10 @@ pub fn render(r: &Report) -> String {
         rows.push(vec![
             "validation stage, pure path (decode + validate)".into(),
             format!("{}/s", number(v.validation_per_s)),
-            format!("{:.1} % of raw (median of interleaved rounds)", 100.0 * v.validation_ratio),
+            format!(
+                "{:.1} % of raw (median of interleaved rounds)",
+                100.0 * v.validation_ratio
+            ),
         ]);
         if let Some(p) = v.pipeline_validation_ratio {
             rows.push(vec![
@@ -544,7 +589,13 @@ pub fn render(r: &Report) -> String {
 
     body.push_str("<h2>State after the run</h2>");
     body.push_str(&table(
-        &["stage", "keys", "key+value bytes", "on disk", "keys by kind"],
+        &[
+            "stage",
+            "keys",
+            "key+value bytes",
+            "on disk",
+            "keys by kind",
+        ],
         &r.state
             .iter()
             .map(|s| {
@@ -566,7 +617,16 @@ pub fn render(r: &Report) -> String {
         body,
         "<h2>Counts</h2>{}",
         table(
-            &["submitted", "paid", "rejected", "dead letters", "pending", "unmatched", "corpus", "wraps"],
+            &[
+                "submitted",
+                "paid",
+                "rejected",
+                "dead letters",
+                "pending",
+                "unmatched",
+                "corpus",
+                "wraps"
+            ],
             &[vec![
                 r.run.submitted.to_string(),
                 r.run.paid.to_string(),
