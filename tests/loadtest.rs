@@ -172,4 +172,11 @@ fn claims_and_duration_together_are_refused() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+    // Stages elsewhere only make sense on a shared Kafka namespace.
+    let output = clearing()
+        .args(["loadtest", "--claims", "10", "--no-stages", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
 }

@@ -112,6 +112,11 @@ pub struct LoadtestArgs {
     /// of accumulators. Writes state-scale.json.
     #[arg(long)]
     pub state_scale: Option<u64>,
+    /// Feeder, reader and sampler only: the stages run elsewhere, as
+    /// `clearing run --group loadtest` on the same Kafka namespace (several
+    /// machines). Dead letters are then not counted (no stage statistics).
+    #[arg(long)]
+    pub no_stages: bool,
     #[command(flatten)]
     pub scale: StateScaleArgs,
 }
@@ -228,6 +233,17 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     let pseudonyms = pseudonym_key()?;
     corpus.ensure_wire(&registry, &pseudonyms)?;
 
+    if args.no_stages
+        && !args
+            .bus
+            .as_deref()
+            .and_then(|url| url.strip_prefix("kafka://"))
+            .is_some_and(|rest| rest.contains('/'))
+    {
+        bail!(
+            "--no-stages needs --bus kafka://HOST:PORT/NAMESPACE, the namespace the `clearing run` processes use"
+        );
+    }
     let bus_url = match &args.bus {
         Some(url) if url.starts_with("kafka://") && !url["kafka://".len()..].contains('/') => {
             format!("{url}/loadtest-{started_unix_s}")
@@ -317,16 +333,25 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         let (shared, stage_stop, reader_stop, feeder_stop) =
             (&shared, &stage_stop, &reader_stop, &feeder_stop);
         let (bus_ref, corpus, plan): (&dyn Bus, _, _) = (bus.as_ref(), &corpus, &plan);
+        let no_stages = args.no_stages;
         let stages = scope.spawn(move || {
             let report = |p: &Progress| *lock(&live.progress) = p.clone();
-            let result = runtime::run_stages(
-                shared.clone(),
-                &StageKind::ALL,
-                stage_stop,
-                false,
-                Duration::from_millis(250),
-                &report,
-            );
+            let result = if no_stages {
+                // The stages run in other processes; nothing to do but wait.
+                while !stage_stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(Progress::default())
+            } else {
+                runtime::run_stages(
+                    shared.clone(),
+                    &StageKind::ALL,
+                    stage_stop,
+                    false,
+                    Duration::from_millis(250),
+                    &report,
+                )
+            };
             // Stages gone: the reader makes its last pass and stops.
             reader_stop.store(true, Ordering::Release);
             result
@@ -1358,6 +1383,33 @@ fn print_summary(r: &Report) {
         println!(
             "  target   {}: {} — {} ({verdict})",
             t.name, t.target, t.measured
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slope_is_per_minute() {
+        let points: Vec<(f64, f64)> = (0..10)
+            .map(|t| (f64::from(t), 100.0 + 0.5 * f64::from(t)))
+            .collect();
+        assert!((slope_per_min(&points) - 30.0).abs() < 1e-9);
+        assert_eq!(slope_per_min(&points[..1]), 0.0);
+        let flat: Vec<(f64, f64)> = (0..10).map(|t| (f64::from(t), 42.0)).collect();
+        assert_eq!(slope_per_min(&flat), 0.0);
+    }
+
+    #[test]
+    fn bytes_that_are_no_event_give_no_fse_id() {
+        // The real headers are covered end to end (tests/loadtest.rs: every
+        // decision matched, none unmatched).
+        assert_eq!(correlation_id(b""), None);
+        assert_eq!(
+            correlation_id(&[0xc3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0xff]),
+            None
         );
     }
 }
