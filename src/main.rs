@@ -45,6 +45,8 @@ enum Command {
     Archive(cmd::archive::ArchiveArgs),
     /// The decision path of one claim, stage by stage, with the arithmetic and rule versions.
     Explain(cmd::explain::ExplainArgs),
+    /// Push signed claims through the pipeline at a rate or flat out; measure, compare with the raw limits, write report.json and report.html.
+    Loadtest(Box<cmd::loadtest::LoadtestArgs>),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Archive(args) => cmd::archive::run(args),
         Command::Explain(args) => cmd::explain::run(args),
+        Command::Loadtest(args) => cmd::loadtest::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod demo;
 pub mod explain;
 pub mod gen_data;
+pub mod loadtest;
 pub mod replay;
 pub mod stream;
 

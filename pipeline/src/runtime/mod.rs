@@ -179,7 +179,7 @@ pub fn run_stages(
             .enumerate()
             .map(|(i, mut worker)| {
                 let (done, stats, failed) = (&done, &stats, &failed);
-                scope.spawn(move || -> Result<(), RuntimeError> {
+                let body = move || -> Result<(), RuntimeError> {
                     let result = (|| {
                         loop {
                             if stop.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
@@ -200,7 +200,14 @@ pub fn run_stages(
                         failed.store(true, Ordering::Relaxed);
                     }
                     result
-                })
+                };
+                // Named, so per-thread CPU (/proc/self/task/*/stat, top -H,
+                // perf) is attributed to a stage; `clearing loadtest` reads it.
+                std::thread::Builder::new()
+                    .name(format!("st-{}", stages[i].name()))
+                    .spawn_scoped(scope, body)
+                    // As `scope.spawn` does: a thread that cannot start is fatal.
+                    .unwrap_or_else(|e| panic!("failed to spawn a stage thread: {e}"))
             })
             .collect();
         // The reporter: the calling thread.

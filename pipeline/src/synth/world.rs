@@ -231,7 +231,9 @@ pub fn stranger_nir(rng: &mut Rng, birth: NaiveDate) -> String {
         .unwrap_or_else(|_| unreachable!("the body is well-formed"))
 }
 
-fn beneficiary(config: &WorldConfig, index: usize, gps: &[String]) -> Beneficiary {
+/// The `index`-th beneficiary of a world, alone: a pure function of the seed
+/// and index, so a state-scale run can make millions without a world.
+pub fn beneficiary(config: &WorldConfig, index: usize, gps: &[String]) -> Beneficiary {
     let mut rng = Rng::new(config.seed, (STREAM_POPULATION << 40) | index as u64);
     // Ages 0–95 on the first date of care, flatter than a real pyramid.
     let age_days = rng.range(0, 95 * 365);
