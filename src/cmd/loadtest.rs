@@ -319,8 +319,8 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         p99_ms: 0.0,
         cpu_percent: 0.0,
         rss_mb: sample::rss_bytes() as f64 / 1e6,
-        stage_inputs: vec![0; StageKind::ALL.len()],
-        lag: vec![0; StageKind::ALL.len()],
+        stage_inputs: vec![0; StageKind::DECIDING.len()],
+        lag: vec![0; StageKind::DECIDING.len()],
     }];
     let mut thread_cpu: BTreeMap<String, f64> = BTreeMap::new();
     let (cpu_start, rss_start) = (sample::process_cpu_s(), sample::rss_bytes());
@@ -345,7 +345,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
             } else {
                 runtime::run_stages(
                     shared.clone(),
-                    &StageKind::ALL,
+                    &StageKind::DECIDING,
                     stage_stop,
                     false,
                     Duration::from_millis(250),
@@ -738,7 +738,7 @@ fn follow(bus: &dyn Bus, live: &Live, stop: &AtomicBool) -> Result<()> {
 
 /// Records on each stage's input not yet committed by its group.
 fn lags(bus: &dyn Bus) -> Vec<u64> {
-    StageKind::ALL
+    StageKind::DECIDING
         .iter()
         .map(|kind| {
             let topic = kind.input_topic();
@@ -779,7 +779,7 @@ fn take_sample(
     };
     let stage_inputs = {
         let progress = lock(&live.progress);
-        StageKind::ALL
+        StageKind::DECIDING
             .iter()
             .map(|k| {
                 progress
@@ -844,7 +844,7 @@ fn progress_bar(
 
 /// Keys and bytes of each stage's sled store after the run.
 fn inventory(state_dir: &Path, partitions: u32) -> Vec<StateInventory> {
-    StageKind::ALL
+    StageKind::DECIDING
         .iter()
         .map(|kind| {
             let dir = state_dir.join(kind.name());
@@ -1004,7 +1004,7 @@ fn assemble(a: Assembly<'_>) -> Report {
         }
     };
     let progress = lock(&live.progress).clone();
-    let stages: Vec<StageFigures> = StageKind::ALL
+    let stages: Vec<StageFigures> = StageKind::DECIDING
         .iter()
         .enumerate()
         .map(|(i, kind)| {
