@@ -155,7 +155,12 @@ fn output_source(registry: &SchemaRegistry, record: &Record, input_topic: &str) 
 
 impl StageWorker {
     pub fn new(kind: StageKind, shared: Arc<Shared>) -> Result<StageWorker, RuntimeError> {
-        let db = SledStore::open(&shared.state_dir.join(kind.name()), "meta")?;
+        // A corrupt store is moved aside and restored from the changelogs.
+        let (db, rebuilt) =
+            SledStore::open_or_rebuild(&shared.state_dir.join(kind.name()), "meta")?;
+        if let Some(rebuilt) = rebuilt {
+            eprintln!("{}: {rebuilt}; restoring from the changelog", kind.name());
+        }
         let mut consumer = shared
             .bus
             .consumer(&format!("{}.{}", shared.group, kind.name()))?;
