@@ -240,7 +240,7 @@ mod tests {
         std::fs::write(&path, b"not a directory").unwrap();
         assert!(matches!(
             SledStore::open_or_rebuild(&path, "meta"),
-            Err(StoreError::Sled(sled::Error::Io(_)))
+            Err(StoreError::Io { .. })
         ));
         assert!(path.is_file());
     }

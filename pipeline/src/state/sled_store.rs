@@ -10,12 +10,27 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{KeyValue, StateRead, StateStore, StoreError, WriteBatch};
 
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// For errors: an I/O failure names the store's directory.
+    dir: Arc<PathBuf>,
+}
+
+/// sled's I/O errors as ours, naming the directory (a full disk must say
+/// which store it stopped); other sled errors as they are.
+fn sled_error(dir: &Path, doing: &str, error: sled::Error) -> StoreError {
+    match error {
+        sled::Error::Io(source) => StoreError::Io {
+            context: format!("{doing} {}", dir.display()),
+            source,
+        },
+        other => StoreError::Sled(other),
+    }
 }
 
 impl SledStore {
@@ -26,9 +41,16 @@ impl SledStore {
             // Explicit, not the library default: the runtime flushes per batch.
             .flush_every_ms(Some(500))
             .mode(sled::Mode::HighThroughput)
-            .open()?;
-        let tree = db.open_tree(name)?;
-        Ok(SledStore { db, tree })
+            .open()
+            .map_err(|e| sled_error(dir, "opening", e))?;
+        let tree = db
+            .open_tree(name)
+            .map_err(|e| sled_error(dir, "opening", e))?;
+        Ok(SledStore {
+            db,
+            tree,
+            dir: Arc::new(dir.to_path_buf()),
+        })
     }
 
     /// Opens the database in `dir` and reads all of it. If sled finds it
@@ -66,7 +88,11 @@ impl SledStore {
     pub fn tree(&self, name: &str) -> Result<SledStore, StoreError> {
         Ok(SledStore {
             db: self.db.clone(),
-            tree: self.db.open_tree(name)?,
+            tree: self
+                .db
+                .open_tree(name)
+                .map_err(|e| sled_error(&self.dir, "opening", e))?,
+            dir: self.dir.clone(),
         })
     }
 }
@@ -102,9 +128,12 @@ fn open_checked(dir: &Path, name: &str) -> Result<SledStore, Damage> {
     let attempt = std::panic::catch_unwind(|| -> Result<SledStore, StoreError> {
         let store = SledStore::open(dir, name)?;
         for tree_name in store.db.tree_names() {
-            let tree = store.db.open_tree(&tree_name)?;
+            let tree = store
+                .db
+                .open_tree(&tree_name)
+                .map_err(|e| sled_error(dir, "reading", e))?;
             for item in tree.iter() {
-                item?;
+                item.map_err(|e| sled_error(dir, "reading", e))?;
             }
         }
         Ok(store)
@@ -121,7 +150,11 @@ fn open_checked(dir: &Path, name: &str) -> Result<SledStore, Damage> {
 
 impl StateRead for SledStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        Ok(self
+            .tree
+            .get(key)
+            .map_err(|e| sled_error(&self.dir, "reading", e))?
+            .map(|v| v.to_vec()))
     }
 }
 
@@ -134,12 +167,16 @@ impl StateStore for SledStore {
                 None => sled_batch.remove(key.as_slice()),
             }
         }
-        self.tree.apply_batch(sled_batch)?;
+        self.tree
+            .apply_batch(sled_batch)
+            .map_err(|e| sled_error(&self.dir, "writing", e))?;
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.tree.flush()?;
+        self.tree
+            .flush()
+            .map_err(|e| sled_error(&self.dir, "flushing", e))?;
         Ok(())
     }
 
@@ -147,7 +184,7 @@ impl StateStore for SledStore {
         self.tree
             .scan_prefix(prefix)
             .map(|item| {
-                let (k, v) = item?;
+                let (k, v) = item.map_err(|e| sled_error(&self.dir, "reading", e))?;
                 Ok((k.to_vec(), v.to_vec()))
             })
             .collect()
