@@ -156,11 +156,14 @@ pub fn assert_same_outputs(want: &Outputs, got: &Outputs) {
         if let Some(i) =
             (0..records.len().max(other.len())).find(|&i| records.get(i) != other.get(i))
         {
+            // Duplicates are the usual way a crash shows: count them.
+            let distinct: std::collections::BTreeSet<_> = other.iter().collect();
             panic!(
-                "{}/{}: {} records, {} expected; first difference at position {i}",
+                "{}/{}: {} records ({} distinct), {} expected; first difference at position {i}",
                 partition.0,
                 partition.1,
                 other.len(),
+                distinct.len(),
                 records.len()
             );
         }

@@ -468,12 +468,20 @@ impl StageWorker {
             )?;
         }
         self.producer.flush()?;
-        for topic in kind.output_topics() {
-            let end = shared.bus.end_offset(topic, partition)?;
-            txn.put(
-                format!("{OUT_END}{topic}").into_bytes(),
-                end.to_be_bytes().to_vec(),
-            );
+        // While restoring, the output partitions already hold outputs of
+        // inputs after this batch (written before the crash): recording their
+        // ends now would leave those outputs below the position the next
+        // restore scans from, and a second crash would emit them again. The
+        // ends are recorded once the restore is over.
+        let restoring = ps.restore.as_ref().is_some_and(|r| applied <= r.until);
+        if !restoring {
+            for topic in kind.output_topics() {
+                let end = shared.bus.end_offset(topic, partition)?;
+                txn.put(
+                    format!("{OUT_END}{topic}").into_bytes(),
+                    end.to_be_bytes().to_vec(),
+                );
+            }
         }
         let mut writes = txn.into_writes();
         for (key, value) in &writes {
