@@ -15,40 +15,7 @@ use clearing_pipeline::events::convert::decision_rec;
 use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected};
 use clearing_pipeline::events::registry::SchemaRegistry;
 
-use common::{clearing, ok, pipe};
-
-/// A data set and a bus loaded with it.
-fn prepare(data: &Path, bus: &Path, claims: usize) {
-    if !data.join("claims.jsonl").exists() {
-        ok(clearing()
-            .args([
-                "gen",
-                "--seed",
-                "11",
-                "--claims",
-                &claims.to_string(),
-                "--professionals",
-                "80",
-            ])
-            .arg("--out")
-            .arg(data));
-    }
-    let url = format!("local:{}", bus.display());
-    for (topic, file) in [
-        ("ref.rights", "rights.jsonl"),
-        ("ref.pki", "pki.jsonl"),
-        ("ref.eu.institutions", "eu_institutions.jsonl"),
-    ] {
-        pipe(
-            clearing().args(["publish", "--bus", &url, "--topic", topic]),
-            &data.join(file),
-        );
-    }
-    pipe(
-        clearing().args(["submit", "--bus", &url]),
-        &data.join("claims.jsonl"),
-    );
-}
+use common::{clearing, ok, prepare};
 
 fn run_to_end(bus: &Path) {
     ok(clearing()

@@ -43,7 +43,7 @@ pub enum LineError {
 }
 
 /// One store per stage, as in the pipeline.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Stores {
     validation: MemStore,
     entitlement: MemStore,
@@ -51,10 +51,13 @@ struct Stores {
     reimbursement: MemStore,
 }
 
+/// Cloning gives an independent adjudicator with the same reference data and
+/// state so far (a loaded world reused for many separate runs: fuzzing, tests).
+#[derive(Clone)]
 pub struct Adjudicator {
     rules: Rules,
     pseudonyms: PseudonymKey,
-    verifier: Box<dyn SignatureVerifier>,
+    verifier: std::sync::Arc<dyn SignatureVerifier>,
     institutions: InstitutionDirectory,
     stores: Stores,
 }
@@ -91,7 +94,7 @@ impl Adjudicator {
         Adjudicator {
             rules,
             pseudonyms,
-            verifier,
+            verifier: verifier.into(),
             institutions: InstitutionDirectory::default(),
             stores: Stores::default(),
         }

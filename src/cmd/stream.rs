@@ -210,8 +210,9 @@ pub struct RunArgs {
     pub trust_unsigned: bool,
     #[arg(long)]
     pub rules: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
-    #[arg(long)]
+    /// Serve Prometheus metrics: `PORT` (on 127.0.0.1, the default host),
+    /// or `IP:PORT` to expose them further. None unless given.
+    #[arg(long, value_parser = crate::metrics::parse_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Input records per batch and partition.
     #[arg(long, default_value_t = 2000)]

@@ -21,6 +21,7 @@
 mod consume;
 mod produce;
 mod read;
+mod security;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -174,6 +175,10 @@ fn base_config(bootstrap: &str, client_id: &str) -> ClientConfig {
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
         .set("topic.metadata.refresh.interval.ms", "60000");
+    // SASL / TLS from the deployment (checked by `KafkaBus::connect` first).
+    if let Ok(properties) = security::process_properties() {
+        properties.apply(&mut config);
+    }
     if let Ok(debug) = std::env::var(DEBUG_ENV)
         && !debug.is_empty()
     {
@@ -253,6 +258,14 @@ impl KafkaBus {
     /// Connects and checks that the broker answers within 10 s.
     pub fn connect(url: &str) -> Result<KafkaBus, BusError> {
         let (bootstrap, names) = parse_url(url)?;
+        let security = security::process_properties().map_err(BusError::Config)?;
+        if !security.is_empty() {
+            // Names only: values may be secrets.
+            eprintln!(
+                "clearing: Kafka security settings from the environment: {}",
+                security.names().collect::<Vec<_>>().join(", ")
+            );
+        }
         let context = LogContext::from_env();
         let meta: BaseConsumer<LogContext> = reader_config(&bootstrap, None)
             .create_with_context(context)

@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests (each test crate uses a subset).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+use clearing_pipeline::bus::Bus;
+use clearing_pipeline::bus::local::LocalLog;
 
 use clearing_pipeline::adjudicate::Adjudicator;
 use clearing_pipeline::pki::{Pki, PkiRecord};
@@ -60,4 +64,113 @@ pub fn ok(command: &mut Command) {
 pub fn pipe(command: &mut Command, file: &Path) {
     let stdin = std::fs::File::open(file).unwrap();
     ok(command.stdin(Stdio::from(stdin)));
+}
+
+/// Writes a `clearing gen` data set of `claims` claims (seed 11) to `data`,
+/// unless it is there already.
+pub fn generate(data: &Path, claims: usize) {
+    if !data.join("claims.jsonl").exists() {
+        ok(clearing()
+            .args(["gen", "--seed", "11", "--claims", &claims.to_string()])
+            .args(["--professionals", "80"])
+            .arg("--out")
+            .arg(data));
+    }
+}
+
+/// Publishes a data set's reference files to the bus at `url`.
+pub fn publish_refs(data: &Path, url: &str) {
+    for (topic, file) in [
+        ("ref.rights", "rights.jsonl"),
+        ("ref.pki", "pki.jsonl"),
+        ("ref.eu.institutions", "eu_institutions.jsonl"),
+    ] {
+        pipe(
+            clearing().args(["publish", "--bus", url, "--topic", topic]),
+            &data.join(file),
+        );
+    }
+}
+
+/// A data set and a local bus loaded with it (reference data, then claims).
+pub fn prepare(data: &Path, bus: &Path, claims: usize) {
+    generate(data, claims);
+    let url = format!("local:{}", bus.display());
+    publish_refs(data, &url);
+    pipe(
+        clearing().args(["submit", "--bus", &url]),
+        &data.join("claims.jsonl"),
+    );
+}
+
+/// The topics a run writes that must come out the same whatever happened
+/// during the run: the claim path and the dead letters (not the
+/// changelogs, whose records follow the batch boundaries).
+pub const OUTPUT_TOPICS: &[&str] = &[
+    "fse.validated",
+    "fse.entitled",
+    "fse.routed",
+    "fse.decided",
+    "fse.rejected",
+    "dlq.validation",
+    "dlq.entitlement",
+    "dlq.routing",
+    "dlq.reimbursement",
+];
+
+/// Every output record's (key, value) by topic and partition, in log order.
+/// `fse.rejected` has four writers (each stage rejects into it), whose
+/// interleaving is timing: its partitions are compared sorted.
+pub type Outputs = BTreeMap<(String, u32), Vec<(Vec<u8>, Vec<u8>)>>;
+
+pub fn outputs(bus: &Path) -> Outputs {
+    let log = LocalLog::open(bus).unwrap();
+    let mut out = Outputs::new();
+    for topic in OUTPUT_TOPICS {
+        for partition in 0..log.partition_count(topic).unwrap() {
+            let mut records: Vec<(Vec<u8>, Vec<u8>)> = log
+                .read(topic, partition, 0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.key, r.value))
+                .collect();
+            if *topic == "fse.rejected" {
+                records.sort();
+            }
+            out.insert((topic.to_string(), partition), records);
+        }
+    }
+    out
+}
+
+/// Asserts two runs wrote the same bytes to every output partition, naming
+/// the first partition and position that differ.
+pub fn assert_same_outputs(want: &Outputs, got: &Outputs) {
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "output partitions"
+    );
+    for (partition, records) in want {
+        let other = &got[partition];
+        if let Some(i) =
+            (0..records.len().max(other.len())).find(|&i| records.get(i) != other.get(i))
+        {
+            // Duplicates are the usual way a crash shows: count them.
+            let distinct: std::collections::BTreeSet<_> = other.iter().collect();
+            panic!(
+                "{}/{}: {} records ({} distinct), {} expected; first difference at position {i}",
+                partition.0,
+                partition.1,
+                other.len(),
+                distinct.len(),
+                records.len()
+            );
+        }
+    }
+}
+
+/// Total records in the outputs (for a test to show it compared something).
+pub fn output_count(outputs: &Outputs) -> usize {
+    outputs.values().map(Vec::len).sum()
 }

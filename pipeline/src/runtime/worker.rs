@@ -149,7 +149,12 @@ pub fn output_source(
 
 impl StageWorker {
     pub fn new(kind: StageKind, shared: Arc<Shared>) -> Result<StageWorker, RuntimeError> {
-        let db = SledStore::open(&shared.state_dir.join(kind.name()), "meta")?;
+        // A corrupt store is moved aside and restored from the changelogs.
+        let (db, rebuilt) =
+            SledStore::open_or_rebuild(&shared.state_dir.join(kind.name()), "meta")?;
+        if let Some(rebuilt) = rebuilt {
+            eprintln!("{}: {rebuilt}; restoring from the changelog", kind.name());
+        }
         let mut consumer = shared
             .bus
             .consumer(&format!("{}.{}", shared.group, kind.name()))?;
@@ -366,12 +371,19 @@ impl StageWorker {
             )?;
         }
         self.producer.flush()?;
-        for topic in kind.output_topics() {
-            let end = shared.bus.end_offset(topic, partition)?;
-            txn.put(
-                format!("{OUT_END}{topic}").into_bytes(),
-                end.to_be_bytes().to_vec(),
-            );
+        // While restoring, the output partitions already hold outputs of
+        // inputs after this batch (written before the crash): recording their
+        // ends now would leave those outputs below the position the next
+        // restore scans from, and a second crash would emit them again. The
+        // ends are recorded once the restore is over.
+        if restore.is_none() {
+            for topic in kind.output_topics() {
+                let end = shared.bus.end_offset(topic, partition)?;
+                txn.put(
+                    format!("{OUT_END}{topic}").into_bytes(),
+                    end.to_be_bytes().to_vec(),
+                );
+            }
         }
         let checkpoint = &batch.checkpoint;
         self.producer.send(

@@ -26,6 +26,15 @@ impl MemStore {
     }
 }
 
+/// A snapshot: the copy shares nothing with the original afterwards.
+impl Clone for MemStore {
+    fn clone(&self) -> MemStore {
+        MemStore {
+            map: RwLock::new(self.read().clone()),
+        }
+    }
+}
+
 impl StateRead for MemStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.read().get(key).cloned())

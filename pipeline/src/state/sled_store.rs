@@ -2,14 +2,35 @@
 //!
 //! sled 0.34 writes through the page cache and flushes in the background;
 //! the runtime calls [`StateStore::flush`] once per batch, never per record.
+//!
+//! A store is a cache of its changelog: [`SledStore::open_or_rebuild`] reads
+//! every tree on open (sled checks a CRC on every log message it reads) and
+//! moves a store that fails aside, so the runtime restores it from the
+//! changelog instead of failing at every start.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{KeyValue, StateRead, StateStore, StoreError, WriteBatch};
 
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// For errors: an I/O failure names the store's directory.
+    dir: Arc<PathBuf>,
+}
+
+/// sled's I/O errors as ours, naming the directory (a full disk must say
+/// which store it stopped); other sled errors as they are.
+fn sled_error(dir: &Path, doing: &str, error: sled::Error) -> StoreError {
+    match error {
+        sled::Error::Io(source) => StoreError::Io {
+            context: format!("{doing} {}", dir.display()),
+            source,
+        },
+        other => StoreError::Sled(other),
+    }
 }
 
 impl SledStore {
@@ -20,23 +41,120 @@ impl SledStore {
             // Explicit, not the library default: the runtime flushes per batch.
             .flush_every_ms(Some(500))
             .mode(sled::Mode::HighThroughput)
-            .open()?;
-        let tree = db.open_tree(name)?;
-        Ok(SledStore { db, tree })
+            .open()
+            .map_err(|e| sled_error(dir, "opening", e))?;
+        let tree = db
+            .open_tree(name)
+            .map_err(|e| sled_error(dir, "opening", e))?;
+        Ok(SledStore {
+            db,
+            tree,
+            dir: Arc::new(dir.to_path_buf()),
+        })
+    }
+
+    /// Opens the database in `dir` and reads all of it. If sled finds it
+    /// corrupt (or panics on it), the directory is moved aside to
+    /// `<dir>.corrupt.<n>` (kept for inspection) and an empty store is
+    /// opened in its place: the caller restores it from the changelog. Any
+    /// other failure (I/O, permissions, a full disk) is returned as is: the
+    /// store may be fine and must not be discarded.
+    pub fn open_or_rebuild(
+        dir: &Path,
+        name: &str,
+    ) -> Result<(SledStore, Option<Rebuilt>), StoreError> {
+        let error = match open_checked(dir, name) {
+            Ok(store) => return Ok((store, None)),
+            Err(Damage::Store(e)) => return Err(e),
+            Err(Damage::Corrupt(error)) => error,
+        };
+        let aside = (1..)
+            .map(|n| {
+                let mut name = dir.as_os_str().to_owned();
+                name.push(format!(".corrupt.{n}"));
+                PathBuf::from(name)
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| dir.with_extension("corrupt"));
+        std::fs::rename(dir, &aside).map_err(|source| StoreError::Io {
+            context: format!("moving the corrupt store {} aside", dir.display()),
+            source,
+        })?;
+        let store = SledStore::open(dir, name)?;
+        Ok((store, Some(Rebuilt { aside, error })))
     }
 
     /// Another tree of the same database (one per stage partition).
     pub fn tree(&self, name: &str) -> Result<SledStore, StoreError> {
         Ok(SledStore {
             db: self.db.clone(),
-            tree: self.db.open_tree(name)?,
+            tree: self
+                .db
+                .open_tree(name)
+                .map_err(|e| sled_error(&self.dir, "opening", e))?,
+            dir: self.dir.clone(),
         })
+    }
+}
+
+/// A store found corrupt and replaced by an empty one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Where the corrupt files were moved.
+    pub aside: PathBuf,
+    /// What sled said.
+    pub error: String,
+}
+
+impl fmt::Display for Rebuilt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "state store corrupt ({}); moved to {} and started empty",
+            self.error,
+            self.aside.display()
+        )
+    }
+}
+
+enum Damage {
+    Corrupt(String),
+    Store(StoreError),
+}
+
+/// Opens and reads every key of every tree: sled reads pages lazily, so
+/// damage past the log's recovery point only shows when a page is read.
+fn open_checked(dir: &Path, name: &str) -> Result<SledStore, Damage> {
+    let attempt = std::panic::catch_unwind(|| -> Result<SledStore, StoreError> {
+        let store = SledStore::open(dir, name)?;
+        for tree_name in store.db.tree_names() {
+            let tree = store
+                .db
+                .open_tree(&tree_name)
+                .map_err(|e| sled_error(dir, "reading", e))?;
+            for item in tree.iter() {
+                item.map_err(|e| sled_error(dir, "reading", e))?;
+            }
+        }
+        Ok(store)
+    });
+    match attempt {
+        Ok(Ok(store)) => Ok(store),
+        Ok(Err(StoreError::Sled(
+            e @ (sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)),
+        ))) => Err(Damage::Corrupt(e.to_string())),
+        Ok(Err(e)) => Err(Damage::Store(e)),
+        Err(_) => Err(Damage::Corrupt("sled panicked reading it".into())),
     }
 }
 
 impl StateRead for SledStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        Ok(self
+            .tree
+            .get(key)
+            .map_err(|e| sled_error(&self.dir, "reading", e))?
+            .map(|v| v.to_vec()))
     }
 }
 
@@ -49,12 +167,16 @@ impl StateStore for SledStore {
                 None => sled_batch.remove(key.as_slice()),
             }
         }
-        self.tree.apply_batch(sled_batch)?;
+        self.tree
+            .apply_batch(sled_batch)
+            .map_err(|e| sled_error(&self.dir, "writing", e))?;
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.tree.flush()?;
+        self.tree
+            .flush()
+            .map_err(|e| sled_error(&self.dir, "flushing", e))?;
         Ok(())
     }
 
@@ -62,7 +184,7 @@ impl StateStore for SledStore {
         self.tree
             .scan_prefix(prefix)
             .map(|item| {
-                let (k, v) = item?;
+                let (k, v) = item.map_err(|e| sled_error(&self.dir, "reading", e))?;
                 Ok((k.to_vec(), v.to_vec()))
             })
             .collect()

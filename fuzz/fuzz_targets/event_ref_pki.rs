@@ -1,0 +1,6 @@
+//! A record of ref.pki: decoded, converted, applied to the reference state.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| clearing_fuzz::ref_pki(data));
