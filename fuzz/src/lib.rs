@@ -238,6 +238,8 @@ fn check_output(kind: StageKind, input: &[u8], topic: &str, value: &[u8]) {
         StageKind::Reimbursement => {
             let _: FseDecided = registry.decode_single(value).expect("fse.decided");
         }
+        // The outbound stages' inputs are not fuzz targets yet (issue 8).
+        StageKind::Settlement | StageKind::Returns | StageKind::Ledger => {}
     }
 }
 
