@@ -69,7 +69,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let claims = std::fs::read_to_string(generated.join("claims.jsonl"))?;
     let mut ids = BTreeSet::new();
     for (n, line) in claims.lines().take(PER_TOPIC).enumerate() {
-        write(&out.join("json_fse"), &format!("claim-{n}"), line.as_bytes())?;
+        write(
+            &out.join("json_fse"),
+            &format!("claim-{n}"),
+            line.as_bytes(),
+        )?;
         strings(&serde_json::from_str(line)?, &mut ids);
     }
     // json_ref: the first byte picks the parser (r: rights, i: institution, p: PKI).
