@@ -156,7 +156,12 @@ fn nothing_printed_or_served_names_a_person() {
     assert!(output.status.success(), "{}", output_text(&output));
     let data = demo.join("gen");
     let personal = personal_data(&data);
-    assert!(personal.ids.len() > 300 && personal.names.len() > 5);
+    assert!(
+        personal.ids.len() > 100 && personal.names.len() >= 2,
+        "{} identifiers, {} names",
+        personal.ids.len(),
+        personal.names.len()
+    );
     scan("the demo's output", &output_text(&output), &personal);
 
     // A bus fed by the CLI, bad lines included, run with metrics.
