@@ -245,7 +245,7 @@ fn crash_soak_kafka() {
         m.start(&url, batches[rng.below(4) as usize], &log);
     }
     let started = Instant::now();
-    for kill in 0..kills {
+    for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(300 + rng.below(2500)));
         let m = &mut members[rng.below(6) as usize];
         m.kill();
