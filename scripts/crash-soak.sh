@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# The long crash soak (tests/crash_soak.rs): CLAIMS claims through the local
-# pipeline, SIGKILLed KILLS times at random points and restarted, then
-# compared byte for byte with a clean run of the same input.
+# The long crash soaks (tests/crash_soak.rs, tests/crash_soak_kafka.rs): claims
+# through the pipeline, SIGKILLed at random points and restarted, then compared
+# byte for byte with a clean run of the same input (docs/reliability.md).
 #
-#   scripts/crash-soak.sh [CLAIMS] [KILLS] [SEED]     (default 200000 25, seed from the clock)
+#   scripts/crash-soak.sh [CLAIMS] [KILLS] [SEED]          local log (default 200000 25)
+#   scripts/crash-soak.sh kafka [CLAIMS] [KILLS] [SEED]    Kafka, one process per stage,
+#                                                          its own tansu (default 6000 24)
 #
 # Release build; prints the seed (rerun with it to replay the same kill plan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/clearing/target}"
 export CLEARING_KEY_CACHE="${CLEARING_KEY_CACHE:-$HOME/.cache/clearing/keys}"
-export CRASH_SOAK_CLAIMS="${1:-200000}" CRASH_SOAK_KILLS="${2:-25}"
-[ -n "${3:-}" ] && export CRASH_SOAK_SEED="$3"
-exec cargo test --release --locked --test crash_soak -- --ignored --nocapture crash_soak_long
+test=crash_soak
+name=crash_soak_long
+defaults=(200000 25)
+if [ "${1:-}" = kafka ]; then
+    shift
+    test=crash_soak_kafka
+    name=crash_soak_kafka
+    defaults=(6000 24)
+fi
+export CRASH_SOAK_CLAIMS="${1:-${defaults[0]}}" CRASH_SOAK_KILLS="${2:-${defaults[1]}}"
+if [ -n "${3:-}" ]; then export CRASH_SOAK_SEED="$3"; fi
+exec cargo test --release --locked --test "$test" -- --ignored --nocapture "$name"

@@ -368,7 +368,15 @@ impl Inner {
                     spec.name, spec.partitions
                 ))
             })?;
-        let retention = spec.retention_ms.map(|ms| ms.to_string());
+        // No retention means kept forever, said explicitly: a topic without
+        // `retention.ms` takes the broker's default (7 days on Apache Kafka
+        // and tansu), measured on record timestamps, which here are event
+        // times (an FSE's receipt), often older than that: tansu deleted a
+        // whole fse.submitted at its next start (docs/reliability.md).
+        let retention = Some(
+            spec.retention_ms
+                .map_or_else(|| "-1".to_string(), |ms| ms.to_string()),
+        );
         let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         topic = topic.set(
             "cleanup.policy",

@@ -124,16 +124,24 @@ pub const OUTPUT_TOPICS: &[&str] = &[
 pub type Outputs = BTreeMap<(String, u32), Vec<(Vec<u8>, Vec<u8>)>>;
 
 pub fn outputs(bus: &Path) -> Outputs {
-    let log = LocalLog::open(bus).unwrap();
+    bus_outputs(&LocalLog::open(bus).unwrap())
+}
+
+/// [`outputs`] of any bus (a read returns at most a fetch's worth: read on
+/// to the end).
+pub fn bus_outputs(bus: &dyn Bus) -> Outputs {
     let mut out = Outputs::new();
     for topic in OUTPUT_TOPICS {
-        for partition in 0..log.partition_count(topic).unwrap() {
-            let mut records: Vec<(Vec<u8>, Vec<u8>)> = log
-                .read(topic, partition, 0, usize::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|r| (r.key, r.value))
-                .collect();
+        for partition in 0..bus.partition_count(topic).unwrap() {
+            let end = bus.end_offset(topic, partition).unwrap();
+            let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            while (records.len() as u64) < end {
+                let chunk = bus
+                    .read(topic, partition, records.len() as u64, 100_000)
+                    .unwrap();
+                assert!(!chunk.is_empty(), "{topic}/{partition}: short read");
+                records.extend(chunk.into_iter().map(|r| (r.key, r.value)));
+            }
             if *topic == "fse.rejected" {
                 records.sort();
             }

@@ -134,9 +134,13 @@ impl<'a> Ingest<'a> {
     /// Publishes one PKI record to `ref.pki`, checked first.
     pub fn pki(&mut self, record: &PkiRecord) -> Result<(), IngestError> {
         let event: PkiEvent = convert::pki_event(record)?;
+        // Distinct keys: `ref.pki` is compacted, and a revocation keyed by
+        // its certificate's id would replace the certificate itself (a reader
+        // restoring from the start would then meet a revocation of an
+        // unknown certificate).
         let key = match record {
-            PkiRecord::Certificate { id, .. } => id.clone(),
-            PkiRecord::Revocation { cert, .. } => cert.clone(),
+            PkiRecord::Certificate { id, .. } => format!("certificate/{id}"),
+            PkiRecord::Revocation { cert, .. } => format!("revocation/{cert}"),
         };
         let value = self.registry.encode_single(&event);
         self.producer
