@@ -3,14 +3,10 @@
 //! partitions), each with its own store directory. A controller SIGKILLs a
 //! random process at random moments and restarts it after a random pause, so
 //! kills land mid-batch, during restores of stale or missing stores, and
-//! during the rebalances each death and restart causes. At the end the outputs on Kafka are byte for
+//! during the rebalances each death and restart causes; half way through, the
+//! broker itself is restarted. At the end the outputs on Kafka are byte for
 //! byte those of a clean run of the same input on the local log, and every
 //! FSE has exactly one outcome.
-//!
-//! No broker restart: tansu 0.6 comes back from a restart without the records
-//! of its non-compacted topics (every claim-path topic: measured, whatever
-//! their timestamps or `retention.ms`; docs/reliability.md), which no client
-//! can make up for. That fault wants Apache Kafka.
 //!
 //! Runs its own tansu (ops/broker.sh on a free port, in a temporary
 //! directory), so it never touches a shared broker. `#[ignore]`d (it needs
@@ -245,7 +241,7 @@ fn crash_soak_kafka() {
         m.start(&url, batches[rng.below(4) as usize], &log);
     }
     let started = Instant::now();
-    for _ in 0..kills {
+    for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(300 + rng.below(2500)));
         let m = &mut members[rng.below(6) as usize];
         m.kill();
@@ -260,9 +256,13 @@ fn crash_soak_kafka() {
         // session times out), or after the group has moved on.
         std::thread::sleep(Duration::from_millis([0, 200, 3000][rng.below(3) as usize]));
         m.start(&url, batches[rng.below(4) as usize], &log);
+        if kill == kills / 2 {
+            writeln!(&log, "== soak: broker restart at {:?}", started.elapsed()).unwrap();
+            broker.script("restart");
+        }
     }
     eprintln!(
-        "{kills} kills in {:?}; {} of {total} outcomes so far",
+        "{kills} kills and a broker restart in {:?}; {} of {total} outcomes so far",
         started.elapsed(),
         terminal_count(&bus)
     );

@@ -368,23 +368,20 @@ impl Inner {
                     spec.name, spec.partitions
                 ))
             })?;
-        // No retention means kept forever, said explicitly: a topic without
-        // `retention.ms` takes the broker's default (7 days on Apache Kafka
-        // and tansu), measured on record timestamps, which here are event
-        // times (an FSE's receipt), often older than that: tansu deleted a
-        // whole fse.submitted at its next start (docs/reliability.md).
-        let retention = Some(
-            spec.retention_ms
-                .map_or_else(|| "-1".to_string(), |ms| ms.to_string()),
-        );
+        // No retention means kept forever, said explicitly. Without
+        // `retention.ms` a topic takes the broker's default (7 days on Apache
+        // Kafka and tansu), measured on record timestamps, which here are
+        // event times (an FSE's receipt, often months old): tansu deleted
+        // such records at its next start or maintenance. Not -1 (Kafka's
+        // "unlimited"): tansu 0.6 then deletes every record. i64::MAX means
+        // forever to both (docs/reliability.md, "Kafka").
+        let retention = spec.retention_ms.unwrap_or(i64::MAX).to_string();
         let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         topic = topic.set(
             "cleanup.policy",
             if spec.compacted { "compact" } else { "delete" },
         );
-        if let Some(retention) = &retention {
-            topic = topic.set("retention.ms", retention);
-        }
+        topic = topic.set("retention.ms", &retention);
         let options = AdminOptions::new()
             .request_timeout(Some(REQUEST_TIMEOUT))
             .operation_timeout(Some(REQUEST_TIMEOUT));
