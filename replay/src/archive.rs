@@ -91,7 +91,7 @@ fn whole_digest(topics: &[TopicEntry]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Reads a partition from `from` up to `end`, calling `each` per record.
+/// Every record of a partition below `end`, in offset order.
 fn scan(
     bus: &dyn Bus,
     topic: &str,
@@ -99,16 +99,13 @@ fn scan(
     end: u64,
     mut each: impl FnMut(&Record) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
-    let mut position = 0;
-    while position < end {
-        let records = bus.read(topic, partition, position, 4096)?;
-        let Some(last) = records.last() else { break };
-        position = last.offset + 1;
-        for r in records.iter().filter(|r| r.offset < end) {
-            each(r)?;
+    clearing_pipeline::bus::scan(bus, topic, partition, 0, |r| {
+        if r.offset >= end {
+            return Ok(false);
         }
-    }
-    Ok(())
+        each(&r)?;
+        Ok(true)
+    })
 }
 
 /// The topics an archive takes: every pipeline topic present on the bus

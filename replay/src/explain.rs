@@ -66,19 +66,7 @@ fn scan(
     partition: u32,
     mut each: impl FnMut(Record) -> bool,
 ) -> Result<(), BusError> {
-    let mut position = 0;
-    loop {
-        let records = bus.read(topic, partition, position, 4096)?;
-        let Some(last) = records.last() else {
-            return Ok(());
-        };
-        position = last.offset + 1;
-        for r in records {
-            if !each(r) {
-                return Ok(());
-            }
-        }
-    }
+    clearing_pipeline::bus::scan(bus, topic, partition, 0, |r| Ok::<_, BusError>(each(r)))
 }
 
 /// The output of `kind` for input `offset` of `partition`, if any.

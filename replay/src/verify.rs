@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use clearing_pipeline::bus::{Bus, BusError, Record};
+use clearing_pipeline::bus::{Bus, BusError, Record, scan};
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::model::{AuditCheckpoint, RefOffset};
 
@@ -175,29 +175,27 @@ pub fn checkpoints(
     partition: u32,
 ) -> Result<Vec<(u64, AuditCheckpoint)>, ReplayError> {
     let mut out = Vec::new();
-    let mut position = 0;
     let key = format!("{}/{}", kind.name(), partition);
-    loop {
-        let records = setup
-            .bus
-            .read(topics::AUDIT_CHECKPOINTS, partition, position, 4096)?;
-        let Some(last) = records.last() else { break };
-        position = last.offset + 1;
-        for r in records {
-            if r.key != key.as_bytes() {
-                continue;
+    scan(
+        setup.bus.as_ref(),
+        topics::AUDIT_CHECKPOINTS,
+        partition,
+        0,
+        |r| {
+            if r.key == key.as_bytes() {
+                let checkpoint: AuditCheckpoint =
+                    setup.registry.decode_single(&r.value).map_err(|e| {
+                        ReplayError::Other(format!(
+                            "{}/{partition}@{}: checkpoint does not decode: {e}",
+                            topics::AUDIT_CHECKPOINTS,
+                            r.offset
+                        ))
+                    })?;
+                out.push((r.offset, checkpoint));
             }
-            let checkpoint: AuditCheckpoint =
-                setup.registry.decode_single(&r.value).map_err(|e| {
-                    ReplayError::Other(format!(
-                        "{}/{partition}@{}: checkpoint does not decode: {e}",
-                        topics::AUDIT_CHECKPOINTS,
-                        r.offset
-                    ))
-                })?;
-            out.push((r.offset, checkpoint));
-        }
-    }
+            Ok::<_, ReplayError>(true)
+        },
+    )?;
     Ok(out)
 }
 
@@ -205,6 +203,7 @@ fn offset(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// The records of `topic/partition` from `from` to `to`, inclusive.
 fn read_range(
     bus: &dyn Bus,
     topic: &str,
@@ -213,14 +212,13 @@ fn read_range(
     to: u64,
 ) -> Result<Vec<Record>, BusError> {
     let mut out = Vec::new();
-    let mut position = from;
-    while position <= to {
-        let want = usize::try_from((to - position + 1).min(4096)).unwrap_or(4096);
-        let records = bus.read(topic, partition, position, want)?;
-        let Some(last) = records.last() else { break };
-        position = last.offset + 1;
-        out.extend(records.into_iter().filter(|r| r.offset <= to));
-    }
+    scan(bus, topic, partition, from, |r| {
+        let within = r.offset <= to;
+        if within {
+            out.push(r);
+        }
+        Ok::<_, BusError>(within)
+    })?;
     Ok(out)
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clearing_pipeline::bus::local::LocalLog;
-use clearing_pipeline::bus::{Bus, BusError};
+use clearing_pipeline::bus::{Bus, BusError, scan};
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected, FseSubmitted};
 use clearing_pipeline::pseudonym::PseudonymKey;
@@ -68,22 +68,17 @@ fn copy_inputs(source: &dyn Bus, target: &LocalLog) -> Result<(), BusError> {
         topics::REF_EU_INSTITUTIONS,
     ] {
         for partition in 0..source.partition_count(topic)? {
-            let mut position = 0;
-            loop {
-                let records = source.read(topic, partition, position, 4096)?;
-                let Some(last) = records.last() else { break };
-                position = last.offset + 1;
-                for r in records {
-                    target.append_at(
-                        topic,
-                        partition,
-                        r.offset,
-                        r.timestamp_millis,
-                        &r.key,
-                        &r.value,
-                    )?;
-                }
-            }
+            scan(source, topic, partition, 0, |r| {
+                target.append_at(
+                    topic,
+                    partition,
+                    r.offset,
+                    r.timestamp_millis,
+                    &r.key,
+                    &r.value,
+                )?;
+                Ok::<_, BusError>(true)
+            })?;
             target.flush_partition(topic, partition)?;
         }
     }
@@ -98,26 +93,21 @@ fn decisions(
     let mut out: BTreeMap<String, Vec<DecisionRec>> = BTreeMap::new();
     for topic in [topics::FSE_DECIDED, topics::FSE_REJECTED] {
         for partition in 0..bus.partition_count(topic)? {
-            let mut position = 0;
-            loop {
-                let records = bus.read(topic, partition, position, 4096)?;
-                let Some(last) = records.last() else { break };
-                position = last.offset + 1;
-                for r in records {
-                    let decision = if topic == topics::FSE_DECIDED {
-                        registry
-                            .decode_single::<FseDecided>(&r.value)
-                            .map(|e| (e.header.correlation_id, e.decision))
-                    } else {
-                        registry
-                            .decode_single::<FseRejected>(&r.value)
-                            .map(|e| (e.header.correlation_id, e.decision))
-                    };
-                    if let Ok((id, d)) = decision {
-                        out.entry(id).or_default().push(d);
-                    }
+            scan(bus, topic, partition, 0, |r| {
+                let decision = if topic == topics::FSE_DECIDED {
+                    registry
+                        .decode_single::<FseDecided>(&r.value)
+                        .map(|e| (e.header.correlation_id, e.decision))
+                } else {
+                    registry
+                        .decode_single::<FseRejected>(&r.value)
+                        .map(|e| (e.header.correlation_id, e.decision))
+                };
+                if let Ok((id, d)) = decision {
+                    out.entry(id).or_default().push(d);
                 }
-            }
+                Ok::<_, BusError>(true)
+            })?;
         }
     }
     Ok(out)
@@ -231,23 +221,18 @@ pub fn what_if(
     // Category and month of each claim, from its submission.
     let mut facts: BTreeMap<String, (String, String)> = BTreeMap::new();
     for partition in 0..source.partition_count(topics::FSE_SUBMITTED)? {
-        let mut position = 0;
-        loop {
-            let records = source.read(topics::FSE_SUBMITTED, partition, position, 4096)?;
-            let Some(last) = records.last() else { break };
-            position = last.offset + 1;
-            for r in records {
-                if let Ok(e) = registry.decode_single::<FseSubmitted>(&r.value) {
-                    facts.insert(
-                        e.fse_id,
-                        (
-                            format!("{:?}", e.professional.category).to_lowercase(),
-                            e.care_date.format("%Y-%m").to_string(),
-                        ),
-                    );
-                }
+        scan(source, topics::FSE_SUBMITTED, partition, 0, |r| {
+            if let Ok(e) = registry.decode_single::<FseSubmitted>(&r.value) {
+                facts.insert(
+                    e.fse_id,
+                    (
+                        format!("{:?}", e.professional.category).to_lowercase(),
+                        e.care_date.format("%Y-%m").to_string(),
+                    ),
+                );
             }
-        }
+            Ok::<_, BusError>(true)
+        })?;
     }
     let mut report = WhatIfReport {
         baseline_rules: baseline_version,

@@ -71,6 +71,30 @@ pub struct Polled {
     pub assignment: Option<Assignment>,
 }
 
+/// Reads `topic/partition` from `from` in offset order, calling `each` per
+/// record until it returns `false` or the partition's end is reached.
+pub fn scan<E: From<BusError>>(
+    bus: &dyn Bus,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    mut each: impl FnMut(Record) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut position = from;
+    loop {
+        let records = bus.read(topic, partition, position, 4096)?;
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        position = last.offset + 1;
+        for r in records {
+            if !each(r)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
 pub trait Bus: Send + Sync {
     /// `local:DIR` or `kafka://HOST:PORT`, for logs and reports.
     fn describe(&self) -> String;
