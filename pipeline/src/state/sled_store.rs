@@ -36,13 +36,7 @@ fn sled_error(dir: &Path, doing: &str, error: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database in `dir` and the tree `name` in it.
     pub fn open(dir: &Path, name: &str) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            // Explicit, not the library default: the runtime flushes per batch.
-            .flush_every_ms(Some(500))
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| sled_error(dir, "opening", e))?;
+        let db = open_db(dir)?;
         let tree = db
             .open_tree(name)
             .map_err(|e| sled_error(dir, "opening", e))?;
@@ -94,6 +88,35 @@ impl SledStore {
                 .map_err(|e| sled_error(&self.dir, "opening", e))?,
             dir: self.dir.clone(),
         })
+    }
+}
+
+/// How long an open waits for a lock still held by a store of this process
+/// being dropped: sled 0.34 releases its file lock only when its background
+/// I/O threads let go of the database, a few milliseconds after the last
+/// handle is dropped. Another process holding the lock is reported after it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            // Explicit, not the library default: the runtime flushes per batch.
+            .flush_every_ms(Some(500))
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return other.map_err(|e| sled_error(dir, "opening", e)),
+        }
     }
 }
 
