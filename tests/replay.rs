@@ -149,6 +149,7 @@ fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize) {
         state_dir: state.to_path_buf(),
         group: "clearing".into(),
         batch_max: batch,
+        verify_threads: clearing_pipeline::runtime::cores(),
     });
     let stop = AtomicBool::new(false);
     runtime::run_stages(

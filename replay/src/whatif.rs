@@ -175,6 +175,7 @@ fn run(
         state_dir: dir.join("state"),
         group: "what-if".into(),
         batch_max: 2000,
+        verify_threads: clearing_pipeline::runtime::cores(),
     });
     let stop = AtomicBool::new(false);
     runtime::run_stages(

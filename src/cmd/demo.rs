@@ -167,6 +167,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         state_dir: state.clone(),
         group: "demo".into(),
         batch_max: 2000,
+        verify_threads: clearing_pipeline::runtime::cores(),
     });
     let total = args.claims as u64;
     let run_started = Instant::now();

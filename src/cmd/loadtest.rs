@@ -92,6 +92,9 @@ pub struct LoadtestArgs {
     /// Input records per batch and partition, as `clearing run --batch`.
     #[arg(long, default_value_t = 2000)]
     pub batch: usize,
+    /// Threads verifying a validation batch's signatures (default: the cores).
+    #[arg(long)]
+    pub verify_threads: Option<usize>,
     /// Simulation: skip signature checks (the decisions say so).
     #[arg(long)]
     pub trust_unsigned: bool,
@@ -282,6 +285,9 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         state_dir: state_dir.clone(),
         group: GROUP.into(),
         batch_max: args.batch.clamp(1, 100_000),
+        verify_threads: args
+            .verify_threads
+            .unwrap_or_else(clearing_pipeline::runtime::cores),
     });
     let live = Live::new()?;
     let expected = plan.claims.unwrap_or(needed);

@@ -217,6 +217,9 @@ pub struct RunArgs {
     /// Input records per batch and partition.
     #[arg(long, default_value_t = 2000)]
     pub batch: usize,
+    /// Threads verifying a validation batch's signatures (default: the cores).
+    #[arg(long)]
+    pub verify_threads: Option<usize>,
     /// Exit once every stage has applied its input to the end (batch jobs, tests).
     #[arg(long)]
     pub until_caught_up: bool,
@@ -252,6 +255,9 @@ pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
         state_dir: state_dir(&args.bus.bus, args.state.clone()),
         group: args.group.clone(),
         batch_max: args.batch.clamp(1, 100_000),
+        verify_threads: args
+            .verify_threads
+            .unwrap_or_else(clearing_pipeline::runtime::cores),
     }))
 }
 

@@ -20,7 +20,7 @@ pub const MAX_QUANTITY: u32 = 99;
 /// Bound on free-text fields (names, ids) in bytes.
 pub const MAX_TEXT_BYTES: usize = 128;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FseInput {
     pub fse_id: Option<String>,
@@ -35,7 +35,7 @@ pub struct FseInput {
     pub signature: Option<SignatureInput>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfessionalInput {
     pub rpps: Option<String>,
@@ -45,7 +45,7 @@ pub struct ProfessionalInput {
     pub optam: bool,
 }
 
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BeneficiaryInput {
     pub nir: Option<String>,
@@ -59,7 +59,7 @@ impl std::fmt::Debug for BeneficiaryInput {
     }
 }
 
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EhicInput {
     pub country: Option<String>,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for EhicInput {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TiersPayantInput {
     #[serde(default)]
@@ -87,7 +87,7 @@ pub struct TiersPayantInput {
     pub amc: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActLineInput {
     pub code: Option<String>,
@@ -103,7 +103,7 @@ pub struct ActLineInput {
     pub leg: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureInput {
     pub alg: Option<String>,

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod ingest;
+pub mod prefetch;
 pub mod process;
 pub mod refs;
 pub mod topics;
@@ -14,6 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use worker::{RuntimeError, Shared, StageWorker, WorkerStats};
+
+/// The machine's cores (1 if unknown): the default number of threads that
+/// verify a validation batch's signatures.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
 
 /// The stages, in pipeline order: the four that decide, then the three
 /// outbound ones (docs/outbound.md).
