@@ -151,6 +151,75 @@ fn a_corrupt_store_is_detected_and_restored_from_the_changelog() {
     assert_same_outputs(&want, &got);
 }
 
+/// A process killed while writing a batch's changelog leaves a prefix of it
+/// there. Simulated by appending such a prefix — a cursor far ahead, a chain
+/// of garbage, no commit marker — to every validation changelog partition,
+/// then losing the stores: the catch-up must leave the cut batch out (had it
+/// applied the cursor, validation would skip the second half's claims) and
+/// rewrite its keys so that compaction cannot keep them.
+#[test]
+fn a_batch_cut_while_writing_its_changelog_is_left_out_of_the_catch_up() {
+    use clearing_pipeline::bus::Bus;
+    use clearing_pipeline::bus::local::LocalLog;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, CLAIMS);
+    let (first, second) = halves(&data);
+    let want = clean_run(dir.path(), &data, &first, &second);
+
+    let bus = dir.path().join("cut");
+    publish_refs(&data, &format!("local:{}", bus.display()));
+    submit(&bus, &first);
+    assert!(run_to_end(&bus, None).status.success());
+    let cut_at: Vec<u64> = {
+        let log = LocalLog::open(&bus).unwrap();
+        let mut producer = log.producer().unwrap();
+        let mut ends = Vec::new();
+        for partition in 0..4 {
+            ends.push(log.end_offset("validation.changelog", partition).unwrap());
+            let mut ahead = vec![1];
+            ahead.extend_from_slice(&1_000_000u64.to_be_bytes());
+            producer
+                .send("validation.changelog", partition, b"\0applied", &ahead, 0)
+                .unwrap();
+            producer
+                .send("validation.changelog", partition, b"\0chain", &[1, 7, 7], 0)
+                .unwrap();
+        }
+        producer.flush().unwrap();
+        ends
+    };
+    std::fs::remove_dir_all(bus.join("state")).unwrap();
+
+    submit(&bus, &second);
+    let output = run_to_end(&bus, None);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("cut by a crash"), "not reported:\n{log}");
+    assert_same_outputs(&want, &outputs(&bus));
+    // Each cut batch is followed by its keys' committed values and a marker.
+    let local = LocalLog::open(&bus).unwrap();
+    for (partition, cut) in (0..4).zip(cut_at) {
+        let after: Vec<Vec<u8>> = local
+            .read("validation.changelog", partition, cut, 5)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(
+            after,
+            [
+                &b"\0applied"[..],
+                b"\0chain",
+                b"\0applied",
+                b"\0chain",
+                b"\0commit"
+            ],
+            "partition {partition}"
+        );
+    }
+}
+
 /// A tmpfs of `size` mounted on `dir` (the test runs as root in CI), and
 /// unmounted on drop. `None` where mounting is not allowed.
 struct Tmpfs(PathBuf);

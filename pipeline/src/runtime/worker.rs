@@ -7,13 +7,15 @@
 //!    batch into one state overlay (outputs already on the bus after a crash
 //!    are suppressed, and chained with the bytes found there);
 //! 2. produce the outputs and wait for the acks; then the checkpoint
-//!    (`audit.checkpoints`) and the changelog, acknowledged;
-//! 3. apply the overlay (cursor and output ends included) to sled in one
-//!    batch, then flush;
+//!    (`audit.checkpoints`) and the changelog (ended by a commit marker),
+//!    acknowledged;
+//! 3. apply the overlay (cursor and output ends included) to the in-memory
+//!    state; sled receives it behind the stage, coalesced (state/mirror.rs);
 //! 4. commit the consumer offset (informational).
 //!
-//! A partition arriving with no local store is restored from the stage's
-//! changelog; outputs already emitted are found by reading the output
+//! A partition arriving is caught up from the stage's changelog, whole
+//! batches only, from where its sled copy stopped (from the start with no
+//! local store); outputs already emitted are found by reading the output
 //! partitions from the ends recorded at the last commit.
 
 use std::collections::BTreeMap;
@@ -23,23 +25,30 @@ use std::time::Duration;
 
 use super::StageKind;
 use super::batch::{BatchInput, Cursor, Restore, Source, get_u64, run_batch};
+use super::prefetch::Prefetched;
 use super::process::{Output, header_source};
 use super::refs::{GlobalRefs, RefError, apply_rights};
 use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record};
 use crate::events::model::{DeadLetter, RefOffset};
 use crate::events::registry::SchemaRegistry;
 use crate::pseudonym::PseudonymKey;
-use crate::refdata::{RefView, TrustUnsigned};
+use crate::refdata::{RefView, SignatureVerifier, TrustUnsigned};
 use crate::rules::Rules;
 use crate::signatures::PkiVerifier;
 use crate::stages::Context;
-use crate::state::{SledStore, StateStore, StateTxn, StoreError, WriteBatch};
+use crate::state::{
+    Mirror, Persister, SledStore, StateRead, StateStore, StateTxn, StoreError, WriteBatch,
+};
 
 /// Reserved state key prefix: each output topic's end at the last commit.
 const OUT_END: &str = "\0out_end/";
 /// Local only (never in the changelog): how far the store has applied its
 /// changelog, so a stale store catches up from there.
 const CHANGELOG_END: &[u8] = b"\0changelog_end";
+/// The changelog record that ends a batch's writes (never a state key). The
+/// catch-up applies a batch only once it has read its marker, so a process
+/// killed while writing a batch's changelog leaves nothing half-applied.
+const CHANGELOG_COMMIT: &[u8] = b"\0commit";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -71,10 +80,13 @@ pub struct Shared {
     pub state_dir: PathBuf,
     pub group: String,
     pub batch_max: usize,
+    /// Threads that verify a validation batch's signatures (the stage's
+    /// own included): the machine's cores by default.
+    pub verify_threads: usize,
 }
 
 struct PartitionState {
-    store: SledStore,
+    store: Mirror,
     cursor: Cursor,
     restore: Option<Restore>,
 }
@@ -96,6 +108,7 @@ pub struct StageWorker {
     kind: StageKind,
     shared: Arc<Shared>,
     db: SledStore,
+    persister: Arc<Persister>,
     consumer: Box<dyn BusConsumer>,
     producer: Box<dyn BusProducer>,
     partitions: BTreeMap<u32, PartitionState>,
@@ -160,10 +173,12 @@ impl StageWorker {
             .consumer(&format!("{}.{}", shared.group, kind.name()))?;
         consumer.subscribe(&[kind.input_topic()])?;
         let producer = shared.bus.producer()?;
+        let persister = Arc::new(Persister::start(kind.name())?);
         Ok(StageWorker {
             kind,
             shared,
             db,
+            persister,
             consumer,
             producer,
             partitions: BTreeMap::new(),
@@ -182,38 +197,11 @@ impl StageWorker {
 
     /// Opens (or restores) a partition's store and positions the consumer.
     fn assign(&mut self, partition: u32) -> Result<(), RuntimeError> {
-        let store = self.db.tree(&format!("p{partition}"))?;
-        let changelog = self.kind.changelog_topic();
-        // Catch the local store up from the changelog: from the start when
-        // there is no store (a new machine, a lost disk), from the position it
-        // recorded when it is stale (the partition was owned elsewhere since).
-        let recorded = get_u64(&store, CHANGELOG_END)?.unwrap_or(0);
-        let end = self.shared.bus.end_offset(changelog, partition)?;
-        if recorded < end {
-            let mut from = recorded;
-            loop {
-                let records = self.shared.bus.read(changelog, partition, from, 4096)?;
-                let Some(last) = records.last() else { break };
-                from = last.offset + 1;
-                let mut batch = WriteBatch::new();
-                for r in &records {
-                    let value = match r.value.split_first() {
-                        Some((1, v)) => Some(v.to_vec()),
-                        Some((0, _)) => None,
-                        _ => {
-                            return Err(RuntimeError::Corrupt(format!(
-                                "{changelog}/{partition}@{}",
-                                r.offset
-                            )));
-                        }
-                    };
-                    batch.insert(r.key.clone(), value);
-                }
-                batch.insert(CHANGELOG_END.to_vec(), Some(from.to_be_bytes().to_vec()));
-                store.apply(&batch)?;
-            }
-            store.flush()?;
-        }
+        // Writes of an earlier ownership of this partition land first.
+        self.persister.sync()?;
+        let tree = self.db.tree(&format!("p{partition}"))?;
+        self.catch_up(&tree, partition)?;
+        let store = Mirror::load(tree, self.persister.clone())?;
         let cursor = Cursor::load(&store)?;
         // Restore mode: which outputs are already on the bus past the ends
         // recorded at the last commit (written before a crash).
@@ -246,6 +234,79 @@ impl StageWorker {
                 restore: Restore::from_emitted(emitted),
             },
         );
+        Ok(())
+    }
+
+    /// Catches the local store up from the changelog: from the start when
+    /// there is no store (a new machine, a lost disk), from the position it
+    /// recorded when it is stale (sled is written behind the stage, and the
+    /// partition may have been owned elsewhere since). Only whole batches are
+    /// applied (each ends with a [`CHANGELOG_COMMIT`] record); a batch cut by
+    /// a crash is dropped and its keys rewritten with their committed values,
+    /// so that compaction, which keeps a key's last record, cannot keep a
+    /// value of the cut batch.
+    fn catch_up(&mut self, tree: &SledStore, partition: u32) -> Result<(), RuntimeError> {
+        let changelog = self.kind.changelog_topic();
+        let recorded = get_u64(tree, CHANGELOG_END)?.unwrap_or(0);
+        let end = self.shared.bus.end_offset(changelog, partition)?;
+        if recorded >= end {
+            return Ok(());
+        }
+        let mut from = recorded;
+        // The writes read since the last commit marker.
+        let mut open = WriteBatch::new();
+        loop {
+            let records = self.shared.bus.read(changelog, partition, from, 4096)?;
+            let Some(last) = records.last() else { break };
+            from = last.offset + 1;
+            for r in &records {
+                if r.key == CHANGELOG_COMMIT {
+                    open.insert(
+                        CHANGELOG_END.to_vec(),
+                        Some((r.offset + 1).to_be_bytes().to_vec()),
+                    );
+                    tree.apply(&open)?;
+                    open.clear();
+                    continue;
+                }
+                let value = match r.value.split_first() {
+                    Some((1, v)) => Some(v.to_vec()),
+                    Some((0, _)) => None,
+                    _ => {
+                        return Err(RuntimeError::Corrupt(format!(
+                            "{changelog}/{partition}@{}",
+                            r.offset
+                        )));
+                    }
+                };
+                open.insert(r.key.clone(), value);
+            }
+        }
+        if !open.is_empty() {
+            // A cut batch: its keys get their committed values again.
+            for key in open.keys() {
+                let value = tree.get(key)?;
+                self.producer
+                    .send(changelog, partition, key, &changelog_value(&value), 0)?;
+            }
+            self.producer
+                .send(changelog, partition, CHANGELOG_COMMIT, &[1], 0)?;
+            self.producer.flush()?;
+            let repaired_end = self.shared.bus.end_offset(changelog, partition)?;
+            let mut mark = WriteBatch::new();
+            mark.insert(
+                CHANGELOG_END.to_vec(),
+                Some(repaired_end.to_be_bytes().to_vec()),
+            );
+            tree.apply(&mark)?;
+            eprintln!(
+                "{}: partition {partition}: a batch cut by a crash ({} keys) was left out of \
+                 the changelog catch-up and its keys rewritten",
+                self.kind.name(),
+                open.len()
+            );
+        }
+        tree.flush()?;
         Ok(())
     }
 
@@ -304,12 +365,22 @@ impl StageWorker {
             registry: &shared.registry,
         };
         let trust = TrustUnsigned;
+        let verifier: &dyn SignatureVerifier = if shared.trust_unsigned {
+            &trust
+        } else {
+            &verifier_pki
+        };
+        // Validation's signatures, checked on every core before the batch.
+        let prefetched;
+        let verifier = if kind == StageKind::Validation && !shared.trust_unsigned {
+            prefetched =
+                Prefetched::verify(verifier, &shared.registry, records, shared.verify_threads);
+            &prefetched as &dyn SignatureVerifier
+        } else {
+            verifier
+        };
         let refs = RefView {
-            signatures: if shared.trust_unsigned {
-                &trust
-            } else {
-                &verifier_pki
-            },
+            signatures: verifier,
             institutions: &self.refs.institutions,
         };
         let ctx = Context {
@@ -403,15 +474,17 @@ impl StageWorker {
                 0,
             )?;
         }
+        self.producer
+            .send(kind.changelog_topic(), partition, CHANGELOG_COMMIT, &[1], 0)?;
         self.producer.flush()?;
         let changelog_end = shared.bus.end_offset(kind.changelog_topic(), partition)?;
         writes.insert(
             CHANGELOG_END.to_vec(),
             Some(changelog_end.to_be_bytes().to_vec()),
         );
-        // 3. one sled batch, flushed.
+        // 3. the state: in memory now, in sled behind the stage.
         ps.store.apply(&writes)?;
-        ps.store.flush()?;
+        ps.store.persist_behind()?;
         ps.cursor = cursor;
         ps.restore = restore;
         // 4. informational commit.

@@ -8,11 +8,13 @@
 
 pub mod keys;
 mod mem;
+mod mirror;
 mod sled_store;
 
 use std::collections::BTreeMap;
 
 pub use mem::MemStore;
+pub use mirror::{Mirror, Persister};
 pub use sled_store::{Rebuilt, SledStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("state store: value under key {key} is corrupt: {what}")]
     Corrupt { key: String, what: String },
+    #[error("state store: writing behind the stage: {0}")]
+    Persist(String),
     #[error("state store: {context}: {source}")]
     Io {
         context: String,

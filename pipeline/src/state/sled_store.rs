@@ -78,6 +78,15 @@ impl SledStore {
         Ok((store, Some(Rebuilt { aside, error })))
     }
 
+    /// Another handle on the same tree (for the background persister).
+    pub fn clone_handle(&self) -> SledStore {
+        SledStore {
+            db: self.db.clone(),
+            tree: self.tree.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+
     /// Another tree of the same database (one per stage partition).
     pub fn tree(&self, name: &str) -> Result<SledStore, StoreError> {
         Ok(SledStore {
@@ -105,6 +114,9 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             .path(dir)
             // Explicit, not the library default: the runtime flushes per batch.
             .flush_every_ms(Some(500))
+            // Reads are served by the in-memory mirror (state/mirror.rs):
+            // sled's page cache only needs room for its writes.
+            .cache_capacity(64 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .open();
         match opened {
