@@ -105,3 +105,85 @@ impl SignatureVerifier for Prefetched<'_> {
         self.inner.unchecked_outcome()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::domain::{ReasonCode, Stage};
+    use crate::events::convert::submitted_from_input;
+
+    /// Answers by the signature value, and counts its calls.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl SignatureVerifier for Counting {
+        fn check(&self, submission: &FseInput, _: &Fse) -> Answer {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            match submission.signature.as_ref().and_then(|s| s.value.as_deref()) {
+                Some("Z29vZA==") => Ok(SignatureCheck::Verified),
+                _ => Err(Reason::new(Stage::Validation, ReasonCode::BadSignature, "no")),
+            }
+        }
+    }
+
+    fn input(n: usize, signature: &str) -> FseInput {
+        serde_json::from_str(&format!(
+            r#"{{"fse_id": "12345678-{n:09}", "received_at": "2025-01-20T09:14:03.250+01:00",
+            "care_date": "2025-01-20",
+            "professional": {{"rpps": "10000123454", "category": "gp", "sector": "1", "optam": false}},
+            "beneficiary": {{"nir": "185057800604830", "birth_date": "1985-05-12", "rank": 1}},
+            "pathway": "mt", "tiers_payant": {{"amo": true, "amc": false}},
+            "acts": [{{"code": "G", "quantity": 1, "coefficient": "1", "charged": "30.00"}}],
+            "signature": {{"alg": "rsa-pkcs1-sha256", "cert": "CPS-1", "value": "{signature}"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn record(registry: &SchemaRegistry, offset: u64, input: &FseInput) -> Record {
+        Record {
+            topic: "fse.submitted".into(),
+            partition: 0,
+            offset,
+            timestamp_millis: 0,
+            key: Vec::new(),
+            value: registry.encode_single(&submitted_from_input(input).unwrap()),
+        }
+    }
+
+    #[test]
+    fn every_answer_is_the_inner_verifiers_computed_once() {
+        let registry = SchemaRegistry::new().unwrap();
+        let inputs: Vec<FseInput> = (0..200)
+            .map(|n| input(n, if n % 7 == 0 { "Zm9yZ2Vk" } else { "Z29vZA==" }))
+            .collect();
+        let mut records: Vec<Record> = inputs
+            .iter()
+            .enumerate()
+            .map(|(n, i)| record(&registry, n as u64, i))
+            .collect();
+        records.push(Record {
+            value: b"not avro".to_vec(),
+            ..records[0].clone()
+        });
+        let inner = Counting::default();
+        let prefetched = Prefetched::verify(&inner, &registry, &records, 3);
+        assert_eq!(prefetched.len(), 200, "the undecodable record is left out");
+        assert_eq!(inner.0.load(Ordering::SeqCst), 200);
+        let reference = Counting::default();
+        for input in &inputs {
+            let fse = validation::reparse(input).unwrap();
+            assert_eq!(
+                prefetched.check(input, &fse),
+                reference.check(input, &fse)
+            );
+        }
+        assert_eq!(inner.0.load(Ordering::SeqCst), 200, "all were ready");
+        // An FSE it has not seen goes to the inner verifier.
+        let other = input(999, "Z29vZA==");
+        let fse = validation::reparse(&other).unwrap();
+        assert_eq!(prefetched.check(&other, &fse), Ok(SignatureCheck::Verified));
+        assert_eq!(inner.0.load(Ordering::SeqCst), 201);
+    }
+}
