@@ -471,7 +471,8 @@ impl BusConsumer for KafkaConsumer {
             )
             .map_err(|e| broker("commit", e))?;
         }
-        match self.consumer.commit(&tpl, CommitMode::Sync) {
+        // Async: informational, so no batch waits a round trip for it.
+        match self.consumer.commit(&tpl, CommitMode::Async) {
             Ok(()) => Ok(()),
             // The commit is informational (positions come from the stores):
             // one refused because the group is rebalancing is not a failure.

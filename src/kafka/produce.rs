@@ -3,6 +3,7 @@
 //! delivery report, and fails if any of them failed: a record the broker did
 //! not take is never passed over in silence.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,9 @@ struct Failures {
 struct DeliveryContext {
     log: LogContext,
     failures: Mutex<Failures>,
+    /// Offset after the last acknowledged record, by broker topic name and
+    /// partition.
+    acknowledged: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl ClientContext for DeliveryContext {
@@ -52,6 +56,13 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(message) = result {
+            let mut acknowledged = lock(&self.acknowledged);
+            let end = acknowledged
+                .entry((message.topic().to_string(), message.partition()))
+                .or_insert(0);
+            *end = (*end).max(message.offset() + 1);
+        }
         if let Err((error, message)) = result {
             let mut failures = lock(&self.failures);
             failures.count += 1;
@@ -100,6 +111,7 @@ impl KafkaProducer {
             .create_with_context(DeliveryContext {
                 log: super::LogContext::from_env(),
                 failures: Mutex::new(Failures::default()),
+                acknowledged: Mutex::new(HashMap::new()),
             })
             .map_err(|e| broker("producer", e))?;
         Ok(KafkaProducer { inner, producer })
@@ -166,5 +178,15 @@ impl BusProducer for KafkaProducer {
                 e,
             )
         })
+    }
+
+    fn acknowledged_end(&self, topic: &str, partition: u32) -> Option<u64> {
+        let key = (
+            self.inner.names.topic(topic),
+            i32::try_from(partition).ok()?,
+        );
+        lock(&self.producer.context().acknowledged)
+            .get(&key)
+            .and_then(|end| u64::try_from(*end).ok())
     }
 }

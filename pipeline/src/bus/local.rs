@@ -531,6 +531,8 @@ impl Bus for Arc<LocalLog> {
         Ok(Box::new(LocalProducer {
             log: self.clone(),
             touched: BTreeMap::new(),
+            appended: BTreeMap::new(),
+            acknowledged: BTreeMap::new(),
         }))
     }
 
@@ -554,6 +556,10 @@ impl Bus for Arc<LocalLog> {
 struct LocalProducer {
     log: Arc<LocalLog>,
     touched: BTreeMap<(String, u32), Arc<Mutex<PartitionLog>>>,
+    /// Offset after the last record appended, per partition; acknowledged
+    /// once flushed.
+    appended: BTreeMap<(String, u32), u64>,
+    acknowledged: BTreeMap<(String, u32), u64>,
 }
 
 impl BusProducer for LocalProducer {
@@ -574,7 +580,9 @@ impl BusProducer for LocalProducer {
                 log
             }
         };
-        lock(&log).append(timestamp_millis, key, value)?;
+        let offset = lock(&log).append(timestamp_millis, key, value)?;
+        self.appended
+            .insert((topic.to_string(), partition), offset + 1);
         Ok(())
     }
 
@@ -582,7 +590,14 @@ impl BusProducer for LocalProducer {
         for log in self.touched.values() {
             lock(log).flush()?;
         }
+        self.acknowledged.extend(std::mem::take(&mut self.appended));
         Ok(())
+    }
+
+    fn acknowledged_end(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.acknowledged
+            .get(&(topic.to_string(), partition))
+            .copied()
     }
 }
 

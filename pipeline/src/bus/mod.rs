@@ -128,6 +128,11 @@ pub trait BusProducer: Send {
     ) -> Result<(), BusError>;
     /// Returns once every queued record is acknowledged (durable).
     fn flush(&mut self) -> Result<(), BusError>;
+    /// The offset after the last record this producer has had acknowledged
+    /// on `topic/partition` (`None` before any): the partition's end when it
+    /// is the only writer, and never past it otherwise. Known without asking
+    /// the broker, which costs a round trip per call on Kafka.
+    fn acknowledged_end(&self, topic: &str, partition: u32) -> Option<u64>;
 }
 
 pub trait BusConsumer: Send {
@@ -182,6 +187,27 @@ mod tests {
             .map(|r| r.offset)
             .collect();
         assert_eq!(from_gap, [9, 10]);
+    }
+
+    #[test]
+    fn a_producer_knows_the_end_of_what_it_had_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
+        log.ensure_topic(&spec("t", 2)).unwrap();
+        let mut other = log.producer().unwrap();
+        let mut producer = log.producer().unwrap();
+        other.send("t", 0, b"k", b"a", 0).unwrap();
+        other.flush().unwrap();
+        producer.send("t", 0, b"k", b"b", 0).unwrap();
+        assert_eq!(producer.acknowledged_end("t", 0), None, "not flushed yet");
+        producer.flush().unwrap();
+        assert_eq!(producer.acknowledged_end("t", 0), Some(2));
+        other.send("t", 0, b"k", b"c", 0).unwrap();
+        other.flush().unwrap();
+        // Another writer's records are past it: never beyond the true end.
+        assert_eq!(producer.acknowledged_end("t", 0), Some(2));
+        assert_eq!(log.end_offset("t", 0).unwrap(), 3);
+        assert_eq!(producer.acknowledged_end("t", 1), None);
     }
 
     #[test]

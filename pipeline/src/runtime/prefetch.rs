@@ -121,9 +121,17 @@ mod tests {
     impl SignatureVerifier for Counting {
         fn check(&self, submission: &FseInput, _: &Fse) -> Answer {
             self.0.fetch_add(1, Ordering::SeqCst);
-            match submission.signature.as_ref().and_then(|s| s.value.as_deref()) {
+            match submission
+                .signature
+                .as_ref()
+                .and_then(|s| s.value.as_deref())
+            {
                 Some("Z29vZA==") => Ok(SignatureCheck::Verified),
-                _ => Err(Reason::new(Stage::Validation, ReasonCode::BadSignature, "no")),
+                _ => Err(Reason::new(
+                    Stage::Validation,
+                    ReasonCode::BadSignature,
+                    "no",
+                )),
             }
         }
     }
@@ -174,10 +182,7 @@ mod tests {
         let reference = Counting::default();
         for input in &inputs {
             let fse = validation::reparse(input).unwrap();
-            assert_eq!(
-                prefetched.check(input, &fse),
-                reference.check(input, &fse)
-            );
+            assert_eq!(prefetched.check(input, &fse), reference.check(input, &fse));
         }
         assert_eq!(inner.0.load(Ordering::SeqCst), 200, "all were ready");
         // An FSE it has not seen goes to the inner verifier.

@@ -89,7 +89,15 @@ struct PartitionState {
     store: Mirror,
     cursor: Cursor,
     restore: Option<Restore>,
+    /// When the partition ends were last asked of the bus (see [`PROBE_EVERY`]).
+    probed: Option<std::time::Instant>,
 }
+
+/// How often a partition asks the bus for the true ends of its output
+/// topics (other stages write to `fse.rejected` too) and of its input (the
+/// lag metric). Each is a broker round trip on Kafka; in between, the ends
+/// come from the producer's own acknowledgements.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Counters a worker keeps (exported as metrics by the caller).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -232,6 +240,7 @@ impl StageWorker {
                 store,
                 cursor,
                 restore: Restore::from_emitted(emitted),
+                probed: None,
             },
         );
         Ok(())
@@ -447,13 +456,24 @@ impl StageWorker {
         // ends now would leave those outputs below the position the next
         // restore scans from, and a second crash would emit them again. The
         // ends are recorded once the restore is over.
+        // The ends are this producer's acknowledged ones (never past the
+        // true end, so a restore scans from no later than it must), and the
+        // bus's own every PROBE_EVERY, so that a topic this partition seldom
+        // writes is not scanned from far back.
+        let probe = ps.probed.is_none_or(|at| at.elapsed() >= PROBE_EVERY);
         if restore.is_none() {
             for topic in kind.output_topics() {
-                let end = shared.bus.end_offset(topic, partition)?;
-                txn.put(
-                    format!("{OUT_END}{topic}").into_bytes(),
-                    end.to_be_bytes().to_vec(),
-                );
+                let end = if probe {
+                    Some(shared.bus.end_offset(topic, partition)?)
+                } else {
+                    self.producer.acknowledged_end(topic, partition)
+                };
+                if let Some(end) = end {
+                    txn.put(
+                        format!("{OUT_END}{topic}").into_bytes(),
+                        end.to_be_bytes().to_vec(),
+                    );
+                }
             }
         }
         let checkpoint = &batch.checkpoint;
@@ -477,7 +497,13 @@ impl StageWorker {
         self.producer
             .send(kind.changelog_topic(), partition, CHANGELOG_COMMIT, &[1], 0)?;
         self.producer.flush()?;
-        let changelog_end = shared.bus.end_offset(kind.changelog_topic(), partition)?;
+        let changelog_end = match self
+            .producer
+            .acknowledged_end(kind.changelog_topic(), partition)
+        {
+            Some(end) => end,
+            None => shared.bus.end_offset(kind.changelog_topic(), partition)?,
+        };
         writes.insert(
             CHANGELOG_END.to_vec(),
             Some(changelog_end.to_be_bytes().to_vec()),
@@ -497,11 +523,20 @@ impl StageWorker {
             inputs: batch.processed,
             outputs: &batch.emit,
             seconds: batch_started.elapsed().as_secs_f64(),
-            lag: shared
-                .bus
-                .end_offset(kind.input_topic(), partition)?
-                .saturating_sub(cursor.applied),
+            lag: if probe {
+                Some(
+                    shared
+                        .bus
+                        .end_offset(kind.input_topic(), partition)?
+                        .saturating_sub(cursor.applied),
+                )
+            } else {
+                None
+            },
         });
+        if probe {
+            ps.probed = Some(std::time::Instant::now());
+        }
         Ok(batch.processed)
     }
 
@@ -527,7 +562,8 @@ struct BatchMetrics<'a> {
     inputs: usize,
     outputs: &'a [Output],
     seconds: f64,
-    lag: u64,
+    /// Asked of the bus every [`PROBE_EVERY`] only.
+    lag: Option<u64>,
 }
 
 /// Prometheus metrics of one committed batch (the `metrics` facade: a no-op
@@ -539,8 +575,10 @@ fn record_batch_metrics(m: &BatchMetrics<'_>) {
     metrics::counter!("clearing_inputs_total", "stage" => stage, "partition" => partition.clone())
         .increment(m.inputs as u64);
     metrics::histogram!("clearing_batch_seconds", "stage" => stage).record(m.seconds);
-    metrics::gauge!("clearing_consumer_lag", "stage" => stage, "partition" => partition.clone())
-        .set(m.lag as f64);
+    if let Some(lag) = m.lag {
+        metrics::gauge!("clearing_consumer_lag", "stage" => stage, "partition" => partition.clone())
+            .set(lag as f64);
+    }
     let now_millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
