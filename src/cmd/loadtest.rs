@@ -325,6 +325,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         p99_ms: 0.0,
         cpu_percent: 0.0,
         rss_mb: sample::rss_bytes() as f64 / 1e6,
+        state_memory_mb: 0.0,
         stage_inputs: vec![0; StageKind::DECIDING.len()],
         lag: vec![0; StageKind::DECIDING.len()],
     }];
@@ -783,6 +784,11 @@ fn take_sample(
         interval.reset();
         figures
     };
+    let state_memory_mb = lock(&live.progress)
+        .stats
+        .iter()
+        .map(|(_, s)| s.state_memory_bytes as f64 / 1e6)
+        .sum();
     let stage_inputs = {
         let progress = lock(&live.progress);
         StageKind::DECIDING
@@ -807,6 +813,7 @@ fn take_sample(
         p99_ms: p99,
         cpu_percent: 100.0 * (sample::process_cpu_s() - prev_cpu) / dt,
         rss_mb: sample::rss_bytes() as f64 / 1e6,
+        state_memory_mb,
         stage_inputs,
         lag: lags(bus),
     }

@@ -190,7 +190,7 @@ pub fn run_stages(
                     let result = (|| {
                         loop {
                             if stop.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
-                                return Ok(());
+                                return worker.persist();
                             }
                             let n = worker.step(Duration::from_millis(20))?;
                             if let Ok(mut s) = stats[i].lock() {
@@ -199,7 +199,7 @@ pub fn run_stages(
                             let upstream_done = done[..i].iter().all(|d| d.load(Ordering::Acquire));
                             if drain && n == 0 && upstream_done && worker.caught_up()? {
                                 done[i].store(true, Ordering::Release);
-                                return Ok(());
+                                return worker.persist();
                             }
                         }
                     })();

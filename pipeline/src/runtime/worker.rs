@@ -110,6 +110,9 @@ pub struct WorkerStats {
     pub restored_outputs_suppressed: u64,
     pub ref_errors: u64,
     pub batches: u64,
+    /// State held in memory over sled (writes on their way, the cache) at
+    /// the last batch, all partitions.
+    pub state_memory_bytes: u64,
 }
 
 pub struct StageWorker {
@@ -209,7 +212,7 @@ impl StageWorker {
         self.persister.sync()?;
         let tree = self.db.tree(&format!("p{partition}"))?;
         self.catch_up(&tree, partition)?;
-        let store = Mirror::load(tree, self.persister.clone())?;
+        let store = Mirror::open(tree, self.persister.clone())?;
         let cursor = Cursor::load(&store)?;
         // Restore mode: which outputs are already on the bus past the ends
         // recorded at the last commit (written before a crash).
@@ -358,6 +361,11 @@ impl StageWorker {
         for (partition, records) in by_partition {
             count += self.process_partition(partition, &records, &watermark)?;
         }
+        self.stats.state_memory_bytes = self
+            .partitions
+            .values()
+            .map(|p| p.store.memory_bytes() as u64)
+            .sum();
         Ok(count)
     }
 
@@ -538,6 +546,16 @@ impl StageWorker {
             ps.probed = Some(std::time::Instant::now());
         }
         Ok(batch.processed)
+    }
+
+    /// Waits until sled holds every batch committed so far, and reports a
+    /// write that failed behind the stage (a full disk): a clean stop says
+    /// so rather than leave it to the next start's changelog catch-up.
+    pub fn persist(&self) -> Result<(), RuntimeError> {
+        for ps in self.partitions.values() {
+            ps.store.flush()?;
+        }
+        Ok(())
     }
 
     /// Whether every assigned partition has applied its input to the end.

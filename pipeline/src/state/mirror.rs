@@ -1,32 +1,47 @@
-//! A stage partition's state held in memory, persisted to sled behind the
-//! stage.
+//! A stage partition's state served from memory, persisted to sled behind
+//! the stage.
 //!
 //! sled cost a third of the pipeline's CPU when every read went to it and
 //! every batch was applied and flushed in the stage's thread (a process-wide
 //! lock made the stages wait on each other too: docs/performance.md §4). The
 //! changelog, written and acknowledged before a batch commits, is what makes
 //! state durable (design.md §3); sled is the local copy that spares a restart
-//! from reading the whole changelog. So reads are served from memory, and
-//! writes reach sled in coalesced batches on a background thread, a little
-//! behind. After a crash sled is behind by at most those batches, and the
-//! changelog catch-up at assignment brings it forward (it records how far
-//! it has applied the changelog in the same atomic sled batch).
+//! from reading the whole changelog. So writes reach sled in coalesced
+//! batches on a background thread, a little behind, and reads are served by
+//! the writes not yet in sled and a bounded cache of what is, before sled.
+//! After a crash sled is behind by at most those batches, and the changelog
+//! catch-up at assignment brings it forward (it records how far it has
+//! applied the changelog in the same atomic sled batch).
+//!
+//! Memory is bounded: the cache by [`CACHE_BYTES`], the writes on their way
+//! by [`PERSIST_KEYS`] and the persister's queue. State larger than that
+//! (68 M beneficiaries' rights) stays in sled.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{KeyValue, MemStore, SledStore, StateRead, StateStore, StoreError, WriteBatch};
+use super::{KeyValue, SledStore, StateRead, StateStore, StoreError, WriteBatch};
 
 /// Writes held back before they are handed to the persister, whichever
 /// comes first: coalescing turns a cursor or accumulator rewritten by every
 /// batch into one sled write.
 const PERSIST_KEYS: usize = 20_000;
 const PERSIST_EVERY: Duration = Duration::from_millis(500);
+/// Bytes of keys and values a partition keeps cached from sled (absent keys
+/// included: a duplicate check mostly asks for a key that is not there).
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 enum Job {
-    Apply(SledStore, WriteBatch),
+    Apply {
+        tree: SledStore,
+        writes: Arc<WriteBatch>,
+        seq: u64,
+        done: Arc<AtomicU64>,
+    },
     Sync(SyncSender<()>),
 }
 
@@ -95,13 +110,21 @@ impl Persister {
 fn persist_loop(rx: &Receiver<Job>, failed: &Mutex<Option<String>>) {
     while let Ok(job) = rx.recv() {
         match job {
-            Job::Apply(tree, batch) => {
+            Job::Apply {
+                tree,
+                writes,
+                seq,
+                done,
+            } => {
                 // Not under the lock: the stage checks it at every batch.
                 if failed.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
                     continue;
                 }
-                if let Err(e) = tree.apply(&batch).and_then(|()| tree.flush()) {
-                    *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                match tree.apply(&writes).and_then(|()| tree.flush()) {
+                    Ok(()) => done.store(seq, Ordering::Release),
+                    Err(e) => {
+                        *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                    }
                 }
             }
             Job::Sync(done) => {
@@ -121,115 +144,255 @@ impl Drop for Persister {
     }
 }
 
-/// One partition's state: every key in memory, sled behind it.
-pub struct Mirror {
-    memory: MemStore,
-    tree: SledStore,
-    persister: Arc<Persister>,
-    pending: Mutex<Pending>,
+/// Values read from sled, bounded in bytes: two generations, the older
+/// dropped whole when the younger fills (an approximation of LRU that costs
+/// one hash lookup or two). Which entries it holds never changes a value
+/// read, only where it is read from.
+struct Cache {
+    young: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    old: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    young_bytes: usize,
+    limit: usize,
 }
 
-struct Pending {
-    writes: WriteBatch,
+impl Cache {
+    fn new(limit: usize) -> Cache {
+        Cache {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            young_bytes: 0,
+            limit,
+        }
+    }
+
+    fn get(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if let Some(value) = self.young.get(key) {
+            return Some(value.clone());
+        }
+        let value = self.old.remove(key)?;
+        self.put(key.to_vec(), value.clone());
+        Some(value)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let size = key.len() + value.as_ref().map_or(0, Vec::len) + 64;
+        if self.young_bytes + size > self.limit / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.young_bytes = 0;
+        }
+        self.young_bytes += size;
+        self.old.remove(&key);
+        self.young.insert(key, value);
+    }
+
+    fn bytes(&self) -> usize {
+        // The old generation is at most as large as the young one was.
+        self.young_bytes + self.old.len() * 64
+    }
+}
+
+/// One partition's state: writes not yet in sled, a cache of sled, sled.
+pub struct Mirror {
+    tree: SledStore,
+    persister: Arc<Persister>,
+    /// The last batch the persister has applied (by `seq`).
+    persisted: Arc<AtomicU64>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Applied, not yet handed to the persister.
+    pending: WriteBatch,
     since: Instant,
+    /// Handed over, not yet known applied: still served from here.
+    in_flight: VecDeque<(u64, Arc<WriteBatch>)>,
+    next_seq: u64,
+    cache: Cache,
 }
 
 impl Mirror {
-    /// Loads the whole tree into memory (call after the changelog catch-up).
-    pub fn load(tree: SledStore, persister: Arc<Persister>) -> Result<Mirror, StoreError> {
+    /// The partition's state over its sled tree (call after the changelog
+    /// catch-up).
+    pub fn open(tree: SledStore, persister: Arc<Persister>) -> Result<Mirror, StoreError> {
+        Mirror::with_cache(tree, persister, CACHE_BYTES)
+    }
+
+    pub fn with_cache(
+        tree: SledStore,
+        persister: Arc<Persister>,
+        cache_bytes: usize,
+    ) -> Result<Mirror, StoreError> {
         persister.sync()?;
-        let memory = MemStore::default();
-        let all: WriteBatch = tree
-            .scan_prefix(b"")?
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
-        memory.apply(&all)?;
         Ok(Mirror {
-            memory,
             tree,
             persister,
-            pending: Mutex::new(Pending {
-                writes: WriteBatch::new(),
+            persisted: Arc::new(AtomicU64::new(0)),
+            inner: Mutex::new(Inner {
+                pending: WriteBatch::new(),
                 since: Instant::now(),
+                in_flight: VecDeque::new(),
+                next_seq: 1,
+                cache: Cache::new(cache_bytes),
             }),
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.memory.len()
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.memory.is_empty()
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    /// Bytes held in memory for this partition: writes on their way to sled
+    /// and the cache.
+    pub fn memory_bytes(&self) -> usize {
+        let inner = self.inner();
+        let writes = |w: &WriteBatch| -> usize {
+            w.iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum()
+        };
+        writes(&inner.pending)
+            + inner
+                .in_flight
+                .iter()
+                .map(|(_, w)| writes(w))
+                .sum::<usize>()
+            + inner.cache.bytes()
     }
 
     /// Hands the held-back writes to the persister once there are enough of
     /// them or they are old enough; reports an earlier persist failure.
     pub fn persist_behind(&self) -> Result<(), StoreError> {
         self.persister.check()?;
-        let mut pending = self.pending();
-        if pending.writes.len() >= PERSIST_KEYS || pending.since.elapsed() >= PERSIST_EVERY {
-            self.hand_over(&mut pending)?;
+        let mut inner = self.inner();
+        if inner.pending.len() >= PERSIST_KEYS || inner.since.elapsed() >= PERSIST_EVERY {
+            self.hand_over(&mut inner)?;
         }
         Ok(())
     }
 
-    fn hand_over(&self, pending: &mut Pending) -> Result<(), StoreError> {
-        pending.since = Instant::now();
-        if pending.writes.is_empty() {
+    fn hand_over(&self, inner: &mut Inner) -> Result<(), StoreError> {
+        inner.since = Instant::now();
+        if inner.pending.is_empty() {
             return Ok(());
         }
-        let writes = std::mem::take(&mut pending.writes);
-        self.persister
-            .send(Job::Apply(self.tree.clone_handle(), writes))
+        let writes = Arc::new(std::mem::take(&mut inner.pending));
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.in_flight.push_back((seq, writes.clone()));
+        self.persister.send(Job::Apply {
+            tree: self.tree.clone_handle(),
+            writes,
+            seq,
+            done: self.persisted.clone(),
+        })
+    }
+
+    /// Batches sled now holds leave the in-flight list; their values stay
+    /// warm in the cache.
+    fn settle(&self, inner: &mut Inner) {
+        let persisted = self.persisted.load(Ordering::Acquire);
+        while inner
+            .in_flight
+            .front()
+            .is_some_and(|(seq, _)| *seq <= persisted)
+        {
+            if let Some((_, writes)) = inner.in_flight.pop_front() {
+                for (key, value) in writes.iter() {
+                    inner.cache.put(key.clone(), value.clone());
+                }
+            }
+        }
     }
 }
 
 impl StateRead for Mirror {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.memory.get(key)
+        let mut inner = self.inner();
+        if let Some(value) = inner.pending.get(key) {
+            return Ok(value.clone());
+        }
+        self.settle(&mut inner);
+        for (_, writes) in inner.in_flight.iter().rev() {
+            if let Some(value) = writes.get(key) {
+                return Ok(value.clone());
+            }
+        }
+        if let Some(value) = inner.cache.get(key) {
+            return Ok(value);
+        }
+        let value = self.tree.get(key)?;
+        inner.cache.put(key.to_vec(), value.clone());
+        Ok(value)
     }
 }
 
 impl StateStore for Mirror {
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        self.memory.apply(batch)?;
-        let mut pending = self.pending();
+        let mut inner = self.inner();
         for (key, value) in batch {
-            pending.writes.insert(key.clone(), value.clone());
+            inner.pending.insert(key.clone(), value.clone());
         }
         Ok(())
     }
 
     /// Durable in sled: hands everything over and waits for it.
     fn flush(&self) -> Result<(), StoreError> {
-        let mut pending = self.pending();
-        self.hand_over(&mut pending)?;
-        drop(pending);
-        self.persister.sync()
+        let mut inner = self.inner();
+        self.hand_over(&mut inner)?;
+        drop(inner);
+        self.persister.sync()?;
+        let mut inner = self.inner();
+        self.settle(&mut inner);
+        Ok(())
     }
 
+    /// Every key with the prefix, as the stage sees them (sled overlaid with
+    /// the writes on their way).
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        self.memory.scan_prefix(prefix)
+        // Under the lock, so no write is added or leaves the in-flight list
+        // between the sled scan and the overlay: a batch the persister
+        // applies meanwhile is overlaid again, with the same values.
+        let mut inner = self.inner();
+        self.settle(&mut inner);
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .tree
+            .scan_prefix(prefix)?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        let later = inner
+            .in_flight
+            .iter()
+            .map(|(_, w)| w.as_ref())
+            .chain(std::iter::once(&inner.pending));
+        for writes in later {
+            for (key, value) in writes.range(prefix.to_vec()..) {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
     }
 }
 
 impl Drop for Mirror {
     /// A partition given up (or a clean stop) leaves its writes to sled.
     fn drop(&mut self) {
-        let mut pending = self.pending();
-        let _ = self.hand_over(&mut pending);
+        let mut inner = self.inner();
+        let _ = self.hand_over(&mut inner);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::MemStore;
+    use proptest::prelude::*;
 
     fn batch(pairs: &[(&str, Option<&str>)]) -> WriteBatch {
         pairs
@@ -245,17 +408,26 @@ mod tests {
         let persister = Arc::new(Persister::start("test").unwrap());
         let tree = db.tree("p0").unwrap();
         tree.apply(&batch(&[("old", Some("1"))])).unwrap();
-        let mirror = Mirror::load(db.tree("p0").unwrap(), persister.clone()).unwrap();
-        assert_eq!(mirror.get(b"old").unwrap(), Some(b"1".to_vec()), "loaded");
+        let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
+        assert_eq!(
+            mirror.get(b"old").unwrap(),
+            Some(b"1".to_vec()),
+            "from sled"
+        );
         mirror
             .apply(&batch(&[("a", Some("x")), ("old", None)]))
             .unwrap();
         assert_eq!(mirror.get(b"a").unwrap(), Some(b"x".to_vec()));
-        assert_eq!(mirror.get(b"old").unwrap(), None);
+        assert_eq!(
+            mirror.get(b"old").unwrap(),
+            None,
+            "a delete hides the cached value"
+        );
         assert_eq!(tree.get(b"a").unwrap(), None, "not yet in sled");
         mirror.flush().unwrap();
         assert_eq!(tree.get(b"a").unwrap(), Some(b"x".to_vec()));
         assert_eq!(tree.get(b"old").unwrap(), None);
+        assert_eq!(mirror.get(b"old").unwrap(), None);
         // Coalesced: the last write of a key wins.
         mirror.apply(&batch(&[("a", Some("y"))])).unwrap();
         mirror.apply(&batch(&[("a", Some("z"))])).unwrap();
@@ -273,5 +445,41 @@ mod tests {
         let failed = Persister::start("test").unwrap();
         *failed.failed.lock().unwrap() = Some("disk full".into());
         assert!(matches!(failed.sync(), Err(StoreError::Persist(e)) if e == "disk full"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever the cache size and however far sled lags, the mirror
+        /// reads and scans as a plain in-memory store given the same writes.
+        #[test]
+        fn it_reads_as_a_plain_store(
+            batches in prop::collection::vec(
+                prop::collection::btree_map(0u8..40, prop::option::of(0u8..5), 1..12), 1..40),
+            cache in 0usize..2000,
+            flush_every in 1usize..6,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
+            let persister = Arc::new(Persister::start("test").unwrap());
+            let mirror = Mirror::with_cache(db.tree("p").unwrap(), persister, cache).unwrap();
+            let plain = MemStore::default();
+            for (n, writes) in batches.iter().enumerate() {
+                let writes: WriteBatch = writes
+                    .iter()
+                    .map(|(k, v)| (vec![b'k', *k], v.map(|v| vec![v])))
+                    .collect();
+                mirror.apply(&writes).unwrap();
+                plain.apply(&writes).unwrap();
+                if n % flush_every == 0 {
+                    mirror.hand_over(&mut mirror.inner()).unwrap();
+                }
+                for k in 0u8..40 {
+                    prop_assert_eq!(mirror.get(&[b'k', k]).unwrap(), plain.get(&[b'k', k]).unwrap());
+                }
+            }
+            prop_assert_eq!(mirror.scan_prefix(b"k").unwrap(), plain.scan_prefix(b"k").unwrap());
+            mirror.flush().unwrap();
+            prop_assert_eq!(mirror.scan_prefix(b"k").unwrap(), plain.scan_prefix(b"k").unwrap());
+        }
     }
 }
