@@ -207,7 +207,7 @@ pub fn stage(kind: StageKind, data: &[u8]) {
         );
         check_output_count(kind, data, &first.outputs);
         for output in &first.outputs {
-            check_output(kind, data, &output.topic, &output.value);
+            check_output(kind, data, output.topic, &output.value);
         }
     }
 }
