@@ -7,6 +7,8 @@
 //! clearing gen --seed 7 --claims 400 --professionals 8 --beneficiaries 60 \
 //!     --bad-per-mille 150 --out G
 //! clearing publish/submit … --bus local:B ; clearing run --bus local:B --until-caught-up
+//! clearing close --bus local:B --on 2025-06-30   # close events for outbound.ledger
+//! clearing run --bus local:B --until-caught-up
 //! cargo run --example fuzz_seeds -- B G fuzz/seeds
 //! ```
 //! (scripts/fuzz.sh documents the whole sequence.)
@@ -26,6 +28,9 @@ const TOPICS: &[(&str, &str)] = &[
     ("event_fse_validated", "fse.validated"),
     ("event_fse_entitled", "fse.entitled"),
     ("event_fse_routed", "fse.routed"),
+    ("event_fse_decided", "fse.decided"),
+    ("event_fse_rejected", "fse.rejected"),
+    ("event_outbound_ledger", "outbound.ledger"),
     ("event_ref_rights", "ref.rights"),
     ("event_ref_pki", "ref.pki"),
     ("event_ref_eu_institutions", "ref.eu.institutions"),

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (fuzz/fuzz_targets) for SECONDS each, one after the
+# Runs every fuzz target (every [[bin]] of fuzz/Cargo.toml, `cargo fuzz list`:
+# the stage inputs fse.submitted to outbound.ledger, the reference topics, the
+# JSON parsers and the identifier checkers) for SECONDS each, one after the
 # other, and prints one result line per target. Exits non-zero on the first
 # target that finds a crash (the input is kept in fuzz/artifacts/TARGET/).
 #

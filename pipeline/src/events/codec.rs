@@ -29,6 +29,10 @@ use super::model::{
 /// field of ours (a DER public key is a few hundred bytes), low enough that a
 /// corrupt length cannot make us allocate much.
 pub const MAX_BYTES_LEN: usize = 1 << 20;
+/// Longest raw record a dead letter carries (16 MiB, the local log's record
+/// bound): a dead letter quotes its input whole, and an input may be refused
+/// precisely for exceeding [`MAX_BYTES_LEN`], so its letter must still decode.
+pub const MAX_DEAD_LETTER_RAW_LEN: usize = 16 << 20;
 /// Most items a decoder accepts in one array (all blocks together).
 pub const MAX_ARRAY_ITEMS: usize = 10_000;
 /// Deepest nesting of records a decoder accepts. Our schemas are not
@@ -61,10 +65,12 @@ pub enum CodecError {
     InvalidBool { offset: usize, byte: u8 },
     #[error("negative length {length} at offset {offset}")]
     NegativeLength { offset: usize, length: i64 },
-    #[error(
-        "string or bytes of {length} bytes at offset {offset} exceeds the limit of {MAX_BYTES_LEN}"
-    )]
-    TooLong { offset: usize, length: i64 },
+    #[error("string or bytes of {length} bytes at offset {offset} exceeds the limit of {limit}")]
+    TooLong {
+        offset: usize,
+        length: i64,
+        limit: usize,
+    },
     #[error("array at offset {offset} has more than {MAX_ARRAY_ITEMS} items ({count})")]
     TooManyItems { offset: usize, count: u64 },
     #[error("invalid UTF-8 in string at offset {offset}")]
@@ -268,12 +274,21 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
+        self.bytes_up_to(MAX_BYTES_LEN)
+    }
+
+    /// `bytes` of at most `max` bytes (a dead letter's raw record).
+    pub fn bytes_up_to(&mut self, max: usize) -> Result<&'a [u8], CodecError> {
         let offset = self.pos;
         let length = self.long()?;
         let len =
             usize::try_from(length).map_err(|_| CodecError::NegativeLength { offset, length })?;
-        if len > MAX_BYTES_LEN {
-            return Err(CodecError::TooLong { offset, length });
+        if len > max {
+            return Err(CodecError::TooLong {
+                offset,
+                length,
+                limit: max,
+            });
         }
         self.take(len)
     }
@@ -1000,14 +1015,45 @@ avro_record!(EuInstitutionRecord {
     from,
     to
 });
-avro_record!(DeadLetter {
-    stage,
-    topic,
-    partition,
-    offset,
-    error,
-    raw
-});
+/// `DeadLetter` by hand: its `raw` bytes take the larger
+/// [`MAX_DEAD_LETTER_RAW_LEN`] bound.
+impl AvroField for DeadLetter {
+    fn encode_field(&self, out: &mut Encoder) {
+        self.stage.encode_field(out);
+        self.topic.encode_field(out);
+        self.partition.encode_field(out);
+        self.offset.encode_field(out);
+        self.error.encode_field(out);
+        self.raw.encode_field(out);
+    }
+    fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+        input.enter()?;
+        let value = DeadLetter {
+            stage: AvroField::decode_field(input)?,
+            topic: AvroField::decode_field(input)?,
+            partition: AvroField::decode_field(input)?,
+            offset: AvroField::decode_field(input)?,
+            error: AvroField::decode_field(input)?,
+            raw: input.bytes_up_to(MAX_DEAD_LETTER_RAW_LEN)?.to_vec(),
+        };
+        input.leave();
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+impl ToAvroValue for DeadLetter {
+    fn to_avro_value(&self) -> apache_avro::types::Value {
+        apache_avro::types::Value::Record(vec![
+            ("stage".to_owned(), self.stage.to_avro_value()),
+            ("topic".to_owned(), self.topic.to_avro_value()),
+            ("partition".to_owned(), self.partition.to_avro_value()),
+            ("offset".to_owned(), self.offset.to_avro_value()),
+            ("error".to_owned(), self.error.to_avro_value()),
+            ("raw".to_owned(), self.raw.to_avro_value()),
+        ])
+    }
+}
 
 /// `PkiEvent`: a record whose one field `record` is the union
 /// `[Certificate, Revocation]`.

@@ -443,6 +443,17 @@ fn validated_parts(
 ) -> Result<Validated, ReadBackError> {
     let checked = crate::stages::validation::reparse(&input_from_submitted(fse))
         .ok_or_else(|| ReadBackError("the FSE no longer passes validation's checks".into()))?;
+    // The date rules that need no reference data, again: every later rule
+    // is looked up by the date of care, so one that validation would have
+    // refused (a care date in 9999 still finds the last rule table) must not
+    // be paid on an upstream event's word.
+    if checked.care_date > checked.reimbursement_date()
+        || checked.care_date < checked.patient.birth_date()
+    {
+        return Err(ReadBackError(
+            "the date of care is after the receipt or before the birth".into(),
+        ));
+    }
     let warnings = warnings
         .iter()
         .map(reason_from_rec)

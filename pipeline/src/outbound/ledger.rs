@@ -239,7 +239,7 @@ pub fn apply(
 ) -> Result<Vec<Emit>, OutboundError> {
     match (&entry.close_on, &entry.outcome) {
         (None, Some(outcome)) => {
-            accumulate(outcome, state)?;
+            accumulate(outcome, state, ctx)?;
             Ok(Vec::new())
         }
         (Some(close_on), None) => close(*close_on, state, ctx),
@@ -249,23 +249,32 @@ pub fn apply(
     }
 }
 
-fn accumulate(o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), OutboundError> {
+/// Checks an outcome whole before it touches the state: the runtime
+/// dead-letters a refused input but keeps the batch's other writes, so a
+/// check after the first `add` would leave a dead-lettered outcome counted
+/// in its batch (and acknowledged by the next close).
+fn accumulate(
+    o: &LedgerOutcomeRec,
+    state: &mut StateTxn<'_>,
+    ctx: &LedgerCtx<'_>,
+) -> Result<(), OutboundError> {
     part(&o.rpps)?;
+    // Every accumulator is due on a date counted from the receipt: outside
+    // the calendar it would never close (year 9999), or make every later
+    // close walk past its bound and fail (year 1899), stopping the stage.
+    is_working_day(&ctx.rules.calendar, o.received_on)?;
     let rpps = o.rpps.as_str();
-    add(
-        state,
-        &Acc::Lot {
-            rpps: rpps.into(),
-            received_on: o.received_on,
-        },
-        &LotEntry::of(o),
-    )?;
+    let lot = Acc::Lot {
+        rpps: rpps.into(),
+        received_on: o.received_on,
+    };
     if o.status != Status::Paid {
-        return Ok(());
+        return Ok(add(state, &lot, &LotEntry::of(o))?);
     }
     let fse_id = o
         .fse_id
         .clone()
+        .filter(|id| !id.is_empty())
         .ok_or_else(|| OutboundError::Input("a paid outcome without an FSE id".into()))?;
     let amounts = [
         o.amo_cents,
@@ -279,6 +288,23 @@ fn accumulate(o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), Outb
     {
         return Err(OutboundError::Input("outcome amounts out of range".into()));
     }
+    let insured = if o.paid_to_insured_cents > 0 || o.imputed_cents > 0 {
+        let key = o.beneficiary_key.as_deref().ok_or_else(|| {
+            OutboundError::Input("a paid outcome without a beneficiary key".into())
+        })?;
+        part(key)?;
+        Some(key)
+    } else {
+        None
+    };
+    let eu = match (&o.eu_country, &o.eu_institution_id) {
+        (Some(country), Some(institution)) => {
+            part(country)?;
+            part(institution)?;
+            Some((country, institution))
+        }
+        _ => None,
+    };
     let entry = |amount: i64, imputed: i64, guaranteed: bool| PayEntry {
         fse_id: fse_id.clone(),
         received_on: o.received_on,
@@ -287,6 +313,7 @@ fn accumulate(o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), Outb
         amo_cents: o.amo_cents,
         guaranteed,
     };
+    add(state, &lot, &LotEntry::of(o))?;
     if o.paid_to_professional_cents > 0 {
         add(
             state,
@@ -297,34 +324,22 @@ fn accumulate(o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), Outb
             &entry(o.paid_to_professional_cents, 0, o.tiers_payant_amo),
         )?;
     }
-    if o.paid_to_insured_cents > 0 || o.imputed_cents > 0 {
-        let key = o.beneficiary_key.as_deref().ok_or_else(|| {
-            OutboundError::Input("a paid outcome without a beneficiary key".into())
-        })?;
+    if let Some(key) = insured {
         add(
             state,
             &Acc::PayInsured {
-                key: {
-                    part(key)?;
-                    key.into()
-                },
+                key: key.into(),
                 received_on: o.received_on,
             },
             &entry(o.paid_to_insured_cents, o.imputed_cents, false),
         )?;
     }
-    if let (Some(country), Some(institution)) = (&o.eu_country, &o.eu_institution_id) {
+    if let Some((country, institution)) = eu {
         add(
             state,
             &Acc::Eu {
-                country: {
-                    part(country)?;
-                    country.clone()
-                },
-                institution: {
-                    part(institution)?;
-                    institution.clone()
-                },
+                country: country.clone(),
+                institution: institution.clone(),
                 half: HalfYear::of(o.received_on),
             },
             &EuEntry {

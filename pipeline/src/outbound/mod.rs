@@ -159,6 +159,14 @@ pub fn settle(input: &FseDecided, rules: &Rules) -> Result<Vec<Emit>, OutboundEr
         ));
     }
     check_paid_amounts(decision)?;
+    if decision.fse_id.as_deref().is_none_or(str::is_empty) {
+        return Err(OutboundError::Input(
+            "fse.decided carries a paid decision without an FSE id".into(),
+        ));
+    }
+    // Payments and their guarantees count from the receipt: a date the
+    // calendar does not cover is refused here, not at every later close.
+    calendar::is_working_day(&rules.calendar, claim.received_on)?;
     let mut out = vec![Emit::Return(returns::payment_return(decision, claim))];
     if let Some(amc) = amc::claim(decision, claim, rules)? {
         out.push(Emit::Amc(amc));
@@ -174,6 +182,13 @@ pub fn return_rejection(input: &FseRejected) -> Result<Vec<Emit>, OutboundError>
     if decision.status != Status::Rejected {
         return Err(OutboundError::Input(
             "fse.rejected carries a decision that is not a rejection".into(),
+        ));
+    }
+    // The professional's return lists the reasons: a rejection without one
+    // would be returned as a blank refusal.
+    if decision.reasons.is_empty() {
+        return Err(OutboundError::Input(
+            "fse.rejected carries a rejection without a reason".into(),
         ));
     }
     Ok(vec![
