@@ -17,9 +17,6 @@
 //! Bad bytes that keep a decodable header are made from the second-to-last
 //! record (the "template"), unprocessed by the base state, so that its
 //! upstream offset lies between the filter's mark and the follower's.
-//!
-//! `#[ignore]`d tests assert what the runtime should do and does not yet
-//! (fixes in pipeline/src/runtime, docs/reliability.md "Bad input catalogue").
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -1669,7 +1666,6 @@ mod fse_submitted {
     /// beneficiary's seen set by then: the same claim correctly keyed later
     /// would be rejected as a duplicate.
     #[test]
-    #[ignore = "runtime: the misrouted submission's state writes are kept (docs/reliability.md)"]
     fn record_key_of_another_beneficiary_changes_no_state() {
         let f = fresh(|_| {});
         run(
@@ -1733,7 +1729,6 @@ macro_rules! header_classes {
         /// be refused, and not move the filter's mark (which keys by offset
         /// alone, and would then drop every later record of the partition).
         #[test]
-        #[ignore = "runtime: the downstream filter does not check the source's topic and partition (docs/reliability.md)"]
         fn header_source_on_another_topic_and_partition() {
             let bad = with_source($topic, header_of, |s| {
                 s.topic = "fse.decided".into();
@@ -1787,7 +1782,7 @@ mod fse_validated {
     catalogue!(TOPIC => another_topics_event);
     catalogue!(TOPIC => array_claims_billions_of_items, enum_index_out_of_range, invalid_boolean_byte);
     header_classes!(TOPIC, FseValidated);
-    header_far_ahead!(TOPIC, FseValidated, #[ignore = "runtime: the downstream filter trusts the header of a record that does not decode (docs/reliability.md)"]);
+    header_far_ahead!(TOPIC, FseValidated);
 
     #[test]
     fn negative_amount() {
@@ -1864,13 +1859,12 @@ mod fse_entitled {
     /// Another topic's event: its header is read by the filter before its
     /// fingerprint is checked, and its offset moves the mark.
     #[test]
-    #[ignore = "runtime: the downstream filter reads the header of another topic's event (docs/reliability.md)"]
     fn another_topics_event() {
         run(TOPIC, class::another_topics_event(TOPIC));
     }
     catalogue!(TOPIC => array_claims_billions_of_items, enum_index_out_of_range, invalid_boolean_byte);
     header_classes!(TOPIC, FseEntitled);
-    header_far_ahead!(TOPIC, FseEntitled, #[ignore = "runtime: the downstream filter trusts the header of a record that does not decode (docs/reliability.md)"]);
+    header_far_ahead!(TOPIC, FseEntitled);
 
     #[test]
     fn negative_amount() {
@@ -1929,13 +1923,12 @@ mod fse_routed {
     /// Another topic's event: its header is read by the filter before its
     /// fingerprint is checked, and its offset moves the mark.
     #[test]
-    #[ignore = "runtime: the downstream filter reads the header of another topic's event (docs/reliability.md)"]
     fn another_topics_event() {
         run(TOPIC, class::another_topics_event(TOPIC));
     }
     catalogue!(TOPIC => array_claims_billions_of_items, enum_index_out_of_range, invalid_boolean_byte);
     header_classes!(TOPIC, FseRouted);
-    header_far_ahead!(TOPIC, FseRouted, #[ignore = "runtime: the downstream filter trusts the header of a record that does not decode (docs/reliability.md)"]);
+    header_far_ahead!(TOPIC, FseRouted);
 
     #[test]
     fn negative_amount() {
@@ -1981,13 +1974,12 @@ mod fse_decided {
     /// Another topic's event: its header is read by the filter before its
     /// fingerprint is checked, and its offset moves the mark.
     #[test]
-    #[ignore = "runtime: the downstream filter reads the header of another topic's event (docs/reliability.md)"]
     fn another_topics_event() {
         run(TOPIC, class::another_topics_event(TOPIC));
     }
     catalogue!(TOPIC => array_claims_billions_of_items, enum_index_out_of_range, invalid_boolean_byte);
     header_classes!(TOPIC, FseDecided);
-    header_far_ahead!(TOPIC, FseDecided, #[ignore = "runtime: the downstream filter trusts the header of a record that does not decode (docs/reliability.md)"]);
+    header_far_ahead!(TOPIC, FseDecided);
 
     fn bad(change: impl FnOnce(&mut FseDecided)) -> Case {
         refused(changed(TOPIC, change))

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::process::{Inputs, Output, output_ordinal, process, upstream_offset};
+use super::process::{Inputs, Output, header_source, output_ordinal, process, single_producer};
 use super::{StageKind, WorkerStats, topics};
 use crate::bus::Record;
 use crate::events::model::{AuditCheckpoint, RefOffset};
@@ -208,6 +208,13 @@ pub fn run_batch(
     let mut first = None;
     let mut last = None;
     let mut processed = 0;
+    // The topics an input's events may name as their source: the inputs of
+    // the stages that write it.
+    let upstream: Vec<&str> = StageKind::ALL
+        .into_iter()
+        .filter(|s| s.output_topics().contains(&kind.input_topic()))
+        .map(StageKind::input_topic)
+        .collect();
     for record in input.records {
         if record.offset < next.applied {
             continue;
@@ -216,22 +223,52 @@ pub fn run_batch(
         last = Some(record.offset);
         processed += 1;
         stats.inputs += 1;
-        // Downstream filter: an upstream output at or below the mark is a
-        // duplicate a zombie owner wrote; identical, so dropped.
-        if let Some(source) = upstream_offset(record) {
-            if next.upstream_mark.is_some_and(|mark| source <= mark) {
-                stats.duplicates_dropped += 1;
-                continue;
-            }
-            next.upstream_mark = Some(source);
-        }
         let inputs = Inputs {
             stage: kind,
             record,
             registry: input.registry,
             ref_watermark: input.watermark,
         };
-        for output in process(&inputs, txn, ctx)?.outputs {
+        // An event naming a source no writer of this partition reads is
+        // refused before its offset can reach the duplicate filter.
+        let source = header_source(record);
+        if let Some(s) = &source
+            && !(upstream.contains(&s.topic.as_str())
+                && u64::try_from(s.partition).ok() == Some(u64::from(record.partition)))
+        {
+            let error = format!(
+                "the event's source {:.64}/{} is not an input of a stage writing {}/{}",
+                s.topic, s.partition, record.topic, record.partition
+            );
+            for output in inputs.dead_letter(error).outputs {
+                stats.dead_letters += 1;
+                chained.push((Source::Input(record.offset, 0), output));
+            }
+            continue;
+        }
+        // Downstream filter: an upstream output at or below the mark is a
+        // duplicate a zombie owner wrote; identical, so dropped. The mark
+        // moves only past an event the stage took (a record that does not
+        // decode whole could carry any offset in its header).
+        let sequenced = source
+            .filter(|_| single_producer(&record.topic))
+            .and_then(|s| u64::try_from(s.offset).ok());
+        if let Some(offset) = sequenced
+            && next.upstream_mark.is_some_and(|mark| offset <= mark)
+        {
+            stats.duplicates_dropped += 1;
+            continue;
+        }
+        let result = process(&inputs, txn, ctx)?;
+        if result.duplicate {
+            stats.duplicates_dropped += 1;
+        }
+        if let Some(offset) = sequenced
+            && !result.outputs.iter().any(|o| o.topic == kind.dlq_topic())
+        {
+            next.upstream_mark = Some(offset);
+        }
+        for output in result.outputs {
             match output.topic {
                 t if t == kind.dlq_topic() => stats.dead_letters += 1,
                 t if t == topics::FSE_REJECTED => stats.rejected += 1,

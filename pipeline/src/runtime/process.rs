@@ -30,10 +30,17 @@ pub struct Output {
     pub reason_code: Option<&'static str>,
 }
 
+/// The most of an input's bytes a dead letter keeps: the bus's record limit
+/// less room for the letter's other fields and the key.
+const DEAD_LETTER_RAW_MAX: usize = crate::bus::local::MAX_RECORD_BYTES - 64 * 1024;
+
 /// What one input gave.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Processed {
     pub outputs: Vec<Output>,
+    /// A multi-producer input dropped by its source topic's mark: a
+    /// duplicate a crash or a zombie owner wrote.
+    pub duplicate: bool,
 }
 
 /// The source an event carries in its header, read without decoding the
@@ -67,14 +74,11 @@ pub fn output_ordinal(topic: &str, value: &[u8]) -> u32 {
         .unwrap_or(0)
 }
 
-/// The upstream source offset of an input: the downstream duplicate filter's key.
-/// `None` for topics several stages write (their sources' offsets interleave):
-/// their readers keep one mark per source topic themselves ([`fresh_upstream`]).
-pub fn upstream_offset(record: &Record) -> Option<u64> {
-    if MULTI_PRODUCER.contains(&record.topic.as_str()) {
-        return None;
-    }
-    header_source(record).and_then(|s| u64::try_from(s.offset).ok())
+/// Whether the input's offsets of its sources follow one sequence: `false`
+/// for topics several stages write (their sources' offsets interleave),
+/// whose readers keep one mark per source topic ([`fresh_upstream`]).
+pub fn single_producer(topic: &str) -> bool {
+    !MULTI_PRODUCER.contains(&topic)
 }
 
 /// Topics written by more than one stage (or by a command and a stage).
@@ -165,14 +169,24 @@ impl Inputs<'_> {
         }
     }
 
-    fn dead_letter(&self, error: String) -> Processed {
+    pub(crate) fn dead_letter(&self, mut error: String) -> Processed {
+        // The letter must fit on the bus where its input did: the raw bytes
+        // are cut to leave room for the rest, and the error says so.
+        let raw = &self.record.value;
+        let kept = raw.len().min(DEAD_LETTER_RAW_MAX);
+        if kept < raw.len() {
+            error.push_str(&format!(
+                " (raw bytes cut to the first {kept} of {})",
+                raw.len()
+            ));
+        }
         let letter = DeadLetter {
             stage: self.stage.name().to_string(),
             topic: self.record.topic.clone(),
             partition: i32::try_from(self.record.partition).unwrap_or(i32::MAX),
             offset: i64::try_from(self.record.offset).unwrap_or(i64::MAX),
             error,
-            raw: self.record.value.clone(),
+            raw: raw[..kept].to_vec(),
         };
         Processed {
             outputs: vec![Output {
@@ -182,6 +196,7 @@ impl Inputs<'_> {
                 timestamp_millis: self.record.timestamp_millis,
                 reason_code: Some("dead_letter"),
             }],
+            duplicate: false,
         }
     }
 
@@ -229,7 +244,12 @@ pub fn process(
             );
             let input = convert::input_from_submitted(&submitted);
             let claim = claim_ref(&submitted, None, None);
-            let output = match validation::validate(&input, state, ctx)? {
+            // On a scratch overlay: a misrouted submission must leave no
+            // state (its id taken would turn the rightly keyed one away).
+            let mut scratch = StateTxn::new(&*state);
+            let outcome = validation::validate(&input, &mut scratch, ctx)?;
+            let writes = scratch.into_writes();
+            let output = match outcome {
                 Outcome::Pass(v) => {
                     // The submitter keys by the same pseudonym: a record on the
                     // wrong key would escape duplicate detection.
@@ -239,6 +259,7 @@ pub fn process(
                                 .into(),
                         ));
                     }
+                    state.merge(writes);
                     header.rules_version = rules_version;
                     Output {
                         timestamp_millis: record.timestamp_millis,
@@ -249,10 +270,14 @@ pub fn process(
                             .encode_single(&convert::validated_event(header, submitted, &v)),
                     }
                 }
-                Outcome::Reject(d) => inputs.rejected(header, &d, claim),
+                Outcome::Reject(d) => {
+                    state.merge(writes);
+                    inputs.rejected(header, &d, claim)
+                }
             };
             Ok(Processed {
                 outputs: vec![output],
+                duplicate: false,
             })
         }
         StageKind::Entitlement => {
@@ -286,6 +311,7 @@ pub fn process(
             };
             Ok(Processed {
                 outputs: vec![output],
+                duplicate: false,
             })
         }
         StageKind::Routing => {
@@ -319,6 +345,7 @@ pub fn process(
             };
             Ok(Processed {
                 outputs: vec![output],
+                duplicate: false,
             })
         }
         StageKind::Reimbursement => {
@@ -359,6 +386,7 @@ pub fn process(
             };
             Ok(Processed {
                 outputs: vec![output],
+                duplicate: false,
             })
         }
         StageKind::Settlement => {
@@ -377,6 +405,7 @@ pub fn process(
             if !fresh_upstream(state, &event.header)? {
                 return Ok(Processed {
                     outputs: Vec::new(),
+                    duplicate: true,
                 });
             }
             let emits = outbound::return_rejection(&event);
@@ -390,6 +419,7 @@ pub fn process(
             if !fresh_upstream(state, &entry.header)? {
                 return Ok(Processed {
                     outputs: Vec::new(),
+                    duplicate: true,
                 });
             }
             let lctx = outbound::ledger::LedgerCtx {
@@ -464,7 +494,10 @@ impl Inputs<'_> {
                 reason_code: None,
             });
         }
-        Ok(Processed { outputs })
+        Ok(Processed {
+            outputs,
+            duplicate: false,
+        })
     }
 }
 

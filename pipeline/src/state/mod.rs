@@ -55,6 +55,14 @@ pub trait StateStore: StateRead {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
 }
 
+/// An overlay reads as a store: a scratch overlay on top of it can be
+/// dropped or merged.
+impl StateRead for StateTxn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        StateTxn::get(self, key)
+    }
+}
+
 /// A write overlay over a store for one batch of inputs.
 pub struct StateTxn<'a> {
     base: &'a dyn StateRead,
@@ -104,6 +112,11 @@ impl<'a> StateTxn<'a> {
 
     pub fn put_i64(&mut self, key: Vec<u8>, value: i64) {
         self.put(key, value.to_be_bytes().to_vec());
+    }
+
+    /// Takes over the writes of an overlay made on top of this one.
+    pub fn merge(&mut self, writes: WriteBatch) {
+        self.writes.extend(writes);
     }
 
     pub fn writes(&self) -> &WriteBatch {
