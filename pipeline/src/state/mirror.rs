@@ -33,7 +33,7 @@ const PERSIST_KEYS: usize = 20_000;
 const PERSIST_EVERY: Duration = Duration::from_millis(500);
 /// Bytes of keys and values a partition keeps cached from sled (absent keys
 /// included: a duplicate check mostly asks for a key that is not there).
-pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 enum Job {
     Apply {

@@ -116,7 +116,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             .flush_every_ms(Some(500))
             // Reads are served by the in-memory mirror (state/mirror.rs):
             // sled's page cache only needs room for its writes.
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(16 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .open();
         match opened {

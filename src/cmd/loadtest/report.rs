@@ -142,6 +142,9 @@ pub struct Resources {
     pub rss_end_mb: f64,
     /// Least-squares slope of RSS over the second half of the run.
     pub rss_slope_mb_per_min: f64,
+    /// The same for the state the stages hold in memory (bounded caches,
+    /// writes on their way to sled): the part of RSS that follows the stores.
+    pub state_memory_slope_mb_per_min: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
