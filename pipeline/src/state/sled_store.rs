@@ -114,12 +114,12 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             .path(dir)
             // Explicit, not the library default: the runtime flushes per batch.
             .flush_every_ms(Some(500))
-            // Reads are mostly served above sled (state/mirror.rs), but a
-            // small page cache makes sled 0.34 worse, not leaner: loading 1 M
-            // rights, 16 MiB gave 3.2 GB of RSS at 800 k and 16 k/s; 256 MiB
-            // gave 0.58 GB and 47 k/s; the 1 GiB default 0.52 GB and 29 k/s
-            // (docs/performance.md §9).
-            .cache_capacity(256 * 1024 * 1024)
+            // The library's page cache (1 GiB): reads are mostly served
+            // above sled (state/mirror.rs), but a smaller cache makes sled
+            // 0.34 worse, not leaner — loading 1 M rights, 16 MiB held 3.2 GB
+            // of RSS at 800 k (16 k/s); loading 10 M, 256 MiB held 20 GB at
+            // 5.2 M where 1 GiB held 17 GB at 10 M (docs/performance.md §9).
+            .cache_capacity(1024 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .open();
         match opened {
