@@ -244,7 +244,8 @@ impl Mirror {
     /// Bytes held in memory for this partition: writes on their way to sled
     /// and the cache.
     pub fn memory_bytes(&self) -> usize {
-        let inner = self.inner();
+        let mut inner = self.inner();
+        self.settle(&mut inner);
         let writes = |w: &WriteBatch| -> usize {
             w.iter()
                 .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
@@ -264,6 +265,9 @@ impl Mirror {
     pub fn persist_behind(&self) -> Result<(), StoreError> {
         self.persister.check()?;
         let mut inner = self.inner();
+        // A stage that reads nothing (routing) settles here, or the list
+        // of batches on their way would only grow.
+        self.settle(&mut inner);
         if inner.pending.len() >= PERSIST_KEYS || inner.since.elapsed() >= PERSIST_EVERY {
             self.hand_over(&mut inner)?;
         }
@@ -438,6 +442,21 @@ mod tests {
             Some(b"z".to_vec()),
             "drop hands over"
         );
+    }
+
+    #[test]
+    fn batches_sled_holds_leave_the_in_flight_list_without_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
+        let persister = Arc::new(Persister::start("test").unwrap());
+        let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
+        for n in 0..50u8 {
+            mirror.apply(&batch(&[("k", Some("v"))])).unwrap();
+            mirror.hand_over(&mut mirror.inner()).unwrap();
+            persister.sync().unwrap();
+            mirror.persist_behind().unwrap();
+            assert!(mirror.inner().in_flight.is_empty(), "batch {n} stayed");
+        }
     }
 
     #[test]
