@@ -215,6 +215,15 @@ mod tests {
             ("CLEARING_KAFKA_CONF_SASL_PASSWORD", SECRET),
         ];
         assert!(client(&sasl).is_ok(), "{:?}", client(&sasl).err());
+        // TLS and SCRAM: librdkafka is built with OpenSSL.
+        let tls = [
+            ("CLEARING_KAFKA_CONF_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("CLEARING_KAFKA_CONF_SASL_MECHANISMS", "SCRAM-SHA-512"),
+            ("CLEARING_KAFKA_CONF_SASL_USERNAME", "clearing"),
+            ("CLEARING_KAFKA_CONF_SASL_PASSWORD", SECRET),
+            ("CLEARING_KAFKA_CONF_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM", "https"),
+        ];
+        assert!(client(&tls).is_ok(), "{:?}", client(&tls).err());
         // ...and an invalid mechanism is refused by librdkafka, proving the
         // property reaches it rather than being dropped on the way.
         assert!(
