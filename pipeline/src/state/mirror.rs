@@ -120,7 +120,8 @@ fn persist_loop(rx: &Receiver<Job>, failed: &Mutex<Option<String>>) {
                 if failed.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
                     continue;
                 }
-                match tree.apply(&writes).and_then(|()| tree.flush()) {
+                // Not flushed: see `SledStore::open`; `Mirror::flush` does.
+                match tree.apply(&writes) {
                     Ok(()) => done.store(seq, Ordering::Release),
                     Err(e) => {
                         *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
@@ -339,12 +340,13 @@ impl StateStore for Mirror {
         Ok(())
     }
 
-    /// Durable in sled: hands everything over and waits for it.
+    /// Durable in sled: hands everything over, waits for it, flushes sled.
     fn flush(&self) -> Result<(), StoreError> {
         let mut inner = self.inner();
         self.hand_over(&mut inner)?;
         drop(inner);
         self.persister.sync()?;
+        self.tree.flush()?;
         let mut inner = self.inner();
         self.settle(&mut inner);
         Ok(())

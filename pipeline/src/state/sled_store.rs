@@ -112,8 +112,14 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     loop {
         let opened = sled::Config::new()
             .path(dir)
-            // Explicit, not the library default: the runtime flushes per batch.
-            .flush_every_ms(Some(500))
+            // No periodic fsync: the changelog makes state durable, and sled
+            // is flushed when it must be (after a catch-up, at a stop). Its
+            // writes reach the page cache as it goes, which a process crash
+            // keeps; after a power loss sled opens a consistent prefix and
+            // the changelog catch-up completes it. Its fsyncs, big and
+            // periodic, stalled the stages' log fsyncs behind them on this
+            // disk (docs/performance.md §9).
+            .flush_every_ms(None)
             // The library's page cache (1 GiB): reads are mostly served
             // above sled (state/mirror.rs), but a smaller cache makes sled
             // 0.34 worse, not leaner — loading 1 M rights, 16 MiB held 3.2 GB
