@@ -221,7 +221,10 @@ mod tests {
             ("CLEARING_KAFKA_CONF_SASL_MECHANISMS", "SCRAM-SHA-512"),
             ("CLEARING_KAFKA_CONF_SASL_USERNAME", "clearing"),
             ("CLEARING_KAFKA_CONF_SASL_PASSWORD", SECRET),
-            ("CLEARING_KAFKA_CONF_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM", "https"),
+            (
+                "CLEARING_KAFKA_CONF_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
+                "https",
+            ),
         ];
         assert!(client(&tls).is_ok(), "{:?}", client(&tls).err());
         // ...and an invalid mechanism is refused by librdkafka, proving the
