@@ -5,9 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
@@ -151,16 +149,7 @@ fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize) {
         batch_max: batch,
         verify_threads: clearing_pipeline::runtime::cores(),
     });
-    let stop = AtomicBool::new(false);
-    runtime::run_stages(
-        shared,
-        &StageKind::ALL,
-        &stop,
-        true,
-        Duration::from_secs(3600),
-        &|_| {},
-    )
-    .unwrap();
+    runtime::run_to_end(shared).unwrap();
 }
 
 fn setup(bus: Arc<dyn Bus>) -> Setup {

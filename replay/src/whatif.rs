@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::bus::{Bus, BusError, scan};
@@ -18,7 +16,7 @@ use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected, FseSubmitted};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
-use clearing_pipeline::runtime::{self, Shared, StageKind, topics};
+use clearing_pipeline::runtime::{self, Shared, topics};
 use serde::Serialize;
 
 use crate::verify::ReplayError;
@@ -177,16 +175,7 @@ fn run(
         batch_max: 2000,
         verify_threads: clearing_pipeline::runtime::cores(),
     });
-    let stop = AtomicBool::new(false);
-    runtime::run_stages(
-        shared,
-        &StageKind::ALL,
-        &stop,
-        true,
-        Duration::from_secs(3600),
-        &|_| {},
-    )
-    .map_err(|e| ReplayError::Other(e.to_string()))?;
+    runtime::run_to_end(shared).map_err(|e| ReplayError::Other(e.to_string()))?;
     Ok(log)
 }
 

@@ -242,6 +242,19 @@ pub fn run_stages(
     Ok(progress)
 }
 
+/// Runs every stage until each has applied its input to the end, reporting
+/// nothing (what-if runs, tests).
+pub fn run_to_end(shared: Arc<Shared>) -> Result<Progress, RuntimeError> {
+    run_stages(
+        shared,
+        &StageKind::ALL,
+        &AtomicBool::new(false),
+        true,
+        Duration::from_secs(3600),
+        &|_| {},
+    )
+}
+
 fn snapshot(stages: &[StageKind], stats: &[std::sync::Mutex<WorkerStats>]) -> Progress {
     Progress {
         stats: stages
