@@ -125,6 +125,8 @@ pub struct StageWorker {
     partitions: BTreeMap<u32, PartitionState>,
     refs: GlobalRefs,
     pub stats: WorkerStats,
+    /// When `stats.state_memory_bytes` was last measured.
+    memory_sampled: Option<std::time::Instant>,
 }
 
 /// The changelog value of a write: `1 || value`, or `0` for a delete.
@@ -195,6 +197,7 @@ impl StageWorker {
             partitions: BTreeMap::new(),
             refs: GlobalRefs::default(),
             stats: WorkerStats::default(),
+            memory_sampled: None,
         })
     }
 
@@ -361,11 +364,19 @@ impl StageWorker {
         for (partition, records) in by_partition {
             count += self.process_partition(partition, &records, &watermark)?;
         }
-        self.stats.state_memory_bytes = self
-            .partitions
-            .values()
-            .map(|p| p.store.memory_bytes() as u64)
-            .sum();
+        // A gauge: sampled every PROBE_EVERY, not summed over every pending
+        // write at every poll.
+        if self
+            .memory_sampled
+            .is_none_or(|at| at.elapsed() >= PROBE_EVERY)
+        {
+            self.memory_sampled = Some(std::time::Instant::now());
+            self.stats.state_memory_bytes = self
+                .partitions
+                .values()
+                .map(|p| p.store.memory_bytes() as u64)
+                .sum();
+        }
         Ok(count)
     }
 
