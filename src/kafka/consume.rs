@@ -44,8 +44,15 @@ use super::{
     partition_i32,
 };
 
-/// A member that stops heartbeating (killed) is evicted after this long.
-const SESSION_TIMEOUT_MS: u32 = 6000;
+/// A member that stops heartbeating (killed) is evicted after this long,
+/// and its partitions move to the survivors. Not shorter: tansu 0.6's
+/// JoinGroup does not refresh a member's last contact, so a member still
+/// joining is evicted once this much time has passed since its first join;
+/// at 6 s, after a broker restart, a group's members evicted each other in
+/// a loop (SyncGroup "unknown member", a fresh member id, a new generation,
+/// the other's sync refused) and stages sat unassigned for minutes
+/// (docs/reliability.md, "Kafka soak"). Apache Kafka's default is 45 s.
+const SESSION_TIMEOUT_MS: u32 = 15000;
 const HEARTBEAT_INTERVAL_MS: u32 = 1000;
 /// Transient consumer errors are printed at most this often.
 const ERROR_REPORT_INTERVAL: Duration = Duration::from_secs(10);
