@@ -125,13 +125,37 @@ impl Member {
         self.batch = batch;
     }
 
+    /// SIGKILLs the process (if it still runs).
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("{} exited by itself ({status})", self.name);
-            }
-            child.kill().unwrap();
+            let _ = child.kill();
             child.wait().unwrap();
+        }
+    }
+
+    /// What a supervisor (systemd's `Restart=on-failure`, docs/operations.md)
+    /// does: a process that stopped itself on an error it reported (exit
+    /// status 2, e.g. no broker within 10 s at start while the broker
+    /// restarts) is started again. Anything else (a panic, a signal not
+    /// ours, exit 0 while the run goes on) fails the soak.
+    fn supervise(&mut self, url: &str, log: &std::fs::File) -> Result<bool, String> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(false);
+        };
+        match child.try_wait().unwrap() {
+            None => Ok(false),
+            Some(status) if status.code() == Some(2) => {
+                writeln!(
+                    &*log,
+                    "== soak: {} stopped on an error ({status}); restarted",
+                    self.name
+                )
+                .unwrap();
+                let batch = self.batch;
+                self.start(url, batch, log);
+                Ok(true)
+            }
+            Some(status) => Err(format!("{} exited by itself ({status})", self.name)),
         }
     }
 
@@ -179,6 +203,24 @@ fn terminal_count(bus: &dyn Bus) -> u64 {
             .sum::<u64>()
     })
     .sum()
+}
+
+/// Fails the soak, keeping its directory (stores, broker, the members' log)
+/// and quoting the end of the members' log.
+fn fail_keeping(dir: tempfile::TempDir, why: &str) -> ! {
+    let log = std::fs::read_to_string(dir.path().join("members.log")).unwrap_or_default();
+    let tail: Vec<&str> = log
+        .lines()
+        .filter(|line| !line.starts_with("librdkafka"))
+        .rev()
+        .take(60)
+        .collect();
+    let kept = dir.keep();
+    panic!(
+        "{why}; kept {}; the members' log ends:\n{}",
+        kept.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[test]
@@ -253,8 +295,15 @@ fn crash_soak_kafka() {
         m.start(&url, batches[rng.below(4) as usize], &log);
     }
     let started = Instant::now();
+    let mut restarts_on_error = 0;
     for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(300 + rng.below(2500)));
+        for m in &mut members {
+            match m.supervise(&url, &log) {
+                Ok(restarted) => restarts_on_error += usize::from(restarted),
+                Err(error) => fail_keeping(dir, &error),
+            }
+        }
         let m = &mut members[rng.below(6) as usize];
         m.kill();
         writeln!(
@@ -295,14 +344,19 @@ fn crash_soak_kafka() {
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while terminal_count(&bus) < total {
+        for m in &mut members {
+            match m.supervise(&url, &log) {
+                Ok(restarted) => restarts_on_error += usize::from(restarted),
+                Err(error) => fail_keeping(dir, &error),
+            }
+        }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("members.log")).unwrap();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            let _ = dir.keep();
-            panic!(
-                "{} of {total} outcomes after 10 minutes; the members' log ends:\n{}",
-                terminal_count(&bus),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            fail_keeping(
+                dir,
+                &format!(
+                    "{} of {total} outcomes after 10 minutes",
+                    terminal_count(&bus)
+                ),
             );
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -316,8 +370,15 @@ fn crash_soak_kafka() {
     let got = bus_outputs(&bus);
     assert_same_outputs(&want, &got);
     eprintln!(
-        "identical to the clean local run: {} output records, {:?} in all",
+        "identical to the clean local run: {} output records, {:?} in all; \
+         {restarts_on_error} restarts of a member that stopped on an error",
         output_count(&got),
         started.elapsed()
     );
+    if restarts_on_error > 0 {
+        let log = std::fs::read_to_string(dir.path().join("members.log")).unwrap_or_default();
+        for line in log.lines().filter(|l| l.starts_with("clearing: ")) {
+            eprintln!("  {line}");
+        }
+    }
 }
