@@ -125,12 +125,21 @@ impl Member {
         self.batch = batch;
     }
 
-    /// SIGKILLs the process (if it still runs).
-    fn kill(&mut self) {
+    /// SIGKILLs the process. One that had already exited is judged as
+    /// [`Member::supervise`] judges it: status 2 is a reported error (it is
+    /// started again after the kill like any killed member); anything else
+    /// fails the soak.
+    fn kill(&mut self) -> Result<(), String> {
         if let Some(mut child) = self.child.take() {
+            if let Some(status) = child.try_wait().unwrap()
+                && status.code() != Some(2)
+            {
+                return Err(format!("{} exited by itself ({status})", self.name));
+            }
             let _ = child.kill();
             child.wait().unwrap();
         }
+        Ok(())
     }
 
     /// What a supervisor (systemd's `Restart=on-failure`, docs/operations.md)
@@ -207,6 +216,15 @@ fn terminal_count(bus: &dyn Bus) -> u64 {
 
 /// Fails the soak, keeping its directory (stores, broker, the members' log)
 /// and quoting the end of the members' log.
+/// [`Member::supervise`] over every member: how many were restarted.
+fn supervise_all(members: &mut [Member], url: &str, log: &std::fs::File) -> Result<usize, String> {
+    let mut restarted = 0;
+    for m in members {
+        restarted += usize::from(m.supervise(url, log)?);
+    }
+    Ok(restarted)
+}
+
 fn fail_keeping(dir: tempfile::TempDir, why: &str) -> ! {
     let log = std::fs::read_to_string(dir.path().join("members.log")).unwrap_or_default();
     let tail: Vec<&str> = log
@@ -298,14 +316,14 @@ fn crash_soak_kafka() {
     let mut restarts_on_error = 0;
     for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(300 + rng.below(2500)));
-        for m in &mut members {
-            match m.supervise(&url, &log) {
-                Ok(restarted) => restarts_on_error += usize::from(restarted),
-                Err(error) => fail_keeping(dir, &error),
-            }
+        match supervise_all(&mut members, &url, &log) {
+            Ok(restarted) => restarts_on_error += restarted,
+            Err(error) => fail_keeping(dir, &error),
         }
         let m = &mut members[rng.below(6) as usize];
-        m.kill();
+        if let Err(error) = m.kill() {
+            fail_keeping(dir, &error);
+        }
         writeln!(
             &log,
             "== soak: killed {} at {:?}",
@@ -344,11 +362,9 @@ fn crash_soak_kafka() {
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while terminal_count(&bus) < total {
-        for m in &mut members {
-            match m.supervise(&url, &log) {
-                Ok(restarted) => restarts_on_error += usize::from(restarted),
-                Err(error) => fail_keeping(dir, &error),
-            }
+        match supervise_all(&mut members, &url, &log) {
+            Ok(restarted) => restarts_on_error += restarted,
+            Err(error) => fail_keeping(dir, &error),
         }
         if Instant::now() > deadline {
             fail_keeping(

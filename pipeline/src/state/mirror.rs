@@ -110,13 +110,13 @@ impl Persister {
     }
 }
 
-/// The persister runs behind the stages by design: on a busy machine the
-/// scheduler should run a stage (a claim waiting) before it. A sled apply of
-/// 20,000 coalesced keys holds a core for a few hundred ms; at the stages'
-/// priority that stall lands on the claims in flight (the tail of the
-/// end-to-end latency). Nice 10 leaves it the idle time and about a tenth of
-/// a contended core; the bounded queue to it still makes a stage that
-/// outruns it wait. Best effort: a refusal leaves the default priority.
+/// The persister runs behind the stages by design: on a contended core the
+/// scheduler should run a stage (a claim waiting) before it. Nice 10 leaves
+/// it the idle time and about a tenth of a contended core; the bounded
+/// queue to it still makes a stage that outruns it wait. Measured at 100x
+/// the mean: mean p99 176 -> 145 ms over three noisy pairs, and the stage
+/// threads' scheduling delay stays under 5 ms (docs/performance.md §10).
+/// Best effort: a refusal leaves the default priority.
 fn yield_to_the_stages() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid has no preconditions; setpriority on this thread's id
