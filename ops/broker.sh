@@ -7,19 +7,49 @@
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
+# The published crates' SHA-256 (crates.io index `cksum`), checked before building.
+TANSU_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
+TANSU_BROKER_SHA256=93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720
+# Our fix to tansu 0.6's group coordinator (ops/tansu/README.md): the broker is rebuilt
+# whenever this patch changes, which the stamp beside the binary records.
+PATCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tansu/coordinator.patch"
 ROOT="${CLEARING_TANSU_ROOT:-$HOME/.cache/clearing/tansu}"
 BIN="$ROOT/bin/tansu"
+STAMP="$ROOT/bin/tansu.patch.sha256"
 PORT="${CLEARING_BROKER_PORT:-9092}"
 DIR="${CLEARING_BROKER_DIR:-$HOME/.cache/clearing/broker}"
 PIDFILE="$DIR/tansu.pid"
 LOG="$DIR/tansu.log"
 
+fetch_crate() { # name version sha256 into-dir
+  curl -fsSL --retry 3 "https://static.crates.io/crates/$1/$2/download" -o "$4/$1-$2.crate"
+  echo "$3  $4/$1-$2.crate" | sha256sum -c --quiet
+  tar -xzf "$4/$1-$2.crate" -C "$4"
+}
+
 install() {
-  if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  local want
+  want="$(sha256sum "$PATCH" | cut -d' ' -f1)"
+  if [ -x "$BIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] \
+      && "$BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
     return 0
   fi
-  echo "installing tansu $TANSU_VERSION (libsql store) into $ROOT: about 10 minutes on 2 cores, once" >&2
-  cargo install tansu --version "$TANSU_VERSION" --features libsql --locked --root "$ROOT" >&2
+  echo "building tansu $TANSU_VERSION (libsql store) with ops/tansu/coordinator.patch into $ROOT:" \
+       "10 to 25 minutes on 2 cores, once" >&2
+  local src="$ROOT/src"
+  rm -rf "$src" && mkdir -p "$src" "$ROOT/bin"
+  fetch_crate tansu "$TANSU_VERSION" "$TANSU_SHA256" "$src"
+  fetch_crate tansu-broker "$TANSU_VERSION" "$TANSU_BROKER_SHA256" "$src"
+  patch -d "$src/tansu-broker-$TANSU_VERSION" -p1 --forward --quiet <"$PATCH"
+  # The binary crate's own Cargo.lock pins every other dependency; only the broker
+  # library is taken from the patched source.
+  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
+    >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+  # The build products stay in the cache: a changed patch rebuilds two crates, not 600.
+  (cd "$src/tansu-$TANSU_VERSION" \
+    && CARGO_TARGET_DIR="$ROOT/target" cargo build --release --features libsql --bin tansu >&2)
+  cp "$ROOT/target/release/tansu" "$BIN.new" && mv "$BIN.new" "$BIN"
+  echo "$want" >"$STAMP"
 }
 
 running() {
