@@ -36,6 +36,10 @@ install() {
   fi
   echo "building tansu $TANSU_VERSION (libsql store) with ops/tansu/coordinator.patch into $ROOT:" \
        "10 to 25 minutes on 2 cores, once" >&2
+  local tool
+  for tool in curl tar patch sha256sum cargo; do
+    command -v "$tool" >/dev/null || { echo "building tansu needs $tool" >&2; return 2; }
+  done
   local src="$ROOT/src"
   rm -rf "$src" && mkdir -p "$src" "$ROOT/bin"
   fetch_crate tansu "$TANSU_VERSION" "$TANSU_SHA256" "$src"
