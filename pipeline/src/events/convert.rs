@@ -43,7 +43,7 @@ fn required<'a, T>(value: &'a Option<T>, field: &str) -> Result<&'a T, ConvertEr
 
 fn date(value: &Option<String>, field: &str) -> Result<NaiveDate, ConvertError> {
     let text = required(value, field)?;
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| err(field, "not a date YYYY-MM-DD"))
+    crate::dates::parse_iso_date(text).ok_or_else(|| err(field, "not a date YYYY-MM-DD"))
 }
 
 /// An amount as sent, sign included: the wire carries what the professional

@@ -61,8 +61,8 @@ impl Checker {
 
     fn date(&mut self, value: &Option<String>, field: &str) -> Option<NaiveDate> {
         let text = self.required(value, field)?;
-        match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(date) if text.len() == 10 => Some(date),
+        match crate::dates::parse_iso_date(text) {
+            Some(date) if text.len() == 10 => Some(date),
             _ => {
                 self.fail(
                     ReasonCode::InvalidDate,
