@@ -137,7 +137,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize) {
+fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize, workers: u32) {
     let shared = Arc::new(Shared {
         bus: bus.clone(),
         rules: Arc::new(Rules::embedded().unwrap()),
@@ -148,6 +148,7 @@ fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize) {
         group: "clearing".into(),
         batch_max: batch,
         verify_threads: clearing_pipeline::runtime::cores(),
+        workers_per_stage: workers,
     });
     runtime::run_to_end(shared).unwrap();
 }
@@ -178,11 +179,13 @@ proptest! {
 
     /// Random histories of claims, duplicates, rights changes, garbage and
     /// restarts: replay from empty state and from every snapshot taken at a
-    /// restart gives the recorded outputs byte for byte.
+    /// restart gives the recorded outputs byte for byte, however many
+    /// workers each stage ran (the partitions change hands at restarts).
     #[test]
     fn replay_from_empty_state_or_any_snapshot_equals_the_original_run(
         ops in prop::collection::vec(op(), 10..90),
         batch in 1usize..40,
+        workers in prop::collection::vec(1u32..=4, 8),
     ) {
         let data = data();
         let dir = tempfile::tempdir().unwrap();
@@ -209,7 +212,7 @@ proptest! {
         for op in &ops {
             match op {
                 Op::Restart => {
-                    run_to_end(&bus, &state, batch);
+                    run_to_end(&bus, &state, batch, workers[snapshots.len() % workers.len()]);
                     let snapshot = dir.path().join(format!("snapshot-{}", snapshots.len()));
                     copy_dir(&state, &snapshot);
                     snapshots.push(snapshot);
@@ -235,7 +238,7 @@ proptest! {
                 }
             }
         }
-        run_to_end(&bus, &state, batch);
+        run_to_end(&bus, &state, batch, workers[snapshots.len() % workers.len()]);
 
         let setup = setup(bus.clone());
         let report = replay(&setup, &all_jobs(), None, 2, &|_, _| {}).unwrap();

@@ -220,6 +220,11 @@ pub struct RunArgs {
     /// Threads verifying a validation batch's signatures (default: the cores).
     #[arg(long)]
     pub verify_threads: Option<usize>,
+    /// Workers per stage in this process, each serving its share of the
+    /// partitions in its own thread (on Kafka, each a member of the stage's
+    /// group). For machines with more cores than stages.
+    #[arg(long, default_value_t = runtime::DEFAULT_WORKERS_PER_STAGE)]
+    pub workers_per_stage: u32,
     /// Exit once every stage has applied its input to the end (batch jobs, tests).
     #[arg(long)]
     pub until_caught_up: bool,
@@ -258,6 +263,7 @@ pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
         verify_threads: args
             .verify_threads
             .unwrap_or_else(clearing_pipeline::runtime::cores),
+        workers_per_stage: args.workers_per_stage,
     }))
 }
 

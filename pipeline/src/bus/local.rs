@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use super::{Assignment, Bus, BusConsumer, BusError, BusProducer, Polled, Record, TopicSpec};
 
@@ -391,12 +391,33 @@ pub struct LocalLog {
     _lock: File,
     topics: Mutex<BTreeMap<String, TopicMeta>>,
     partitions: Mutex<PartitionMap>,
-    /// Counts flushes that made records visible. One process owns the log
-    /// (the lock file), so every writer is in this process and a consumer
-    /// waiting for records wakes on a flush instead of sleeping a fixed
-    /// time: a stage sees its upstream's batch as soon as it is durable
-    /// (up to 5 ms saved per hop; p50 -4 to -8 ms at 100x the mean).
-    flushes: (Mutex<u64>, Condvar),
+    /// The consumers waiting for records, by topic. One process owns the
+    /// log (the lock file), so every writer is in this process, and a flush
+    /// that makes records visible wakes the consumers of those topics at
+    /// once instead of after a fixed sleep (up to 5 ms saved per hop). Only
+    /// those: a changelog or checkpoint flush wakes nobody (a broadcast to
+    /// every consumer at every flush cost about a third of the pipeline's
+    /// context switches at 100x the mean, docs/performance.md §12).
+    watchers: Mutex<BTreeMap<String, Vec<Weak<Signal>>>>,
+    /// Each group's committed offsets, read from its file once and written
+    /// back at most every [`GROUP_WRITE_EVERY`] and when a consumer is
+    /// dropped. A group's members (a stage's workers) share the entry.
+    groups: Mutex<BTreeMap<String, GroupOffsets>>,
+}
+
+/// How often a group's offsets file is rewritten while its consumers
+/// commit. The offsets are informational (a stage seeks to the cursor in
+/// its own state); rewriting the file at every batch (create, write,
+/// rename) cost 6 % of the pipeline's CPU at 100x the mean
+/// (docs/performance.md §12).
+const GROUP_WRITE_EVERY: Duration = Duration::from_secs(1);
+
+struct GroupOffsets {
+    offsets: BTreeMap<String, u64>,
+    /// When the file was last written, if it has been by this process.
+    written: Option<Instant>,
+    /// Commits not yet in the file.
+    dirty: bool,
 }
 
 impl LocalLog {
@@ -426,27 +447,32 @@ impl LocalLog {
             _lock: lock,
             topics: Mutex::new(topics),
             partitions: Mutex::new(BTreeMap::new()),
-            flushes: (Mutex::new(0), Condvar::new()),
+            watchers: Mutex::new(BTreeMap::new()),
+            groups: Mutex::new(BTreeMap::new()),
         }))
     }
 
-    fn flushes_seen(&self) -> u64 {
-        *lock(&self.flushes.0)
+    /// Wakes the consumers waiting on `topics` (forgetting dropped ones).
+    fn announce_flush<'t>(&self, topics: impl IntoIterator<Item = &'t str>) {
+        let mut watchers = lock(&self.watchers);
+        for topic in topics {
+            if let Some(list) = watchers.get_mut(topic) {
+                list.retain(|w| match w.upgrade() {
+                    Some(signal) => {
+                        signal.raise();
+                        true
+                    }
+                    None => false,
+                });
+            }
+        }
     }
 
-    fn announce_flush(&self) {
-        *lock(&self.flushes.0) += 1;
-        self.flushes.1.notify_all();
-    }
-
-    /// Waits until a flush after `seen`, or `timeout`.
-    fn wait_for_flush(&self, seen: u64, timeout: Duration) {
-        let guard = lock(&self.flushes.0);
-        // A poisoned lock only ends the wait early; the caller reads again.
-        let _ = self
-            .flushes
-            .1
-            .wait_timeout_while(guard, timeout, |count| *count == seen);
+    fn watch(&self, topic: &str, signal: &Arc<Signal>) {
+        lock(&self.watchers)
+            .entry(topic.to_string())
+            .or_default()
+            .push(Arc::downgrade(signal));
     }
 
     fn topic_partitions(&self, topic: &str) -> Result<u32, BusError> {
@@ -492,7 +518,7 @@ impl LocalLog {
     pub fn flush_partition(&self, topic: &str, partition: u32) -> Result<(), BusError> {
         let log = self.partition(topic, partition)?;
         lock(&log).flush()?;
-        self.announce_flush();
+        self.announce_flush([topic]);
         Ok(())
     }
 
@@ -500,15 +526,60 @@ impl LocalLog {
         self.dir.join("_groups").join(format!("{group}.json"))
     }
 
-    /// A group's committed offsets. They are informational (a stage seeks
-    /// to the cursor in its own state), so they are written without an
-    /// fsync and a file a power loss left empty reads as no offsets.
-    fn read_group(&self, group: &str) -> Result<BTreeMap<String, u64>, BusError> {
-        match fs::read_to_string(self.group_path(group)) {
-            Ok(text) => Ok(serde_json::from_str(&text).unwrap_or_default()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(io(format!("group {group}"))(e)),
+    /// Calls `with` on a group's offsets, read from its file on first use.
+    /// They are informational (a stage seeks to the cursor in its own
+    /// state), so they are written without an fsync and a file a power loss
+    /// left empty reads as no offsets.
+    fn with_group<T>(
+        &self,
+        group: &str,
+        with: impl FnOnce(&mut GroupOffsets) -> T,
+    ) -> Result<T, BusError> {
+        let mut groups = lock(&self.groups);
+        if !groups.contains_key(group) {
+            let offsets = match fs::read_to_string(self.group_path(group)) {
+                Ok(text) => serde_json::from_str(&text).unwrap_or_default(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+                Err(e) => return Err(io(format!("group {group}"))(e)),
+            };
+            groups.insert(
+                group.to_string(),
+                GroupOffsets {
+                    offsets,
+                    written: None,
+                    dirty: false,
+                },
+            );
         }
+        let entry = groups
+            .get_mut(group)
+            .ok_or_else(|| BusError::Corrupt(format!("group {group}")))?;
+        Ok(with(entry))
+    }
+
+    /// Records commits; the file follows every [`GROUP_WRITE_EVERY`], or
+    /// now with `write_now`.
+    fn commit_group(
+        &self,
+        group: &str,
+        offsets: &[(String, u32, u64)],
+        write_now: bool,
+    ) -> Result<(), BusError> {
+        // Written under the lock: a later snapshot never lands first.
+        self.with_group(group, |g| {
+            for (topic, partition, offset) in offsets {
+                g.offsets.insert(group_key(topic, *partition), *offset);
+            }
+            g.dirty |= !offsets.is_empty();
+            if g.dirty
+                && (write_now || g.written.is_none_or(|at| at.elapsed() >= GROUP_WRITE_EVERY))
+            {
+                self.write_group(group, &g.offsets)?;
+                g.written = Some(Instant::now());
+                g.dirty = false;
+            }
+            Ok(())
+        })?
     }
 
     fn write_group(&self, group: &str, offsets: &BTreeMap<String, u64>) -> Result<(), BusError> {
@@ -588,19 +659,36 @@ impl Bus for Arc<LocalLog> {
     }
 
     fn consumer(&self, group: &str) -> Result<Box<dyn BusConsumer>, BusError> {
+        self.member(group, 0, 1)
+    }
+
+    /// One process owns the log, so there is no group protocol to ask:
+    /// member `index` takes the partitions `p` with `p % members == index`.
+    fn member(
+        &self,
+        group: &str,
+        index: u32,
+        members: u32,
+    ) -> Result<Box<dyn BusConsumer>, BusError> {
+        if index >= members {
+            return Err(BusError::Config(format!(
+                "member {index} of {members} in group {group}"
+            )));
+        }
         Ok(Box::new(LocalConsumer {
             log: self.clone(),
             group: group.to_string(),
+            share: (index, members),
             positions: BTreeMap::new(),
             announced: false,
+            signal: Arc::new(Signal::default()),
         }))
     }
 
     fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, BusError> {
-        Ok(self
-            .read_group(group)?
-            .get(&group_key(topic, partition))
-            .copied())
+        self.with_group(group, |g| {
+            g.offsets.get(&group_key(topic, partition)).copied()
+        })
     }
 }
 
@@ -638,12 +726,15 @@ impl BusProducer for LocalProducer {
     }
 
     fn flush(&mut self) -> Result<(), BusError> {
-        for log in self.touched.values() {
-            lock(log).flush()?;
+        // The partitions written since the last flush, and only those.
+        for key in self.appended.keys() {
+            if let Some(log) = self.touched.get(key) {
+                lock(log).flush()?;
+            }
         }
-        if !self.appended.is_empty() {
-            self.log.announce_flush();
-        }
+        let mut topics: Vec<&str> = self.appended.keys().map(|(t, _)| t.as_str()).collect();
+        topics.dedup();
+        self.log.announce_flush(topics);
         self.acknowledged.extend(std::mem::take(&mut self.appended));
         Ok(())
     }
@@ -656,19 +747,54 @@ impl BusProducer for LocalProducer {
 }
 
 /// A consumer of the local log: one process owns every partition, so the
-/// assignment is every partition of the subscribed topics, announced once.
+/// assignment is this member's share of the subscribed topics' partitions,
+/// announced once.
 struct LocalConsumer {
     log: Arc<LocalLog>,
     group: String,
+    /// (index, members): this member's share of each topic's partitions.
+    share: (u32, u32),
     positions: BTreeMap<(String, u32), u64>,
     announced: bool,
+    /// Raised by a flush of a subscribed topic.
+    signal: Arc<Signal>,
+}
+
+/// A consumer's wake-up: a count of flushes of its topics.
+#[derive(Default)]
+struct Signal {
+    flushes: Mutex<u64>,
+    raised: Condvar,
+}
+
+impl Signal {
+    fn raise(&self) {
+        *lock(&self.flushes) += 1;
+        self.raised.notify_one();
+    }
+
+    fn seen(&self) -> u64 {
+        *lock(&self.flushes)
+    }
+
+    /// Waits until a flush after `seen`, or `timeout`.
+    fn wait(&self, seen: u64, timeout: Duration) {
+        let guard = lock(&self.flushes);
+        // A poisoned lock only ends the wait early; the caller reads again.
+        let _ = self
+            .raised
+            .wait_timeout_while(guard, timeout, |count| *count == seen);
+    }
 }
 
 impl BusConsumer for LocalConsumer {
     fn subscribe(&mut self, topics: &[&str]) -> Result<(), BusError> {
-        let committed = self.log.read_group(&self.group)?;
+        let committed = self.log.with_group(&self.group, |g| g.offsets.clone())?;
         for topic in topics {
-            for partition in 0..self.log.topic_partitions(topic)? {
+            self.log.watch(topic, &self.signal);
+            let (index, members) = self.share;
+            for partition in (0..self.log.topic_partitions(topic)?).filter(|p| p % members == index)
+            {
                 let position = committed
                     .get(&group_key(topic, partition))
                     .copied()
@@ -695,7 +821,7 @@ impl BusConsumer for LocalConsumer {
         loop {
             // Taken before reading, so a flush between the read and the
             // wait is not missed.
-            let seen = self.log.flushes_seen();
+            let seen = self.signal.seen();
             let mut records = Vec::new();
             for ((topic, partition), position) in &mut self.positions {
                 if records.len() >= max_records {
@@ -716,7 +842,7 @@ impl BusConsumer for LocalConsumer {
                     assignment: None,
                 });
             }
-            self.log.wait_for_flush(seen, deadline - now);
+            self.signal.wait(seen, deadline - now);
         }
     }
 
@@ -727,10 +853,15 @@ impl BusConsumer for LocalConsumer {
     }
 
     fn commit(&mut self, offsets: &[(String, u32, u64)]) -> Result<(), BusError> {
-        let mut committed = self.log.read_group(&self.group)?;
-        for (topic, partition, offset) in offsets {
-            committed.insert(group_key(topic, *partition), *offset);
+        self.log.commit_group(&self.group, offsets, false)
+    }
+}
+
+impl Drop for LocalConsumer {
+    /// The group's file gets the last commits (a stop, a rebalance in tests).
+    fn drop(&mut self) {
+        if let Err(e) = self.log.commit_group(&self.group, &[], true) {
+            eprintln!("group {}: offsets not written: {e}", self.group);
         }
-        self.log.write_group(&self.group, &committed)
     }
 }

@@ -112,6 +112,18 @@ pub trait Bus: Send + Sync {
     ) -> Result<Vec<Record>, BusError>;
     fn producer(&self) -> Result<Box<dyn BusProducer>, BusError>;
     fn consumer(&self, group: &str) -> Result<Box<dyn BusConsumer>, BusError>;
+    /// A consumer that is member `index` of the `members` this process runs
+    /// in `group` (a stage's workers). By default the group protocol shares
+    /// the partitions out, as it does between processes (Kafka).
+    fn member(
+        &self,
+        group: &str,
+        index: u32,
+        members: u32,
+    ) -> Result<Box<dyn BusConsumer>, BusError> {
+        let _ = (index, members);
+        self.consumer(group)
+    }
     /// The offset a group committed for a partition, if any.
     fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, BusError>;
 }
@@ -389,5 +401,61 @@ mod tests {
             6
         );
         assert_eq!(bus.committed("g", "t", 0).unwrap(), Some(4));
+    }
+
+    #[test]
+    fn members_of_a_group_share_the_partitions_and_its_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = LocalLog::open(dir.path()).unwrap();
+        bus.ensure_topic(&spec("t", 5)).unwrap();
+        let mut producer = bus.producer().unwrap();
+        for i in 0..50u32 {
+            producer.send("t", i % 5, b"", &i.to_be_bytes(), 0).unwrap();
+        }
+        producer.flush().unwrap();
+        let mut owned = Vec::new();
+        let mut members = Vec::new();
+        for index in 0..2 {
+            let mut member = bus.member("g", index, 2).unwrap();
+            member.subscribe(&["t"]).unwrap();
+            let assignment = member.poll(100, Duration::from_millis(10)).unwrap();
+            let partitions: Vec<u32> = assignment
+                .assignment
+                .unwrap()
+                .partitions
+                .iter()
+                .map(|(_, p)| *p)
+                .collect();
+            let polled = member.poll(100, Duration::from_millis(10)).unwrap();
+            assert!(
+                polled
+                    .records
+                    .iter()
+                    .all(|r| partitions.contains(&r.partition))
+            );
+            assert_eq!(polled.records.len(), 10 * partitions.len());
+            owned.extend(partitions);
+            members.push(member);
+        }
+        owned.sort();
+        assert_eq!(owned, vec![0, 1, 2, 3, 4], "every partition once");
+        // Commits of both members land in the group's one file.
+        std::thread::scope(|scope| {
+            for (index, member) in members.iter_mut().enumerate() {
+                scope.spawn(move || {
+                    for round in 1..=50u64 {
+                        let p = index as u32;
+                        member.commit(&[("t".into(), p, round)]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(bus.committed("g", "t", 0).unwrap(), Some(50));
+        assert_eq!(bus.committed("g", "t", 1).unwrap(), Some(50));
+        assert!(bus.member("g", 2, 2).is_err());
+        // Held in memory between writes; a dropped consumer writes the file.
+        drop((members, producer, bus));
+        let reopened = LocalLog::open(dir.path()).unwrap();
+        assert_eq!(reopened.committed("g", "t", 1).unwrap(), Some(50));
     }
 }

@@ -11,16 +11,23 @@ pub mod topics;
 pub mod worker;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use worker::{RuntimeError, Shared, StageWorker, WorkerStats};
+pub use worker::{Member, RuntimeError, Shared, StageStore, StageWorker, WorkerStats};
 
 /// The machine's cores (1 if unknown): the default number of threads that
 /// verify a validation batch's signatures.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
+
+/// Workers per stage in a process by default. On two cores more workers
+/// lowered the median latency at 100x the mean by a few ms, left the p99
+/// where it was, and cost a fifth more CPU per claim (smaller batches, more
+/// syncs): they are for machines with more cores than stages
+/// (docs/performance.md §12).
+pub const DEFAULT_WORKERS_PER_STAGE: u32 = 1;
 
 /// The stages, in pipeline order: the four that decide, then the three
 /// outbound ones (docs/outbound.md).
@@ -159,9 +166,10 @@ pub struct Progress {
     pub stats: Vec<(StageKind, WorkerStats)>,
 }
 
-/// Runs the given stages, one thread each, until `stop` is set, or — with
-/// `drain` — until every stage has applied its input to the end and its
-/// upstream stages are done. `report` is called about every `every`.
+/// Runs the given stages, [`Shared::workers_per_stage`] threads each,
+/// until `stop` is set, or — with `drain` — until every worker has applied
+/// its input to the end and the stages upstream of it are done. `report` is
+/// called about every `every`, with each stage's workers summed.
 pub fn run_stages(
     shared: Arc<Shared>,
     stages: &[StageKind],
@@ -170,12 +178,22 @@ pub fn run_stages(
     every: Duration,
     report: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Progress, RuntimeError> {
+    // (stage index, worker), stage by stage.
     let mut workers = Vec::new();
-    for kind in stages {
-        workers.push(StageWorker::new(*kind, shared.clone())?);
+    let mut members = Vec::new();
+    for (i, kind) in stages.iter().enumerate() {
+        let partitions = shared.bus.partition_count(kind.input_topic())?;
+        let of = shared.workers_per_stage.clamp(1, partitions.max(1));
+        let store = StageStore::open(*kind, &shared)?;
+        for index in 0..of {
+            let member = Member { index, of };
+            workers.push((i, StageWorker::new(*kind, shared.clone(), &store, member)?));
+        }
+        members.push(of as usize);
     }
-    let done: Vec<AtomicBool> = stages.iter().map(|_| AtomicBool::new(false)).collect();
-    let stats: Vec<std::sync::Mutex<WorkerStats>> = stages
+    // Workers of each stage that have drained.
+    let drained: Vec<AtomicUsize> = stages.iter().map(|_| AtomicUsize::new(0)).collect();
+    let stats: Vec<std::sync::Mutex<WorkerStats>> = workers
         .iter()
         .map(|_| std::sync::Mutex::new(WorkerStats::default()))
         .collect();
@@ -184,8 +202,10 @@ pub fn run_stages(
         let handles: Vec<_> = workers
             .into_iter()
             .enumerate()
-            .map(|(i, mut worker)| {
-                let (done, stats, failed) = (&done, &stats, &failed);
+            .map(|(w, (i, mut worker))| {
+                let (drained, members, stats, failed) = (&drained, &members, &stats, &failed);
+                let upstream_done =
+                    move || (0..i).all(|u| drained[u].load(Ordering::Acquire) == members[u]);
                 let body = move || -> Result<(), RuntimeError> {
                     let result = (|| {
                         loop {
@@ -193,12 +213,11 @@ pub fn run_stages(
                                 return worker.persist();
                             }
                             let n = worker.step(Duration::from_millis(20))?;
-                            if let Ok(mut s) = stats[i].lock() {
+                            if let Ok(mut s) = stats[w].lock() {
                                 *s = worker.stats.clone();
                             }
-                            let upstream_done = done[..i].iter().all(|d| d.load(Ordering::Acquire));
-                            if drain && n == 0 && upstream_done && worker.caught_up()? {
-                                done[i].store(true, Ordering::Release);
+                            if drain && n == 0 && upstream_done() && worker.caught_up()? {
+                                drained[i].fetch_add(1, Ordering::AcqRel);
                                 return worker.persist();
                             }
                         }
@@ -208,8 +227,9 @@ pub fn run_stages(
                     }
                     result
                 };
-                // Named, so per-thread CPU (/proc/self/task/*/stat, top -H,
-                // perf) is attributed to a stage; `clearing loadtest` reads it.
+                // Named by stage, so per-thread CPU (/proc/self/task/*/stat,
+                // top -H, perf) is attributed to a stage; `clearing loadtest`
+                // reads it, summed over the stage's workers.
                 std::thread::Builder::new()
                     .name(format!("st-{}", stages[i].name()))
                     .spawn_scoped(scope, body)
@@ -223,7 +243,7 @@ pub fn run_stages(
             std::thread::sleep(Duration::from_millis(20));
             if last.elapsed() >= every {
                 last = Instant::now();
-                report(&snapshot(stages, &stats));
+                report(&snapshot(stages, &members, &stats));
             }
         }
         handles
@@ -237,7 +257,7 @@ pub fn run_stages(
     for result in results {
         result?;
     }
-    let progress = snapshot(stages, &stats);
+    let progress = snapshot(stages, &members, &stats);
     report(&progress);
     Ok(progress)
 }
@@ -255,12 +275,25 @@ pub fn run_to_end(shared: Arc<Shared>) -> Result<Progress, RuntimeError> {
     )
 }
 
-fn snapshot(stages: &[StageKind], stats: &[std::sync::Mutex<WorkerStats>]) -> Progress {
+/// Each stage's counters: the sum over its workers (`members[i]` of them,
+/// in stage order in `stats`).
+fn snapshot(
+    stages: &[StageKind],
+    members: &[usize],
+    stats: &[std::sync::Mutex<WorkerStats>],
+) -> Progress {
+    let mut workers = stats.iter();
     Progress {
         stats: stages
             .iter()
-            .zip(stats)
-            .map(|(k, s)| (*k, s.lock().map(|s| s.clone()).unwrap_or_default()))
+            .zip(members)
+            .map(|(kind, &n)| {
+                let mut sum = WorkerStats::default();
+                for s in workers.by_ref().take(n) {
+                    sum.add(&s.lock().map(|s| s.clone()).unwrap_or_default());
+                }
+                (*kind, sum)
+            })
             .collect(),
     }
 }

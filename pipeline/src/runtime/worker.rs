@@ -83,6 +83,11 @@ pub struct Shared {
     /// Threads that verify a validation batch's signatures (the stage's
     /// own included): the machine's cores by default.
     pub verify_threads: usize,
+    /// Workers each stage runs in this process (at most one per partition
+    /// of its input), each in its own thread over its share of the
+    /// partitions: a claim waits behind its own partition's batch cycle,
+    /// not its neighbours' as well (docs/performance.md §12).
+    pub workers_per_stage: u32,
 }
 
 struct PartitionState {
@@ -113,6 +118,54 @@ pub struct WorkerStats {
     /// State held in memory over sled (writes on their way, the cache) at
     /// the last batch, all partitions.
     pub state_memory_bytes: u64,
+}
+
+/// What the workers of one stage share in a process: its sled database
+/// (one file lock, a tree per partition) and the persister that writes it
+/// behind them, so a partition handed from one worker to another finds its
+/// earlier writes landed ([`Persister::sync`]).
+pub struct StageStore {
+    db: SledStore,
+    persister: Arc<Persister>,
+}
+
+impl StageStore {
+    pub fn open(kind: StageKind, shared: &Shared) -> Result<StageStore, RuntimeError> {
+        // A corrupt store is moved aside and restored from the changelogs.
+        let (db, rebuilt) =
+            SledStore::open_or_rebuild(&shared.state_dir.join(kind.name()), "meta")?;
+        if let Some(rebuilt) = rebuilt {
+            eprintln!("{}: {rebuilt}; restoring from the changelog", kind.name());
+        }
+        let persister = Arc::new(Persister::start(kind.name())?);
+        Ok(StageStore { db, persister })
+    }
+}
+
+/// Which of a stage's workers in this process: `index` of `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl Member {
+    pub const ALONE: Member = Member { index: 0, of: 1 };
+}
+
+impl WorkerStats {
+    /// Adds another worker's counters (a stage's workers summed).
+    pub fn add(&mut self, other: &WorkerStats) {
+        self.inputs += other.inputs;
+        self.passed += other.passed;
+        self.rejected += other.rejected;
+        self.dead_letters += other.dead_letters;
+        self.duplicates_dropped += other.duplicates_dropped;
+        self.restored_outputs_suppressed += other.restored_outputs_suppressed;
+        self.ref_errors += other.ref_errors;
+        self.batches += other.batches;
+        self.state_memory_bytes += other.state_memory_bytes;
+    }
 }
 
 pub struct StageWorker {
@@ -174,24 +227,26 @@ pub fn output_source(
 }
 
 impl StageWorker {
-    pub fn new(kind: StageKind, shared: Arc<Shared>) -> Result<StageWorker, RuntimeError> {
-        // A corrupt store is moved aside and restored from the changelogs.
-        let (db, rebuilt) =
-            SledStore::open_or_rebuild(&shared.state_dir.join(kind.name()), "meta")?;
-        if let Some(rebuilt) = rebuilt {
-            eprintln!("{}: {rebuilt}; restoring from the changelog", kind.name());
-        }
-        let mut consumer = shared
-            .bus
-            .consumer(&format!("{}.{}", shared.group, kind.name()))?;
+    /// A worker of `kind`, member `member` of the stage's group in this
+    /// process, over the stage's store.
+    pub fn new(
+        kind: StageKind,
+        shared: Arc<Shared>,
+        store: &StageStore,
+        member: Member,
+    ) -> Result<StageWorker, RuntimeError> {
+        let mut consumer = shared.bus.member(
+            &format!("{}.{}", shared.group, kind.name()),
+            member.index,
+            member.of,
+        )?;
         consumer.subscribe(&[kind.input_topic()])?;
         let producer = shared.bus.producer()?;
-        let persister = Arc::new(Persister::start(kind.name())?);
         Ok(StageWorker {
             kind,
             shared,
-            db,
-            persister,
+            db: store.db.clone_handle(),
+            persister: store.persister.clone(),
             consumer,
             producer,
             partitions: BTreeMap::new(),
