@@ -95,6 +95,11 @@ pub struct LoadtestArgs {
     /// Threads verifying a validation batch's signatures (default: the cores).
     #[arg(long)]
     pub verify_threads: Option<usize>,
+    /// Workers per stage in this process, each serving its share of the
+    /// partitions in its own thread (on Kafka, each a member of the stage's
+    /// group). For machines with more cores than stages.
+    #[arg(long, default_value_t = runtime::DEFAULT_WORKERS_PER_STAGE)]
+    pub workers_per_stage: u32,
     /// Simulation: skip signature checks (the decisions say so).
     #[arg(long)]
     pub trust_unsigned: bool,
@@ -136,6 +141,10 @@ struct Live {
     /// Start times by FSE id, oldest first (a duplicate shares its id).
     sent: Mutex<HashMap<String, VecDeque<Instant>>>,
     latency: Mutex<Histogram<u64>>,
+    /// Claims started after the warm-up ([`Plan::warm_up`]) only.
+    latency_steady: Mutex<Histogram<u64>>,
+    /// When the warm-up ends (set with `first_sent`).
+    steady_from: Mutex<Option<Instant>>,
     /// Since the last sample (per-second percentiles).
     interval: Mutex<Histogram<u64>>,
     progress: Mutex<Progress>,
@@ -162,6 +171,8 @@ impl Live {
             wraps: AtomicU64::new(0),
             sent: Mutex::new(HashMap::new()),
             latency: Mutex::new(histogram()?),
+            latency_steady: Mutex::new(histogram()?),
+            steady_from: Mutex::new(None),
             interval: Mutex::new(histogram()?),
             progress: Mutex::new(Progress::default()),
             first_sent: Mutex::new(None),
@@ -192,6 +203,22 @@ struct Plan {
     claims: Option<u64>,
     duration: Option<Duration>,
     rate: f64,
+}
+
+impl Plan {
+    /// The start of a run left out of the steady-state latency: a tenth of
+    /// its planned length, between 1 and 10 s. The stages have just opened
+    /// their stores, and each partition's first batch applies the reference
+    /// data published before the run (entitlement: every beneficiary's
+    /// rights), which a pipeline that runs all day does as the data comes.
+    fn warm_up(&self) -> Duration {
+        let planned = match (self.duration, self.claims) {
+            (Some(d), _) => d.as_secs_f64(),
+            (None, Some(n)) if self.rate > 0.0 => n as f64 / self.rate,
+            _ => 0.0,
+        };
+        Duration::from_secs_f64((planned / 10.0).clamp(1.0, 10.0))
+    }
 }
 
 pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
@@ -288,6 +315,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         verify_threads: args
             .verify_threads
             .unwrap_or_else(clearing_pipeline::runtime::cores),
+        workers_per_stage: args.workers_per_stage,
     });
     let live = Live::new()?;
     let expected = plan.claims.unwrap_or(needed);
@@ -503,6 +531,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         bus: bus.as_ref(),
         corpus: &corpus,
         live: &live,
+        plan: &plan,
         timeline,
         thread_cpu,
         state,
@@ -578,6 +607,7 @@ fn feed(
     let mut wire = corpus.wire()?;
     let started = Instant::now();
     *lock(&live.first_sent) = Some(started);
+    *lock(&live.steady_from) = Some(started + plan.warm_up());
     let mut sent = 0u64;
     let mut unflushed = 0usize;
     let mut last_flush = Instant::now();
@@ -695,6 +725,7 @@ fn follow(bus: &dyn Bus, live: &Live, stop: &AtomicBool) -> Result<()> {
                 any = true;
                 let now = Instant::now();
                 let mut latencies = Vec::with_capacity(records.len());
+                let steady_from = *lock(&live.steady_from);
                 {
                     let mut table = lock(&live.sent);
                     for record in &records {
@@ -707,11 +738,12 @@ fn follow(bus: &dyn Bus, live: &Live, stop: &AtomicBool) -> Result<()> {
                             start
                         });
                         match start {
-                            Some(start) => latencies.push(
+                            Some(start) => latencies.push((
                                 u64::try_from(now.saturating_duration_since(start).as_micros())
                                     .unwrap_or(u64::MAX)
                                     .clamp(1, LATENCY_MAX_US),
-                            ),
+                                steady_from.is_some_and(|from| start >= from),
+                            )),
                             None => {
                                 live.unmatched.fetch_add(1, Ordering::Relaxed);
                             }
@@ -720,9 +752,13 @@ fn follow(bus: &dyn Bus, live: &Live, stop: &AtomicBool) -> Result<()> {
                 }
                 {
                     let (mut all, mut interval) = (lock(&live.latency), lock(&live.interval));
-                    for us in latencies {
+                    let mut steady = lock(&live.latency_steady);
+                    for (us, after_warm_up) in latencies {
                         let _ = all.record(us);
                         let _ = interval.record(us);
+                        if after_warm_up {
+                            let _ = steady.record(us);
+                        }
                     }
                 }
                 let counter = if *topic == topics::FSE_DECIDED {
@@ -905,6 +941,7 @@ struct Assembly<'a> {
     bus: &'a dyn Bus,
     corpus: &'a corpus::Corpus,
     live: &'a Live,
+    plan: &'a Plan,
     timeline: Vec<Sample>,
     thread_cpu: BTreeMap<String, f64>,
     state: Vec<StateInventory>,
@@ -969,52 +1006,10 @@ fn assemble(a: Assembly<'_>) -> Report {
         (Some(x), Some(y)) if y.t_s > x.t_s => (y.outcomes - x.outcomes) as f64 / (y.t_s - x.t_s),
         _ => overall,
     };
-    let latency = {
-        let h = lock(&live.latency);
-        let edges = [
-            1.0,
-            2.0,
-            5.0,
-            10.0,
-            20.0,
-            50.0,
-            100.0,
-            200.0,
-            500.0,
-            1000.0,
-            2000.0,
-            5000.0,
-            10_000.0,
-            30_000.0,
-            60_000.0,
-            300_000.0,
-            3_600_000.0,
-        ];
-        let mut buckets = Vec::new();
-        let mut below = 0u64;
-        for edge in edges {
-            let upto = h.count_between(0, (edge * 1000.0) as u64);
-            buckets.push((edge, upto.saturating_sub(below)));
-            below = upto;
-        }
-        while buckets.last().is_some_and(|b| b.1 == 0) && buckets.len() > 1 {
-            buckets.pop();
-        }
-        Latency {
-            count: h.len(),
-            p50_ms: quantile_ms(&h, 0.5),
-            p90_ms: quantile_ms(&h, 0.9),
-            p95_ms: quantile_ms(&h, 0.95),
-            p99_ms: quantile_ms(&h, 0.99),
-            p999_ms: quantile_ms(&h, 0.999),
-            max_ms: if h.is_empty() {
-                0.0
-            } else {
-                h.max() as f64 / 1000.0
-            },
-            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-            buckets,
-        }
+    let latency = latency_figures(&lock(&live.latency));
+    let latency_after_warm_up = SteadyLatency {
+        warm_up_s: a.plan.warm_up().as_secs_f64(),
+        latency: latency_figures(&lock(&live.latency_steady)),
     };
     let progress = lock(&live.progress).clone();
     let stages: Vec<StageFigures> = StageKind::DECIDING
@@ -1111,7 +1106,7 @@ fn assemble(a: Assembly<'_>) -> Report {
         a.args,
         backend,
         &throughput,
-        &latency,
+        (&latency, &latency_after_warm_up),
         &raw,
         &resources,
         wall_s,
@@ -1164,6 +1159,7 @@ fn assemble(a: Assembly<'_>) -> Report {
         run,
         throughput,
         latency,
+        latency_after_warm_up,
         stages,
         resources,
         timeline: a.timeline,
@@ -1174,11 +1170,59 @@ fn assemble(a: Assembly<'_>) -> Report {
     }
 }
 
+/// Percentiles and the distribution chart's buckets of a histogram (µs).
+fn latency_figures(h: &Histogram<u64>) -> Latency {
+    let edges = [
+        1.0,
+        2.0,
+        5.0,
+        10.0,
+        20.0,
+        50.0,
+        100.0,
+        200.0,
+        500.0,
+        1000.0,
+        2000.0,
+        5000.0,
+        10_000.0,
+        30_000.0,
+        60_000.0,
+        300_000.0,
+        3_600_000.0,
+    ];
+    let mut buckets = Vec::new();
+    let mut below = 0u64;
+    for edge in edges {
+        let upto = h.count_between(0, (edge * 1000.0) as u64);
+        buckets.push((edge, upto.saturating_sub(below)));
+        below = upto;
+    }
+    while buckets.last().is_some_and(|b| b.1 == 0) && buckets.len() > 1 {
+        buckets.pop();
+    }
+    Latency {
+        count: h.len(),
+        p50_ms: quantile_ms(h, 0.5),
+        p90_ms: quantile_ms(h, 0.9),
+        p95_ms: quantile_ms(h, 0.95),
+        p99_ms: quantile_ms(h, 0.99),
+        p999_ms: quantile_ms(h, 0.999),
+        max_ms: if h.is_empty() {
+            0.0
+        } else {
+            h.max() as f64 / 1000.0
+        },
+        mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+        buckets,
+    }
+}
+
 fn targets(
     args: &LoadtestArgs,
     backend: &str,
     throughput: &Throughput,
-    latency: &Latency,
+    (latency, steady): (&Latency, &SteadyLatency),
     raw: &RawLimits,
     resources: &Resources,
     wall_s: f64,
@@ -1224,7 +1268,9 @@ fn targets(
         name: "p99 latency at 100× the mean rate (3,169/s)".into(),
         target: "< 50 ms".into(),
         measured: format!(
-            "p99 {:.1} ms at {}",
+            "p99 {:.1} ms after the first {:.0} s (warm-up), {:.1} ms over the whole run, at {}",
+            steady.latency.p99_ms,
+            steady.warm_up_s,
             latency.p99_ms,
             if args.rate > 0.0 {
                 format!(
@@ -1236,8 +1282,9 @@ fn targets(
                 "flat out (queueing included)".into()
             }
         ),
+        // Judged in steady state; the run's start is in the figure too.
         met: (at_100x && local && throughput.steady_per_s >= 0.95 * args.rate)
-            .then_some(latency.p99_ms < 50.0),
+            .then_some(steady.latency.count > 0 && steady.latency.p99_ms < 50.0),
     });
     if let Some(p) = &raw.bus_passthrough {
         out.push(Target {
@@ -1366,6 +1413,16 @@ fn print_summary(r: &Report) {
     println!(
         "  latency  p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} decisions)",
         r.latency.p50_ms, r.latency.p95_ms, r.latency.p99_ms, r.latency.max_ms, r.latency.count
+    );
+    let steady = &r.latency_after_warm_up;
+    println!(
+        "           after the {:.0} s warm-up: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} decisions)",
+        steady.warm_up_s,
+        steady.latency.p50_ms,
+        steady.latency.p95_ms,
+        steady.latency.p99_ms,
+        steady.latency.max_ms,
+        steady.latency.count
     );
     for s in &r.stages {
         println!(

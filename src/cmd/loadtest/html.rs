@@ -327,9 +327,12 @@ pub fn render(r: &Report) -> String {
             number(r.latency.p99_ms)
         ),
         &format!(
-            "max {} ms, {} decisions",
+            "max {} ms, {} decisions; after the {} s warm-up: p50 {} ms, p99 {} ms",
             number(r.latency.max_ms),
-            r.latency.count
+            r.latency.count,
+            number(r.latency_after_warm_up.warm_up_s),
+            number(r.latency_after_warm_up.latency.p50_ms),
+            number(r.latency_after_warm_up.latency.p99_ms)
         ),
     ));
     body.push_str(&card(

@@ -17,6 +17,8 @@ pub struct Report {
     pub run: RunCounts,
     pub throughput: Throughput,
     pub latency: Latency,
+    /// The same, for the claims started after the warm-up.
+    pub latency_after_warm_up: SteadyLatency,
     pub stages: Vec<StageFigures>,
     pub resources: Resources,
     pub timeline: Vec<Sample>,
@@ -106,6 +108,16 @@ pub struct Latency {
     pub mean_ms: f64,
     /// (upper bound ms, count) buckets for the distribution chart.
     pub buckets: Vec<(f64, u64)>,
+}
+
+/// Latency in steady state: the claims started after the first `warm_up_s`
+/// of the run (stores just opened, reference data applied at each
+/// partition's first batch).
+#[derive(Debug, Clone, Serialize)]
+pub struct SteadyLatency {
+    pub warm_up_s: f64,
+    #[serde(flatten)]
+    pub latency: Latency,
 }
 
 #[derive(Debug, Clone, Serialize)]
