@@ -395,9 +395,9 @@ pub struct LocalLog {
     /// log (the lock file), so every writer is in this process, and a flush
     /// that makes records visible wakes the consumers of those topics at
     /// once instead of after a fixed sleep (up to 5 ms saved per hop). Only
-    /// those: a changelog or checkpoint flush wakes nobody (a broadcast to
-    /// every consumer at every flush cost about a third of the pipeline's
-    /// context switches at 100x the mean, docs/performance.md §12).
+    /// those: a changelog or checkpoint flush wakes nobody, where a
+    /// broadcast woke every consumer to read its partitions for nothing
+    /// (docs/performance.md §12).
     watchers: Mutex<BTreeMap<String, Vec<Weak<Signal>>>>,
     /// Each group's committed offsets, read from its file once and written
     /// back at most every [`GROUP_WRITE_EVERY`] and when a consumer is

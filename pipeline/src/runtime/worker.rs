@@ -85,8 +85,8 @@ pub struct Shared {
     pub verify_threads: usize,
     /// Workers each stage runs in this process (at most one per partition
     /// of its input), each in its own thread over its share of the
-    /// partitions: a claim waits behind its own partition's batch cycle,
-    /// not its neighbours' as well (docs/performance.md §12).
+    /// partitions: for machines with more cores than stages
+    /// (docs/performance.md §12).
     pub workers_per_stage: u32,
 }
 
@@ -149,12 +149,10 @@ pub struct Member {
     pub of: u32,
 }
 
-impl Member {
-    pub const ALONE: Member = Member { index: 0, of: 1 };
-}
-
 impl WorkerStats {
-    /// Adds another worker's counters (a stage's workers summed).
+    /// Adds another worker's counters (a stage's workers summed). Every
+    /// worker reads the global reference topics, so a record of them that
+    /// does not apply counts once per worker, as it does once per process.
     pub fn add(&mut self, other: &WorkerStats) {
         self.inputs += other.inputs;
         self.passed += other.passed;
