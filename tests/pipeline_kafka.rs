@@ -507,7 +507,7 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
     let data = dir.path().join("data");
     generate(&data, 11, 1500);
     let want = adjudicated(&data);
-    // The local pipeline.
+    // The local pipeline, each stage's partitions over four workers.
     let local = dir.path().join("local");
     let local_url = format!("local:{}", local.display());
     load(&data, &local_url);
@@ -516,12 +516,14 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
         "--until-caught-up",
         "--batch",
         "97",
+        "--workers-per-stage",
+        "4",
         "--bus",
         &local_url,
     ]));
     let local_decisions = decisions(&LocalLog::open(&local).unwrap());
     assert_same(&local_decisions, &want, "local pipeline vs adjudicate");
-    // The Kafka pipeline.
+    // The Kafka pipeline, two members of each stage's group in one process.
     let ns = namespace("pipeline");
     let bus = connect(&ns);
     load(&data, &url(&ns));
@@ -532,6 +534,8 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
             "--until-caught-up",
             "--batch",
             "97",
+            "--workers-per-stage",
+            "2",
             "--bus",
             &url(&ns),
         ])

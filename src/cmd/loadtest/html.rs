@@ -327,12 +327,10 @@ pub fn render(r: &Report) -> String {
             number(r.latency.p99_ms)
         ),
         &format!(
-            "max {} ms, {} decisions; after the {} s warm-up: p50 {} ms, p99 {} ms",
+            "max {} ms, {} decisions; {}",
             number(r.latency.max_ms),
             r.latency.count,
-            number(r.latency_after_warm_up.warm_up_s),
-            number(r.latency_after_warm_up.latency.p50_ms),
-            number(r.latency_after_warm_up.latency.p99_ms)
+            r.latency_after_warm_up.describe_p99()
         ),
     ));
     body.push_str(&card(

@@ -120,6 +120,23 @@ pub struct SteadyLatency {
     pub latency: Latency,
 }
 
+impl SteadyLatency {
+    /// "p99 X ms after the first W s (warm-up)", or that no claim came after.
+    pub fn describe_p99(&self) -> String {
+        if self.latency.count == 0 {
+            format!(
+                "no claims after the first {:.0} s (warm-up)",
+                self.warm_up_s
+            )
+        } else {
+            format!(
+                "p99 {:.1} ms after the first {:.0} s (warm-up)",
+                self.latency.p99_ms, self.warm_up_s
+            )
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StageFigures {
     pub stage: &'static str,
