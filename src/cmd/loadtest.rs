@@ -143,8 +143,6 @@ struct Live {
     latency: Mutex<Histogram<u64>>,
     /// Claims started after the warm-up ([`Plan::warm_up`]) only.
     latency_steady: Mutex<Histogram<u64>>,
-    /// When the warm-up ends (set with `first_sent`).
-    steady_from: Mutex<Option<Instant>>,
     /// Since the last sample (per-second percentiles).
     interval: Mutex<Histogram<u64>>,
     progress: Mutex<Progress>,
@@ -172,7 +170,6 @@ impl Live {
             sent: Mutex::new(HashMap::new()),
             latency: Mutex::new(histogram()?),
             latency_steady: Mutex::new(histogram()?),
-            steady_from: Mutex::new(None),
             interval: Mutex::new(histogram()?),
             progress: Mutex::new(Progress::default()),
             first_sent: Mutex::new(None),
@@ -393,7 +390,9 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         });
         let reader = std::thread::Builder::new()
             .name("lt-reader".into())
-            .spawn_scoped(scope, move || follow(bus_ref, live, reader_stop))?;
+            .spawn_scoped(scope, move || {
+                follow(bus_ref, live, plan.warm_up(), reader_stop)
+            })?;
         let feeder = std::thread::Builder::new()
             .name("lt-feeder".into())
             .spawn_scoped(scope, move || {
@@ -607,7 +606,6 @@ fn feed(
     let mut wire = corpus.wire()?;
     let started = Instant::now();
     *lock(&live.first_sent) = Some(started);
-    *lock(&live.steady_from) = Some(started + plan.warm_up());
     let mut sent = 0u64;
     let mut unflushed = 0usize;
     let mut last_flush = Instant::now();
@@ -706,7 +704,7 @@ fn correlation_id(value: &[u8]) -> Option<String> {
 }
 
 /// The reader: every decision, its latency from the side table.
-fn follow(bus: &dyn Bus, live: &Live, stop: &AtomicBool) -> Result<()> {
+fn follow(bus: &dyn Bus, live: &Live, warm_up: Duration, stop: &AtomicBool) -> Result<()> {
     let mut positions: Vec<(&'static str, u32, u64)> = Vec::new();
     for topic in [topics::FSE_DECIDED, topics::FSE_REJECTED] {
         for partition in 0..bus.partition_count(topic)? {
@@ -725,7 +723,7 @@ fn follow(bus: &dyn Bus, live: &Live, stop: &AtomicBool) -> Result<()> {
                 any = true;
                 let now = Instant::now();
                 let mut latencies = Vec::with_capacity(records.len());
-                let steady_from = *lock(&live.steady_from);
+                let steady_from = lock(&live.first_sent).map(|first| first + warm_up);
                 {
                     let mut table = lock(&live.sent);
                     for record in &records {
