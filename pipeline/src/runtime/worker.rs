@@ -1,5 +1,6 @@
-//! The imperative shell around one stage: partitions, stores, offsets,
-//! reference data, restore (design.md §3). The batch itself — cursor, pure
+//! The imperative shell around a stage: a worker serves its share of the
+//! stage's partitions ([`Member`]; one worker, all of them, by default) with
+//! stores, offsets, reference data and restore (design.md §3). The batch itself — cursor, pure
 //! stage, hash chain, checkpoint — is [`super::batch`], shared with replay.
 //!
 //! Per assigned partition and batch:
