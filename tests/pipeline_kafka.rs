@@ -507,7 +507,8 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
     let data = dir.path().join("data");
     generate(&data, 11, 1500);
     let want = adjudicated(&data);
-    // The local pipeline, each stage's partitions over four workers.
+    // The local pipeline, each stage's partitions over four workers, a
+    // thread each.
     let local = dir.path().join("local");
     let local_url = format!("local:{}", local.display());
     load(&data, &local_url);
@@ -516,6 +517,8 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
         "--until-caught-up",
         "--batch",
         "97",
+        "--layout",
+        "per-stage",
         "--workers-per-stage",
         "4",
         "--bus",
@@ -523,7 +526,8 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
     ]));
     let local_decisions = decisions(&LocalLog::open(&local).unwrap());
     assert_same(&local_decisions, &want, "local pipeline vs adjudicate");
-    // The Kafka pipeline, two members of each stage's group in one process.
+    // The Kafka pipeline, two members of each stage's group in one process,
+    // in two chains.
     let ns = namespace("pipeline");
     let bus = connect(&ns);
     load(&data, &url(&ns));
@@ -534,6 +538,8 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
             "--until-caught-up",
             "--batch",
             "97",
+            "--layout",
+            "chained",
             "--workers-per-stage",
             "2",
             "--bus",

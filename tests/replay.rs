@@ -137,7 +137,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize, workers: u32) {
+fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize, (workers, chained): (u32, bool)) {
     let shared = Arc::new(Shared {
         bus: bus.clone(),
         rules: Arc::new(Rules::embedded().unwrap()),
@@ -149,6 +149,11 @@ fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize, workers: u32) {
         batch_max: batch,
         verify_threads: clearing_pipeline::runtime::cores(),
         workers_per_stage: workers,
+        layout: if chained {
+            runtime::Layout::Chained
+        } else {
+            runtime::Layout::PerStage
+        },
     });
     runtime::run_to_end(shared).unwrap();
 }
@@ -180,12 +185,13 @@ proptest! {
     /// Random histories of claims, duplicates, rights changes, garbage and
     /// restarts: replay from empty state and from every snapshot taken at a
     /// restart gives the recorded outputs byte for byte, however many
-    /// workers each stage ran (the partitions change hands at restarts).
+    /// workers each stage ran (the partitions change hands at restarts) and
+    /// whether they ran chained or a thread each.
     #[test]
     fn replay_from_empty_state_or_any_snapshot_equals_the_original_run(
         ops in prop::collection::vec(op(), 10..90),
         batch in 1usize..40,
-        workers in prop::collection::vec(1u32..=4, 8),
+        workers in prop::collection::vec((1u32..=4, any::<bool>()), 8),
     ) {
         let data = data();
         let dir = tempfile::tempdir().unwrap();

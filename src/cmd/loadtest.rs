@@ -96,10 +96,16 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub verify_threads: Option<usize>,
     /// Workers per stage in this process, each serving its share of the
-    /// partitions in its own thread (on Kafka, each a member of the stage's
-    /// group). For machines with more cores than stages.
-    #[arg(long, default_value_t = runtime::DEFAULT_WORKERS_PER_STAGE)]
-    pub workers_per_stage: u32,
+    /// partitions (on Kafka, each a member of the stage's group). Chained,
+    /// the number of chains, a thread each (default: the cores); a thread
+    /// per stage, a thread per worker (default 1).
+    #[arg(long)]
+    pub workers_per_stage: Option<u32>,
+    /// How the stage workers share threads: `chained` (a thread runs a
+    /// worker of each stage over the same partitions, in pipeline order;
+    /// `--workers-per-stage` chains) or `per-stage` (a thread per worker).
+    #[arg(long, default_value = runtime::DEFAULT_LAYOUT.name(), value_parser = crate::cmd::parse_layout)]
+    pub layout: runtime::Layout,
     /// Simulation: skip signature checks (the decisions say so).
     #[arg(long)]
     pub trust_unsigned: bool,
@@ -127,6 +133,14 @@ pub struct LoadtestArgs {
     pub no_stages: bool,
     #[command(flatten)]
     pub scale: StateScaleArgs,
+}
+
+impl LoadtestArgs {
+    /// `--workers-per-stage`, or the layout's default.
+    fn workers(&self) -> u32 {
+        self.workers_per_stage
+            .unwrap_or_else(|| runtime::default_workers_per_stage(self.layout))
+    }
 }
 
 /// Counters shared by the feeder, the reader, the stages' reporter and the
@@ -312,7 +326,8 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         verify_threads: args
             .verify_threads
             .unwrap_or_else(clearing_pipeline::runtime::cores),
-        workers_per_stage: args.workers_per_stage,
+        workers_per_stage: args.workers(),
+        layout: args.layout,
     });
     let live = Live::new()?;
     let expected = plan.claims.unwrap_or(needed);
@@ -1020,9 +1035,9 @@ fn assemble(a: Assembly<'_>) -> Report {
                 .find(|(k, _)| k == kind)
                 .map(|(_, s)| s.clone())
                 .unwrap_or_default();
-            // Thread names are cut at 15 bytes by the kernel.
-            let name: String = format!("st-{}", kind.name()).chars().take(15).collect();
-            let cpu_s = a.thread_cpu.get(&name).copied().unwrap_or(0.0);
+            // Measured by the workers around their steps (and on their
+            // signature threads), so it holds for chained threads too.
+            let cpu_s = s.cpu_ns as f64 / 1e9;
             let lags: Vec<u64> = a.timeline.iter().map(|x| x.lag[i]).collect();
             StageFigures {
                 stage: kind.name(),
@@ -1142,6 +1157,8 @@ fn assemble(a: Assembly<'_>) -> Report {
             claims: a.args.claims,
             duration_s: a.args.duration,
             batch: a.args.batch,
+            layout: a.args.layout.name(),
+            workers_per_stage: a.args.workers(),
             trust_unsigned: a.args.trust_unsigned,
             seed: a.args.seed,
             latency_clock: "monotonic clock of this process; from the claim's due time in the schedule (fixed rate) or its send (flat out) to the reader seeing its decision on fse.decided/fse.rejected",
@@ -1386,10 +1403,12 @@ fn bound(
 fn print_summary(r: &Report) {
     println!();
     println!(
-        "clearing loadtest — {} on {} ({} partitions), {}",
+        "clearing loadtest — {} on {} ({} partitions, {} × {} workers per stage), {}",
         r.config.mode,
         r.config.bus,
         r.config.partitions,
+        r.config.layout,
+        r.config.workers_per_stage,
         if r.run.complete {
             "complete"
         } else {

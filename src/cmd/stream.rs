@@ -221,10 +221,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub verify_threads: Option<usize>,
     /// Workers per stage in this process, each serving its share of the
-    /// partitions in its own thread (on Kafka, each a member of the stage's
-    /// group). For machines with more cores than stages.
-    #[arg(long, default_value_t = runtime::DEFAULT_WORKERS_PER_STAGE)]
-    pub workers_per_stage: u32,
+    /// partitions (on Kafka, each a member of the stage's group). Chained,
+    /// the number of chains, a thread each (default: the cores); a thread
+    /// per stage, a thread per worker (default 1).
+    #[arg(long)]
+    pub workers_per_stage: Option<u32>,
+    /// How the stage workers share threads: `chained` (a thread runs a
+    /// worker of each stage over the same partitions, in pipeline order;
+    /// `--workers-per-stage` chains) or `per-stage` (a thread per worker).
+    #[arg(long, default_value = runtime::DEFAULT_LAYOUT.name(), value_parser = crate::cmd::parse_layout)]
+    pub layout: runtime::Layout,
     /// Exit once every stage has applied its input to the end (batch jobs, tests).
     #[arg(long)]
     pub until_caught_up: bool,
@@ -263,7 +269,10 @@ pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
         verify_threads: args
             .verify_threads
             .unwrap_or_else(clearing_pipeline::runtime::cores),
-        workers_per_stage: args.workers_per_stage,
+        workers_per_stage: args
+            .workers_per_stage
+            .unwrap_or_else(|| runtime::default_workers_per_stage(args.layout)),
+        layout: args.layout,
     }))
 }
 

@@ -22,12 +22,19 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Workers per stage in a process by default. On two cores more workers
-/// lowered the median latency at 100x the mean by a few ms, left the p99
-/// where it was, and cost a fifth more CPU per claim (smaller batches, more
-/// syncs): they are for machines with more cores than stages
-/// (docs/performance.md §12).
-pub const DEFAULT_WORKERS_PER_STAGE: u32 = 1;
+/// Workers per stage in a process by default, for a layout. A thread per
+/// stage: one worker each; more lowered the median latency at 100x the mean
+/// on two cores by a few ms, left the p99 where it was, and cost a fifth
+/// more CPU per claim (smaller batches, more syncs), so they are for
+/// machines with more cores than stages (docs/performance.md §12). Chained:
+/// a chain per core, since a chain waits on its syncs one after the other
+/// (docs/performance.md §13).
+pub fn default_workers_per_stage(layout: Layout) -> u32 {
+    match layout {
+        Layout::PerStage => 1,
+        Layout::Chained => u32::try_from(cores()).unwrap_or(1),
+    }
+}
 
 /// The stages, in pipeline order: the four that decide, then the three
 /// outbound ones (docs/outbound.md).
@@ -166,10 +173,74 @@ pub struct Progress {
     pub stats: Vec<(StageKind, WorkerStats)>,
 }
 
-/// Runs the given stages, [`Shared::workers_per_stage`] threads each,
-/// until `stop` is set, or — with `drain` — until every worker has applied
-/// its input to the end and the stages upstream of it are done. `report` is
-/// called about every `every`, with each stage's workers summed.
+/// How a process's stage workers share its threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A thread per worker: the stages overlap, each waking when its input
+    /// is published. For machines with a core per stage.
+    PerStage,
+    /// A thread per chain: a worker of each stage over the same share of
+    /// the partitions, stepped in pipeline order, so a claim crosses every
+    /// stage in one pass instead of waiting for four threads in turn. Each
+    /// stage still reads its input from the bus and keeps its own batches,
+    /// state, checkpoints and changelog: only the scheduling changes
+    /// (docs/performance.md §13).
+    Chained,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::PerStage => "per-stage",
+            Layout::Chained => "chained",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Layout> {
+        [Layout::PerStage, Layout::Chained]
+            .into_iter()
+            .find(|l| l.name() == text)
+    }
+}
+
+/// The layout by default: chained, measured better on two cores at 100x
+/// the mean (docs/performance.md §13).
+pub const DEFAULT_LAYOUT: Layout = Layout::Chained;
+
+/// How long an idle thread waits for its first stage's input before it
+/// looks at the others again (and at `stop`).
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// CPU time of the calling thread, nanoseconds (0 if the clock is missing).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// A worker in a thread: its stage's index in `stages`, its slot in the
+/// stats, and whether it has drained.
+struct Slot {
+    stage: usize,
+    stats: usize,
+    worker: StageWorker,
+    drained: bool,
+}
+
+/// Runs the given stages, [`Shared::workers_per_stage`] workers each laid
+/// out on threads by [`Shared::layout`], until `stop` is set, or — with
+/// `drain` — until every worker has applied its input to the end and the
+/// stages upstream of it are done. `report` is called about every `every`,
+/// with each stage's workers summed.
 pub fn run_stages(
     shared: Arc<Shared>,
     stages: &[StageKind],
@@ -178,48 +249,144 @@ pub fn run_stages(
     every: Duration,
     report: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Progress, RuntimeError> {
-    // (stage index, worker), stage by stage.
-    let mut workers = Vec::new();
-    let mut members = Vec::new();
-    for (i, kind) in stages.iter().enumerate() {
-        let partitions = shared.bus.partition_count(kind.input_topic())?;
-        let of = shared.workers_per_stage.clamp(1, partitions.max(1));
-        let store = StageStore::open(*kind, &shared)?;
-        for index in 0..of {
-            let member = Member { index, of };
-            workers.push((i, StageWorker::new(*kind, shared.clone(), &store, member)?));
-        }
-        members.push(of as usize);
+    // Workers per stage: at most one per partition; chained, as many for
+    // every stage, so that chain `index` serves the same partitions in each.
+    let mut partitions = Vec::new();
+    for kind in stages {
+        partitions.push(shared.bus.partition_count(kind.input_topic())?.max(1));
     }
+    let of_chained = shared
+        .workers_per_stage
+        .clamp(1, partitions.iter().copied().min().unwrap_or(1));
+    let members: Vec<u32> = partitions
+        .iter()
+        .map(|&p| match shared.layout {
+            Layout::PerStage => shared.workers_per_stage.clamp(1, p),
+            Layout::Chained => of_chained,
+        })
+        .collect();
+    // The threads, each with its workers in pipeline order; the stats
+    // slots stage by stage, as `snapshot` reads them.
+    let mut threads: Vec<(String, Vec<Slot>)> = Vec::new();
+    let mut slot = 0;
+    for (i, kind) in stages.iter().enumerate() {
+        let store = StageStore::open(*kind, &shared)?;
+        for index in 0..members[i] {
+            let member = Member {
+                index,
+                of: members[i],
+            };
+            let worker = Slot {
+                stage: i,
+                stats: slot,
+                worker: StageWorker::new(*kind, shared.clone(), &store, member)?,
+                drained: false,
+            };
+            slot += 1;
+            match shared.layout {
+                Layout::PerStage => threads.push((format!("st-{}", kind.name()), vec![worker])),
+                Layout::Chained => match threads.get_mut(index as usize) {
+                    Some((_, chain)) => chain.push(worker),
+                    None => threads.push((format!("st-chain-{index}"), vec![worker])),
+                },
+            }
+        }
+    }
+    let members: Vec<usize> = members.into_iter().map(|m| m as usize).collect();
     // Workers of each stage that have drained.
     let drained: Vec<AtomicUsize> = stages.iter().map(|_| AtomicUsize::new(0)).collect();
-    let stats: Vec<std::sync::Mutex<WorkerStats>> = workers
-        .iter()
+    let stats: Vec<std::sync::Mutex<WorkerStats>> = (0..slot)
         .map(|_| std::sync::Mutex::new(WorkerStats::default()))
         .collect();
     let failed = AtomicBool::new(false);
     let results: Vec<Result<(), RuntimeError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = workers
+        let handles: Vec<_> = threads
             .into_iter()
-            .enumerate()
-            .map(|(w, (i, mut worker))| {
+            .map(|(name, mut slots)| {
                 let (drained, members, stats, failed) = (&drained, &members, &stats, &failed);
-                let upstream_done =
-                    move || (0..i).all(|u| drained[u].load(Ordering::Acquire) == members[u]);
+                let upstream_done = move |i: usize| {
+                    (0..i).all(|u| drained[u].load(Ordering::Acquire) == members[u])
+                };
+                let bus = shared.bus.clone();
                 let body = move || -> Result<(), RuntimeError> {
                     let result = (|| {
+                        // A chain's checkpoints and changelogs go out in one
+                        // flush of its own producer; a lone worker uses its own.
+                        let mut commits = if slots.len() > 1 {
+                            Some(bus.producer()?)
+                        } else {
+                            None
+                        };
+                        // Whether the last pass found nothing to do.
+                        let mut idle = true;
                         loop {
                             if stop.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
-                                return worker.persist();
+                                for s in &slots {
+                                    s.worker.persist()?;
+                                }
+                                return Ok(());
                             }
-                            let n = worker.step(Duration::from_millis(20))?;
-                            if let Ok(mut s) = stats[w].lock() {
-                                *s = worker.stats.clone();
+                            let mut processed = Vec::with_capacity(slots.len());
+                            let mut first = true;
+                            for s in slots.iter_mut() {
+                                if s.drained {
+                                    processed.push(0);
+                                    continue;
+                                }
+                                // The first stage waits for input when the
+                                // last pass found none; the others take what
+                                // it just published, without waiting.
+                                let wait = if first && idle {
+                                    IDLE_WAIT
+                                } else {
+                                    Duration::ZERO
+                                };
+                                first = false;
+                                let cpu = thread_cpu_ns();
+                                processed.push(s.worker.run(wait)?);
+                                s.worker.stats.cpu_ns += thread_cpu_ns().saturating_sub(cpu);
                             }
-                            if drain && n == 0 && upstream_done() && worker.caught_up()? {
-                                drained[i].fetch_add(1, Ordering::AcqRel);
-                                return worker.persist();
+                            // Every stage's outputs are acknowledged: now
+                            // their checkpoints and changelogs, then the state.
+                            let cpu = thread_cpu_ns();
+                            for s in slots.iter_mut() {
+                                s.worker.send_commits(commits.as_mut())?;
                             }
+                            match commits.as_mut() {
+                                Some(producer) => producer.flush()?,
+                                None => {
+                                    for s in slots.iter_mut() {
+                                        s.worker.flush()?;
+                                    }
+                                }
+                            }
+                            for s in slots.iter_mut() {
+                                s.worker.finish_commits(commits.as_deref())?;
+                            }
+                            // The commit's CPU, shared out evenly.
+                            let share = thread_cpu_ns().saturating_sub(cpu) / slots.len() as u64;
+                            for (s, &n) in slots.iter_mut().zip(&processed) {
+                                if s.drained {
+                                    continue;
+                                }
+                                s.worker.stats.cpu_ns += share;
+                                if let Ok(mut st) = stats[s.stats].lock() {
+                                    *st = s.worker.stats.clone();
+                                }
+                                if drain
+                                    && n == 0
+                                    && upstream_done(s.stage)
+                                    && s.worker.caught_up()?
+                                {
+                                    s.worker.persist()?;
+                                    s.drained = true;
+                                    drained[s.stage].fetch_add(1, Ordering::AcqRel);
+                                }
+                            }
+                            if slots.iter().all(|s| s.drained) {
+                                return Ok(());
+                            }
+                            idle = processed.iter().all(|&n| n == 0);
                         }
                     })();
                     if result.is_err() {
@@ -227,11 +394,11 @@ pub fn run_stages(
                     }
                     result
                 };
-                // Named by stage, so per-thread CPU (/proc/self/task/*/stat,
-                // top -H, perf) is attributed to a stage; `clearing loadtest`
-                // reads it, summed over the stage's workers.
+                // Named by stage (`st-<stage>`) or chain (`st-chain-<n>`),
+                // so per-thread CPU (top -H, perf) is attributed; per-stage
+                // CPU is in each worker's `cpu_ns` whatever the layout.
                 std::thread::Builder::new()
-                    .name(format!("st-{}", stages[i].name()))
+                    .name(name)
                     .spawn_scoped(scope, body)
                     // As `scope.spawn` does: a thread that cannot start is fatal.
                     .unwrap_or_else(|e| panic!("failed to spawn a stage thread: {e}"))

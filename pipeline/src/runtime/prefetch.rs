@@ -29,6 +29,9 @@ pub struct Prefetched<'a> {
     inner: &'a dyn SignatureVerifier,
     /// Looked up only, never iterated: its order cannot reach a decision.
     answers: HashMap<FseInput, Answer>,
+    /// CPU the other threads spent verifying, nanoseconds: the stage's
+    /// cost, though not on its thread.
+    pub helper_cpu_ns: u64,
 }
 
 impl<'a> Prefetched<'a> {
@@ -42,22 +45,33 @@ impl<'a> Prefetched<'a> {
     ) -> Prefetched<'a> {
         let threads = threads.clamp(1, records.len().div_ceil(PARALLEL_FROM).max(1));
         let chunk = records.len().div_ceil(threads).max(1);
-        let answers = std::thread::scope(|scope| {
+        let (answers, helper_cpu_ns) = std::thread::scope(|scope| {
             let mut chunks = records.chunks(chunk);
             let first = chunks.next().unwrap_or(&[]);
             let others: Vec<_> = chunks
-                .map(|part| scope.spawn(move || check_all(inner, registry, part)))
+                .map(|part| {
+                    scope.spawn(move || {
+                        let answers = check_all(inner, registry, part);
+                        (answers, super::thread_cpu_ns())
+                    })
+                })
                 .collect();
             let mut answers: HashMap<FseInput, Answer> = check_all(inner, registry, first);
+            let mut helper_cpu_ns = 0;
             for handle in others {
                 // A panicking verifier leaves its part to the sequential path.
-                if let Ok(part) = handle.join() {
+                if let Ok((part, cpu)) = handle.join() {
                     answers.extend(part);
+                    helper_cpu_ns += cpu;
                 }
             }
-            answers
+            (answers, helper_cpu_ns)
         });
-        Prefetched { inner, answers }
+        Prefetched {
+            inner,
+            answers,
+            helper_cpu_ns,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -9,7 +9,9 @@
 //!    are suppressed, and chained with the bytes found there);
 //! 2. produce the outputs and wait for the acks; then the checkpoint
 //!    (`audit.checkpoints`) and the changelog (ended by a commit marker),
-//!    acknowledged;
+//!    acknowledged: after every partition's outputs of the poll, and in a
+//!    chain after every stage's, so that one flush carries them all
+//!    ([`StageWorker::run`], [`StageWorker::send_commits`]);
 //! 3. apply the overlay (cursor and output ends included) to the in-memory
 //!    state; sled receives it behind the stage, coalesced (state/mirror.rs);
 //! 4. commit the consumer offset (informational).
@@ -87,8 +89,10 @@ pub struct Shared {
     /// Workers each stage runs in this process (at most one per partition
     /// of its input), each in its own thread over its share of the
     /// partitions: for machines with more cores than stages
-    /// (docs/performance.md §12).
+    /// (docs/performance.md §12). Chained, the number of chains.
     pub workers_per_stage: u32,
+    /// Whether a thread runs one stage's worker or a chain of them.
+    pub layout: super::Layout,
 }
 
 struct PartitionState {
@@ -119,6 +123,9 @@ pub struct WorkerStats {
     /// State held in memory over sled (writes on their way, the cache) at
     /// the last batch, all partitions.
     pub state_memory_bytes: u64,
+    /// CPU time of the worker's steps on its thread and of the threads it
+    /// verified signatures on, nanoseconds: per-stage CPU whatever the layout.
+    pub cpu_ns: u64,
 }
 
 /// What the workers of one stage share in a process: its sled database
@@ -164,6 +171,7 @@ impl WorkerStats {
         self.ref_errors += other.ref_errors;
         self.batches += other.batches;
         self.state_memory_bytes += other.state_memory_bytes;
+        self.cpu_ns += other.cpu_ns;
     }
 }
 
@@ -179,6 +187,23 @@ pub struct StageWorker {
     pub stats: WorkerStats,
     /// When `stats.state_memory_bytes` was last measured.
     memory_sampled: Option<std::time::Instant>,
+    /// Batches run whose outputs are acknowledged, waiting for their
+    /// checkpoint and changelog ([`StageWorker::send_commits`]).
+    pending: Vec<Pending>,
+}
+
+/// A partition's batch after step 2's outputs are acknowledged: what its
+/// checkpoint, changelog and state still need.
+struct Pending {
+    partition: u32,
+    writes: WriteBatch,
+    cursor: Cursor,
+    restore: Option<Restore>,
+    checkpoint: Output,
+    processed: usize,
+    emit: Vec<Output>,
+    started: std::time::Instant,
+    probe: bool,
 }
 
 /// The changelog value of a write: `1 || value`, or `0` for a delete.
@@ -252,6 +277,7 @@ impl StageWorker {
             refs: GlobalRefs::default(),
             stats: WorkerStats::default(),
             memory_sampled: None,
+            pending: Vec::new(),
         })
     }
 
@@ -379,8 +405,15 @@ impl StageWorker {
         Ok(())
     }
 
-    /// Polls once and processes what came. Returns the inputs processed.
-    pub fn step(&mut self, timeout: Duration) -> Result<usize, RuntimeError> {
+    /// Polls once and runs what came, each partition to the end of step 2's
+    /// outputs, acknowledged. The checkpoints and changelogs wait for
+    /// [`send_commits`](Self::send_commits), so that the workers of a chain
+    /// write theirs in one flush. Returns the inputs processed.
+    pub fn run(&mut self, timeout: Duration) -> Result<usize, RuntimeError> {
+        debug_assert!(
+            self.pending.is_empty(),
+            "a run's commits were left unfinished"
+        );
         let polled = self.consumer.poll(self.shared.batch_max, timeout)?;
         if let Some(assignment) = polled.assignment {
             let wanted: Vec<u32> = assignment
@@ -457,6 +490,7 @@ impl StageWorker {
         let verifier = if kind == StageKind::Validation && !shared.trust_unsigned {
             prefetched =
                 Prefetched::verify(verifier, &shared.registry, records, shared.verify_threads);
+            self.stats.cpu_ns += prefetched.helper_cpu_ns;
             &prefetched as &dyn SignatureVerifier
         } else {
             verifier
@@ -513,7 +547,8 @@ impl StageWorker {
         else {
             return Ok(0);
         };
-        // 2. outputs, acknowledged; then the checkpoint and the changelog.
+        // 2. outputs, acknowledged; the checkpoint and the changelog follow
+        // in `send_commits`.
         for output in &batch.emit {
             self.producer.send(
                 output.topic,
@@ -549,68 +584,114 @@ impl StageWorker {
                 }
             }
         }
-        let checkpoint = &batch.checkpoint;
-        self.producer.send(
-            checkpoint.topic,
+        self.pending.push(Pending {
             partition,
-            &checkpoint.key,
-            &checkpoint.value,
-            checkpoint.timestamp_millis,
-        )?;
-        let mut writes = txn.into_writes();
-        for (key, value) in &writes {
-            self.producer.send(
-                kind.changelog_topic(),
-                partition,
-                key,
-                &changelog_value(value),
-                0,
-            )?;
-        }
-        self.producer
-            .send(kind.changelog_topic(), partition, CHANGELOG_COMMIT, &[1], 0)?;
-        self.producer.flush()?;
-        let changelog_end = match self
-            .producer
-            .acknowledged_end(kind.changelog_topic(), partition)
-        {
-            Some(end) => end,
-            None => shared.bus.end_offset(kind.changelog_topic(), partition)?,
-        };
-        writes.insert(
-            CHANGELOG_END.to_vec(),
-            Some(changelog_end.to_be_bytes().to_vec()),
-        );
-        // 3. the state: in memory now, in sled behind the stage.
-        ps.store.apply(&writes)?;
-        ps.store.persist_behind()?;
-        ps.cursor = cursor;
-        ps.restore = restore;
-        // 4. informational commit.
-        self.consumer
-            .commit(&[(kind.input_topic().to_string(), partition, cursor.applied)])?;
-        self.stats.batches += 1;
-        record_batch_metrics(&BatchMetrics {
-            stage: kind,
-            partition,
-            inputs: batch.processed,
-            outputs: &batch.emit,
-            seconds: batch_started.elapsed().as_secs_f64(),
-            lag: if probe {
-                Some(
-                    shared
-                        .bus
-                        .end_offset(kind.input_topic(), partition)?
-                        .saturating_sub(cursor.applied),
-                )
-            } else {
-                None
-            },
+            writes: txn.into_writes(),
+            cursor,
+            restore,
+            checkpoint: batch.checkpoint,
+            processed: batch.processed,
+            emit: batch.emit,
+            started: batch_started,
+            probe,
         });
-        if probe {
-            ps.probed = Some(std::time::Instant::now());
-        }
         Ok(batch.processed)
+    }
+
+    /// Sends the checkpoint and the changelog (ended by its commit marker)
+    /// of each batch run since the last commit, through `producer` (a
+    /// chain's) or the worker's own; that producer's flush acknowledges
+    /// them, then [`finish_commits`](Self::finish_commits).
+    pub fn send_commits(
+        &mut self,
+        producer: Option<&mut Box<dyn BusProducer>>,
+    ) -> Result<(), RuntimeError> {
+        let changelog = self.kind.changelog_topic();
+        let producer = match producer {
+            Some(p) => p.as_mut(),
+            None => self.producer.as_mut(),
+        };
+        for p in &self.pending {
+            let checkpoint = &p.checkpoint;
+            producer.send(
+                checkpoint.topic,
+                p.partition,
+                &checkpoint.key,
+                &checkpoint.value,
+                checkpoint.timestamp_millis,
+            )?;
+            for (key, value) in &p.writes {
+                producer.send(changelog, p.partition, key, &changelog_value(value), 0)?;
+            }
+            producer.send(changelog, p.partition, CHANGELOG_COMMIT, &[1], 0)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the worker's own producer (after `send_commits(None)`).
+    pub fn flush(&mut self) -> Result<(), RuntimeError> {
+        Ok(self.producer.flush()?)
+    }
+
+    /// Steps 3 and 4 of each batch whose commit `producer` (or the
+    /// worker's own) has acknowledged: the state, in memory now and in sled
+    /// behind the stage, and the informational consumer offset.
+    pub fn finish_commits(
+        &mut self,
+        producer: Option<&dyn BusProducer>,
+    ) -> Result<(), RuntimeError> {
+        let kind = self.kind;
+        let producer = match producer {
+            Some(p) => p,
+            None => self.producer.as_ref(),
+        };
+        let changelog = kind.changelog_topic();
+        for mut p in std::mem::take(&mut self.pending) {
+            let changelog_end = match producer.acknowledged_end(changelog, p.partition) {
+                Some(end) => end,
+                None => self.shared.bus.end_offset(changelog, p.partition)?,
+            };
+            p.writes.insert(
+                CHANGELOG_END.to_vec(),
+                Some(changelog_end.to_be_bytes().to_vec()),
+            );
+            let Some(ps) = self.partitions.get_mut(&p.partition) else {
+                continue;
+            };
+            // 3. the state: in memory now, in sled behind the stage.
+            ps.store.apply(&p.writes)?;
+            ps.store.persist_behind()?;
+            ps.cursor = p.cursor;
+            ps.restore = p.restore;
+            // 4. informational commit.
+            self.consumer.commit(&[(
+                kind.input_topic().to_string(),
+                p.partition,
+                p.cursor.applied,
+            )])?;
+            self.stats.batches += 1;
+            record_batch_metrics(&BatchMetrics {
+                stage: kind,
+                partition: p.partition,
+                inputs: p.processed,
+                outputs: &p.emit,
+                seconds: p.started.elapsed().as_secs_f64(),
+                lag: if p.probe {
+                    Some(
+                        self.shared
+                            .bus
+                            .end_offset(kind.input_topic(), p.partition)?
+                            .saturating_sub(p.cursor.applied),
+                    )
+                } else {
+                    None
+                },
+            });
+            if p.probe {
+                ps.probed = Some(std::time::Instant::now());
+            }
+        }
+        Ok(())
     }
 
     /// Waits until sled holds every batch committed so far, and reports a

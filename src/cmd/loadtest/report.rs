@@ -49,6 +49,10 @@ pub struct Config {
     pub claims: Option<u64>,
     pub duration_s: Option<f64>,
     pub batch: usize,
+    /// How the stage workers share threads: `chained` or `per-stage`.
+    pub layout: &'static str,
+    /// Workers per stage (chained: the number of chains).
+    pub workers_per_stage: u32,
     pub trust_unsigned: bool,
     pub seed: u64,
     /// How the latency is timed (see the module doc of `loadtest`).
@@ -146,7 +150,8 @@ pub struct StageFigures {
     pub dead_letters: u64,
     pub duplicates_dropped: u64,
     pub batches: u64,
-    /// CPU of the stage's thread (`st-<stage>`), seconds.
+    /// CPU of the stage's worker steps, seconds, on their threads and on
+    /// the threads verifying validation's signatures in parallel.
     pub cpu_s: f64,
     pub cpu_us_per_input: f64,
     /// Inputs per CPU-second of its thread: the stage's rate on one core.
