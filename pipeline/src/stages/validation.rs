@@ -591,6 +591,71 @@ pub fn beneficiary_key(fse: &Fse, ctx: &Context<'_>) -> BeneficiaryKey {
     }
 }
 
+/// The first date of receipt on which an FSE with this date of care is
+/// time-barred (`claim_time_barred`, check_against_rules), if a limitation
+/// rule is in force on its date of care.
+fn time_barred_from(fse: &Fse, rules: &Rules) -> Option<NaiveDate> {
+    let limit = rules.general.limitation.at(fse.care_date)?;
+    fse.care_date
+        .checked_add_days(chrono::Days::new(u64::from(limit.value.days) + 1))
+}
+
+/// Retention of the duplicate check (docs/rules.md, "Duplicates"). A
+/// duplicate-check key is needed only while its FSE can still be received
+/// in time: from the day it would be time-barred, a resend is rejected as
+/// such before the duplicate check. Each key is indexed under that day, and
+/// the days up to the date of receipt of the FSE being validated — the
+/// stage's clock, taken from the event, never the wall clock — are expired:
+/// their keys deleted. A partition's inputs arrive in the order of
+/// receipt, near enough: the clock is the latest date seen. Returns the
+/// last day expired.
+fn expire_seen(
+    state: &mut StateTxn<'_>,
+    received: NaiveDate,
+) -> Result<Option<NaiveDate>, StoreError> {
+    let through = match state.get(keys::SEEN_EXPIRED_THROUGH)? {
+        None => None,
+        Some(text) => Some(
+            std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.parse::<NaiveDate>().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(keys::SEEN_EXPIRED_THROUGH).into_owned(),
+                    what: "not a date".into(),
+                })?,
+        ),
+    };
+    match through {
+        Some(through) if through >= received => return Ok(Some(through)),
+        Some(through) => {
+            let mut day = through;
+            while day < received {
+                let Some(next) = day.succ_opt() else { break };
+                day = next;
+                let count_key = keys::seen_expiring_count(day);
+                let count = state.get_i64(&count_key)?;
+                for index in 0..count {
+                    let entry = keys::seen_expiring(day, index);
+                    if let Some(seen) = state.get(&entry)? {
+                        state.delete(seen);
+                    }
+                    state.delete(entry);
+                }
+                if count > 0 {
+                    state.delete(count_key);
+                }
+            }
+        }
+        // The first FSE of the partition: no key expires before it.
+        None => {}
+    }
+    state.put(
+        keys::SEEN_EXPIRED_THROUGH.to_vec(),
+        received.to_string().into_bytes(),
+    );
+    Ok(Some(received))
+}
+
 /// The validation stage.
 pub fn validate(
     input: &FseInput,
@@ -611,6 +676,7 @@ pub fn validate(
     let Some(fse) = parsed else {
         return early(c);
     };
+    let expired_through = expire_seen(state, fse.reimbursement_date())?;
     check_against_rules(&mut c, &fse, ctx.rules);
     if !c.reasons.is_empty() {
         return early(c);
@@ -652,6 +718,18 @@ pub fn validate(
     // The id is consumed once the FSE passes validation with a genuine
     // signature: a later rejection (entitlement, routing) does not free it; a
     // corrected FSE is sent under a new invoice number (docs/rules.md).
+    if let Some(day) = time_barred_from(&fse, ctx.rules) {
+        // An FSE received out of order may become time-barred on a day
+        // already expired: its key goes with the next day's.
+        let day = match expired_through.and_then(|d| d.succ_opt()) {
+            Some(next) if next > day => next,
+            _ => day,
+        };
+        let count_key = keys::seen_expiring_count(day);
+        let index = state.get_i64(&count_key)?;
+        state.put(keys::seen_expiring(day, index), seen.clone());
+        state.put_i64(count_key, index + 1);
+    }
     state.put(seen, fse.reimbursement_date().to_string().into_bytes());
     Ok(Outcome::Pass(Validated {
         fse,
@@ -680,4 +758,155 @@ pub fn malformed(
         Vec::new(),
         &rules.version,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adjudicate::FSE_OBJECTS;
+    use crate::domain::json;
+    use crate::pseudonym::PseudonymKey;
+    use crate::refdata::{InstitutionDirectory, RefView, TrustUnsigned};
+    use crate::state::{MemStore, StateStore};
+
+    /// A valid GP claim for one beneficiary, with its id and dates.
+    fn claim(fse_id: &str, care: &str, received: &str) -> FseInput {
+        let value = serde_json::json!({
+            "fse_id": fse_id,
+            "received_at": format!("{received}T09:00:00Z"),
+            "care_date": care,
+            "professional": {"rpps": "10000123454", "category": "gp", "sector": "1", "optam": false},
+            "beneficiary": {"nir": "185057800604830", "birth_date": "1985-05-12", "rank": 1},
+            "pathway": "mt",
+            "tiers_payant": {"amo": false, "amc": false},
+            "acts": [{"code": "G", "quantity": 1, "coefficient": "1", "charged": "30.00"}]
+        });
+        json::from_value(&value, FSE_OBJECTS).unwrap()
+    }
+
+    /// Validates one FSE against the store; returns its reason codes
+    /// (empty: passed).
+    fn validate_one(store: &MemStore, input: &FseInput) -> Vec<&'static str> {
+        let rules = Rules::embedded().unwrap();
+        let institutions = InstitutionDirectory::default();
+        let refs = RefView {
+            signatures: &TrustUnsigned,
+            institutions: &institutions,
+        };
+        let pseudonyms = PseudonymKey::development();
+        let ctx = Context {
+            rules: &rules,
+            refs: &refs,
+            pseudonyms: &pseudonyms,
+        };
+        let mut txn = StateTxn::new(store);
+        let outcome = validate(input, &mut txn, &ctx).unwrap();
+        store.apply(&txn.into_writes()).unwrap();
+        match outcome {
+            Outcome::Pass(_) => Vec::new(),
+            Outcome::Reject(d) => d.reasons.iter().map(|r| r.code.as_str()).collect(),
+        }
+    }
+
+    fn seen_keys(store: &MemStore) -> usize {
+        store.scan_prefix(b"dup/").unwrap().len()
+    }
+
+    #[test]
+    fn duplicate_check_keys_are_deleted_once_their_claim_is_time_barred() {
+        let store = MemStore::default();
+        // The limitation is 730 days from the date of care (rules/general.toml):
+        // an FSE of 2025-01-20 is time-barred when received from 2027-01-21.
+        assert!(
+            validate_one(
+                &store,
+                &claim("12345678-000000001", "2025-01-20", "2025-01-20")
+            )
+            .is_empty()
+        );
+        assert!(
+            validate_one(
+                &store,
+                &claim("12345678-000000002", "2025-03-01", "2025-03-02")
+            )
+            .is_empty()
+        );
+        assert_eq!(seen_keys(&store), 2);
+        // A resend within the window is a duplicate.
+        assert_eq!(
+            validate_one(
+                &store,
+                &claim("12345678-000000001", "2025-01-20", "2027-01-20")
+            ),
+            ["duplicate"]
+        );
+        // The clock reaches 2027-01-21: the first key expires, not the second.
+        assert!(
+            validate_one(
+                &store,
+                &claim("12345678-000000003", "2027-01-21", "2027-01-21")
+            )
+            .is_empty()
+        );
+        assert_eq!(seen_keys(&store), 2);
+        assert_eq!(
+            validate_one(
+                &store,
+                &claim("12345678-000000001", "2025-01-20", "2027-01-21")
+            ),
+            ["claim_time_barred"]
+        );
+        assert_eq!(
+            validate_one(
+                &store,
+                &claim("12345678-000000002", "2025-03-01", "2027-03-01")
+            ),
+            ["duplicate"]
+        );
+        // A jump of years expires every day on the way, index entries included.
+        assert!(
+            validate_one(
+                &store,
+                &claim("12345678-000000004", "2031-06-01", "2031-06-01")
+            )
+            .is_empty()
+        );
+        assert_eq!(seen_keys(&store), 1);
+        assert_eq!(
+            store.scan_prefix(b"dupx/2").unwrap().len(),
+            2,
+            "one entry and its count"
+        );
+    }
+
+    #[test]
+    fn a_claim_received_out_of_order_is_indexed_on_a_day_still_to_expire() {
+        let store = MemStore::default();
+        assert!(
+            validate_one(
+                &store,
+                &claim("12345678-000000001", "2027-05-01", "2027-05-01")
+            )
+            .is_empty()
+        );
+        // Received "earlier" than the clock, and time-barred from 2026-12-31,
+        // which has passed: its key is indexed on the next day to expire.
+        assert!(
+            validate_one(
+                &store,
+                &claim("12345678-000000002", "2024-12-30", "2026-12-01")
+            )
+            .is_empty()
+        );
+        assert_eq!(store.scan_prefix(b"dupx/2027-05-02/").unwrap().len(), 2);
+        assert!(
+            validate_one(
+                &store,
+                &claim("12345678-000000003", "2027-05-02", "2027-05-02")
+            )
+            .is_empty()
+        );
+        assert_eq!(seen_keys(&store), 2);
+        assert!(store.scan_prefix(b"dupx/2027-05-02/").unwrap().is_empty());
+    }
 }
