@@ -879,6 +879,47 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, .. Default::default() })]
+
+        /// The retention never changes a decision when a partition's FSEs
+        /// arrive in the order of receipt and an id keeps its date of care
+        /// (a resend): every verdict is the one a check that never forgets
+        /// gives, and the keys kept are only those not yet time-barred.
+        #[test]
+        fn expiry_never_changes_a_verdict_and_keeps_only_live_keys(
+            mut sends in proptest::collection::vec((0u32..1700, 0u32..8), 1..50),
+        ) {
+            let base = NaiveDate::from_ymd_opt(2021, 1, 4).unwrap();
+            let care_of = |id: u32| base + chrono::Days::new(u64::from(id) * 97);
+            sends.sort();
+            let store = MemStore::default();
+            let mut passed: std::collections::BTreeSet<u32> = Default::default();
+            for (day, id) in sends {
+                let received = base + chrono::Days::new(u64::from(day));
+                let care = care_of(id);
+                if care > received {
+                    continue;
+                }
+                let fse_id = format!("12345678-{id:09}");
+                let got = validate_one(&store, &claim(&fse_id, &care.to_string(), &received.to_string()));
+                let want: Vec<&str> = if (received - care).num_days() > 730 {
+                    vec!["claim_time_barred"]
+                } else if !passed.insert(id) {
+                    vec!["duplicate"]
+                } else {
+                    Vec::new()
+                };
+                proptest::prop_assert_eq!(got, want, "id {} care {} received {}", id, care, received);
+                let live = passed
+                    .iter()
+                    .filter(|&&id| (received - care_of(id)).num_days() <= 730)
+                    .count();
+                proptest::prop_assert_eq!(seen_keys(&store), live);
+            }
+        }
+    }
+
     #[test]
     fn a_claim_received_out_of_order_is_indexed_on_a_day_still_to_expire() {
         let store = MemStore::default();
