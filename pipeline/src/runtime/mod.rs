@@ -181,7 +181,8 @@ pub enum Layout {
     PerStage,
     /// A thread per chain: a worker of each stage over the same share of
     /// the partitions, stepped in pipeline order, so a claim crosses every
-    /// stage in one pass instead of waiting for four threads in turn. Each
+    /// stage in one pass instead of waiting for four threads in turn, and
+    /// the chain's checkpoints and changelogs go out in one flush. Each
     /// stage still reads its input from the bus and keeps its own batches,
     /// state, checkpoints and changelog: only the scheduling changes
     /// (docs/performance.md §13).
@@ -203,9 +204,11 @@ impl Layout {
     }
 }
 
-/// The layout by default: chained, measured better on two cores at 100x
-/// the mean (docs/performance.md §13).
-pub const DEFAULT_LAYOUT: Layout = Layout::Chained;
+/// The layout by default: a thread per stage. On two cores, chained (two
+/// chains) measured the same within the host's noise, at 100x the mean,
+/// flat out and on Kafka; one chain used a tenth less CPU but waited on its
+/// syncs one after the other (docs/performance.md §13).
+pub const DEFAULT_LAYOUT: Layout = Layout::PerStage;
 
 /// How long an idle thread waits for its first stage's input before it
 /// looks at the others again (and at `stop`).

@@ -20,7 +20,7 @@ use crate::ids::{
 use crate::money::{Cents, Hundredths};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{Pricing, Rules};
-use crate::state::{StateTxn, StoreError, keys};
+use crate::state::{Expiry, StateTxn, StoreError, keys};
 
 /// Collects reasons while parsing: each helper returns `None` after recording why.
 struct Checker {
@@ -591,70 +591,13 @@ pub fn beneficiary_key(fse: &Fse, ctx: &Context<'_>) -> BeneficiaryKey {
     }
 }
 
-/// The first date of receipt on which an FSE with this date of care is
-/// time-barred (`claim_time_barred`, check_against_rules), if a limitation
-/// rule is in force on its date of care.
-fn time_barred_from(fse: &Fse, rules: &Rules) -> Option<NaiveDate> {
-    let limit = rules.general.limitation.at(fse.care_date)?;
-    fse.care_date
-        .checked_add_days(chrono::Days::new(u64::from(limit.value.days) + 1))
-}
-
-/// Retention of the duplicate check (docs/rules.md, "Duplicates"). A
-/// duplicate-check key is needed only while its FSE can still be received
-/// in time: from the day it would be time-barred, a resend is rejected as
-/// such before the duplicate check. Each key is indexed under that day, and
-/// the days up to the date of receipt of the FSE being validated — the
-/// stage's clock, taken from the event, never the wall clock — are expired:
-/// their keys deleted. A partition's inputs arrive in the order of
-/// receipt, near enough: the clock is the latest date seen. Returns the
-/// last day expired.
-fn expire_seen(
-    state: &mut StateTxn<'_>,
-    received: NaiveDate,
-) -> Result<Option<NaiveDate>, StoreError> {
-    let through = match state.get(keys::SEEN_EXPIRED_THROUGH)? {
-        None => None,
-        Some(text) => Some(
-            std::str::from_utf8(&text)
-                .ok()
-                .and_then(|t| t.parse::<NaiveDate>().ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(keys::SEEN_EXPIRED_THROUGH).into_owned(),
-                    what: "not a date".into(),
-                })?,
-        ),
-    };
-    match through {
-        Some(through) if through >= received => return Ok(Some(through)),
-        Some(through) => {
-            let mut day = through;
-            while day < received {
-                let Some(next) = day.succ_opt() else { break };
-                day = next;
-                let count_key = keys::seen_expiring_count(day);
-                let count = state.get_i64(&count_key)?;
-                for index in 0..count {
-                    let entry = keys::seen_expiring(day, index);
-                    if let Some(seen) = state.get(&entry)? {
-                        state.delete(seen);
-                    }
-                    state.delete(entry);
-                }
-                if count > 0 {
-                    state.delete(count_key);
-                }
-            }
-        }
-        // The first FSE of the partition: no key expires before it.
-        None => {}
-    }
-    state.put(
-        keys::SEEN_EXPIRED_THROUGH.to_vec(),
-        received.to_string().into_bytes(),
-    );
-    Ok(Some(received))
-}
+/// Retention of the duplicate check (docs/rules.md, "How long an id stays
+/// consumed"). A duplicate-check key is needed only while its FSE can still
+/// be received in time: from the day it would be time-barred, a resend is
+/// rejected as such before the duplicate check reads the key. Each key is
+/// indexed under that day and expires when the partition's clock, the date
+/// of receipt of the FSEs it validates, reaches it (state/expiry.rs).
+const SEEN_EXPIRY: Expiry = Expiry::new("dupx");
 
 /// The validation stage.
 pub fn validate(
@@ -676,7 +619,7 @@ pub fn validate(
     let Some(fse) = parsed else {
         return early(c);
     };
-    let expired_through = expire_seen(state, fse.reimbursement_date())?;
+    let clock = SEEN_EXPIRY.advance(state, fse.reimbursement_date())?;
     check_against_rules(&mut c, &fse, ctx.rules);
     if !c.reasons.is_empty() {
         return early(c);
@@ -718,17 +661,8 @@ pub fn validate(
     // The id is consumed once the FSE passes validation with a genuine
     // signature: a later rejection (entitlement, routing) does not free it; a
     // corrected FSE is sent under a new invoice number (docs/rules.md).
-    if let Some(day) = time_barred_from(&fse, ctx.rules) {
-        // An FSE received out of order may become time-barred on a day
-        // already expired: its key goes with the next day's.
-        let day = match expired_through.and_then(|d| d.succ_opt()) {
-            Some(next) if next > day => next,
-            _ => day,
-        };
-        let count_key = keys::seen_expiring_count(day);
-        let index = state.get_i64(&count_key)?;
-        state.put(keys::seen_expiring(day, index), seen.clone());
-        state.put_i64(count_key, index + 1);
+    if let Some(day) = ctx.rules.general.time_barred_from(fse.care_date) {
+        SEEN_EXPIRY.index(state, clock, day, seen.clone())?;
     }
     state.put(seen, fse.reimbursement_date().to_string().into_bytes());
     Ok(Outcome::Pass(Validated {

@@ -15,23 +15,6 @@ pub fn seen_fse(beneficiary: &BeneficiaryKey, fse_id: &str) -> Vec<u8> {
     key(&["dup", beneficiary.as_str(), fse_id])
 }
 
-/// Validation: how many duplicate-check keys expire on `day` (count).
-/// Expiry keys carry no beneficiary: they index the `dup` keys by the day
-/// their claim becomes time-barred (stages/validation.rs, retention).
-pub fn seen_expiring_count(day: NaiveDate) -> Vec<u8> {
-    key(&["dupx", &day.to_string(), "n"])
-}
-
-/// Validation: the `index`-th duplicate-check key expiring on `day` (its
-/// value is that key).
-pub fn seen_expiring(day: NaiveDate, index: i64) -> Vec<u8> {
-    key(&["dupx", &day.to_string(), &format!("{index:010}")])
-}
-
-/// Validation: the last day whose expiring duplicate-check keys were
-/// deleted (a date, as text).
-pub const SEEN_EXPIRED_THROUGH: &[u8] = b"dupx/through";
-
 /// Entitlement: the beneficiary's rights record.
 pub fn rights(beneficiary: &BeneficiaryKey) -> Vec<u8> {
     key(&["rights", beneficiary.as_str()])
