@@ -232,21 +232,6 @@ fn fixture() -> Fixture {
         };
         run_applied(&mem.reimbursement, |t| reimbursement::reimburse(r, t, &ctx));
     }
-    // The stages' retention clocks (state/expiry.rs) at the latest receipt
-    // of the measured claims, as a live partition's would be: a measured
-    // claim then costs its own keys, not a walk over every day since the
-    // history (its overlay is dropped, so the clock would never move). The
-    // one claim run for that is then a duplicate in the validation benches.
-    if let Some(latest) = claims.iter().max_by_key(|c| c.received_at.clone()) {
-        let outcome = run_applied(&mem.validation, |t| validation::validate(latest, t, &ctx));
-        if let Outcome::Pass(v) = outcome
-            && let Outcome::Pass(e) =
-                run_applied(&mem.entitlement, |t| entitlement::entitle(v, t, &ctx))
-            && let Outcome::Pass(r) = run_applied(&mem.routing, |t| routing::route(e, t, &ctx))
-        {
-            run_applied(&mem.reimbursement, |t| reimbursement::reimburse(r, t, &ctx));
-        }
-    }
     let sled_dir = dir.path().join("state");
     let validation_store = SledStore::open(&sled_dir, "validation").expect("sled");
     let sled = Stores {

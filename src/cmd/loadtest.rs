@@ -5,7 +5,8 @@
 //!
 //! Threads, all in this process: a feeder (`lt-feeder`) publishes the corpus
 //! to `fse.submitted` at the rate; the four stages run as in `clearing run`
-//! (`st-<stage>`); a reader (`lt-reader`) follows `fse.decided` and
+//! (`st-<stage>`, or `st-chain-<n>` with `--layout chained`; each worker
+//! measures its own CPU); a reader (`lt-reader`) follows `fse.decided` and
 //! `fse.rejected`; the main thread samples CPU, memory, stage counters and
 //! consumer lag every second and draws the progress bar. Then, with the
 //! pipeline stopped: signature verification of the same claims alone, and a

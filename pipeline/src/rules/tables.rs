@@ -459,14 +459,6 @@ impl GeneralTable {
             limitation: Dated::new(file.limitation, "limitation")?,
         })
     }
-
-    /// The first date of receipt on which a claim for care on `care` is
-    /// time-barred (received more than `days` days after it), if a
-    /// limitation is in force on that date.
-    pub fn time_barred_from(&self, care: NaiveDate) -> Option<NaiveDate> {
-        let limit = self.limitation.at(care)?;
-        care.checked_add_days(chrono::Days::new(u64::from(limit.value.days) + 1))
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

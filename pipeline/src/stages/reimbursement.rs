@@ -8,7 +8,7 @@
 //! `received_at`); daily caps count by the date of care (domain.md §3.1).
 //! Rounding happens only in [`Cents::apply_rate`] and [`Cents::times`].
 
-use chrono::{Datelike, NaiveDate};
+use chrono::Datelike;
 
 use super::{Context, Entitlement, Outcome, Routed, Routing, reject_validated};
 use crate::domain::{
@@ -20,7 +20,7 @@ use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
     Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, Pricing, Rules,
 };
-use crate::state::{Expiry, StateTxn, StoreError, keys};
+use crate::state::{StateTxn, StoreError, keys};
 
 /// One line while it is being computed.
 struct LineCalc<'r> {
@@ -274,7 +274,6 @@ fn take_participation(
     rules: &Rules,
     routed: &Routed,
     who: &BeneficiaryKey,
-    clock: NaiveDate,
 ) -> Result<(), StoreError> {
     let fse = &routed.entitled.validated.fse;
     let (care, reimbursed) = (fse.care_date, fse.reimbursement_date());
@@ -289,8 +288,8 @@ fn take_participation(
     let rpps = fse.professional.rpps.as_str();
     let day_key = keys::participation_day(who, care, rpps);
     let year_key = keys::participation_year(who, reimbursed.year());
-    let known = state.get_i64_if_any(&day_key)?;
-    let mut acts_today = known.unwrap_or(0);
+    let counted = state.get_i64(&day_key)?;
+    let mut acts_today = counted;
     let mut taken_this_year = Cents(state.get_i64(&year_key)?);
     for calc in calcs.iter_mut().filter(|c| c.act.participation) {
         for _ in 0..calc.line.quantity {
@@ -311,46 +310,10 @@ fn take_participation(
     }
     // Only a count that moved is written: a claim without a
     // participation-bearing act leaves no counter of 0 behind.
-    if acts_today != known.unwrap_or(0) {
-        let counter = DayCounter {
-            care,
-            key: day_key,
-            new: known.is_none(),
-        };
-        put_day_counter(state, rules, clock, counter, acts_today)?;
+    if acts_today != counted {
+        state.put_i64(day_key, acts_today);
     }
     state.put_i64(year_key, taken_this_year.get());
-    Ok(())
-}
-
-/// Retention of the day-of-care counters (`pfd`, `fad`, `ftd`): a day's
-/// counter is needed only while a claim for care on that day can still be
-/// received in time; from the day such a claim is time-barred, validation
-/// rejects it before it gets here (state/expiry.rs, docs/rules.md).
-const DAY_EXPIRY: Expiry = Expiry::new("dayx");
-
-/// A day-of-care counter's key, and whether the claim creates it.
-struct DayCounter {
-    care: NaiveDate,
-    key: Vec<u8>,
-    new: bool,
-}
-
-/// Writes a day-of-care counter; a new one is indexed to expire on the day
-/// claims for its day of care become time-barred.
-fn put_day_counter(
-    state: &mut StateTxn<'_>,
-    rules: &Rules,
-    clock: NaiveDate,
-    counter: DayCounter,
-    value: i64,
-) -> Result<(), StoreError> {
-    if counter.new
-        && let Some(day) = rules.general.time_barred_from(counter.care)
-    {
-        DAY_EXPIRY.index(state, clock, day, counter.key.clone())?;
-    }
-    state.put_i64(counter.key, value);
     Ok(())
 }
 
@@ -362,7 +325,6 @@ fn take_franchises(
     routed: &Routed,
     who: &BeneficiaryKey,
     ex: &ExemptionValue,
-    clock: NaiveDate,
 ) -> Result<(), StoreError> {
     let fse = &routed.entitled.validated.fse;
     let (care, reimbursed) = (fse.care_date, fse.reimbursement_date());
@@ -418,16 +380,10 @@ fn take_franchises(
             // Never more than AMO would pay for the item (D.322-5).
             .min(calc.gross - calc.participation);
         if let Some((day_key, day_cap)) = &day {
-            let known = state.get_i64_if_any(day_key)?;
-            let taken_today = Cents(known.unwrap_or(0));
+            let taken_today = Cents(state.get_i64(day_key)?);
             amount = amount.min(*day_cap - taken_today);
             if amount > Cents::ZERO {
-                let counter = DayCounter {
-                    care,
-                    key: day_key.clone(),
-                    new: known.is_none(),
-                };
-                put_day_counter(state, rules, clock, counter, (taken_today + amount).get())?;
+                state.put_i64(day_key.clone(), (taken_today + amount).get());
             }
         }
         if amount <= Cents::ZERO {
@@ -452,7 +408,6 @@ pub fn reimburse(
     let ent = &input.entitled.entitlement;
     let who = &validated.beneficiary;
     let care = fse.care_date;
-    let clock = DAY_EXPIRY.advance(state, fse.reimbursement_date())?;
     let Some(ex) = rules.exemptions.versions.at(care).map(|v| &v.value) else {
         let reason = Reason::new(
             Stage::Reimbursement,
@@ -489,10 +444,10 @@ pub fn reimburse(
         .at(care)
         .is_some_and(|v| v.value.with_flat_fee);
     if !pf_exempt && (flat_fee == Cents::ZERO || pf_with_flat) {
-        take_participation(&mut calcs, state, rules, &input, who, clock)?;
+        take_participation(&mut calcs, state, rules, &input, who)?;
     }
     if !situations.iter().any(|s| s.exempt_franchise) {
-        take_franchises(&mut calcs, state, rules, &input, who, ex, clock)?;
+        take_franchises(&mut calcs, state, rules, &input, who, ex)?;
     }
     if ent.css && ex.css.ticket_paid_by_css {
         for calc in &mut calcs {
@@ -783,41 +738,6 @@ mod tests {
         );
         // Then: 31.50 × 60 % = 18.90, less EUR 4 (not 5).
         assert_eq!(money(&d), expect("14.90", "0.00", "0.00", "4.00", "16.60"));
-    }
-
-    #[test]
-    fn day_counters_expire_once_claims_for_their_day_are_time_barred() {
-        // Given: a GP's participation and a nurse's franchises on CARE.
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        when_reimbursed(&kit, &claim(json!({})));
-        when_reimbursed(
-            &kit,
-            &claim(json!({
-                "fse_id": "12345678-000000043",
-                "professional": {"rpps": NURSE, "category": "nurse", "sector": "1"},
-                "pathway": "referred",
-                "acts": [{"code": "AMI", "coefficient": "2", "quantity": 5, "charged": "31.50"}]
-            })),
-        );
-        let day_counters = |kit: &Kit| -> usize {
-            ["pfd/", "fad/"]
-                .iter()
-                .map(|p| kit.reimbursement.scan_prefix(p.as_bytes()).unwrap().len())
-                .sum()
-        };
-        assert_eq!(day_counters(&kit), 2);
-        // When: a claim received 731 days after CARE, when claims for CARE
-        // are time-barred (730 days, rules/general.toml).
-        let care: NaiveDate = CARE.parse().unwrap();
-        let later = care + chrono::Days::new(731);
-        when_reimbursed(
-            &kit,
-            &claim(json!({"fse_id": "12345678-000000044", "care_date": later.to_string()})),
-        );
-        // Then: only the new day's counter is left; the yearly ones stay.
-        assert_eq!(day_counters(&kit), 1);
-        assert_eq!(kit.reimbursement.scan_prefix(b"pfy/").unwrap().len(), 2);
     }
 
     #[test]

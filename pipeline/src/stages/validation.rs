@@ -20,7 +20,7 @@ use crate::ids::{
 use crate::money::{Cents, Hundredths};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{Pricing, Rules};
-use crate::state::{Expiry, StateTxn, StoreError, keys};
+use crate::state::{StateTxn, StoreError, keys};
 
 /// Collects reasons while parsing: each helper returns `None` after recording why.
 struct Checker {
@@ -591,14 +591,6 @@ pub fn beneficiary_key(fse: &Fse, ctx: &Context<'_>) -> BeneficiaryKey {
     }
 }
 
-/// Retention of the duplicate check (docs/rules.md, "How long an id stays
-/// consumed"). A duplicate-check key is needed only while its FSE can still
-/// be received in time: from the day it would be time-barred, a resend is
-/// rejected as such before the duplicate check reads the key. Each key is
-/// indexed under that day and expires when the partition's clock, the date
-/// of receipt of the FSEs it validates, reaches it (state/expiry.rs).
-const SEEN_EXPIRY: Expiry = Expiry::new("dupx");
-
 /// The validation stage.
 pub fn validate(
     input: &FseInput,
@@ -619,7 +611,6 @@ pub fn validate(
     let Some(fse) = parsed else {
         return early(c);
     };
-    let clock = SEEN_EXPIRY.advance(state, fse.reimbursement_date())?;
     check_against_rules(&mut c, &fse, ctx.rules);
     if !c.reasons.is_empty() {
         return early(c);
@@ -661,9 +652,6 @@ pub fn validate(
     // The id is consumed once the FSE passes validation with a genuine
     // signature: a later rejection (entitlement, routing) does not free it; a
     // corrected FSE is sent under a new invoice number (docs/rules.md).
-    if let Some(day) = ctx.rules.general.time_barred_from(fse.care_date) {
-        SEEN_EXPIRY.index(state, clock, day, seen.clone())?;
-    }
     state.put(seen, fse.reimbursement_date().to_string().into_bytes());
     Ok(Outcome::Pass(Validated {
         fse,
@@ -692,196 +680,4 @@ pub fn malformed(
         Vec::new(),
         &rules.version,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::adjudicate::FSE_OBJECTS;
-    use crate::domain::json;
-    use crate::pseudonym::PseudonymKey;
-    use crate::refdata::{InstitutionDirectory, RefView, TrustUnsigned};
-    use crate::state::{MemStore, StateStore};
-
-    /// A valid GP claim for one beneficiary, with its id and dates.
-    fn claim(fse_id: &str, care: &str, received: &str) -> FseInput {
-        let value = serde_json::json!({
-            "fse_id": fse_id,
-            "received_at": format!("{received}T09:00:00Z"),
-            "care_date": care,
-            "professional": {"rpps": "10000123454", "category": "gp", "sector": "1", "optam": false},
-            "beneficiary": {"nir": "185057800604830", "birth_date": "1985-05-12", "rank": 1},
-            "pathway": "mt",
-            "tiers_payant": {"amo": false, "amc": false},
-            "acts": [{"code": "G", "quantity": 1, "coefficient": "1", "charged": "30.00"}]
-        });
-        json::from_value(&value, FSE_OBJECTS).unwrap()
-    }
-
-    /// Validates one FSE against the store; returns its reason codes
-    /// (empty: passed).
-    fn validate_one(store: &MemStore, input: &FseInput) -> Vec<&'static str> {
-        let rules = Rules::embedded().unwrap();
-        let institutions = InstitutionDirectory::default();
-        let refs = RefView {
-            signatures: &TrustUnsigned,
-            institutions: &institutions,
-        };
-        let pseudonyms = PseudonymKey::development();
-        let ctx = Context {
-            rules: &rules,
-            refs: &refs,
-            pseudonyms: &pseudonyms,
-        };
-        let mut txn = StateTxn::new(store);
-        let outcome = validate(input, &mut txn, &ctx).unwrap();
-        store.apply(&txn.into_writes()).unwrap();
-        match outcome {
-            Outcome::Pass(_) => Vec::new(),
-            Outcome::Reject(d) => d.reasons.iter().map(|r| r.code.as_str()).collect(),
-        }
-    }
-
-    fn seen_keys(store: &MemStore) -> usize {
-        store.scan_prefix(b"dup/").unwrap().len()
-    }
-
-    #[test]
-    fn duplicate_check_keys_are_deleted_once_their_claim_is_time_barred() {
-        let store = MemStore::default();
-        // The limitation is 730 days from the date of care (rules/general.toml):
-        // an FSE of 2025-01-20 is time-barred when received from 2027-01-21.
-        assert!(
-            validate_one(
-                &store,
-                &claim("12345678-000000001", "2025-01-20", "2025-01-20")
-            )
-            .is_empty()
-        );
-        assert!(
-            validate_one(
-                &store,
-                &claim("12345678-000000002", "2025-03-01", "2025-03-02")
-            )
-            .is_empty()
-        );
-        assert_eq!(seen_keys(&store), 2);
-        // A resend within the window is a duplicate.
-        assert_eq!(
-            validate_one(
-                &store,
-                &claim("12345678-000000001", "2025-01-20", "2027-01-20")
-            ),
-            ["duplicate"]
-        );
-        // The clock reaches 2027-01-21: the first key expires, not the second.
-        assert!(
-            validate_one(
-                &store,
-                &claim("12345678-000000003", "2027-01-21", "2027-01-21")
-            )
-            .is_empty()
-        );
-        assert_eq!(seen_keys(&store), 2);
-        assert_eq!(
-            validate_one(
-                &store,
-                &claim("12345678-000000001", "2025-01-20", "2027-01-21")
-            ),
-            ["claim_time_barred"]
-        );
-        assert_eq!(
-            validate_one(
-                &store,
-                &claim("12345678-000000002", "2025-03-01", "2027-03-01")
-            ),
-            ["duplicate"]
-        );
-        // A jump of years expires every day on the way, index entries included.
-        assert!(
-            validate_one(
-                &store,
-                &claim("12345678-000000004", "2031-06-01", "2031-06-01")
-            )
-            .is_empty()
-        );
-        assert_eq!(seen_keys(&store), 1);
-        assert_eq!(
-            store.scan_prefix(b"dupx/2").unwrap().len(),
-            2,
-            "one entry and its count"
-        );
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, .. Default::default() })]
-
-        /// The retention never changes a decision when a partition's FSEs
-        /// arrive in the order of receipt and an id keeps its date of care
-        /// (a resend): every verdict is the one a check that never forgets
-        /// gives, and the keys kept are only those not yet time-barred.
-        #[test]
-        fn expiry_never_changes_a_verdict_and_keeps_only_live_keys(
-            mut sends in proptest::collection::vec((0u32..1700, 0u32..8), 1..50),
-        ) {
-            let base = NaiveDate::from_ymd_opt(2021, 1, 4).unwrap();
-            let care_of = |id: u32| base + chrono::Days::new(u64::from(id) * 97);
-            sends.sort();
-            let store = MemStore::default();
-            let mut passed: std::collections::BTreeSet<u32> = Default::default();
-            for (day, id) in sends {
-                let received = base + chrono::Days::new(u64::from(day));
-                let care = care_of(id);
-                if care > received {
-                    continue;
-                }
-                let fse_id = format!("12345678-{id:09}");
-                let got = validate_one(&store, &claim(&fse_id, &care.to_string(), &received.to_string()));
-                let want: Vec<&str> = if (received - care).num_days() > 730 {
-                    vec!["claim_time_barred"]
-                } else if !passed.insert(id) {
-                    vec!["duplicate"]
-                } else {
-                    Vec::new()
-                };
-                proptest::prop_assert_eq!(got, want, "id {} care {} received {}", id, care, received);
-                let live = passed
-                    .iter()
-                    .filter(|&&id| (received - care_of(id)).num_days() <= 730)
-                    .count();
-                proptest::prop_assert_eq!(seen_keys(&store), live);
-            }
-        }
-    }
-
-    #[test]
-    fn a_claim_received_out_of_order_is_indexed_on_a_day_still_to_expire() {
-        let store = MemStore::default();
-        assert!(
-            validate_one(
-                &store,
-                &claim("12345678-000000001", "2027-05-01", "2027-05-01")
-            )
-            .is_empty()
-        );
-        // Received "earlier" than the clock, and time-barred from 2026-12-31,
-        // which has passed: its key is indexed on the next day to expire.
-        assert!(
-            validate_one(
-                &store,
-                &claim("12345678-000000002", "2024-12-30", "2026-12-01")
-            )
-            .is_empty()
-        );
-        assert_eq!(store.scan_prefix(b"dupx/2027-05-02/").unwrap().len(), 2);
-        assert!(
-            validate_one(
-                &store,
-                &claim("12345678-000000003", "2027-05-02", "2027-05-02")
-            )
-            .is_empty()
-        );
-        assert_eq!(seen_keys(&store), 2);
-        assert!(store.scan_prefix(b"dupx/2027-05-02/").unwrap().is_empty());
-    }
 }

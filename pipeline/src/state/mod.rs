@@ -6,7 +6,6 @@
 //! applies the whole overlay in one batch. This module never decides anything
 //! about claims; [`keys`] says how each stage lays out its keys.
 
-pub mod expiry;
 pub mod keys;
 mod mem;
 mod mirror;
@@ -14,7 +13,6 @@ mod sled_store;
 
 use std::collections::BTreeMap;
 
-pub use expiry::Expiry;
 pub use mem::MemStore;
 pub use mirror::{Mirror, Persister};
 pub use sled_store::{Rebuilt, SledStore};
@@ -96,13 +94,8 @@ impl<'a> StateTxn<'a> {
 
     /// An 8-byte big-endian counter (cents, counts); absent reads as 0.
     pub fn get_i64(&self, key: &[u8]) -> Result<i64, StoreError> {
-        Ok(self.get_i64_if_any(key)?.unwrap_or(0))
-    }
-
-    /// An 8-byte big-endian counter, or `None` when the key is absent.
-    pub fn get_i64_if_any(&self, key: &[u8]) -> Result<Option<i64>, StoreError> {
         match self.get(key)? {
-            None => Ok(None),
+            None => Ok(0),
             Some(bytes) => {
                 let array: [u8; 8] =
                     bytes
@@ -112,7 +105,7 @@ impl<'a> StateTxn<'a> {
                             key: String::from_utf8_lossy(key).into_owned(),
                             what: format!("{} bytes where a counter has 8", bytes.len()),
                         })?;
-                Ok(Some(i64::from_be_bytes(array)))
+                Ok(i64::from_be_bytes(array))
             }
         }
     }

@@ -35,16 +35,10 @@ fn schedstat_s(path: &std::path::Path) -> Option<f64> {
     Some(ns as f64 / 1e9)
 }
 
-/// CPU seconds of the calling thread so far.
+/// CPU seconds of the calling thread so far (the clock the stage workers
+/// measure themselves with).
 pub fn this_thread_cpu_s() -> f64 {
-    schedstat_s(std::path::Path::new("/proc/thread-self/schedstat"))
-        .or_else(|| {
-            std::fs::read_to_string("/proc/thread-self/stat")
-                .ok()
-                .and_then(|s| stat_cpu(&s))
-                .map(|(_, cpu)| cpu)
-        })
-        .unwrap_or(0.0)
+    clearing_pipeline::runtime::thread_cpu_ns() as f64 / 1e9
 }
 
 /// CPU seconds of the live threads, summed by thread name.
