@@ -275,24 +275,29 @@ fn run_serves_metrics_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        std::thread::sleep(Duration::from_millis(100));
-        if let Some(body) = http_get(&addr, "/metrics")
-            && body.contains("clearing_end_to_end_seconds")
-        {
-            metrics = body;
-            break;
-        }
-    }
-    for name in [
+    let names = [
         "clearing_inputs_total",
         "clearing_outputs_total",
         "clearing_rejections_total",
         "clearing_batch_seconds",
         "clearing_consumer_lag",
         "clearing_end_to_end_seconds",
-    ] {
+    ];
+    // Each stage records its batch's metrics once the batch is committed,
+    // which can be after a later stage has decided its claims: wait for all.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(body) = http_get(&addr, "/metrics") {
+            let complete =
+                names.iter().all(|n| body.contains(n)) && body.contains("stage=\"validation\"");
+            metrics = body;
+            if complete {
+                break;
+            }
+        }
+    }
+    for name in names {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
     assert!(metrics.contains("stage=\"validation\""));
