@@ -350,24 +350,29 @@ pub fn run_stages(
                                 s.worker.stats.cpu_ns += thread_cpu_ns().saturating_sub(cpu);
                             }
                             // Every stage's outputs are acknowledged: now
-                            // their checkpoints and changelogs, then the state.
-                            let cpu = thread_cpu_ns();
-                            for s in slots.iter_mut() {
-                                s.worker.send_commits(commits.as_mut())?;
-                            }
-                            match commits.as_mut() {
-                                Some(producer) => producer.flush()?,
-                                None => {
-                                    for s in slots.iter_mut() {
-                                        s.worker.flush()?;
+                            // their checkpoints and changelogs, then the state
+                            // (an idle pass has none, and flushes nothing).
+                            let mut share = 0;
+                            if slots.iter().any(|s| s.worker.has_pending()) {
+                                let cpu = thread_cpu_ns();
+                                for s in slots.iter_mut() {
+                                    s.worker.send_commits(commits.as_mut())?;
+                                }
+                                match commits.as_mut() {
+                                    Some(producer) => producer.flush()?,
+                                    None => {
+                                        for s in slots.iter_mut().filter(|s| s.worker.has_pending())
+                                        {
+                                            s.worker.flush()?;
+                                        }
                                     }
                                 }
+                                for s in slots.iter_mut() {
+                                    s.worker.finish_commits(commits.as_deref())?;
+                                }
+                                // The commit's CPU, shared out evenly.
+                                share = thread_cpu_ns().saturating_sub(cpu) / slots.len() as u64;
                             }
-                            for s in slots.iter_mut() {
-                                s.worker.finish_commits(commits.as_deref())?;
-                            }
-                            // The commit's CPU, shared out evenly.
-                            let share = thread_cpu_ns().saturating_sub(cpu) / slots.len() as u64;
                             for (s, &n) in slots.iter_mut().zip(&processed) {
                                 if s.drained {
                                     continue;

@@ -628,6 +628,11 @@ impl StageWorker {
         Ok(())
     }
 
+    /// Whether batches run wait for their commit.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Flushes the worker's own producer (after `send_commits(None)`).
     pub fn flush(&mut self) -> Result<(), RuntimeError> {
         Ok(self.producer.flush()?)
@@ -655,6 +660,9 @@ impl StageWorker {
                 CHANGELOG_END.to_vec(),
                 Some(changelog_end.to_be_bytes().to_vec()),
             );
+            // Always there: nothing polls, so nothing revokes, between
+            // `run` and here. Were it gone, its new owner would catch up
+            // from the changelog this commit has just written.
             let Some(ps) = self.partitions.get_mut(&p.partition) else {
                 continue;
             };
