@@ -350,6 +350,61 @@ mod tests {
         assert_eq!(records[1].value, b"after");
     }
 
+    /// Copies a directory tree, as a crash would leave it on disk.
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn preallocated_space_is_cut_at_close_and_after_a_crash() {
+        let (dir, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let segment = |root: &std::path::Path| root.join("t/0/00000000000000000000.log");
+        let records = 10u64;
+        let frame = 8 + 24 + 100;
+        {
+            let bus = LocalLog::open(dir.path()).unwrap();
+            bus.ensure_topic(&spec("t", 1)).unwrap();
+            let mut producer = bus.producer().unwrap();
+            for i in 0..records {
+                producer.send("t", 0, b"", &[i as u8; 100], 0).unwrap();
+            }
+            producer.flush().unwrap();
+            // Open: the file runs past its records, zeros to be written over.
+            let open_len = std::fs::metadata(segment(dir.path())).unwrap().len();
+            assert!(open_len > records * frame, "preallocated: {open_len}");
+            // A crash now leaves that space on disk.
+            copy_tree(dir.path(), crashed.path());
+        }
+        assert_eq!(
+            std::fs::metadata(segment(dir.path())).unwrap().len(),
+            records * frame,
+            "a clean close cuts the space"
+        );
+        let bus = LocalLog::open(crashed.path()).unwrap();
+        assert_eq!(bus.end_offset("t", 0).unwrap(), records);
+        assert_eq!(
+            std::fs::metadata(segment(crashed.path())).unwrap().len(),
+            records * frame,
+            "the open after a crash cuts it"
+        );
+        let mut producer = bus.producer().unwrap();
+        producer.send("t", 0, b"", b"after", 0).unwrap();
+        producer.flush().unwrap();
+        let read = bus.read("t", 0, 0, 100).unwrap();
+        assert_eq!(read.len() as u64, records + 1);
+        assert_eq!(read[records as usize].value, b"after");
+        assert_eq!(read[3].value, [3u8; 100]);
+    }
+
     #[test]
     fn a_flipped_byte_is_detected_by_the_crc() {
         let dir = tempfile::tempdir().unwrap();
