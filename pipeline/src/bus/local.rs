@@ -4,7 +4,8 @@
 //! each record framed as `len | crc32c | offset | timestamp | key | value`.
 //! Appends go through a buffer and become visible to readers and durable
 //! (fsync) at [`BusProducer::flush`], i.e. at commit. On open, a torn tail
-//! (a crash mid-append) is detected by length and CRC and cut off. Consumer
+//! (a crash mid-append) is detected by length and CRC and cut off, as is the
+//! space preallocated past the last record (zeros). Consumer
 //! offsets per group live in `_groups/`. The same files are the archive
 //! format replay reads. One process owns a directory at a time (a lock file).
 
@@ -59,6 +60,8 @@ struct PartitionLog {
     /// Size of the active segment's file: `active_len` and the space
     /// preallocated past it.
     allocated: u64,
+    /// False once the active segment's file system refused to preallocate.
+    preallocating: bool,
     /// Next offset to assign.
     next_offset: u64,
     /// Records below this offset are flushed: visible to readers.
@@ -154,17 +157,33 @@ fn read_exact_or_eof(reader: &mut impl Read, buf: &mut [u8]) -> Result<bool, std
     Ok(true)
 }
 
+/// What a preallocation did.
+enum Preallocated {
+    Done,
+    /// The file system cannot preallocate: appends grow the file.
+    Unsupported,
+    /// It failed otherwise (a full disk, say): the append goes ahead and
+    /// fails or not as it would have, and the next one tries again.
+    Failed,
+}
+
 /// Allocates `length` bytes of `file` from `from` (reading as zeros),
-/// extending its size; false where the file system does not support it.
-fn preallocate(file: &File, from: u64, length: u64) -> bool {
+/// extending its size.
+fn preallocate(file: &File, from: u64, length: u64) -> Preallocated {
     use std::os::fd::AsRawFd;
     let (Ok(from), Ok(length)) = (libc::off_t::try_from(from), libc::off_t::try_from(length))
     else {
-        return false;
+        return Preallocated::Unsupported;
     };
     // SAFETY: the descriptor is open for writing for the whole call (it is
     // borrowed from `file`); fallocate takes no pointers.
-    unsafe { libc::fallocate(file.as_raw_fd(), 0, from, length) == 0 }
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, from, length) } == 0 {
+        return Preallocated::Done;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENOSYS) => Preallocated::Unsupported,
+        _ => Preallocated::Failed,
+    }
 }
 
 impl Drop for PartitionLog {
@@ -199,6 +218,7 @@ impl PartitionLog {
             writer: None,
             active_len: 0,
             allocated: 0,
+            preallocating: true,
             next_offset: 0,
             visible_end: 0,
             dirty: false,
@@ -271,6 +291,7 @@ impl PartitionLog {
             file.seek(SeekFrom::Start(self.active_len))
                 .map_err(|e| io(context())(e))?;
             self.allocated = file.metadata().map_err(|e| io(context())(e))?.len();
+            self.preallocating = true;
             self.writer = Some(BufWriter::with_capacity(256 * 1024, file));
         }
         self.writer
@@ -281,22 +302,20 @@ impl PartitionLog {
     /// Makes room for `bytes` more in the active segment's file, extending
     /// it by [`PREALLOCATE_BYTES`] when they would pass its end. Where the
     /// file system cannot preallocate, appends extend the file as they go.
-    fn reserve(&mut self, bytes: u64) -> Result<(), BusError> {
+    fn reserve(&mut self, bytes: u64) {
         let needed = self.active_len + bytes;
-        if needed <= self.allocated {
-            return Ok(());
+        if !self.preallocating || needed <= self.allocated {
+            return;
         }
         let Some(file) = self.writer.as_ref().map(BufWriter::get_ref) else {
-            return Ok(());
+            return;
         };
         let length = (needed - self.allocated).max(PREALLOCATE_BYTES);
-        if preallocate(file, self.allocated, length) {
-            self.allocated += length;
-        } else {
-            // Not supported here: appends grow the file, as before.
-            self.allocated = u64::MAX;
+        match preallocate(file, self.allocated, length) {
+            Preallocated::Done => self.allocated += length,
+            Preallocated::Unsupported => self.preallocating = false,
+            Preallocated::Failed => {}
         }
-        Ok(())
     }
 
     /// Writes out, cuts the preallocated space past the last record and
@@ -326,7 +345,7 @@ impl PartitionLog {
             self.writer()?;
             self.segments.len() - 1
         };
-        self.reserve(frame.len() as u64)?;
+        self.reserve(frame.len() as u64);
         self.writer()?.write_all(&frame).map_err(io("append"))?;
         if offset.is_multiple_of(INDEX_EVERY) {
             self.index.push((offset, segment_index, position));
