@@ -350,26 +350,17 @@ mod tests {
         assert_eq!(records[1].value, b"after");
     }
 
-    /// Copies a directory tree, as a crash would leave it on disk.
-    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_tree(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
-    }
-
     #[test]
     fn preallocated_space_is_cut_at_close_and_after_a_crash() {
         let (dir, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let segment = |root: &std::path::Path| root.join("t/0/00000000000000000000.log");
         let records = 10u64;
         let frame = 8 + 24 + 100;
+        {
+            // The log the crashed segment is put into: the same topic, empty.
+            let bus = LocalLog::open(crashed.path()).unwrap();
+            bus.ensure_topic(&spec("t", 1)).unwrap();
+        }
         {
             let bus = LocalLog::open(dir.path()).unwrap();
             bus.ensure_topic(&spec("t", 1)).unwrap();
@@ -381,8 +372,10 @@ mod tests {
             // Open: the file runs past its records, zeros to be written over.
             let open_len = std::fs::metadata(segment(dir.path())).unwrap().len();
             assert!(open_len > records * frame, "preallocated: {open_len}");
-            // A crash now leaves that space on disk.
-            copy_tree(dir.path(), crashed.path());
+            // A crash now leaves that space on disk: the segment as it is.
+            let target = segment(crashed.path());
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(segment(dir.path()), target).unwrap();
         }
         assert_eq!(
             std::fs::metadata(segment(dir.path())).unwrap().len(),
