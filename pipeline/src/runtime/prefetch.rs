@@ -51,12 +51,13 @@ impl<'a> Prefetched<'a> {
             let others: Vec<_> = chunks
                 .map(|part| {
                     scope.spawn(move || {
-                        let answers = check_all(inner, registry, part);
+                        let answers = check_all(inner, registry, part, part.len());
                         (answers, super::thread_cpu_ns())
                     })
                 })
                 .collect();
-            let mut answers: HashMap<FseInput, Answer> = check_all(inner, registry, first);
+            // Sized for the whole batch: the other parts are added to it.
+            let mut answers = check_all(inner, registry, first, records.len());
             let mut helper_cpu_ns = 0;
             for handle in others {
                 // A panicking verifier leaves its part to the sequential path.
@@ -92,19 +93,26 @@ fn parse(registry: &SchemaRegistry, record: &Record) -> Option<(FseInput, Fse)> 
     Some((input, fse))
 }
 
+/// Checks `records` into a map sized for `capacity` answers up front: its
+/// keys are whole FSEs, so each growth would hash and move every one again
+/// (6 % of the validation thread's profile flat out, docs/performance.md §14).
 fn check_all(
     inner: &dyn SignatureVerifier,
     registry: &SchemaRegistry,
     records: &[Record],
+    capacity: usize,
 ) -> HashMap<FseInput, Answer> {
-    records
-        .iter()
-        .filter_map(|record| parse(registry, record))
-        .map(|(input, fse)| {
-            let answer = inner.check(&input, &fse);
-            (input, answer)
-        })
-        .collect()
+    let mut answers = HashMap::with_capacity(capacity);
+    answers.extend(
+        records
+            .iter()
+            .filter_map(|record| parse(registry, record))
+            .map(|(input, fse)| {
+                let answer = inner.check(&input, &fse);
+                (input, answer)
+            }),
+    );
+    answers
 }
 
 impl SignatureVerifier for Prefetched<'_> {
