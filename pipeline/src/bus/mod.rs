@@ -95,6 +95,43 @@ pub fn scan<E: From<BusError>>(
     }
 }
 
+/// Records read at most per call of [`read_until`].
+const READ_CHUNK: u64 = 4096;
+
+/// Reads `topic/partition` from `*position` up to `until` (exclusive) or
+/// the end, handing each record to `apply`, in reads no larger than what is
+/// left: a short range (a reference watermark, a replayed batch of two
+/// claims) reads only its records. `*position` ends past the last record
+/// handed over.
+pub fn read_until(
+    bus: &dyn Bus,
+    topic: &str,
+    partition: u32,
+    position: &mut u64,
+    until: Option<u64>,
+    mut apply: impl FnMut(Record),
+) -> Result<(), BusError> {
+    loop {
+        let max = until.map_or(READ_CHUNK, |u| u.saturating_sub(*position).min(READ_CHUNK));
+        if max == 0 {
+            return Ok(());
+        }
+        let records = bus.read(topic, partition, *position, max as usize)?;
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        // Past a compaction gap the chunk may run beyond `until`: those
+        // records wait for a later watermark.
+        *position = until.map_or(last.offset + 1, |u| u.min(last.offset + 1));
+        for r in records
+            .into_iter()
+            .filter(|r| until.is_none_or(|u| r.offset < u))
+        {
+            apply(r);
+        }
+    }
+}
+
 pub trait Bus: Send + Sync {
     /// `local:DIR` or `kafka://HOST:PORT`, for logs and reports.
     fn describe(&self) -> String;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::batch::Source;
 use super::process::Output;
 use super::{StageKind, WorkerStats, topics};
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, read_until};
 use crate::events::convert;
 use crate::events::model::{DeadLetter, EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
 use crate::events::registry::SchemaRegistry;
@@ -22,45 +22,12 @@ use crate::state::{StateTxn, StoreError};
 /// Reserved state key prefix: the next `ref.rights` offset to apply.
 const REF_POSITION: &str = "\0ref/";
 
-const READ_CHUNK: u64 = 4096;
-
 #[derive(Debug, thiserror::Error)]
 pub enum RefError {
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Reads `topic/partition` from `*position` up to `until` (exclusive) or
-/// the end, handing each record to `apply`.
-fn read_until(
-    bus: &dyn Bus,
-    topic: &str,
-    partition: u32,
-    position: &mut u64,
-    until: Option<u64>,
-    mut apply: impl FnMut(&crate::bus::Record),
-) -> Result<(), BusError> {
-    loop {
-        let max = until.map_or(READ_CHUNK, |u| u.saturating_sub(*position).min(READ_CHUNK));
-        if max == 0 {
-            return Ok(());
-        }
-        let records = bus.read(topic, partition, *position, max as usize)?;
-        let Some(last) = records.last() else {
-            return Ok(());
-        };
-        // Past a compaction gap the chunk may run beyond `until`: those
-        // records wait for a later watermark.
-        *position = until.map_or(last.offset + 1, |u| u.min(last.offset + 1));
-        for r in records
-            .iter()
-            .filter(|r| until.is_none_or(|u| r.offset < u))
-        {
-            apply(r);
-        }
-    }
 }
 
 fn ref_offset(topic: &str, partition: u32, position: u64) -> RefOffset {
