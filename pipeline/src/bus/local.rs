@@ -78,6 +78,10 @@ struct PartitionLog {
     resume: Vec<(u64, usize, u64)>,
 }
 
+/// A record's size on disk, near enough, for sizing a read's buffer: FSE
+/// events are about 1 KiB with their frame.
+const READ_BYTES_PER_RECORD: usize = 2 * 1024;
+
 /// Read positions remembered per partition (one per recent reader).
 const RESUME_POINTS: usize = 16;
 
@@ -429,7 +433,13 @@ impl PartitionLog {
             let context = || path.display().to_string();
             let mut file = File::open(path).map_err(|e| io(context())(e))?;
             file.seek(SeekFrom::Start(position)).map_err(io("seek"))?;
-            let mut reader = BufReader::with_capacity(64 * 1024, file);
+            // Sized for what is asked: a read of one or two records (a
+            // consumer at the tail at a low rate, a replayed checkpoint)
+            // would otherwise copy 64 KiB from the page cache for 2.
+            let capacity = max
+                .saturating_mul(READ_BYTES_PER_RECORD)
+                .clamp(4 * 1024, 64 * 1024);
+            let mut reader = BufReader::with_capacity(capacity, file);
             while out.len() < max {
                 let Some((offset, timestamp, key, value, size)) =
                     read_frame(&mut reader).map_err(|e| io(context())(e))?
