@@ -203,7 +203,6 @@ fn offset(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The records of `topic/partition` from `from` to `to`, inclusive.
 /// The records of `topic/partition` with offsets `from..=to`. A checkpoint
 /// covers one live batch, which at a low rate holds one or two claims:
 /// reading a bus read's worth (4,096 records) past it for each, as a scan
