@@ -82,7 +82,7 @@ pub fn scan<E: From<BusError>>(
 ) -> Result<(), E> {
     let mut position = from;
     loop {
-        let records = bus.read(topic, partition, position, 4096)?;
+        let records = bus.read(topic, partition, position, READ_CHUNK as usize)?;
         let Some(last) = records.last() else {
             return Ok(());
         };
@@ -95,7 +95,7 @@ pub fn scan<E: From<BusError>>(
     }
 }
 
-/// Records read at most per call of [`read_until`].
+/// Records read at most per bus read of [`scan`] and [`read_until`].
 const READ_CHUNK: u64 = 4096;
 
 /// Reads `topic/partition` from `*position` up to `until` (exclusive) or

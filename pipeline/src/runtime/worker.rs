@@ -31,7 +31,7 @@ use super::batch::{BatchInput, Cursor, Restore, Source, get_u64, run_batch};
 use super::prefetch::Prefetched;
 use super::process::{Output, header_source};
 use super::refs::{GlobalRefs, RefError, apply_rights};
-use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record};
+use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record, read_until};
 use crate::events::model::{DeadLetter, RefOffset};
 use crate::events::registry::SchemaRegistry;
 use crate::pseudonym::PseudonymKey;
@@ -303,20 +303,21 @@ impl StageWorker {
         for topic in self.kind.output_topics() {
             let key = format!("{OUT_END}{topic}");
             let mut position = get_u64(&store, key.as_bytes())?.unwrap_or(0);
-            loop {
-                let records = self.shared.bus.read(topic, partition, position, 4096)?;
-                let Some(last) = records.last() else { break };
-                position = last.offset + 1;
-                for r in records {
-                    match output_source(&self.shared.registry, &r, self.kind) {
-                        Some(Source::Input(o, _)) if o < cursor.applied => {}
-                        Some(source) => {
-                            emitted.insert((topic, source), r.value);
-                        }
-                        None => {}
+            let registry = &self.shared.registry;
+            read_until(
+                self.shared.bus.as_ref(),
+                topic,
+                partition,
+                &mut position,
+                None,
+                |r| match output_source(registry, &r, self.kind) {
+                    Some(Source::Input(o, _)) if o < cursor.applied => {}
+                    Some(source) => {
+                        emitted.insert((topic, source), r.value);
                     }
-                }
-            }
+                    None => {}
+                },
+            )?;
         }
         self.consumer
             .seek(self.kind.input_topic(), partition, cursor.applied)?;
