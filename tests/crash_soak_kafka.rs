@@ -66,7 +66,7 @@ struct Broker {
 impl Broker {
     fn script(&self, verb: &str) {
         let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/broker.sh"))
-            .arg(verb)
+            .args(verb.split(' '))
             .env("CLEARING_BROKER_PORT", self.port.to_string())
             .env("CLEARING_BROKER_DIR", &self.dir)
             .stdout(Stdio::null())
@@ -337,7 +337,7 @@ fn crash_soak_kafka() {
         m.start(&url, batches[rng.below(4) as usize], &log);
         if kill == kills / 2 {
             writeln!(&log, "== soak: broker restart at {:?}", started.elapsed()).unwrap();
-            broker.script("restart");
+            broker.script("restart 1");
         }
     }
     eprintln!(

@@ -1,12 +1,11 @@
-//! The Kafka backend against a real broker (`CLEARING_KAFKA`, default
-//! `127.0.0.1:9092`; `ops/broker.sh start` runs one): the bus contract of the
-//! local log, then the pipeline through `clearing run --bus kafka://…`.
+//! The Kafka backend against Apache Kafka (`CLEARING_KAFKA` when set, else the
+//! development broker, which `ops/broker.sh ensure` starts when it is not up):
+//! the bus contract of the local log, then the pipeline through
+//! `clearing run --bus kafka://…`.
 //!
 //! Every test works in its own namespace (`kafka://HOST:PORT/NAMESPACE`
 //! prefixes topic and group names), so tests and concurrent runs of the
-//! suite never see each other's topics. Topics are left behind: deleting a
-//! topic on tansu 0.6 while a client still fetches it wedges the broker and
-//! crashes librdkafka (docs/operations.md, "tansu gaps").
+//! suite never see each other's topics.
 //! A broker that cannot be reached fails the test: it is never skipped.
 
 #[path = "../src/kafka/mod.rs"]
@@ -34,7 +33,7 @@ use clearing_pipeline::signatures::OwnedPkiVerifier;
 use kafka::KafkaBus;
 
 fn broker_address() -> String {
-    std::env::var("CLEARING_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    common::kafka_bootstrap()
 }
 
 /// A namespace no other test or run uses.
@@ -61,8 +60,7 @@ fn connect(namespace: &str) -> KafkaBus {
         Ok(bus) => bus,
         Err(e @ BusError::Config(_)) => panic!("{e}"),
         Err(e) => panic!(
-            "no Kafka broker at {} ({e}): start one with `ops/broker.sh start` \
-             (or point CLEARING_KAFKA at one)",
+            "no Kafka broker at {} ({e}): see `ops/broker.sh status` and its log",
             broker_address()
         ),
     }

@@ -36,12 +36,14 @@ use super::{
     partition_i32,
 };
 
-/// A member that stops heartbeating (killed) is evicted after this long,
-/// and its partitions move to the survivors. 6 s until session 4: on the
-/// published tansu 0.6.0, whose JoinGroup did not count as contact, members
-/// still joining after a broker restart evicted each other in a loop. The
-/// development broker is now built with that fixed (ops/tansu/README.md);
-/// 15 s stays, a third of Apache Kafka's default of 45 s.
+/// A member that stops heartbeating (killed, or paused) is evicted after
+/// this long and its partitions move to the survivors: a third of Apache
+/// Kafka's default of 45 s, so a failover takes seconds, and well above a
+/// batch's commit (a few hundred ms) so a busy member is never evicted.
+/// This per-member setting is one reason the group runs the classic
+/// protocol: under KIP-848 (`group.protocol=consumer`) the session timeout
+/// is the broker's (`group.consumer.session.timeout.ms`, 45 s by default),
+/// and the eager assign-at-poll below would have to become incremental.
 const SESSION_TIMEOUT_MS: u32 = 15000;
 const HEARTBEAT_INTERVAL_MS: u32 = 1000;
 /// Transient consumer errors are printed at most this often.
@@ -129,6 +131,9 @@ fn create(inner: &Inner, group: &str) -> Result<BaseConsumer<GroupContext>, BusE
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // Classic protocol, eager `range` assignor: co-partitioned topics
+        // (same count, same key) get the same partitions on one member.
+        .set("group.protocol", "classic")
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
         .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())

@@ -41,14 +41,23 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new topic may take to show all its partitions in the metadata.
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one record's key + value on Kafka (`BusError::TooLarge` beyond).
-/// Lower than the local log's 16 MiB: tansu 0.6 takes 8 MiB records but
-/// never returns them to a fetch (a record no consumer can read would stall
-/// its partition for good), and 4 MiB is verified end to end. A claim is
-/// about 1 KiB. Apache Kafka's own default (`message.max.bytes`) is 1 MB:
-/// larger records fail there at delivery, loudly.
+/// A claim is about 1 KiB; a lot or a dead letter can be far larger. Every
+/// topic the bus creates sets `max.message.bytes` to this plus
+/// [`FRAME_ROOM`], since Apache Kafka's default (1 MB) would refuse such a
+/// record at delivery.
 pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
 /// Room for the record framing around the largest key + value.
 const FRAME_ROOM: usize = 64 * 1024;
+/// The replication factor and `min.insync.replicas` of a production cluster
+/// (ops/topics.toml says the same, and a test keeps the two in agreement):
+/// with `acks=all`, an acknowledged record is on two brokers, and one broker
+/// may be down without stopping writes.
+pub const REPLICATION_FACTOR: u32 = 3;
+pub const MIN_INSYNC_REPLICAS: u32 = 2;
+/// `message.timestamp.{before,after}.max.ms` that accepts any timestamp.
+const TIMESTAMP_ANY: &str = "9223372036854775807";
+/// Overrides the replication factor of the topics the bus creates.
+const REPLICATION_ENV: &str = "CLEARING_KAFKA_REPLICATION_FACTOR";
 /// The environment variable that turns librdkafka's log on (its value is
 /// librdkafka's `debug` setting, e.g. `cgrp,fetch`, or `all`).
 const DEBUG_ENV: &str = "CLEARING_KAFKA_DEBUG";
@@ -122,6 +131,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn broker(context: impl std::fmt::Display, error: KafkaError) -> BusError {
     BusError::Broker(format!("{context}: {error}"))
+}
+
+/// The errors of a partition whose leader is changing: retried, not fatal.
+fn leadership_moving(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::NotCoordinator
+        )
+    )
 }
 
 fn partition_i32(partition: u32) -> Result<i32, BusError> {
@@ -246,6 +268,32 @@ pub(crate) struct Inner {
     readers: read::Pool,
     /// Group-bound clients for `committed` (they never join the group).
     offset_clients: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
+    /// How the topics this bus creates are replicated.
+    replication: Replication,
+}
+
+/// The replication of the topics a bus creates: [`REPLICATION_FACTOR`], or
+/// as many brokers as the cluster has when it has fewer (a development
+/// broker), or `CLEARING_KAFKA_REPLICATION_FACTOR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub factor: u32,
+    pub min_insync: u32,
+}
+
+impl Replication {
+    /// `configured`: the operator's factor, if any; `brokers`: the cluster's
+    /// size. An acknowledged record must survive the loss of one broker, so
+    /// `min.insync.replicas` is one less than the factor (at least 1).
+    fn choose(configured: Option<u32>, brokers: u32) -> Replication {
+        let factor = configured.unwrap_or(REPLICATION_FACTOR.min(brokers.max(1)));
+        let min_insync = if factor >= REPLICATION_FACTOR {
+            MIN_INSYNC_REPLICAS
+        } else {
+            factor.saturating_sub(1).max(1)
+        };
+        Replication { factor, min_insync }
+    }
 }
 
 /// A Kafka bus. Cheap to clone; producers and consumers share its metadata.
@@ -285,6 +333,17 @@ impl KafkaBus {
             .filter(|t| t.error().is_none() && !t.partitions().is_empty())
             .map(|t| (t.name().to_string(), t.partitions().len() as u32))
             .collect();
+        let configured = match std::env::var(REPLICATION_ENV) {
+            Ok(v) => Some(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|f| *f > 0)
+                    .ok_or_else(|| BusError::Config(format!("{REPLICATION_ENV}={v}")))?,
+            ),
+            Err(_) => None,
+        };
+        let brokers = u32::try_from(metadata.brokers().len()).unwrap_or(u32::MAX);
+        let replication = Replication::choose(configured, brokers);
         Ok(KafkaBus {
             inner: Arc::new(Inner {
                 url: url.to_string(),
@@ -295,6 +354,7 @@ impl KafkaBus {
                 admin,
                 partitions: Mutex::new(partitions),
                 offset_clients: Mutex::new(HashMap::new()),
+                replication,
             }),
         })
     }
@@ -346,12 +406,24 @@ impl Inner {
         Ok(self.names.topic(logical))
     }
 
-    /// (low, high) watermarks of a partition.
+    /// (low, high) watermarks of a partition. A partition whose leadership
+    /// is moving (just created, or its leader's broker stopped) answers
+    /// "not leader" for a moment: that is retried for up to
+    /// [`REQUEST_TIMEOUT`], any other error is returned.
     fn watermarks(&self, name: &str, partition: u32) -> Result<(u64, u64), BusError> {
-        let (low, high) = self
-            .meta
-            .fetch_watermarks(name, partition_i32(partition)?, REQUEST_TIMEOUT)
-            .map_err(|e| broker(format!("watermarks of {name}/{partition}"), e))?;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let (low, high) = loop {
+            match self
+                .meta
+                .fetch_watermarks(name, partition_i32(partition)?, REQUEST_TIMEOUT)
+            {
+                Ok(marks) => break marks,
+                Err(e) if leadership_moving(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(broker(format!("watermarks of {name}/{partition}"), e)),
+            }
+        };
         Ok((
             u64::try_from(low).unwrap_or(0),
             u64::try_from(high).unwrap_or(0),
@@ -368,20 +440,32 @@ impl Inner {
                     spec.name, spec.partitions
                 ))
             })?;
-        // No retention means kept forever, said explicitly. Without
-        // `retention.ms` a topic takes the broker's default (7 days on Apache
-        // Kafka and tansu), measured on record timestamps, which here are
-        // event times (an FSE's receipt, often months old): tansu deleted
-        // such records at its next start or maintenance. Not -1 (Kafka's
-        // "unlimited"): tansu 0.6 then deletes every record. i64::MAX means
-        // forever to both (docs/reliability.md, "Kafka").
-        let retention = spec.retention_ms.unwrap_or(i64::MAX).to_string();
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        topic = topic.set(
-            "cleanup.policy",
-            if spec.compacted { "compact" } else { "delete" },
-        );
-        topic = topic.set("retention.ms", &retention);
+        // No retention means kept forever (-1), said explicitly: the
+        // broker's default (7 days) is measured on record timestamps, which
+        // here are event times (an FSE's receipt, often months old), so it
+        // would delete a claim path's records at once.
+        let retention = spec.retention_ms.unwrap_or(-1).to_string();
+        let replication = self.replication;
+        let factor = i32::try_from(replication.factor)
+            .map_err(|_| BusError::Config(format!("replication factor {}", replication.factor)))?;
+        let min_insync = replication.min_insync.to_string();
+        let max_message = (MAX_RECORD_BYTES + FRAME_ROOM).to_string();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(factor))
+            .set(
+                "cleanup.policy",
+                if spec.compacted { "compact" } else { "delete" },
+            )
+            .set("retention.ms", &retention)
+            .set("min.insync.replicas", &min_insync)
+            .set("max.message.bytes", &max_message)
+            // A record's timestamp is its event time (an FSE's receipt, a
+            // close date), kept byte for byte like the local log keeps it:
+            // the broker must take any, not only those within an hour of its
+            // clock (Apache Kafka 4's default `after` bound), or a claim
+            // dated ahead would be refused at delivery instead of rejected
+            // by validation with a reason.
+            .set("message.timestamp.before.max.ms", TIMESTAMP_ANY)
+            .set("message.timestamp.after.max.ms", TIMESTAMP_ANY);
         let options = AdminOptions::new()
             .request_timeout(Some(REQUEST_TIMEOUT))
             .operation_timeout(Some(REQUEST_TIMEOUT));
@@ -528,6 +612,21 @@ impl Bus for KafkaBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_follows_the_cluster_up_to_three_and_survives_one_broker() {
+        let r = |configured, brokers| {
+            let Replication { factor, min_insync } = Replication::choose(configured, brokers);
+            (factor, min_insync)
+        };
+        assert_eq!(r(None, 1), (1, 1));
+        assert_eq!(r(None, 2), (2, 1));
+        assert_eq!(r(None, 3), (3, 2));
+        assert_eq!(r(None, 9), (3, 2));
+        assert_eq!(r(Some(5), 9), (5, 2));
+        assert_eq!(r(Some(1), 9), (1, 1));
+        assert_eq!(r(None, 0), (1, 1));
+    }
 
     #[test]
     fn urls_parse_into_servers_and_namespace() {

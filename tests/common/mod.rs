@@ -182,3 +182,33 @@ pub fn assert_same_outputs(want: &Outputs, got: &Outputs) {
 pub fn output_count(outputs: &Outputs) -> usize {
     outputs.values().map(Vec::len).sum()
 }
+
+/// The Kafka broker the Kafka tests use: `CLEARING_KAFKA` when set (a
+/// bootstrap list), else the development broker of `ops/broker.sh`, started
+/// here if it is not up (`ensure`: once for all test binaries, under a file
+/// lock, reused when already running). The first start on a machine resolves
+/// Apache Kafka's jars with Maven (about a minute) and needs Java 17.
+#[allow(dead_code)]
+pub fn kafka_bootstrap() -> String {
+    static BOOTSTRAP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOTSTRAP
+        .get_or_init(|| {
+            if let Ok(servers) = std::env::var("CLEARING_KAFKA")
+                && !servers.is_empty()
+            {
+                return servers;
+            }
+            let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/broker.sh"))
+                .arg("ensure")
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run ops/broker.sh");
+            assert!(
+                out.status.success(),
+                "ops/broker.sh ensure failed: the Kafka tests need Java 17 and Maven \
+                 (or CLEARING_KAFKA pointing at a broker)"
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .clone()
+}
