@@ -1,26 +1,31 @@
-//! Crash soak on Kafka, multi-process: one `clearing run --stages S` process
-//! per stage (two for validation and reimbursement, which then split their
-//! partitions), each with its own store directory. A controller SIGKILLs a
-//! random process at random moments and restarts it after a random pause, so
-//! kills land mid-batch, during restores of stale or missing stores, and
-//! during the rebalances each death and restart causes; half way through, the
-//! broker itself is restarted. At the end the outputs on Kafka are byte for
-//! byte those of a clean run of the same input on the local log, and every
-//! FSE has exactly one outcome.
+//! Crash soak on Apache Kafka, multi-process: one `clearing run --stages S`
+//! process per stage, all seven (two for validation and reimbursement, which
+//! then split their partitions), each with its own store directory. A
+//! controller SIGKILLs a random process at random moments and restarts it
+//! after a random pause, so kills land mid-batch, during restores of stale or
+//! missing stores, and during the rebalances each death and restart causes.
+//! The broker is faulted too:
+//! - one broker (default): restarted half way through;
+//! - `CRASH_SOAK_CLUSTER=1`, three brokers (replication factor 3,
+//!   `min.insync.replicas=2`): half way through, the broker leading the most
+//!   partitions is SIGKILLed and restarted 5 s later; at two thirds, the
+//!   whole cluster is stopped and started again;
+//! - `CRASH_SOAK_PAUSE=1`: at a third, a member is SIGSTOPped past the
+//!   group's session timeout, then resumed (a zombie).
+//! At the end, after the same closes on both sides, the outputs on Kafka are
+//! byte for byte those of a clean run of the same input on the local log
+//! (claim path and dead letters per partition; outbound events as a
+//! multiset of bodies), and every FSE has exactly one outcome.
 //!
 //! Batch sizes are drawn per start from 1, 50, 500 and 2,000 records, so
 //! kills land on every batch shape. Once the kills stop, a member left on a
-//! batch of one record is stopped cleanly and restarted on 500: at one record
-//! per batch each claim costs three broker round trips in sequence (outputs,
-//! changelog, checkpoint; design.md §5's order), about 10 claims/s against
-//! tansu, and the drain would outlast any deadline (seed
-//! 1795466549020471172 left the lone entitlement member there with 9,600
-//! claims to go: session 3's "seed that does not finish").
+//! batch of one record is stopped cleanly and restarted on 500 (at one
+//! record per batch each claim costs three broker round trips in sequence,
+//! and the drain would be slow).
 //!
-//! Runs its own tansu (ops/broker.sh on a free port, in a temporary
-//! directory), so it never touches a shared broker. `#[ignore]`d (it needs
-//! tansu and takes minutes):
-//! `scripts/crash-soak.sh kafka [CLAIMS] [KILLS]`, or
+//! Runs its own broker (ops/broker.sh on free ports, in a temporary
+//! directory), so it never touches a shared one. `#[ignore]`d (it takes
+//! minutes): `scripts/crash-soak.sh kafka [CLAIMS] [KILLS]`, or
 //! `cargo test --test crash_soak_kafka -- --ignored --nocapture`.
 
 #[path = "../src/kafka/mod.rs"]
@@ -37,7 +42,11 @@ use std::time::{Duration, Instant};
 use clearing_pipeline::bus::Bus;
 use kafka::KafkaBus;
 
-use common::{assert_same_outputs, bus_outputs, clearing, output_count, outputs, pipe, prepare};
+use clearing_pipeline::bus::local::LocalLog;
+use common::{
+    CLOSES, assert_same_outputs, bus_outputs, clearing, outbound_bodies, output_count, outputs,
+    pipe, prepare,
+};
 
 struct Rng(u64);
 
@@ -57,44 +66,103 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A tansu of this test's own, stopped on drop.
+/// An Apache Kafka of this test's own (one node or three), stopped on drop.
 struct Broker {
     dir: PathBuf,
-    port: u16,
+    ports: Vec<u16>,
 }
 
 impl Broker {
     fn script(&self, verb: &str) {
         let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/broker.sh"))
             .args(verb.split(' '))
-            .env("CLEARING_BROKER_PORT", self.port.to_string())
             .env("CLEARING_BROKER_DIR", &self.dir)
+            .env("CLEARING_BROKER_PORTS", join(&self.ports))
             .stdout(Stdio::null())
             .status()
             .unwrap();
         assert!(status.success(), "ops/broker.sh {verb}");
     }
 
-    fn start(dir: &Path) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    fn start(dir: &Path, nodes: usize) -> Broker {
+        // Listeners bound together so no two of the ports are the same.
+        let listeners: Vec<_> = (0..2 * nodes)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(listeners);
         let broker = Broker {
             dir: dir.to_path_buf(),
-            port,
+            ports: ports[..nodes].to_vec(),
         };
-        broker.script("start");
+        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/broker.sh"))
+            .args(if nodes == 1 {
+                vec!["start"]
+            } else {
+                vec!["cluster", "start"]
+            })
+            .env("CLEARING_BROKER_DIR", &broker.dir)
+            .env("CLEARING_BROKER_PORTS", join(&ports[..nodes]))
+            .env("CLEARING_CONTROLLER_PORTS", join(&ports[nodes..]))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "ops/broker.sh start");
         broker
     }
+
+    fn bootstrap(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node (1-based, its `node.id`) leading the most partitions of the
+    /// soak's topics.
+    fn busiest(&self, namespace: &str) -> usize {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        let metadata = client
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        let mut leading = vec![0usize; self.ports.len() + 1];
+        for topic in metadata.topics() {
+            if topic.name().starts_with(namespace) {
+                for p in topic.partitions() {
+                    if let Ok(id) = usize::try_from(p.leader())
+                        && id < leading.len()
+                    {
+                        leading[id] += 1;
+                    }
+                }
+            }
+        }
+        (1..leading.len())
+            .max_by_key(|id| leading[*id])
+            .unwrap_or(1)
+    }
+}
+
+fn join(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/broker.sh"))
             .arg("stop")
-            .env("CLEARING_BROKER_PORT", self.port.to_string())
             .env("CLEARING_BROKER_DIR", &self.dir)
             .stdout(Stdio::null())
             .status();
@@ -168,6 +236,18 @@ impl Member {
         }
     }
 
+    /// SIGSTOPs the process for `pause`, then SIGCONTs it: past the
+    /// session timeout the group has given its partitions to another member
+    /// by the time it runs again.
+    fn pause(&self, pause: Duration) {
+        if let Some(child) = &self.child {
+            let pid = child.id().to_string();
+            ok_status(Command::new("kill").args(["-STOP", &pid]), &self.name);
+            std::thread::sleep(pause);
+            ok_status(Command::new("kill").args(["-CONT", &pid]), &self.name);
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             ok_status(
@@ -194,6 +274,63 @@ impl Drop for Member {
 
 fn ok_status(command: &mut Command, what: &str) {
     assert!(command.status().unwrap().success(), "{what}");
+}
+
+/// Publishes the closes; on the local log runs the ledger to the end, on
+/// Kafka (`live`) waits until the running ledger member has written what
+/// they release (its output ends stop moving).
+fn close_all(url: &str, live: Option<&KafkaBus>) {
+    for on in CLOSES {
+        ok_status(
+            clearing().args(["close", "--bus", url, "--on", on]),
+            "close",
+        );
+    }
+    match live {
+        None => ok_status(
+            clearing()
+                .args([
+                    "run",
+                    "--stages",
+                    "ledger",
+                    "--until-caught-up",
+                    "--bus",
+                    url,
+                ])
+                .stderr(Stdio::null()),
+            "ledger run",
+        ),
+        Some(bus) => await_caught_up(bus, &["ledger"]),
+    }
+}
+
+/// Waits until each stage's group has committed the end of its input (the
+/// soak's stage processes commit after every batch).
+fn await_caught_up(bus: &KafkaBus, stages: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for stage in stages {
+        let input = match *stage {
+            "settlement" => "fse.decided",
+            "returns" => "fse.rejected",
+            "ledger" => "outbound.ledger",
+            other => panic!("{other}: not an outbound stage"),
+        };
+        let group = format!("soak.{stage}");
+        loop {
+            let behind = (0..bus.partition_count(input).unwrap()).any(|p| {
+                let end = bus.end_offset(input, p).unwrap();
+                end > 0 && bus.committed(&group, input, p).unwrap() != Some(end)
+            });
+            if !behind {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stage} did not catch up in 5 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 fn terminal_count(bus: &dyn Bus) -> u64 {
@@ -242,7 +379,7 @@ fn fail_keeping(dir: tempfile::TempDir, why: &str) -> ! {
 }
 
 #[test]
-#[ignore = "needs tansu, takes minutes: scripts/crash-soak.sh kafka"]
+#[ignore = "takes minutes, runs its own Apache Kafka: scripts/crash-soak.sh kafka"]
 fn crash_soak_kafka() {
     let claims = env_or("CRASH_SOAK_CLAIMS", 6000) as usize;
     let kills = env_or("CRASH_SOAK_KILLS", 24) as usize;
@@ -253,7 +390,17 @@ fn crash_soak_kafka() {
             .unwrap()
             .as_nanos() as u64,
     );
-    eprintln!("kafka crash soak: {claims} claims, {kills} kills, seed {seed}");
+    let cluster = env_or("CRASH_SOAK_CLUSTER", 0) == 1;
+    let pause = env_or("CRASH_SOAK_PAUSE", 0) == 1;
+    eprintln!(
+        "kafka crash soak: {claims} claims, {kills} kills, seed {seed}, {}{}",
+        if cluster {
+            "three brokers"
+        } else {
+            "one broker"
+        },
+        if pause { ", a member paused" } else { "" }
+    );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let clean = dir.path().join("clean");
@@ -265,14 +412,16 @@ fn crash_soak_kafka() {
             .stderr(Stdio::null()),
         "clean run",
     );
+    close_all(&format!("local:{}", clean.display()), None);
     let want = outputs(&clean);
+    let want_outbound = outbound_bodies(&LocalLog::open(&clean).unwrap());
     let total: u64 = {
         let log = clearing_pipeline::bus::local::LocalLog::open(&clean).unwrap();
         terminal_count(&log)
     };
 
-    let broker = Broker::start(&dir.path().join("broker"));
-    let url = format!("kafka://127.0.0.1:{}/soak", broker.port);
+    let broker = Broker::start(&dir.path().join("broker"), if cluster { 3 } else { 1 });
+    let url = format!("kafka://{}/soak", broker.bootstrap());
     for (topic, file) in [
         ("ref.rights", "rights.jsonl"),
         ("ref.pki", "pki.jsonl"),
@@ -297,6 +446,9 @@ fn crash_soak_kafka() {
         ("routing", "a"),
         ("reimbursement", "a"),
         ("reimbursement", "b"),
+        ("settlement", "a"),
+        ("returns", "a"),
+        ("ledger", "a"),
     ]
     .iter()
     .map(|(stage, id)| Member {
@@ -320,7 +472,26 @@ fn crash_soak_kafka() {
             Ok(restarted) => restarts_on_error += restarted,
             Err(error) => fail_keeping(dir, &error),
         }
-        let m = &mut members[rng.below(6) as usize];
+        if pause && kill == kills / 3 {
+            let m = &members[rng.below(members.len() as u64) as usize];
+            writeln!(
+                &log,
+                "== soak: paused {} at {:?}",
+                m.name,
+                started.elapsed()
+            )
+            .unwrap();
+            m.pause(Duration::from_secs(20));
+            writeln!(
+                &log,
+                "== soak: resumed {} at {:?}",
+                m.name,
+                started.elapsed()
+            )
+            .unwrap();
+        }
+        let n = members.len() as u64;
+        let m = &mut members[rng.below(n) as usize];
         if let Err(error) = m.kill() {
             fail_keeping(dir, &error);
         }
@@ -336,12 +507,33 @@ fn crash_soak_kafka() {
         std::thread::sleep(Duration::from_millis([0, 200, 3000][rng.below(3) as usize]));
         m.start(&url, batches[rng.below(4) as usize], &log);
         if kill == kills / 2 {
-            writeln!(&log, "== soak: broker restart at {:?}", started.elapsed()).unwrap();
-            broker.script("restart 1");
+            if cluster {
+                let node = broker.busiest("soak.");
+                writeln!(
+                    &log,
+                    "== soak: SIGKILL of broker {node} at {:?}",
+                    started.elapsed()
+                )
+                .unwrap();
+                broker.script(&format!("kill {node}"));
+                std::thread::sleep(Duration::from_secs(5));
+                broker.script(&format!("restart {node}"));
+            } else {
+                writeln!(&log, "== soak: broker restart at {:?}", started.elapsed()).unwrap();
+                broker.script("restart 1");
+            }
+            writeln!(&log, "== soak: broker back at {:?}", started.elapsed()).unwrap();
+        }
+        if cluster && kill == 2 * kills / 3 {
+            writeln!(&log, "== soak: cluster stop at {:?}", started.elapsed()).unwrap();
+            broker.script("stop");
+            std::thread::sleep(Duration::from_secs(3));
+            broker.script("cluster start");
+            writeln!(&log, "== soak: cluster back at {:?}", started.elapsed()).unwrap();
         }
     }
     eprintln!(
-        "{kills} kills and a broker restart in {:?}; {} of {total} outcomes so far",
+        "{kills} kills and the broker faults in {:?}; {} of {total} outcomes so far",
         started.elapsed(),
         terminal_count(&bus)
     );
@@ -377,18 +569,31 @@ fn crash_soak_kafka() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Nothing more (no duplicate) arrives; then every member stops cleanly.
+    // Nothing more (no duplicate) arrives; the closes go to the running
+    // ledger; then every member stops cleanly.
     std::thread::sleep(Duration::from_secs(5));
+    await_caught_up(&bus, &["settlement", "returns", "ledger"]);
+    close_all(&url, Some(&bus));
     for m in &mut members {
         m.stop();
     }
     assert_eq!(terminal_count(&bus), total, "one outcome per FSE");
     let got = bus_outputs(&bus);
     assert_same_outputs(&want, &got);
+    let got_outbound = outbound_bodies(&bus);
+    assert_eq!(
+        got_outbound.len(),
+        want_outbound.len(),
+        "outbound events: {} on Kafka, {} in the clean run",
+        got_outbound.len(),
+        want_outbound.len()
+    );
+    assert!(got_outbound == want_outbound, "outbound events differ");
     eprintln!(
-        "identical to the clean local run: {} output records, {:?} in all; \
+        "identical to the clean local run: {} output records and {} outbound events, {:?} in all; \
          {restarts_on_error} restarts of a member that stopped on an error",
         output_count(&got),
+        got_outbound.len(),
         started.elapsed()
     );
     if restarts_on_error > 0 {

@@ -12,13 +12,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::events::model::*;
-use clearing_pipeline::events::registry::SchemaRegistry;
-use clearing_pipeline::outbound::blank_header;
 
-use common::{clearing, ok, pipe};
+use common::{CLOSES, clearing, each_record, ok, outbound_bodies, pipe};
 
 fn url(bus: &Path) -> String {
     format!("local:{}", bus.display())
@@ -62,11 +59,6 @@ fn run_to_end(bus: &Path, stages: &str) {
         .args(["--bus", &url(bus)]));
 }
 
-/// The closes of these tests: mid H1 2025 (H2 2024 claimed in time, most
-/// payments late), 3 August 2026 (H1 2025 claimed 13 months after its end:
-/// not receivable), then 2 January 2030 (everything else).
-const CLOSES: [&str; 3] = ["2025-06-16", "2026-08-03", "2030-01-02"];
-
 fn close_all(bus: &Path) {
     for on in CLOSES {
         ok(clearing().args(["close", "--bus", &url(bus), "--on", on]));
@@ -75,15 +67,7 @@ fn close_all(bus: &Path) {
 }
 
 fn each<T: clearing_pipeline::events::AvroRecord>(bus: &Path, topic: &str) -> Vec<T> {
-    let log = LocalLog::open(bus).unwrap();
-    let registry = SchemaRegistry::new().unwrap();
-    let mut out = Vec::new();
-    for partition in 0..log.partition_count(topic).unwrap() {
-        for record in log.read(topic, partition, 0, usize::MAX).unwrap() {
-            out.push(registry.decode_single::<T>(&record.value).unwrap());
-        }
-    }
-    out
+    each_record(&LocalLog::open(bus).unwrap(), topic)
 }
 
 fn decisions(bus: &Path) -> Vec<DecisionRec> {
@@ -266,30 +250,6 @@ fn a_close_outside_the_holiday_table_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("2099-01-01"));
 }
 
-/// Every outbound event, without its header (sources and ids depend on how
-/// the two producers of outbound.ledger interleaved), as a sorted multiset.
-fn outbound_bodies(bus: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for mut e in each::<ProfessionalReturn>(bus, "returns.professional") {
-        e.header = blank_header();
-        out.push(format!("{e:?}"));
-    }
-    for mut e in each::<PaymentOrder>(bus, "payments.orders") {
-        e.header = blank_header();
-        out.push(format!("{e:?}"));
-    }
-    for mut e in each::<EuClaim>(bus, "eu.claims") {
-        e.header = blank_header();
-        out.push(format!("{e:?}"));
-    }
-    for mut e in each::<AmcClaim>(bus, "amc.claims") {
-        e.header = blank_header();
-        out.push(format!("{e:?}"));
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn sigkill_at_random_points_changes_no_outbound_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +300,10 @@ fn sigkill_at_random_points_changes_no_outbound_event() {
     }
     run_to_end(&crashed, "ledger");
 
-    let (want, got) = (outbound_bodies(&clean), outbound_bodies(&crashed));
+    let (want, got) = (
+        outbound_bodies(&LocalLog::open(&clean).unwrap()),
+        outbound_bodies(&LocalLog::open(&crashed).unwrap()),
+    );
     assert_eq!(
         got.len(),
         want.len(),

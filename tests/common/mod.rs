@@ -178,6 +178,61 @@ pub fn assert_same_outputs(want: &Outputs, got: &Outputs) {
     }
 }
 
+/// The closes the outbound tests and soaks publish: mid H1 2025 (H2 2024
+/// claimed in time, most payments late), 3 August 2026 (H1 2025 claimed 13
+/// months after its end: not receivable), then 2 January 2030 (everything
+/// else).
+#[allow(dead_code)]
+pub const CLOSES: [&str; 3] = ["2025-06-16", "2026-08-03", "2030-01-02"];
+
+/// Every record of a topic, decoded (read on to the end of each partition).
+#[allow(dead_code)]
+pub fn each_record<T: clearing_pipeline::events::AvroRecord>(bus: &dyn Bus, topic: &str) -> Vec<T> {
+    let registry = clearing_pipeline::events::registry::SchemaRegistry::new().unwrap();
+    let mut out = Vec::new();
+    for partition in 0..bus.partition_count(topic).unwrap() {
+        let end = bus.end_offset(topic, partition).unwrap();
+        let mut next = 0;
+        while next < end {
+            let chunk = bus.read(topic, partition, next, 100_000).unwrap();
+            let Some(last) = chunk.last() else { break };
+            next = last.offset + 1;
+            for record in &chunk {
+                out.push(registry.decode_single::<T>(&record.value).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Every outbound event (returns, payment orders, EU claims, complementary
+/// claims) without its header, as a sorted multiset: sources and ids depend
+/// on how the two producers of outbound.ledger interleaved, the bodies do not.
+#[allow(dead_code)]
+pub fn outbound_bodies(bus: &dyn Bus) -> Vec<String> {
+    use clearing_pipeline::events::model::{AmcClaim, EuClaim, PaymentOrder, ProfessionalReturn};
+    use clearing_pipeline::outbound::blank_header;
+    let mut out = Vec::new();
+    for mut e in each_record::<ProfessionalReturn>(bus, "returns.professional") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    for mut e in each_record::<PaymentOrder>(bus, "payments.orders") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    for mut e in each_record::<EuClaim>(bus, "eu.claims") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    for mut e in each_record::<AmcClaim>(bus, "amc.claims") {
+        e.header = blank_header();
+        out.push(format!("{e:?}"));
+    }
+    out.sort();
+    out
+}
+
 /// Total records in the outputs (for a test to show it compared something).
 pub fn output_count(outputs: &Outputs) -> usize {
     outputs.values().map(Vec::len).sum()
