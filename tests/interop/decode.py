@@ -11,7 +11,7 @@ schemas/). Prints one JSON line per message:
 {"file": ..., "topic": ..., "record": ...}; dates as YYYY-MM-DD, timestamps
 as ISO 8601, bytes and fixed as hex, a union of records as [name, record].
 Exits 1 on a bad magic, an unknown fingerprint or a body that does not decode
-exactly.
+exactly. Other readers (kafka_decided.py) import load_schemas, decode and plain.
 """
 
 import datetime
@@ -24,6 +24,8 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 MAGIC = b"\xc3\x01"
+# The repository's schemas/, the default SCHEMAS_DIR.
+SCHEMAS = pathlib.Path(__file__).resolve().parent.parent.parent / "schemas"
 
 # CRC-64-AVRO, straight from the Avro specification ("Schema Fingerprints"),
 # to cross-check fastavro's.
@@ -70,28 +72,20 @@ def plain(value):
     return value
 
 
-def main() -> int:
-    if len(sys.argv) not in (2, 3):
-        print(__doc__, file=sys.stderr)
-        return 2
-    messages = pathlib.Path(sys.argv[1])
-    default = pathlib.Path(__file__).resolve().parent.parent.parent / "schemas"
-    schemas = pathlib.Path(sys.argv[2]) if len(sys.argv) == 3 else default
-    known = load_schemas(schemas)
-    status = 0
-    for path in sorted(messages.glob("*.bin")):
-        data = path.read_bytes()
-        if len(data) < 10 or data[:2] != MAGIC:
-            print(f"{path.name}: not a single-object message", file=sys.stderr)
-            status = 1
-            continue
-        entry = known.get(data[2:10])
-        if entry is None:
-            print(f"{path.name}: unknown fingerprint {data[2:10].hex()}", file=sys.stderr)
-            status = 1
-            continue
-        topic, schema = entry
-        body = io.BytesIO(data[10:])
+class Undecodable(ValueError):
+    """A message that is not one of ours: the reason is its text."""
+
+
+def decode(known, data: bytes):
+    """One single-object message -> (schema name, decoded record), or Undecodable."""
+    if len(data) < 10 or data[:2] != MAGIC:
+        raise Undecodable("not a single-object message")
+    entry = known.get(data[2:10])
+    if entry is None:
+        raise Undecodable(f"unknown fingerprint {data[2:10].hex()}")
+    name, schema = entry
+    body = io.BytesIO(data[10:])
+    try:
         record = fastavro.schemaless_reader(
             body,
             schema,
@@ -99,8 +93,26 @@ def main() -> int:
             return_record_name=True,
             return_record_name_override=True,
         )
-        if body.tell() != len(data) - 10:
-            print(f"{path.name}: {len(data) - 10 - body.tell()} trailing bytes", file=sys.stderr)
+    except Exception as e:  # fastavro raises several kinds on a bad body
+        raise Undecodable(f"body does not decode as {name}: {e!r}") from e
+    if body.tell() != len(data) - 10:
+        raise Undecodable(f"{len(data) - 10 - body.tell()} trailing bytes")
+    return name, record
+
+
+def main() -> int:
+    if len(sys.argv) not in (2, 3):
+        print(__doc__, file=sys.stderr)
+        return 2
+    messages = pathlib.Path(sys.argv[1])
+    schemas = pathlib.Path(sys.argv[2]) if len(sys.argv) == 3 else SCHEMAS
+    known = load_schemas(schemas)
+    status = 0
+    for path in sorted(messages.glob("*.bin")):
+        try:
+            topic, record = decode(known, path.read_bytes())
+        except Undecodable as e:
+            print(f"{path.name}: {e}", file=sys.stderr)
             status = 1
             continue
         print(json.dumps({"file": path.name, "topic": topic, "record": plain(record)}, ensure_ascii=False))
