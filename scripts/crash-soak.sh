@@ -4,8 +4,10 @@
 # byte for byte with a clean run of the same input (docs/reliability.md).
 #
 #   scripts/crash-soak.sh [CLAIMS] [KILLS] [SEED]          local log (default 200000 25)
-#   scripts/crash-soak.sh kafka [CLAIMS] [KILLS] [SEED]    Kafka, one process per stage,
-#                                                          its own tansu (default 6000 24)
+#   scripts/crash-soak.sh kafka [CLAIMS] [KILLS] [SEED]    Apache Kafka, one process per stage,
+#                                                          its own broker (default 6000 24);
+#                                                          CRASH_SOAK_CLUSTER=1: three brokers,
+#                                                          CRASH_SOAK_PAUSE=1: a member SIGSTOPped
 #
 # Release build; prints the seed (rerun with it to replay the same kill plan).
 set -euo pipefail

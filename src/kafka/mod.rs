@@ -133,15 +133,25 @@ fn broker(context: impl std::fmt::Display, error: KafkaError) -> BusError {
     BusError::Broker(format!("{context}: {error}"))
 }
 
-/// The errors of a partition whose leader is changing: retried, not fatal.
-fn leadership_moving(error: &KafkaError) -> bool {
+/// The errors of a request that met a cluster in motion: a partition whose
+/// leadership moves (just created, or its leader's broker stopped), or a
+/// connection to a broker that went away. Retried for a while, not fatal: a
+/// replicated cluster that loses one broker must not stop a stage.
+fn transient(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::NotLeaderForPartition
                 | RDKafkaErrorCode::LeaderNotAvailable
                 | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
                 | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::DestroyBroker
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
         )
     )
 }
@@ -406,10 +416,8 @@ impl Inner {
         Ok(self.names.topic(logical))
     }
 
-    /// (low, high) watermarks of a partition. A partition whose leadership
-    /// is moving (just created, or its leader's broker stopped) answers
-    /// "not leader" for a moment: that is retried for up to
-    /// [`REQUEST_TIMEOUT`], any other error is returned.
+    /// (low, high) watermarks of a partition. A [`transient`] error is
+    /// retried for up to [`REQUEST_TIMEOUT`]; any other is returned.
     fn watermarks(&self, name: &str, partition: u32) -> Result<(u64, u64), BusError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let (low, high) = loop {
@@ -418,7 +426,7 @@ impl Inner {
                 .fetch_watermarks(name, partition_i32(partition)?, REQUEST_TIMEOUT)
             {
                 Ok(marks) => break marks,
-                Err(e) if leadership_moving(&e) && Instant::now() < deadline => {
+                Err(e) if transient(&e) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => return Err(broker(format!("watermarks of {name}/{partition}"), e)),
@@ -591,14 +599,21 @@ impl Bus for KafkaBus {
         };
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&name, partition_i32(partition)?);
-        let offsets = client
-            .committed_offsets(tpl, REQUEST_TIMEOUT)
-            .map_err(|e| {
-                broker(
-                    format!("committed offset of {group} on {name}/{partition}"),
-                    e,
-                )
-            })?;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let offsets = loop {
+            match client.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
+                Ok(offsets) => break offsets,
+                Err(e) if transient(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(broker(
+                        format!("committed offset of {group} on {name}/{partition}"),
+                        e,
+                    ));
+                }
+            }
+        };
         let offset = offsets
             .find_partition(&name, partition_i32(partition)?)
             .map(|e| e.offset());
