@@ -73,7 +73,10 @@ pub struct Divergence {
     /// `output_differs` (the recorded event is not the replay's),
     /// `output_not_recorded` (the replay emits an event the record lacks),
     /// `inputs_missing` (a checkpoint covers inputs that are not there),
-    /// `chain_differs` (outputs as recorded, checkpoint chain not theirs).
+    /// `chain_differs` (outputs as recorded, checkpoint chain not theirs),
+    /// `reference_compacted` (an output differs, and reference records the
+    /// batch read below its watermark are gone from the bus: see
+    /// `missing_reference`).
     pub kind: String,
     pub stage: String,
     pub partition: u32,
@@ -92,7 +95,29 @@ pub struct Divergence {
     pub replayed_rules_version: Option<String>,
     pub recorded_ref_watermark: Option<Value>,
     pub replayed_ref_watermark: Option<Value>,
+    /// Reference partitions that no longer hold every record below the
+    /// batch's watermark (empty unless `kind` is `reference_compacted`).
+    pub missing_reference: Vec<MissingReference>,
     pub message: String,
+}
+
+/// The divergence kind of a batch whose reference records are gone from the
+/// bus: the replay cannot re-derive its outputs, which is not to say they differ.
+pub const REFERENCE_COMPACTED: &str = "reference_compacted";
+
+/// A reference partition that lacks records a batch read: offsets below the
+/// batch's watermark with no record on the bus.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingReference {
+    pub topic: String,
+    pub partition: u32,
+    /// The first offset the replay rebuilds this partition from (0, or a
+    /// snapshot's `ref.rights` position).
+    pub from: u64,
+    /// The batch read the partition up to this offset (exclusive).
+    pub watermark: u64,
+    /// Offsets in `from..watermark` that hold no record.
+    pub missing: u64,
 }
 
 /// One stage partition's replay.
@@ -207,7 +232,7 @@ fn offset(v: i64) -> u64 {
 /// covers one live batch, which at a low rate holds one or two claims:
 /// reading a bus read's worth (4,096 records) past it for each, as a scan
 /// did, made replay of a run at 3x the mean cost 3.6 ms of CPU a claim
-/// (docs/performance.md §14).
+/// (docs/performance.md, "Kept, and what each gave").
 fn read_range(
     bus: &dyn Bus,
     topic: &str,
@@ -399,7 +424,7 @@ pub fn verify_partition(
         report.first_input.get_or_insert(batch.first);
         report.last_input = Some(batch.last);
         // Each emitted output against the next recorded one of its topic.
-        if let Some(d) = compare_outputs(
+        if let Some(mut d) = compare_outputs(
             setup,
             kind,
             partition,
@@ -410,6 +435,12 @@ pub fn verify_partition(
             &mut recorded,
             &mut report,
         )? {
+            // An output that differs may follow from reference records the
+            // compaction removed: then that is the reason, not the stage.
+            let missing = missing_reference(bus, &checkpoint.ref_watermark, snapshot_refs)?;
+            if !missing.is_empty() {
+                explain_missing_reference(&mut d, missing);
+            }
             report.divergence = Some(d);
             break;
         }
@@ -488,8 +519,80 @@ fn divergence(kind: StageKind, partition: u32, batch: (u64, u64)) -> Divergence 
         replayed_rules_version: None,
         recorded_ref_watermark: None,
         replayed_ref_watermark: None,
+        missing_reference: Vec::new(),
         message: String::new(),
     }
+}
+
+/// The partitions of a batch's reference watermark that no longer hold every
+/// record below it. The reference topics are compacted: the broker keeps only
+/// each key's latest record, so once the same keys are written again (a later
+/// run publishing the same reference data, a rights record changed) its
+/// cleaner removes the records the batch read, and the reference data the
+/// batch decided with can no longer be rebuilt from the bus. `rights_from` is
+/// where the replay's `ref.rights` state starts (a snapshot's position).
+pub fn missing_reference(
+    bus: &dyn Bus,
+    watermark: &[RefOffset],
+    rights_from: u64,
+) -> Result<Vec<MissingReference>, BusError> {
+    let mut out = Vec::new();
+    for w in watermark {
+        let (Ok(partition), Ok(until)) = (u32::try_from(w.partition), u64::try_from(w.offset))
+        else {
+            continue;
+        };
+        let from = if w.topic == topics::REF_RIGHTS {
+            rights_from
+        } else {
+            0
+        };
+        if until <= from {
+            continue;
+        }
+        let mut position = from;
+        let mut present = 0u64;
+        read_until(bus, &w.topic, partition, &mut position, Some(until), |_| {
+            present += 1;
+        })?;
+        let missing = (until - from).saturating_sub(present);
+        if missing > 0 {
+            out.push(MissingReference {
+                topic: w.topic.clone(),
+                partition,
+                from,
+                watermark: until,
+                missing,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Names, in an output divergence, the reference records the batch read that
+/// are gone: the replay decided without them, so the difference it found is no
+/// evidence against the stage or the record.
+fn explain_missing_reference(d: &mut Divergence, missing: Vec<MissingReference>) {
+    let gaps: Vec<String> = missing
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}: {} of the offsets {}..{} hold no record",
+                m.topic, m.partition, m.missing, m.from, m.watermark
+            )
+        })
+        .collect();
+    d.kind = REFERENCE_COMPACTED.into();
+    d.message = format!(
+        "the reference data this batch decided with is no longer on the bus ({}): the \
+         reference topics are compacted, so once the same keys were written again (a later run \
+         publishing the same reference data, or a changed record) the broker removed the records \
+         this batch read, and its outputs cannot be re-derived from this bus (replay an archive \
+         taken before the compaction, docs/audit.md); without them the replay finds: {}",
+        gaps.join("; "),
+        d.message
+    );
+    d.missing_reference = missing;
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use chrono::NaiveDate;
 use clap::Args;
 use clearing_pipeline::adjudicate::FSE_OBJECTS;
+use clearing_pipeline::bus::{Bus, BusError};
 use clearing_pipeline::domain::json;
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::domain::{FseInput, Route, Status};
@@ -43,7 +44,10 @@ pub struct DemoArgs {
     /// Working directory (emptied of a previous demo's bus and state).
     #[arg(long, default_value = "./data/demo")]
     pub data: PathBuf,
-    /// Run on Kafka instead of the local log (`kafka://HOST:PORT`).
+    /// Run on Kafka instead of the local log (`kafka://HOST:PORT`), in a
+    /// fresh namespace the demo names and prints unless the URL gives one
+    /// (`kafka://HOST:PORT/NAMESPACE`, which must hold no topic of an earlier
+    /// run); or on a local log of your own (`local:DIR`, empty).
     #[arg(long)]
     pub bus: Option<String>,
     #[arg(long, default_value_t = 4)]
@@ -70,7 +74,90 @@ fn route_name(route: Option<Route>) -> &'static str {
     }
 }
 
+/// The bus URL a demo runs on: the local log under `--data` (emptied), or
+/// `--bus` with a fresh namespace added to a Kafka URL that names none. A
+/// demo's checks (every decision on the bus against the claims it generated,
+/// the reconciliation, the replay) only hold on a bus that carries that run
+/// alone; a fresh namespace gives one without deleting anybody's topics.
+fn demo_bus_url(args: &DemoArgs) -> Result<String> {
+    match &args.bus {
+        None => {
+            let dir = args.data.join("bus");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| dir.display().to_string())?;
+            }
+            Ok(format!("local:{}", dir.display()))
+        }
+        Some(url) => Ok(match url.strip_prefix("kafka://") {
+            Some(rest)
+                if rest
+                    .split_once('/')
+                    .is_none_or(|(_, ns)| ns.trim_matches('/').is_empty()) =>
+            {
+                // The clock only names the namespace, and no decision sees
+                // it; the process id separates two demos started in one second.
+                let seconds = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let stamp = i64::try_from(seconds)
+                    .ok()
+                    .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+                    .map_or_else(
+                        || seconds.to_string(),
+                        |t| t.format("%Y%m%d-%H%M%S").to_string(),
+                    );
+                let namespace = format!("demo-{stamp}-{}", std::process::id());
+                format!("kafka://{}/{namespace}", rest.trim_end_matches('/'))
+            }
+            _ => url.clone(),
+        }),
+    }
+}
+
+/// Refuses a bus that already holds records in any pipeline topic: a second
+/// demo there would read the first one's topics (its claims come back as
+/// duplicates, and the checks compare both runs with one run's claims).
+fn refuse_used_bus(bus: &dyn Bus, partitions: u32) -> Result<()> {
+    let mut held = 0u64;
+    let mut example = None;
+    for spec in topics::all(partitions) {
+        let count = match bus.partition_count(&spec.name) {
+            Ok(count) => count,
+            Err(BusError::UnknownTopic(_)) => continue,
+            Err(e) => return Err(e).with_context(|| bus.describe()),
+        };
+        for partition in 0..count {
+            let end = bus.end_offset(&spec.name, partition)?;
+            if end > 0 && example.is_none() {
+                example = Some(format!("{}/{partition} ends at offset {end}", spec.name));
+            }
+            held += end;
+        }
+    }
+    if let Some(example) = example {
+        let advice = if bus.describe().starts_with("kafka://") {
+            "name another namespace (kafka://HOST:PORT/NAMESPACE), or none and the demo makes a fresh one"
+        } else {
+            "give an empty directory, or leave --bus out (the demo then empties DATA/bus)"
+        };
+        bail!(
+            "{} already holds an earlier run ({held} records; {example}): the demo checks every \
+             decision on its bus against the claims it generates, so it needs a bus of its own: \
+             {advice}",
+            bus.describe()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
+    // The bus first: a used one is refused before minutes of generation.
+    let bus_url = demo_bus_url(&args)?;
+    let bus = open_bus(&bus_url)?;
+    refuse_used_bus(bus.as_ref(), args.partitions)?;
+    if bus_url.starts_with("kafka://") {
+        eprintln!("the demo runs on {bus_url}: replay it with `clearing replay --bus {bus_url}`");
+    }
     let gen_dir = args.data.join("gen");
     let gen_args = GenArgs {
         seed: args.seed,
@@ -89,21 +176,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     let (manifest, _) = generate(&gen_args)?;
 
-    let bus_url = match &args.bus {
-        Some(url) => url.clone(),
-        None => {
-            let dir = args.data.join("bus");
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).with_context(|| dir.display().to_string())?;
-            }
-            format!("local:{}", dir.display())
-        }
-    };
     let state = args.data.join("state");
     if state.exists() {
         std::fs::remove_dir_all(&state).with_context(|| state.display().to_string())?;
     }
-    let bus = open_bus(&bus_url)?;
     runtime::ensure_topics(bus.as_ref(), args.partitions)?;
     let registry = SchemaRegistry::new()?;
     let pseudonyms = pseudonym_key()?;
@@ -419,6 +495,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             )
         }
     );
+    println!("  replay it again: clearing replay --bus {bus_url}");
     Ok(
         if differing.is_empty() && reconciliation.is_empty() && replayed.identical {
             ExitCode::SUCCESS
