@@ -673,12 +673,15 @@ fn two_processes_split_the_partitions_and_one_takes_over_when_the_other_is_kille
     );
 }
 
-/// `ops/topics.toml` (a small fixed shape: `[[topic]]` tables of `name`,
-/// `partitions`, `compacted`, optional `retention_ms`) read into specs.
-fn topics_toml() -> Vec<TopicSpec> {
+/// `ops/topics.toml` (a small fixed shape: the cluster-wide
+/// `replication_factor` and `min_insync_replicas`, then `[[topic]]` tables
+/// of `name`, `partitions`, `compacted`, optional `retention_ms`) read into
+/// specs and settings.
+fn topics_toml() -> (Vec<TopicSpec>, BTreeMap<String, u32>) {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/topics.toml")).unwrap();
     let mut specs: Vec<TopicSpec> = Vec::new();
+    let mut cluster = BTreeMap::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -691,11 +694,12 @@ fn topics_toml() -> Vec<TopicSpec> {
         let (key, value) = line
             .split_once('=')
             .unwrap_or_else(|| panic!("topics.toml:{}: {line}", number + 1));
-        let value = value.trim();
-        let topic = specs
-            .last_mut()
-            .unwrap_or_else(|| panic!("topics.toml:{}: outside [[topic]]", number + 1));
-        match key.trim() {
+        let (key, value) = (key.trim(), value.trim());
+        let Some(topic) = specs.last_mut() else {
+            cluster.insert(key.to_string(), value.parse().unwrap());
+            continue;
+        };
+        match key {
             "name" => topic.name = value.trim_matches('"').to_string(),
             "partitions" => topic.partitions = value.parse().unwrap(),
             "compacted" => topic.compacted = value.parse().unwrap(),
@@ -703,7 +707,7 @@ fn topics_toml() -> Vec<TopicSpec> {
             other => panic!("topics.toml:{}: unknown key {other}", number + 1),
         }
     }
-    specs
+    (specs, cluster)
 }
 
 #[test]
@@ -712,8 +716,19 @@ fn topics_toml_matches_the_code() {
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         specs
     };
+    let (specs, cluster) = topics_toml();
     assert_eq!(
-        sorted(topics_toml()),
+        sorted(specs),
         sorted(clearing_pipeline::runtime::topics::all(4))
+    );
+    assert_eq!(
+        cluster,
+        BTreeMap::from([
+            (
+                "min_insync_replicas".to_string(),
+                kafka::MIN_INSYNC_REPLICAS
+            ),
+            ("replication_factor".to_string(), kafka::REPLICATION_FACTOR),
+        ])
     );
 }

@@ -4,8 +4,8 @@
 //! `NaiveDate::parse_from_str(text, "%Y-%m-%d")`, which old claims were
 //! decided under and replay must reproduce; the common shape (ten ASCII
 //! characters, four-digit year) is read directly, because chrono interprets
-//! its format string on every call (3 % of replay's CPU, docs/performance.md
-//! §11). Anything else goes to chrono, so odd forms it accepts stay accepted.
+//! its format string on every call (3 % of replay's CPU, docs/performance.md,
+//! "Replay"). Anything else goes to chrono, so odd forms it accepts stay accepted.
 
 use chrono::NaiveDate;
 

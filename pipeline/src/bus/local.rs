@@ -23,7 +23,7 @@ const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// The active segment's file is extended this much at a time, ahead of the
 /// appends. An `fdatasync` of a file whose size changed also writes its
 /// inode; one whose appends land in space already allocated does not, which
-/// cost a third less per sync on this disk (docs/performance.md §14). The
+/// cost a third less per sync on this disk (docs/performance.md, "What one fdatasync costs"). The
 /// space past the last record reads as zeros, which the scan on open takes
 /// for the end of the log (a frame cannot have length 0) and cuts off.
 const PREALLOCATE_BYTES: u64 = 1024 * 1024;
@@ -67,7 +67,7 @@ struct PartitionLog {
     /// Records below this offset are flushed: visible to readers.
     visible_end: u64,
     /// Appended to since the last flush: a flush of a clean partition would
-    /// still cost a device cache flush on this disk (docs/performance.md §4).
+    /// still cost a device cache flush on this disk (docs/performance.md, "Machine").
     dirty: bool,
     /// Sparse index: (offset, segment index, byte position).
     index: Vec<(u64, usize, u64)>,
@@ -498,7 +498,7 @@ pub struct LocalLog {
     /// once instead of after a fixed sleep (up to 5 ms saved per hop). Only
     /// those: a changelog or checkpoint flush wakes nobody, where a
     /// broadcast woke every consumer to read its partitions for nothing
-    /// (docs/performance.md §12).
+    /// (docs/performance.md, "Kept, and what each gave").
     watchers: Mutex<BTreeMap<String, Vec<Weak<Signal>>>>,
     /// Each group's committed offsets, read from its file once and written
     /// back at most every [`GROUP_WRITE_EVERY`] and when a consumer is
@@ -510,7 +510,7 @@ pub struct LocalLog {
 /// commit. The offsets are informational (a stage seeks to the cursor in
 /// its own state); rewriting the file at every batch (create, write,
 /// rename) cost 6 % of the pipeline's CPU at 100x the mean
-/// (docs/performance.md §12).
+/// (docs/performance.md, "Kept, and what each gave").
 const GROUP_WRITE_EVERY: Duration = Duration::from_secs(1);
 
 struct GroupOffsets {

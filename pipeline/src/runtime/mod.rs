@@ -26,9 +26,9 @@ pub fn cores() -> usize {
 /// stage: one worker each; more lowered the median latency at 100x the mean
 /// on two cores by a few ms, left the p99 where it was, and cost a fifth
 /// more CPU per claim (smaller batches, more syncs), so they are for
-/// machines with more cores than stages (docs/performance.md §12). Chained:
+/// machines with more cores than stages (docs/performance.md, "Tried, and not kept"). Chained:
 /// a chain per core, since a chain waits on its syncs one after the other
-/// (docs/performance.md §13).
+/// (docs/performance.md, "Tried, and not kept").
 pub fn default_workers_per_stage(layout: Layout) -> u32 {
     match layout {
         Layout::PerStage => 1,
@@ -185,7 +185,7 @@ pub enum Layout {
     /// the chain's checkpoints and changelogs go out in one flush. Each
     /// stage still reads its input from the bus and keeps its own batches,
     /// state, checkpoints and changelog: only the scheduling changes
-    /// (docs/performance.md §13).
+    /// (docs/performance.md, "Tried, and not kept").
     Chained,
 }
 
@@ -207,7 +207,7 @@ impl Layout {
 /// The layout by default: a thread per stage. On two cores, chained (two
 /// chains) measured the same within the host's noise, at 100x the mean,
 /// flat out and on Kafka; one chain used a tenth less CPU but waited on its
-/// syncs one after the other (docs/performance.md §13).
+/// syncs one after the other (docs/performance.md, "Tried, and not kept").
 pub const DEFAULT_LAYOUT: Layout = Layout::PerStage;
 
 /// How long an idle thread waits for its first stage's input before it

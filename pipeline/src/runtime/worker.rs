@@ -89,7 +89,7 @@ pub struct Shared {
     /// Workers each stage runs in this process (at most one per partition
     /// of its input), each in its own thread over its share of the
     /// partitions: for machines with more cores than stages
-    /// (docs/performance.md §12). Chained, the number of chains.
+    /// (docs/performance.md, "Tried, and not kept"). Chained, the number of chains.
     pub workers_per_stage: u32,
     /// Whether a thread runs one stage's worker or a chain of them.
     pub layout: super::Layout,

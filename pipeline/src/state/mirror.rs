@@ -3,7 +3,7 @@
 //!
 //! sled cost a third of the pipeline's CPU when every read went to it and
 //! every batch was applied and flushed in the stage's thread (a process-wide
-//! lock made the stages wait on each other too: docs/performance.md §4). The
+//! lock made the stages wait on each other too: docs/performance.md, "Kept, and what each gave"). The
 //! changelog, written and acknowledged before a batch commits, is what makes
 //! state durable (design.md §3); sled is the local copy that spares a restart
 //! from reading the whole changelog. So writes reach sled in coalesced
@@ -115,7 +115,7 @@ impl Persister {
 /// it the idle time and about a tenth of a contended core; the bounded
 /// queue to it still makes a stage that outruns it wait. Measured at 100x
 /// the mean: mean p99 176 -> 145 ms over three noisy pairs, and the stage
-/// threads' scheduling delay stays under 5 ms (docs/performance.md §10).
+/// threads' scheduling delay stays under 5 ms (docs/performance.md, "Kept, and what each gave").
 /// Best effort: a refusal leaves the default priority.
 fn yield_to_the_stages() {
     #[cfg(target_os = "linux")]
