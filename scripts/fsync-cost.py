@@ -2,7 +2,7 @@
 """What one commit's fdatasync costs on this disk, by how the log's file grows.
 
 Appends a 700-byte record (an FSE event's size) and fdatasyncs it, N times, in
-three files: one that grows with each append (the local log before session 8),
+three files: one that grows with each append (the local log before commit dd7f800, 2026-12-03),
 one preallocated with fallocate (the local log now: docs/performance.md, "What one fdatasync costs"),
 and one pre-zeroed by writing. Prints the latency percentiles and the CPU
 time per sync. Usage: scripts/fsync-cost.py [N] [ROUNDS] [DIR] (DIR on the
