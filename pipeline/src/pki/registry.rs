@@ -35,8 +35,11 @@ impl Pki {
     /// a public key that decodes (standard base64) as a SubjectPublicKeyInfo
     /// for the declared algorithm (RSA: 2048 to 4096 bits), and
     /// `not_before <= not_after`; it replaces an earlier certificate with the
-    /// same id. A revocation must name a certificate already held
-    /// ([`PkiError::UnknownCertificate`] otherwise); several revocations of
+    /// same id. A revocation is held whether or not its certificate is:
+    /// `ref.pki` is compacted, so a certificate republished after its
+    /// revocation comes after it in the topic, and a revocation refused then
+    /// would leave the card valid ([`Pki::unmatched_revocation`] tells a
+    /// revocation still waiting for its certificate). Several revocations of
     /// one certificate keep the earliest date.
     pub fn apply(&mut self, record: PkiRecord) -> Result<(), PkiError> {
         match record {
@@ -74,9 +77,7 @@ impl Pki {
                 Ok(())
             }
             PkiRecord::Revocation { cert, revoked_on } => {
-                if !self.certificates.contains_key(&cert) {
-                    return Err(PkiError::UnknownCertificate(cert::truncated(&cert)));
-                }
+                cert::check_id(&cert)?;
                 self.revocations
                     .entry(cert)
                     .and_modify(|d| *d = (*d).min(revoked_on))
@@ -103,6 +104,14 @@ impl Pki {
     /// The date the certificate was revoked on, if it was.
     pub fn revoked_on(&self, id: &str) -> Option<NaiveDate> {
         self.revocations.get(id).copied()
+    }
+
+    /// [`PkiError::UnknownCertificate`] when `id` is revoked but no
+    /// certificate of that id is held (yet): the revocation applies as soon
+    /// as one is, and meanwhile the reader can say so.
+    pub fn unmatched_revocation(&self, id: &str) -> Option<PkiError> {
+        (self.revocations.contains_key(id) && !self.certificates.contains_key(id))
+            .then(|| PkiError::UnknownCertificate(cert::truncated(id)))
     }
 
     /// The certificates, by id.
@@ -325,6 +334,45 @@ mod tests {
         assert_eq!(verify(&pki, date(2025, 2, 28)), Ok(()));
     }
 
+    /// On a compacted `ref.pki` a certificate republished after its
+    /// revocation comes after it: the revocation must hold all the same.
+    #[test]
+    fn a_revocation_before_its_certificate_holds() {
+        let (key, id) = (ecdsa_key(), "ECPS-LATE");
+        let sig = key.sign(MESSAGE);
+        let cert = certificate_for(&key, id, RPPS, "IGC", date(2020, 1, 1), date(2027, 12, 31));
+        let verify = |pki: &Pki, on| pki.verify(id, RPPS, key.alg().as_str(), on, MESSAGE, &sig);
+        let revocation = PkiRecord::Revocation {
+            cert: id.into(),
+            revoked_on: date(2025, 3, 1),
+        };
+        let mut after = Pki::default();
+        after.apply(PkiRecord::from(&cert)).unwrap();
+        after.apply(revocation.clone()).unwrap();
+        let mut before = Pki::default();
+        assert_eq!(
+            before.apply(revocation),
+            Ok(()),
+            "held until its certificate"
+        );
+        assert_eq!(before.revoked_on(id), Some(date(2025, 3, 1)));
+        assert_eq!(
+            before.unmatched_revocation(id),
+            Some(PkiError::UnknownCertificate(id.into()))
+        );
+        assert_eq!(
+            verify(&before, date(2025, 4, 1)),
+            Err(VerifyFailure::UnknownCertificate)
+        );
+        before.apply(PkiRecord::from(&cert)).unwrap();
+        assert_eq!(before.unmatched_revocation(id), None);
+        for pki in [&before, &after] {
+            assert_eq!(verify(pki, date(2025, 3, 1)), Err(VerifyFailure::Revoked));
+            assert_eq!(verify(pki, date(2025, 4, 1)), Err(VerifyFailure::Revoked));
+            assert_eq!(verify(pki, date(2025, 2, 28)), Ok(()));
+        }
+    }
+
     #[test]
     fn a_later_certificate_replaces_the_earlier() {
         let mut pki = pki();
@@ -467,10 +515,10 @@ mod tests {
             ),
             (
                 PkiRecord::Revocation {
-                    cert: "CPS-UNKNOWN".into(),
+                    cert: "tab\there".into(),
                     revoked_on: on(),
                 },
-                |e| *e == PkiError::UnknownCertificate("CPS-UNKNOWN".into()),
+                |e| matches!(e, PkiError::InvalidId(_)),
             ),
         ];
         for (record, expected) in cases {

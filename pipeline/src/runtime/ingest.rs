@@ -137,10 +137,14 @@ impl<'a> Ingest<'a> {
         // Distinct keys: `ref.pki` is compacted, and a revocation keyed by
         // its certificate's id would replace the certificate itself (a reader
         // restoring from the start would then meet a revocation of an
-        // unknown certificate).
+        // unknown certificate). A revocation's key carries its date too: the
+        // registry keeps the earliest of a certificate's revocations, and
+        // compaction keeping only the latest would move the date later.
         let key = match record {
             PkiRecord::Certificate { id, .. } => format!("certificate/{id}"),
-            PkiRecord::Revocation { cert, .. } => format!("revocation/{cert}"),
+            PkiRecord::Revocation { cert, revoked_on } => {
+                format!("revocation/{cert}/{revoked_on}")
+            }
         };
         let value = self.registry.encode_single(&event);
         self.producer

@@ -13,7 +13,7 @@ use crate::bus::{Bus, BusError, read_until};
 use crate::events::convert;
 use crate::events::model::{DeadLetter, EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
 use crate::events::registry::SchemaRegistry;
-use crate::pki::Pki;
+use crate::pki::{Pki, PkiRecord};
 use crate::pseudonym::PseudonymKey;
 use crate::refdata::{EuInstitutionInput, InstitutionDirectory};
 use crate::stages::entitlement;
@@ -69,7 +69,9 @@ impl GlobalRefs {
     /// `None`) or to the positions `until` records, and returns the
     /// watermark. A record that does not apply is counted and logged by
     /// position, never by content: the publisher refuses such records before
-    /// they are written, and every instance reads them.
+    /// they are written, and every instance reads them. A revocation whose
+    /// certificate the topic has not given by the end of the advance is held
+    /// (it applies once the certificate comes) and counted the same way.
     pub fn advance(
         &mut self,
         bus: &dyn Bus,
@@ -91,13 +93,26 @@ impl GlobalRefs {
                 .copied()
                 .unwrap_or(0);
             let (pki, institutions) = (&mut self.pki, &mut self.institutions);
+            // Revocations taken by this advance, by offset: one whose
+            // certificate is still unknown at its end is reported then, not
+            // when read, since a compacted topic puts a certificate
+            // republished after its revocation behind it.
+            let mut revocations = Vec::new();
             read_until(bus, topic, partition, &mut position, limit, |r| {
                 let applied = match kind {
                     StageKind::Validation => registry
                         .decode_single::<PkiEvent>(&r.value)
                         .map_err(|e| e.to_string())
                         .and_then(|event| convert::pki_record(&event).map_err(|e| e.to_string()))
-                        .and_then(|record| pki.apply(record).map_err(|e| e.to_string())),
+                        .and_then(|record| {
+                            let revoked = match &record {
+                                PkiRecord::Revocation { cert, .. } => Some(cert.clone()),
+                                PkiRecord::Certificate { .. } => None,
+                            };
+                            pki.apply(record).map_err(|e| e.to_string())?;
+                            revocations.extend(revoked.map(|cert| (r.offset, cert)));
+                            Ok(())
+                        }),
                     _ => registry
                         .decode_single::<EuInstitutionRecord>(&r.value)
                         .map_err(|e| e.to_string())
@@ -119,6 +134,15 @@ impl GlobalRefs {
                     eprintln!("{}: {topic}/{partition}@{}: {error}", kind.name(), r.offset);
                 }
             })?;
+            for (offset, cert) in revocations {
+                if let Some(error) = self.pki.unmatched_revocation(&cert) {
+                    stats.ref_errors += 1;
+                    eprintln!(
+                        "{}: {topic}/{partition}@{offset}: {error} (held: it applies once the certificate is published)",
+                        kind.name()
+                    );
+                }
+            }
             self.positions
                 .insert((topic.to_string(), partition), position);
             watermark.push(ref_offset(topic, partition, position));
@@ -192,4 +216,202 @@ pub fn apply_rights(
     })?;
     txn.put(key.into_bytes(), position.to_be_bytes().to_vec());
     Ok((ref_offset(topic, partition, position), dead_letters))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use chrono::NaiveDate;
+
+    use super::*;
+    use crate::adjudicate::{Adjudicator, FSE_OBJECTS};
+    use crate::bus::local::LocalLog;
+    use crate::domain::fse::SignatureInput;
+    use crate::domain::{FseInput, json};
+    use crate::pki::{SignatureAlg, SigningKey, certificate_for};
+    use crate::rules::Rules;
+    use crate::runtime::ingest::Ingest;
+    use crate::signatures::{OwnedPkiVerifier, canonical_bytes};
+
+    const RPPS: &str = "10000123454";
+    const CARD: &str = "CPS-REVOKED";
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::generate(SignatureAlg::EcdsaP256Sha256, [17; 32])
+    }
+
+    fn bus(dir: &std::path::Path) -> Arc<LocalLog> {
+        let bus = LocalLog::open(dir).unwrap();
+        crate::runtime::ensure_topics(&bus, 2).unwrap();
+        bus
+    }
+
+    /// `records` through `clearing publish`'s path (its keys included).
+    fn published(dir: &std::path::Path, records: &[PkiRecord]) -> Arc<LocalLog> {
+        let bus = bus(dir);
+        let registry = SchemaRegistry::new().unwrap();
+        let pseudonyms = PseudonymKey::development();
+        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms).unwrap();
+        for record in records {
+            ingest.pki(record).unwrap();
+        }
+        ingest.flush().unwrap();
+        drop(ingest);
+        bus
+    }
+
+    /// What compaction leaves of `ref.pki`: the latest record of each key,
+    /// at its offset, in offset order (the local log does not compact).
+    fn compacted(from: &Arc<LocalLog>, dir: &std::path::Path) -> Arc<LocalLog> {
+        let mut latest = BTreeMap::new();
+        for r in from.read(topics::REF_PKI, 0, 0, usize::MAX).unwrap() {
+            latest.insert(r.key.clone(), r);
+        }
+        let mut kept: Vec<_> = latest.into_values().collect();
+        kept.sort_by_key(|r| r.offset);
+        let bus = bus(dir);
+        for r in &kept {
+            bus.append_at(
+                topics::REF_PKI,
+                0,
+                r.offset,
+                r.timestamp_millis,
+                &r.key,
+                &r.value,
+            )
+            .unwrap();
+        }
+        bus.flush_partition(topics::REF_PKI, 0).unwrap();
+        bus
+    }
+
+    /// A validation instance starting from nothing: the PKI it builds from
+    /// the topic, and what it decides on the example claims of [`RPPS`],
+    /// signed with [`CARD`] on their date of care.
+    fn fresh_instance(bus: &Arc<LocalLog>) -> Vec<(NaiveDate, String)> {
+        let registry = SchemaRegistry::new().unwrap();
+        let mut refs = GlobalRefs::default();
+        refs.advance(
+            bus,
+            &registry,
+            StageKind::Validation,
+            false,
+            None,
+            &mut WorkerStats::default(),
+        )
+        .unwrap();
+        let verifier = OwnedPkiVerifier::new(refs.pki.clone()).unwrap();
+        let mut adjudicator = Adjudicator::new(
+            Rules::embedded().unwrap(),
+            PseudonymKey::development(),
+            Box::new(verifier),
+        );
+        for line in include_str!("../../../examples/rights.jsonl").lines() {
+            adjudicator.load_rights_line(line).unwrap();
+        }
+        let key = key();
+        let mut decisions = Vec::new();
+        for line in include_str!("../../../examples/claims.jsonl").lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Ok(mut input) = json::from_value::<FseInput>(&value, FSE_OBJECTS) else {
+                continue;
+            };
+            let care_date = input.care_date.as_deref().and_then(|d| d.parse().ok());
+            let (Some(care_date), Some(RPPS)) = (
+                care_date,
+                input.professional.as_ref().and_then(|p| p.rpps.as_deref()),
+            ) else {
+                continue;
+            };
+            let wire = convert::submitted_from_input(&input).unwrap();
+            let signature = key.sign(&canonical_bytes(&registry, &wire));
+            input.signature = Some(SignatureInput {
+                alg: Some(key.alg().as_str().into()),
+                cert: Some(CARD.into()),
+                value: Some(BASE64.encode(signature)),
+            });
+            let decision = adjudicator.decide(&input).unwrap();
+            decisions.push((care_date, serde_json::to_string(&decision).unwrap()));
+        }
+        decisions
+    }
+
+    fn certificate() -> PkiRecord {
+        PkiRecord::from(&certificate_for(
+            &key(),
+            CARD,
+            RPPS,
+            "IGC-SANTE-TEST",
+            date(2020, 1, 1),
+            date(2027, 12, 31),
+        ))
+    }
+
+    fn revocation(on: NaiveDate) -> PkiRecord {
+        PkiRecord::Revocation {
+            cert: CARD.into(),
+            revoked_on: on,
+        }
+    }
+
+    /// Checks that an instance reading the compacted topic decides as one
+    /// reading it whole, and rejects exactly the claims signed on or after
+    /// `revoked_on` as revoked.
+    fn compaction_changes_nothing(records: &[PkiRecord], revoked_on: NaiveDate) {
+        let dirs: [tempfile::TempDir; 2] = std::array::from_fn(|_| tempfile::tempdir().unwrap());
+        let whole = published(dirs[0].path(), records);
+        let compacted = compacted(&whole, dirs[1].path());
+        let compacted_len = compacted.read(topics::REF_PKI, 0, 0, 100).unwrap().len();
+        assert!(compacted_len < records.len(), "compaction dropped a record");
+        let (read_whole, read_compacted) = (fresh_instance(&whole), fresh_instance(&compacted));
+        assert!(
+            read_whole.len() >= 4,
+            "example claims of {RPPS}: {read_whole:?}"
+        );
+        for ((on, whole), (_, compacted)) in read_whole.iter().zip(&read_compacted) {
+            assert_eq!(compacted, whole, "claim of {on}: compacted vs whole topic");
+            assert_eq!(
+                whole.contains("certificate_revoked"),
+                *on >= revoked_on,
+                "claim of {on}: {whole}"
+            );
+        }
+        assert_eq!(read_whole.len(), read_compacted.len());
+    }
+
+    /// Issue 17 item 5: certificate, revocation, the certificate again.
+    /// Compaction keeps the revocation and the republished certificate,
+    /// the revocation first.
+    #[test]
+    fn a_revocation_holds_on_a_compacted_topic_after_its_certificate_is_republished() {
+        let revoked_on = date(2025, 2, 1);
+        compaction_changes_nothing(
+            &[certificate(), revocation(revoked_on), certificate()],
+            revoked_on,
+        );
+    }
+
+    /// Two revocations of one certificate keep the earliest date; compaction
+    /// must not keep only the later one.
+    #[test]
+    fn the_earliest_revocation_survives_compaction() {
+        let revoked_on = date(2025, 2, 1);
+        compaction_changes_nothing(
+            &[
+                certificate(),
+                revocation(revoked_on),
+                revocation(date(2025, 6, 1)),
+                certificate(),
+            ],
+            revoked_on,
+        );
+    }
 }
