@@ -50,6 +50,8 @@ enum Command {
     Explain(cmd::explain::ExplainArgs),
     /// Push signed claims through the pipeline at a rate or flat out; measure, compare with the raw limits, write report.json and report.html.
     Loadtest(Box<cmd::loadtest::LoadtestArgs>),
+    /// Check a local log's segments for damage, or move damaged bytes aside (`check`, `repair --quarantine`).
+    Log(cmd::log::LogArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Archive(args) => cmd::archive::run(args),
         Command::Explain(args) => cmd::explain::run(args),
         Command::Loadtest(args) => cmd::loadtest::run(*args),
+        Command::Log(args) => cmd::log::run(args),
     };
     match result {
         Ok(code) => code,

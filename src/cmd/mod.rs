@@ -6,6 +6,7 @@ pub mod demo;
 pub mod explain;
 pub mod gen_data;
 pub mod loadtest;
+pub mod log;
 pub mod replay;
 pub mod stream;
 

@@ -4,8 +4,13 @@
 //! each record framed as `len | crc32c | offset | timestamp | key | value`.
 //! Appends go through a buffer and become visible to readers and durable
 //! (fsync) at [`BusProducer::flush`], i.e. at commit. On open, a torn tail
-//! (a crash mid-append) is detected by length and CRC and cut off, as is the
-//! space preallocated past the last record (zeros). Consumer
+//! (a crash mid-append: bytes past the last complete frame of the last
+//! segment, among which no valid frame lies) is detected by length and CRC
+//! and cut off, as is the space preallocated past the last record (zeros).
+//! Damage anywhere else (a closed segment, or a frame that valid frames
+//! follow) holds records that were acknowledged: the partition does not
+//! open, and [`LocalLog::check`] and [`LocalLog::quarantine_damage`]
+//! (`clearing log`) let an operator see and move it aside. Consumer
 //! offsets per group live in `_groups/`. The same files are the archive
 //! format replay reads. One process owns a directory at a time (a lock file).
 
@@ -49,6 +54,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Segment {
     base: u64,
     path: PathBuf,
+    /// The offset after its last record: a read that stops short of it in
+    /// this segment met damage.
+    end: u64,
 }
 
 struct PartitionLog {
@@ -106,59 +114,526 @@ type Frame = (u64, i64, Vec<u8>, Vec<u8>, u64);
 /// Open partition logs by (topic, partition).
 type PartitionMap = BTreeMap<(String, u32), Arc<Mutex<PartitionLog>>>;
 
-/// Reads one frame; `Ok(None)` at a clean end or a torn tail.
-fn read_frame(reader: &mut impl Read) -> Result<Option<Frame>, std::io::Error> {
-    let mut header = [0u8; FRAME_HEADER];
-    if !read_exact_or_eof(reader, &mut header)? {
-        return Ok(None);
+/// Why the bytes at a position are not the frame expected there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadFrame {
+    /// Zeros where a frame's length should be: preallocated space.
+    Zero,
+    /// The file ends inside the frame.
+    Short,
+    /// A length no frame has.
+    Length(u32),
+    /// The payload does not match its CRC.
+    Crc,
+    /// The key and value lengths do not add up to the payload's.
+    Layout,
+    /// A valid frame, of another record than the one expected.
+    Offset(u64),
+}
+
+impl std::fmt::Display for BadFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadFrame::Zero => f.write_str("zeros where a frame should start"),
+            BadFrame::Short => f.write_str("the file ends inside the frame"),
+            BadFrame::Length(len) => write!(f, "a frame length of {len} bytes, out of bounds"),
+            BadFrame::Crc => f.write_str("the frame fails its CRC"),
+            BadFrame::Layout => f.write_str("the frame's key and value lengths do not add up"),
+            BadFrame::Offset(offset) => write!(f, "a valid frame of record {offset}"),
+        }
     }
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if !(4 + PAYLOAD_FIXED..=4 + PAYLOAD_FIXED + MAX_RECORD_BYTES).contains(&len) {
-        return Ok(None);
-    }
-    let mut payload = vec![0u8; len - 4];
-    if !read_exact_or_eof(reader, &mut payload)? || crc32c::crc32c(&payload) != crc {
-        return Ok(None);
-    }
-    let u64_at = |i: usize| u64::from_be_bytes(payload[i..i + 8].try_into().unwrap_or([0; 8]));
+}
+
+/// One read of [`read_frame`].
+enum FrameRead {
+    Frame(Frame),
+    /// The file ends exactly here.
+    End,
+    Bad(BadFrame),
+}
+
+/// The payload's fields: offset, timestamp, and where the key and the value
+/// lie in it; `None` if the lengths do not add up.
+fn payload_layout(
+    payload: &[u8],
+) -> Option<(u64, i64, std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let u64_at = |i: usize| Some(u64::from_be_bytes(payload.get(i..i + 8)?.try_into().ok()?));
     let u32_at =
-        |i: usize| u32::from_be_bytes(payload[i..i + 4].try_into().unwrap_or([0; 4])) as usize;
-    let offset = u64_at(0);
-    let timestamp = u64_at(8) as i64;
-    let key_len = u32_at(16);
-    let Some(value_len_at) = 20usize
+        |i: usize| Some(u32::from_be_bytes(payload.get(i..i + 4)?.try_into().ok()?) as usize);
+    let offset = u64_at(0)?;
+    let timestamp = u64_at(8)? as i64;
+    let key_len = u32_at(16)?;
+    let value_len_at = 20usize
         .checked_add(key_len)
-        .filter(|&v| v + 4 <= payload.len())
-    else {
-        return Ok(None);
-    };
-    let value_len = u32_at(value_len_at);
-    if value_len_at + 4 + value_len != payload.len() {
-        return Ok(None);
-    }
-    let key = payload[20..20 + key_len].to_vec();
-    let value = payload[value_len_at + 4..].to_vec();
-    Ok(Some((
+        .filter(|&v| v + 4 <= payload.len())?;
+    let value_len = u32_at(value_len_at)?;
+    (value_len_at + 4 + value_len == payload.len()).then_some((
         offset,
         timestamp,
-        key,
-        value,
-        (FRAME_HEADER + len - 4) as u64,
+        20..value_len_at,
+        value_len_at + 4..payload.len(),
+    ))
+}
+
+/// Whether a frame's length field is one a frame can have.
+fn plausible_length(len: usize) -> bool {
+    (4 + PAYLOAD_FIXED..=4 + PAYLOAD_FIXED + MAX_RECORD_BYTES).contains(&len)
+}
+
+/// Reads one frame, or says why the bytes there are not one.
+fn read_frame(reader: &mut impl Read) -> Result<FrameRead, std::io::Error> {
+    let mut header = [0u8; FRAME_HEADER];
+    match fill(reader, &mut header)? {
+        0 => return Ok(FrameRead::End),
+        FRAME_HEADER => {}
+        _ => return Ok(FrameRead::Bad(BadFrame::Short)),
+    }
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 {
+        return Ok(FrameRead::Bad(BadFrame::Zero));
+    }
+    if !plausible_length(len as usize) {
+        return Ok(FrameRead::Bad(BadFrame::Length(len)));
+    }
+    let mut payload = vec![0u8; len as usize - 4];
+    if fill(reader, &mut payload)? < payload.len() {
+        return Ok(FrameRead::Bad(BadFrame::Short));
+    }
+    if crc32c::crc32c(&payload) != crc {
+        return Ok(FrameRead::Bad(BadFrame::Crc));
+    }
+    let Some((offset, timestamp, key, value)) = payload_layout(&payload) else {
+        return Ok(FrameRead::Bad(BadFrame::Layout));
+    };
+    Ok(FrameRead::Frame((
+        offset,
+        timestamp,
+        payload[key].to_vec(),
+        payload[value].to_vec(),
+        (FRAME_HEADER + len as usize - 4) as u64,
     )))
 }
 
-fn read_exact_or_eof(reader: &mut impl Read, buf: &mut [u8]) -> Result<bool, std::io::Error> {
+/// Reads into `buf` until it is full or the file ends; returns the bytes read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, std::io::Error> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
+            Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(filled)
+}
+
+/// The valid frames in `tail` (bytes past the last record read in order)
+/// of records at or after `next`, as (position in `tail`, offset). A torn
+/// tail holds none: what a crash leaves past the last sync is a frame cut
+/// short, zeros, or both. Any position may start one, since the damage may
+/// have hit a length field; a candidate is checked cheaply (length, offset
+/// in reach) before its CRC is computed.
+fn frames_in(tail: &[u8], next: u64) -> Vec<(usize, u64)> {
+    let reach = (tail.len() / (FRAME_HEADER + PAYLOAD_FIXED)) as u64;
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at + FRAME_HEADER + PAYLOAD_FIXED <= tail.len() {
+        let frame = &tail[at..];
+        let be32 =
+            |i: usize| u32::from_be_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
+        let len = be32(0) as usize;
+        let offset = u64::from_be_bytes(
+            frame[FRAME_HEADER..FRAME_HEADER + 8]
+                .try_into()
+                .unwrap_or([0xff; 8]),
+        );
+        let candidate = plausible_length(len)
+            && 4 + len <= frame.len()
+            && offset >= next
+            && offset - next <= reach;
+        if candidate {
+            let payload = &frame[FRAME_HEADER..4 + len];
+            if crc32c::crc32c(payload) == be32(4) && payload_layout(payload).is_some() {
+                found.push((at, offset));
+                at += 4 + len;
+                continue;
+            }
+        }
+        at += 1;
+    }
+    found
+}
+
+/// Damage in a segment of the local log: bytes past the last record that
+/// reads in order which are not a torn tail, because valid records follow
+/// them or the segment is closed (it was synced whole when the next one
+/// started). Cutting them could lose acknowledged records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub topic: String,
+    pub partition: u32,
+    pub segment: PathBuf,
+    /// Where the first frame that does not read starts.
+    pub position: u64,
+    /// The record that should start there.
+    pub offset: u64,
+    /// Bytes from `position` to the end of the segment's file.
+    pub bytes: u64,
+    /// What is wrong at `position`.
+    pub reason: String,
+    /// The offsets of the valid records found past `position`.
+    pub records_after: Vec<u64>,
+    /// A later segment exists.
+    pub closed: bool,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "topic {} partition {}: segment {} is damaged at byte {}, where record {} should start ({}); ",
+            self.topic,
+            self.partition,
+            self.segment.display(),
+            self.position,
+            self.offset,
+            self.reason
+        )?;
+        match (self.records_after.first(), self.records_after.last()) {
+            (Some(first), Some(last)) => write!(
+                f,
+                "{} valid record(s) follow it (offsets {first} to {last}), so it is not a torn tail",
+                self.records_after.len()
+            ),
+            _ if self.closed => f.write_str(
+                "the segment is closed (synced whole when the next one started), so it is not a torn tail",
+            ),
+            _ => f.write_str(
+                "a crash leaves a frame cut short or zeros past the last sync, not this, so it is not a torn tail",
+            ),
+        }
+    }
+}
+
+/// Bytes past the last complete frame of a partition's last segment with
+/// no valid frame among them: what a crash leaves past the last sync (a
+/// frame cut short, preallocated zeros). The next open cuts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub topic: String,
+    pub partition: u32,
+    pub segment: PathBuf,
+    pub position: u64,
+    pub bytes: u64,
+    /// The offset the next record will take.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "topic {} partition {}: segment {} has {} byte(s) past its last record at byte {} \
+             (a torn tail or preallocated space; the next open cuts them, and the next record is {})",
+            self.topic,
+            self.partition,
+            self.segment.display(),
+            self.bytes,
+            self.position,
+            self.offset
+        )
+    }
+}
+
+/// What [`LocalLog::check`] found.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Partitions and segments scanned.
+    pub partitions: usize,
+    pub segments: usize,
+    /// Records that read in order (up to any damage).
+    pub records: u64,
+    pub damage: Vec<Damage>,
+    pub torn_tails: Vec<TornTail>,
+}
+
+/// Damaged bytes that [`LocalLog::quarantine_damage`] moved aside.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub damage: Damage,
+    /// The file that holds them now, next to the segment.
+    pub file: PathBuf,
+    /// The empty segment started past the valid records among them, so
+    /// that new records do not take their offsets.
+    pub next_segment: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Quarantined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.damage;
+        write!(
+            f,
+            "topic {} partition {}: moved bytes {} to {} of {} (record {} on, {} valid record(s) among them",
+            d.topic,
+            d.partition,
+            d.position,
+            d.position + d.bytes,
+            d.segment.display(),
+            d.offset,
+            d.records_after.len()
+        )?;
+        if let (Some(first), Some(last)) = (d.records_after.first(), d.records_after.last()) {
+            write!(f, ", offsets {first} to {last}")?;
+        }
+        write!(f, ") to {}; ", self.file.display())?;
+        match &self.next_segment {
+            Some(next) => write!(
+                f,
+                "the segment now ends before record {}, and new records go to {} so that none takes a quarantined record's offset",
+                d.offset,
+                next.display()
+            ),
+            None if d.closed => write!(
+                f,
+                "the segment now ends before record {}; the partition goes on at its next segment",
+                d.offset
+            ),
+            None => write!(f, "the partition now ends before record {}", d.offset),
+        }
+    }
+}
+
+/// What the scan of one segment found: its records in order up to the
+/// first frame that does not read.
+struct SegmentScan {
+    base: u64,
+    path: PathBuf,
+    /// Byte position after the last record read in order.
+    end: u64,
+    /// The offset after that record's.
+    next: u64,
+    /// The file's size.
+    len: u64,
+    /// Index points: (offset, byte position).
+    index: Vec<(u64, u64)>,
+    /// Why the scan stopped before `len`, if it did.
+    stop: Option<BadFrame>,
+}
+
+/// What the bytes of a segment past its records are.
+enum Tail {
+    /// None: the file ends with its last record.
+    Clean,
+    /// A torn tail, or preallocated zeros: cut at open.
+    Cut,
+    Damaged(Damage),
+}
+
+struct Inspected {
+    scan: SegmentScan,
+    tail: Tail,
+}
+
+/// Reads a segment's records in order from its start.
+fn scan_segment(path: PathBuf, base: u64) -> Result<SegmentScan, BusError> {
+    let context = || path.display().to_string();
+    let file = File::open(&path).map_err(|e| io(context())(e))?;
+    let len = file.metadata().map_err(|e| io(context())(e))?.len();
+    let mut reader = BufReader::new(file);
+    let (mut end, mut next, mut index) = (0u64, base, Vec::new());
+    let stop = loop {
+        match read_frame(&mut reader).map_err(|e| io(context())(e))? {
+            FrameRead::End => break None,
+            FrameRead::Bad(bad) => break Some(bad),
+            FrameRead::Frame((offset, .., size)) if offset == next => {
+                if offset.is_multiple_of(INDEX_EVERY) {
+                    index.push((offset, end));
+                }
+                end += size;
+                next += 1;
+            }
+            FrameRead::Frame((offset, ..)) => break Some(BadFrame::Offset(offset)),
+        }
+    };
+    Ok(SegmentScan {
+        base,
+        path,
+        end,
+        next,
+        len,
+        index,
+        stop,
+    })
+}
+
+/// Scans every segment of a partition and tells, for each, what lies past
+/// its records. Only the last segment can have a torn tail: the others were
+/// synced whole when the next one started. A closed segment ending in zeros
+/// only, followed by the segment its next record starts, is preallocated
+/// space whose cut at a clean close had not reached the disk: cut too.
+fn inspect_partition(dir: &Path, topic: &str, partition: u32) -> Result<Vec<Inspected>, BusError> {
+    let mut bases: Vec<u64> = fs::read_dir(dir)
+        .map_err(io(dir.display().to_string()))?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    let mut inspected = Vec::with_capacity(bases.len());
+    for (i, &base) in bases.iter().enumerate() {
+        let scan = scan_segment(PartitionLog::segment_path(dir, base), base)?;
+        let following = bases.get(i + 1).copied();
+        let tail = if scan.end >= scan.len {
+            Tail::Clean
+        } else {
+            let context = || scan.path.display().to_string();
+            let mut file = File::open(&scan.path).map_err(|e| io(context())(e))?;
+            file.seek(SeekFrom::Start(scan.end))
+                .map_err(|e| io(context())(e))?;
+            let mut rest = Vec::new();
+            file.read_to_end(&mut rest).map_err(|e| io(context())(e))?;
+            let after = frames_in(&rest, scan.next);
+            let written = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            let cut = after.is_empty()
+                && match following {
+                    None => torn(scan.stop, &rest, written),
+                    Some(next_base) => written == 0 && next_base == scan.next,
+                };
+            if cut {
+                Tail::Cut
+            } else {
+                Tail::Damaged(Damage {
+                    topic: topic.to_string(),
+                    partition,
+                    segment: scan.path.clone(),
+                    position: scan.end,
+                    offset: scan.next,
+                    bytes: scan.len - scan.end,
+                    reason: scan
+                        .stop
+                        .map_or_else(|| "unreadable bytes".to_string(), |bad| bad.to_string()),
+                    records_after: after.iter().map(|&(_, offset)| offset).collect(),
+                    closed: following.is_some(),
+                })
+            }
+        };
+        inspected.push(Inspected { scan, tail });
+    }
+    Ok(inspected)
+}
+
+/// Whether the bytes past the last record of the last segment can be what a
+/// crash leaves past the last sync, given why the scan stopped there and how
+/// many of them (`written`) are up to the last nonzero byte. Appends write a
+/// prefix of the frames: a crash leaves the file ending inside a frame, or a
+/// frame whose unwritten rest reads as the zeros preallocated for it. A
+/// frame whose bytes run, nonzero, to its declared end was written whole, so
+/// a CRC that fails there is damage; so are a length no frame has and a
+/// valid frame of another record.
+fn torn(stop: Option<BadFrame>, rest: &[u8], written: usize) -> bool {
+    match stop {
+        None | Some(BadFrame::Short | BadFrame::Zero) => true,
+        Some(BadFrame::Crc | BadFrame::Layout) => {
+            let declared = rest
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| 4 + u32::from_be_bytes(b) as usize);
+            declared > written
+        }
+        Some(BadFrame::Length(_) | BadFrame::Offset(_)) => false,
+    }
+}
+
+/// Makes a directory's entries (a file created, renamed or removed in it)
+/// durable.
+fn sync_dir(dir: &Path) -> Result<(), BusError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("{}: fsync of the directory", dir.display())))
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new
+/// one, never a part: a temporary file, synced, renamed over it, and the
+/// directory synced.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BusError> {
+    let tmp = path.with_extension("json.tmp");
+    let context = || tmp.display().to_string();
+    let mut file = File::create(&tmp).map_err(|e| io(context())(e))?;
+    file.write_all(bytes).map_err(|e| io(context())(e))?;
+    file.sync_all().map_err(|e| io(context())(e))?;
+    fs::rename(&tmp, path).map_err(io(path.display().to_string()))?;
+    match path.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Moves a damaged segment's bytes from the damage on into a file next to
+/// it, and cuts the segment there. The copy is durable before the cut.
+fn quarantine(damage: Damage) -> Result<Quarantined, BusError> {
+    let segment = &damage.segment;
+    let context = |p: &Path| p.display().to_string();
+    let mut source = File::open(segment).map_err(io(context(segment)))?;
+    source
+        .seek(SeekFrom::Start(damage.position))
+        .map_err(io(context(segment)))?;
+    let mut bytes = Vec::new();
+    source
+        .read_to_end(&mut bytes)
+        .map_err(io(context(segment)))?;
+    let name = segment
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let dir = segment.parent().unwrap_or(Path::new("."));
+    let mut n = 0u32;
+    let (file, mut out) = loop {
+        let candidate = dir.join(match n {
+            0 => format!("{name}.quarantine"),
+            _ => format!("{name}.quarantine.{n}"),
+        });
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+        {
+            Ok(out) => break (candidate, out),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
+            Err(e) => return Err(io(context(&candidate))(e)),
+        }
+    };
+    out.write_all(&bytes).map_err(io(context(&file)))?;
+    out.sync_all().map_err(io(context(&file)))?;
+    sync_dir(dir)?;
+    let target = OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .map_err(io(context(segment)))?;
+    target
+        .set_len(damage.position)
+        .map_err(io(context(segment)))?;
+    target.sync_all().map_err(io(context(segment)))?;
+    // The last segment would give the quarantined records' offsets to new
+    // records; an empty segment past them starts the partition there.
+    let past = damage.records_after.iter().max().map(|m| m + 1);
+    let next_segment = match past {
+        Some(base) if !damage.closed && base > damage.offset => {
+            let path = PartitionLog::segment_path(dir, base);
+            File::create(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io(context(&path)))?;
+            Some(path)
+        }
+        _ => None,
+    };
+    sync_dir(dir)?;
+    Ok(Quarantined {
+        damage,
+        file,
+        next_segment,
+    })
 }
 
 /// What a preallocation did.
@@ -205,17 +680,16 @@ impl PartitionLog {
     }
 
     /// Opens a partition, scanning its segments to rebuild the index and cut
-    /// a torn tail.
-    fn open(dir: PathBuf) -> Result<PartitionLog, BusError> {
-        fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
-        let mut bases: Vec<u64> = fs::read_dir(&dir)
-            .map_err(io(dir.display().to_string()))?
-            .filter_map(|entry| {
-                let name = entry.ok()?.file_name().into_string().ok()?;
-                name.strip_suffix(".log")?.parse().ok()
-            })
-            .collect();
-        bases.sort_unstable();
+    /// a torn tail (bytes past the last complete frame of the last segment,
+    /// with no valid frame among them). Damage anywhere else is an error
+    /// naming it: cutting there would lose records that were acknowledged.
+    fn open(dir: PathBuf, topic: &str, partition: u32) -> Result<PartitionLog, BusError> {
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         let mut log = PartitionLog {
             dir: dir.clone(),
             segments: Vec::new(),
@@ -229,40 +703,43 @@ impl PartitionLog {
             index: Vec::new(),
             resume: Vec::new(),
         };
-        for (i, base) in bases.iter().enumerate() {
-            let path = Self::segment_path(&dir, *base);
-            let file = File::open(&path).map_err(io(path.display().to_string()))?;
-            let mut reader = BufReader::new(file);
-            let mut position = 0u64;
-            let mut expected = *base;
-            while let Some((offset, _, _, _, size)) =
-                read_frame(&mut reader).map_err(io(path.display().to_string()))?
-            {
-                if offset != expected {
-                    break;
-                }
-                if offset.is_multiple_of(INDEX_EVERY) {
-                    log.index.push((offset, i, position));
-                }
-                position += size;
-                expected += 1;
-            }
-            let on_disk = fs::metadata(&path)
-                .map_err(io(path.display().to_string()))?
-                .len();
-            if position < on_disk {
-                // A torn or corrupt tail: everything after the last good record goes.
+        let inspected = inspect_partition(&dir, topic, partition)?;
+        if let Some(damage) = inspected.iter().find_map(|i| match &i.tail {
+            Tail::Damaged(damage) => Some(damage),
+            _ => None,
+        }) {
+            let root = dir
+                .parent()
+                .and_then(Path::parent)
+                .map_or_else(|| dir.display().to_string(), |r| r.display().to_string());
+            return Err(BusError::Corrupt(format!(
+                "{damage}; `clearing log check --bus local:{root}` lists every damaged segment, \
+                 `clearing log repair --bus local:{root} --quarantine` moves the damaged bytes aside"
+            )));
+        }
+        for (i, segment) in inspected.into_iter().enumerate() {
+            let scan = segment.scan;
+            if let Tail::Cut = segment.tail {
+                let context = || scan.path.display().to_string();
                 let file = OpenOptions::new()
                     .write(true)
-                    .open(&path)
-                    .map_err(io(path.display().to_string()))?;
-                file.set_len(position)
-                    .map_err(io(path.display().to_string()))?;
-                file.sync_all().map_err(io(path.display().to_string()))?;
+                    .open(&scan.path)
+                    .map_err(|e| io(context())(e))?;
+                file.set_len(scan.end).map_err(|e| io(context())(e))?;
+                file.sync_all().map_err(|e| io(context())(e))?;
             }
-            log.segments.push(Segment { base: *base, path });
-            log.next_offset = expected;
-            log.active_len = position;
+            log.index.extend(
+                scan.index
+                    .iter()
+                    .map(|&(offset, position)| (offset, i, position)),
+            );
+            log.segments.push(Segment {
+                base: scan.base,
+                path: scan.path,
+                end: scan.next,
+            });
+            log.next_offset = scan.next;
+            log.active_len = scan.end;
         }
         log.visible_end = log.next_offset;
         Ok(log)
@@ -275,6 +752,7 @@ impl PartitionLog {
             self.segments.push(Segment {
                 base: self.next_offset,
                 path,
+                end: self.next_offset,
             });
             self.active_len = 0;
         }
@@ -284,12 +762,18 @@ impl PartitionLog {
                 .last()
                 .ok_or_else(|| BusError::Corrupt("no segment".into()))?;
             let context = || segment.path.display().to_string();
+            let created = !segment.path.exists();
             let mut file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&segment.path)
                 .map_err(|e| io(context())(e))?;
+            if created {
+                // The new segment's name must survive a power loss with the
+                // records a flush makes durable in it.
+                sync_dir(&self.dir)?;
+            }
             // Written at the end of the records, not of the file: the open
             // scan cut any tail, but a segment may be preallocated.
             file.seek(SeekFrom::Start(self.active_len))
@@ -356,6 +840,9 @@ impl PartitionLog {
         }
         self.active_len += frame.len() as u64;
         self.next_offset += 1;
+        if let Some(segment) = self.segments.last_mut() {
+            segment.end = self.next_offset;
+        }
         self.dirty = true;
         Ok(offset)
     }
@@ -416,21 +903,35 @@ impl PartitionLog {
             .segments
             .partition_point(|s| s.base <= from)
             .saturating_sub(1);
-        let (mut segment, mut position) = match self.resume.iter().find(|(o, _, _)| *o == from) {
-            Some((_, s, p)) => (*s, *p),
-            None => (
-                seg,
-                self.index
+        // `expected`: the offset of the record at `position`.
+        let (mut segment, mut position, mut expected) =
+            match self.resume.iter().find(|(o, _, _)| *o == from) {
+                Some((_, s, p)) => (*s, *p, from),
+                None => match self
+                    .index
                     .iter()
                     .rev()
                     .find(|(o, s, _)| *o <= from && *s == seg)
-                    .map_or(0, |(_, _, p)| *p),
-            ),
-        };
+                {
+                    Some((o, _, p)) => (seg, *p, *o),
+                    None => (seg, 0, self.segments.get(seg).map_or(0, |s| s.base)),
+                },
+            };
         let mut out = Vec::new();
         'segments: while segment < self.segments.len() && out.len() < max {
             let path = &self.segments[segment].path;
+            let segment_end = self.segments[segment].end.min(end);
             let context = || path.display().to_string();
+            // Open scanned every frame, so a frame that does not read now, or
+            // reads as another record, was damaged since: skipping it would
+            // hand the reader a log with records missing.
+            let damaged = |bad: BadFrame, expected: u64, position: u64| {
+                BusError::Corrupt(format!(
+                    "topic {topic} partition {partition}: segment {}: record {expected} at byte {position} \
+                     does not read ({bad}); the segment was damaged after the partition was opened",
+                    path.display()
+                ))
+            };
             let mut file = File::open(path).map_err(|e| io(context())(e))?;
             file.seek(SeekFrom::Start(position)).map_err(io("seek"))?;
             // Sized for what is asked: a read of one or two records (a
@@ -441,15 +942,25 @@ impl PartitionLog {
                 .clamp(4 * 1024, 64 * 1024);
             let mut reader = BufReader::with_capacity(capacity, file);
             while out.len() < max {
-                let Some((offset, timestamp, key, value, size)) =
-                    read_frame(&mut reader).map_err(|e| io(context())(e))?
-                else {
-                    break;
-                };
+                let (offset, timestamp, key, value, size) =
+                    match read_frame(&mut reader).map_err(|e| io(context())(e))? {
+                        FrameRead::Frame(frame) if frame.0 == expected => frame,
+                        FrameRead::Frame((offset, ..)) => {
+                            return Err(damaged(BadFrame::Offset(offset), expected, position));
+                        }
+                        FrameRead::Bad(bad) if expected < segment_end => {
+                            return Err(damaged(bad, expected, position));
+                        }
+                        FrameRead::End if expected < segment_end => {
+                            return Err(damaged(BadFrame::Short, expected, position));
+                        }
+                        FrameRead::End | FrameRead::Bad(_) => break,
+                    };
                 if offset >= end {
                     break 'segments;
                 }
                 position += size;
+                expected += 1;
                 if offset >= from {
                     out.push(Record {
                         topic: topic.to_string(),
@@ -468,6 +979,7 @@ impl PartitionLog {
             }
             segment += 1;
             position = 0;
+            expected = self.segments[segment].base;
         }
         if let Some(last) = out.last() {
             if self.resume.len() >= RESUME_POINTS {
@@ -553,6 +1065,68 @@ impl LocalLog {
         }))
     }
 
+    /// Scans every segment of every partition, changing nothing, and
+    /// reports each damaged segment (which stops the partition's open) and
+    /// each torn tail (which the next open cuts).
+    pub fn check(&self) -> Result<CheckReport, BusError> {
+        let mut report = CheckReport::default();
+        for (topic, partition, dir) in self.partition_dirs() {
+            report.partitions += 1;
+            for inspected in inspect_partition(&dir, &topic, partition)? {
+                let scan = &inspected.scan;
+                report.segments += 1;
+                report.records += scan.next - scan.base;
+                match inspected.tail {
+                    Tail::Clean => {}
+                    Tail::Cut => report.torn_tails.push(TornTail {
+                        topic: topic.clone(),
+                        partition,
+                        segment: scan.path.clone(),
+                        position: scan.end,
+                        bytes: scan.len - scan.end,
+                        offset: scan.next,
+                    }),
+                    Tail::Damaged(damage) => report.damage.push(damage),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Moves the bytes of every damaged segment from the damage on into a
+    /// quarantine file next to the segment (`<segment>.quarantine`), cuts the
+    /// segment there, and says what it moved: an operator then decides what
+    /// becomes of the records among them. Refused once a partition was
+    /// opened by this process, whose view of it the cut would falsify.
+    pub fn quarantine_damage(&self) -> Result<Vec<Quarantined>, BusError> {
+        if !lock(&self.partitions).is_empty() {
+            return Err(BusError::Config(
+                "quarantine runs on a log whose partitions this process has not opened".into(),
+            ));
+        }
+        let mut moved = Vec::new();
+        for (topic, partition, dir) in self.partition_dirs() {
+            for inspected in inspect_partition(&dir, &topic, partition)? {
+                if let Tail::Damaged(damage) = inspected.tail {
+                    moved.push(quarantine(damage)?);
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Each partition directory that exists: (topic, partition, directory).
+    fn partition_dirs(&self) -> Vec<(String, u32, PathBuf)> {
+        lock(&self.topics)
+            .iter()
+            .flat_map(|(topic, meta)| {
+                (0..meta.partitions)
+                    .map(move |p| (topic.clone(), p, self.dir.join(topic).join(p.to_string())))
+            })
+            .filter(|(_, _, dir)| dir.is_dir())
+            .collect()
+    }
+
     /// Wakes the consumers waiting on `topics` (forgetting dropped ones).
     fn announce_flush<'t>(&self, topics: impl IntoIterator<Item = &'t str>) {
         let mut watchers = lock(&self.watchers);
@@ -594,6 +1168,8 @@ impl LocalLog {
         }
         let log = Arc::new(Mutex::new(PartitionLog::open(
             self.dir.join(topic).join(partition.to_string()),
+            topic,
+            partition,
         )?));
         partitions.insert((topic.to_string(), partition), log.clone());
         Ok(log)
@@ -717,13 +1293,17 @@ impl Bus for Arc<LocalLog> {
             return Ok(());
         }
         let dir = self.dir.join(&spec.name);
-        fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+            sync_dir(&self.dir)?;
+        }
         let meta = TopicMeta {
             partitions: spec.partitions,
             compacted: spec.compacted,
         };
         let text = serde_json::to_vec(&meta).map_err(|e| BusError::Corrupt(e.to_string()))?;
-        fs::write(dir.join("topic.json"), text).map_err(io(dir.display().to_string()))?;
+        // A topic.json cut by a crash would stop every later open.
+        write_atomically(&dir.join("topic.json"), &text)?;
         topics.insert(spec.name.clone(), meta);
         Ok(())
     }
