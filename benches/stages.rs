@@ -327,6 +327,7 @@ fn fixture() -> Fixture {
                 record,
                 registry: &registry,
                 ref_watermark: &watermark,
+                record_limit: clearing_pipeline::bus::local::MAX_RECORD_BYTES,
             };
             let (processed, _) = run_dry(store, |t| process(&inputs, t, &ctx));
             for output in processed.outputs {
@@ -652,6 +653,7 @@ fn bench_process(c: &mut Criterion, f: &Fixture) {
                         record: &records[next()],
                         registry: &f.registry,
                         ref_watermark: &watermark,
+                        record_limit: clearing_pipeline::bus::local::MAX_RECORD_BYTES,
                     };
                     let mut txn = StateTxn::new(store);
                     black_box(process(&inputs, &mut txn, ctx).expect("store"))

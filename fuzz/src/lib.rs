@@ -144,6 +144,7 @@ fn run_stage(
         record,
         registry: &w.registry,
         ref_watermark: &[],
+        record_limit: clearing_pipeline::bus::local::MAX_RECORD_BYTES,
     };
     let processed = process(&inputs, &mut txn, &ctx).expect("a memory store never fails");
     (processed, txn.into_writes())

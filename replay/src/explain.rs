@@ -271,6 +271,7 @@ fn accumulators(
                     prelude: Vec::new(),
                     watermark: &watermark,
                     registry,
+                    record_limit: bus.max_record_bytes(),
                 },
                 &ctx,
                 &mut cursor,

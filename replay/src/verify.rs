@@ -402,6 +402,7 @@ pub fn verify_partition(
                 prelude,
                 watermark: &watermark,
                 registry,
+                record_limit: bus.max_record_bytes(),
             },
             &ctx,
             &mut next,

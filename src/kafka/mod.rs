@@ -496,6 +496,10 @@ impl Bus for KafkaBus {
         self.inner.url.clone()
     }
 
+    fn max_record_bytes(&self) -> usize {
+        MAX_RECORD_BYTES
+    }
+
     fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), BusError> {
         let inner = &self.inner;
         let name = inner.names.topic(&spec.name);

@@ -163,6 +163,14 @@ pub trait Bus: Send + Sync {
     }
     /// The offset a group committed for a partition, if any.
     fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, BusError>;
+    /// The largest record (key + value) this bus's producers take; a larger
+    /// one is refused with [`BusError::TooLarge`]. A stage that writes an
+    /// input's bytes back (a dead letter) cuts them to fit, or the refused
+    /// letter would stop the stage at the same input on every restart. The
+    /// local log's bound unless the backend says otherwise.
+    fn max_record_bytes(&self) -> usize {
+        local::MAX_RECORD_BYTES
+    }
 }
 
 pub trait BusProducer: Send {

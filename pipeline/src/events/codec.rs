@@ -21,8 +21,8 @@ use super::model::{
     EuClaim, EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
     FseSubmitted, FseValidated, GuaranteeRec, LedgerEntry, LedgerOutcomeRec, LocalRegimeSymbol,
     Pathway, PayeeKind, PaymentOrder, PeriodRec, PkiEvent, ProfessionalRec, ProfessionalReturn,
-    ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec, SectorSymbol,
-    SignatureCheck, SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
+    RawCutRec, ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec,
+    SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
 };
 
 /// Longest string or bytes value a decoder accepts (1 MiB): far above any
@@ -402,6 +402,14 @@ pub trait AvroRecord: Sized {
     /// Reads one record; the caller checks for trailing bytes
     /// ([`decode_body`] does).
     fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError>;
+    /// Reads one record written with the older schema `version` of this
+    /// topic by hand, or `None` to leave it to the registry's generic path
+    /// (apache-avro's resolution, which bounds every field at
+    /// [`MAX_BYTES_LEN`]): for a record with a field allowed to be larger.
+    fn decode_older(version: u32, input: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
+        let _ = (version, input);
+        None
+    }
     /// The cache of this record's fingerprint (one static per type; generated
     /// by `avro_topic!`). Use `registry::fingerprint_of` instead.
     #[doc(hidden)]
@@ -1015,6 +1023,7 @@ avro_record!(EuInstitutionRecord {
     from,
     to
 });
+avro_record!(RawCutRec { length, sha256 });
 /// `DeadLetter` by hand: its `raw` bytes take the larger
 /// [`MAX_DEAD_LETTER_RAW_LEN`] bound.
 impl AvroField for DeadLetter {
@@ -1025,19 +1034,54 @@ impl AvroField for DeadLetter {
         self.offset.encode_field(out);
         self.error.encode_field(out);
         self.raw.encode_field(out);
+        self.cut.encode_field(out);
     }
     fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
         input.enter()?;
-        let value = DeadLetter {
-            stage: AvroField::decode_field(input)?,
-            topic: AvroField::decode_field(input)?,
-            partition: AvroField::decode_field(input)?,
-            offset: AvroField::decode_field(input)?,
-            error: AvroField::decode_field(input)?,
-            raw: input.bytes_up_to(MAX_DEAD_LETTER_RAW_LEN)?.to_vec(),
-        };
+        let mut value = dead_letter_v0(input)?;
+        value.cut = AvroField::decode_field(input)?;
         input.leave();
         Ok(value)
+    }
+}
+
+/// The fields of `dlq.v0` (every field of today's letter but `cut`), which
+/// open today's record too.
+fn dead_letter_v0(input: &mut Decoder<'_>) -> Result<DeadLetter, CodecError> {
+    Ok(DeadLetter {
+        stage: AvroField::decode_field(input)?,
+        topic: AvroField::decode_field(input)?,
+        partition: AvroField::decode_field(input)?,
+        offset: AvroField::decode_field(input)?,
+        error: AvroField::decode_field(input)?,
+        raw: input.bytes_up_to(MAX_DEAD_LETTER_RAW_LEN)?.to_vec(),
+        cut: None,
+    })
+}
+
+/// `dlq` by hand, for its older version: a `dlq.v0` letter may quote up to
+/// [`MAX_DEAD_LETTER_RAW_LEN`] bytes, which the generic path for older
+/// versions would refuse past [`MAX_BYTES_LEN`].
+impl AvroRecord for DeadLetter {
+    const SCHEMA_JSON: &'static str = include_str!("../../../schemas/dlq.avsc");
+    const TOPIC: &'static str = "dlq";
+    fn encode(&self, out: &mut Encoder) {
+        self.encode_field(out);
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+        Self::decode_field(input)
+    }
+    fn decode_older(version: u32, input: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
+        (version == 0).then(|| {
+            input.enter()?;
+            let value = dead_letter_v0(input)?;
+            input.leave();
+            Ok(value)
+        })
+    }
+    fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
+        static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+        &CACHE
     }
 }
 
@@ -1051,6 +1095,7 @@ impl ToAvroValue for DeadLetter {
             ("offset".to_owned(), self.offset.to_avro_value()),
             ("error".to_owned(), self.error.to_avro_value()),
             ("raw".to_owned(), self.raw.to_avro_value()),
+            ("cut".to_owned(), self.cut.to_avro_value()),
         ])
     }
 }
@@ -1111,7 +1156,6 @@ avro_topic!(AuditCheckpoint, "audit.checkpoints");
 avro_topic!(RightsRecord, "ref.rights");
 avro_topic!(PkiEvent, "ref.pki");
 avro_topic!(EuInstitutionRecord, "ref.eu.institutions");
-avro_topic!(DeadLetter, "dlq");
 
 #[cfg(test)]
 mod test_values {

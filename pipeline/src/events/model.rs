@@ -491,4 +491,14 @@ pub struct DeadLetter {
     pub offset: i64,
     pub error: String,
     pub raw: Vec<u8>,
+    /// Set when `raw` is only the input's beginning (the letter had to fit
+    /// the bus's record limit).
+    pub cut: Option<RawCutRec>,
+}
+
+/// The whole input of a dead letter whose `raw` bytes were cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCutRec {
+    pub length: i64,
+    pub sha256: [u8; 32],
 }

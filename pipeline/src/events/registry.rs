@@ -21,7 +21,7 @@ use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use thiserror::Error;
 
-use super::codec::{AvroRecord, CodecError, Encoder, MAX_BYTES_LEN, decode_body};
+use super::codec::{AvroRecord, CodecError, Decoder, Encoder, MAX_BYTES_LEN, decode_body};
 use super::model::{
     AmcClaim, AuditCheckpoint, DeadLetter, EuClaim, EuInstitutionRecord, FseDecided, FseEntitled,
     FseRejected, FseRouted, FseSubmitted, FseValidated, LedgerEntry, PaymentOrder, PkiEvent,
@@ -110,6 +110,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         "returns.professional",
         0,
         include_str!("../../../schemas/history/returns.professional.v0.avsc"),
+    ),
+    history(
+        "dlq",
+        0,
+        include_str!("../../../schemas/history/dlq.v0.avsc"),
     ),
 ];
 
@@ -327,6 +332,18 @@ impl SchemaRegistry {
                 found: writer.topic,
                 version: writer.version,
             });
+        }
+        if let SchemaVersion::History(version) = writer.version {
+            let mut input = Decoder::new(body);
+            if let Some(value) = T::decode_older(version, &mut input) {
+                return value
+                    .and_then(|v| input.finish().map(|()| v))
+                    .map_err(|source| DecodeError::Body {
+                        topic: writer.topic,
+                        version: writer.version,
+                        source,
+                    });
+            }
         }
         let reader = self
             .current(T::TOPIC)

@@ -203,8 +203,13 @@ pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Va
         "outbound.ledger" => ledger_entry(&registry.decode_single(bytes)?),
         t if t.starts_with("dlq.") => {
             let d: DeadLetter = registry.decode_single(bytes)?;
-            json!({"stage": d.stage, "topic": d.topic, "partition": d.partition,
-                   "offset": d.offset, "error": d.error, "raw_base64": BASE64.encode(&d.raw)})
+            let mut letter = json!({"stage": d.stage, "topic": d.topic, "partition": d.partition,
+                   "offset": d.offset, "error": d.error, "raw_base64": BASE64.encode(&d.raw)});
+            // Only a cut letter says so: a whole one reads as it always did.
+            if let Some(cut) = &d.cut {
+                letter["cut"] = json!({"length": cut.length, "sha256": hex::encode(cut.sha256)});
+            }
+            letter
         }
         _ => json!({"bytes_base64": BASE64.encode(bytes)}),
     })

@@ -187,6 +187,11 @@ pub struct BatchInput<'a> {
     pub prelude: Vec<(Source, Output)>,
     pub watermark: &'a [RefOffset],
     pub registry: &'a SchemaRegistry,
+    /// The bus's record limit ([`Bus::max_record_bytes`]): dead letters
+    /// are cut to fit it.
+    ///
+    /// [`Bus::max_record_bytes`]: crate::bus::Bus::max_record_bytes
+    pub record_limit: usize,
 }
 
 /// Runs one batch: inputs before the cursor are skipped, upstream
@@ -228,6 +233,7 @@ pub fn run_batch(
             record,
             registry: input.registry,
             ref_watermark: input.watermark,
+            record_limit: input.record_limit,
         };
         // An event naming a source no writer of this partition reads is
         // refused before its offset can reach the duplicate filter.

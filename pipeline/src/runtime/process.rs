@@ -11,7 +11,7 @@ use crate::events::codec::{AvroField, Decoder};
 use crate::events::convert;
 use crate::events::model::{
     ClaimRefRec, DeadLetter, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
-    FseSubmitted, FseValidated, LedgerEntry, RefOffset, SourceRef,
+    FseSubmitted, FseValidated, LedgerEntry, RawCutRec, RefOffset, SourceRef,
 };
 use crate::events::registry::SchemaRegistry;
 use crate::outbound::{self, Emit, OutboundError};
@@ -30,9 +30,80 @@ pub struct Output {
     pub reason_code: Option<&'static str>,
 }
 
-/// The most of an input's bytes a dead letter keeps: the bus's record limit
-/// less room for the letter's other fields and the key.
-const DEAD_LETTER_RAW_MAX: usize = crate::bus::local::MAX_RECORD_BYTES - 64 * 1024;
+/// The largest dead letter (key + value) on any bus, whatever larger
+/// records the bus takes: the smallest record limit of the backends,
+/// Kafka's. A letter cut to it has the same bytes on the local log and on
+/// Kafka, so a Kafka run, its archive (a local log) and its replay give the
+/// same letters. A test keeps it equal to Kafka's limit.
+pub const DEAD_LETTER_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// The longest key a dead letter keeps (an input's key is a pseudonym, far
+/// shorter; a longer one would take the room of the raw bytes).
+const DEAD_LETTER_KEY_MAX: usize = 1024;
+/// The longest error text a dead letter keeps (ours are a line or two), so
+/// that the letter's fixed part always leaves room for raw bytes.
+const DEAD_LETTER_ERROR_MAX: usize = 4096;
+
+/// The dead letter of `record` at `stage`: the input's bytes and `error`,
+/// to the stage's `dlq.<stage>`, in the input's partition, with its key.
+/// The letter fits `record_limit` (the bus's) and [`DEAD_LETTER_MAX_BYTES`]:
+/// a letter the producer refused would stop the stage at the same input on
+/// every restart. When the input's bytes do not fit whole, `raw` keeps
+/// their beginning and `cut` their length and SHA-256.
+pub fn dead_letter_output(
+    registry: &SchemaRegistry,
+    stage: StageKind,
+    record: &Record,
+    mut error: String,
+    record_limit: usize,
+) -> Output {
+    let bound = record_limit.min(DEAD_LETTER_MAX_BYTES);
+    if error.len() > DEAD_LETTER_ERROR_MAX {
+        let mut end = DEAD_LETTER_ERROR_MAX;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+    }
+    let mut key = record.key.as_slice();
+    if key.len() > DEAD_LETTER_KEY_MAX {
+        error.push_str(&format!(
+            " (record key cut to its first {DEAD_LETTER_KEY_MAX} of {} bytes)",
+            key.len()
+        ));
+        key = &key[..DEAD_LETTER_KEY_MAX];
+    }
+    let mut letter = DeadLetter {
+        stage: stage.name().to_string(),
+        topic: record.topic.clone(),
+        partition: i32::try_from(record.partition).unwrap_or(i32::MAX),
+        offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
+        error,
+        raw: record.value.clone(),
+        cut: None,
+    };
+    let mut value = registry.encode_single(&letter);
+    if key.len() + value.len() > bound {
+        let raw = std::mem::take(&mut letter.raw);
+        letter.cut = Some(RawCutRec {
+            length: i64::try_from(raw.len()).unwrap_or(i64::MAX),
+            sha256: Sha256::digest(&raw).into(),
+        });
+        // Without its bytes `raw` takes one byte (its length, 0); with them,
+        // a length of at most 10 bytes.
+        let fixed = registry.encode_single(&letter).len() + 9;
+        let kept = bound.saturating_sub(key.len() + fixed).min(raw.len());
+        letter.raw = raw;
+        letter.raw.truncate(kept);
+        value = registry.encode_single(&letter);
+    }
+    Output {
+        topic: stage.dlq_topic(),
+        key: key.to_vec(),
+        value,
+        timestamp_millis: record.timestamp_millis,
+        reason_code: Some("dead_letter"),
+    }
+}
 
 /// What one input gave.
 #[derive(Debug, Default)]
@@ -149,6 +220,8 @@ pub struct Inputs<'a> {
     pub record: &'a Record,
     pub registry: &'a SchemaRegistry,
     pub ref_watermark: &'a [RefOffset],
+    /// The bus's record limit, which a dead letter must fit.
+    pub record_limit: usize,
 }
 
 impl Inputs<'_> {
@@ -169,33 +242,15 @@ impl Inputs<'_> {
         }
     }
 
-    pub(crate) fn dead_letter(&self, mut error: String) -> Processed {
-        // The letter must fit on the bus where its input did: the raw bytes
-        // are cut to leave room for the rest, and the error says so.
-        let raw = &self.record.value;
-        let kept = raw.len().min(DEAD_LETTER_RAW_MAX);
-        if kept < raw.len() {
-            error.push_str(&format!(
-                " (raw bytes cut to the first {kept} of {})",
-                raw.len()
-            ));
-        }
-        let letter = DeadLetter {
-            stage: self.stage.name().to_string(),
-            topic: self.record.topic.clone(),
-            partition: i32::try_from(self.record.partition).unwrap_or(i32::MAX),
-            offset: i64::try_from(self.record.offset).unwrap_or(i64::MAX),
-            error,
-            raw: raw[..kept].to_vec(),
-        };
+    pub(crate) fn dead_letter(&self, error: String) -> Processed {
         Processed {
-            outputs: vec![Output {
-                topic: self.stage.dlq_topic(),
-                key: self.record.key.clone(),
-                value: self.registry.encode_single(&letter),
-                timestamp_millis: self.record.timestamp_millis,
-                reason_code: Some("dead_letter"),
-            }],
+            outputs: vec![dead_letter_output(
+                self.registry,
+                self.stage,
+                self.record,
+                error,
+                self.record_limit,
+            )],
             duplicate: false,
         }
     }
@@ -515,6 +570,67 @@ mod tests {
             ordinal: 0,
         });
         h
+    }
+
+    fn record(key: Vec<u8>, value: Vec<u8>) -> Record {
+        Record {
+            topic: "fse.submitted".into(),
+            partition: 3,
+            offset: 7,
+            timestamp_millis: 11,
+            key,
+            value,
+        }
+    }
+
+    /// Whatever the input's size, its key's or the bus's limit, the letter
+    /// fits the limit; a cut letter keeps the beginning and says the whole
+    /// input's length and digest.
+    #[test]
+    fn a_dead_letter_always_fits_the_bus() {
+        let registry = SchemaRegistry::new().unwrap();
+        let decode = |o: &Output| registry.decode_single::<DeadLetter>(&o.value).unwrap();
+        let small = record(b"k".to_vec(), vec![1; 100]);
+        let whole = dead_letter_output(&registry, StageKind::Routing, &small, "e".into(), 1024);
+        let letter = decode(&whole);
+        assert_eq!((letter.raw, letter.cut), (vec![1; 100], None));
+        assert_eq!(
+            (whole.topic, whole.key.as_slice()),
+            ("dlq.routing", &b"k"[..])
+        );
+        for limit in [64 * 1024, 1 << 20, DEAD_LETTER_MAX_BYTES, 16 << 20] {
+            let bound = limit.min(DEAD_LETTER_MAX_BYTES);
+            for (key, len) in [(8, bound - 50), (8, bound), (4096, bound), (bound, 10)] {
+                let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let input = record(vec![b'k'; key], value.clone());
+                let out = dead_letter_output(
+                    &registry,
+                    StageKind::Validation,
+                    &input,
+                    "x".repeat(10_000),
+                    limit,
+                );
+                assert!(
+                    out.key.len() + out.value.len() <= bound,
+                    "{limit} {key} {len}"
+                );
+                let letter = decode(&out);
+                assert_eq!(letter.raw[..], value[..letter.raw.len()]);
+                assert_eq!((letter.offset, letter.partition), (7, 3));
+                match letter.cut {
+                    Some(cut) => {
+                        assert_eq!(cut.length, len as i64);
+                        assert_eq!(cut.sha256, <[u8; 32]>::from(Sha256::digest(&value)));
+                        assert!(letter.raw.len() + 16 * 1024 > bound - key.min(1024));
+                    }
+                    None => assert_eq!(letter.raw.len(), len),
+                }
+                if key > 1024 {
+                    assert_eq!(out.key.len(), 1024);
+                    assert!(letter.error.contains(&format!("of {key} bytes")));
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use super::batch::Source;
-use super::process::Output;
+use super::process::{Output, dead_letter_output};
 use super::{StageKind, WorkerStats, topics};
 use crate::bus::{Bus, BusError, read_until};
 use crate::events::convert;
-use crate::events::model::{DeadLetter, EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
+use crate::events::model::{EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
 use crate::events::registry::SchemaRegistry;
 use crate::pki::{Pki, PkiRecord};
 use crate::pseudonym::PseudonymKey;
@@ -183,6 +183,7 @@ pub fn apply_rights(
     let key = format!("{REF_POSITION}{topic}");
     let mut position = rights_position(txn)?;
     let mut dead_letters = Vec::new();
+    let record_limit = bus.max_record_bytes();
     read_until(bus, topic, partition, &mut position, until, |r| {
         let applied = registry
             .decode_single::<RightsRecord>(&r.value)
@@ -194,23 +195,9 @@ pub fn apply_rights(
         if let Err(error) = applied {
             stats.ref_errors += 1;
             stats.dead_letters += 1;
-            let letter = DeadLetter {
-                stage: StageKind::Entitlement.name().to_string(),
-                topic: topic.to_string(),
-                partition: i32::try_from(partition).unwrap_or(i32::MAX),
-                offset: i64::try_from(r.offset).unwrap_or(i64::MAX),
-                error,
-                raw: r.value.clone(),
-            };
             dead_letters.push((
                 Source::Ref(r.offset),
-                Output {
-                    topic: StageKind::Entitlement.dlq_topic(),
-                    key: r.key.clone(),
-                    value: registry.encode_single(&letter),
-                    timestamp_millis: r.timestamp_millis,
-                    reason_code: Some("dead_letter"),
-                },
+                dead_letter_output(registry, StageKind::Entitlement, &r, error, record_limit),
             ));
         }
     })?;

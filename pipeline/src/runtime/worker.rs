@@ -534,6 +534,7 @@ impl StageWorker {
             prelude,
             watermark: &watermark,
             registry: &shared.registry,
+            record_limit: shared.bus.max_record_bytes(),
         };
         let mut cursor = ps.cursor;
         let mut restore = ps.restore.clone();

@@ -222,6 +222,45 @@ fn a_v0_message_with_trailing_bytes_is_refused() {
     ));
 }
 
+/// A letter written with `dlq.v0` (before `cut`) by an older producer
+/// (apache-avro, the v0 schema, its fingerprint) reads into today's struct
+/// with `cut` unset, also when it quotes more than the 1 MiB per field that
+/// the generic path for older versions takes; bytes after it are refused.
+#[test]
+fn a_v0_dead_letter_of_any_size_decodes_with_cut_none() {
+    let v0 = registry()
+        .schemas()
+        .find(|s| s.topic == "dlq" && s.version == SchemaVersion::History(0))
+        .expect("dlq.v0 registered");
+    for len in [0, 100, 2 << 20] {
+        let letter = DeadLetter {
+            stage: "validation".to_owned(),
+            topic: "fse.submitted".to_owned(),
+            partition: 2,
+            offset: 40,
+            error: "decode fse.submitted: bad magic".to_owned(),
+            raw: (0..len).map(|i| (i % 253) as u8).collect(),
+            cut: None,
+        };
+        let mut record = letter.to_avro_value();
+        if let Value::Record(fields) = &mut record {
+            fields.retain(|(name, _)| name != "cut");
+        }
+        let body = apache_avro::to_avro_datum(&v0.schema, record).expect("v0 encodes");
+        let mut message = [&MAGIC[..], &v0.fingerprint[..], &body[..]].concat();
+        let read: DeadLetter = registry().decode_single(&message).expect("v0 decodes");
+        assert_eq!(read, letter, "{len} bytes");
+        message.push(0);
+        assert!(matches!(
+            registry().decode_single::<DeadLetter>(&message),
+            Err(DecodeError::Body {
+                version: SchemaVersion::History(0),
+                ..
+            })
+        ));
+    }
+}
+
 #[test]
 fn an_incompatible_older_version_is_refused_at_start() {
     // fse_id as an int: not readable as a string.

@@ -821,14 +821,20 @@ pub fn eu_institution() -> BoxedStrategy<EuInstitutionRecord> {
 }
 
 pub fn dead_letter() -> BoxedStrategy<DeadLetter> {
-    (text(), text(), int(), long(), text(), bytes())
-        .prop_map(|(stage, topic, partition, offset, error, raw)| DeadLetter {
-            stage,
-            topic,
-            partition,
-            offset,
-            error,
-            raw,
-        })
+    let cut = option::of(
+        (long(), any::<[u8; 32]>()).prop_map(|(length, sha256)| RawCutRec { length, sha256 }),
+    );
+    (text(), text(), int(), long(), text(), bytes(), cut)
+        .prop_map(
+            |(stage, topic, partition, offset, error, raw, cut)| DeadLetter {
+                stage,
+                topic,
+                partition,
+                offset,
+                error,
+                raw,
+                cut,
+            },
+        )
         .boxed()
 }
