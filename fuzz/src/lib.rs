@@ -392,13 +392,14 @@ pub fn json_fse(data: &[u8]) {
         Ok(d) => d,
         Err(_) => return,
     };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+    let Ok(document) = json::parse(line) else {
         return;
     };
-    assert_no_identifier(&decision, &personal_ids(&value));
-    // The streaming path: `clearing submit` converts the JSON to Avro, the
-    // stages read it back. Same claim, same decision.
-    let Ok(input) = json::from_value::<FseInput>(&value, FSE_OBJECTS) else {
+    assert_no_identifier(&decision, &personal_ids(document.value()));
+    // The streaming path: `clearing submit` reads the line as `adjudicate`
+    // does (a key given twice refused), converts it to Avro, the stages
+    // read it back. Same claim, same decision.
+    let Ok(input) = json::from_document::<FseInput>(&document, FSE_OBJECTS) else {
         return;
     };
     let Ok(submitted) = convert::submitted_from_input(&input) else {
@@ -444,7 +445,11 @@ pub fn json_ref(data: &[u8]) {
             let _ = adjudicator().load_institution_line(line);
         }
         b'p' => {
-            if let Ok(record) = PkiRecord::from_json(line) {
+            // As `clearing publish` and `clearing adjudicate --pki` read it.
+            let record = json::parse(line)
+                .ok()
+                .and_then(|d| json::from_document::<PkiRecord>(&d, &[]).ok());
+            if let Some(record) = record {
                 let mut pki = world().pki.clone();
                 let _ = pki.apply(record);
             }

@@ -62,27 +62,16 @@ pub struct Adjudicator {
     stores: Stores,
 }
 
-fn parse_object(line: &str) -> Result<serde_json::Value, LineError> {
+fn parse_object(line: &str) -> Result<json::Document, LineError> {
     if line.len() > MAX_LINE_BYTES {
         return Err(LineError::TooLong(line.len()));
     }
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-        // serde_json's syntax errors carry a position, never the value.
-        LineError::NotJson(format!("column {}: {}", e.column(), classify(&e)))
-    })?;
-    if !value.is_object() {
+    // Syntax errors carry a position, never the text.
+    let document = json::parse(line).map_err(|e| LineError::NotJson(e.to_string()))?;
+    if !document.value().is_object() {
         return Err(LineError::NotJson("expected an object".to_string()));
     }
-    Ok(value)
-}
-
-fn classify(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "read error",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected value",
-        serde_json::error::Category::Eof => "unexpected end of line",
-    }
+    Ok(document)
 }
 
 impl Adjudicator {
@@ -106,8 +95,8 @@ impl Adjudicator {
 
     /// Loads one rights record (JSON line of `ref.rights`).
     pub fn load_rights_line(&mut self, line: &str) -> Result<(), LineError> {
-        let value = parse_object(line)?;
-        let input: RightsInput = json::from_value(&value, RIGHTS_OBJECTS)
+        let document = parse_object(line)?;
+        let input: RightsInput = json::from_document(&document, RIGHTS_OBJECTS)
             .map_err(|e| LineError::Invalid(e.to_string()))?;
         let mut txn = StateTxn::new(&self.stores.entitlement);
         entitlement::apply_rights(input, &mut txn, &self.pseudonyms)
@@ -119,9 +108,9 @@ impl Adjudicator {
 
     /// Loads one EU institution (JSON line of `ref.eu.institutions`).
     pub fn load_institution_line(&mut self, line: &str) -> Result<(), LineError> {
-        let value = parse_object(line)?;
+        let document = parse_object(line)?;
         let input: EuInstitutionInput =
-            json::from_value(&value, &[]).map_err(|e| LineError::Invalid(e.to_string()))?;
+            json::from_document(&document, &[]).map_err(|e| LineError::Invalid(e.to_string()))?;
         self.institutions
             .upsert(input)
             .map_err(|e| LineError::Invalid(e.to_string()))
@@ -131,11 +120,12 @@ impl Adjudicator {
     /// `malformed` rejection; only a line that is not a JSON object at all is
     /// an error.
     pub fn decide_line(&mut self, line: &str) -> Result<Decision, LineError> {
-        let value = parse_object(line)?;
-        let input: FseInput = match json::from_value(&value, FSE_OBJECTS) {
+        let document = parse_object(line)?;
+        let input: FseInput = match json::from_document(&document, FSE_OBJECTS) {
             Ok(input) => input,
             Err(e) => {
-                let fse_id = value.get("fse_id").and_then(|v| v.as_str());
+                // An id given twice is no id: each reader could take another.
+                let fse_id = document.unique("fse_id").and_then(|v| v.as_str());
                 let mut decision = validation::malformed(fse_id, &e, &self.rules);
                 decision.signature_check = self.verifier.unchecked_outcome();
                 return Ok(decision);

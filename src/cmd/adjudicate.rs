@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use clearing_pipeline::adjudicate::{Adjudicator, LineError};
-use clearing_pipeline::domain::Status;
+use clearing_pipeline::domain::{Status, json};
 use clearing_pipeline::pki::{Pki, PkiRecord};
 use clearing_pipeline::refdata::{NoPki, SignatureVerifier, TrustUnsigned};
 
@@ -35,11 +35,14 @@ pub struct AdjudicateArgs {
     pub strict: bool,
 }
 
-/// Loads a PKI file; a bad line is a configuration error naming it.
+/// Loads a PKI file; a bad line is a configuration error naming it. Read
+/// as `clearing publish` reads it: a key given twice is refused, and an
+/// unknown key is not named (it may be personal data).
 pub fn load_pki(path: &std::path::Path) -> Result<Pki> {
     let mut pki = Pki::default();
     for_each_line(path, |_, line| {
-        pki.apply(PkiRecord::from_json(line)?)?;
+        let document = json::parse(line).map_err(|e| anyhow::anyhow!("not JSON ({e})"))?;
+        pki.apply(json::from_document::<PkiRecord>(&document, &[])?)?;
         Ok(())
     })?;
     Ok(pki)

@@ -69,10 +69,10 @@ fn each_stdin_line(mut each: impl FnMut(&str) -> Result<()>) -> Result<(usize, u
     Ok((ok, failed))
 }
 
-fn object(line: &str) -> Result<serde_json::Value> {
-    let value: serde_json::Value = serde_json::from_str(line)
-        .map_err(|e| anyhow::anyhow!("not JSON (column {})", e.column()))?;
-    Ok(value)
+/// One JSON line; a key given twice is refused later, by the shape's
+/// reader, which names it only if it is one of the shape's fields.
+fn object(line: &str) -> Result<json::Document> {
+    json::parse(line).map_err(|e| anyhow::anyhow!("not JSON ({e})"))
 }
 
 pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
@@ -81,7 +81,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let pseudonyms = pseudonym_key()?;
     let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
     let (ok, failed) = each_stdin_line(|line| {
-        let input: FseInput = json::from_value(&object(line)?, FSE_OBJECTS)?;
+        let input: FseInput = json::from_document(&object(line)?, FSE_OBJECTS)?;
         ingest.submit(&input)?;
         Ok(())
     })?;
@@ -153,14 +153,14 @@ pub fn publish(args: PublishArgs) -> Result<ExitCode> {
         bail!("--topic must be ref.rights, ref.pki or ref.eu.institutions");
     }
     let (ok, failed) = each_stdin_line(|line| {
-        let value = object(line)?;
+        let document = object(line)?;
         match topic {
             topics::REF_RIGHTS => {
-                let input: RightsInput = json::from_value(&value, RIGHTS_OBJECTS)?;
+                let input: RightsInput = json::from_document(&document, RIGHTS_OBJECTS)?;
                 ingest.rights(&input)?;
             }
             topics::REF_PKI => {
-                let record: PkiRecord = json::from_value(&value, &[])?;
+                let record: PkiRecord = json::from_document(&document, &[])?;
                 clearing_pipeline::pki::Pki::default()
                     .apply(record.clone())
                     .or_else(|e| {
@@ -174,7 +174,7 @@ pub fn publish(args: PublishArgs) -> Result<ExitCode> {
                 ingest.pki(&record)?;
             }
             _ => {
-                let input: EuInstitutionInput = json::from_value(&value, &[])?;
+                let input: EuInstitutionInput = json::from_document(&document, &[])?;
                 ingest.institution(&input)?;
             }
         }

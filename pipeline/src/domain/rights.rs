@@ -9,8 +9,11 @@ use crate::ids::{Nir, Rpps};
 /// Bound on the periods of one kind in a rights record.
 pub const MAX_PERIODS: usize = 64;
 
-/// An inclusive date period; `to: None` is open-ended.
+/// An inclusive date period; `to: None` is open-ended. Unknown fields are
+/// refused, as in every input shape: a record that took any key would let
+/// one through unseen, and its name could be personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Period {
     pub from: NaiveDate,
     pub to: Option<NaiveDate>,
