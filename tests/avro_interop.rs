@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+
+mod common;
 
 use chrono::NaiveDate;
 use clearing_pipeline::events::SchemaRegistry;
@@ -171,43 +172,8 @@ fn python() -> &'static str {
 }
 
 /// fastavro, installed with pip when missing: a failure, never a skip.
-fn ensure_fastavro(python: &str) {
-    // One pip at a time: the tests of this file run in parallel.
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _guard = INSTALL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let has = |py: &str| {
-        Command::new(py)
-            .args(["-c", "import fastavro"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has(python) {
-        return;
-    }
-    let pip = |extra: &[&str]| {
-        Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(extra)
-            .arg("fastavro")
-            .output()
-    };
-    let first = pip(&[]);
-    if !has(python) {
-        // A system Python that refuses pip (PEP 668).
-        let second = pip(&["--break-system-packages"]);
-        assert!(
-            has(python),
-            "fastavro is missing and pip could not install it: {first:?} / {second:?}"
-        );
-    }
+fn ensure_fastavro(_python: &str) {
+    common::ensure_python_modules(&[("fastavro", "fastavro")]);
 }
 
 fn repo() -> PathBuf {

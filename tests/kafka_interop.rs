@@ -21,7 +21,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use clearing_pipeline::bus::{Bus, TopicSpec};
@@ -52,66 +51,12 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// fastavro and confluent-kafka, installed with pip when missing: a failure,
-/// never a skip (the same two attempts as tests/avro_interop.rs).
+/// fastavro and confluent-kafka, installed with pip when missing.
 fn ensure_python_modules() {
-    // Once per test binary: its tests run in parallel, pip must not.
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(install_python_modules);
-}
-
-fn install_python_modules() {
-    const NEEDED: [(&str, &str); 2] = [
+    common::ensure_python_modules(&[
         ("fastavro", "fastavro"),
         ("confluent_kafka", "confluent-kafka"),
-    ];
-    let found = Command::new("python3").arg("--version").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "python3 is required for the Kafka interoperability test"
-    );
-    let has = |module: &str| {
-        Command::new("python3")
-            .args(["-c", &format!("import {module}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let missing = || -> Vec<&str> {
-        NEEDED
-            .iter()
-            .filter(|(module, _)| !has(module))
-            .map(|(_, package)| *package)
-            .collect()
-    };
-    let wanted = missing();
-    if wanted.is_empty() {
-        return;
-    }
-    let pip = |extra: &[&str]| {
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(extra)
-            .args(&wanted)
-            .output()
-            .expect("run pip");
-        stderr(&out)
-    };
-    let first = pip(&[]);
-    if !missing().is_empty() {
-        // A system Python that refuses pip (PEP 668).
-        let second = pip(&["--break-system-packages"]);
-        let still = missing();
-        assert!(
-            still.is_empty(),
-            "{still:?} missing and pip could not install them:\n{first}\n{second}"
-        );
-    }
+    ]);
 }
 
 /// What identifies a decided record: where it is, its key, and the decision's

@@ -267,3 +267,59 @@ pub fn kafka_bootstrap() -> String {
         })
         .clone()
 }
+
+/// Python modules a test needs, installed with pip when missing (`(module,
+/// package)` pairs): a failure, never a skip. Each test binary installs at
+/// most once at a time, since its tests run in parallel and pip must not.
+#[allow(dead_code)]
+pub fn ensure_python_modules(needed: &[(&str, &str)]) {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let found = Command::new("python3").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "python3 is required for the interoperability tests"
+    );
+    let has = |module: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing = || -> Vec<&str> {
+        needed
+            .iter()
+            .filter(|(module, _)| !has(module))
+            .map(|(_, package)| *package)
+            .collect()
+    };
+    let wanted = missing();
+    if wanted.is_empty() {
+        return;
+    }
+    let pip = |extra: &[&str]| {
+        let out = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(extra)
+            .args(&wanted)
+            .output()
+            .expect("run pip");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = pip(&[]);
+    if !missing().is_empty() {
+        // A system Python that refuses pip (PEP 668).
+        let second = pip(&["--break-system-packages"]);
+        let still = missing();
+        assert!(
+            still.is_empty(),
+            "{still:?} missing and pip could not install them:\n{first}\n{second}"
+        );
+    }
+}
