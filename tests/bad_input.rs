@@ -12,9 +12,6 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::Stdio;
-
 use clearing_pipeline::adjudicate::{Adjudicator, LineError, MAX_LINE_BYTES};
 use clearing_pipeline::domain::{Decision, Route, SignatureCheck, Stage, Status};
 use clearing_pipeline::ids::Nir;
@@ -651,20 +648,7 @@ fn twice_or_unknown() -> Vec<(&'static str, String, &'static str)> {
 
 /// Runs `clearing ARGS` with `stdin`; returns (exit code, stdout + stderr).
 fn clearing(args: &[&str], stdin: &str) -> (Option<i32>, String) {
-    let mut child = common::clearing()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::with_stdin(common::clearing().args(args), stdin);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

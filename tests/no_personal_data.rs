@@ -81,23 +81,6 @@ fn output_text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
 }
 
-/// Runs `command` with `input` on stdin; returns its output whatever its exit.
-fn with_stdin(command: &mut Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
@@ -180,7 +163,7 @@ fn nothing_printed_or_served_names_a_person() {
             bad["birth_date"] = Value::from("not a date");
             text.push_str(&(bad.to_string() + "\n"));
         }
-        let output = with_stdin(
+        let output = common::with_stdin(
             clearing().args(["publish", "--bus", &url, "--topic", topic]),
             &text,
         );
@@ -191,7 +174,7 @@ fn nothing_printed_or_served_names_a_person() {
         claims.push_str(&line);
         claims.push('\n');
     }
-    let output = with_stdin(clearing().args(["submit", "--bus", &url]), &claims);
+    let output = common::with_stdin(clearing().args(["submit", "--bus", &url]), &claims);
     let text = output_text(&output);
     assert!(
         text.contains("lines refused") && !text.contains("; 0 lines refused"),

@@ -323,3 +323,21 @@ pub fn ensure_python_modules(needed: &[(&str, &str)]) {
         );
     }
 }
+
+/// Runs `command` with `input` on its standard input; returns its output.
+pub fn with_stdin(command: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
