@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::process::{Inputs, Output, header_source, output_ordinal, process, single_producer};
+use super::process::{
+    Inputs, Output, header_source, output_ordinal, output_watermark, process, single_producer,
+};
 use super::{StageKind, WorkerStats, topics};
 use crate::bus::Record;
 use crate::events::model::{AuditCheckpoint, RefOffset};
@@ -140,6 +142,12 @@ pub struct Restore {
     /// Restore mode ends once the cursor has passed this input offset.
     pub until: u64,
     pub emitted: BTreeMap<(&'static str, Source), Vec<u8>>,
+    /// The reference watermark the outputs on the bus were decided at (one
+    /// batch's, so one watermark). The batch is run again at it: reference
+    /// data published since the crash would otherwise decide an input whose
+    /// outcome is already out differently, and the suppression, keyed by
+    /// topic and source, would let the second outcome through.
+    pub watermark: Option<Vec<RefOffset>>,
 }
 
 impl Restore {
@@ -148,6 +156,9 @@ impl Restore {
         if emitted.is_empty() {
             return None;
         }
+        let watermark = emitted
+            .iter()
+            .find_map(|((topic, _), value)| output_watermark(topic, value));
         let until = emitted
             .keys()
             .filter_map(|(_, s)| match s {
@@ -156,7 +167,11 @@ impl Restore {
             })
             .max()
             .unwrap_or(0);
-        Some(Restore { until, emitted })
+        Some(Restore {
+            until,
+            emitted,
+            watermark,
+        })
     }
 }
 

@@ -121,10 +121,23 @@ pub fn header_source(record: &Record) -> Option<SourceRef> {
     if record.topic == super::topics::FSE_SUBMITTED {
         return None;
     }
-    let (_, body) = crate::events::registry::split_single(&record.value).ok()?;
-    <EventHeader as AvroField>::decode_field(&mut Decoder::new(body))
-        .ok()?
-        .source
+    decode_header(&record.value)?.source
+}
+
+/// The header every stage event begins with.
+fn decode_header(value: &[u8]) -> Option<EventHeader> {
+    let (_, body) = crate::events::registry::split_single(value).ok()?;
+    <EventHeader as AvroField>::decode_field(&mut Decoder::new(body)).ok()
+}
+
+/// The reference watermark an output on `topic` was decided at; `None` for
+/// a dead letter, which has no header (and whose input no reference data
+/// could have decided otherwise).
+pub fn output_watermark(topic: &str, value: &[u8]) -> Option<Vec<RefOffset>> {
+    if topic.starts_with("dlq.") {
+        return None;
+    }
+    decode_header(value).map(|h| h.ref_watermark)
 }
 
 /// The ordinal of an output among its input's outputs to the same topic
@@ -135,11 +148,7 @@ pub fn output_ordinal(topic: &str, value: &[u8]) -> u32 {
     if topic.starts_with("dlq.") {
         return 0;
     }
-    crate::events::registry::split_single(value)
-        .ok()
-        .and_then(|(_, body)| {
-            <EventHeader as AvroField>::decode_field(&mut Decoder::new(body)).ok()
-        })
+    decode_header(value)
         .and_then(|h| h.source)
         .and_then(|s| u32::try_from(s.ordinal).ok())
         .unwrap_or(0)

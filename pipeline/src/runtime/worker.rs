@@ -30,7 +30,7 @@ use super::StageKind;
 use super::batch::{BatchInput, Cursor, Restore, Source, get_u64, run_batch};
 use super::prefetch::Prefetched;
 use super::process::{Output, header_source};
-use super::refs::{GlobalRefs, RefError, apply_rights};
+use super::refs::{GlobalRefs, RefError, apply_rights, watermark_position};
 use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record, read_until};
 use crate::events::model::{DeadLetter, RefOffset};
 use crate::events::registry::SchemaRegistry;
@@ -476,8 +476,34 @@ impl StageWorker {
     ) -> Result<usize, RuntimeError> {
         let kind = self.kind;
         let shared = self.shared.clone();
+        // A batch cut by a crash runs again at the watermark its outputs on
+        // the bus record (issue 17 item 1), on reference data read to it.
+        let restore_watermark = self
+            .partitions
+            .get(&partition)
+            .and_then(|ps| ps.restore.as_ref())
+            .and_then(|r| r.watermark.clone());
+        let restore_refs;
+        let (global_refs, global_watermark) = match &restore_watermark {
+            Some(recorded) => {
+                let mut refs = GlobalRefs::default();
+                // Counted once already, when first read.
+                let mut uncounted = WorkerStats::default();
+                let watermark = refs.advance(
+                    shared.bus.as_ref(),
+                    &shared.registry,
+                    kind,
+                    shared.trust_unsigned,
+                    Some(recorded),
+                    &mut uncounted,
+                )?;
+                restore_refs = refs;
+                (&restore_refs, watermark)
+            }
+            None => (&self.refs, global_watermark.to_vec()),
+        };
         let verifier_pki = PkiVerifier {
-            pki: &self.refs.pki,
+            pki: &global_refs.pki,
             registry: &shared.registry,
         };
         let trust = TrustUnsigned;
@@ -498,7 +524,7 @@ impl StageWorker {
         };
         let refs = RefView {
             signatures: verifier,
-            institutions: &self.refs.institutions,
+            institutions: &global_refs.institutions,
         };
         let ctx = Context {
             rules: &shared.rules,
@@ -511,15 +537,18 @@ impl StageWorker {
         };
         let batch_started = std::time::Instant::now();
         let mut txn = StateTxn::new(&ps.store);
-        let mut watermark = global_watermark.to_vec();
+        let mut watermark = global_watermark;
         let mut prelude = Vec::new();
         if kind == StageKind::Entitlement {
+            let until = restore_watermark
+                .as_deref()
+                .and_then(|w| watermark_position(w, super::topics::REF_RIGHTS, partition));
             let (applied_to, dead_letters) = apply_rights(
                 shared.bus.as_ref(),
                 &shared.registry,
                 &shared.pseudonyms,
                 partition,
-                None,
+                until,
                 &mut txn,
                 &mut self.stats,
             )?;
