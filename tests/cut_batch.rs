@@ -311,7 +311,7 @@ fn a_rights_change_published_after_a_cut_batch_does_not_give_its_claim_a_second_
     let mut rights = data
         .rights
         .iter()
-        .find(|r| r["nir"] == Value::from(nir.as_str()))
+        .find(|r| r["nir"] == nir.as_str())
         .expect("the beneficiary's rights")
         .clone();
     rights["coverage"][0]["to"] = Value::from("2025-02-28");
