@@ -338,23 +338,18 @@ fn await_caught_up(bus: &KafkaBus, stages: &[&str]) {
 /// answer for a while: that counts as nothing new (0), and the caller polls
 /// again.
 fn terminal_count(bus: &dyn Bus) -> u64 {
-    let count = || -> Result<u64, clearing_pipeline::bus::BusError> {
-        let mut sum = 0;
-        for t in [
+    common::record_count(
+        bus,
+        &[
             "fse.decided",
             "fse.rejected",
             "dlq.validation",
             "dlq.entitlement",
             "dlq.routing",
             "dlq.reimbursement",
-        ] {
-            for p in 0..bus.partition_count(t)? {
-                sum += bus.end_offset(t, p)?;
-            }
-        }
-        Ok(sum)
-    };
-    count().unwrap_or(0)
+        ],
+    )
+    .unwrap_or(0)
 }
 
 /// Fails the soak, keeping its directory (stores, broker, the members' log)

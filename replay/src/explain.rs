@@ -208,7 +208,7 @@ fn accumulators(
     for (_, c) in checkpoints(setup, kind, partition)? {
         let from = u64::try_from(c.input_offset_from).unwrap_or(0);
         let to = u64::try_from(c.input_offset_to).unwrap_or(0);
-        if to < cursor.applied {
+        if to < cursor.raw {
             continue;
         }
         let watermark = refs.advance(

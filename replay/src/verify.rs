@@ -339,7 +339,7 @@ pub fn verify_partition(
                 restore = Restore::from_emitted(emitted);
             }
         }
-        if to < cursor.applied {
+        if to < cursor.raw {
             continue;
         }
         report.checkpoints += 1;
@@ -492,7 +492,7 @@ pub fn verify_partition(
         }
         report.uncommitted_inputs = bus
             .end_offset(kind.input_topic(), partition)?
-            .saturating_sub(cursor.applied);
+            .saturating_sub(cursor.raw);
         for r in &mut recorded {
             while r.next(bus, registry)?.is_some() {
                 report.uncovered_outputs += 1;

@@ -138,7 +138,9 @@ fn create(inner: &Inner, group: &str) -> Result<BaseConsumer<GroupContext>, BusE
         .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
         .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
         .set("max.poll.interval.ms", "300000")
-        .set("isolation.level", "read_uncommitted")
+        // Stages write in transactions: an aborted one (a fenced owner's)
+        // is never read, and markers are skipped.
+        .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.min.bytes", "1")
@@ -388,6 +390,22 @@ impl BusConsumer for KafkaConsumer {
                 | RDKafkaErrorCode::State,
             )) => Ok(()),
             Err(e) => Err(broker(format!("commit of group {}", self.group), e)),
+        }
+    }
+
+    fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.app_position(topic, partition)
+    }
+}
+
+impl KafkaConsumer {
+    fn app_position(&self, topic: &str, partition: u32) -> Option<u64> {
+        let name = self.inner.names.topic(topic);
+        let p = i32::try_from(partition).ok()?;
+        let positions = self.consumer.position().ok()?;
+        match positions.find_partition(&name, p)?.offset() {
+            Offset::Offset(o) => u64::try_from(o).ok(),
+            _ => None,
         }
     }
 }

@@ -226,7 +226,9 @@ fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
     config
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
+        // A read stops at the end of what is readable without waiting
+        // out a poll (markers end most partitions stages write).
+        .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.min.bytes", "1")
@@ -244,6 +246,13 @@ fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
         config.set("group.id", group);
     }
     config
+}
+
+/// Whether stages write through transactions (the default):
+/// `CLEARING_KAFKA_TRANSACTIONS=0` turns them off, to measure what they cost
+/// (docs/performance.md); a paused member is then no longer fenced.
+fn transactions_enabled() -> bool {
+    std::env::var("CLEARING_KAFKA_TRANSACTIONS").map_or(true, |v| v != "0")
 }
 
 /// Runs a future to completion on this thread (the admin client's results
@@ -573,6 +582,17 @@ impl Bus for KafkaBus {
 
     fn producer(&self) -> Result<Box<dyn BusProducer>, BusError> {
         Ok(Box::new(produce::KafkaProducer::new(self.inner.clone())?))
+    }
+
+    fn fenced_producer(&self, owner: &str) -> Result<Option<Box<dyn BusProducer>>, BusError> {
+        if !transactions_enabled() {
+            return Ok(None);
+        }
+        let id = self.inner.names.group(owner);
+        Ok(Some(Box::new(produce::KafkaProducer::transactional(
+            self.inner.clone(),
+            &id,
+        )?)))
     }
 
     fn consumer(&self, group: &str) -> Result<Box<dyn BusConsumer>, BusError> {

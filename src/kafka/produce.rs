@@ -12,7 +12,9 @@ use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{
@@ -80,11 +82,45 @@ impl ProducerContext for DeliveryContext {
 pub(super) struct KafkaProducer {
     inner: Arc<Inner>,
     producer: BaseProducer<DeliveryContext>,
+    /// A transactional producer's state: `Some(open)` once initialised.
+    transaction: Option<bool>,
 }
 
+/// A transaction left open longer than this (its owner paused or killed)
+/// is aborted by the broker, so the partitions' readers are not held at
+/// its first record for long. Under the readers' stall limit (read.rs).
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(20);
+/// `init_transactions` and `commit_transaction`: bounded like a flush.
+const TRANSACTION_CALL_TIMEOUT: Duration = FLUSH_TIMEOUT;
+/// How long the delivery reports of purged records are served before an
+/// abort: purging fails them at once, so this bounds a stuck broker only.
+const PURGE_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl KafkaProducer {
+    /// A producer whose writes are transactions under `id`: a later
+    /// producer of the same id fences this one (its open transaction
+    /// aborted, its later writes refused), which is how a paused owner of a
+    /// partition is kept from writing after another has taken it over.
+    pub(super) fn transactional(inner: Arc<Inner>, id: &str) -> Result<KafkaProducer, BusError> {
+        let mut producer = KafkaProducer::create(inner, Some(id))?;
+        producer
+            .producer
+            .init_transactions(TRANSACTION_CALL_TIMEOUT)
+            .map_err(|e| transaction_error(format!("init transactions of {id}"), e))?;
+        producer.transaction = Some(false);
+        Ok(producer)
+    }
+
     pub(super) fn new(inner: Arc<Inner>) -> Result<KafkaProducer, BusError> {
+        KafkaProducer::create(inner, None)
+    }
+
+    fn create(
+        inner: Arc<Inner>,
+        transactional_id: Option<&str>,
+    ) -> Result<KafkaProducer, BusError> {
         let mut config = base_config(&inner.bootstrap, "clearing-producer");
+
         // Every option that matters is spelled out, not left to defaults.
         config
             .set("enable.idempotence", "true")
@@ -107,6 +143,14 @@ impl KafkaProducer {
             .set("request.timeout.ms", "30000")
             .set("queue.buffering.max.messages", "100000")
             .set("queue.buffering.max.kbytes", "1048576");
+        if let Some(id) = transactional_id {
+            // A delivery may not outlive its transaction.
+            let timeout = TRANSACTION_TIMEOUT.as_millis().to_string();
+            config
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", &timeout)
+                .set("message.timeout.ms", &timeout);
+        }
         let producer = config
             .create_with_context(DeliveryContext {
                 log: super::LogContext::from_env(),
@@ -114,7 +158,96 @@ impl KafkaProducer {
                 acknowledged: Mutex::new(HashMap::new()),
             })
             .map_err(|e| broker("producer", e))?;
-        Ok(KafkaProducer { inner, producer })
+        Ok(KafkaProducer {
+            inner,
+            producer,
+            transaction: None,
+        })
+    }
+
+    /// `error`, unless this transactional producer has been fenced. A fenced
+    /// producer fails later calls with unrelated codes (a send says
+    /// "Erroneous state"), so the fatal error is asked first, then an abort
+    /// of the open transaction: its outputs must not be committed anyway,
+    /// since the caller gives up the batch, and the abort's answer says
+    /// whether a newer owner holds the id.
+    fn fenced_or(&mut self, error: BusError) -> BusError {
+        if self.transaction.is_none() {
+            return error;
+        }
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return if is_fence(code) {
+                BusError::Fenced(format!("{error} (fatal: {code:?}: {reason})"))
+            } else {
+                BusError::Broker(format!("{error} (fatal: {code:?}: {reason})"))
+            };
+        }
+        if self.transaction == Some(true) {
+            self.transaction = Some(false);
+            // An abort waits for every outstanding record's delivery report,
+            // and a BaseProducer serves those only when polled, so the
+            // records are purged and their reports served first.
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let drained_by = Instant::now() + PURGE_DRAIN_TIMEOUT;
+            while self.producer.in_flight_count() > 0 && Instant::now() < drained_by {
+                self.producer.poll(Duration::from_millis(20));
+            }
+            if let Err(e) = self.producer.abort_transaction(TRANSACTION_CALL_TIMEOUT) {
+                return match transaction_error("abort".to_string(), e) {
+                    BusError::Fenced(why) => BusError::Fenced(format!("{error} ({why})")),
+                    other => BusError::Broker(format!("{error} ({other})")),
+                };
+            }
+        }
+        error
+    }
+
+    /// Commits the open transaction (which flushes it). A failed commit is
+    /// aborted where it can be; fenced, the producer is done.
+    fn commit(&mut self) -> Result<(), BusError> {
+        if self.transaction != Some(true) {
+            return Ok(());
+        }
+        self.transaction = Some(false);
+        let committed = self.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT);
+        self.producer.poll(Duration::ZERO);
+        if let Err(e) = committed {
+            let requires_abort = matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort());
+            let error = transaction_error("commit".to_string(), e);
+            if matches!(error, BusError::Fenced(_)) {
+                return Err(error);
+            }
+            if requires_abort {
+                self.transaction = Some(true);
+            }
+            return Err(self.fenced_or(error));
+        }
+        Ok(())
+    }
+}
+
+/// The codes by which a newer owner of a transactional id fences this one
+/// (librdkafka reports its own fencing as `Fenced`).
+fn is_fence(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fenced
+    )
+}
+
+/// A transaction call's error: fenced (another owner took over) or not.
+fn transaction_error(context: String, e: KafkaError) -> BusError {
+    let fenced = match &e {
+        KafkaError::Transaction(t) => is_fence(t.code()),
+        _ => false,
+    };
+    if fenced {
+        BusError::Fenced(format!("{context}: {e}"))
+    } else {
+        broker(context, e)
     }
 }
 
@@ -131,6 +264,12 @@ impl BusProducer for KafkaProducer {
             return Err(BusError::TooLarge(key.len() + value.len()));
         }
         let name = self.inner.check(topic, partition)?;
+        if self.transaction == Some(false) {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| transaction_error("begin transaction".to_string(), e))?;
+            self.transaction = Some(true);
+        }
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name)
             .partition(partition_i32(partition)?)
             .key(key)
@@ -151,7 +290,9 @@ impl BusProducer for KafkaProducer {
                     // Serving delivery reports makes room.
                     self.producer.poll(Duration::from_millis(20));
                 }
-                Err((e, _)) => return Err(broker(format!("send to {name}/{partition}"), e)),
+                Err((e, _)) => {
+                    return Err(self.fenced_or(broker(format!("send to {name}/{partition}"), e)));
+                }
             }
         }
         self.producer.poll(Duration::ZERO);
@@ -159,25 +300,30 @@ impl BusProducer for KafkaProducer {
     }
 
     fn flush(&mut self) -> Result<(), BusError> {
+        if self.transaction.is_some() {
+            self.commit()?;
+        }
         let flushed = self.producer.flush(FLUSH_TIMEOUT);
         self.producer.poll(Duration::ZERO);
         let failures = std::mem::take(&mut *lock(&self.producer.context().failures));
         if failures.count > 0 {
-            return Err(BusError::Broker(format!(
+            return Err(self.fenced_or(BusError::Broker(format!(
                 "{} records not delivered: {}",
                 failures.count,
                 failures.quoted.join("; ")
-            )));
+            ))));
         }
-        flushed.map_err(|e| {
-            broker(
-                format!(
-                    "flush: {} records still unacknowledged",
-                    self.producer.in_flight_count()
-                ),
-                e,
-            )
-        })
+        match flushed {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let unacknowledged = self.producer.in_flight_count();
+                let error = broker(
+                    format!("flush: {unacknowledged} records still unacknowledged"),
+                    e,
+                );
+                Err(self.fenced_or(error))
+            }
+        }
     }
 
     fn acknowledged_end(&self, topic: &str, partition: u32) -> Option<u64> {

@@ -91,6 +91,16 @@ impl Pool {
 }
 
 impl Reader {
+    /// The consumer's position on `name/partition`: past the markers it has
+    /// skipped.
+    fn position(&self, name: &str, partition: i32) -> Option<u64> {
+        let positions = self.consumer.position().ok()?;
+        match positions.find_partition(name, partition)?.offset() {
+            Offset::Offset(o) => u64::try_from(o).ok(),
+            _ => None,
+        }
+    }
+
     fn read(
         &mut self,
         name: &str,
@@ -114,12 +124,14 @@ impl Reader {
                 .assign(&tpl)
                 .map_err(|e| broker(format!("read {name}/{partition}"), e))?;
         }
-        let want = usize::try_from(high - from).unwrap_or(usize::MAX).min(max);
-        let mut out = Vec::with_capacity(want.min(4096));
+        // Offsets, not records: transaction markers take offsets and are
+        // never delivered, so the reader's position says how far it came.
+        let end = high.min(from.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
+        let mut out = Vec::with_capacity(usize::try_from(end - from).unwrap_or(4096).min(4096));
         let mut next = from;
         let mut last_progress = Instant::now();
         let mut last_error = None;
-        while out.len() < want && next < high {
+        while out.len() < max && next < end {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     let Ok(offset) = u64::try_from(message.offset()) else {
@@ -145,15 +157,24 @@ impl Reader {
                         "read {name}/{partition}@{next}: {code}"
                     )));
                 }
+                // At the end of what is readable (past the last marker, or at
+                // an open transaction's first record): how far did it come?
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                    if let Some(at) = self.position(name, p)
+                        && at > next
+                    {
+                        next = at;
+                        last_progress = Instant::now();
+                    }
+                }
                 // Transient (a reconnect, an offset reset): bounded by STALL.
                 Some(Err(e)) => last_error = Some(e.to_string()),
-                None => {}
             }
             if last_progress.elapsed() >= STALL {
                 break;
             }
         }
-        if out.is_empty() {
+        if out.is_empty() && next < end {
             return Err(BusError::Broker(format!(
                 "read {name}/{partition} from {from} (high watermark {high}): no record within {STALL:?}{}",
                 last_error.map(|e| format!(" ({e})")).unwrap_or_default()

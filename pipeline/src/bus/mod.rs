@@ -33,6 +33,10 @@ pub enum BusError {
     Corrupt(String),
     #[error("broker: {0}")]
     Broker(String),
+    /// Another owner took over (a fenced producer's writes are refused):
+    /// this process's membership is stale.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 /// A topic to create: partitions, and whether it is compacted (`ref.*`, changelogs).
@@ -171,6 +175,15 @@ pub trait Bus: Send + Sync {
     fn max_record_bytes(&self) -> usize {
         local::MAX_RECORD_BYTES
     }
+    /// A producer fenced by `owner`: records sent through it are held until
+    /// `flush` commits them all at once, and a later producer of the same
+    /// owner fences this one (its writes are refused, its open commit
+    /// aborted) before taking over. `None` where one owner at a time is the
+    /// bus's own guarantee (the local log's lock).
+    fn fenced_producer(&self, owner: &str) -> Result<Option<Box<dyn BusProducer>>, BusError> {
+        let _ = owner;
+        Ok(None)
+    }
 }
 
 pub trait BusProducer: Send {
@@ -198,6 +211,13 @@ pub trait BusConsumer: Send {
     fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), BusError>;
     /// Commits next-offsets (informational: the seek position is the store's).
     fn commit(&mut self, offsets: &[(String, u32, u64)]) -> Result<(), BusError>;
+    /// The offset this consumer reads next on an assigned partition, when it
+    /// can be past the last record it delivered (Kafka's transaction markers
+    /// take offsets and are never delivered). `None` otherwise.
+    fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        let _ = (topic, partition);
+        None
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! letters of `ref.rights`). It returns the outputs to emit, the checkpoint
 //! to publish after them, and leaves every state write in the overlay.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
@@ -26,6 +27,10 @@ use crate::state::{StateRead, StateTxn, StoreError};
 pub const APPLIED: &[u8] = b"\0applied";
 pub const UPSTREAM: &[u8] = b"\0upstream";
 pub const CHAIN: &[u8] = b"\0chain";
+/// The bus offset to read next, kept only where it differs from
+/// [`APPLIED`]: on a topic whose offsets have gaps (Kafka's transaction
+/// markers take offsets).
+pub const APPLIED_RAW: &[u8] = b"\0applied_raw";
 
 /// The hash chain over a stage partition's outputs, in emission order:
 /// `H_n = SHA-256(H_{n-1} || bytes_n)`, `H_0` = 32 zero bytes.
@@ -64,10 +69,21 @@ impl Chain {
 
 /// Where a stage partition stands: everything the next batch depends on
 /// besides the stage's own keys.
+///
+/// An input is known by its **position**: how many records of its partition
+/// come before it. Outputs name their input by it, the chain and the
+/// downstream filter follow it. It is the bus offset wherever offsets are
+/// dense (the local log, topics written without transactions); where a
+/// topic's offsets have gaps (Kafka transactions write a marker that takes
+/// an offset, and commit points follow timing), the position keeps two runs
+/// of the same records stamping the same bytes. The bus offset is kept
+/// beside it, to read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    /// Next input offset to apply.
+    /// Position of the next input to apply.
     pub applied: u64,
+    /// Bus offset to read the next input from (`applied` when dense).
+    pub raw: u64,
     /// Highest upstream source offset processed (downstream duplicate filter).
     pub upstream_mark: Option<u64>,
     pub chain: Chain,
@@ -96,6 +112,7 @@ fn corrupt(key: &[u8], what: &str) -> StoreError {
 impl Cursor {
     pub const START: Cursor = Cursor {
         applied: 0,
+        raw: 0,
         upstream_mark: None,
         chain: Chain::GENESIS,
     };
@@ -107,8 +124,10 @@ impl Cursor {
                 Chain::decode(&bytes).ok_or_else(|| corrupt(CHAIN, "not a 40-byte chain"))?
             }
         };
+        let applied = get_u64(store, APPLIED)?.unwrap_or(0);
         Ok(Cursor {
-            applied: get_u64(store, APPLIED)?.unwrap_or(0),
+            applied,
+            raw: get_u64(store, APPLIED_RAW)?.unwrap_or(applied),
             upstream_mark: get_u64(store, UPSTREAM)?,
             chain,
         })
@@ -116,6 +135,10 @@ impl Cursor {
 
     fn store(&self, txn: &mut StateTxn<'_>) {
         txn.put(APPLIED.to_vec(), self.applied.to_be_bytes().to_vec());
+        // Gaps only grow, so a key once written is never stale.
+        if self.raw != self.applied {
+            txn.put(APPLIED_RAW.to_vec(), self.raw.to_be_bytes().to_vec());
+        }
         if let Some(mark) = self.upstream_mark {
             txn.put(UPSTREAM.to_vec(), mark.to_be_bytes().to_vec());
         }
@@ -235,12 +258,25 @@ pub fn run_batch(
         .filter(|s| s.output_topics().contains(&kind.input_topic()))
         .map(StageKind::input_topic)
         .collect();
-    for record in input.records {
-        if record.offset < next.applied {
+    for raw in input.records {
+        if raw.offset < next.raw {
             continue;
         }
-        first.get_or_insert(record.offset);
-        last = Some(record.offset);
+        first.get_or_insert(raw.offset);
+        last = Some(raw.offset);
+        // The input's position; a copy only where it is not its offset.
+        let position = next.applied;
+        next.applied += 1;
+        next.raw = raw.offset + 1;
+        let record: Cow<'_, Record> = if raw.offset == position {
+            Cow::Borrowed(raw)
+        } else {
+            Cow::Owned(Record {
+                offset: position,
+                ..raw.clone()
+            })
+        };
+        let record = record.as_ref();
         processed += 1;
         stats.inputs += 1;
         let inputs = Inputs {
@@ -320,7 +356,6 @@ pub fn run_batch(
             }
         }
     }
-    next.applied = last + 1;
     next.store(txn);
     if restore.as_ref().is_some_and(|r| next.applied > r.until) {
         *restore = None;
@@ -380,15 +415,21 @@ mod tests {
         assert_eq!(Cursor::load(&store).ok(), Some(Cursor::START));
         let mut chain = Chain::GENESIS;
         chain.push(b"x");
-        let cursor = Cursor {
-            applied: 42,
-            upstream_mark: Some(7),
-            chain,
-        };
-        let mut txn = StateTxn::new(&store);
-        cursor.store(&mut txn);
-        let writes = txn.into_writes();
-        crate::state::StateStore::apply(&store, &writes).ok();
-        assert_eq!(Cursor::load(&store).ok(), Some(cursor));
+        for raw in [42, 45] {
+            let store = crate::state::MemStore::default();
+            let cursor = Cursor {
+                applied: 42,
+                raw,
+                upstream_mark: Some(7),
+                chain,
+            };
+            let mut txn = StateTxn::new(&store);
+            cursor.store(&mut txn);
+            let writes = txn.into_writes();
+            // Dense offsets write the state they wrote before positions.
+            assert_eq!(writes.contains_key(APPLIED_RAW), raw != 42);
+            crate::state::StateStore::apply(&store, &writes).ok();
+            assert_eq!(Cursor::load(&store).ok(), Some(cursor));
+        }
     }
 }
