@@ -747,10 +747,11 @@ impl PartitionLog {
                  `clearing log repair --bus local:{root} --quarantine` moves the damaged bytes aside"
             )));
         }
+        let last = inspected.len().saturating_sub(1);
         for (i, segment) in inspected.into_iter().enumerate() {
             let scan = segment.scan;
+            let context = || scan.path.display().to_string();
             if let Tail::Cut = segment.tail {
-                let context = || scan.path.display().to_string();
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&scan.path)
@@ -758,6 +759,17 @@ impl PartitionLog {
                 file.set_len(scan.end).map_err(|e| io(context())(e))?;
                 file.sync_all().map_err(|e| io(context())(e))?;
                 note_synced(log.journal.as_deref(), &scan.path, scan.end, scan.end)?;
+            } else if i == last && scan.end > 0 {
+                // Every record on disk becomes visible now, and the last
+                // segment may hold some that were written and never synced
+                // (a process that stopped between its appends and its
+                // flush): a reader must not be handed a record a power loss
+                // can still take away, once it has made what it derived
+                // from it durable. A closed segment was synced at its roll.
+                File::open(&scan.path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| io(context())(e))?;
+                note_synced(log.journal.as_deref(), &scan.path, scan.end, scan.len)?;
             }
             log.index.extend(
                 scan.index
