@@ -1127,9 +1127,10 @@ impl LocalLog {
                 topics.insert(entry.file_name().to_string_lossy().into_owned(), meta);
             }
         }
-        let journal = match fault_mode {
-            true => Some(Arc::new(Journal::open(dir)?)),
-            false => None,
+        let journal = if fault_mode {
+            Some(Arc::new(Journal::open(dir)?))
+        } else {
+            None
         };
         Ok(Arc::new(LocalLog {
             dir: dir.to_path_buf(),

@@ -118,11 +118,15 @@ struct Durable {
     created: Option<usize>,
 }
 
-/// Reads the journal: per path, its last sync and creation; per directory,
-/// the line of its last sync.
-fn read_journal(
-    root: &Path,
-) -> Result<(BTreeMap<PathBuf, Durable>, BTreeMap<PathBuf, usize>), BusError> {
+/// What the journal says: per path, its last sync and creation; per
+/// directory, the line of its last sync.
+struct Journaled {
+    paths: BTreeMap<PathBuf, Durable>,
+    dirs: BTreeMap<PathBuf, usize>,
+}
+
+/// Reads the journal.
+fn read_journal(root: &Path) -> Result<Journaled, BusError> {
     let path = root.join(JOURNAL);
     let text = match fs::read(&path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -157,7 +161,7 @@ fn read_journal(
             }
         }
     }
-    Ok((paths, dirs))
+    Ok(Journaled { paths, dirs })
 }
 
 /// xorshift64*, for the seeded image's choices.
@@ -180,7 +184,7 @@ impl Rng {
 /// data as synced), as a file system that wrote part of its cache back
 /// would leave them.
 pub fn apply(root: &Path, seed: Option<u64>) -> Result<CrashImage, BusError> {
-    let (paths, dirs) = read_journal(root)?;
+    let Journaled { paths, dirs } = read_journal(root)?;
     let mut rng = seed.map(|s| Rng(s | 1));
     let mut image = CrashImage::default();
     // Shallow paths first: a directory removed takes its files with it.
