@@ -98,7 +98,11 @@ fn sled_error(dir: &Path, doing: &str, error: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database in `dir` and the tree `name` in it.
     pub fn open(dir: &Path, name: &str) -> Result<SledStore, StoreError> {
-        let fault = crate::bus::local::crash_image_mode();
+        SledStore::open_with(dir, name, crate::bus::local::crash_image_mode())
+    }
+
+    /// [`SledStore::open`], in the power-loss fault mode if `fault`.
+    pub fn open_with(dir: &Path, name: &str, fault: bool) -> Result<SledStore, StoreError> {
         if fault {
             // Marked before sled writes a byte: a store never flushed has
             // nothing durable, and its crash image is no store at all.
