@@ -13,6 +13,9 @@
 //! (`clearing log`) let an operator see and move it aside. Consumer
 //! offsets per group live in `_groups/`. The same files are the archive
 //! format replay reads. One process owns a directory at a time (a lock file).
+//! A test fault mode journals what each fsync made durable, so that a
+//! harness can make the crash image a power loss would leave
+//! ([`LocalLog::crash_image`], `local/crash_image.rs`).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
