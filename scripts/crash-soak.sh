@@ -4,6 +4,10 @@
 # byte for byte with a clean run of the same input (docs/reliability.md).
 #
 #   scripts/crash-soak.sh [CLAIMS] [KILLS] [SEED]          local log (default 200000 25)
+#   scripts/crash-soak.sh power [CLAIMS] [KILLS] [SEED]    local log, half of the kills power losses
+#                                                          (CLEARING_FAULT_CRASH_IMAGE: the log and the
+#                                                          stores turned into their crash images before
+#                                                          the restart; default 100000 30)
 #   scripts/crash-soak.sh kafka [CLAIMS] [KILLS] [SEED]    Apache Kafka, one process per stage,
 #                                                          its own broker (default 6000 24);
 #                                                          CRASH_SOAK_CLUSTER=1: three brokers,
@@ -22,6 +26,10 @@ if [ "${1:-}" = kafka ]; then
     test=crash_soak_kafka
     name=crash_soak_kafka
     defaults=(6000 24)
+elif [ "${1:-}" = power ]; then
+    shift
+    name=power_loss_soak_long
+    defaults=(100000 30)
 fi
 export CRASH_SOAK_CLAIMS="${1:-${defaults[0]}}" CRASH_SOAK_KILLS="${2:-${defaults[1]}}"
 if [ -n "${3:-}" ]; then export CRASH_SOAK_SEED="$3"; fi

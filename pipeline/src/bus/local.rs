@@ -13,6 +13,9 @@
 //! (`clearing log`) let an operator see and move it aside. Consumer
 //! offsets per group live in `_groups/`. The same files are the archive
 //! format replay reads. One process owns a directory at a time (a lock file).
+//! A test fault mode journals what each fsync made durable, so that a
+//! harness can make the crash image a power loss would leave
+//! ([`LocalLog::crash_image`], `local/crash_image.rs`).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -22,6 +25,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::{Assignment, Bus, BusConsumer, BusError, BusProducer, Polled, Record, TopicSpec};
+
+mod crash_image;
+use crash_image::Journal;
+pub use crash_image::{CRASH_IMAGE_ENV, CrashImage, crash_image_mode};
 
 /// A segment rolls over past this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -84,6 +91,8 @@ struct PartitionLog {
     /// the sparse index alone it would scan back up to `INDEX_EVERY` frames
     /// each time (most of the CPU of a pipeline at 100 claims/s).
     resume: Vec<(u64, usize, u64)>,
+    /// The power-loss fault mode's journal ([`crash_image`]), if on.
+    journal: Option<Arc<Journal>>,
 }
 
 /// A record's size on disk, near enough, for sizing a read's buffer: FSE
@@ -549,26 +558,43 @@ fn torn(stop: Option<BadFrame>, rest: &[u8], written: usize) -> bool {
 
 /// Makes a directory's entries (a file created, renamed or removed in it)
 /// durable.
-fn sync_dir(dir: &Path) -> Result<(), BusError> {
+fn sync_dir(dir: &Path, journal: Option<&Journal>) -> Result<(), BusError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io(format!("{}: fsync of the directory", dir.display())))
+        .map_err(io(format!("{}: fsync of the directory", dir.display())))?;
+    journal.map_or(Ok(()), |j| j.dir_synced(dir))
+}
+
+/// Records in the fault mode's journal, if on, that `path` was created.
+fn note_created(journal: Option<&Journal>, path: &Path) -> Result<(), BusError> {
+    journal.map_or(Ok(()), |j| j.created(path))
+}
+
+/// Records in the fault mode's journal, if on, that `path` was synced.
+fn note_synced(
+    journal: Option<&Journal>,
+    path: &Path,
+    data: u64,
+    size: u64,
+) -> Result<(), BusError> {
+    journal.map_or(Ok(()), |j| j.synced(path, data, size))
 }
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new
 /// one, never a part: a temporary file, synced, renamed over it, and the
 /// directory synced.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BusError> {
+fn write_atomically(path: &Path, bytes: &[u8], journal: Option<&Journal>) -> Result<(), BusError> {
     let tmp = path.with_extension("json.tmp");
     let context = || tmp.display().to_string();
     let mut file = File::create(&tmp).map_err(|e| io(context())(e))?;
     file.write_all(bytes).map_err(|e| io(context())(e))?;
     file.sync_all().map_err(|e| io(context())(e))?;
     fs::rename(&tmp, path).map_err(io(path.display().to_string()))?;
-    match path.parent() {
-        Some(parent) => sync_dir(parent),
-        None => Ok(()),
+    note_created(journal, path)?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent, journal)?;
     }
+    note_synced(journal, path, bytes.len() as u64, bytes.len() as u64)
 }
 
 /// Moves a damaged segment's bytes from the damage on into a file next to
@@ -606,7 +632,7 @@ fn quarantine(damage: Damage) -> Result<Quarantined, BusError> {
     };
     out.write_all(&bytes).map_err(io(context(&file)))?;
     out.sync_all().map_err(io(context(&file)))?;
-    sync_dir(dir)?;
+    sync_dir(dir, None)?;
     let target = OpenOptions::new()
         .write(true)
         .open(segment)
@@ -628,7 +654,7 @@ fn quarantine(damage: Damage) -> Result<Quarantined, BusError> {
         }
         _ => None,
     };
-    sync_dir(dir)?;
+    sync_dir(dir, None)?;
     Ok(Quarantined {
         damage,
         file,
@@ -683,11 +709,17 @@ impl PartitionLog {
     /// a torn tail (bytes past the last complete frame of the last segment,
     /// with no valid frame among them). Damage anywhere else is an error
     /// naming it: cutting there would lose records that were acknowledged.
-    fn open(dir: PathBuf, topic: &str, partition: u32) -> Result<PartitionLog, BusError> {
+    fn open(
+        dir: PathBuf,
+        topic: &str,
+        partition: u32,
+        journal: Option<Arc<Journal>>,
+    ) -> Result<PartitionLog, BusError> {
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+            note_created(journal.as_deref(), &dir)?;
             if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
+                sync_dir(parent, journal.as_deref())?;
             }
         }
         let mut log = PartitionLog {
@@ -702,6 +734,7 @@ impl PartitionLog {
             dirty: false,
             index: Vec::new(),
             resume: Vec::new(),
+            journal,
         };
         let inspected = inspect_partition(&dir, topic, partition)?;
         if let Some(damage) = inspected.iter().find_map(|i| match &i.tail {
@@ -717,16 +750,29 @@ impl PartitionLog {
                  `clearing log repair --bus local:{root} --quarantine` moves the damaged bytes aside"
             )));
         }
+        let last = inspected.len().saturating_sub(1);
         for (i, segment) in inspected.into_iter().enumerate() {
             let scan = segment.scan;
+            let context = || scan.path.display().to_string();
             if let Tail::Cut = segment.tail {
-                let context = || scan.path.display().to_string();
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&scan.path)
                     .map_err(|e| io(context())(e))?;
                 file.set_len(scan.end).map_err(|e| io(context())(e))?;
                 file.sync_all().map_err(|e| io(context())(e))?;
+                note_synced(log.journal.as_deref(), &scan.path, scan.end, scan.end)?;
+            } else if i == last && scan.end > 0 {
+                // Every record on disk becomes visible now, and the last
+                // segment may hold some that were written and never synced
+                // (a process that stopped between its appends and its
+                // flush): a reader must not be handed a record a power loss
+                // can still take away, once it has made what it derived
+                // from it durable. A closed segment was synced at its roll.
+                File::open(&scan.path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| io(context())(e))?;
+                note_synced(log.journal.as_deref(), &scan.path, scan.end, scan.len)?;
             }
             log.index.extend(
                 scan.index
@@ -772,7 +818,8 @@ impl PartitionLog {
             if created {
                 // The new segment's name must survive a power loss with the
                 // records a flush makes durable in it.
-                sync_dir(&self.dir)?;
+                note_created(self.journal.as_deref(), &segment.path)?;
+                sync_dir(&self.dir, self.journal.as_deref())?;
             }
             // Written at the end of the records, not of the file: the open
             // scan cut any tail, but a segment may be preallocated.
@@ -816,6 +863,14 @@ impl PartitionLog {
             }
             if sync {
                 w.get_ref().sync_data().map_err(io(context))?;
+                if let Some(segment) = self.segments.last() {
+                    note_synced(
+                        self.journal.as_deref(),
+                        &segment.path,
+                        self.active_len,
+                        self.active_len,
+                    )?;
+                }
             }
         }
         self.allocated = 0;
@@ -879,6 +934,14 @@ impl PartitionLog {
         if let Some(w) = &mut self.writer {
             w.flush().map_err(io("flush"))?;
             w.get_ref().sync_data().map_err(io("fsync"))?;
+            if let Some(segment) = self.segments.last() {
+                note_synced(
+                    self.journal.as_deref(),
+                    &segment.path,
+                    self.active_len,
+                    self.allocated.max(self.active_len),
+                )?;
+            }
         }
         self.visible_end = self.next_offset;
         self.dirty = false;
@@ -1016,6 +1079,8 @@ pub struct LocalLog {
     /// back at most every [`GROUP_WRITE_EVERY`] and when a consumer is
     /// dropped. A group's members (a stage's workers) share the entry.
     groups: Mutex<BTreeMap<String, GroupOffsets>>,
+    /// The power-loss fault mode's journal ([`crash_image`]), if on.
+    journal: Option<Arc<Journal>>,
 }
 
 /// How often a group's offsets file is rewritten while its consumers
@@ -1034,7 +1099,17 @@ struct GroupOffsets {
 }
 
 impl LocalLog {
+    /// Opens the log in `dir`, in the power-loss fault mode if
+    /// [`CRASH_IMAGE_ENV`] is set.
     pub fn open(dir: &Path) -> Result<Arc<LocalLog>, BusError> {
+        LocalLog::open_with(dir, crash_image_mode())
+    }
+
+    /// Opens the log, recording what each fsync makes durable in its
+    /// journal if `fault_mode` ([`crash_image`]): a harness that opens a
+    /// log between crash images must, or what its open syncs would be
+    /// taken for unsynced by the next image.
+    pub fn open_with(dir: &Path, fault_mode: bool) -> Result<Arc<LocalLog>, BusError> {
         fs::create_dir_all(dir.join("_groups")).map_err(io(dir.display().to_string()))?;
         let lock_path = dir.join(".lock");
         let lock = OpenOptions::new()
@@ -1055,14 +1130,38 @@ impl LocalLog {
                 topics.insert(entry.file_name().to_string_lossy().into_owned(), meta);
             }
         }
+        let journal = if fault_mode {
+            Some(Arc::new(Journal::open(dir)?))
+        } else {
+            None
+        };
         Ok(Arc::new(LocalLog {
             dir: dir.to_path_buf(),
+            journal,
             _lock: lock,
             topics: Mutex::new(topics),
             partitions: Mutex::new(BTreeMap::new()),
             watchers: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
         }))
+    }
+
+    /// Turns the log directory `dir`, whose processes were killed in the
+    /// power-loss fault mode ([`CRASH_IMAGE_ENV`]), into what a power loss
+    /// would have left: see [`crash_image`]. `seed` keeps random prefixes
+    /// of the unsynced bytes instead of none. Refused while a process has
+    /// the log open.
+    pub fn crash_image(dir: &Path, seed: Option<u64>) -> Result<CrashImage, BusError> {
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(lock_path.display().to_string()))?;
+        lock.try_lock()
+            .map_err(|_| BusError::Busy(format!("{} is used by another process", dir.display())))?;
+        crash_image::apply(dir, seed)
     }
 
     /// Scans every segment of every partition, changing nothing, and
@@ -1170,6 +1269,7 @@ impl LocalLog {
             self.dir.join(topic).join(partition.to_string()),
             topic,
             partition,
+            self.journal.clone(),
         )?));
         partitions.insert((topic.to_string(), partition), log.clone());
         Ok(log)
@@ -1268,7 +1368,7 @@ impl LocalLog {
         file.write_all(&text)
             .map_err(io(tmp.display().to_string()))?;
         fs::rename(&tmp, &path).map_err(io(path.display().to_string()))?;
-        Ok(())
+        note_created(self.journal.as_deref(), &path)
     }
 }
 
@@ -1295,7 +1395,8 @@ impl Bus for Arc<LocalLog> {
         let dir = self.dir.join(&spec.name);
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
-            sync_dir(&self.dir)?;
+            note_created(self.journal.as_deref(), &dir)?;
+            sync_dir(&self.dir, self.journal.as_deref())?;
         }
         let meta = TopicMeta {
             partitions: spec.partitions,
@@ -1303,7 +1404,7 @@ impl Bus for Arc<LocalLog> {
         };
         let text = serde_json::to_vec(&meta).map_err(|e| BusError::Corrupt(e.to_string()))?;
         // A topic.json cut by a crash would stop every later open.
-        write_atomically(&dir.join("topic.json"), &text)?;
+        write_atomically(&dir.join("topic.json"), &text, self.journal.as_deref())?;
         topics.insert(spec.name.clone(), meta);
         Ok(())
     }

@@ -263,6 +263,42 @@ mod tests {
     }
 
     #[test]
+    fn a_stores_crash_image_is_its_last_flush_and_a_store_never_flushed_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (flushed, never) = (dir.path().join("entitlement"), dir.path().join("routing"));
+        let batch = |key: &str| {
+            let mut batch = WriteBatch::new();
+            batch.insert(key.as_bytes().to_vec(), Some(b"v".to_vec()));
+            batch
+        };
+        {
+            let store = SledStore::open_with(&flushed, "p0", true).unwrap();
+            store.apply(&batch("synced")).unwrap();
+            store.flush().unwrap();
+            store.apply(&batch("applied after the flush")).unwrap();
+            let other = SledStore::open_with(&never, "p0", true).unwrap();
+            other.apply(&batch("never flushed")).unwrap();
+        }
+        // Dropped: sled wrote everything to its files, as a SIGKILL keeps it.
+        let keys = |path: &std::path::Path| -> Vec<Vec<u8>> {
+            let store = SledStore::open_with(path, "p0", false).unwrap();
+            store
+                .scan_prefix(b"")
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(&flushed).len(), 2);
+        assert_eq!(SledStore::crash_image(dir.path()).unwrap(), (1, 1));
+        assert_eq!(keys(&flushed), [b"synced".to_vec()]);
+        assert!(!never.exists(), "a store never flushed has nothing durable");
+        // The copy stays: a second power loss finds the same flush.
+        assert_eq!(SledStore::crash_image(dir.path()).unwrap(), (1, 1));
+        assert_eq!(keys(&flushed), [b"synced".to_vec()]);
+    }
+
+    #[test]
     fn sled_store_behaves_and_persists() {
         let dir = tempfile::tempdir().unwrap();
         {

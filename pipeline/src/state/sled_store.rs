@@ -6,11 +6,19 @@
 //! A store is a cache of its changelog: [`SledStore::open_or_rebuild`] reads
 //! every tree on open (sled checks a CRC on every log message it reads) and
 //! moves a store that fails aside, so the runtime restores it from the
-//! changelog instead of failing at every start.
+//! changelog, instead of failing at every start.
+//!
+//! In the power-loss fault mode (`CLEARING_FAULT_CRASH_IMAGE`, see
+//! `bus::local`'s `crash_image`), each explicit flush copies the store's
+//! directory to `<dir>.flushed`, and [`SledStore::crash_image`] puts that
+//! copy back after the processes are killed: a store's crash image is its
+//! state as of its last flush (sled's own fsyncs in between are left out,
+//! which only makes the image older, and an older store is one the
+//! changelog catch-up completes).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::{KeyValue, StateRead, StateStore, StoreError, WriteBatch};
 
@@ -19,6 +27,60 @@ pub struct SledStore {
     tree: sled::Tree,
     /// For errors: an I/O failure names the store's directory.
     dir: Arc<PathBuf>,
+    /// The power-loss fault mode, if on: writes take the gate shared, a
+    /// flush and its copy take it alone, so the copy holds whole batches.
+    fault: Option<Arc<RwLock<()>>>,
+}
+
+/// Beside a store's directory in the fault mode: its copy as of its last
+/// flush, and a mark that the store is tracked.
+const FLUSHED: &str = "flushed";
+const TRACKED: &str = "crash-tracked";
+
+fn beside(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(format!(".{suffix}"));
+    PathBuf::from(name)
+}
+
+/// Copies a directory tree (sled's: files and a `blobs` directory).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces `<dir>.flushed` with a copy of `dir`; a kill midway leaves the
+/// previous copy (as `.flushed` or `.flushed.old`).
+fn keep_flushed_copy(dir: &Path) -> std::io::Result<()> {
+    let (flushed, old, new) = (
+        beside(dir, FLUSHED),
+        beside(dir, "flushed.old"),
+        beside(dir, "flushed.new"),
+    );
+    remove_tree(&new)?;
+    copy_tree(dir, &new)?;
+    if flushed.exists() {
+        remove_tree(&old)?;
+        std::fs::rename(&flushed, &old)?;
+    }
+    std::fs::rename(&new, &flushed)?;
+    remove_tree(&old)
 }
 
 /// sled's I/O errors as ours, naming the directory (a full disk must say
@@ -36,6 +98,25 @@ fn sled_error(dir: &Path, doing: &str, error: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database in `dir` and the tree `name` in it.
     pub fn open(dir: &Path, name: &str) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, name, crate::bus::local::crash_image_mode())
+    }
+
+    /// [`SledStore::open`], in the power-loss fault mode if `fault`.
+    pub fn open_with(dir: &Path, name: &str, fault: bool) -> Result<SledStore, StoreError> {
+        if fault {
+            // Marked before sled writes a byte: a store never flushed has
+            // nothing durable, and its crash image is no store at all.
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                    context: format!("creating {}", parent.display()),
+                    source,
+                })?;
+            }
+            std::fs::write(beside(dir, TRACKED), b"").map_err(|source| StoreError::Io {
+                context: format!("marking {} for crash images", dir.display()),
+                source,
+            })?;
+        }
         let db = open_db(dir)?;
         let tree = db
             .open_tree(name)
@@ -44,7 +125,46 @@ impl SledStore {
             db,
             tree,
             dir: Arc::new(dir.to_path_buf()),
+            fault: fault.then(|| Arc::new(RwLock::new(()))),
         })
+    }
+
+    /// Puts back, for every store of `state_dir` opened in the power-loss
+    /// fault mode, its copy as of its last flush (no store if it was never
+    /// flushed), as a power loss would leave it. Run it only while no
+    /// process has the stores open. Returns the stores put back and the
+    /// stores removed.
+    pub fn crash_image(state_dir: &Path) -> Result<(usize, usize), StoreError> {
+        let io = |context: String| move |source| StoreError::Io { context, source };
+        let entries = match std::fs::read_dir(state_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(io(state_dir.display().to_string())(e)),
+        };
+        let suffix = format!(".{TRACKED}");
+        let (mut restored, mut removed) = (0, 0);
+        for entry in entries {
+            let name = entry
+                .map_err(io(state_dir.display().to_string()))?
+                .file_name();
+            let Some(store) = name.to_str().and_then(|n| n.strip_suffix(&suffix)) else {
+                continue;
+            };
+            let dir = state_dir.join(store);
+            remove_tree(&dir).map_err(io(format!("crash image: {}", dir.display())))?;
+            let copy = [beside(&dir, FLUSHED), beside(&dir, "flushed.old")]
+                .into_iter()
+                .find(|p| p.is_dir());
+            match copy {
+                Some(copy) => {
+                    copy_tree(&copy, &dir)
+                        .map_err(io(format!("crash image: {}", dir.display())))?;
+                    restored += 1;
+                }
+                None => removed += 1,
+            }
+        }
+        Ok((restored, removed))
     }
 
     /// Opens the database in `dir` and reads all of it. If sled finds it
@@ -84,6 +204,7 @@ impl SledStore {
             db: self.db.clone(),
             tree: self.tree.clone(),
             dir: self.dir.clone(),
+            fault: self.fault.clone(),
         }
     }
 
@@ -96,6 +217,7 @@ impl SledStore {
                 .open_tree(name)
                 .map_err(|e| sled_error(&self.dir, "opening", e))?,
             dir: self.dir.clone(),
+            fault: self.fault.clone(),
         })
     }
 }
@@ -211,6 +333,10 @@ impl StateStore for SledStore {
                 None => sled_batch.remove(key.as_slice()),
             }
         }
+        let _shared = self
+            .fault
+            .as_ref()
+            .map(|gate| gate.read().unwrap_or_else(|e| e.into_inner()));
         self.tree
             .apply_batch(sled_batch)
             .map_err(|e| sled_error(&self.dir, "writing", e))?;
@@ -218,9 +344,19 @@ impl StateStore for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        let _alone = self
+            .fault
+            .as_ref()
+            .map(|gate| gate.write().unwrap_or_else(|e| e.into_inner()));
         self.tree
             .flush()
             .map_err(|e| sled_error(&self.dir, "flushing", e))?;
+        if self.fault.is_some() {
+            keep_flushed_copy(&self.dir).map_err(|source| StoreError::Io {
+                context: format!("copying the flushed store {}", self.dir.display()),
+                source,
+            })?;
+        }
         Ok(())
     }
 
