@@ -65,6 +65,14 @@ impl PseudonymKey {
         &self.epoch
     }
 
+    /// Whether this is the development key's secret (whatever the epoch):
+    /// its pseudonyms can be recomputed by anyone with the source, so a
+    /// run on real data must never use it (`clearing run` refuses it on a
+    /// non-local bus).
+    pub fn is_development(&self) -> bool {
+        self.secret == PseudonymKey::development().secret
+    }
+
     fn derive(&self, domain: &str, fields: &[&str]) -> BeneficiaryKey {
         // HMAC accepts keys of any length: this cannot fail.
         let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.secret) {
@@ -143,6 +151,9 @@ mod tests {
         assert_eq!(a.as_str().len(), 4 + 32);
         assert!(a.partition(8) < 8);
         assert!(PseudonymKey::new("e", b"short").is_err());
+        assert!(dev.is_development() && !other.is_development());
+        let same_secret = PseudonymKey::new("k1", b"clearing-development-pseudonym-secret").unwrap();
+        assert!(same_secret.is_development(), "the secret decides, not the epoch");
         assert!(PseudonymKey::new("bad epoch", b"0123456789abcdef").is_err());
     }
 }
