@@ -43,7 +43,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// The kinds of identifier found in each topic's records (keys and values).
-fn found(bus: &dyn Bus, ids: &BTreeMap<&'static str, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<&'static str>> {
+fn found(
+    bus: &dyn Bus,
+    ids: &BTreeMap<&'static str, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<&'static str>> {
     let mut out: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
     for spec in topics::all(common_partitions()) {
         let kinds = out.entry(spec.name.clone()).or_default();
@@ -124,6 +127,9 @@ fn personal_data_is_on_the_input_and_between_stage_topics_only() {
         let records: usize = (0..bus.partition_count(topic).unwrap())
             .map(|p| bus.read(topic, p, 0, 4096).unwrap().len())
             .sum();
-        assert!(records > 0, "{topic} is empty: the test proves nothing of it");
+        assert!(
+            records > 0,
+            "{topic} is empty: the test proves nothing of it"
+        );
     }
 }

@@ -52,7 +52,8 @@ fn run(url: &str, state: &Path, flags: &[&str], secret: Option<&str>) -> (Option
     )
 }
 
-const TRUST: &str = "--trust-unsigned: claims are paid without checking their signatures; or --simulation";
+const TRUST: &str =
+    "--trust-unsigned: claims are paid without checking their signatures; or --simulation";
 const CLEAR: &str = "(security.protocol is PLAINTEXT)";
 const DEV: &str = "development pseudonym secret";
 const REPLICAS: &str = "topics below 3 replicas and min.insync.replicas 2";
@@ -101,7 +102,10 @@ fn a_run_on_kafka_refuses_each_unsafe_setting_with_its_flag_and_writes_nothing()
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(TRUST), "{err}");
     for other in [CLEAR, DEV, REPLICAS] {
-        assert!(!err.contains(other), "{other:?} accepted by its flag: {err}");
+        assert!(
+            !err.contains(other),
+            "{other:?} accepted by its flag: {err}"
+        );
     }
 }
 
@@ -162,11 +166,16 @@ fn each_flag_accepts_its_setting_only_and_says_so() {
         None,
     );
     assert_eq!(code, Some(0), "{err}");
-    for text in [TRUST.split(';').next().unwrap_or(TRUST), CLEAR, DEV, REPLICAS] {
+    for text in [
+        TRUST.split(';').next().unwrap_or(TRUST),
+        CLEAR,
+        DEV,
+        REPLICAS,
+    ] {
         assert!(
-            err.lines()
-                .any(|l| l.starts_with("clearing run: accepted by --simulation")
-                    && l.contains(text)),
+            err.lines().any(
+                |l| l.starts_with("clearing run: accepted by --simulation") && l.contains(text)
+            ),
             "{text:?} not named: {err}"
         );
     }
@@ -269,7 +278,9 @@ fn replay_reports_the_batches_whose_signatures_were_not_checked() {
         .find(|l| l.starts_with("signatures NOT checked when recorded"))
         .unwrap_or_else(|| panic!("no unchecked line in {stdout}"));
     assert!(
-        line.contains(&format!("{batches} validation batch(es), 50 input(s): validation p")),
+        line.contains(&format!(
+            "{batches} validation batch(es), 50 input(s): validation p"
+        )),
         "{line}"
     );
     // A run that checked every signature reports none.

@@ -177,8 +177,12 @@ mod tests {
         assert!(a.partition(8) < 8);
         assert!(PseudonymKey::new("e", b"short").is_err());
         assert!(dev.is_development() && !other.is_development());
-        let same_secret = PseudonymKey::new("k1", b"clearing-development-pseudonym-secret").unwrap();
-        assert!(same_secret.is_development(), "the secret decides, not the epoch");
+        let same_secret =
+            PseudonymKey::new("k1", b"clearing-development-pseudonym-secret").unwrap();
+        assert!(
+            same_secret.is_development(),
+            "the secret decides, not the epoch"
+        );
         assert!(PseudonymKey::new("bad epoch", b"0123456789abcdef").is_err());
     }
 }

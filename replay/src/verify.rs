@@ -745,10 +745,7 @@ mod tests {
         p.unchecked(15, 24);
         p.unchecked(40, 49);
         let range = |from, to, batches| UncheckedRange { from, to, batches };
-        assert_eq!(
-            p.unchecked_signatures,
-            [range(0, 24, 3), range(40, 49, 1)]
-        );
+        assert_eq!(p.unchecked_signatures, [range(0, 24, 3), range(40, 49, 1)]);
         assert_eq!(p.unchecked_inputs(), 35);
     }
 }

@@ -179,7 +179,10 @@ pub fn check_kafka(
         } else {
             u.flag()
         };
-        eprintln!("clearing run: accepted by {flag} on {url}: {}", u.describe());
+        eprintln!(
+            "clearing run: accepted by {flag} on {url}: {}",
+            u.describe()
+        );
     }
     Ok(())
 }
@@ -264,7 +267,10 @@ mod tests {
             })
             .collect();
         let text = shortfalls(&many);
-        assert!(text.contains("t5 (1 replica(s)") && !text.contains("t6"), "{text}");
+        assert!(
+            text.contains("t5 (1 replica(s)") && !text.contains("t6"),
+            "{text}"
+        );
         assert!(text.contains("and 3 more, 3 topic(s) to be created with 1 replica(s)"));
         assert!(text.ends_with("t9 first"), "{text}");
     }

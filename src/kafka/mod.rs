@@ -492,8 +492,8 @@ impl Inner {
             .map_err(|e| broker("topic configurations", e))?;
         let mut out = HashMap::new();
         for result in results {
-            let resource = result
-                .map_err(|code| BusError::Broker(format!("topic configuration: {code}")))?;
+            let resource =
+                result.map_err(|code| BusError::Broker(format!("topic configuration: {code}")))?;
             let OwnedResourceSpecifier::Topic(name) = &resource.specifier else {
                 continue;
             };

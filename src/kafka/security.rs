@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(
             of(&[
                 (PROTOCOL, "SASL_SSL"),
-                ("CLEARING_KAFKA_CONF_ENABLE_SSL_CERTIFICATE_VERIFICATION", "false"),
+                (
+                    "CLEARING_KAFKA_CONF_ENABLE_SSL_CERTIFICATE_VERIFICATION",
+                    "false"
+                ),
             ])
             .as_deref(),
             Some("enable.ssl.certificate.verification is off")
