@@ -177,12 +177,19 @@ struct Member {
     state: PathBuf,
     child: Option<Child>,
     batch: usize,
+    /// What `clearing run` must be told to accept on this broker: all of it
+    /// on one (`--simulation`); on three, topics are replicated as a
+    /// production run requires, so only the connection in clear and the
+    /// development pseudonym secret (this proves the replication check
+    /// passes a cluster that meets it).
+    accept: &'static [&'static str],
 }
 
 impl Member {
     fn start(&mut self, url: &str, batch: usize, log: &std::fs::File) {
         let child = clearing()
             .args(["run", "--stages", self.stage, "--group", "soak"])
+            .args(self.accept)
             .args(["--batch", &batch.to_string(), "--bus", url])
             .arg("--state")
             .arg(&self.state)
@@ -458,6 +465,11 @@ fn crash_soak_kafka() {
         state: dir.path().join(format!("state-{stage}-{id}")),
         child: None,
         batch: 0,
+        accept: if cluster {
+            &["--allow-plaintext", "--allow-development-secret"]
+        } else {
+            &["--simulation"]
+        },
     })
     .collect();
     let mut rng = Rng(seed | 1);

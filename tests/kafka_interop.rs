@@ -291,7 +291,7 @@ fn python_and_the_console_consumer_read_fse_decided_as_rust_does() {
         &data.join("claims.jsonl"),
     );
     ok(clearing()
-        .args(["run", "--until-caught-up", "--bus", &url])
+        .args(["run", "--simulation", "--until-caught-up", "--bus", &url])
         .arg("--state")
         .arg(dir.path().join("state")));
     eprintln!(

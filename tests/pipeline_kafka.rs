@@ -533,6 +533,7 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
     ok(clearing()
         .args([
             "run",
+            "--simulation",
             "--until-caught-up",
             "--batch",
             "97",
@@ -605,7 +606,8 @@ fn two_processes_split_the_partitions_and_one_takes_over_when_the_other_is_kille
     let spawn = |name: &str| {
         let log = dir.path().join(format!("{name}.log"));
         let child = clearing()
-            .args(["run", "--batch", "50", "--group", group, "--bus", &url(&ns)])
+            .args(["run", "--simulation", "--batch", "50", "--group", group])
+            .args(["--bus", &url(&ns)])
             .arg("--state")
             .arg(dir.path().join(name))
             .stderr(std::fs::File::create(&log).unwrap())

@@ -1,8 +1,33 @@
 //! Pseudonymous beneficiary keys: a keyed hash (HMAC-SHA256) of the
-//! identifying fields, so that topics, state and logs never carry a NIR or a
-//! card number. The secret is configuration, never committed; the key's
-//! `epoch` names which secret made it, so joins stay reproducible across
-//! rotations (domain.md §5).
+//! identifying fields, so that record keys and partitions, the stages'
+//! state and changelogs, decisions, outbound topics, checkpoints, logs and
+//! metrics never carry a NIR or a card number. The secret is configuration,
+//! never committed; the key's `epoch` names which secret made it, so joins
+//! stay reproducible across rotations (domain.md §5).
+//!
+//! Topics that do carry personal data in clear (tests/personal_data_topics.rs
+//! searches every topic of a run and holds this list):
+//!
+//! | topic | carries | why |
+//! |---|---|---|
+//! | `fse.submitted` | the FSE as sent: NIR, birth date, rank, or the EHIC (card number, personal id, names, birth date) | it is the input, and validation derives the key from it |
+//! | `ref.rights` | NIR, birth date, rank | the input; entitlement keys the rights by their pseudonym |
+//! | `fse.validated`, `fse.entitled`, `fse.routed` | the submitted FSE whole, signature included | see below |
+//! | `dlq.*` | an undecodable input's raw bytes | a dead letter keeps its input to be mended |
+//!
+//! Of the identity the three topics between the stages carry, the later
+//! stages' decisions read the birth date (entitlement: a minor), whether
+//! the patient is insured or a visitor (entitlement, routing,
+//! reimbursement) and the EHIC's country, institution and expiry (routing);
+//! the NIR, rank, card number, personal id, names and signature are read only
+//! by the check every stage makes of an upstream event before acting on it
+//! (`events::convert::validated_parts` re-runs validation's `reparse` on the
+//! whole FSE), and by `clearing read`. No outbound consumer gets them:
+//! `amc.claims` names the beneficiary by this key, returns, payments and
+//! `eu.claims` by FSE id. Carrying less is a versioned schema change of
+//! three topics whose replay of a run recorded before must still give the
+//! recorded bytes (docs/operations.md, "Topics that carry personal data",
+//! says why it is not made yet and how the topics are protected meanwhile).
 
 use std::fmt;
 
@@ -63,6 +88,14 @@ impl PseudonymKey {
 
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// Whether this is the development key's secret (whatever the epoch):
+    /// its pseudonyms can be recomputed by anyone with the source, so a
+    /// run on real data must never use it (`clearing run` refuses it on a
+    /// non-local bus).
+    pub fn is_development(&self) -> bool {
+        self.secret == PseudonymKey::development().secret
     }
 
     fn derive(&self, domain: &str, fields: &[&str]) -> BeneficiaryKey {
@@ -143,6 +176,13 @@ mod tests {
         assert_eq!(a.as_str().len(), 4 + 32);
         assert!(a.partition(8) < 8);
         assert!(PseudonymKey::new("e", b"short").is_err());
+        assert!(dev.is_development() && !other.is_development());
+        let same_secret =
+            PseudonymKey::new("k1", b"clearing-development-pseudonym-secret").unwrap();
+        assert!(
+            same_secret.is_development(),
+            "the secret decides, not the epoch"
+        );
         assert!(PseudonymKey::new("bad epoch", b"0123456789abcdef").is_err());
     }
 }

@@ -30,6 +30,11 @@ pub struct Report {
     pub crash_reruns: u64,
     pub uncommitted_inputs: u64,
     pub uncovered_outputs: u64,
+    /// Validation batches the recorded run decided without checking
+    /// signatures (`--trust-unsigned`), and their input offsets; each
+    /// partition lists its ranges (`unchecked_signatures`).
+    pub unchecked_signature_batches: u64,
+    pub unchecked_signature_inputs: u64,
     pub seconds: f64,
     pub inputs_per_second: f64,
     pub threads: usize,
@@ -144,6 +149,12 @@ pub fn replay(
         crash_reruns: partitions.iter().map(|p| p.crash_reruns).sum(),
         uncommitted_inputs: partitions.iter().map(|p| p.uncommitted_inputs).sum(),
         uncovered_outputs: partitions.iter().map(|p| p.uncovered_outputs).sum(),
+        unchecked_signature_batches: partitions
+            .iter()
+            .flat_map(|p| &p.unchecked_signatures)
+            .map(|r| r.batches)
+            .sum(),
+        unchecked_signature_inputs: partitions.iter().map(|p| p.unchecked_inputs()).sum(),
         seconds,
         inputs_per_second: if seconds > 0.0 {
             inputs as f64 / seconds

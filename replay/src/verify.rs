@@ -143,6 +143,45 @@ pub struct PartitionReport {
     pub uncovered_outputs: u64,
     pub divergence: Option<Divergence>,
     pub seconds: f64,
+    /// Validation batches whose recorded run checked no signature
+    /// (`--trust-unsigned`: the checkpoint's watermark names no `ref.pki`),
+    /// as input ranges, adjacent batches merged. Empty for other stages.
+    pub unchecked_signatures: Vec<UncheckedRange>,
+}
+
+/// Consecutive validation batches that ran without signature checks.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct UncheckedRange {
+    /// Input offsets, inclusive.
+    pub from: u64,
+    pub to: u64,
+    pub batches: u64,
+}
+
+impl PartitionReport {
+    /// Adds a batch to [`Self::unchecked_signatures`], merged with the last
+    /// range when it follows or overlaps it (a batch re-run after a crash).
+    fn unchecked(&mut self, from: u64, to: u64) {
+        match self.unchecked_signatures.last_mut() {
+            Some(last) if from <= last.to.saturating_add(1) && to >= last.from => {
+                last.to = last.to.max(to);
+                last.batches += 1;
+            }
+            _ => self.unchecked_signatures.push(UncheckedRange {
+                from,
+                to,
+                batches: 1,
+            }),
+        }
+    }
+
+    /// Input offsets in the unchecked ranges.
+    pub fn unchecked_inputs(&self) -> u64 {
+        self.unchecked_signatures
+            .iter()
+            .map(|r| r.to - r.from + 1)
+            .sum()
+    }
 }
 
 /// The recorded outputs of one stage partition in one topic, in bus order.
@@ -344,12 +383,15 @@ pub fn verify_partition(
         }
         report.checkpoints += 1;
         // A validation batch that read no PKI ran in simulation mode.
-        let trust_unsigned = setup.trust_unsigned
-            || (kind == StageKind::Validation
-                && !checkpoint
-                    .ref_watermark
-                    .iter()
-                    .any(|r| r.topic == topics::REF_PKI));
+        let unchecked = kind == StageKind::Validation
+            && !checkpoint
+                .ref_watermark
+                .iter()
+                .any(|r| r.topic == topics::REF_PKI);
+        if unchecked {
+            report.unchecked(from, to);
+        }
+        let trust_unsigned = setup.trust_unsigned || unchecked;
         // Reference data as the live batch saw it.
         let mut watermark = refs.advance(
             bus,
@@ -688,4 +730,22 @@ fn compare_outputs(
         return Ok(Some(d));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchecked_batches_merge_when_adjacent_or_rerun() {
+        let mut p = PartitionReport::default();
+        p.unchecked(0, 9);
+        p.unchecked(10, 19);
+        // Re-run after a crash: starts inside the last batch.
+        p.unchecked(15, 24);
+        p.unchecked(40, 49);
+        let range = |from, to, batches| UncheckedRange { from, to, batches };
+        assert_eq!(p.unchecked_signatures, [range(0, 24, 3), range(40, 49, 1)]);
+        assert_eq!(p.unchecked_inputs(), 35);
+    }
 }

@@ -157,6 +157,14 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     refuse_used_bus(bus.as_ref(), args.partitions)?;
     if bus_url.starts_with("kafka://") {
         eprintln!("the demo runs on {bus_url}: replay it with `clearing replay --bus {bus_url}`");
+        // A demo is a simulation whatever its bus: it makes its own claims,
+        // PKI and people, so `clearing run`'s refusals of unsafe settings
+        // (cmd::settings) do not apply; it says so rather than pass in silence.
+        eprintln!(
+            "the demo is a simulation on synthetic data: the unsafe settings `clearing run` \
+             refuses on Kafka without --simulation (a connection in clear, the development \
+             pseudonym secret, topics under 3 replicas) are accepted here"
+        );
     }
     let gen_dir = args.data.join("gen");
     let gen_args = GenArgs {

@@ -300,6 +300,19 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     let state_dir = args.out.join("state");
     remove_dir(&state_dir)?;
     let bus = open_bus(&bus_url)?;
+    if bus_url.starts_with("kafka://") {
+        // Like the demo, a load test is a simulation on claims it makes:
+        // `clearing run`'s refusals of unsafe settings do not apply.
+        eprintln!(
+            "loadtest: a simulation on synthetic claims: the unsafe settings `clearing run` \
+             refuses on Kafka without --simulation are accepted here{}",
+            if args.no_stages {
+                "; the `clearing run` processes on this namespace need --simulation"
+            } else {
+                ""
+            }
+        );
+    }
     runtime::ensure_topics(bus.as_ref(), args.partitions)?;
     if bus.end_offset(topics::FSE_SUBMITTED, 0)? > 0 {
         bail!(

@@ -8,6 +8,7 @@ pub mod gen_data;
 pub mod loadtest;
 pub mod log;
 pub mod replay;
+pub mod settings;
 pub mod stream;
 
 use std::fs::File;

@@ -159,6 +159,15 @@ fn print_summary(report: &Report, damage: &[String]) {
             report.uncommitted_inputs, report.uncovered_outputs
         );
     }
+    if report.unchecked_signature_batches > 0 {
+        let _ = writeln!(
+            out,
+            "signatures NOT checked when recorded (--trust-unsigned): {} validation batch(es), {} input(s): {}",
+            report.unchecked_signature_batches,
+            report.unchecked_signature_inputs,
+            unchecked_ranges(report)
+        );
+    }
     for p in &report.partitions {
         let _ = writeln!(
             out,
@@ -225,6 +234,34 @@ fn print_summary(report: &Report, damage: &[String]) {
             }
         }
     }
+}
+
+/// `p0 0..=99 (3 batches)`, …: the first twelve unchecked ranges (the JSON
+/// report has them all).
+fn unchecked_ranges(report: &Report) -> String {
+    const SHOWN: usize = 12;
+    let all: Vec<String> = report
+        .partitions
+        .iter()
+        .flat_map(|p| {
+            p.unchecked_signatures.iter().map(move |r| {
+                format!(
+                    "{} p{} {}..={} ({} batch(es))",
+                    p.stage, p.partition, r.from, r.to, r.batches
+                )
+            })
+        })
+        .collect();
+    let mut text = all
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > SHOWN {
+        text.push_str(&format!(", and {} more range(s)", all.len() - SHOWN));
+    }
+    text
 }
 
 /// Whether the recorded run checked signatures: its validation checkpoints

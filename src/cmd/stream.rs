@@ -205,9 +205,12 @@ pub struct RunArgs {
     /// Where the stages' sled stores live (default: `<DIR>/state` for local:DIR, `./data/state` otherwise).
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// Simulation: skip signature checks, and say so in every decision.
+    /// Simulation: skip signature checks, and say so in every decision (on
+    /// a non-local bus, only with `--simulation`).
     #[arg(long)]
     pub trust_unsigned: bool,
+    #[command(flatten)]
+    pub unsafe_settings: super::settings::UnsafeArgs,
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Serve Prometheus metrics: `PORT` (on 127.0.0.1, the default host),
@@ -276,9 +279,28 @@ pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
     }))
 }
 
+/// The run's bus, its topics made: on Kafka, only once the settings are
+/// checked (`settings::check_kafka`), so a refused run writes nothing.
+fn open_run_bus(args: &RunArgs) -> Result<Arc<dyn Bus>> {
+    if !args.bus.bus.starts_with("kafka://") {
+        return args.bus.open();
+    }
+    let kafka = crate::kafka::KafkaBus::connect(&args.bus.bus)?;
+    super::settings::check_kafka(
+        &kafka,
+        &args.unsafe_settings,
+        args.trust_unsigned,
+        &pseudonym_key()?,
+        args.bus.partitions,
+    )?;
+    let bus: Arc<dyn Bus> = Arc::new(kafka);
+    runtime::ensure_topics(bus.as_ref(), args.bus.partitions)?;
+    Ok(bus)
+}
+
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let stages = parse_stages(&args.stages)?;
-    let bus = args.bus.open()?;
+    let bus = open_run_bus(&args)?;
     let shared = shared(&args, bus.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

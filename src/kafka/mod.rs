@@ -28,7 +28,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clearing_pipeline::bus::{Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -289,6 +292,8 @@ pub(crate) struct Inner {
     offset_clients: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
     /// How the topics this bus creates are replicated.
     replication: Replication,
+    /// `CLEARING_KAFKA_REPLICATION_FACTOR`, when set.
+    configured_factor: Option<u32>,
 }
 
 /// The replication of the topics a bus creates: [`REPLICATION_FACTOR`], or
@@ -374,8 +379,142 @@ impl KafkaBus {
                 partitions: Mutex::new(partitions),
                 offset_clients: Mutex::new(HashMap::new()),
                 replication,
+                configured_factor: configured,
             }),
         })
+    }
+}
+
+/// A topic replicated less than a production run requires (or that the bus
+/// would create so), found by [`KafkaBus::replication_shortfalls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationShortfall {
+    /// The pipeline's name of the topic.
+    pub topic: String,
+    /// Replicas of its least replicated partition.
+    pub factor: u32,
+    pub min_insync: u32,
+    /// False for a topic the bus would create with these settings.
+    pub exists: bool,
+}
+
+impl KafkaBus {
+    /// What a production run requires of every topic: [`REPLICATION_FACTOR`]
+    /// replicas and [`MIN_INSYNC_REPLICAS`], or more replicas when
+    /// `CLEARING_KAFKA_REPLICATION_FACTOR` asks for more. A configured factor
+    /// below three does not lower it: one broker's loss would then lose
+    /// acknowledged records, which only `--allow-under-replicated` accepts.
+    pub fn required_replication(&self) -> Replication {
+        Replication {
+            factor: self
+                .inner
+                .configured_factor
+                .unwrap_or(REPLICATION_FACTOR)
+                .max(REPLICATION_FACTOR),
+            min_insync: MIN_INSYNC_REPLICAS,
+        }
+    }
+
+    /// Why this process's connection can be read on the network, if it can
+    /// (`security::SecurityProperties::in_clear`).
+    pub fn in_clear(&self) -> Option<String> {
+        security::process_properties()
+            .ok()
+            .and_then(|p| p.in_clear())
+    }
+
+    /// The topics of `specs` below [`Self::required_replication`]: those on
+    /// the broker by their least replicated partition and their
+    /// `min.insync.replicas`, the others by the settings this bus would
+    /// create them with. Reads metadata and configuration only.
+    pub fn replication_shortfalls(
+        &self,
+        specs: &[TopicSpec],
+    ) -> Result<Vec<ReplicationShortfall>, BusError> {
+        let inner = &self.inner;
+        let required = self.required_replication();
+        let metadata = inner
+            .meta
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(|e| broker("metadata", e))?;
+        let mut existing = Vec::new();
+        let mut out = Vec::new();
+        for spec in specs {
+            let name = inner.names.topic(&spec.name);
+            let topic = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty());
+            match topic {
+                Some(t) => {
+                    let factor = t
+                        .partitions()
+                        .iter()
+                        .map(|p| u32::try_from(p.replicas().len()).unwrap_or(u32::MAX))
+                        .min()
+                        .unwrap_or(0);
+                    existing.push((spec.name.clone(), name, factor));
+                }
+                None if inner.replication.factor < required.factor
+                    || inner.replication.min_insync < required.min_insync =>
+                {
+                    out.push(ReplicationShortfall {
+                        topic: spec.name.clone(),
+                        factor: inner.replication.factor,
+                        min_insync: inner.replication.min_insync,
+                        exists: false,
+                    });
+                }
+                None => {}
+            }
+        }
+        let min_insync = inner.min_insync_of(existing.iter().map(|(_, name, _)| name.as_str()))?;
+        for (logical, name, factor) in existing {
+            let min_insync = min_insync.get(&name).copied().unwrap_or(0);
+            if factor < required.factor || min_insync < required.min_insync {
+                out.push(ReplicationShortfall {
+                    topic: logical,
+                    factor,
+                    min_insync,
+                    exists: true,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    /// `min.insync.replicas` of each named topic, by broker topic name (one
+    /// request); a topic whose value does not read is left out, so it
+    /// counts as 0.
+    fn min_insync_of<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, u32>, BusError> {
+        let specifiers: Vec<ResourceSpecifier<'_>> = names.map(ResourceSpecifier::Topic).collect();
+        if specifiers.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+        let results = block_on(self.admin.describe_configs(&specifiers, &options))
+            .map_err(|e| broker("topic configurations", e))?;
+        let mut out = HashMap::new();
+        for result in results {
+            let resource =
+                result.map_err(|code| BusError::Broker(format!("topic configuration: {code}")))?;
+            let OwnedResourceSpecifier::Topic(name) = &resource.specifier else {
+                continue;
+            };
+            if let Some(value) = resource
+                .get("min.insync.replicas")
+                .and_then(|e| e.value.as_deref())
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                out.insert(name.clone(), value);
+            }
+        }
+        Ok(out)
     }
 }
 

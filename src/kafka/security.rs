@@ -121,6 +121,32 @@ impl SecurityProperties {
         self.0.is_empty()
     }
 
+    /// Why the connection can be read on the network, if it can: no TLS
+    /// (librdkafka's default `PLAINTEXT`, or `SASL_PLAINTEXT`, which
+    /// authenticates but sends every record in clear), or TLS whose
+    /// certificate is not verified (anyone in the path can pose as the
+    /// broker). `None` for `SSL` or `SASL_SSL` with verification on.
+    pub fn in_clear(&self) -> Option<String> {
+        let protocol = self
+            .0
+            .get("security.protocol")
+            .map_or("plaintext".to_string(), |p| p.trim().to_ascii_lowercase());
+        if !matches!(protocol.as_str(), "ssl" | "sasl_ssl") {
+            return Some(format!(
+                "security.protocol is {}",
+                protocol.to_ascii_uppercase()
+            ));
+        }
+        let verification = self
+            .0
+            .get("enable.ssl.certificate.verification")
+            .map(|v| v.trim().to_ascii_lowercase());
+        if matches!(verification.as_deref(), Some("false" | "0" | "no" | "off")) {
+            return Some("enable.ssl.certificate.verification is off".to_string());
+        }
+        None
+    }
+
     /// Sets every property on a client's configuration.
     pub fn apply(&self, config: &mut ClientConfig) {
         for (key, value) in &self.0 {
@@ -235,6 +261,35 @@ mod tests {
                 ("CLEARING_KAFKA_CONF_SASL_MECHANISMS", "NOT-A-MECHANISM"),
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn only_verified_tls_is_not_in_clear() {
+        let of = |pairs: &[(&str, &str)]| {
+            SecurityProperties::default()
+                .with_env(env(pairs))
+                .unwrap()
+                .in_clear()
+        };
+        const PROTOCOL: &str = "CLEARING_KAFKA_CONF_SECURITY_PROTOCOL";
+        assert_eq!(of(&[]).as_deref(), Some("security.protocol is PLAINTEXT"));
+        assert_eq!(
+            of(&[(PROTOCOL, "sasl_plaintext")]).as_deref(),
+            Some("security.protocol is SASL_PLAINTEXT")
+        );
+        assert_eq!(of(&[(PROTOCOL, "SSL")]), None);
+        assert_eq!(of(&[(PROTOCOL, "SASL_SSL")]), None);
+        assert_eq!(
+            of(&[
+                (PROTOCOL, "SASL_SSL"),
+                (
+                    "CLEARING_KAFKA_CONF_ENABLE_SSL_CERTIFICATE_VERIFICATION",
+                    "false"
+                ),
+            ])
+            .as_deref(),
+            Some("enable.ssl.certificate.verification is off")
         );
     }
 
