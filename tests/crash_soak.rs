@@ -10,7 +10,13 @@
 //! input (every output partition, in order), every submitted FSE has exactly
 //! one final outcome (decided, rejected or dead-lettered), and every decision's
 //! payments add up (professional + insured + imputed = AMO + CSS + deferred),
-//! with the same totals as the clean run.
+//! with the same totals as the clean run. Then the closes are published on
+//! both runs and the killed one is SIGKILLed a quarter as many times more
+//! while the ledger emits: outbound events and the outbound stages' dead
+//! letters equal the clean run's (multisets). Last, every FSE's outcome is
+//! the one `clearing adjudicate` decides for it in process
+//! (`common::assert_outcomes_match_adjudicate`). The subsets are drawn from
+//! all seven stages.
 //!
 //! The local log has one owner process at a time (a lock file), so the
 //! stages run in one process here; the multi-process variant is Kafka's.
