@@ -349,7 +349,8 @@ fn the_adjudicate_check_catches_one_changed_outcome() {
         change(got.get_mut(key).unwrap());
         outcome_differences(&want, &got)
     };
-    let cases: [(&str, &str, &dyn Fn(&mut Vec<FseOutcome>)); 5] = [
+    type Change<'a> = &'a dyn Fn(&mut Vec<FseOutcome>);
+    let cases: [(&str, &str, Change); 5] = [
         ("a cent more AMO", &paid, &|list| {
             if let FseOutcome::Decision { decision, .. } = &mut list[0] {
                 decision.amo_cents += 1;

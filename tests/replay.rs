@@ -24,7 +24,7 @@ use clearing_replay::run::replay;
 use clearing_replay::verify::Setup;
 use common::clearing;
 use proptest::prelude::*;
-use proptest::test_runner::{FailurePersistence, FileFailurePersistence};
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
 
 /// A small generated data set (ECDSA cards: quick to verify), care dates

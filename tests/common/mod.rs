@@ -350,7 +350,7 @@ pub enum FseOutcome {
         topic: String,
         /// Compared whole: amounts, reasons and their codes, route, lines,
         /// dates, keys, rules version, signature check.
-        decision: clearing_pipeline::events::model::DecisionRec,
+        decision: Box<clearing_pipeline::events::model::DecisionRec>,
     },
     DeadLetter {
         topic: String,
@@ -375,7 +375,7 @@ fn decision_outcome(d: &clearing_pipeline::events::model::DecisionRec) -> FseOut
             Status::Rejected => "fse.rejected",
         }
         .to_string(),
-        decision: d.clone(),
+        decision: Box::new(d.clone()),
     }
 }
 
