@@ -10,7 +10,13 @@
 //! input (every output partition, in order), every submitted FSE has exactly
 //! one final outcome (decided, rejected or dead-lettered), and every decision's
 //! payments add up (professional + insured + imputed = AMO + CSS + deferred),
-//! with the same totals as the clean run.
+//! with the same totals as the clean run. Then the closes are published on
+//! both runs and the killed one is SIGKILLed a quarter as many times more
+//! while the ledger emits: outbound events and the outbound stages' dead
+//! letters equal the clean run's (multisets). Last, every FSE's outcome is
+//! the one `clearing adjudicate` decides for it in process
+//! (`common::assert_outcomes_match_adjudicate`). The subsets are drawn from
+//! all seven stages.
 //!
 //! The local log has one owner process at a time (a lock file), so the
 //! stages run in one process here; the multi-process variant is Kafka's.
@@ -73,7 +79,20 @@ fn run_to_end(bus: &Path) -> Duration {
     started.elapsed()
 }
 
+/// The stages that decide: each FSE's outcome is on their outputs.
 const STAGES: [&str; 4] = ["validation", "entitlement", "routing", "reimbursement"];
+
+/// Every stage `clearing run` has, the outbound ones after the deciding
+/// ones: the random subsets are drawn from these.
+const ALL_STAGES: [&str; 7] = [
+    "validation",
+    "entitlement",
+    "routing",
+    "reimbursement",
+    "settlement",
+    "returns",
+    "ledger",
+];
 
 fn start(bus: &Path, rng: &mut Rng, log: &std::fs::File) -> (Child, String, usize) {
     start_with(bus, rng, log, &[])
@@ -89,8 +108,8 @@ fn start_with(
     // Mostly every stage; sometimes a random subset, leaving the others
     // behind to catch up later.
     let stages = if rng.below(3) == 0 {
-        let mask = 1 + rng.below(15);
-        STAGES
+        let mask = 1 + rng.below((1 << ALL_STAGES.len()) - 1);
+        ALL_STAGES
             .iter()
             .enumerate()
             .filter(|(i, _)| mask & (1 << i) != 0)
@@ -223,6 +242,65 @@ fn soak(claims: usize, kills: usize, seed: u64) {
         "identical: {} output records; {paid} paid, AMO {amo} cents, paid out {payments_total} cents",
         output_count(&got)
     );
+    let kills_at_close = (kills / 4).max(1);
+    let outbound = close_and_compare_outbound(&clean, &crashed, kills_at_close, &mut rng, &log);
+    let log = LocalLog::open(&crashed).unwrap();
+    let checked = common::assert_outcomes_match_adjudicate(&data, &log);
+    eprintln!(
+        "outbound: {outbound} events identical after {kills_at_close} kills while the closes ran; \
+         {checked} FSEs' outcomes are adjudicate's"
+    );
+}
+
+/// The closes on both runs (after their claims, as on Kafka: an outbound
+/// event depends on which outcomes precede a close). On the killed run,
+/// `clearing run` with random stage subsets is SIGKILLed `kills` times while
+/// the ledger emits what they release. Then the outbound events (returns,
+/// complementary claims, payment orders, EU claims) and the outbound
+/// stages' dead letters must be the clean run's, as multisets (the order
+/// of `outbound.ledger`'s two producers is timing). Returns the events.
+fn close_and_compare_outbound(
+    clean: &Path,
+    crashed: &Path,
+    kills: usize,
+    rng: &mut Rng,
+    log: &std::fs::File,
+) -> usize {
+    for bus in [clean, crashed] {
+        for on in common::CLOSES {
+            common::ok(
+                clearing()
+                    .args(["close", "--bus", &format!("local:{}", bus.display())])
+                    .args(["--on", on]),
+            );
+        }
+    }
+    run_to_end(clean);
+    for _ in 0..kills {
+        let (mut child, stages, batch) = start(crashed, rng, log);
+        std::thread::sleep(Duration::from_millis(10 + rng.below(400)));
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run --stages {stages} --batch {batch} exited by itself ({status})");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    run_to_end(crashed);
+    let (clean, crashed) = (
+        LocalLog::open(clean).unwrap(),
+        LocalLog::open(crashed).unwrap(),
+    );
+    let want = common::outbound_bodies(&clean);
+    let got = common::outbound_bodies(&crashed);
+    assert_eq!(got.len(), want.len(), "outbound events");
+    assert!(got == want, "outbound events differ");
+    assert!(!want.is_empty(), "the closes released nothing");
+    assert_eq!(
+        common::outbound_dead_letters(&crashed),
+        common::outbound_dead_letters(&clean),
+        "outbound dead letters"
+    );
+    want.len()
 }
 
 fn seed() -> u64 {
@@ -432,5 +510,91 @@ fn power_loss_soak_long() {
         env_or("CRASH_SOAK_CLAIMS", 100_000) as usize,
         env_or("CRASH_SOAK_KILLS", 30) as usize,
         seed(),
+    );
+}
+
+/// The adjudicate check can fail: on a clean run it agrees, and it names the
+/// one FSE whose outcome was changed by a cent, given another rejection
+/// code, lost, duplicated or dead-lettered, and a record written twice to
+/// `fse.decided` fails the whole check.
+#[test]
+fn the_adjudicate_check_catches_one_changed_outcome() {
+    use common::{FseOutcome, adjudicated_outcomes, bus_outcomes, outcome_differences};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, bus) = (dir.path().join("data"), dir.path().join("bus"));
+    prepare(&data, &bus, 400);
+    run_to_end(&bus);
+    let want = adjudicated_outcomes(&data);
+    let (got, submitted) = bus_outcomes(&LocalLog::open(&bus).unwrap());
+    assert_eq!(submitted, 400);
+    assert_eq!(outcome_differences(&want, &got), Vec::<String>::new());
+    let first = |status: clearing_pipeline::domain::Status| -> String {
+        got.iter()
+            .find(|(_, list)| {
+                matches!(&list[..], [FseOutcome::Decision { decision, .. }] if decision.status == status)
+            })
+            .map(|(key, _)| key.clone())
+            .expect("a decision of that status")
+    };
+    let (paid, rejected) = (
+        first(clearing_pipeline::domain::Status::Paid),
+        first(clearing_pipeline::domain::Status::Rejected),
+    );
+    let changed = |key: &str, change: &dyn Fn(&mut Vec<FseOutcome>)| -> Vec<String> {
+        let mut got = got.clone();
+        change(got.get_mut(key).unwrap());
+        outcome_differences(&want, &got)
+    };
+    type Change<'a> = &'a dyn Fn(&mut Vec<FseOutcome>);
+    let cases: [(&str, &str, Change); 5] = [
+        ("a cent more AMO", &paid, &|list| {
+            if let FseOutcome::Decision { decision, .. } = &mut list[0] {
+                decision.amo_cents += 1;
+            }
+        }),
+        ("another rejection code", &rejected, &|list| {
+            if let FseOutcome::Decision { decision, .. } = &mut list[0] {
+                decision.reasons[0].code = "not_entitled".into();
+            }
+        }),
+        ("lost", &paid, &|list| list.clear()),
+        ("duplicated", &rejected, &|list| list.push(list[0].clone())),
+        ("dead-lettered", &paid, &|list| {
+            list[0] = FseOutcome::DeadLetter {
+                topic: "dlq.validation".into(),
+                error: "undecodable".into(),
+            }
+        }),
+    ];
+    for (what, key, change) in cases {
+        let differences = changed(key, change);
+        assert_eq!(differences.len(), 1, "{what}: {differences:?}");
+        assert!(differences[0].starts_with(key), "{what}: {differences:?}");
+        eprintln!("{what}: {}", differences[0]);
+    }
+    // On the bus: one decision written twice.
+    {
+        use clearing_pipeline::bus::Bus;
+        let log = LocalLog::open(&bus).unwrap();
+        let record = log.read("fse.decided", 0, 0, 1).unwrap().remove(0);
+        let mut producer = log.producer().unwrap();
+        producer
+            .send("fse.decided", 0, &record.key, &record.value, 0)
+            .unwrap();
+        producer.flush().unwrap();
+    }
+    let log = LocalLog::open(&bus).unwrap();
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::assert_outcomes_match_adjudicate(&data, &log)
+    }));
+    let message = failed.expect_err("a duplicated decision passed the check");
+    let text = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        text.contains("1 FSE(s) whose outcome is not adjudicate's")
+            && text.contains("2 outcome(s) in the run, 1 adjudicated"),
+        "{text}"
     );
 }

@@ -16,7 +16,9 @@
 //! At the end, after the same closes on both sides, the outputs on Kafka are
 //! byte for byte those of a clean run of the same input on the local log
 //! (claim path and dead letters per partition; outbound events as a
-//! multiset of bodies), and every FSE has exactly one outcome.
+//! multiset of bodies), every FSE has exactly one outcome, and that outcome
+//! is the one `clearing adjudicate` decides for it in process
+//! (`common::assert_outcomes_match_adjudicate`).
 //!
 //! Batch sizes are drawn per start from 1, 50, 500 and 2,000 records, so
 //! kills land on every batch shape. Once the kills stop, a member left on a
@@ -423,6 +425,7 @@ fn crash_soak_kafka() {
     close_all(&format!("local:{}", clean.display()), None);
     let want = outputs(&clean);
     let want_outbound = outbound_bodies(&LocalLog::open(&clean).unwrap());
+    let want_outbound_letters = common::outbound_dead_letters(&LocalLog::open(&clean).unwrap());
     let total: u64 = {
         let log = clearing_pipeline::bus::local::LocalLog::open(&clean).unwrap();
         terminal_count(&log)
@@ -602,6 +605,13 @@ fn crash_soak_kafka() {
         want_outbound.len()
     );
     assert!(got_outbound == want_outbound, "outbound events differ");
+    assert_eq!(
+        common::outbound_dead_letters(&bus),
+        want_outbound_letters,
+        "outbound dead letters"
+    );
+    let checked = common::assert_outcomes_match_adjudicate(&data, &bus);
+    eprintln!("{checked} FSEs' outcomes on Kafka are adjudicate's");
     eprintln!(
         "identical to the clean local run: {} output records and {} outbound events, {:?} in all; \
          {restarts_on_error} restarts of a member that stopped on an error",

@@ -771,7 +771,8 @@ fn a_member_paused_with_a_batch_in_flight_is_fenced_and_nothing_it_wrote_is_read
         let log = dir.path().join(format!("{name}.log"));
         let mut command = clearing();
         command
-            .args(["run", "--batch", "50", "--group", "g", "--bus", &url(&ns)])
+            .args(["run", "--simulation", "--batch", "50", "--group", "g"])
+            .args(["--bus", &url(&ns)])
             .arg("--state")
             .arg(dir.path().join(name))
             .stderr(std::fs::File::create(&log).unwrap());

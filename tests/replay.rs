@@ -24,6 +24,7 @@ use clearing_replay::run::replay;
 use clearing_replay::verify::Setup;
 use common::clearing;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
 
 /// A small generated data set (ECDSA cards: quick to verify), care dates
@@ -175,12 +176,143 @@ fn all_jobs() -> Vec<(StageKind, u32)> {
         .collect()
 }
 
+/// The property's configuration: 64 cases, and the seeds of failures found
+/// before (`tests/replay.proptest-regressions`, named after this file: the
+/// default `SourceParallel` looks for a `lib.rs` or `main.rs` above `tests/`
+/// and only falls back to this name) run first. A new failure's seed is
+/// appended there, to be committed.
+fn replay_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
+/// Records a history on a fresh local log (running the pipeline at each
+/// restart, keeping its stores as a snapshot), then replays it from empty
+/// state and from every snapshot: each replay must give the recorded outputs
+/// byte for byte.
+fn check_history(ops: &[Op], batch: usize, workers: &[(u32, bool)]) -> Result<(), TestCaseError> {
+    let data = data();
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(&dir.path().join("bus")).unwrap();
+    let bus: Arc<dyn Bus> = Arc::new(log.clone());
+    runtime::ensure_topics(bus.as_ref(), 4).unwrap();
+    let state = dir.path().join("state");
+    publish_references(&bus, data);
+    let registry = SchemaRegistry::new().unwrap();
+    let mut snapshots: Vec<PathBuf> = Vec::new();
+    for op in ops {
+        if let Op::Restart = op {
+            run_to_end(
+                &bus,
+                &state,
+                batch,
+                workers[snapshots.len() % workers.len()],
+            );
+            let snapshot = dir.path().join(format!("snapshot-{}", snapshots.len()));
+            copy_dir(&state, &snapshot);
+            snapshots.push(snapshot);
+        } else {
+            record(&bus, data, op, &registry);
+        }
+    }
+    run_to_end(
+        &bus,
+        &state,
+        batch,
+        workers[snapshots.len() % workers.len()],
+    );
+
+    let setup = setup(bus.clone());
+    let report = replay(&setup, &all_jobs(), None, 2, &|_, _| {}).unwrap();
+    prop_assert!(report.identical, "{:?}", report.first_divergence);
+    prop_assert_eq!(report.uncommitted_inputs, 0);
+    prop_assert_eq!(report.uncovered_outputs, 0);
+    let decided: u64 = (0..4)
+        .map(|p| bus.end_offset(topics::FSE_DECIDED, p).unwrap())
+        .sum();
+    let compared: u64 = report
+        .partitions
+        .iter()
+        .filter(|p| p.stage == "reimbursement")
+        .map(|p| p.outputs_compared)
+        .sum();
+    prop_assert!(
+        compared >= decided,
+        "{compared} outputs compared, {decided} decisions"
+    );
+    for snapshot in &snapshots {
+        let from_snapshot = replay(&setup, &all_jobs(), Some(snapshot), 2, &|_, _| {}).unwrap();
+        prop_assert!(
+            from_snapshot.identical,
+            "{:?}",
+            from_snapshot.first_divergence
+        );
+        for (a, b) in report.partitions.iter().zip(&from_snapshot.partitions) {
+            prop_assert_eq!(&a.chain_hash, &b.chain_hash);
+        }
+    }
+    Ok(())
+}
+
+/// The data set's certificates, institutions and rights, on the bus first.
+fn publish_references(bus: &Arc<dyn Bus>, data: &Data) {
+    let registry = SchemaRegistry::new().unwrap();
+    let pseudonyms = PseudonymKey::development();
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms).unwrap();
+    for record in &data.pki {
+        ingest.pki(record).unwrap();
+    }
+    for institution in &data.institutions {
+        ingest.institution(institution).unwrap();
+    }
+    for rights in &data.rights {
+        ingest
+            .rights(&serde_json::from_value(rights.clone()).unwrap())
+            .unwrap();
+    }
+    ingest.flush().unwrap();
+}
+
+/// One step of a history other than a restart, written to the bus.
+fn record(bus: &Arc<dyn Bus>, data: &Data, op: &Op, registry: &SchemaRegistry) {
+    let pseudonyms = PseudonymKey::development();
+    match op {
+        Op::Restart => unreachable!("a restart runs the pipeline"),
+        Op::Garbage(partition, on_rights) => {
+            let topic = if *on_rights {
+                topics::REF_RIGHTS
+            } else {
+                topics::FSE_SUBMITTED
+            };
+            let mut producer = bus.producer().unwrap();
+            producer
+                .send(topic, *partition, b"garbage", &[0xC3, 0x01, 0xde, 0xad], 0)
+                .unwrap();
+            producer.flush().unwrap();
+        }
+        Op::Claim(i) | Op::Resend(i) => {
+            let mut ingest = Ingest::new(bus.as_ref(), registry, &pseudonyms).unwrap();
+            let claim = &data.claims[i % data.claims.len()];
+            // Claims the front door refuses never reach the bus.
+            let _ = ingest.submit(claim);
+            ingest.flush().unwrap();
+        }
+        Op::Rights(i, variant) => {
+            let mut ingest = Ingest::new(bus.as_ref(), registry, &pseudonyms).unwrap();
+            let rights = &data.rights[i % data.rights.len()];
+            ingest.rights(&changed_rights(rights, *variant)).unwrap();
+            ingest.flush().unwrap();
+        }
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 8,
-        failure_persistence: None,
-        .. ProptestConfig::default()
-    })]
+    #![proptest_config(replay_config())]
 
     /// Random histories of claims, duplicates, rights changes, garbage and
     /// restarts: replay from empty state and from every snapshot taken at a
@@ -193,77 +325,60 @@ proptest! {
         batch in 1usize..40,
         workers in prop::collection::vec((1u32..=4, any::<bool>()), 8),
     ) {
-        let data = data();
-        let dir = tempfile::tempdir().unwrap();
-        let log = LocalLog::open(&dir.path().join("bus")).unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(log.clone());
-        runtime::ensure_topics(bus.as_ref(), 4).unwrap();
-        let registry = SchemaRegistry::new().unwrap();
-        let pseudonyms = PseudonymKey::development();
-        let state = dir.path().join("state");
-        {
-            let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms).unwrap();
-            for record in &data.pki {
-                ingest.pki(record).unwrap();
-            }
-            for institution in &data.institutions {
-                ingest.institution(institution).unwrap();
-            }
-            for rights in &data.rights {
-                ingest.rights(&serde_json::from_value(rights.clone()).unwrap()).unwrap();
-            }
-            ingest.flush().unwrap();
-        }
-        let mut snapshots: Vec<PathBuf> = Vec::new();
-        for op in &ops {
-            match op {
-                Op::Restart => {
-                    run_to_end(&bus, &state, batch, workers[snapshots.len() % workers.len()]);
-                    let snapshot = dir.path().join(format!("snapshot-{}", snapshots.len()));
-                    copy_dir(&state, &snapshot);
-                    snapshots.push(snapshot);
-                }
-                Op::Garbage(partition, on_rights) => {
-                    let topic = if *on_rights { topics::REF_RIGHTS } else { topics::FSE_SUBMITTED };
-                    let mut producer = bus.producer().unwrap();
-                    producer.send(topic, *partition, b"garbage", &[0xC3, 0x01, 0xde, 0xad], 0).unwrap();
-                    producer.flush().unwrap();
-                }
-                Op::Claim(i) | Op::Resend(i) => {
-                    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms).unwrap();
-                    let claim = &data.claims[i % data.claims.len()];
-                    // Claims the front door refuses never reach the bus.
-                    let _ = ingest.submit(claim);
-                    ingest.flush().unwrap();
-                }
-                Op::Rights(i, variant) => {
-                    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms).unwrap();
-                    let rights = &data.rights[i % data.rights.len()];
-                    ingest.rights(&changed_rights(rights, *variant)).unwrap();
-                    ingest.flush().unwrap();
-                }
-            }
-        }
-        run_to_end(&bus, &state, batch, workers[snapshots.len() % workers.len()]);
+        check_history(&ops, batch, &workers)?;
+    }
+}
 
-        let setup = setup(bus.clone());
-        let report = replay(&setup, &all_jobs(), None, 2, &|_, _| {}).unwrap();
-        prop_assert!(report.identical, "{:?}", report.first_divergence);
-        prop_assert_eq!(report.uncommitted_inputs, 0);
-        prop_assert_eq!(report.uncovered_outputs, 0);
-        let decided: u64 = (0..4).map(|p| bus.end_offset(topics::FSE_DECIDED, p).unwrap()).sum();
-        let compared: u64 = report.partitions.iter()
-            .filter(|p| p.stage == "reimbursement")
-            .map(|p| p.outputs_compared)
-            .sum();
-        prop_assert!(compared >= decided, "{compared} outputs compared, {decided} decisions");
-        for snapshot in &snapshots {
-            let from_snapshot = replay(&setup, &all_jobs(), Some(snapshot), 2, &|_, _| {}).unwrap();
-            prop_assert!(from_snapshot.identical, "{:?}", from_snapshot.first_divergence);
-            for (a, b) in report.partitions.iter().zip(&from_snapshot.partitions) {
-                prop_assert_eq!(&a.chain_hash, &b.chain_hash);
-            }
-        }
+/// The property runs the committed regressions: its configuration loads
+/// every seed of `tests/replay.proptest-regressions`, and the file is the
+/// one beside this test.
+#[test]
+fn the_property_loads_its_committed_regressions() {
+    let config = replay_config();
+    let persistence = config
+        .failure_persistence
+        .as_ref()
+        .expect("the property persists its failures");
+    let loaded: Vec<String> = persistence
+        .load_persisted_failures2(Some(file!()))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/replay.proptest-regressions");
+    let committed: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("cc "))
+        .map(|line| format!("cc {}", line.split_whitespace().next().unwrap_or("")))
+        .collect();
+    assert!(!committed.is_empty(), "{}: no seed", file.display());
+    // proptest runs the seeds last to first; the set is what matters.
+    let (mut loaded, mut committed) = (loaded, committed);
+    loaded.sort();
+    committed.sort();
+    assert_eq!(loaded, committed, "seeds the property runs first");
+}
+
+/// The committed regression as it was shrunk (its comment in
+/// `tests/replay.proptest-regressions`), recorded before the property took
+/// its workers: a rights change (an ALD starting) and an unchanged rights
+/// record between claims, one restart. Run with each layout.
+#[test]
+fn the_committed_regression_replays_identically() {
+    let ops = [
+        Op::Claim(12806911193491),
+        Op::Restart,
+        Op::Claim(10077292350232055517),
+        Op::Rights(11604500322252026995, 1),
+        Op::Claim(17280359655437802224),
+        Op::Claim(8087027238075849147),
+        Op::Rights(5862135304844104941, 3),
+        Op::Claim(14894170622845773622),
+        Op::Claim(9135913045552522014),
+        Op::Claim(135640439810099117),
+    ];
+    for workers in [(1, false), (4, true)] {
+        check_history(&ops, 20, &[workers]).unwrap();
     }
 }
 

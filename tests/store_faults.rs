@@ -220,52 +220,207 @@ fn a_batch_cut_while_writing_its_changelog_is_left_out_of_the_catch_up() {
     }
 }
 
-/// A tmpfs of `size` mounted on `dir` (the test runs as root in CI), and
-/// unmounted on drop. `None` where mounting is not allowed.
-struct Tmpfs(PathBuf);
+/// A small file system for the stores, made by the test: as root, an ext4
+/// on a loop device over a file of the test's temporary directory; in a user
+/// and mount namespace (a run that is not root, below), a tmpfs, the only
+/// disk file system such a namespace may mount. Unmounted, and its loop
+/// device detached, on drop.
+struct SmallDisk {
+    dir: PathBuf,
+    device: Option<String>,
+}
 
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs(dir.to_path_buf()))
+/// Size of the small file system: room for a ballast file that leaves the
+/// stores less than they need, which is then deleted (space returns).
+const DISK_BYTES: u64 = 32 << 20;
+
+/// Set in the namespace's environment, where the test runs again inside it.
+const IN_NAMESPACE: &str = "CLEARING_DISK_FULL_IN_NAMESPACE";
+
+/// Forces a run as root through the namespace too (to try that path).
+const FORCE_NAMESPACE: &str = "CLEARING_DISK_FULL_NAMESPACE";
+
+const DISK_FULL_TEST: &str = "a_full_disk_stops_the_run_clearly_and_it_resumes_when_space_returns";
+
+/// Runs a command and returns its stdout; fails the test with its stderr.
+fn run_checked(command: &mut Command, why: &str) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{why}: {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{why}: {command:?}: {}",
+        stderr(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+impl SmallDisk {
+    /// An ext4 of [`DISK_BYTES`] on a loop device (needs root).
+    fn loop_ext4(scratch: &Path) -> SmallDisk {
+        let image = scratch.join("disk.img");
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(DISK_BYTES))
+            .unwrap();
+        let why = "the disk-full test makes a loop-mounted ext4 (root, losetup, mkfs.ext4)";
+        // No blocks reserved for root: the test runs as root.
+        run_checked(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-m", "0"])
+                .arg(&image),
+            why,
+        );
+        let device = run_checked(
+            Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(&image),
+            why,
+        );
+        let dir = scratch.join("small");
+        std::fs::create_dir_all(&dir).unwrap();
+        let disk = SmallDisk {
+            dir,
+            device: Some(device),
+        };
+        let device = disk.device.as_deref().unwrap_or_default();
+        run_checked(
+            Command::new("mount")
+                .args(["-t", "ext4", device])
+                .arg(&disk.dir),
+            why,
+        );
+        disk
     }
 
-    fn resize(&self, size: &str) {
-        ok(Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0));
+    /// A tmpfs of [`DISK_BYTES`] (root of a user and mount namespace).
+    fn tmpfs(scratch: &Path) -> SmallDisk {
+        let dir = scratch.join("small");
+        std::fs::create_dir_all(&dir).unwrap();
+        run_checked(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={DISK_BYTES}"), "tmpfs"])
+                .arg(&dir),
+            "the disk-full test mounts a tmpfs in its namespace",
+        );
+        SmallDisk { dir, device: None }
+    }
+
+    fn available(&self) -> u64 {
+        let text = run_checked(
+            Command::new("df")
+                .args(["-B1", "--output=avail"])
+                .arg(&self.dir),
+            "df",
+        );
+        let last = text.lines().last().unwrap_or_default().trim();
+        last.parse()
+            .unwrap_or_else(|_| panic!("df: not a number: {text}"))
+    }
+
+    /// Writes a ballast file leaving about `free` bytes.
+    fn fill_leaving(&self, free: u64) {
+        let ballast = self.dir.join("ballast");
+        let mut file = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = self.available().saturating_sub(free);
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            file.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+        file.sync_all().unwrap();
+        let available = self.available();
+        assert!(
+            available <= free + (64 << 10),
+            "{available} bytes left free"
+        );
+    }
+
+    /// Space returns: the ballast deleted.
+    fn make_room(&self) {
+        std::fs::remove_file(self.dir.join("ballast")).unwrap();
+        ok(Command::new("sync").arg("-f").arg(&self.dir));
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let unmounted = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        if let Some(device) = &self.device {
+            let _ = Command::new("losetup").args(["-d", device]).status();
+        }
     }
+}
+
+/// The effective user id, from /proc (0 in a namespace's mapped root too).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Not root: the same test again, in a user and mount namespace where this
+/// user is root and may mount a tmpfs. Fails (never skips) where the kernel
+/// or a container refuses such namespaces.
+fn run_in_namespace() {
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount"])
+        .arg(&exe)
+        .args([DISK_FULL_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, "1")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("unshare (util-linux) is needed to run the disk-full test without root: {e}")
+        });
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && out.contains("1 passed"),
+        "the disk-full test needs root (a loop-mounted ext4) or a user and mount namespace \
+         (a tmpfs; docs/reliability.md, \"disk full\"): `unshare --user --map-root-user \
+         --mount` and the test in it gave {}:\n{out}\n{}",
+        output.status,
+        stderr(&output)
+    );
+    eprintln!("{}", stderr(&output));
 }
 
 #[test]
 fn a_full_disk_stops_the_run_clearly_and_it_resumes_when_space_returns() {
+    let inside = std::env::var_os(IN_NAMESPACE).is_some();
+    if !inside && (effective_uid() != Some(0) || std::env::var_os(FORCE_NAMESPACE).is_some()) {
+        run_in_namespace();
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
+    let disk = if inside {
+        SmallDisk::tmpfs(dir.path())
+    } else {
+        SmallDisk::loop_ext4(dir.path())
+    };
+    eprintln!(
+        "disk-full test on {}",
+        disk.device
+            .as_deref()
+            .map_or("a tmpfs in a user namespace".to_string(), |d| {
+                format!("an ext4 on {d}")
+            })
+    );
     let data = dir.path().join("data");
     generate(&data, CLAIMS);
     let (first, second) = halves(&data);
-    // The stores on a filesystem far too small for them (the whole run
-    // needs about 3 MB); the bus on the ordinary disk.
-    let Some(disk) = Tmpfs::mount(&dir.path().join("small"), "1500k") else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
-        );
-        return;
-    };
+    // The stores with 1.5 MB left (the whole run needs about 3 MB); the
+    // bus on the ordinary disk.
+    disk.fill_leaving(1_500_000);
     let want = clean_run(dir.path(), &data, &first, &second);
     let bus = dir.path().join("full");
-    let state = disk.0.join("state");
+    let state = disk.dir.join("state");
     publish_refs(&data, &format!("local:{}", bus.display()));
     submit(&bus, &first);
     submit(&bus, &second);
@@ -281,11 +436,14 @@ fn a_full_disk_stops_the_run_clearly_and_it_resumes_when_space_returns() {
         log.contains("No space left on device") && log.contains(&state.display().to_string()),
         "the error names the cause and the store:\n{log}"
     );
+    for line in log.lines().filter(|l| l.contains("No space left")) {
+        eprintln!("full disk: {line}");
+    }
     // Retrying on a full disk fails the same way, and damages nothing.
     let output = run_to_end(&bus, Some(&state));
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 
-    disk.resize("64m");
+    disk.make_room();
     let output = run_to_end(&bus, Some(&state));
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");

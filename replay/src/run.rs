@@ -95,32 +95,38 @@ pub fn replay(
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Result<PartitionReport, ReplayError>>> = Mutex::new(Vec::new());
     let threads = threads.clamp(1, jobs.len().max(1));
+    // Each thread holds a sender until it returns: the wait below ends as
+    // soon as the last one drops it, not at the next 200 ms tick (a small
+    // replay takes far less than a tick).
+    let (running, finished) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((kind, partition)) = jobs.get(i).copied() else {
-                            return;
-                        };
-                        let start = starts
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&(kind, partition))
-                            .unwrap_or_default();
-                        let result = verify_partition(setup, kind, partition, start, &done);
-                        results
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(result);
-                    }
-                })
-            })
-            .collect();
-        while !handles.iter().all(|h| h.is_finished()) {
+        for _ in 0..threads {
+            let running = running.clone();
+            scope.spawn(|| {
+                let _running = running;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((kind, partition)) = jobs.get(i).copied() else {
+                        return;
+                    };
+                    let start = starts
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(kind, partition))
+                        .unwrap_or_default();
+                    let result = verify_partition(setup, kind, partition, start, &done);
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(result);
+                }
+            });
+        }
+        drop(running);
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(Duration::from_millis(200))
+        {
             progress(done.load(Ordering::Relaxed), total);
-            std::thread::sleep(Duration::from_millis(200));
         }
     });
     progress(done.load(Ordering::Relaxed), total);

@@ -365,3 +365,204 @@ pub fn with_stdin(command: &mut Command, input: &str) -> std::process::Output {
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// One FSE's final outcome: its decision as written to `fse.decided` (paid)
+/// or `fse.rejected`, or a dead letter (which carries no readable FSE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FseOutcome {
+    Decision {
+        topic: String,
+        /// Compared whole: amounts, reasons and their codes, route, lines,
+        /// dates, keys, rules version, signature check.
+        decision: Box<clearing_pipeline::events::model::DecisionRec>,
+    },
+    DeadLetter {
+        topic: String,
+        error: String,
+    },
+}
+
+/// Final outcomes by `(fse id, beneficiary key)`, each list sorted (a
+/// resent FSE has one outcome per sending); dead letters under
+/// `dead letter <topic>/<partition>@<offset>`.
+pub type FseOutcomes = BTreeMap<String, Vec<FseOutcome>>;
+
+fn outcome_key(d: &clearing_pipeline::events::model::DecisionRec) -> String {
+    format!("{:?}/{:?}", d.fse_id, d.beneficiary_key)
+}
+
+fn decision_outcome(d: &clearing_pipeline::events::model::DecisionRec) -> FseOutcome {
+    use clearing_pipeline::domain::Status;
+    FseOutcome::Decision {
+        topic: match d.status {
+            Status::Paid => "fse.decided",
+            Status::Rejected => "fse.rejected",
+        }
+        .to_string(),
+        decision: Box::new(d.clone()),
+    }
+}
+
+/// What `clearing adjudicate` decides, in process, for every claim of a
+/// `clearing gen` data set that `clearing submit` accepts (the others never
+/// reach a bus), with the data set's reference files and the embedded rules,
+/// in the file's order.
+pub fn adjudicated_outcomes(data: &Path) -> FseOutcomes {
+    use clearing_pipeline::adjudicate::FSE_OBJECTS;
+    use clearing_pipeline::domain::{FseInput, json};
+    use clearing_pipeline::events::convert::decision_rec;
+    let mut adjudicator = dataset_adjudicator(data);
+    let mut out = FseOutcomes::new();
+    for line in lines(&data.join("claims.jsonl")) {
+        let Ok(document) = json::parse(&line) else {
+            continue;
+        };
+        let Ok(input) = json::from_document::<FseInput>(&document, FSE_OBJECTS) else {
+            continue;
+        };
+        let d = decision_rec(&adjudicator.decide(&input).unwrap());
+        out.entry(outcome_key(&d))
+            .or_default()
+            .push(decision_outcome(&d));
+    }
+    for list in out.values_mut() {
+        list.sort_by_cached_key(|o| format!("{o:?}"));
+    }
+    out
+}
+
+/// Every final outcome on a bus: the decisions of `fse.decided` and
+/// `fse.rejected` (each checked to be on the topic its status says) and
+/// the dead letters of the four deciding stages. Also returns how many FSEs
+/// `fse.submitted` holds.
+pub fn bus_outcomes(bus: &dyn Bus) -> (FseOutcomes, usize) {
+    use clearing_pipeline::events::model::{DeadLetter, FseDecided, FseRejected, FseSubmitted};
+    let mut out = FseOutcomes::new();
+    let mut add = |topic: &str, d: &clearing_pipeline::events::model::DecisionRec| {
+        let outcome = decision_outcome(d);
+        if let FseOutcome::Decision { topic: want, .. } = &outcome {
+            assert_eq!(
+                want, topic,
+                "{:?}: a {:?} decision on {topic}",
+                d.fse_id, d.status
+            );
+        }
+        out.entry(outcome_key(d)).or_default().push(outcome);
+    };
+    for e in each_record::<FseDecided>(bus, "fse.decided") {
+        add("fse.decided", &e.decision);
+    }
+    for e in each_record::<FseRejected>(bus, "fse.rejected") {
+        add("fse.rejected", &e.decision);
+    }
+    for stage in ["validation", "entitlement", "routing", "reimbursement"] {
+        let topic = format!("dlq.{stage}");
+        for letter in each_record::<DeadLetter>(bus, &topic) {
+            out.entry(format!(
+                "dead letter {}/{}@{}",
+                letter.topic, letter.partition, letter.offset
+            ))
+            .or_default()
+            .push(FseOutcome::DeadLetter {
+                topic: topic.clone(),
+                error: letter.error,
+            });
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by_cached_key(|o| format!("{o:?}"));
+    }
+    let submitted = each_record::<FseSubmitted>(bus, "fse.submitted").len();
+    (out, submitted)
+}
+
+/// The differences between a run's outcomes and the adjudicated ones, one
+/// line each (empty when they agree): an FSE missing, duplicated, dead
+/// lettered, or decided otherwise (naming the first field that differs).
+pub fn outcome_differences(want: &FseOutcomes, got: &FseOutcomes) -> Vec<String> {
+    let mut differences = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
+    for key in keys {
+        let (w, g) = (
+            want.get(key).map_or(&[][..], Vec::as_slice),
+            got.get(key).map_or(&[][..], Vec::as_slice),
+        );
+        if w == g {
+            continue;
+        }
+        let text = if w.len() != g.len() {
+            format!("{} outcome(s) in the run, {} adjudicated", g.len(), w.len())
+        } else {
+            w.iter()
+                .zip(g)
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| first_difference(a, b))
+                .unwrap_or_default()
+        };
+        differences.push(format!("{key}: {text}"));
+    }
+    differences
+}
+
+/// Where two outcomes part, with a little context either side.
+fn first_difference(want: &FseOutcome, got: &FseOutcome) -> String {
+    let (w, g) = (format!("{want:?}"), format!("{got:?}"));
+    let at = w
+        .char_indices()
+        .zip(g.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(w.len().min(g.len()), |((i, _), _)| i);
+    let from = w[..at].rfind(", ").map_or(0, |i| i + 2);
+    let window = |s: &str| {
+        s.get(from..)
+            .unwrap_or("")
+            .chars()
+            .take(90)
+            .collect::<String>()
+    };
+    format!("run has `{}…`, adjudicate `{}…`", window(&g), window(&w))
+}
+
+/// Checks each submitted FSE's final outcome on `bus` against what
+/// `clearing adjudicate` decides for it in process (same reference data,
+/// rules and pseudonym key): the same decision, field for field, on the
+/// topic its status says, once; no dead letter (adjudicate decides every
+/// claim `clearing submit` accepts). Returns the number of FSEs checked.
+pub fn assert_outcomes_match_adjudicate(data: &Path, bus: &dyn Bus) -> usize {
+    let want = adjudicated_outcomes(data);
+    let (got, submitted) = bus_outcomes(bus);
+    let expected: usize = want.values().map(Vec::len).sum();
+    assert_eq!(
+        submitted, expected,
+        "FSEs on fse.submitted vs claims clearing submit accepts"
+    );
+    let differences = outcome_differences(&want, &got);
+    assert!(
+        differences.is_empty(),
+        "{} FSE(s) whose outcome is not adjudicate's:\n{}",
+        differences.len(),
+        differences
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    expected
+}
+
+/// The dead letters of the outbound stages (settlement, returns, ledger)
+/// as a sorted multiset of (topic, error, raw bytes): positions left out,
+/// since the two producers of `outbound.ledger` interleave by timing.
+pub fn outbound_dead_letters(bus: &dyn Bus) -> Vec<(String, String, Vec<u8>)> {
+    use clearing_pipeline::events::model::DeadLetter;
+    let mut out = Vec::new();
+    for stage in ["settlement", "returns", "ledger"] {
+        let topic = format!("dlq.{stage}");
+        for letter in each_record::<DeadLetter>(bus, &topic) {
+            out.push((topic.clone(), letter.error, letter.raw));
+        }
+    }
+    out.sort();
+    out
+}
