@@ -135,7 +135,38 @@ fn batch(
     store: &MemStore,
     records: &[Record],
 ) -> (Vec<(Source, Output)>, WorkerStats, WriteBatch) {
+    batch_at(w, kind, store, records, None)
+}
+
+/// The follower alone, at its own position: the records before it taken as
+/// read (otherwise the offset it skips is a gap, as a Kafka transaction
+/// marker leaves, and its position is one less).
+fn batch_alone(
+    w: &World,
+    kind: StageKind,
+    store: &MemStore,
+    follower: &Record,
+) -> (Vec<(Source, Output)>, WorkerStats, WriteBatch) {
+    batch_at(
+        w,
+        kind,
+        store,
+        std::slice::from_ref(follower),
+        Some(follower.offset),
+    )
+}
+
+fn batch_at(
+    w: &World,
+    kind: StageKind,
+    store: &MemStore,
+    records: &[Record],
+    position: Option<u64>,
+) -> (Vec<(Source, Output)>, WorkerStats, WriteBatch) {
     let mut cursor = Cursor::load(store).unwrap();
+    if let Some(position) = position {
+        (cursor.applied, cursor.raw) = (position, position);
+    }
     let mut txn = StateTxn::new(store);
     let mut stats = WorkerStats::default();
     let out = with_ctx(w, |ctx| {
@@ -573,8 +604,7 @@ fn run_stage_one(topic: &'static str, case: &Case, i: usize, bytes: &[u8]) {
     ];
 
     let (outputs, stats, writes) = batch(w, kind, &stream.base, &records);
-    let (alone, alone_stats, alone_writes) =
-        batch(w, kind, &stream.base, std::slice::from_ref(&follower));
+    let (alone, alone_stats, alone_writes) = batch_alone(w, kind, &stream.base, &follower);
     assert!(!alone.is_empty(), "the follower gives outputs alone");
     assert_eq!(alone_stats.duplicates_dropped, 0);
 
@@ -1707,7 +1737,7 @@ mod fse_submitted {
             &stream.base,
             &[bad.clone(), follower.clone()],
         );
-        let (alone, _, _) = batch(w, StageKind::Validation, &stream.base, &[follower]);
+        let (alone, _, _) = batch_alone(w, StageKind::Validation, &stream.base, &follower);
         assert_eq!(outputs.len(), 2);
         assert_dead_letter(
             StageKind::Validation,

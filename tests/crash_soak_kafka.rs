@@ -189,7 +189,13 @@ struct Member {
 
 impl Member {
     fn start(&mut self, url: &str, batch: usize, log: &std::fs::File) {
+        self.start_with(url, batch, log, &[]);
+    }
+
+    /// [`Member::start`], with variables in the process's environment (a fault mode).
+    fn start_with(&mut self, url: &str, batch: usize, log: &std::fs::File, envs: &[(&str, &str)]) {
         let child = clearing()
+            .envs(envs.iter().copied())
             .args(["run", "--stages", self.stage, "--group", "soak"])
             .args(self.accept)
             .args(["--batch", &batch.to_string(), "--bus", url])
@@ -246,16 +252,46 @@ impl Member {
         }
     }
 
-    /// SIGSTOPs the process for `pause`, then SIGCONTs it: past the
-    /// session timeout the group has given its partitions to another member
-    /// by the time it runs again.
-    fn pause(&self, pause: Duration) {
-        if let Some(child) = &self.child {
-            let pid = child.id().to_string();
-            ok_status(Command::new("kill").args(["-STOP", &pid]), &self.name);
-            std::thread::sleep(pause);
-            ok_status(Command::new("kill").args(["-CONT", &pid]), &self.name);
+    /// Restarts the process so that it stops itself (SIGSTOP) before its
+    /// third commit, a batch sent and not committed, leaves it stopped for
+    /// `pause`, then SIGCONTs it: past the session timeout the group has
+    /// given its partitions to another member, whose transactional ids
+    /// fence this one. A member with nothing to commit within 30 s is
+    /// SIGSTOPped from outside instead. Says which it was.
+    fn pause_in_flight(
+        &mut self,
+        url: &str,
+        batch: usize,
+        log: &std::fs::File,
+        pause: Duration,
+    ) -> Result<&'static str, String> {
+        self.kill()?;
+        self.start_with(
+            url,
+            batch,
+            log,
+            &[("CLEARING_FAULT_STOP_BEFORE_COMMIT", "3")],
+        );
+        let pid = self.child.as_ref().map(Child::id).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !common::is_stopped(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let how = if common::is_stopped(pid) {
+            "before a commit, its batch in flight"
+        } else {
+            ok_status(
+                Command::new("kill").args(["-STOP", &pid.to_string()]),
+                &self.name,
+            );
+            "from outside, nothing to commit"
+        };
+        std::thread::sleep(pause);
+        ok_status(
+            Command::new("kill").args(["-CONT", &pid.to_string()]),
+            &self.name,
+        );
+        Ok(how)
     }
 
     fn stop(&mut self) {
@@ -489,22 +525,27 @@ fn crash_soak_kafka() {
             Err(error) => fail_keeping(dir, &error),
         }
         if pause && kill == kills / 3 {
-            let m = &members[rng.below(members.len() as u64) as usize];
+            let n = members.len() as u64;
+            let m = &mut members[rng.below(n) as usize];
             writeln!(
                 &log,
-                "== soak: paused {} at {:?}",
+                "== soak: pausing {} at {:?}",
                 m.name,
                 started.elapsed()
             )
             .unwrap();
-            m.pause(Duration::from_secs(20));
+            let how = match m.pause_in_flight(&url, 50, &log, Duration::from_secs(20)) {
+                Ok(how) => how,
+                Err(error) => fail_keeping(dir, &error),
+            };
             writeln!(
                 &log,
-                "== soak: resumed {} at {:?}",
+                "== soak: resumed {} at {:?} (paused {how})",
                 m.name,
                 started.elapsed()
             )
             .unwrap();
+            eprintln!("paused {} {how}", m.name);
         }
         let n = members.len() as u64;
         let m = &mut members[rng.below(n) as usize];

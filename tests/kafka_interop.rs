@@ -237,6 +237,8 @@ fn console_consumer(bootstrap: &str, topic: &str, count: usize) -> Values {
         .args(["--bootstrap-server", bootstrap, "--topic", topic])
         .args(["--from-beginning", "--max-messages", &count.to_string()])
         .args(["--timeout-ms", "30000"])
+        // The stages write in transactions; Java's default reads aborted ones too.
+        .args(["--consumer-property", "isolation.level=read_committed"])
         // One line per record, whatever bytes the value holds: the value
         // escaped by BytesDeserializer, after its partition and offset.
         .args([

@@ -728,17 +728,6 @@ fn topics_toml_matches_the_code() {
     );
 }
 
-/// Whether a process is stopped (SIGSTOP): state `T` in /proc.
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some(state == 'T')
-        })
-        .unwrap_or(false)
-}
-
 /// A zombie member (issue 23, item 5). Member A stops itself (SIGSTOP)
 /// before one of its batch commits, with that batch's outputs sent and not
 /// committed: the worst moment for a pause, which a SIGSTOP from outside
@@ -786,7 +775,7 @@ fn a_member_paused_with_a_batch_in_flight_is_fenced_and_nothing_it_wrote_is_read
     wait_for(
         "A stopping itself before a commit",
         Duration::from_secs(120),
-        || stopped(a_pid),
+        || common::is_stopped(a_pid),
     );
     let at_pause = decision_count(&bus);
     assert!(

@@ -232,6 +232,9 @@ fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
         // A read stops at the end of what is readable without waiting
         // out a poll (markers end most partitions stages write).
         .set("enable.partition.eof", "true")
+        // librdkafka's default, spelled out: a fenced owner's aborted
+        // transaction is never read back (restore, replay, `clearing read`).
+        .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.min.bytes", "1")

@@ -566,3 +566,14 @@ pub fn outbound_dead_letters(bus: &dyn Bus) -> Vec<(String, String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Whether a process is stopped (SIGSTOP): state `T` in /proc.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state == 'T')
+        })
+        .unwrap_or(false)
+}
