@@ -6,7 +6,11 @@
 # loop of the same records on the same broker), and at 100x and 30x the billion-a-year mean; the
 # brokers' CPU per claim read from /proc around each run.
 #   scripts/kafka-perf.sh [single|cluster] [CLAIMS] [OUT_DIR]      (default: single 20000)
-# Environment: CLEARING (the binary; default: the release build, built if missing).
+# Environment: CLEARING (the binary; default: the release build, built if missing);
+# KAFKA_PERF_PROFILE=1: a fourth run, flat out on the corpus the others made, under a CPU
+# profile of the pipeline (perf, timer samples; the brokers' share is their /proc CPU), by
+# thread, library and function in OUT_DIR/profile.profile.txt;
+# CLEARING_KAFKA_TRANSACTIONS=0: the stages write without transactions (what the fence costs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,8 +57,21 @@ run() { # name, loadtest arguments…
   shift
   before=$(broker_cpu_s)
   echo "kafka-perf: $name on $BOOTSTRAP" >&2
-  "$BIN" loadtest --bus "kafka://$BOOTSTRAP/perf-$name" --claims "$CLAIMS" \
+  local profile=()
+  if [ "$name" = profile ]; then
+    profile=(perf record -e cpu-clock -F 499 -g -o "$OUT/$name.perf.data" --)
+  fi
+  "${profile[@]}" "$BIN" loadtest --bus "kafka://$BOOTSTRAP/perf-$name" --claims "$CLAIMS" \
     --corpus "$OUT/corpus" --out "$OUT/$name" --drain-timeout 600 "$@" >"$OUT/$name.txt"
+  if [ ${#profile[@]} -gt 0 ]; then
+    { echo "== the pipeline's CPU samples by thread"
+      perf report -i "$OUT/$name.perf.data" --stdio --no-children --sort comm -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25 || true
+      echo "== by library"
+      perf report -i "$OUT/$name.perf.data" --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 || true
+      echo "== by function"
+      perf report -i "$OUT/$name.perf.data" --stdio --no-children --sort sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 || true
+    } >"$OUT/$name.profile.txt"
+  fi
   after=$(broker_cpu_s)
   echo "$before $after" >"$OUT/$name.broker-cpu"
   # Records on every topic of the run (topic:partition:end offset): the record
@@ -68,6 +85,9 @@ run rate-100x --rate 3169 --no-raw
 # Below saturation: on two shared cores the broker and the pipeline together top out near
 # 100x the mean, so 30x shows the latency of a pipeline that keeps up.
 run rate-30x --rate 951 --no-raw
+if [ "${KAFKA_PERF_PROFILE:-0}" = 1 ]; then
+  run profile --no-raw
+fi
 
 python3 - "$OUT" "$MODE" "$CLAIMS" <<'PY'
 import json, os, sys
