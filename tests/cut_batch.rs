@@ -20,110 +20,17 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
-use clearing_pipeline::domain::FseInput;
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::model::{AuditCheckpoint, EventHeader, FseRejected, FseValidated};
 use clearing_pipeline::pki::PkiRecord;
 use clearing_pipeline::pseudonym::PseudonymKey;
-use clearing_pipeline::refdata::EuInstitutionInput;
-use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::ingest::Ingest;
 use clearing_pipeline::runtime::{
     self, Member, Shared, StageKind, StageStore, StageWorker, topics,
 };
-use clearing_pipeline::synth::{GenConfig, generate};
+use common::dataset::{DataSet, shared};
 use serde_json::Value;
-
-struct Data {
-    claims: Vec<FseInput>,
-    rights: Vec<Value>,
-    pki: Vec<PkiRecord>,
-    institutions: Vec<EuInstitutionInput>,
-}
-
-fn data(dir: &Path) -> Data {
-    let mut config = GenConfig::for_claims(29, 40);
-    config.rsa_per_mille = 0;
-    config.bad_per_mille = 0;
-    config.visitors_per_mille = 0;
-    config.beneficiaries = 20;
-    config.first_care_date = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
-    config.last_care_date = NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
-    generate(
-        &config,
-        &Rules::embedded().unwrap(),
-        &SchemaRegistry::new().unwrap(),
-        dir,
-    )
-    .unwrap();
-    let lines = |name: &str| -> Vec<String> {
-        std::fs::read_to_string(dir.join(name))
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
-    Data {
-        claims: lines("claims.jsonl")
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-        rights: lines("rights.jsonl")
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-        pki: lines("pki.jsonl")
-            .iter()
-            .map(|l| PkiRecord::from_json(l).unwrap())
-            .collect(),
-        institutions: lines("eu_institutions.jsonl")
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-    }
-}
-
-/// A bus of one partition holding the reference data and the claims.
-fn published(dir: &Path, data: &Data) -> Arc<LocalLog> {
-    let bus = LocalLog::open(&dir.join("bus")).unwrap();
-    runtime::ensure_topics(&bus, 1).unwrap();
-    let registry = SchemaRegistry::new().unwrap();
-    let pseudonyms = PseudonymKey::development();
-    let mut ingest = Ingest::new(&bus, &registry, &pseudonyms).unwrap();
-    for record in &data.pki {
-        ingest.pki(record).unwrap();
-    }
-    for institution in &data.institutions {
-        ingest.institution(institution).unwrap();
-    }
-    for rights in &data.rights {
-        let input: RightsInput = serde_json::from_value(rights.clone()).unwrap();
-        ingest.rights(&input).unwrap();
-    }
-    for claim in &data.claims {
-        ingest.submit(claim).unwrap();
-    }
-    ingest.flush().unwrap();
-    bus
-}
-
-fn shared(bus: Arc<LocalLog>, state: &Path) -> Arc<Shared> {
-    let bus: Arc<dyn Bus> = Arc::new(bus);
-    Arc::new(Shared {
-        bus,
-        rules: Arc::new(Rules::embedded().unwrap()),
-        registry: Arc::new(SchemaRegistry::new().unwrap()),
-        pseudonyms: PseudonymKey::development(),
-        trust_unsigned: false,
-        state_dir: state.to_path_buf(),
-        group: "clearing".into(),
-        batch_max: 10_000,
-        verify_threads: 1,
-        workers_per_stage: 1,
-        layout: runtime::Layout::PerStage,
-    })
-}
 
 /// One batch of `kind` whose outputs are acknowledged, then the process
 /// "dies": the worker and its store are dropped before the checkpoint, the
@@ -238,8 +145,8 @@ fn replay_is_identical(dir: &Path) {
 #[test]
 fn a_revocation_published_after_a_cut_batch_does_not_give_its_claim_a_second_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let data = data(&dir.path().join("gen"));
-    let bus = published(dir.path(), &data);
+    let data = DataSet::small_month(&dir.path().join("gen"));
+    let bus = data.published(dir.path());
     let shared = shared(bus.clone(), &dir.path().join("state"));
     cut_batch(&shared, StageKind::Validation);
     let validated = fse_ids(&bus, topics::FSE_VALIDATED, StageKind::Validation);
@@ -292,8 +199,8 @@ fn a_revocation_published_after_a_cut_batch_does_not_give_its_claim_a_second_out
 #[test]
 fn a_rights_change_published_after_a_cut_batch_does_not_give_its_claim_a_second_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let data = data(&dir.path().join("gen"));
-    let bus = published(dir.path(), &data);
+    let data = DataSet::small_month(&dir.path().join("gen"));
+    let bus = data.published(dir.path());
     let shared = shared(bus.clone(), &dir.path().join("state"));
     run_to_end(&shared, &[StageKind::Validation]);
     cut_batch(&shared, StageKind::Entitlement);

@@ -40,11 +40,7 @@ fn repo() -> PathBuf {
 
 /// A namespace of its own: nothing else on the broker writes these topics.
 fn namespace() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("test-{}-{nanos:x}-interop", std::process::id())
+    common::fresh_namespace("interop")
 }
 
 fn stderr(output: &Output) -> String {

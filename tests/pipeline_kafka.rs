@@ -17,7 +17,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use clearing_pipeline::adjudicate::Adjudicator;
@@ -38,16 +37,7 @@ fn broker_address() -> String {
 
 /// A namespace no other test or run uses.
 fn namespace(test: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "test-{}-{nanos:x}-{}-{test}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    common::fresh_namespace(test)
 }
 
 fn url(namespace: &str) -> String {

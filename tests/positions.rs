@@ -6,115 +6,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
-use clearing_pipeline::domain::FseInput;
-use clearing_pipeline::domain::rights::RightsInput;
-use clearing_pipeline::events::SchemaRegistry;
-use clearing_pipeline::pki::PkiRecord;
-use clearing_pipeline::pseudonym::PseudonymKey;
-use clearing_pipeline::refdata::EuInstitutionInput;
-use clearing_pipeline::rules::Rules;
-use clearing_pipeline::runtime::ingest::Ingest;
 use clearing_pipeline::runtime::{self, Shared, StageKind, topics};
-use clearing_pipeline::synth::{GenConfig, generate};
-use serde_json::Value;
-
-struct Data {
-    claims: Vec<FseInput>,
-    rights: Vec<Value>,
-    pki: Vec<PkiRecord>,
-    institutions: Vec<EuInstitutionInput>,
-}
-
-fn data(dir: &Path) -> Data {
-    let mut config = GenConfig::for_claims(29, 40);
-    config.rsa_per_mille = 0;
-    config.bad_per_mille = 0;
-    config.visitors_per_mille = 0;
-    config.beneficiaries = 20;
-    config.first_care_date = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
-    config.last_care_date = NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
-    generate(
-        &config,
-        &Rules::embedded().unwrap(),
-        &SchemaRegistry::new().unwrap(),
-        dir,
-    )
-    .unwrap();
-    let lines = |name: &str| -> Vec<String> {
-        std::fs::read_to_string(dir.join(name))
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
-    Data {
-        claims: lines("claims.jsonl")
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-        rights: lines("rights.jsonl")
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-        pki: lines("pki.jsonl")
-            .iter()
-            .map(|l| PkiRecord::from_json(l).unwrap())
-            .collect(),
-        institutions: lines("eu_institutions.jsonl")
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-    }
-}
-
-/// A bus of one partition holding the reference data and the claims.
-fn published(dir: &Path, data: &Data) -> Arc<LocalLog> {
-    let bus = LocalLog::open(&dir.join("bus")).unwrap();
-    runtime::ensure_topics(&bus, 1).unwrap();
-    let registry = SchemaRegistry::new().unwrap();
-    let pseudonyms = PseudonymKey::development();
-    let mut ingest = Ingest::new(&bus, &registry, &pseudonyms).unwrap();
-    for record in &data.pki {
-        ingest.pki(record).unwrap();
-    }
-    for institution in &data.institutions {
-        ingest.institution(institution).unwrap();
-    }
-    for rights in &data.rights {
-        let input: RightsInput = serde_json::from_value(rights.clone()).unwrap();
-        ingest.rights(&input).unwrap();
-    }
-    for claim in &data.claims {
-        ingest.submit(claim).unwrap();
-    }
-    ingest.flush().unwrap();
-    bus
-}
-
-fn shared(bus: Arc<LocalLog>, state: &Path) -> Arc<Shared> {
-    let bus: Arc<dyn Bus> = Arc::new(bus);
-    Arc::new(Shared {
-        bus,
-        rules: Arc::new(Rules::embedded().unwrap()),
-        registry: Arc::new(SchemaRegistry::new().unwrap()),
-        pseudonyms: PseudonymKey::development(),
-        trust_unsigned: false,
-        state_dir: state.to_path_buf(),
-        group: "clearing".into(),
-        batch_max: 10_000,
-        verify_threads: 1,
-        workers_per_stage: 1,
-        layout: runtime::Layout::PerStage,
-    })
-}
+use common::dataset::{DataSet, shared};
 
 fn run_to_end(shared: &Arc<Shared>, stages: &[StageKind]) {
     runtime::run_stages(
@@ -169,8 +68,8 @@ const LATER_STAGES: [StageKind; 3] = [
 #[test]
 fn a_stage_emits_the_same_bytes_whether_its_inputs_offsets_have_gaps_or_not() {
     let dir = tempfile::tempdir().unwrap();
-    let data = data(&dir.path().join("gen"));
-    let dense = published(dir.path(), &data);
+    let data = DataSet::small_month(&dir.path().join("gen"));
+    let dense = data.published(dir.path());
     let dense_shared = shared(dense.clone(), &dir.path().join("state"));
     run_to_end(&dense_shared, &[StageKind::Validation]);
     let gapped_dir = dir.path().join("gapped");

@@ -9,20 +9,18 @@ use std::sync::{Arc, OnceLock};
 
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
-use clearing_pipeline::domain::FseInput;
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::model::{FseDecided, FseSubmitted};
-use clearing_pipeline::pki::PkiRecord;
 use clearing_pipeline::pseudonym::PseudonymKey;
-use clearing_pipeline::refdata::EuInstitutionInput;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::ingest::Ingest;
 use clearing_pipeline::runtime::{self, Shared, StageKind, topics};
-use clearing_pipeline::synth::{GenConfig, generate};
+use clearing_pipeline::synth::GenConfig;
 use clearing_replay::run::replay;
 use clearing_replay::verify::Setup;
 use common::clearing;
+use common::dataset::DataSet;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
@@ -30,11 +28,15 @@ use serde_json::Value;
 /// A small generated data set (ECDSA cards: quick to verify), care dates
 /// across a year boundary so yearly caps reset mid-stream.
 struct Data {
-    claims: Vec<FseInput>,
-    rights: Vec<Value>,
-    pki: Vec<PkiRecord>,
-    institutions: Vec<EuInstitutionInput>,
+    set: DataSet,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Data {
+    type Target = DataSet;
+    fn deref(&self) -> &DataSet {
+        &self.set
+    }
 }
 
 fn data() -> &'static Data {
@@ -47,37 +49,8 @@ fn data() -> &'static Data {
         config.beneficiaries = 60;
         config.first_care_date = chrono::NaiveDate::from_ymd_opt(2024, 11, 15).unwrap();
         config.last_care_date = chrono::NaiveDate::from_ymd_opt(2025, 2, 15).unwrap();
-        generate(
-            &config,
-            &Rules::embedded().unwrap(),
-            &SchemaRegistry::new().unwrap(),
-            dir.path(),
-        )
-        .unwrap();
-        let lines = |name: &str| -> Vec<String> {
-            std::fs::read_to_string(dir.path().join(name))
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        };
         Data {
-            claims: lines("claims.jsonl")
-                .iter()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect(),
-            rights: lines("rights.jsonl")
-                .iter()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect(),
-            pki: lines("pki.jsonl")
-                .iter()
-                .map(|l| PkiRecord::from_json(l).unwrap())
-                .collect(),
-            institutions: lines("eu_institutions.jsonl")
-                .iter()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect(),
+            set: DataSet::generate(&config, dir.path()),
             _dir: dir,
         }
     })
@@ -202,7 +175,7 @@ fn check_history(ops: &[Op], batch: usize, workers: &[(u32, bool)]) -> Result<()
     let bus: Arc<dyn Bus> = Arc::new(log.clone());
     runtime::ensure_topics(bus.as_ref(), 4).unwrap();
     let state = dir.path().join("state");
-    publish_references(&bus, data);
+    data.publish_references(bus.as_ref());
     let registry = SchemaRegistry::new().unwrap();
     let mut snapshots: Vec<PathBuf> = Vec::new();
     for op in ops {
@@ -257,25 +230,6 @@ fn check_history(ops: &[Op], batch: usize, workers: &[(u32, bool)]) -> Result<()
         }
     }
     Ok(())
-}
-
-/// The data set's certificates, institutions and rights, on the bus first.
-fn publish_references(bus: &Arc<dyn Bus>, data: &Data) {
-    let registry = SchemaRegistry::new().unwrap();
-    let pseudonyms = PseudonymKey::development();
-    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms).unwrap();
-    for record in &data.pki {
-        ingest.pki(record).unwrap();
-    }
-    for institution in &data.institutions {
-        ingest.institution(institution).unwrap();
-    }
-    for rights in &data.rights {
-        ingest
-            .rights(&serde_json::from_value(rights.clone()).unwrap())
-            .unwrap();
-    }
-    ingest.flush().unwrap();
 }
 
 /// One step of a history other than a restart, written to the bus.

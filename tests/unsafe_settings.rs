@@ -9,22 +9,15 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::clearing;
 
 /// A namespace no other test or run uses.
 fn fresh_url(test: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
     format!(
-        "kafka://{}/unsafe-{}-{nanos:x}-{}-{test}",
+        "kafka://{}/{}",
         common::kafka_bootstrap(),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        common::fresh_namespace(&format!("unsafe-{test}"))
     )
 }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test crate uses a subset).
 #![allow(dead_code)]
 
+pub mod dataset;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -576,4 +578,20 @@ pub fn is_stopped(pid: u32) -> bool {
             Some(state == 'T')
         })
         .unwrap_or(false)
+}
+
+/// A Kafka namespace no other test or run uses: the process, the time's
+/// nanoseconds, a counter and the test's name.
+pub fn fresh_namespace(test: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "test-{}-{nanos:x}-{}-{test}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
