@@ -12,9 +12,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -26,10 +24,8 @@ use clearing_pipeline::events::model::{AuditCheckpoint, EventHeader, FseRejected
 use clearing_pipeline::pki::PkiRecord;
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::runtime::ingest::Ingest;
-use clearing_pipeline::runtime::{
-    self, Member, Shared, StageKind, StageStore, StageWorker, topics,
-};
-use common::dataset::{DataSet, shared};
+use clearing_pipeline::runtime::{Member, Shared, StageKind, StageStore, StageWorker, topics};
+use common::dataset::{DataSet, run_to_end, shared};
 use serde_json::Value;
 
 /// One batch of `kind` whose outputs are acknowledged, then the process
@@ -48,18 +44,6 @@ fn cut_batch(shared: &Arc<Shared>, kind: StageKind) {
     }
     assert!(processed > 0, "{}: no batch ran", kind.name());
     assert!(worker.has_pending());
-}
-
-fn run_to_end(shared: &Arc<Shared>, stages: &[StageKind]) {
-    runtime::run_stages(
-        shared.clone(),
-        stages,
-        &AtomicBool::new(false),
-        true,
-        Duration::from_secs(3600),
-        &|_| {},
-    )
-    .unwrap();
 }
 
 fn header(registry: &SchemaRegistry, topic: &str, value: &[u8]) -> EventHeader {
@@ -123,22 +107,6 @@ fn one_outcome_each(bus: &Arc<LocalLog>, stage: StageKind, passed: &str) -> BTre
     passed
 }
 
-/// `clearing replay` of the bus (its lock released: every handle dropped).
-fn replay_is_identical(dir: &Path) {
-    let out = common::clearing()
-        .args(["replay", "--bus"])
-        .arg(format!("local:{}", dir.join("bus").display()))
-        .args(["--stages", "validation,entitlement", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Validation acknowledges `fse.validated` for a batch and dies; a
 /// revocation of a card dated on the care date of one of the batch's claims
 /// is then published. The restart must not return that claim as revoked.
@@ -190,7 +158,7 @@ fn a_revocation_published_after_a_cut_batch_does_not_give_its_claim_a_second_out
     assert_eq!(u64::try_from(pki.offset).unwrap(), pki_end);
     run_to_end(&shared, &[StageKind::Entitlement]);
     drop((shared, bus));
-    replay_is_identical(dir.path());
+    common::dataset::assert_replay_identical(&dir.path().join("bus"), "validation,entitlement");
 }
 
 /// Entitlement acknowledges `fse.entitled` for a batch and dies; the
@@ -246,5 +214,5 @@ fn a_rights_change_published_after_a_cut_batch_does_not_give_its_claim_a_second_
         .expect("ref.rights in the watermark");
     assert_eq!(u64::try_from(applied.offset).unwrap(), rights_end);
     drop((shared, bus));
-    replay_is_identical(dir.path());
+    common::dataset::assert_replay_identical(&dir.path().join("bus"), "validation,entitlement");
 }

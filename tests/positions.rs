@@ -7,25 +7,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
-use clearing_pipeline::runtime::{self, Shared, StageKind, topics};
-use common::dataset::{DataSet, shared};
-
-fn run_to_end(shared: &Arc<Shared>, stages: &[StageKind]) {
-    runtime::run_stages(
-        shared.clone(),
-        stages,
-        &AtomicBool::new(false),
-        true,
-        Duration::from_secs(3600),
-        &|_| {},
-    )
-    .unwrap();
-}
+use clearing_pipeline::runtime::{self, StageKind, topics};
+use common::dataset::{DataSet, run_to_end, shared};
 
 fn copy(from: &Arc<LocalLog>, to: &Arc<LocalLog>, topic: &str, offset_of: impl Fn(u64) -> u64) {
     for r in from.read(topic, 0, 0, usize::MAX).unwrap() {
@@ -115,16 +101,8 @@ fn a_stage_emits_the_same_bytes_whether_its_inputs_offsets_have_gaps_or_not() {
         }
     }
     drop((gapped_shared, gapped));
-    let out = common::clearing()
-        .args(["replay", "--bus"])
-        .arg(format!("local:{}", gapped_dir.join("bus").display()))
-        .args(["--stages", "entitlement,routing,reimbursement", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::dataset::assert_replay_identical(
+        &gapped_dir.join("bus"),
+        "entitlement,routing,reimbursement",
     );
 }

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use clearing_pipeline::bus::Bus;
@@ -17,7 +19,7 @@ use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::refdata::EuInstitutionInput;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::ingest::Ingest;
-use clearing_pipeline::runtime::{self, Shared};
+use clearing_pipeline::runtime::{self, Shared, StageKind};
 use clearing_pipeline::synth::{GenConfig, generate};
 use serde_json::Value;
 
@@ -131,4 +133,35 @@ pub fn shared(bus: Arc<LocalLog>, state: &Path) -> Arc<Shared> {
         workers_per_stage: 1,
         layout: runtime::Layout::PerStage,
     })
+}
+
+/// `stages` run until every input is consumed, in this process.
+pub fn run_to_end(shared: &Arc<Shared>, stages: &[StageKind]) {
+    runtime::run_stages(
+        shared.clone(),
+        stages,
+        &AtomicBool::new(false),
+        true,
+        Duration::from_secs(3600),
+        &|_| {},
+    )
+    .unwrap();
+}
+
+/// `clearing replay` of the local bus in `bus_dir` for `stages` (comma
+/// separated) exits 0: identical. Every handle on the bus must be dropped
+/// first (its lock).
+pub fn assert_replay_identical(bus_dir: &Path, stages: &str) {
+    let out = super::clearing()
+        .args(["replay", "--bus"])
+        .arg(format!("local:{}", bus_dir.display()))
+        .args(["--stages", stages, "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
