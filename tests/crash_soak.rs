@@ -38,23 +38,9 @@ use clearing_pipeline::events::registry::SchemaRegistry;
 
 use clearing_pipeline::state::SledStore;
 
-use common::{assert_same_outputs, clearing, output_count, outputs, pipe, prepare, publish_refs};
-
-/// xorshift64*: the soak's own randomness, from a printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::{
+    Rng, assert_same_outputs, clearing, output_count, outputs, pipe, prepare, publish_refs,
+};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -137,6 +123,32 @@ fn start_with(
     (child, stages, batch)
 }
 
+/// Lets a started run work for a random delay (a fifth of the time a short
+/// one, landing in its start: opening and restoring), then SIGKILLs it; a run
+/// that ended by itself fails the soak with the runs' log. Says whether the
+/// delay was short.
+fn kill_while_running(
+    (mut child, stages, batch): (Child, String, usize),
+    rng: &mut Rng,
+    mean_ms: u64,
+    runs_log: &Path,
+) -> bool {
+    let short = rng.below(5) == 0;
+    let delay = if short {
+        10 + rng.below(250)
+    } else {
+        mean_ms / 2 + rng.below(mean_ms)
+    };
+    std::thread::sleep(Duration::from_millis(delay));
+    if let Some(status) = child.try_wait().unwrap() {
+        let text = std::fs::read_to_string(runs_log).unwrap();
+        panic!("run --stages {stages} --batch {batch} exited by itself ({status}):\n{text}");
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    short
+}
+
 /// Every record of a topic, all partitions.
 fn records(log: &impl Bus, topic: &str) -> Vec<Vec<u8>> {
     (0..log.partition_count(topic).unwrap())
@@ -207,20 +219,8 @@ fn soak(claims: usize, kills: usize, seed: u64) {
     let (mut landed, mut early) = (0, 0);
     let started = Instant::now();
     while landed < kills {
-        let (mut child, stages, batch) = start(&crashed, &mut rng, &log);
-        let short = rng.below(5) == 0;
-        let delay = if short {
-            10 + rng.below(250)
-        } else {
-            mean_ms / 2 + rng.below(mean_ms)
-        };
-        std::thread::sleep(Duration::from_millis(delay));
-        if let Some(status) = child.try_wait().unwrap() {
-            let text = std::fs::read_to_string(dir.path().join("runs.log")).unwrap();
-            panic!("run --stages {stages} --batch {batch} exited by itself ({status}):\n{text}");
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let run = start(&crashed, &mut rng, &log);
+        let short = kill_while_running(run, &mut rng, mean_ms, &dir.path().join("runs.log"));
         landed += 1;
         early += usize::from(short);
     }
@@ -438,19 +438,8 @@ fn power_loss_soak(claims: usize, kills: usize, seed: u64) {
             submit_part(&crashed, part, submitted_so_far, &mut rng, &mut losses);
             next_part += 1;
         }
-        let (mut child, stages, batch) = start_with(&crashed, &mut rng, &log, &FAULT);
-        let delay = if rng.below(5) == 0 {
-            10 + rng.below(250)
-        } else {
-            mean_ms / 2 + rng.below(mean_ms)
-        };
-        std::thread::sleep(Duration::from_millis(delay));
-        if let Some(status) = child.try_wait().unwrap() {
-            let text = std::fs::read_to_string(dir.path().join("runs.log")).unwrap();
-            panic!("run --stages {stages} --batch {batch} exited by itself ({status}):\n{text}");
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let run = start_with(&crashed, &mut rng, &log, &FAULT);
+        kill_while_running(run, &mut rng, mean_ms, &dir.path().join("runs.log"));
         if rng.below(2) == 0 {
             lose_power(&crashed, &mut rng, &mut losses);
         }

@@ -47,20 +47,9 @@ use kafka::KafkaBus;
 
 use clearing_pipeline::bus::local::LocalLog;
 use common::{
-    CLOSES, assert_same_outputs, bus_outputs, clearing, outbound_bodies, output_count, outputs,
-    pipe, prepare,
+    CLOSES, Rng, assert_same_outputs, bus_outputs, clearing, outbound_bodies, output_count,
+    outputs, pipe, prepare,
 };
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -15,7 +15,7 @@ use clearing_pipeline::events::model::{FseDecided, FseSubmitted};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::ingest::Ingest;
-use clearing_pipeline::runtime::{self, Shared, StageKind, topics};
+use clearing_pipeline::runtime::{self, StageKind, topics};
 use clearing_pipeline::synth::GenConfig;
 use clearing_replay::run::replay;
 use clearing_replay::verify::Setup;
@@ -112,23 +112,19 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize, (workers, chained): (u32, bool)) {
-    let shared = Arc::new(Shared {
-        bus: bus.clone(),
-        rules: Arc::new(Rules::embedded().unwrap()),
-        registry: Arc::new(SchemaRegistry::new().unwrap()),
-        pseudonyms: PseudonymKey::development(),
-        trust_unsigned: false,
-        state_dir: state.to_path_buf(),
-        group: "clearing".into(),
-        batch_max: batch,
-        verify_threads: clearing_pipeline::runtime::cores(),
-        workers_per_stage: workers,
-        layout: if chained {
-            runtime::Layout::Chained
-        } else {
-            runtime::Layout::PerStage
-        },
-    });
+    let layout = if chained {
+        runtime::Layout::Chained
+    } else {
+        runtime::Layout::PerStage
+    };
+    let shared = common::dataset::shared_with(
+        bus.clone(),
+        state,
+        batch,
+        clearing_pipeline::runtime::cores(),
+        workers,
+        layout,
+    );
     runtime::run_to_end(shared).unwrap();
 }
 

@@ -119,7 +119,26 @@ impl DataSet {
 /// The runtime's shared context over `bus`, stores in `state`: one worker per
 /// stage, batches of up to 10,000, signatures checked.
 pub fn shared(bus: Arc<LocalLog>, state: &Path) -> Arc<Shared> {
-    let bus: Arc<dyn Bus> = Arc::new(bus);
+    shared_with(
+        Arc::new(bus),
+        state,
+        10_000,
+        1,
+        1,
+        runtime::Layout::PerStage,
+    )
+}
+
+/// [`shared`] with its batch size, verifier threads, workers per stage and
+/// layout chosen.
+pub fn shared_with(
+    bus: Arc<dyn Bus>,
+    state: &Path,
+    batch_max: usize,
+    verify_threads: usize,
+    workers_per_stage: u32,
+    layout: runtime::Layout,
+) -> Arc<Shared> {
     Arc::new(Shared {
         bus,
         rules: Arc::new(Rules::embedded().unwrap()),
@@ -128,10 +147,10 @@ pub fn shared(bus: Arc<LocalLog>, state: &Path) -> Arc<Shared> {
         trust_unsigned: false,
         state_dir: state.to_path_buf(),
         group: "clearing".into(),
-        batch_max: 10_000,
-        verify_threads: 1,
-        workers_per_stage: 1,
-        layout: runtime::Layout::PerStage,
+        batch_max,
+        verify_threads,
+        workers_per_stage,
+        layout,
     })
 }
 

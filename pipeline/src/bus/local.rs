@@ -1098,6 +1098,21 @@ struct GroupOffsets {
     dirty: bool,
 }
 
+/// The log directory's lock file, held exclusively: one process owns a local
+/// log at a time (its opens and its crash images alike).
+fn lock_exclusively(dir: &Path) -> Result<File, BusError> {
+    let lock_path = dir.join(".lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(lock_path.display().to_string()))?;
+    lock.try_lock()
+        .map_err(|_| BusError::Busy(format!("{} is used by another process", dir.display())))?;
+    Ok(lock)
+}
+
 impl LocalLog {
     /// Opens the log in `dir`, in the power-loss fault mode if
     /// [`CRASH_IMAGE_ENV`] is set.
@@ -1111,15 +1126,7 @@ impl LocalLog {
     /// taken for unsynced by the next image.
     pub fn open_with(dir: &Path, fault_mode: bool) -> Result<Arc<LocalLog>, BusError> {
         fs::create_dir_all(dir.join("_groups")).map_err(io(dir.display().to_string()))?;
-        let lock_path = dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(lock_path.display().to_string()))?;
-        lock.try_lock()
-            .map_err(|_| BusError::Busy(format!("{} is used by another process", dir.display())))?;
+        let lock = lock_exclusively(dir)?;
         let mut topics = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(io(dir.display().to_string()))? {
             let entry = entry.map_err(io(dir.display().to_string()))?;
@@ -1152,15 +1159,7 @@ impl LocalLog {
     /// of the unsynced bytes instead of none. Refused while a process has
     /// the log open.
     pub fn crash_image(dir: &Path, seed: Option<u64>) -> Result<CrashImage, BusError> {
-        let lock_path = dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(lock_path.display().to_string()))?;
-        lock.try_lock()
-            .map_err(|_| BusError::Busy(format!("{} is used by another process", dir.display())))?;
+        let _lock = lock_exclusively(dir)?;
         crash_image::apply(dir, seed)
     }
 
