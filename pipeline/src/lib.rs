@@ -22,5 +22,6 @@ pub mod signatures;
 pub mod stages;
 pub mod state;
 pub mod synth;
+pub mod topics;
 
 pub use domain::rights;

@@ -28,9 +28,13 @@ use super::eu_clearing::{self, EuEntry};
 use super::payments::{self, PayEntry};
 use super::returns::{self, LotEntry};
 use super::{Emit, OutboundError};
-use crate::events::model::{LedgerEntry, LedgerOutcomeRec, PayeeKind, Status};
+use crate::events::model::{EventHeader, LedgerEntry, LedgerOutcomeRec, PayeeKind, Status};
 use crate::rules::Rules;
+use crate::stages::Context;
+use crate::stages::contract::{self, Decided, Topics};
+use crate::stages::emit::{EmitKey, Inputs};
 use crate::state::{StateTxn, StoreError};
+use crate::topics;
 
 /// What the ledger consults besides its input and state.
 pub struct LedgerCtx<'a> {
@@ -228,6 +232,47 @@ fn take<T: DeserializeOwned>(state: &mut StateTxn<'_>, id: &str) -> Result<Vec<T
     }
     state.delete(count_key);
     Ok(out)
+}
+
+/// The ledger on the bus: `outbound.ledger` (outcomes from settlement and
+/// returns, close events from `clearing close`) in; acknowledgements,
+/// payment orders and EU claims out, keyed by their own ids.
+pub struct LedgerStage;
+
+impl contract::Stage for LedgerStage {
+    type Input = LedgerEntry;
+
+    const TOPICS: Topics = Topics {
+        name: "ledger",
+        input: topics::OUTBOUND_LEDGER,
+        pass: topics::PAYMENTS_ORDERS,
+        outputs: &[
+            topics::RETURNS_PROFESSIONAL,
+            topics::PAYMENTS_ORDERS,
+            topics::EU_CLAIMS,
+        ],
+        changelog: "ledger.changelog",
+        dlq: "dlq.ledger",
+    };
+
+    fn header(entry: &LedgerEntry) -> Option<&EventHeader> {
+        Some(&entry.header)
+    }
+
+    fn decide(
+        &self,
+        entry: LedgerEntry,
+        at: &Inputs<'_>,
+        state: &mut StateTxn<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Decided, StoreError> {
+        let lctx = LedgerCtx {
+            rules: ctx.rules,
+            partition: at.record.partition,
+        };
+        let emits = apply(&entry, state, &lctx);
+        at.outbound(emits, &entry.header, ctx, EmitKey::Correlation)
+    }
 }
 
 /// One ledger entry: an outcome is accumulated (no output); a close emits

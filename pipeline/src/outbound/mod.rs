@@ -28,7 +28,11 @@ use crate::events::model::{
     LedgerOutcomeRec, PaymentOrder, ProfessionalReturn,
 };
 use crate::rules::Rules;
-use crate::state::StoreError;
+use crate::stages::Context;
+use crate::stages::contract::{self, Decided, Topics};
+use crate::stages::emit::{EmitKey, Inputs};
+use crate::state::{StateTxn, StoreError};
+use crate::topics;
 
 pub use calendar::CalendarError;
 
@@ -195,6 +199,74 @@ pub fn return_rejection(input: &FseRejected) -> Result<Vec<Emit>, OutboundError>
         Emit::Return(returns::rejection_return(decision, claim)),
         ledger_event(outcome(decision, claim)),
     ])
+}
+
+/// Settlement on the bus: `fse.decided` in; the payment return, the
+/// complementary claim and the ledger outcome out.
+pub struct SettlementStage;
+
+impl contract::Stage for SettlementStage {
+    type Input = FseDecided;
+
+    const TOPICS: Topics = Topics {
+        name: "settlement",
+        input: topics::FSE_DECIDED,
+        pass: topics::RETURNS_PROFESSIONAL,
+        outputs: &[
+            topics::RETURNS_PROFESSIONAL,
+            topics::AMC_CLAIMS,
+            topics::OUTBOUND_LEDGER,
+        ],
+        changelog: "settlement.changelog",
+        dlq: "dlq.settlement",
+    };
+
+    fn header(event: &FseDecided) -> Option<&EventHeader> {
+        Some(&event.header)
+    }
+
+    fn decide(
+        &self,
+        event: FseDecided,
+        at: &Inputs<'_>,
+        _: &mut StateTxn<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Decided, StoreError> {
+        let emits = settle(&event, ctx.rules);
+        at.outbound(emits, &event.header, ctx, EmitKey::Input)
+    }
+}
+
+/// Returns on the bus: `fse.rejected` (which several stages write) in; the
+/// rejection return and the ledger outcome out.
+pub struct ReturnsStage;
+
+impl contract::Stage for ReturnsStage {
+    type Input = FseRejected;
+
+    const TOPICS: Topics = Topics {
+        name: "returns",
+        input: topics::FSE_REJECTED,
+        pass: topics::RETURNS_PROFESSIONAL,
+        outputs: &[topics::RETURNS_PROFESSIONAL, topics::OUTBOUND_LEDGER],
+        changelog: "returns.changelog",
+        dlq: "dlq.returns",
+    };
+
+    fn header(event: &FseRejected) -> Option<&EventHeader> {
+        Some(&event.header)
+    }
+
+    fn decide(
+        &self,
+        event: FseRejected,
+        at: &Inputs<'_>,
+        _: &mut StateTxn<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Decided, StoreError> {
+        let emits = return_rejection(&event);
+        at.outbound(emits, &event.header, ctx, EmitKey::Input)
+    }
 }
 
 /// The payment identity of a decision, checked again where the payment is

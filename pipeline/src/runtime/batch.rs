@@ -23,14 +23,7 @@ use crate::events::registry::SchemaRegistry;
 use crate::stages::Context;
 use crate::state::{StateRead, StateTxn, StoreError};
 
-/// Reserved state keys (a leading NUL never starts a stage's own key).
-pub const APPLIED: &[u8] = b"\0applied";
-pub const UPSTREAM: &[u8] = b"\0upstream";
-pub const CHAIN: &[u8] = b"\0chain";
-/// The bus offset to read next, kept only where it differs from
-/// [`APPLIED`]: on a topic whose offsets have gaps (Kafka's transaction
-/// markers take offsets).
-pub const APPLIED_RAW: &[u8] = b"\0applied_raw";
+use crate::state::keys::reserved::{APPLIED, APPLIED_RAW, CHAIN, UPSTREAM};
 
 /// The hash chain over a stage partition's outputs, in emission order:
 /// `H_n = SHA-256(H_{n-1} || bytes_n)`, `H_0` = 32 zero bytes.

@@ -7,8 +7,10 @@ pub mod ingest;
 pub mod prefetch;
 pub mod process;
 pub mod refs;
-pub mod topics;
 pub mod worker;
+
+pub use crate::stages::StageKind;
+pub use crate::topics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,129 +35,6 @@ pub fn default_workers_per_stage(layout: Layout) -> u32 {
     match layout {
         Layout::PerStage => 1,
         Layout::Chained => u32::try_from(cores()).unwrap_or(1),
-    }
-}
-
-/// The stages, in pipeline order: the four that decide, then the three
-/// outbound ones (docs/outbound.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StageKind {
-    Validation,
-    Entitlement,
-    Routing,
-    Reimbursement,
-    /// Paid decisions: payment returns, complementary claims, ledger outcomes.
-    Settlement,
-    /// Rejections: rejection returns, ledger outcomes.
-    Returns,
-    /// Accumulations closed by close events: ARLs, payment orders, EU claims.
-    Ledger,
-}
-
-impl StageKind {
-    pub const ALL: [StageKind; 7] = [
-        StageKind::Validation,
-        StageKind::Entitlement,
-        StageKind::Routing,
-        StageKind::Reimbursement,
-        StageKind::Settlement,
-        StageKind::Returns,
-        StageKind::Ledger,
-    ];
-
-    /// The stages that decide claims (what `clearing adjudicate` runs).
-    pub const DECIDING: [StageKind; 4] = [
-        StageKind::Validation,
-        StageKind::Entitlement,
-        StageKind::Routing,
-        StageKind::Reimbursement,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            StageKind::Validation => "validation",
-            StageKind::Entitlement => "entitlement",
-            StageKind::Routing => "routing",
-            StageKind::Reimbursement => "reimbursement",
-            StageKind::Settlement => "settlement",
-            StageKind::Returns => "returns",
-            StageKind::Ledger => "ledger",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<StageKind> {
-        StageKind::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    pub fn input_topic(self) -> &'static str {
-        match self {
-            StageKind::Validation => topics::FSE_SUBMITTED,
-            StageKind::Entitlement => topics::FSE_VALIDATED,
-            StageKind::Routing => topics::FSE_ENTITLED,
-            StageKind::Reimbursement => topics::FSE_ROUTED,
-            StageKind::Settlement => topics::FSE_DECIDED,
-            StageKind::Returns => topics::FSE_REJECTED,
-            StageKind::Ledger => topics::OUTBOUND_LEDGER,
-        }
-    }
-
-    pub fn pass_topic(self) -> &'static str {
-        match self {
-            StageKind::Validation => topics::FSE_VALIDATED,
-            StageKind::Entitlement => topics::FSE_ENTITLED,
-            StageKind::Routing => topics::FSE_ROUTED,
-            StageKind::Reimbursement => topics::FSE_DECIDED,
-            StageKind::Settlement | StageKind::Returns => topics::RETURNS_PROFESSIONAL,
-            StageKind::Ledger => topics::PAYMENTS_ORDERS,
-        }
-    }
-
-    pub fn changelog_topic(self) -> &'static str {
-        match self {
-            StageKind::Validation => "validation.changelog",
-            StageKind::Entitlement => "entitlement.changelog",
-            StageKind::Routing => "routing.changelog",
-            StageKind::Reimbursement => "reimbursement.changelog",
-            StageKind::Settlement => "settlement.changelog",
-            StageKind::Returns => "returns.changelog",
-            StageKind::Ledger => "ledger.changelog",
-        }
-    }
-
-    pub fn dlq_topic(self) -> &'static str {
-        match self {
-            StageKind::Validation => "dlq.validation",
-            StageKind::Entitlement => "dlq.entitlement",
-            StageKind::Routing => "dlq.routing",
-            StageKind::Reimbursement => "dlq.reimbursement",
-            StageKind::Settlement => "dlq.settlement",
-            StageKind::Returns => "dlq.returns",
-            StageKind::Ledger => "dlq.ledger",
-        }
-    }
-
-    /// Every topic this stage writes outputs to (restore mode reads them back).
-    pub fn output_topics(self) -> Vec<&'static str> {
-        match self {
-            StageKind::Settlement => vec![
-                topics::RETURNS_PROFESSIONAL,
-                topics::AMC_CLAIMS,
-                topics::OUTBOUND_LEDGER,
-                self.dlq_topic(),
-            ],
-            StageKind::Returns => vec![
-                topics::RETURNS_PROFESSIONAL,
-                topics::OUTBOUND_LEDGER,
-                self.dlq_topic(),
-            ],
-            StageKind::Ledger => vec![
-                topics::RETURNS_PROFESSIONAL,
-                topics::PAYMENTS_ORDERS,
-                topics::EU_CLAIMS,
-                self.dlq_topic(),
-            ],
-            _ => vec![self.pass_topic(), topics::FSE_REJECTED, self.dlq_topic()],
-        }
     }
 }
 

@@ -19,8 +19,7 @@ use crate::refdata::{EuInstitutionInput, InstitutionDirectory};
 use crate::stages::entitlement;
 use crate::state::{StateTxn, StoreError};
 
-/// Reserved state key prefix: the next `ref.rights` offset to apply.
-const REF_POSITION: &str = "\0ref/";
+use crate::state::keys::reserved::REF_POSITION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefError {

@@ -43,15 +43,7 @@ use crate::state::{
     Mirror, Persister, SledStore, StateRead, StateStore, StateTxn, StoreError, WriteBatch,
 };
 
-/// Reserved state key prefix: each output topic's end at the last commit.
-const OUT_END: &str = "\0out_end/";
-/// Local only (never in the changelog): how far the store has applied its
-/// changelog, so a stale store catches up from there.
-const CHANGELOG_END: &[u8] = b"\0changelog_end";
-/// The changelog record that ends a batch's writes (never a state key). The
-/// catch-up applies a batch only once it has read its marker, so a process
-/// killed while writing a batch's changelog leaves nothing half-applied.
-const CHANGELOG_COMMIT: &[u8] = b"\0commit";
+use crate::state::keys::reserved::{CHANGELOG_COMMIT, CHANGELOG_END, OUT_END};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

@@ -5,12 +5,72 @@
 
 use chrono::{Datelike, NaiveDate};
 
+use super::contract::{self, Decided, Topics};
+use super::emit::{Inputs, claim_ref};
 use super::{Context, Entitled, Entitlement, Outcome, Validated, age_on, reject_validated};
 use crate::domain::rights::{Rights, RightsError, RightsInput};
 use crate::domain::{Patient, Reason, ReasonCode, Stage};
+use crate::events::convert;
+use crate::events::model::{EventHeader, FseValidated};
 use crate::pseudonym::{BeneficiaryKey, PseudonymKey};
 use crate::rules::{ExemptionValue, sha256_tag};
 use crate::state::{StateTxn, StoreError, keys};
+use crate::topics;
+
+/// Entitlement on the bus: `fse.validated` in; `fse.entitled` or
+/// `fse.rejected` out.
+pub struct EntitlementStage;
+
+impl contract::Stage for EntitlementStage {
+    type Input = FseValidated;
+
+    const TOPICS: Topics = Topics {
+        name: "entitlement",
+        input: topics::FSE_VALIDATED,
+        pass: topics::FSE_ENTITLED,
+        outputs: &[topics::FSE_ENTITLED, topics::FSE_REJECTED],
+        changelog: "entitlement.changelog",
+        dlq: "dlq.entitlement",
+    };
+
+    fn header(event: &FseValidated) -> Option<&EventHeader> {
+        Some(&event.header)
+    }
+
+    fn decide(
+        &self,
+        event: FseValidated,
+        at: &Inputs<'_>,
+        state: &mut StateTxn<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Decided, StoreError> {
+        let input = match convert::validated_from_event(&event) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Decided::DeadLetter(format!(
+                    "read back {}: {e}",
+                    Self::TOPICS.input
+                )));
+            }
+        };
+        let mut header = at.header(
+            Some(event.header.event_id.clone()),
+            &event.fse.fse_id,
+            event.header.event_time_millis,
+        );
+        let claim = claim_ref(&event.fse, None, None);
+        Ok(match entitle(input, state, ctx)? {
+            Outcome::Pass(e) => {
+                header.rules_version = ctx.rules.version.clone();
+                at.pass(
+                    Self::TOPICS.pass,
+                    &convert::entitled_event(header, event.fse, &e),
+                )
+            }
+            Outcome::Reject(d) => at.rejected(header, &d, claim),
+        })
+    }
+}
 
 /// Applies one `ref.rights` record: checks it and stores it under the key.
 /// Returns the key it was stored under.

@@ -1,14 +1,22 @@
-//! The four stages as pure functions (design.md §2).
+//! The four deciding stages as pure functions (design.md §2), and the
+//! contract by which the runtime runs them and the outbound ones.
 //!
-//! Each stage is `fn(input, &mut StateTxn, &Context) -> Result<Outcome<Out>, StoreError>`:
+//! Each decision is `fn(input, &mut StateTxn, &Context) -> Result<Outcome<Out>, StoreError>`:
 //! no I/O, no clock, no randomness, no hash-map iteration. Bad input is an
 //! [`Outcome::Reject`] carrying a coded decision; a `StoreError` is a
-//! technical failure of the store beneath, never the claim's fault.
+//! technical failure of the store beneath, never the claim's fault. Each
+//! stage's file also declares it on the bus ([`contract::Stage`]): its input
+//! event, its topics, decode, decide and encode.
 
+pub mod contract;
+pub mod emit;
 pub mod entitlement;
+pub mod registry;
 pub mod reimbursement;
 pub mod routing;
 pub mod validation;
+
+pub use registry::StageKind;
 
 use chrono::NaiveDate;
 

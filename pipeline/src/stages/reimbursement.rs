@@ -10,17 +10,85 @@
 
 use chrono::Datelike;
 
+use super::contract::{self, Decided, Topics};
+use super::emit::{Inputs, claim_ref};
 use super::{Context, Entitlement, Outcome, Routed, Routing, reject_validated};
 use crate::domain::{
     ActLine, Complement, Decision, DecisionLine, Pathway, Patient, Reason, ReasonCode, Route,
     Sector, Stage, Status,
 };
+use crate::events::convert;
+use crate::events::model::{EventHeader, FseDecided, FseRouted};
 use crate::money::{Cents, Hundredths, Rate};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
     Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, Pricing, Rules,
 };
 use crate::state::{StateTxn, StoreError, keys};
+use crate::topics;
+
+/// Reimbursement on the bus: `fse.routed` in; `fse.decided` or
+/// `fse.rejected` out.
+pub struct ReimbursementStage;
+
+impl contract::Stage for ReimbursementStage {
+    type Input = FseRouted;
+
+    const TOPICS: Topics = Topics {
+        name: "reimbursement",
+        input: topics::FSE_ROUTED,
+        pass: topics::FSE_DECIDED,
+        outputs: &[topics::FSE_DECIDED, topics::FSE_REJECTED],
+        changelog: "reimbursement.changelog",
+        dlq: "dlq.reimbursement",
+    };
+
+    fn header(event: &FseRouted) -> Option<&EventHeader> {
+        Some(&event.header)
+    }
+
+    fn decide(
+        &self,
+        event: FseRouted,
+        at: &Inputs<'_>,
+        state: &mut StateTxn<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Decided, StoreError> {
+        let input = match convert::routed_from_event(&event) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Decided::DeadLetter(format!(
+                    "read back {}: {e}",
+                    Self::TOPICS.input
+                )));
+            }
+        };
+        let mut header = at.header(
+            Some(event.header.event_id.clone()),
+            &event.fse.fse_id,
+            event.header.event_time_millis,
+        );
+        let eu = match (&event.routing.country, &event.routing.institution_id) {
+            (Some(c), Some(i)) => Some((c.as_str(), i.as_str())),
+            _ => None,
+        };
+        let claim = claim_ref(&event.fse, event.entitlement.amc.as_deref(), eu);
+        Ok(match reimburse(input, state, ctx)? {
+            Outcome::Pass(decision) => {
+                header.rules_version = decision.rules_version.clone();
+                at.pass(
+                    Self::TOPICS.pass,
+                    &FseDecided {
+                        header,
+                        decision: convert::decision_rec(&decision),
+                        claim,
+                    },
+                )
+            }
+            Outcome::Reject(d) => at.rejected(header, &d, claim),
+        })
+    }
+}
 
 /// One line while it is being computed.
 struct LineCalc<'r> {

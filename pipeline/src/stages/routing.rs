@@ -3,9 +3,69 @@
 //! card's state against the coordination table on the date of care, the
 //! card's expiry, and the institution against the EU directory.
 
+use super::contract::{self, Decided, Topics};
+use super::emit::{Inputs, claim_ref};
 use super::{Context, Entitled, Outcome, Routed, Routing, reject_validated};
 use crate::domain::{Patient, Reason, ReasonCode, Stage};
+use crate::events::convert;
+use crate::events::model::{EventHeader, FseEntitled};
 use crate::state::{StateTxn, StoreError};
+use crate::topics;
+
+/// Routing on the bus: `fse.entitled` in; `fse.routed` or
+/// `fse.rejected` out.
+pub struct RoutingStage;
+
+impl contract::Stage for RoutingStage {
+    type Input = FseEntitled;
+
+    const TOPICS: Topics = Topics {
+        name: "routing",
+        input: topics::FSE_ENTITLED,
+        pass: topics::FSE_ROUTED,
+        outputs: &[topics::FSE_ROUTED, topics::FSE_REJECTED],
+        changelog: "routing.changelog",
+        dlq: "dlq.routing",
+    };
+
+    fn header(event: &FseEntitled) -> Option<&EventHeader> {
+        Some(&event.header)
+    }
+
+    fn decide(
+        &self,
+        event: FseEntitled,
+        at: &Inputs<'_>,
+        state: &mut StateTxn<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Decided, StoreError> {
+        let input = match convert::entitled_from_event(&event) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Decided::DeadLetter(format!(
+                    "read back {}: {e}",
+                    Self::TOPICS.input
+                )));
+            }
+        };
+        let mut header = at.header(
+            Some(event.header.event_id.clone()),
+            &event.fse.fse_id,
+            event.header.event_time_millis,
+        );
+        let claim = claim_ref(&event.fse, event.entitlement.amc.as_deref(), None);
+        Ok(match route(input, state, ctx)? {
+            Outcome::Pass(r) => {
+                header.rules_version = ctx.rules.version.clone();
+                at.pass(
+                    Self::TOPICS.pass,
+                    &convert::routed_event(header, event.fse, &r),
+                )
+            }
+            Outcome::Reject(d) => at.rejected(header, &d, claim),
+        })
+    }
+}
 
 /// The routing stage. Stateless today; it takes the state overlay like every
 /// stage so that the AMC share (a later issue) can keep its own.

@@ -5,6 +5,8 @@
 
 use chrono::{DateTime, Datelike, NaiveDate};
 
+use super::contract::{self, Decided, Topics};
+use super::emit::{Inputs, claim_ref};
 use super::{Context, Outcome, Validated, reject};
 use crate::domain::fse::{
     ActLineInput, BeneficiaryInput, EhicInput, MAX_LINES, MAX_QUANTITY, MAX_TEXT_BYTES,
@@ -14,6 +16,8 @@ use crate::domain::{
     ActLine, Category, Complement, Ehic, Fse, FseInput, Insured, Pathway, Patient, Professional,
     Reason, ReasonCode, Sector, Signature, Stage, TiersPayant,
 };
+use crate::events::convert;
+use crate::events::model::{EventHeader, FseSubmitted};
 use crate::ids::{
     CcamCode, Cip13, Country, EhicCardId, EhicInstitutionId, EhicPersonalId, NgapKey, Nir, Rpps,
 };
@@ -21,6 +25,64 @@ use crate::money::{Cents, Hundredths};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{Pricing, Rules};
 use crate::state::{StateTxn, StoreError, keys};
+use crate::topics;
+
+/// Validation on the bus: `fse.submitted` in; `fse.validated` or
+/// `fse.rejected` out.
+pub struct ValidationStage;
+
+impl contract::Stage for ValidationStage {
+    type Input = FseSubmitted;
+
+    const TOPICS: Topics = Topics {
+        name: "validation",
+        input: topics::FSE_SUBMITTED,
+        pass: topics::FSE_VALIDATED,
+        outputs: &[topics::FSE_VALIDATED, topics::FSE_REJECTED],
+        changelog: "validation.changelog",
+        dlq: "dlq.validation",
+    };
+
+    fn header(_: &FseSubmitted) -> Option<&EventHeader> {
+        None
+    }
+
+    fn decide(
+        &self,
+        submitted: FseSubmitted,
+        at: &Inputs<'_>,
+        state: &mut StateTxn<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Decided, StoreError> {
+        let record = at.record;
+        let causation = format!("{}/{}/{}", record.topic, record.partition, record.offset);
+        let mut header = at.header(
+            Some(causation),
+            &submitted.fse_id,
+            submitted.received_at_millis,
+        );
+        let input = convert::input_from_submitted(&submitted);
+        let claim = claim_ref(&submitted, None, None);
+        Ok(match validate(&input, state, ctx)? {
+            // The submitter keys by the same pseudonym: a record on the wrong
+            // key would escape duplicate detection (its state, dropped with
+            // the dead letter, would turn the rightly keyed one away).
+            Outcome::Pass(v) if v.beneficiary.as_str().as_bytes() != record.key.as_slice() => {
+                Decided::DeadLetter(
+                    "record key is not the FSE's beneficiary key (misrouted submission)".into(),
+                )
+            }
+            Outcome::Pass(v) => {
+                header.rules_version = ctx.rules.version.clone();
+                at.pass(
+                    Self::TOPICS.pass,
+                    &convert::validated_event(header, submitted, &v),
+                )
+            }
+            Outcome::Reject(d) => at.rejected(header, &d, claim),
+        })
+    }
+}
 
 /// Collects reasons while parsing: each helper returns `None` after recording why.
 struct Checker {

@@ -53,3 +53,38 @@ pub fn transport_franchise_day(beneficiary: &BeneficiaryKey, care: NaiveDate) ->
 pub fn deferred_balance(beneficiary: &BeneficiaryKey) -> Vec<u8> {
     key(&["def", beneficiary.as_str()])
 }
+
+/// The runtime's own keys in a stage partition's state. A leading NUL (or,
+/// for the duplicate filter's marks, SOH) never starts a stage's key (those
+/// start with a kind, above), so the two never meet.
+pub mod reserved {
+    /// The position of the next input to apply.
+    pub const APPLIED: &[u8] = b"\0applied";
+    /// The bus offset to read next, kept only where it differs from
+    /// [`APPLIED`]: on a topic whose offsets have gaps (Kafka's transaction
+    /// markers take offsets).
+    pub const APPLIED_RAW: &[u8] = b"\0applied_raw";
+    /// The highest upstream source offset processed (the downstream
+    /// duplicate filter of single-producer topics).
+    pub const UPSTREAM: &[u8] = b"\0upstream";
+    /// The hash chain over the partition's outputs.
+    pub const CHAIN: &[u8] = b"\0chain";
+    /// Prefix: each output topic's end at the last commit (restore scans from it).
+    pub const OUT_END: &str = "\0out_end/";
+    /// Prefix: how far a reference topic is applied (`ref.rights`).
+    pub const REF_POSITION: &str = "\0ref/";
+    /// Local only (never in the changelog): how far the store has applied
+    /// its changelog, so a stale store catches up from there.
+    pub const CHANGELOG_END: &[u8] = b"\0changelog_end";
+    /// The changelog record that ends a batch's writes (a record key of the
+    /// changelog, never a state key). The catch-up applies a batch only once
+    /// it has read its marker, so a process killed while writing a batch's
+    /// changelog leaves nothing half-applied.
+    pub const CHANGELOG_COMMIT: &[u8] = b"\0commit";
+}
+
+/// The duplicate filter's mark for a topic several stages write: one per
+/// source topic.
+pub fn upstream_mark(source_topic: &str) -> Vec<u8> {
+    format!("\u{1}upstream/{source_topic}").into_bytes()
+}

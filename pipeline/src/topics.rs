@@ -53,7 +53,7 @@ pub fn all(partitions: u32) -> Vec<TopicSpec> {
     .into_iter()
     .map(claim_path)
     .collect();
-    for stage in super::StageKind::ALL {
+    for stage in crate::stages::StageKind::ALL {
         topics.push(claim_path(stage.dlq_topic()));
         topics.push(compacted(stage.changelog_topic(), partitions));
     }
