@@ -108,11 +108,9 @@ fn start_with(
     let batch = [1, 7, 53, 97, 500, 2000][rng.below(6) as usize];
     // The partitions change hands between restarts as the split changes.
     let workers = [1, 2, 4][rng.below(3) as usize];
-    let layout = ["chained", "per-stage"][rng.below(2) as usize];
     let child = clearing()
         .args(["run", "--stages", &stages, "--batch", &batch.to_string()])
         .args(["--workers-per-stage", &workers.to_string()])
-        .args(["--layout", layout])
         .arg("--bus")
         .arg(format!("local:{}", bus.display()))
         .envs(envs.iter().copied())

@@ -125,7 +125,6 @@ fn shared(bus: &Arc<dyn Bus>, state: &std::path::Path) -> Arc<Shared> {
         batch_max: 16,
         verify_threads: 1,
         workers_per_stage: 1,
-        layout: runtime::Layout::PerStage,
     })
 }
 

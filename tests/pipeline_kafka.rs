@@ -505,8 +505,6 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
         "--until-caught-up",
         "--batch",
         "97",
-        "--layout",
-        "per-stage",
         "--workers-per-stage",
         "4",
         "--bus",
@@ -514,8 +512,7 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
     ]));
     let local_decisions = decisions(&LocalLog::open(&local).unwrap());
     assert_same(&local_decisions, &want, "local pipeline vs adjudicate");
-    // The Kafka pipeline, two members of each stage's group in one process,
-    // in two chains.
+    // The Kafka pipeline, two members of each stage's group in one process.
     let ns = namespace("pipeline");
     let bus = connect(&ns);
     load(&data, &url(&ns));
@@ -527,8 +524,6 @@ fn adjudicate_the_local_pipeline_and_the_kafka_pipeline_decide_alike() {
             "--until-caught-up",
             "--batch",
             "97",
-            "--layout",
-            "chained",
             "--workers-per-stage",
             "2",
             "--bus",

@@ -111,19 +111,13 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize, (workers, chained): (u32, bool)) {
-    let layout = if chained {
-        runtime::Layout::Chained
-    } else {
-        runtime::Layout::PerStage
-    };
+fn run_to_end(bus: &Arc<dyn Bus>, state: &Path, batch: usize, workers: u32) {
     let shared = common::dataset::shared_with(
         bus.clone(),
         state,
         batch,
         clearing_pipeline::runtime::cores(),
         workers,
-        layout,
     );
     runtime::run_to_end(shared).unwrap();
 }
@@ -164,7 +158,7 @@ fn replay_config() -> ProptestConfig {
 /// restart, keeping its stores as a snapshot), then replays it from empty
 /// state and from every snapshot: each replay must give the recorded outputs
 /// byte for byte.
-fn check_history(ops: &[Op], batch: usize, workers: &[(u32, bool)]) -> Result<(), TestCaseError> {
+fn check_history(ops: &[Op], batch: usize, workers: &[u32]) -> Result<(), TestCaseError> {
     let data = data();
     let dir = tempfile::tempdir().unwrap();
     let log = LocalLog::open(&dir.path().join("bus")).unwrap();
@@ -267,13 +261,12 @@ proptest! {
     /// Random histories of claims, duplicates, rights changes, garbage and
     /// restarts: replay from empty state and from every snapshot taken at a
     /// restart gives the recorded outputs byte for byte, however many
-    /// workers each stage ran (the partitions change hands at restarts) and
-    /// whether they ran chained or a thread each.
+    /// workers each stage ran (the partitions change hands at restarts).
     #[test]
     fn replay_from_empty_state_or_any_snapshot_equals_the_original_run(
         ops in prop::collection::vec(op(), 10..90),
         batch in 1usize..40,
-        workers in prop::collection::vec((1u32..=4, any::<bool>()), 8),
+        workers in prop::collection::vec(1u32..=4, 8),
     ) {
         check_history(&ops, batch, &workers)?;
     }
@@ -312,7 +305,7 @@ fn the_property_loads_its_committed_regressions() {
 /// The committed regression as it was shrunk (its comment in
 /// `tests/replay.proptest-regressions`), recorded before the property took
 /// its workers: a rights change (an ALD starting) and an unchanged rights
-/// record between claims, one restart. Run with each layout.
+/// record between claims, one restart. Run with one worker per stage and with four.
 #[test]
 fn the_committed_regression_replays_identically() {
     let ops = [
@@ -327,7 +320,7 @@ fn the_committed_regression_replays_identically() {
         Op::Claim(9135913045552522014),
         Op::Claim(135640439810099117),
     ];
-    for workers in [(1, false), (4, true)] {
+    for workers in [1, 4] {
         check_history(&ops, 20, &[workers]).unwrap();
     }
 }

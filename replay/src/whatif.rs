@@ -174,10 +174,7 @@ fn run(
         group: "what-if".into(),
         batch_max: 2000,
         verify_threads: clearing_pipeline::runtime::cores(),
-        workers_per_stage: clearing_pipeline::runtime::default_workers_per_stage(
-            clearing_pipeline::runtime::DEFAULT_LAYOUT,
-        ),
-        layout: clearing_pipeline::runtime::DEFAULT_LAYOUT,
+        workers_per_stage: clearing_pipeline::runtime::DEFAULT_WORKERS_PER_STAGE,
     });
     runtime::run_to_end(shared).map_err(|e| ReplayError::Other(e.to_string()))?;
     Ok(log)

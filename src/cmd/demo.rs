@@ -252,10 +252,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         group: "demo".into(),
         batch_max: 2000,
         verify_threads: clearing_pipeline::runtime::cores(),
-        workers_per_stage: clearing_pipeline::runtime::default_workers_per_stage(
-            clearing_pipeline::runtime::DEFAULT_LAYOUT,
-        ),
-        layout: clearing_pipeline::runtime::DEFAULT_LAYOUT,
+        workers_per_stage: clearing_pipeline::runtime::DEFAULT_WORKERS_PER_STAGE,
     });
     let total = args.claims as u64;
     let run_started = Instant::now();

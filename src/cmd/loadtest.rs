@@ -5,7 +5,7 @@
 //!
 //! Threads, all in this process: a feeder (`lt-feeder`) publishes the corpus
 //! to `fse.submitted` at the rate; the four stages run as in `clearing run`
-//! (`st-<stage>`, or `st-chain-<n>` with `--layout chained`; each worker
+//! (`st-<stage>`; each worker
 //! measures its own CPU); a reader (`lt-reader`) follows `fse.decided` and
 //! `fse.rejected`; the main thread samples CPU, memory, stage counters and
 //! consumer lag every second and draws the progress bar. Then, with the
@@ -97,16 +97,10 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub verify_threads: Option<usize>,
     /// Workers per stage in this process, each serving its share of the
-    /// partitions (on Kafka, each a member of the stage's group). Chained,
-    /// the number of chains, a thread each (default: the cores); a thread
-    /// per stage, a thread per worker (default 1).
+    /// partitions (on Kafka, each a member of the stage's group), a thread
+    /// each (default 1).
     #[arg(long)]
     pub workers_per_stage: Option<u32>,
-    /// How the stage workers share threads: `chained` (a thread runs a
-    /// worker of each stage over the same partitions, in pipeline order;
-    /// `--workers-per-stage` chains) or `per-stage` (a thread per worker).
-    #[arg(long, default_value = runtime::DEFAULT_LAYOUT.name(), value_parser = crate::cmd::parse_layout)]
-    pub layout: runtime::Layout,
     /// Simulation: skip signature checks (the decisions say so).
     #[arg(long)]
     pub trust_unsigned: bool,
@@ -137,10 +131,10 @@ pub struct LoadtestArgs {
 }
 
 impl LoadtestArgs {
-    /// `--workers-per-stage`, or the layout's default.
+    /// `--workers-per-stage`, or the default.
     fn workers(&self) -> u32 {
         self.workers_per_stage
-            .unwrap_or_else(|| runtime::default_workers_per_stage(self.layout))
+            .unwrap_or(runtime::DEFAULT_WORKERS_PER_STAGE)
     }
 }
 
@@ -341,7 +335,6 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
             .verify_threads
             .unwrap_or_else(clearing_pipeline::runtime::cores),
         workers_per_stage: args.workers(),
-        layout: args.layout,
     });
     let live = Live::new()?;
     let expected = plan.claims.unwrap_or(needed);
@@ -1171,7 +1164,6 @@ fn assemble(a: Assembly<'_>) -> Report {
             claims: a.args.claims,
             duration_s: a.args.duration,
             batch: a.args.batch,
-            layout: a.args.layout.name(),
             workers_per_stage: a.args.workers(),
             trust_unsigned: a.args.trust_unsigned,
             seed: a.args.seed,
@@ -1417,11 +1409,10 @@ fn bound(
 fn print_summary(r: &Report) {
     println!();
     println!(
-        "clearing loadtest — {} on {} ({} partitions, {} × {} workers per stage), {}",
+        "clearing loadtest — {} on {} ({} partitions, {} workers per stage), {}",
         r.config.mode,
         r.config.bus,
         r.config.partitions,
-        r.config.layout,
         r.config.workers_per_stage,
         if r.run.complete {
             "complete"

@@ -224,16 +224,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub verify_threads: Option<usize>,
     /// Workers per stage in this process, each serving its share of the
-    /// partitions (on Kafka, each a member of the stage's group). Chained,
-    /// the number of chains, a thread each (default: the cores); a thread
-    /// per stage, a thread per worker (default 1).
+    /// partitions (on Kafka, each a member of the stage's group), a thread
+    /// each (default 1).
     #[arg(long)]
     pub workers_per_stage: Option<u32>,
-    /// How the stage workers share threads: `chained` (a thread runs a
-    /// worker of each stage over the same partitions, in pipeline order;
-    /// `--workers-per-stage` chains) or `per-stage` (a thread per worker).
-    #[arg(long, default_value = runtime::DEFAULT_LAYOUT.name(), value_parser = crate::cmd::parse_layout)]
-    pub layout: runtime::Layout,
     /// Exit once every stage has applied its input to the end (batch jobs, tests).
     #[arg(long)]
     pub until_caught_up: bool,
@@ -274,8 +268,7 @@ pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
             .unwrap_or_else(clearing_pipeline::runtime::cores),
         workers_per_stage: args
             .workers_per_stage
-            .unwrap_or_else(|| runtime::default_workers_per_stage(args.layout)),
-        layout: args.layout,
+            .unwrap_or(runtime::DEFAULT_WORKERS_PER_STAGE),
     }))
 }
 

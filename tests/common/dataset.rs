@@ -119,25 +119,17 @@ impl DataSet {
 /// The runtime's shared context over `bus`, stores in `state`: one worker per
 /// stage, batches of up to 10,000, signatures checked.
 pub fn shared(bus: Arc<LocalLog>, state: &Path) -> Arc<Shared> {
-    shared_with(
-        Arc::new(bus),
-        state,
-        10_000,
-        1,
-        1,
-        runtime::Layout::PerStage,
-    )
+    shared_with(Arc::new(bus), state, 10_000, 1, 1)
 }
 
-/// [`shared`] with its batch size, verifier threads, workers per stage and
-/// layout chosen.
+/// [`shared`] with its batch size, verifier threads and workers per stage
+/// chosen.
 pub fn shared_with(
     bus: Arc<dyn Bus>,
     state: &Path,
     batch_max: usize,
     verify_threads: usize,
     workers_per_stage: u32,
-    layout: runtime::Layout,
 ) -> Arc<Shared> {
     Arc::new(Shared {
         bus,
@@ -150,7 +142,6 @@ pub fn shared_with(
         batch_max,
         verify_threads,
         workers_per_stage,
-        layout,
     })
 }
 

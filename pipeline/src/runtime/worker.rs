@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use super::StageKind;
 use super::batch::{BatchInput, Cursor, Restore, Source, get_u64, run_batch};
+use super::commit::{Acknowledged, Pending, Ran, changelog_value};
 use super::prefetch::Prefetched;
 use super::process::{Output, header_source};
 use super::refs::{GlobalRefs, RefError, apply_rights, watermark_position};
@@ -81,17 +82,15 @@ pub struct Shared {
     /// Workers each stage runs in this process (at most one per partition
     /// of its input), each in its own thread over its share of the
     /// partitions: for machines with more cores than stages
-    /// (docs/performance.md, "Tried, and not kept"). Chained, the number of chains.
+    /// (docs/performance.md, "Tried, and not kept").
     pub workers_per_stage: u32,
-    /// Whether a thread runs one stage's worker or a chain of them.
-    pub layout: super::Layout,
 }
 
-struct PartitionState {
+pub(super) struct PartitionState {
     /// This partition's fenced producer, where the bus has them: its
     /// batches commit outputs, checkpoint and changelog at once, and a
     /// paused owner's writes are refused once another has taken over.
-    fenced: Option<Box<dyn BusProducer>>,
+    pub(super) fenced: Option<Box<dyn BusProducer>>,
     store: Mirror,
     cursor: Cursor,
     restore: Option<Restore>,
@@ -185,36 +184,6 @@ pub struct StageWorker {
     pub stats: WorkerStats,
     /// When `stats.state_memory_bytes` was last measured.
     memory_sampled: Option<std::time::Instant>,
-    /// Batches run whose outputs are acknowledged, waiting for their
-    /// checkpoint and changelog ([`StageWorker::send_commits`]).
-    pending: Vec<Pending>,
-}
-
-/// A partition's batch after step 2's outputs are acknowledged: what its
-/// checkpoint, changelog and state still need.
-struct Pending {
-    partition: u32,
-    writes: WriteBatch,
-    cursor: Cursor,
-    restore: Option<Restore>,
-    checkpoint: Output,
-    processed: usize,
-    emit: Vec<Output>,
-    started: std::time::Instant,
-    probe: bool,
-}
-
-/// The changelog value of a write: `1 || value`, or `0` for a delete.
-fn changelog_value(value: &Option<Vec<u8>>) -> Vec<u8> {
-    match value {
-        Some(v) => {
-            let mut out = Vec::with_capacity(v.len() + 1);
-            out.push(1);
-            out.extend_from_slice(v);
-            out
-        }
-        None => vec![0],
-    }
 }
 
 /// What an output record of `kind` on `partition` follows from, if it is
@@ -275,7 +244,6 @@ impl StageWorker {
             refs: GlobalRefs::default(),
             stats: WorkerStats::default(),
             memory_sampled: None,
-            pending: Vec::new(),
         })
     }
 
@@ -413,33 +381,30 @@ impl StageWorker {
         Ok(())
     }
 
-    /// Polls once and runs what came, each partition to the end of step 2's
-    /// outputs, acknowledged. The checkpoints and changelogs wait for
-    /// [`send_commits`](Self::send_commits), so that the workers of a chain
-    /// write theirs in one flush. Returns the inputs processed.
-    pub fn run(&mut self, timeout: Duration) -> Result<usize, RuntimeError> {
-        debug_assert!(
-            self.pending.is_empty(),
-            "a run's commits were left unfinished"
-        );
+    /// One step: polls once, runs what came, and commits it ([`run`] then
+    /// [`commit`]). Returns the inputs processed.
+    ///
+    /// [`run`]: Self::run
+    /// [`commit`]: Self::commit
+    pub fn step(&mut self, timeout: Duration) -> Result<usize, RuntimeError> {
+        let ran = self.run(timeout)?;
+        let inputs = ran.inputs();
+        if ran.has_batches() {
+            self.commit(ran)?;
+        }
+        Ok(inputs)
+    }
+
+    /// Polls once and runs what came, each partition's batch to its outputs
+    /// sent; the commit follows in [`commit`](Self::commit).
+    pub fn run(&mut self, timeout: Duration) -> Result<Ran, RuntimeError> {
         let polled = self.consumer.poll(self.shared.batch_max, timeout)?;
         if let Some(assignment) = polled.assignment {
-            let wanted: Vec<u32> = assignment
-                .partitions
-                .iter()
-                .filter(|(t, _)| t == self.kind.input_topic())
-                .map(|(_, p)| *p)
-                .collect();
-            self.partitions.retain(|p, _| wanted.contains(p));
-            for partition in wanted {
-                if !self.partitions.contains_key(&partition) {
-                    self.assign(partition)?;
-                }
-            }
+            self.reassign(&assignment.partitions)?;
         }
         if polled.records.is_empty() {
             self.commit_read_past_markers()?;
-            return Ok(0);
+            return Ok(Ran::new(Vec::new()));
         }
         let watermark = self.refs.advance(
             self.shared.bus.as_ref(),
@@ -456,12 +421,33 @@ impl StageWorker {
                 .or_default()
                 .push(record);
         }
-        let mut count = 0;
+        let mut batches = Vec::new();
         for (partition, records) in by_partition {
-            count += self.process_partition(partition, &records, &watermark)?;
+            batches.extend(self.run_partition(partition, &records, &watermark)?);
         }
-        // A gauge: sampled every PROBE_EVERY, not summed over every pending
-        // write at every poll.
+        self.sample_memory();
+        Ok(Ran::new(batches))
+    }
+
+    /// Keeps the partitions still assigned and opens the new ones.
+    fn reassign(&mut self, assignment: &[(String, u32)]) -> Result<(), RuntimeError> {
+        let wanted: Vec<u32> = assignment
+            .iter()
+            .filter(|(t, _)| t == self.kind.input_topic())
+            .map(|(_, p)| *p)
+            .collect();
+        self.partitions.retain(|p, _| wanted.contains(p));
+        for partition in wanted {
+            if !self.partitions.contains_key(&partition) {
+                self.assign(partition)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The state-memory gauge: sampled every [`PROBE_EVERY`], not summed
+    /// over every pending write at every poll.
+    fn sample_memory(&mut self) {
         if self
             .memory_sampled
             .is_none_or(|at| at.elapsed() >= PROBE_EVERY)
@@ -473,50 +459,62 @@ impl StageWorker {
                 .map(|p| p.store.memory_bytes() as u64)
                 .sum();
         }
-        Ok(count)
     }
 
-    fn process_partition(
+    /// The reference data a partition's batch runs on: the worker's, or, for
+    /// a batch cut by a crash, the data as of the watermark its outputs on
+    /// the bus record (issue 17 item 1).
+    fn batch_refs(
+        &self,
+        partition: u32,
+        current: &[RefOffset],
+    ) -> Result<(Option<GlobalRefs>, Vec<RefOffset>), RuntimeError> {
+        let recorded = self
+            .partitions
+            .get(&partition)
+            .and_then(|ps| ps.restore.as_ref())
+            .and_then(|r| r.watermark.as_ref());
+        let Some(recorded) = recorded else {
+            return Ok((None, current.to_vec()));
+        };
+        let mut refs = GlobalRefs::default();
+        // Counted once already, when first read.
+        let mut uncounted = WorkerStats::default();
+        let watermark = refs.advance(
+            self.shared.bus.as_ref(),
+            &self.shared.registry,
+            self.kind,
+            self.shared.trust_unsigned,
+            Some(recorded),
+            &mut uncounted,
+        )?;
+        Ok((Some(refs), watermark))
+    }
+
+    /// Runs one partition's records as a batch and sends its outputs.
+    /// `None` when nothing was at or after its cursor, or when the
+    /// partition was revoked while the batch was in flight.
+    fn run_partition(
         &mut self,
         partition: u32,
         records: &[Record],
-        global_watermark: &[RefOffset],
-    ) -> Result<usize, RuntimeError> {
+        current_watermark: &[RefOffset],
+    ) -> Result<Option<Pending>, RuntimeError> {
         let kind = self.kind;
         let shared = self.shared.clone();
-        // A batch cut by a crash runs again at the watermark its outputs on
-        // the bus record (issue 17 item 1), on reference data read to it.
-        let restore_watermark = self
+        let restoring_at = self
             .partitions
             .get(&partition)
             .and_then(|ps| ps.restore.as_ref())
             .and_then(|r| r.watermark.clone());
-        let restore_refs;
-        let (global_refs, global_watermark) = match &restore_watermark {
-            Some(recorded) => {
-                let mut refs = GlobalRefs::default();
-                // Counted once already, when first read.
-                let mut uncounted = WorkerStats::default();
-                let watermark = refs.advance(
-                    shared.bus.as_ref(),
-                    &shared.registry,
-                    kind,
-                    shared.trust_unsigned,
-                    Some(recorded),
-                    &mut uncounted,
-                )?;
-                restore_refs = refs;
-                (&restore_refs, watermark)
-            }
-            None => (&self.refs, global_watermark.to_vec()),
-        };
+        let (restore_refs, mut watermark) = self.batch_refs(partition, current_watermark)?;
+        let global_refs = restore_refs.as_ref().unwrap_or(&self.refs);
         let verifier_pki = PkiVerifier {
             pki: &global_refs.pki,
             registry: &shared.registry,
         };
-        let trust = TrustUnsigned;
         let verifier: &dyn SignatureVerifier = if shared.trust_unsigned {
-            &trust
+            &TrustUnsigned
         } else {
             &verifier_pki
         };
@@ -541,16 +539,15 @@ impl StageWorker {
         };
         let Some(ps) = self.partitions.get_mut(&partition) else {
             // Revoked while the batch was in flight: the new owner processes it.
-            return Ok(0);
+            return Ok(None);
         };
-        let batch_started = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let mut txn = StateTxn::new(&ps.store);
-        let mut watermark = global_watermark;
         let mut prelude = Vec::new();
         if kind == StageKind::Entitlement {
-            let until = restore_watermark
+            let until = restoring_at
                 .as_deref()
-                .and_then(|w| watermark_position(w, super::topics::REF_RIGHTS, partition));
+                .and_then(|w| watermark_position(w, crate::topics::REF_RIGHTS, partition));
             let (applied_to, dead_letters) = apply_rights(
                 shared.bus.as_ref(),
                 &shared.registry,
@@ -563,7 +560,6 @@ impl StageWorker {
             watermark.push(applied_to);
             prelude = dead_letters;
         }
-        // 1. the batch, into the overlay.
         let input = BatchInput {
             kind,
             partition,
@@ -584,57 +580,32 @@ impl StageWorker {
             &mut self.stats,
         )?
         else {
-            return Ok(0);
+            return Ok(None);
         };
-        // 2. outputs, acknowledged; the checkpoint and the changelog follow
-        // in `send_commits`. A fenced producer commits them all together
-        // there, so nothing is acknowledged before.
-        let is_fenced = ps.fenced.is_some();
+        let acknowledge = ps.fenced.is_none();
         let producer = match ps.fenced.as_mut() {
             Some(fenced) => fenced.as_mut(),
             None => self.producer.as_mut(),
         };
-        for output in &batch.emit {
-            producer.send(
-                output.topic,
-                partition,
-                &output.key,
-                &output.value,
-                output.timestamp_millis,
-            )?;
-        }
-        if !is_fenced {
-            producer.flush()?;
-        }
+        send_outputs(producer, partition, &batch.emit, acknowledge)?;
         // While restoring, the output partitions already hold outputs of
         // inputs after this batch (written before the crash): recording their
         // ends now would leave those outputs below the position the next
         // restore scans from, and a second crash would emit them again. The
         // ends are recorded once the restore is over.
-        // The ends are this producer's acknowledged ones (never past the
-        // true end, so a restore scans from no later than it must), and the
-        // bus's own every PROBE_EVERY, so that a topic this partition seldom
-        // writes is not scanned from far back.
         let probe = ps.probed.is_none_or(|at| at.elapsed() >= PROBE_EVERY);
         if restore.is_none() {
-            for topic in kind.output_topics() {
-                let end = if probe {
-                    Some(shared.bus.end_offset(topic, partition)?)
-                } else {
-                    ps.fenced
-                        .as_deref()
-                        .unwrap_or(self.producer.as_ref())
-                        .acknowledged_end(topic, partition)
-                };
-                if let Some(end) = end {
-                    txn.put(
-                        format!("{OUT_END}{topic}").into_bytes(),
-                        end.to_be_bytes().to_vec(),
-                    );
-                }
-            }
+            let producer = ps.fenced.as_deref().unwrap_or(self.producer.as_ref());
+            record_output_ends(
+                shared.bus.as_ref(),
+                producer,
+                kind,
+                partition,
+                probe,
+                &mut txn,
+            )?;
         }
-        self.pending.push(Pending {
+        Ok(Some(Pending {
             partition,
             writes: txn.into_writes(),
             cursor,
@@ -642,91 +613,36 @@ impl StageWorker {
             checkpoint: batch.checkpoint,
             processed: batch.processed,
             emit: batch.emit,
-            started: batch_started,
+            started,
             probe,
-        });
-        Ok(batch.processed)
+        }))
     }
 
-    /// Sends the checkpoint and the changelog (ended by its commit marker)
-    /// of each batch run since the last commit, through `producer` (a
-    /// chain's) or the worker's own; that producer's flush acknowledges
-    /// them, then [`finish_commits`](Self::finish_commits).
-    pub fn send_commits(
-        &mut self,
-        producer: Option<&mut Box<dyn BusProducer>>,
-    ) -> Result<(), RuntimeError> {
-        if !self.pending.is_empty() {
-            stop_before_commit_fault();
-        }
+    /// Commits the batches `ran`: checkpoints and changelogs, acknowledged,
+    /// then the state and the informational consumer offsets
+    /// (runtime/commit.rs gives the order).
+    pub fn commit(&mut self, ran: Ran) -> Result<(), RuntimeError> {
         let changelog = self.kind.changelog_topic();
-        let shared_producer = match producer {
-            Some(p) => p.as_mut(),
-            None => self.producer.as_mut(),
-        };
-        for p in &self.pending {
-            let fenced = self
-                .partitions
-                .get_mut(&p.partition)
-                .and_then(|ps| ps.fenced.as_mut());
-            let is_fenced = fenced.is_some();
-            let producer = match fenced {
-                Some(fenced) => fenced.as_mut(),
-                None => &mut *shared_producer,
-            };
-            let checkpoint = &p.checkpoint;
-            producer.send(
-                checkpoint.topic,
-                p.partition,
-                &checkpoint.key,
-                &checkpoint.value,
-                checkpoint.timestamp_millis,
-            )?;
-            for (key, value) in &p.writes {
-                producer.send(changelog, p.partition, key, &changelog_value(value), 0)?;
-            }
-            producer.send(changelog, p.partition, CHANGELOG_COMMIT, &[1], 0)?;
-            // The batch's commit: outputs, checkpoint and changelog at once.
-            if is_fenced {
-                producer.flush()?;
-            }
-        }
-        Ok(())
+        let sent = ran.send_commits(&mut self.partitions, self.producer.as_mut(), changelog)?;
+        let acknowledged = sent.flush(self.producer.as_mut())?;
+        self.apply(acknowledged)
     }
 
-    /// Whether batches run wait for their commit.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    /// Flushes the worker's own producer (after `send_commits(None)`).
-    pub fn flush(&mut self) -> Result<(), RuntimeError> {
-        Ok(self.producer.flush()?)
-    }
-
-    /// Steps 3 and 4 of each batch whose commit `producer` (or the
-    /// worker's own) has acknowledged: the state, in memory now and in sled
-    /// behind the stage, and the informational consumer offset.
-    pub fn finish_commits(
-        &mut self,
-        producer: Option<&dyn BusProducer>,
-    ) -> Result<(), RuntimeError> {
+    /// The last step of each acknowledged batch: the state, in memory now
+    /// and in sled behind the stage, and the informational consumer offset.
+    fn apply(&mut self, acknowledged: Acknowledged) -> Result<(), RuntimeError> {
         let kind = self.kind;
-        let producer = match producer {
-            Some(p) => p,
-            None => self.producer.as_ref(),
-        };
         let changelog = kind.changelog_topic();
-        for mut p in std::mem::take(&mut self.pending) {
-            let acknowledged = match self
+        for mut p in acknowledged.into_batches() {
+            let acknowledged_end = match self
                 .partitions
                 .get(&p.partition)
                 .and_then(|ps| ps.fenced.as_deref())
             {
                 Some(fenced) => fenced.acknowledged_end(changelog, p.partition),
-                None => producer.acknowledged_end(changelog, p.partition),
+                None => self.producer.acknowledged_end(changelog, p.partition),
             };
-            let changelog_end = match acknowledged {
+            let changelog_end = match acknowledged_end {
                 Some(end) => end,
                 None => self.shared.bus.end_offset(changelog, p.partition)?,
             };
@@ -734,41 +650,37 @@ impl StageWorker {
                 CHANGELOG_END.to_vec(),
                 Some(changelog_end.to_be_bytes().to_vec()),
             );
-            // Always there: nothing polls, so nothing revokes, between
-            // `run` and here. Were it gone, its new owner would catch up
-            // from the changelog this commit has just written.
+            // Always there: nothing polls, so nothing revokes, between `run`
+            // and here. Were it gone, its new owner would catch up from the
+            // changelog this commit has just written.
             let Some(ps) = self.partitions.get_mut(&p.partition) else {
                 continue;
             };
-            // 3. the state: in memory now, in sled behind the stage.
             ps.store.apply(&p.writes)?;
             ps.store.persist_behind()?;
             ps.cursor = p.cursor;
             ps.restore = p.restore;
-            // 4. informational commit.
             self.consumer
                 .commit(&[(kind.input_topic().to_string(), p.partition, p.cursor.raw)])?;
             self.stats.batches += 1;
+            let lag = if p.probe {
+                ps.probed = Some(std::time::Instant::now());
+                let end = self
+                    .shared
+                    .bus
+                    .end_offset(kind.input_topic(), p.partition)?;
+                Some(end.saturating_sub(p.cursor.raw))
+            } else {
+                None
+            };
             record_batch_metrics(&BatchMetrics {
                 stage: kind,
                 partition: p.partition,
                 inputs: p.processed,
                 outputs: &p.emit,
                 seconds: p.started.elapsed().as_secs_f64(),
-                lag: if p.probe {
-                    Some(
-                        self.shared
-                            .bus
-                            .end_offset(kind.input_topic(), p.partition)?
-                            .saturating_sub(p.cursor.raw),
-                    )
-                } else {
-                    None
-                },
+                lag,
             });
-            if p.probe {
-                ps.probed = Some(std::time::Instant::now());
-            }
         }
         Ok(())
     }
@@ -823,29 +735,55 @@ impl StageWorker {
     }
 }
 
-/// Fault injection for the zombie tests: `CLEARING_FAULT_STOP_BEFORE_COMMIT=N`
-/// stops the process (SIGSTOP) before the N-th batch commit of the process,
-/// that batch's outputs sent and not committed: a pause at the worst moment,
-/// which a SIGSTOP from outside hits only by chance. Unset, a load and a
-/// comparison per commit.
-fn stop_before_commit_fault() {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static AT: OnceLock<Option<u64>> = OnceLock::new();
-    static COMMITS: AtomicU64 = AtomicU64::new(0);
-    let at = *AT.get_or_init(|| {
-        std::env::var("CLEARING_FAULT_STOP_BEFORE_COMMIT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    });
-    if let Some(at) = at
-        && COMMITS.fetch_add(1, Ordering::Relaxed) + 1 == at
-    {
-        eprintln!("fault: stopping before commit {at}");
-        let _ = std::process::Command::new("kill")
-            .args(["-STOP", &std::process::id().to_string()])
-            .status();
+/// A batch's outputs, in order; acknowledged now unless the producer is
+/// fenced (its transaction commits them with the checkpoint).
+fn send_outputs(
+    producer: &mut dyn BusProducer,
+    partition: u32,
+    outputs: &[Output],
+    acknowledge: bool,
+) -> Result<(), RuntimeError> {
+    for output in outputs {
+        producer.send(
+            output.topic,
+            partition,
+            &output.key,
+            &output.value,
+            output.timestamp_millis,
+        )?;
     }
+    if acknowledge {
+        producer.flush()?;
+    }
+    Ok(())
+}
+
+/// Records each output topic's end in the batch's state, where a restore
+/// scans from: the producer's acknowledged end (never past the true end),
+/// or, every [`PROBE_EVERY`], the bus's own, so that a topic this partition
+/// seldom writes is not scanned from far back.
+fn record_output_ends(
+    bus: &dyn Bus,
+    producer: &dyn BusProducer,
+    kind: StageKind,
+    partition: u32,
+    probe: bool,
+    txn: &mut StateTxn<'_>,
+) -> Result<(), RuntimeError> {
+    for topic in kind.output_topics() {
+        let end = if probe {
+            Some(bus.end_offset(topic, partition)?)
+        } else {
+            producer.acknowledged_end(topic, partition)
+        };
+        if let Some(end) = end {
+            txn.put(
+                format!("{OUT_END}{topic}").into_bytes(),
+                end.to_be_bytes().to_vec(),
+            );
+        }
+    }
+    Ok(())
 }
 
 struct BatchMetrics<'a> {

@@ -288,13 +288,12 @@ pub fn render(r: &Report) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>clearing loadtest — {} claims/s steady</h1><p class=\"sub\">{} on {}, {} partitions, batch {}, {} × {} workers per stage{}; {} cores, kernel {}, load average {:.1} → {:.1}. {}</p>",
+        "<h1>clearing loadtest — {} claims/s steady</h1><p class=\"sub\">{} on {}, {} partitions, batch {}, {} workers per stage{}; {} cores, kernel {}, load average {:.1} → {:.1}. {}</p>",
         number(r.throughput.steady_per_s),
         esc(r.config.mode),
         esc(&r.config.bus),
         r.config.partitions,
         r.config.batch,
-        esc(r.config.layout),
         r.config.workers_per_stage,
         if r.config.trust_unsigned {
             ", signatures NOT checked (--trust-unsigned)"

@@ -49,9 +49,7 @@ pub struct Config {
     pub claims: Option<u64>,
     pub duration_s: Option<f64>,
     pub batch: usize,
-    /// How the stage workers share threads: `chained` or `per-stage`.
-    pub layout: &'static str,
-    /// Workers per stage (chained: the number of chains).
+    /// Workers per stage, a thread each.
     pub workers_per_stage: u32,
     pub trust_unsigned: bool,
     pub seed: u64,
