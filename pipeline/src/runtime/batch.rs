@@ -18,7 +18,7 @@ use super::process::{
 };
 use super::{StageKind, WorkerStats, topics};
 use crate::bus::Record;
-use crate::events::model::{AuditCheckpoint, RefOffset};
+use crate::events::model::{AuditCheckpoint, RefOffset, SourceRef};
 use crate::events::registry::SchemaRegistry;
 use crate::stages::Context;
 use crate::state::{StateRead, StateTxn, StoreError};
@@ -231,7 +231,7 @@ pub struct BatchInput<'a> {
 /// `None` when no input was at or after the cursor (the overlay is then to
 /// be dropped).
 pub fn run_batch(
-    input: BatchInput<'_>,
+    mut input: BatchInput<'_>,
     ctx: &Context<'_>,
     cursor: &mut Cursor,
     restore: &mut Option<Restore>,
@@ -240,7 +240,7 @@ pub fn run_batch(
 ) -> Result<Option<BatchOutput>, StoreError> {
     let kind = input.kind;
     let mut next = *cursor;
-    let mut chained: Vec<(Source, Output)> = input.prelude;
+    let mut chained: Vec<(Source, Output)> = std::mem::take(&mut input.prelude);
     let mut first = None;
     let mut last = None;
     let mut processed = 0;
@@ -279,51 +279,8 @@ pub fn run_batch(
             ref_watermark: input.watermark,
             record_limit: input.record_limit,
         };
-        // An event naming a source no writer of this partition reads is
-        // refused before its offset can reach the duplicate filter.
-        let source = header_source(record);
-        if let Some(s) = &source
-            && !(upstream.contains(&s.topic.as_str())
-                && u64::try_from(s.partition).ok() == Some(u64::from(record.partition)))
-        {
-            let error = format!(
-                "the event's source {:.64}/{} is not an input of a stage writing {}/{}",
-                s.topic, s.partition, record.topic, record.partition
-            );
-            for output in inputs.dead_letter(error).outputs {
-                stats.dead_letters += 1;
-                chained.push((Source::Input(record.offset, 0), output));
-            }
-            continue;
-        }
-        // Downstream filter: an upstream output at or below the mark is a
-        // duplicate a zombie owner wrote; identical, so dropped. The mark
-        // moves only past an event the stage took (a record that does not
-        // decode whole could carry any offset in its header).
-        let sequenced = source
-            .filter(|_| single_producer(&record.topic))
-            .and_then(|s| u64::try_from(s.offset).ok());
-        if let Some(offset) = sequenced
-            && next.upstream_mark.is_some_and(|mark| offset <= mark)
-        {
-            stats.duplicates_dropped += 1;
-            continue;
-        }
-        let result = process(&inputs, txn, ctx)?;
-        if result.duplicate {
-            stats.duplicates_dropped += 1;
-        }
-        if let Some(offset) = sequenced
-            && !result.outputs.iter().any(|o| o.topic == kind.dlq_topic())
-        {
-            next.upstream_mark = Some(offset);
-        }
-        for output in result.outputs {
-            match output.topic {
-                t if t == kind.dlq_topic() => stats.dead_letters += 1,
-                t if t == topics::FSE_REJECTED => stats.rejected += 1,
-                _ => stats.passed += 1,
-            }
+        let outputs = run_input(&inputs, &upstream, &mut next.upstream_mark, txn, ctx, stats)?;
+        for output in outputs {
             let ordinal = output_ordinal(output.topic, &output.value);
             chained.push((Source::Input(record.offset, ordinal), output));
         }
@@ -331,46 +288,13 @@ pub fn run_batch(
     let (Some(first), Some(last)) = (first, last) else {
         return Ok(None);
     };
-    let mut emit = Vec::with_capacity(chained.len());
-    let mut emit_sources = Vec::with_capacity(chained.len());
-    for (source, output) in &chained {
-        match restore
-            .as_ref()
-            .and_then(|r| r.emitted.get(&(output.topic, *source)))
-        {
-            Some(on_bus) => {
-                stats.restored_outputs_suppressed += 1;
-                next.chain.push(on_bus);
-            }
-            None => {
-                next.chain.push(&output.value);
-                emit.push(output.clone());
-                emit_sources.push(*source);
-            }
-        }
-    }
+    let (emit, emit_sources) = chain_outputs(&chained, restore.as_ref(), &mut next.chain, stats);
     next.store(txn);
     if restore.as_ref().is_some_and(|r| next.applied > r.until) {
         *restore = None;
     }
     *cursor = next;
-    let checkpoint = AuditCheckpoint {
-        stage: kind.name().to_string(),
-        partition: i32::try_from(input.partition).unwrap_or(i32::MAX),
-        input_offset_from: i64::try_from(first).unwrap_or(i64::MAX),
-        input_offset_to: i64::try_from(last).unwrap_or(i64::MAX),
-        output_count: i64::try_from(next.chain.count).unwrap_or(i64::MAX),
-        chain_hash: next.chain.hash,
-        rules_version: ctx.rules.version.clone(),
-        ref_watermark: input.watermark.to_vec(),
-    };
-    let checkpoint = Output {
-        topic: topics::AUDIT_CHECKPOINTS,
-        key: format!("{}/{}", kind.name(), input.partition).into_bytes(),
-        value: input.registry.encode_single(&checkpoint),
-        timestamp_millis: input.records.last().map_or(0, |r| r.timestamp_millis),
-        reason_code: None,
-    };
+    let checkpoint = checkpoint(&input, ctx, (first, last), &next.chain);
     Ok(Some(BatchOutput {
         emit,
         emit_sources,
@@ -380,6 +304,126 @@ pub fn run_batch(
         last,
         processed,
     }))
+}
+
+/// One input of a batch through its stage, with the checks before it: a
+/// source no writer of the partition reads is refused, and an upstream
+/// duplicate below `upstream_mark` dropped. Returns its outputs.
+fn run_input(
+    inputs: &Inputs<'_>,
+    upstream: &[&str],
+    upstream_mark: &mut Option<u64>,
+    txn: &mut StateTxn<'_>,
+    ctx: &Context<'_>,
+    stats: &mut WorkerStats,
+) -> Result<Vec<Output>, StoreError> {
+    let (kind, record) = (inputs.stage, inputs.record);
+    let source = header_source(record);
+    if let Some(error) = source
+        .as_ref()
+        .and_then(|s| foreign_source(s, record, upstream))
+    {
+        stats.dead_letters += 1;
+        return Ok(inputs.dead_letter(error).outputs);
+    }
+    // Downstream filter: an upstream output at or below the mark is a
+    // duplicate a zombie owner wrote; identical, so dropped. The mark moves
+    // only past an event the stage took (a record that does not decode
+    // whole could carry any offset in its header).
+    let sequenced = source
+        .filter(|_| single_producer(&record.topic))
+        .and_then(|s| u64::try_from(s.offset).ok());
+    if let Some(offset) = sequenced
+        && upstream_mark.is_some_and(|mark| offset <= mark)
+    {
+        stats.duplicates_dropped += 1;
+        return Ok(Vec::new());
+    }
+    let result = process(inputs, txn, ctx)?;
+    if result.duplicate {
+        stats.duplicates_dropped += 1;
+    }
+    if let Some(offset) = sequenced
+        && !result.outputs.iter().any(|o| o.topic == kind.dlq_topic())
+    {
+        *upstream_mark = Some(offset);
+    }
+    for output in &result.outputs {
+        match output.topic {
+            t if t == kind.dlq_topic() => stats.dead_letters += 1,
+            t if t == topics::FSE_REJECTED => stats.rejected += 1,
+            _ => stats.passed += 1,
+        }
+    }
+    Ok(result.outputs)
+}
+
+/// Why an event's named source is refused, if it is: no writer of the
+/// record's partition reads it (refused before its offset can reach the
+/// duplicate filter).
+fn foreign_source(source: &SourceRef, record: &Record, upstream: &[&str]) -> Option<String> {
+    let ours = upstream.contains(&source.topic.as_str())
+        && u64::try_from(source.partition).ok() == Some(u64::from(record.partition));
+    (!ours).then(|| {
+        format!(
+            "the event's source {:.64}/{} is not an input of a stage writing {}/{}",
+            source.topic, source.partition, record.topic, record.partition
+        )
+    })
+}
+
+/// Chains a batch's outputs in order and returns those to emit with their
+/// sources; an output found on the bus by a restore is chained with the
+/// bytes there, and not emitted again.
+fn chain_outputs(
+    chained: &[(Source, Output)],
+    restore: Option<&Restore>,
+    chain: &mut Chain,
+    stats: &mut WorkerStats,
+) -> (Vec<Output>, Vec<Source>) {
+    let mut emit = Vec::with_capacity(chained.len());
+    let mut emit_sources = Vec::with_capacity(chained.len());
+    for (source, output) in chained {
+        match restore.and_then(|r| r.emitted.get(&(output.topic, *source))) {
+            Some(on_bus) => {
+                stats.restored_outputs_suppressed += 1;
+                chain.push(on_bus);
+            }
+            None => {
+                chain.push(&output.value);
+                emit.push(output.clone());
+                emit_sources.push(*source);
+            }
+        }
+    }
+    (emit, emit_sources)
+}
+
+/// The batch's checkpoint on `audit.checkpoints`: its input range, the
+/// chain after it, the rules and reference data it ran on.
+fn checkpoint(
+    input: &BatchInput<'_>,
+    ctx: &Context<'_>,
+    (first, last): (u64, u64),
+    chain: &Chain,
+) -> Output {
+    let checkpoint = AuditCheckpoint {
+        stage: input.kind.name().to_string(),
+        partition: i32::try_from(input.partition).unwrap_or(i32::MAX),
+        input_offset_from: i64::try_from(first).unwrap_or(i64::MAX),
+        input_offset_to: i64::try_from(last).unwrap_or(i64::MAX),
+        output_count: i64::try_from(chain.count).unwrap_or(i64::MAX),
+        chain_hash: chain.hash,
+        rules_version: ctx.rules.version.clone(),
+        ref_watermark: input.watermark.to_vec(),
+    };
+    Output {
+        topic: topics::AUDIT_CHECKPOINTS,
+        key: format!("{}/{}", input.kind.name(), input.partition).into_bytes(),
+        value: input.registry.encode_single(&checkpoint),
+        timestamp_millis: input.records.last().map_or(0, |r| r.timestamp_millis),
+        reason_code: None,
+    }
 }
 
 #[cfg(test)]

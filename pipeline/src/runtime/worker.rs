@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::StageKind;
-use super::batch::{BatchInput, Cursor, Restore, Source, get_u64, run_batch};
+use super::batch::{BatchInput, BatchOutput, Cursor, Restore, Source, get_u64, run_batch};
 use super::commit::{Acknowledged, Pending, Ran, changelog_value};
 use super::prefetch::Prefetched;
 use super::process::{Output, header_source};
@@ -509,24 +509,20 @@ impl StageWorker {
             .and_then(|r| r.watermark.clone());
         let (restore_refs, mut watermark) = self.batch_refs(partition, current_watermark)?;
         let global_refs = restore_refs.as_ref().unwrap_or(&self.refs);
-        let verifier_pki = PkiVerifier {
+        let pki = PkiVerifier {
             pki: &global_refs.pki,
             registry: &shared.registry,
         };
+        let prefetched;
         let verifier: &dyn SignatureVerifier = if shared.trust_unsigned {
             &TrustUnsigned
-        } else {
-            &verifier_pki
-        };
-        // Validation's signatures, checked on every core before the batch.
-        let prefetched;
-        let verifier = if kind == StageKind::Validation && !shared.trust_unsigned {
-            prefetched =
-                Prefetched::verify(verifier, &shared.registry, records, shared.verify_threads);
+        } else if kind == StageKind::Validation {
+            // Validation's signatures, checked on every core before the batch.
+            prefetched = Prefetched::verify(&pki, &shared.registry, records, shared.verify_threads);
             self.stats.cpu_ns += prefetched.helper_cpu_ns;
-            &prefetched as &dyn SignatureVerifier
+            &prefetched
         } else {
-            verifier
+            &pki
         };
         let refs = RefView {
             signatures: verifier,
@@ -543,23 +539,14 @@ impl StageWorker {
         };
         let started = std::time::Instant::now();
         let mut txn = StateTxn::new(&ps.store);
-        let mut prelude = Vec::new();
-        if kind == StageKind::Entitlement {
-            let until = restoring_at
-                .as_deref()
-                .and_then(|w| watermark_position(w, crate::topics::REF_RIGHTS, partition));
-            let (applied_to, dead_letters) = apply_rights(
-                shared.bus.as_ref(),
-                &shared.registry,
-                &shared.pseudonyms,
-                partition,
-                until,
-                &mut txn,
-                &mut self.stats,
-            )?;
+        let prelude = if kind == StageKind::Entitlement {
+            let (applied_to, dead_letters) =
+                rights_prelude(&shared, partition, restoring_at, &mut txn, &mut self.stats)?;
             watermark.push(applied_to);
-            prelude = dead_letters;
-        }
+            dead_letters
+        } else {
+            Vec::new()
+        };
         let input = BatchInput {
             kind,
             partition,
@@ -582,39 +569,28 @@ impl StageWorker {
         else {
             return Ok(None);
         };
-        let acknowledge = ps.fenced.is_none();
+        let sending = Sending {
+            bus: shared.bus.as_ref(),
+            acknowledge: ps.fenced.is_none(),
+            probe: ps.probed.is_none_or(|at| at.elapsed() >= PROBE_EVERY),
+            kind,
+            partition,
+        };
         let producer = match ps.fenced.as_mut() {
             Some(fenced) => fenced.as_mut(),
             None => self.producer.as_mut(),
         };
-        send_outputs(producer, partition, &batch.emit, acknowledge)?;
-        // While restoring, the output partitions already hold outputs of
-        // inputs after this batch (written before the crash): recording their
-        // ends now would leave those outputs below the position the next
-        // restore scans from, and a second crash would emit them again. The
-        // ends are recorded once the restore is over.
-        let probe = ps.probed.is_none_or(|at| at.elapsed() >= PROBE_EVERY);
-        if restore.is_none() {
-            let producer = ps.fenced.as_deref().unwrap_or(self.producer.as_ref());
-            record_output_ends(
-                shared.bus.as_ref(),
-                producer,
-                kind,
-                partition,
-                probe,
-                &mut txn,
-            )?;
-        }
+        let writes = sending.send(producer, &batch, &restore, txn)?;
         Ok(Some(Pending {
             partition,
-            writes: txn.into_writes(),
+            writes: writes.0,
             cursor,
             restore,
             checkpoint: batch.checkpoint,
             processed: batch.processed,
             emit: batch.emit,
             started,
-            probe,
+            probe: writes.1,
         }))
     }
 
@@ -732,6 +708,74 @@ impl StageWorker {
             }
         }
         Ok(!self.partitions.is_empty())
+    }
+}
+
+/// Entitlement's prelude to a batch: `ref.rights` applied to the
+/// partition's state up to its end (or, restoring, to the watermark the
+/// cut batch ran at). Returns the rights watermark and the dead letters of
+/// rights records that do not apply.
+fn rights_prelude(
+    shared: &Shared,
+    partition: u32,
+    restoring_at: Option<Vec<RefOffset>>,
+    txn: &mut StateTxn<'_>,
+    stats: &mut WorkerStats,
+) -> Result<(RefOffset, Vec<(Source, Output)>), RuntimeError> {
+    let until = restoring_at
+        .as_deref()
+        .and_then(|w| watermark_position(w, crate::topics::REF_RIGHTS, partition));
+    Ok(apply_rights(
+        shared.bus.as_ref(),
+        &shared.registry,
+        &shared.pseudonyms,
+        partition,
+        until,
+        txn,
+        stats,
+    )?)
+}
+
+/// How a batch's outputs are sent.
+struct Sending<'a> {
+    bus: &'a dyn Bus,
+    /// Whether to wait for the acks now: not through a fenced producer,
+    /// whose transaction commits the outputs with the checkpoint.
+    acknowledge: bool,
+    /// Whether the output ends are asked of the bus ([`PROBE_EVERY`]).
+    probe: bool,
+    kind: StageKind,
+    partition: u32,
+}
+
+impl Sending<'_> {
+    /// Sends a batch's outputs, and records the output ends in its state
+    /// once no restore is under way. Returns the batch's writes and whether
+    /// the ends were asked of the bus.
+    fn send(
+        &self,
+        producer: &mut dyn BusProducer,
+        batch: &BatchOutput,
+        restore: &Option<Restore>,
+        mut txn: StateTxn<'_>,
+    ) -> Result<(WriteBatch, bool), RuntimeError> {
+        send_outputs(producer, self.partition, &batch.emit, self.acknowledge)?;
+        // While restoring, the output partitions already hold outputs of
+        // inputs after this batch (written before the crash): recording their
+        // ends now would leave those outputs below the position the next
+        // restore scans from, and a second crash would emit them again. The
+        // ends are recorded once the restore is over.
+        if restore.is_none() {
+            record_output_ends(
+                self.bus,
+                producer,
+                self.kind,
+                self.partition,
+                self.probe,
+                &mut txn,
+            )?;
+        }
+        Ok((txn.into_writes(), self.probe))
     }
 }
 
