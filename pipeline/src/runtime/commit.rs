@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::batch::{Cursor, Restore};
+use super::changelog::changelog_value;
 use super::process::Output;
 use super::worker::{PartitionState, RuntimeError};
 use crate::bus::BusProducer;
@@ -127,19 +128,6 @@ impl Acknowledged {
     /// Step 4's input: the batches whose state may now be applied.
     pub(super) fn into_batches(self) -> Vec<Pending> {
         self.0
-    }
-}
-
-/// The changelog value of a write: `1 || value`, or `0` for a delete.
-pub(super) fn changelog_value(value: &Option<Vec<u8>>) -> Vec<u8> {
-    match value {
-        Some(v) => {
-            let mut out = Vec::with_capacity(v.len() + 1);
-            out.push(1);
-            out.extend_from_slice(v);
-            out
-        }
-        None => vec![0],
     }
 }
 

@@ -3,6 +3,7 @@
 //! restore. The decisions themselves stay in [`crate::stages`].
 
 pub mod batch;
+mod changelog;
 pub mod commit;
 pub mod ingest;
 pub mod prefetch;

@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use super::StageKind;
 use super::batch::{BatchInput, BatchOutput, Cursor, Restore, Source, get_u64, run_batch};
-use super::commit::{Acknowledged, Pending, Ran, changelog_value};
+use super::changelog;
+use super::commit::{Acknowledged, Pending, Ran};
 use super::prefetch::Prefetched;
 use super::process::{Output, header_source};
 use super::refs::{GlobalRefs, RefError, apply_rights, watermark_position};
@@ -40,11 +41,9 @@ use crate::refdata::{RefView, SignatureVerifier, TrustUnsigned};
 use crate::rules::Rules;
 use crate::signatures::PkiVerifier;
 use crate::stages::Context;
-use crate::state::{
-    Mirror, Persister, SledStore, StateRead, StateStore, StateTxn, StoreError, WriteBatch,
-};
+use crate::state::{Mirror, Persister, SledStore, StateStore, StateTxn, StoreError, WriteBatch};
 
-use crate::state::keys::reserved::{CHANGELOG_COMMIT, CHANGELOG_END, OUT_END};
+use crate::state::keys::reserved::{CHANGELOG_END, OUT_END};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -267,7 +266,13 @@ impl StageWorker {
         // Writes of an earlier ownership of this partition land first.
         self.persister.sync()?;
         let tree = self.db.tree(&format!("p{partition}"))?;
-        self.catch_up(&tree, partition)?;
+        changelog::catch_up(
+            self.shared.bus.as_ref(),
+            self.producer.as_mut(),
+            self.kind,
+            &tree,
+            partition,
+        )?;
         let store = Mirror::open(tree, self.persister.clone())?;
         let cursor = Cursor::load(&store)?;
         // Restore mode: which outputs are already on the bus past the ends
@@ -305,79 +310,6 @@ impl StageWorker {
                 committed_past_markers: None,
             },
         );
-        Ok(())
-    }
-
-    /// Catches the local store up from the changelog: from the start when
-    /// there is no store (a new machine, a lost disk), from the position it
-    /// recorded when it is stale (sled is written behind the stage, and the
-    /// partition may have been owned elsewhere since). Only whole batches are
-    /// applied (each ends with a [`CHANGELOG_COMMIT`] record); a batch cut by
-    /// a crash is dropped and its keys rewritten with their committed values,
-    /// so that compaction, which keeps a key's last record, cannot keep a
-    /// value of the cut batch.
-    fn catch_up(&mut self, tree: &SledStore, partition: u32) -> Result<(), RuntimeError> {
-        let changelog = self.kind.changelog_topic();
-        let recorded = get_u64(tree, CHANGELOG_END)?.unwrap_or(0);
-        let end = self.shared.bus.end_offset(changelog, partition)?;
-        if recorded >= end {
-            return Ok(());
-        }
-        let mut from = recorded;
-        // The writes read since the last commit marker.
-        let mut open = WriteBatch::new();
-        loop {
-            let records = self.shared.bus.read(changelog, partition, from, 4096)?;
-            let Some(last) = records.last() else { break };
-            from = last.offset + 1;
-            for r in &records {
-                if r.key == CHANGELOG_COMMIT {
-                    open.insert(
-                        CHANGELOG_END.to_vec(),
-                        Some((r.offset + 1).to_be_bytes().to_vec()),
-                    );
-                    tree.apply(&open)?;
-                    open.clear();
-                    continue;
-                }
-                let value = match r.value.split_first() {
-                    Some((1, v)) => Some(v.to_vec()),
-                    Some((0, _)) => None,
-                    _ => {
-                        return Err(RuntimeError::Corrupt(format!(
-                            "{changelog}/{partition}@{}",
-                            r.offset
-                        )));
-                    }
-                };
-                open.insert(r.key.clone(), value);
-            }
-        }
-        if !open.is_empty() {
-            // A cut batch: its keys get their committed values again.
-            for key in open.keys() {
-                let value = tree.get(key)?;
-                self.producer
-                    .send(changelog, partition, key, &changelog_value(&value), 0)?;
-            }
-            self.producer
-                .send(changelog, partition, CHANGELOG_COMMIT, &[1], 0)?;
-            self.producer.flush()?;
-            let repaired_end = self.shared.bus.end_offset(changelog, partition)?;
-            let mut mark = WriteBatch::new();
-            mark.insert(
-                CHANGELOG_END.to_vec(),
-                Some(repaired_end.to_be_bytes().to_vec()),
-            );
-            tree.apply(&mark)?;
-            eprintln!(
-                "{}: partition {partition}: a batch cut by a crash ({} keys) was left out of \
-                 the changelog catch-up and its keys rewritten",
-                self.kind.name(),
-                open.len()
-            );
-        }
-        tree.flush()?;
         Ok(())
     }
 
