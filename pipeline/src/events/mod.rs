@@ -5,6 +5,7 @@ pub mod convert;
 pub mod model;
 pub mod registry;
 pub mod render;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,7 @@ use super::{StageKind, WorkerStats, topics};
 use crate::bus::Record;
 use crate::events::model::{AuditCheckpoint, RefOffset, SourceRef};
 use crate::events::registry::SchemaRegistry;
+use crate::events::wire;
 use crate::stages::Context;
 use crate::state::{StateRead, StateTxn, StoreError};
 
@@ -409,10 +410,10 @@ fn checkpoint(
 ) -> Output {
     let checkpoint = AuditCheckpoint {
         stage: input.kind.name().to_string(),
-        partition: i32::try_from(input.partition).unwrap_or(i32::MAX),
-        input_offset_from: i64::try_from(first).unwrap_or(i64::MAX),
-        input_offset_to: i64::try_from(last).unwrap_or(i64::MAX),
-        output_count: i64::try_from(chain.count).unwrap_or(i64::MAX),
+        partition: wire::partition(input.partition),
+        input_offset_from: wire::offset(first),
+        input_offset_to: wire::offset(last),
+        output_count: wire::offset(chain.count),
         chain_hash: chain.hash,
         rules_version: ctx.rules.version.clone(),
         ref_watermark: input.watermark.to_vec(),

@@ -13,6 +13,7 @@ use crate::bus::{Bus, BusError, read_until};
 use crate::events::convert;
 use crate::events::model::{EuInstitutionRecord, PkiEvent, RefOffset, RightsRecord};
 use crate::events::registry::SchemaRegistry;
+use crate::events::wire;
 use crate::pki::{Pki, PkiRecord};
 use crate::pseudonym::PseudonymKey;
 use crate::refdata::{EuInstitutionInput, InstitutionDirectory};
@@ -32,8 +33,8 @@ pub enum RefError {
 fn ref_offset(topic: &str, partition: u32, position: u64) -> RefOffset {
     RefOffset {
         topic: topic.to_string(),
-        partition: i32::try_from(partition).unwrap_or(i32::MAX),
-        offset: i64::try_from(position).unwrap_or(i64::MAX),
+        partition: wire::partition(partition),
+        offset: wire::offset(position),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::events::model::{
     SourceRef,
 };
 use crate::events::registry::SchemaRegistry;
+use crate::events::wire;
 use crate::outbound::{Emit, OutboundError};
 use crate::topics;
 
@@ -77,8 +78,8 @@ pub fn dead_letter_output(
     let mut letter = DeadLetter {
         stage: stage.name().to_string(),
         topic: record.topic.clone(),
-        partition: i32::try_from(record.partition).unwrap_or(i32::MAX),
-        offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
+        partition: wire::partition(record.partition),
+        offset: wire::offset(record.offset),
         error,
         raw: record.value.clone(),
         cut: None,
@@ -87,7 +88,7 @@ pub fn dead_letter_output(
     if key.len() + value.len() > bound {
         let raw = std::mem::take(&mut letter.raw);
         letter.cut = Some(RawCutRec {
-            length: i64::try_from(raw.len()).unwrap_or(i64::MAX),
+            length: wire::offset(raw.len()),
             sha256: Sha256::digest(&raw).into(),
         });
         // Without its bytes `raw` takes one byte (its length, 0); with them,
@@ -173,19 +174,38 @@ impl Inputs<'_> {
         fse_id: &str,
         event_time: i64,
     ) -> EventHeader {
+        self.stamp(0, causation, fse_id.to_string(), event_time, String::new())
+    }
+
+    /// The derived header of the input's `ordinal`-th output: its id and
+    /// source follow from the input's position, so a replay stamps the same.
+    fn stamp(
+        &self,
+        ordinal: usize,
+        causation: Option<String>,
+        correlation: String,
+        event_time: i64,
+        rules_version: String,
+    ) -> EventHeader {
+        // An input's outputs are a handful, or a close's orders: far below
+        // the wire's int.
+        let (ordinal, wire_ordinal) = match (u32::try_from(ordinal), i32::try_from(ordinal)) {
+            (Ok(o), Ok(w)) => (o, w),
+            _ => panic!("output ordinal {ordinal} is past the wire's int"),
+        };
         EventHeader {
-            event_id: derived_event_id(self.stage, self.record, 0),
+            event_id: derived_event_id(self.stage, self.record, ordinal),
             causation_id: causation,
-            correlation_id: fse_id.to_string(),
+            correlation_id: correlation,
             event_time_millis: event_time,
             source: Some(SourceRef {
                 topic: self.record.topic.clone(),
-                partition: i32::try_from(self.record.partition).unwrap_or(i32::MAX),
-                offset: i64::try_from(self.record.offset).unwrap_or(i64::MAX),
-                ordinal: 0,
+                partition: wire::partition(self.record.partition),
+                offset: wire::offset(self.record.offset),
+                ordinal: wire_ordinal,
             }),
             ref_watermark: self.ref_watermark.to_vec(),
-            rules_version: String::new(),
+            rules_version,
         }
     }
 
@@ -259,22 +279,14 @@ impl Inputs<'_> {
         };
         let mut outputs = Vec::with_capacity(emits.len());
         for (ordinal, mut emit) in emits.into_iter().enumerate() {
-            let ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
             let correlation = emit.correlation();
-            *emit.header_mut() = EventHeader {
-                event_id: derived_event_id(self.stage, self.record, ordinal),
-                causation_id: Some(input.event_id.clone()),
-                correlation_id: correlation.clone(),
-                event_time_millis: input.event_time_millis,
-                source: Some(SourceRef {
-                    topic: self.record.topic.clone(),
-                    partition: i32::try_from(self.record.partition).unwrap_or(i32::MAX),
-                    offset: i64::try_from(self.record.offset).unwrap_or(i64::MAX),
-                    ordinal: i32::try_from(ordinal).unwrap_or(i32::MAX),
-                }),
-                ref_watermark: self.ref_watermark.to_vec(),
-                rules_version: ctx.rules.version.clone(),
-            };
+            *emit.header_mut() = self.stamp(
+                ordinal,
+                Some(input.event_id.clone()),
+                correlation.clone(),
+                input.event_time_millis,
+                ctx.rules.version.clone(),
+            );
             let key = match key {
                 EmitKey::Input => self.record.key.clone(),
                 EmitKey::Correlation => correlation.into_bytes(),
