@@ -8,10 +8,6 @@
 //! suite never see each other's topics.
 //! A broker that cannot be reached fails the test: it is never skipped.
 
-#[path = "../src/kafka/mod.rs"]
-#[allow(dead_code)]
-mod kafka;
-
 mod common;
 
 use std::collections::BTreeMap;
@@ -20,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clearing_pipeline::adjudicate::Adjudicator;
+use clearing_pipeline::bus::kafka::{self, KafkaBus};
 use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::bus::{Bus, BusConsumer, BusError, Record, TopicSpec};
 use clearing_pipeline::events::convert::decision_rec;
@@ -29,7 +26,6 @@ use clearing_pipeline::pki::{Pki, PkiRecord};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::signatures::OwnedPkiVerifier;
-use kafka::KafkaBus;
 
 fn broker_address() -> String {
     common::kafka_bootstrap()

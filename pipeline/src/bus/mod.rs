@@ -1,14 +1,21 @@
 //! The transport: one [`Bus`] trait, two backends (design.md §4).
 //!
 //! - `local:DIR` ([`local`]): the embedded default, a segmented log on disk.
-//! - `kafka://HOST:PORT`: rdkafka (the `kafka` module of the binary crate).
+//! - `kafka://HOST:PORT[/NAMESPACE]` (`kafka`, with the crate's `kafka`
+//!   feature): Apache Kafka, through rdkafka.
 //!
-//! The trait is what the stage runtime needs and no more: create topics,
-//! produce to an explicit partition and wait for acks, consume with a group
-//! and manual offsets, and read a partition directly (restore, replay).
+//! [`open`] picks one by its URL. The trait is what the stage runtime needs
+//! and no more: create topics, produce to an explicit partition and wait for
+//! acks, consume with a group and manual offsets, and read a partition
+//! directly (restore, replay). tests/bus_contract.rs holds both backends to
+//! it.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod local;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +44,32 @@ pub enum BusError {
     /// this process's membership is stale.
     #[error("fenced: {0}")]
     Fenced(String),
+}
+
+/// Opens the bus of a URL: `local:DIR`, or `kafka://HOST:PORT[,HOST:PORT…][/NAMESPACE]`
+/// (which checks that the broker answers, so a wrong address fails here).
+pub fn open(url: &str) -> Result<Arc<dyn Bus>, BusError> {
+    if let Some(dir) = url.strip_prefix("local:") {
+        return Ok(Arc::new(local::LocalLog::open(Path::new(dir))?));
+    }
+    if url.starts_with("kafka://") {
+        return open_kafka(url);
+    }
+    Err(BusError::Config(
+        "expected local:DIR or kafka://HOST:PORT".to_string(),
+    ))
+}
+
+#[cfg(feature = "kafka")]
+fn open_kafka(url: &str) -> Result<Arc<dyn Bus>, BusError> {
+    Ok(Arc::new(kafka::KafkaBus::connect(url)?))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn open_kafka(url: &str) -> Result<Arc<dyn Bus>, BusError> {
+    Err(BusError::Config(format!(
+        "{url}: this build has no Kafka backend (clearing-pipeline's `kafka` feature is off)"
+    )))
 }
 
 /// A topic to create: partitions, and whether it is compacted (`ref.*`, changelogs).

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clearing_pipeline::bus::{Assignment, BusConsumer, BusError, Polled, Record};
+use crate::bus::{Assignment, BusConsumer, BusError, Polled, Record};
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;

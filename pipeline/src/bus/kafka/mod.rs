@@ -1,6 +1,7 @@
 //! The Kafka backend (`kafka://HOST:PORT[,HOST:PORT…][/NAMESPACE]`), on rdkafka
-//! (bundled librdkafka 2.12). Same semantics as the local log
-//! (`clearing_pipeline::bus::local`); docs/operations.md is the runbook.
+//! (bundled librdkafka 2.12), built with the crate's `kafka` feature. Same
+//! semantics as the local log ([`super::local`]); docs/operations.md is the
+//! runbook.
 //!
 //! - **Topics** are created explicitly with the admin client (never
 //!   auto-created: every client sets `allow.auto.create.topics=false`).
@@ -27,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use clearing_pipeline::bus::{Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
+use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
     TopicReplication,
@@ -64,11 +65,6 @@ const REPLICATION_ENV: &str = "CLEARING_KAFKA_REPLICATION_FACTOR";
 /// The environment variable that turns librdkafka's log on (its value is
 /// librdkafka's `debug` setting, e.g. `cgrp,fetch`, or `all`).
 const DEBUG_ENV: &str = "CLEARING_KAFKA_DEBUG";
-
-/// Opens a Kafka bus: checks the broker answers, so a wrong address fails here.
-pub fn open(url: &str) -> anyhow::Result<Arc<dyn Bus>> {
-    Ok(Arc::new(KafkaBus::connect(url)?))
-}
 
 /// Topic and group names on the broker: the pipeline's names, prefixed with
 /// the namespace when the URL has one.
@@ -171,12 +167,12 @@ fn offset_i64(offset: u64) -> Result<i64, BusError> {
 /// nowhere otherwise (a reconnecting client is chatty; errors that matter
 /// reach the caller as `BusError`s).
 #[derive(Clone, Copy)]
-pub(crate) struct LogContext {
+pub(super) struct LogContext {
     verbose: bool,
 }
 
 impl LogContext {
-    pub(crate) fn from_env() -> LogContext {
+    pub(super) fn from_env() -> LogContext {
         LogContext {
             verbose: std::env::var_os(DEBUG_ENV).is_some(),
         }
@@ -281,7 +277,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-pub(crate) struct Inner {
+pub(super) struct Inner {
     url: String,
     bootstrap: String,
     names: Names,
