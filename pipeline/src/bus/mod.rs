@@ -38,12 +38,43 @@ pub enum BusError {
     Busy(String),
     #[error("bus data corrupt: {0}")]
     Corrupt(String),
-    #[error("broker: {0}")]
-    Broker(String),
+    /// The broker refused a request or did not answer it; `kind` says
+    /// whether the same request can succeed later by itself.
+    #[error("broker: {message}")]
+    Broker {
+        kind: BrokerErrorKind,
+        message: String,
+    },
     /// Another owner took over (a fenced producer's writes are refused):
     /// this process's membership is stale.
     #[error("fenced: {0}")]
     Fenced(String),
+}
+
+/// What a broker's error says of the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerErrorKind {
+    /// The request met a cluster in motion (a partition's leadership
+    /// moving, a broker restarting, a request timing out): the same request
+    /// can succeed in a moment.
+    Retriable,
+    /// It will fail the same way until someone acts.
+    Fatal,
+}
+
+impl BusError {
+    /// Whether the same call can succeed later with nobody acting: a
+    /// broker's error of the [`BrokerErrorKind::Retriable`] kind. A fence,
+    /// a configuration, a bound or damaged data is never.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            BusError::Broker {
+                kind: BrokerErrorKind::Retriable,
+                ..
+            }
+        )
+    }
 }
 
 /// Opens the bus of a URL: `local:DIR`, or `kafka://HOST:PORT[,HOST:PORT…][/NAMESPACE]`
@@ -265,6 +296,23 @@ mod tests {
             compacted: false,
             retention_ms: None,
         }
+    }
+
+    #[test]
+    fn open_takes_a_local_or_a_kafka_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("local:{}", dir.path().display());
+        assert_eq!(open(&url).unwrap().describe(), url);
+        let _owner = open(&url).unwrap();
+        assert!(matches!(open(&url), Err(BusError::Busy(_))), "one owner");
+        // Refused before any connection.
+        for bad in ["file:/tmp/x", "kafka://", "kafka://host", "kafka://h:1/a b"] {
+            assert!(matches!(open(bad), Err(BusError::Config(_))), "{bad}");
+        }
+        #[cfg(not(feature = "kafka"))]
+        assert!(
+            matches!(open("kafka://127.0.0.1:9092"), Err(BusError::Config(e)) if e.contains("`kafka` feature"))
+        );
     }
 
     #[test]

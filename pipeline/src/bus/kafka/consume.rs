@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::bus::{Assignment, BusConsumer, BusError, Polled, Record};
+use crate::bus::{Assignment, BrokerErrorKind, BusConsumer, BusError, Polled, Record};
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -31,9 +31,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::error::{self, broker};
 use super::{
-    FRAME_ROOM, Inner, LogContext, MAX_RECORD_BYTES, base_config, broker, lock, offset_i64,
-    partition_i32,
+    FRAME_ROOM, Inner, LogContext, MAX_RECORD_BYTES, base_config, lock, offset_i64, partition_i32,
 };
 
 /// A member that stops heartbeating (killed, or paused) is evicted after
@@ -322,10 +322,8 @@ impl BusConsumer for KafkaConsumer {
                     }
                 }
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    return Err(BusError::Broker(format!(
-                        "consumer of group {}: {code}",
-                        self.group
-                    )));
+                    let message = format!("consumer of group {}: {code}", self.group);
+                    return Err(error::failed(BrokerErrorKind::Fatal, message));
                 }
                 Some(Err(e)) => self.report_error(&e),
                 None => {}

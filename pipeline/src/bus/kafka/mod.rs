@@ -20,6 +20,7 @@
 //! pipeline sees its usual names.
 
 mod consume;
+mod error;
 mod produce;
 mod read;
 mod security;
@@ -28,7 +29,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::bus::{Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
+use crate::bus::{BrokerErrorKind, Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
+use error::broker;
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
     TopicReplication,
@@ -126,33 +128,6 @@ fn parse_url(url: &str) -> Result<(String, Names), BusError> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn broker(context: impl std::fmt::Display, error: KafkaError) -> BusError {
-    BusError::Broker(format!("{context}: {error}"))
-}
-
-/// The errors of a request that met a cluster in motion: a partition whose
-/// leadership moves (just created, or its leader's broker stopped), or a
-/// connection to a broker that went away. Retried for a while, not fatal: a
-/// replicated cluster that loses one broker must not stop a stage.
-fn transient(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::NotLeaderForPartition
-                | RDKafkaErrorCode::LeaderNotAvailable
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::NotCoordinator
-                | RDKafkaErrorCode::DestroyBroker
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::OperationTimedOut
-        )
-    )
 }
 
 fn partition_i32(partition: u32) -> Result<i32, BusError> {
@@ -346,9 +321,11 @@ impl KafkaBus {
             .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
         // Any topic list proves the broker is there (and fills the cache).
         let metadata = meta.fetch_metadata(None, REQUEST_TIMEOUT).map_err(|e| {
-            BusError::Broker(format!(
+            let kind = error::kind_of(e.rdkafka_error_code());
+            let message = format!(
                 "{url}: no answer from the broker ({e}); is it running? (ops/broker.sh start)"
-            ))
+            );
+            error::failed(kind, message)
         })?;
         let partitions = metadata
             .topics()
@@ -500,8 +477,7 @@ impl Inner {
             .map_err(|e| broker("topic configurations", e))?;
         let mut out = HashMap::new();
         for result in results {
-            let resource =
-                result.map_err(|code| BusError::Broker(format!("topic configuration: {code}")))?;
+            let resource = result.map_err(|code| error::refused("topic configuration", code))?;
             let OwnedResourceSpecifier::Topic(name) = &resource.specifier else {
                 continue;
             };
@@ -531,10 +507,8 @@ impl Inner {
             None => {}
             Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(None),
             Some(e) => {
-                return Err(BusError::Broker(format!(
-                    "metadata of {name}: {}",
-                    RDKafkaErrorCode::from(e)
-                )));
+                let code = RDKafkaErrorCode::from(e);
+                return Err(error::refused(format!("metadata of {name}"), code));
             }
         }
         let count = topic.partitions().len() as u32;
@@ -563,22 +537,15 @@ impl Inner {
         Ok(self.names.topic(logical))
     }
 
-    /// (low, high) watermarks of a partition. A [`transient`] error is
+    /// (low, high) watermarks of a partition. A retriable error is
     /// retried for up to [`REQUEST_TIMEOUT`]; any other is returned.
     fn watermarks(&self, name: &str, partition: u32) -> Result<(u64, u64), BusError> {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let (low, high) = loop {
-            match self
-                .meta
-                .fetch_watermarks(name, partition_i32(partition)?, REQUEST_TIMEOUT)
-            {
-                Ok(marks) => break marks,
-                Err(e) if transient(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => return Err(broker(format!("watermarks of {name}/{partition}"), e)),
-            }
-        };
+        let p = partition_i32(partition)?;
+        let (low, high) = error::retrying(|| {
+            self.meta
+                .fetch_watermarks(name, p, REQUEST_TIMEOUT)
+                .map_err(|e| broker(format!("watermarks of {name}/{partition}"), e))
+        })?;
         Ok((
             u64::try_from(low).unwrap_or(0),
             u64::try_from(high).unwrap_or(0),
@@ -630,7 +597,7 @@ impl Inner {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(BusError::Broker(format!("create topic {name}: {code}")));
+                    return Err(error::refused(format!("create topic {name}"), code));
                 }
             }
         }
@@ -674,9 +641,12 @@ impl Bus for KafkaBus {
                                 "topic {} has {n} partitions, {} wanted",
                                 spec.name, spec.partitions
                             )),
-                            None => BusError::Broker(format!(
-                                "topic {name} not visible {TOPIC_READY_TIMEOUT:?} after its creation"
-                            )),
+                            None => error::failed(
+                                BrokerErrorKind::Retriable,
+                                format!(
+                                    "topic {name} not visible {TOPIC_READY_TIMEOUT:?} after its creation"
+                                ),
+                            ),
                         });
                     }
                     std::thread::sleep(Duration::from_millis(100));
@@ -761,21 +731,16 @@ impl Bus for KafkaBus {
         };
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&name, partition_i32(partition)?);
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let offsets = loop {
-            match client.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
-                Ok(offsets) => break offsets,
-                Err(e) if transient(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => {
-                    return Err(broker(
+        let offsets = error::retrying(|| {
+            client
+                .committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    broker(
                         format!("committed offset of {group} on {name}/{partition}"),
                         e,
-                    ));
-                }
-            }
-        };
+                    )
+                })
+        })?;
         let offset = offsets
             .find_partition(&name, partition_i32(partition)?)
             .map(|e| e.offset());

@@ -10,13 +10,14 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::bus::{BusError, Record};
+use crate::bus::{BrokerErrorKind, BusError, Record};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{LogContext, broker, lock, offset_i64, partition_i32, reader_config};
+use super::error::{self, broker};
+use super::{LogContext, lock, offset_i64, partition_i32, reader_config};
 
 /// A read that gets nothing at all for this long fails (the records exist:
 /// they are below the high watermark).
@@ -153,9 +154,8 @@ impl Reader {
                     });
                 }
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    return Err(BusError::Broker(format!(
-                        "read {name}/{partition}@{next}: {code}"
-                    )));
+                    let message = format!("read {name}/{partition}@{next}: {code}");
+                    return Err(error::failed(BrokerErrorKind::Fatal, message));
                 }
                 // At the end of what is readable (past the last marker, or at
                 // an open transaction's first record): how far did it come?
@@ -175,10 +175,12 @@ impl Reader {
             }
         }
         if out.is_empty() && next < end {
-            return Err(BusError::Broker(format!(
+            // A timeout, as the broker's own are: retriable.
+            let message = format!(
                 "read {name}/{partition} from {from} (high watermark {high}): no record within {STALL:?}{}",
                 last_error.map(|e| format!(" ({e})")).unwrap_or_default()
-            )));
+            );
+            return Err(error::failed(BrokerErrorKind::Retriable, message));
         }
         self.at = Some((name.to_string(), partition, next));
         Ok(out)
