@@ -1412,6 +1412,10 @@ impl Bus for Arc<LocalLog> {
         self.topic_partitions(topic)
     }
 
+    fn max_record_bytes(&self) -> usize {
+        MAX_RECORD_BYTES
+    }
+
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError> {
         let log = self.partition(topic, partition)?;
         let end = lock(&log).visible_end;

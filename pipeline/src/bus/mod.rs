@@ -103,6 +103,12 @@ fn open_kafka(url: &str) -> Result<Arc<dyn Bus>, BusError> {
     )))
 }
 
+/// The largest record (key + value) every backend takes: Kafka's bound
+/// (`kafka::MAX_RECORD_BYTES`), the smaller of the two. A record that must
+/// be the same bytes on every bus (a dead letter) is cut to it.
+pub const PORTABLE_RECORD_BYTES: usize = 4 * 1024 * 1024;
+const _: () = assert!(PORTABLE_RECORD_BYTES <= local::MAX_RECORD_BYTES);
+
 /// A topic to create: partitions, and whether it is compacted (`ref.*`, changelogs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -234,11 +240,8 @@ pub trait Bus: Send + Sync {
     /// The largest record (key + value) this bus's producers take; a larger
     /// one is refused with [`BusError::TooLarge`]. A stage that writes an
     /// input's bytes back (a dead letter) cuts them to fit, or the refused
-    /// letter would stop the stage at the same input on every restart. The
-    /// local log's bound unless the backend says otherwise.
-    fn max_record_bytes(&self) -> usize {
-        local::MAX_RECORD_BYTES
-    }
+    /// letter would stop the stage at the same input on every restart.
+    fn max_record_bytes(&self) -> usize;
     /// A producer fenced by `owner`: records sent through it are held until
     /// `flush` commits them all at once, and a later producer of the same
     /// owner fences this one (its writes are refused, its open commit

@@ -29,7 +29,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::bus::{BrokerErrorKind, Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
+use crate::bus::{
+    BrokerErrorKind, Bus, BusConsumer, BusError, BusProducer, PORTABLE_RECORD_BYTES, Record,
+    TopicSpec,
+};
 use error::broker;
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
@@ -50,8 +53,10 @@ const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A claim is about 1 KiB; a lot or a dead letter can be far larger. Every
 /// topic the bus creates sets `max.message.bytes` to this plus
 /// [`FRAME_ROOM`], since Apache Kafka's default (1 MB) would refuse such a
-/// record at delivery.
-pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+/// record at delivery. The smaller bound of the two backends, so the
+/// number lives beside the trait ([`PORTABLE_RECORD_BYTES`]), known without
+/// this feature.
+pub const MAX_RECORD_BYTES: usize = PORTABLE_RECORD_BYTES;
 /// Room for the record framing around the largest key + value.
 const FRAME_ROOM: usize = 64 * 1024;
 /// The replication factor and `min.insync.replicas` of a production cluster
