@@ -350,27 +350,6 @@ mod tests {
         assert_eq!(from_gap, [9, 10]);
     }
 
-    #[test]
-    fn a_producer_knows_the_end_of_what_it_had_acknowledged() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = LocalLog::open(dir.path()).unwrap();
-        log.ensure_topic(&spec("t", 2)).unwrap();
-        let mut other = log.producer().unwrap();
-        let mut producer = log.producer().unwrap();
-        other.send("t", 0, b"k", b"a", 0).unwrap();
-        other.flush().unwrap();
-        producer.send("t", 0, b"k", b"b", 0).unwrap();
-        assert_eq!(producer.acknowledged_end("t", 0), None, "not flushed yet");
-        producer.flush().unwrap();
-        assert_eq!(producer.acknowledged_end("t", 0), Some(2));
-        other.send("t", 0, b"k", b"c", 0).unwrap();
-        other.flush().unwrap();
-        // Another writer's records are past it: never beyond the true end.
-        assert_eq!(producer.acknowledged_end("t", 0), Some(2));
-        assert_eq!(log.end_offset("t", 0).unwrap(), 3);
-        assert_eq!(producer.acknowledged_end("t", 1), None);
-    }
-
     /// Readers at the tail resume where they stopped: whatever the mix of
     /// readers, batch sizes, appends between reads and segment changes (a
     /// gap starts one), every read returns exactly the records from its
@@ -792,34 +771,6 @@ mod tests {
             std::fs::metadata(&segment).unwrap().len(),
             5 * FRAME_OF_64 as u64
         );
-    }
-
-    #[test]
-    fn consumer_groups_resume_from_their_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = LocalLog::open(dir.path()).unwrap();
-        bus.ensure_topic(&spec("t", 2)).unwrap();
-        let mut producer = bus.producer().unwrap();
-        for i in 0..20u32 {
-            producer.send("t", i % 2, b"", &i.to_be_bytes(), 0).unwrap();
-        }
-        producer.flush().unwrap();
-        let mut consumer = bus.consumer("g").unwrap();
-        consumer.subscribe(&["t"]).unwrap();
-        let first = consumer.poll(100, Duration::from_millis(10)).unwrap();
-        assert_eq!(first.assignment.unwrap().partitions.len(), 2);
-        let polled = consumer.poll(100, Duration::from_millis(10)).unwrap();
-        assert_eq!(polled.records.len(), 20);
-        consumer.commit(&[("t".into(), 0, 4)]).unwrap();
-        let mut again = bus.consumer("g").unwrap();
-        again.subscribe(&["t"]).unwrap();
-        let _ = again.poll(100, Duration::from_millis(10)).unwrap();
-        let polled = again.poll(100, Duration::from_millis(10)).unwrap();
-        assert_eq!(
-            polled.records.iter().filter(|r| r.partition == 0).count(),
-            6
-        );
-        assert_eq!(bus.committed("g", "t", 0).unwrap(), Some(4));
     }
 
     #[test]
