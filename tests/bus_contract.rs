@@ -61,7 +61,9 @@ impl Subject {
     /// round-robin over them: record `i` has the value `i` (4 bytes, big
     /// endian), the key `key` and the timestamp `1_000 + i`.
     fn topic_with(&self, name: &str, partitions: u32, count: u32, key: &[u8]) {
-        self.bus.ensure_topic(&spec(name, partitions)).unwrap();
+        self.bus
+            .ensure_topic(&TopicSpec::new(name, partitions))
+            .unwrap();
         let mut producer = self.producer();
         for i in 0..count {
             producer
@@ -79,15 +81,6 @@ impl Subject {
 
     fn offsets(&self, topic: &str, partition: u32, from: u64, max: usize) -> Vec<u64> {
         offsets(&self.bus.read(topic, partition, from, max).unwrap())
-    }
-}
-
-fn spec(name: &str, partitions: u32) -> TopicSpec {
-    TopicSpec {
-        name: name.into(),
-        partitions,
-        compacted: false,
-        retention_ms: None,
     }
 }
 
@@ -158,10 +151,10 @@ fn partition_offsets(records: &[Record], partition: u32) -> Vec<u64> {
 fn topics_are_ensured_once_with_their_partition_count(s: &Subject) {
     let bus = s.bus.as_ref();
     assert_eq!(bus.describe(), s.url);
-    bus.ensure_topic(&spec("t", 2)).unwrap();
-    bus.ensure_topic(&spec("t", 2)).unwrap();
+    bus.ensure_topic(&TopicSpec::new("t", 2)).unwrap();
+    bus.ensure_topic(&TopicSpec::new("t", 2)).unwrap();
     assert!(matches!(
-        bus.ensure_topic(&spec("t", 3)),
+        bus.ensure_topic(&TopicSpec::new("t", 3)),
         Err(BusError::Config(_))
     ));
     assert_eq!(bus.partition_count("t").unwrap(), 2);
@@ -260,7 +253,7 @@ fn bounded_reads_stop_where_they_are_told(s: &Subject) {
 /// is refused with `TooLarge`, and a large batch reads back whole.
 fn large_records_round_trip_and_one_over_the_limit_is_refused(s: &Subject) {
     let bus = s.bus.as_ref();
-    bus.ensure_topic(&spec("t", 1)).unwrap();
+    bus.ensure_topic(&TopicSpec::new("t", 1)).unwrap();
     let limit = bus.max_record_bytes();
     let mut producer = s.producer();
     let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
@@ -310,7 +303,7 @@ fn large_records_round_trip_and_one_over_the_limit_is_refused(s: &Subject) {
 /// producer had acknowledged, never past the partition's end.
 fn a_producer_knows_the_end_of_what_it_had_acknowledged(s: &Subject) {
     let bus = s.bus.as_ref();
-    bus.ensure_topic(&spec("t", 2)).unwrap();
+    bus.ensure_topic(&TopicSpec::new("t", 2)).unwrap();
     let mut other = s.producer();
     let mut producer = s.producer();
     other.send("t", 0, b"k", b"a", 1).unwrap();
@@ -455,7 +448,7 @@ fn members_of_a_group_share_its_partitions(s: &Subject) {
 /// once flushed.
 fn a_second_owner_fences_the_first(s: &Subject) {
     let bus = s.bus.as_ref();
-    bus.ensure_topic(&spec("t", 1)).unwrap();
+    bus.ensure_topic(&TopicSpec::new("t", 1)).unwrap();
     let Some(mut first) = bus.fenced_producer("owner").unwrap() else {
         assert!(
             !s.is_kafka(),

@@ -52,15 +52,6 @@ fn connect(namespace: &str) -> KafkaBus {
     }
 }
 
-fn spec(name: &str, partitions: u32) -> TopicSpec {
-    TopicSpec {
-        name: name.into(),
-        partitions,
-        compacted: false,
-        retention_ms: None,
-    }
-}
-
 use common::{clearing, ok, pipe};
 
 fn generate(data: &Path, seed: u64, claims: usize) {
@@ -372,7 +363,7 @@ fn topics_toml() -> (Vec<TopicSpec>, BTreeMap<String, u32>) {
             continue;
         }
         if line == "[[topic]]" {
-            specs.push(spec("", 0));
+            specs.push(TopicSpec::new("", 0));
             continue;
         }
         let (key, value) = line

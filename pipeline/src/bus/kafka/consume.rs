@@ -32,9 +32,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::{self, broker};
-use super::{
-    FRAME_ROOM, Inner, LogContext, MAX_RECORD_BYTES, base_config, lock, offset_i64, partition_i32,
-};
+use super::{Inner, LogContext, base_config, fetch_settings, lock, offset_i64, partition_i32};
 
 /// A member that stops heartbeating (killed, or paused) is evicted after
 /// this long and its partitions move to the survivors: a third of Apache
@@ -141,19 +139,8 @@ fn create(inner: &Inner, group: &str) -> Result<BaseConsumer<GroupContext>, BusE
         // Stages write in transactions: an aborted one (a fenced owner's)
         // is never read, and markers are skipped.
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "100")
-        .set("fetch.min.bytes", "1")
-        .set(
-            "fetch.message.max.bytes",
-            (MAX_RECORD_BYTES + FRAME_ROOM).to_string(),
-        )
-        .set("fetch.max.bytes", (2 * MAX_RECORD_BYTES).to_string())
-        .set(
-            "receive.message.max.bytes",
-            (2 * MAX_RECORD_BYTES + FRAME_ROOM).to_string(),
-        )
-        .set("queued.max.messages.kbytes", "16384");
+        .set("enable.partition.eof", "false");
+    fetch_settings(&mut config);
     config
         .create_with_context(GroupContext {
             log: LogContext::from_env(),

@@ -10,10 +10,10 @@
 //!   and never join a group or commit, kept in a small pool so a contiguous
 //!   scan continues from the consumer's prefetched queue.
 //! - **Producers** are idempotent, `acks=all`, explicit partition on every
-//!   record; `flush` returns an error if any delivery failed ([`produce`]).
+//!   record; `flush` returns an error if any delivery failed (`produce`).
 //! - **Group consumers** hand the assignment to the caller before any record
 //!   and start fetching only once the caller has positioned the partitions
-//!   ([`consume`]).
+//!   (`consume`).
 //!
 //! A `/NAMESPACE` suffix prefixes every topic and group name on the broker
 //! with `NAMESPACE.` (several pipelines, or test runs, on one cluster); the
@@ -52,7 +52,7 @@ const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one record's key + value on Kafka (`BusError::TooLarge` beyond).
 /// A claim is about 1 KiB; a lot or a dead letter can be far larger. Every
 /// topic the bus creates sets `max.message.bytes` to this plus
-/// [`FRAME_ROOM`], since Apache Kafka's default (1 MB) would refuse such a
+/// `FRAME_ROOM`, since Apache Kafka's default (1 MB) would refuse such a
 /// record at delivery. The smaller bound of the two backends, so the
 /// number lives beside the trait ([`PORTABLE_RECORD_BYTES`]), known without
 /// this feature.
@@ -199,19 +199,10 @@ fn base_config(bootstrap: &str, client_id: &str) -> ClientConfig {
     config
 }
 
-/// Settings of the group-less consumers (reads, metadata, offsets).
-fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
-    let mut config = base_config(bootstrap, "clearing-reader");
+/// What every consumer fetches: up to 100 ms' worth, and room for the
+/// largest record with its framing.
+fn fetch_settings(config: &mut ClientConfig) {
     config
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        // A read stops at the end of what is readable without waiting
-        // out a poll (markers end most partitions stages write).
-        .set("enable.partition.eof", "true")
-        // librdkafka's default, spelled out: a fenced owner's aborted
-        // transaction is never read back (restore, replay, `clearing read`).
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.min.bytes", "1")
         .set(
@@ -224,6 +215,22 @@ fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
             (2 * MAX_RECORD_BYTES + FRAME_ROOM).to_string(),
         )
         .set("queued.max.messages.kbytes", "16384");
+}
+
+/// Settings of the group-less consumers (reads, metadata, offsets).
+fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
+    let mut config = base_config(bootstrap, "clearing-reader");
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A read stops at the end of what is readable without waiting
+        // out a poll (markers end most partitions stages write).
+        .set("enable.partition.eof", "true")
+        // librdkafka's default, spelled out: a fenced owner's aborted
+        // transaction is never read back (restore, replay, `clearing read`).
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest");
+    fetch_settings(&mut config);
     if let Some(group) = group {
         config.set("group.id", group);
     }
@@ -688,9 +695,14 @@ impl Bus for KafkaBus {
         if from >= high {
             return Ok(Vec::new());
         }
-        self.inner
-            .readers
-            .read(&name, topic, partition, from, max, high)
+        self.inner.readers.read(&read::Span {
+            name: &name,
+            logical: topic,
+            partition,
+            from,
+            max,
+            high,
+        })
     }
 
     fn producer(&self) -> Result<Box<dyn BusProducer>, BusError> {
