@@ -3,7 +3,6 @@
 //! (0 success, 1 a checked condition failed, 2 usage or configuration).
 
 mod cmd;
-mod kafka;
 mod metrics;
 
 use std::process::ExitCode;

@@ -31,10 +31,6 @@
 //! minutes): `scripts/crash-soak.sh kafka [CLAIMS] [KILLS]`, or
 //! `cargo test --test crash_soak_kafka -- --ignored --nocapture`.
 
-#[path = "../src/kafka/mod.rs"]
-#[allow(dead_code)]
-mod kafka;
-
 mod common;
 
 use std::io::Write;
@@ -43,7 +39,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clearing_pipeline::bus::Bus;
-use kafka::KafkaBus;
+use clearing_pipeline::bus::kafka::KafkaBus;
 
 use clearing_pipeline::bus::local::LocalLog;
 use common::{

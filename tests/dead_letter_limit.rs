@@ -7,12 +7,9 @@
 //! a smaller limit and refuses records over it, as Kafka's producer does;
 //! with Kafka's own limit the wrapper is the Kafka case without a broker.
 
-#[path = "../src/kafka/mod.rs"]
-#[allow(dead_code)]
-mod kafka;
-
 use std::sync::Arc;
 
+use clearing_pipeline::bus::kafka;
 use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::bus::{
     Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec, read_until,

@@ -12,10 +12,6 @@
 //! they are missing, and fails (never skips) when they cannot be had, like a
 //! broker that cannot be reached.
 
-#[path = "../src/kafka/mod.rs"]
-#[allow(dead_code)]
-mod kafka;
-
 mod common;
 
 use std::collections::BTreeMap;
@@ -23,12 +19,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use clearing_pipeline::bus::kafka::KafkaBus;
 use clearing_pipeline::bus::{Bus, TopicSpec};
 use clearing_pipeline::events::model::FseDecided;
 use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::events::{AvroEnum, fingerprint_of};
 use common::{clearing, ok, pipe};
-use kafka::KafkaBus;
 use serde_json::Value;
 
 const CLAIMS: usize = 300;

@@ -1,16 +1,12 @@
-//! The Kafka backend against Apache Kafka (`CLEARING_KAFKA` when set, else the
-//! development broker, which `ops/broker.sh ensure` starts when it is not up):
-//! the bus contract of the local log, then the pipeline through
-//! `clearing run --bus kafka://…`.
+//! The pipeline on Apache Kafka (`CLEARING_KAFKA` when set, else the
+//! development broker, which `ops/broker.sh ensure` starts when it is not up),
+//! through `clearing run --bus kafka://…`. The Kafka bus alone is held to
+//! the `Bus` contract, beside the local log, by tests/bus_contract.rs.
 //!
 //! Every test works in its own namespace (`kafka://HOST:PORT/NAMESPACE`
 //! prefixes topic and group names), so tests and concurrent runs of the
 //! suite never see each other's topics.
 //! A broker that cannot be reached fails the test: it is never skipped.
-
-#[path = "../src/kafka/mod.rs"]
-#[allow(dead_code)]
-mod kafka;
 
 mod common;
 
@@ -20,8 +16,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clearing_pipeline::adjudicate::Adjudicator;
+use clearing_pipeline::bus::kafka::{self, KafkaBus};
 use clearing_pipeline::bus::local::LocalLog;
-use clearing_pipeline::bus::{Bus, BusConsumer, BusError, Record, TopicSpec};
+use clearing_pipeline::bus::{Bus, BusError, TopicSpec};
 use clearing_pipeline::events::convert::decision_rec;
 use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected};
 use clearing_pipeline::events::registry::SchemaRegistry;
@@ -29,7 +26,6 @@ use clearing_pipeline::pki::{Pki, PkiRecord};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::signatures::OwnedPkiVerifier;
-use kafka::KafkaBus;
 
 fn broker_address() -> String {
     common::kafka_bootstrap()
@@ -55,312 +51,6 @@ fn connect(namespace: &str) -> KafkaBus {
         ),
     }
 }
-
-fn spec(name: &str, partitions: u32) -> TopicSpec {
-    TopicSpec {
-        name: name.into(),
-        partitions,
-        compacted: false,
-        retention_ms: None,
-    }
-}
-
-/// Polls until the consumer announces an assignment of `partitions`
-/// partitions (a rebalance may announce others first); no record may come
-/// before the first announcement.
-fn await_assignment(
-    consumer: &mut dyn BusConsumer,
-    partitions: usize,
-    within: Duration,
-) -> Vec<(String, u32)> {
-    let deadline = Instant::now() + within;
-    let mut announced = false;
-    loop {
-        let polled = consumer.poll(100, Duration::from_millis(100)).unwrap();
-        assert!(
-            announced || polled.records.is_empty(),
-            "records before the assignment was announced"
-        );
-        if let Some(assignment) = polled.assignment {
-            announced = true;
-            if assignment.partitions.len() == partitions {
-                return assignment.partitions;
-            }
-        }
-        assert!(Instant::now() < deadline, "no assignment within {within:?}");
-    }
-}
-
-/// Polls until `count` records came (or fails after `within`).
-fn poll_records(consumer: &mut dyn BusConsumer, count: usize, within: Duration) -> Vec<Record> {
-    let deadline = Instant::now() + within;
-    let mut records = Vec::new();
-    while records.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} records within {within:?}",
-            records.len()
-        );
-        let polled = consumer.poll(1000, Duration::from_millis(100)).unwrap();
-        assert!(polled.assignment.is_none(), "unexpected rebalance");
-        records.extend(polled.records);
-    }
-    // Nothing more than expected arrives.
-    let polled = consumer.poll(1000, Duration::from_millis(500)).unwrap();
-    records.extend(polled.records);
-    records
-}
-
-#[test]
-fn append_flush_read_and_topic_checks() {
-    let ns = namespace("append");
-    let bus = connect(&ns);
-    bus.ensure_topic(&spec("t", 2)).unwrap();
-    bus.ensure_topic(&spec("t", 2)).unwrap();
-    assert!(matches!(
-        bus.ensure_topic(&spec("t", 3)),
-        Err(BusError::Config(_))
-    ));
-    assert_eq!(bus.partition_count("t").unwrap(), 2);
-    assert!(matches!(
-        bus.partition_count("absent"),
-        Err(BusError::UnknownTopic(_))
-    ));
-    assert!(matches!(
-        bus.read("t", 2, 0, 1),
-        Err(BusError::UnknownPartition(_, 2))
-    ));
-    assert_eq!(bus.end_offset("t", 0).unwrap(), 0);
-    assert!(bus.read("t", 0, 0, 10).unwrap().is_empty(), "empty tail");
-    let mut producer = bus.producer().unwrap();
-    for i in 0..3000u32 {
-        producer
-            .send("t", i % 2, b"k", &i.to_be_bytes(), 1_000 + i64::from(i))
-            .unwrap();
-    }
-    producer.flush().unwrap();
-    assert_eq!(bus.end_offset("t", 0).unwrap(), 1500);
-    assert_eq!(bus.end_offset("t", 1).unwrap(), 1500);
-    let records = bus.read("t", 1, 1400, 10).unwrap();
-    assert_eq!(records.len(), 10);
-    assert_eq!(records[0].offset, 1400);
-    assert_eq!(records[0].value, 2801u32.to_be_bytes());
-    assert_eq!(records[0].key, b"k");
-    assert_eq!(records[0].timestamp_millis, 3801);
-    assert_eq!((records[0].topic.as_str(), records[0].partition), ("t", 1));
-    assert_eq!(bus.read("t", 0, 1499, 5).unwrap().len(), 1);
-    assert!(bus.read("t", 0, 1500, 5).unwrap().is_empty());
-    // A scan in small steps (the reader continues where it stopped), and one
-    // that jumps back.
-    let mut from = 0;
-    let mut seen = Vec::new();
-    loop {
-        let records = bus.read("t", 0, from, 97).unwrap();
-        let Some(last) = records.last() else { break };
-        from = last.offset + 1;
-        seen.extend(records.iter().map(|r| r.offset));
-    }
-    assert_eq!(seen, (0..1500).collect::<Vec<u64>>());
-    let again = bus.read("t", 0, 3, 2).unwrap();
-    assert_eq!(
-        again.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        vec![3, 4]
-    );
-    assert_eq!(again[0].value, 6u32.to_be_bytes());
-    // Bounds and empty values, as on the local log.
-    let too_large = vec![0u8; kafka::MAX_RECORD_BYTES + 1];
-    assert!(matches!(
-        producer.send("t", 0, b"", &too_large, 1),
-        Err(BusError::TooLarge(_))
-    ));
-    assert!(matches!(
-        producer.send("absent", 0, b"", b"", 1),
-        Err(BusError::UnknownTopic(_))
-    ));
-    producer.send("t", 0, b"", b"", 5).unwrap();
-    producer.flush().unwrap();
-    let last = bus.read("t", 0, 1500, 10).unwrap();
-    assert_eq!(last.len(), 1);
-    assert!(last[0].key.is_empty() && last[0].value.is_empty());
-}
-
-#[test]
-fn consumer_groups_announce_first_and_resume_from_their_commit() {
-    let ns = namespace("groups");
-    let bus = connect(&ns);
-    bus.ensure_topic(&spec("t", 2)).unwrap();
-    let mut producer = bus.producer().unwrap();
-    for i in 0..20u32 {
-        producer
-            .send("t", i % 2, b"", &i.to_be_bytes(), 1 + i64::from(i))
-            .unwrap();
-    }
-    producer.flush().unwrap();
-    {
-        let mut consumer = bus.consumer("g").unwrap();
-        consumer.subscribe(&["t"]).unwrap();
-        let mut assigned = await_assignment(consumer.as_mut(), 2, Duration::from_secs(30));
-        assigned.sort();
-        assert_eq!(assigned, vec![("t".to_string(), 0), ("t".to_string(), 1)]);
-        let records = poll_records(consumer.as_mut(), 20, Duration::from_secs(30));
-        assert_eq!(records.len(), 20);
-        for partition in 0..2 {
-            let offsets: Vec<u64> = records
-                .iter()
-                .filter(|r| r.partition == partition)
-                .map(|r| r.offset)
-                .collect();
-            assert_eq!(offsets, (0..10).collect::<Vec<_>>(), "in order, once");
-        }
-        consumer.commit(&[("t".into(), 0, 4)]).unwrap();
-        assert_eq!(bus.committed("g", "t", 0).unwrap(), Some(4));
-        assert_eq!(bus.committed("g", "t", 1).unwrap(), None);
-    }
-    // A new member of the group starts from the commit (partition 0) or the
-    // beginning (partition 1, never committed).
-    let mut again = bus.consumer("g").unwrap();
-    again.subscribe(&["t"]).unwrap();
-    await_assignment(again.as_mut(), 2, Duration::from_secs(30));
-    let records = poll_records(again.as_mut(), 16, Duration::from_secs(30));
-    assert_eq!(records.iter().filter(|r| r.partition == 0).count(), 6);
-    assert_eq!(records.iter().filter(|r| r.partition == 1).count(), 10);
-    // Another group does not see g's offsets.
-    assert_eq!(bus.committed("other", "t", 0).unwrap(), None);
-}
-
-#[test]
-fn seek_works_right_after_the_assignment_and_while_fetching() {
-    let ns = namespace("seek");
-    let bus = connect(&ns);
-    bus.ensure_topic(&spec("t", 2)).unwrap();
-    let mut producer = bus.producer().unwrap();
-    for i in 0..40u32 {
-        producer.send("t", i % 2, b"", &i.to_be_bytes(), 1).unwrap();
-    }
-    producer.flush().unwrap();
-    let mut consumer = bus.consumer("g").unwrap();
-    consumer.subscribe(&["t"]).unwrap();
-    await_assignment(consumer.as_mut(), 2, Duration::from_secs(30));
-    // As the stage runtime does: seek each new partition to its applied offset.
-    consumer.seek("t", 0, 17).unwrap();
-    consumer.seek("t", 1, 5).unwrap();
-    let records = poll_records(consumer.as_mut(), 3 + 15, Duration::from_secs(30));
-    let offsets = |records: &[Record], p: u32| -> Vec<u64> {
-        records
-            .iter()
-            .filter(|r| r.partition == p)
-            .map(|r| r.offset)
-            .collect()
-    };
-    assert_eq!(offsets(&records, 0), (17..20).collect::<Vec<_>>());
-    assert_eq!(offsets(&records, 1), (5..20).collect::<Vec<_>>());
-    // Back to an earlier offset on a partition being fetched.
-    consumer.seek("t", 0, 2).unwrap();
-    let records = poll_records(consumer.as_mut(), 18, Duration::from_secs(30));
-    assert_eq!(offsets(&records, 0), (2..20).collect::<Vec<_>>());
-    assert!(offsets(&records, 1).is_empty());
-    assert!(matches!(
-        consumer.seek("other", 0, 1),
-        Err(BusError::Config(_))
-    ));
-}
-
-#[test]
-fn members_of_a_group_split_the_partitions_and_take_over_a_leaver() {
-    let ns = namespace("split");
-    let bus = connect(&ns);
-    bus.ensure_topic(&spec("t", 4)).unwrap();
-    let mut producer = bus.producer().unwrap();
-    for i in 0..400u32 {
-        producer.send("t", i % 4, b"", &i.to_be_bytes(), 1).unwrap();
-    }
-    producer.flush().unwrap();
-    let mut a = bus.consumer("g").unwrap();
-    let mut b = bus.consumer("g").unwrap();
-    a.subscribe(&["t"]).unwrap();
-    b.subscribe(&["t"]).unwrap();
-    // Poll both (one thread) until their latest assignments split the four
-    // partitions; count what each received, per partition.
-    let mut owned: [Vec<(String, u32)>; 2] = [Vec::new(), Vec::new()];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for (i, consumer) in [&mut a, &mut b].into_iter().enumerate() {
-            let polled = consumer.poll(1000, Duration::from_millis(50)).unwrap();
-            if let Some(assignment) = polled.assignment {
-                owned[i] = assignment.partitions;
-            }
-        }
-        let split = owned[0].len() == 2
-            && owned[1].len() == 2
-            && owned[0].iter().all(|p| !owned[1].contains(p));
-        if split {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no split within 60 s: {owned:?}");
-    }
-    // The leaver's partitions move to the member that stays.
-    drop(b);
-    let started = Instant::now();
-    loop {
-        let polled = a.poll(1000, Duration::from_millis(100)).unwrap();
-        if polled.assignment.is_some_and(|a| a.partitions.len() == 4) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no takeover within 60 s"
-        );
-    }
-    eprintln!("takeover after a clean leave: {:?}", started.elapsed());
-}
-
-#[test]
-fn large_records_and_large_batches() {
-    let ns = namespace("large");
-    let bus = connect(&ns);
-    bus.ensure_topic(&spec("t", 1)).unwrap();
-    let mut producer = bus.producer().unwrap();
-    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
-    producer.send("t", 0, b"big", &big, 1).unwrap();
-    producer.flush().unwrap();
-    let read = bus.read("t", 0, 0, 1).unwrap();
-    assert_eq!(read[0].value, big, "a 1 MiB record round-trips");
-    // The largest record the Kafka bus takes (tansu 0.6 cannot return 8 MiB).
-    let largest = vec![9u8; kafka::MAX_RECORD_BYTES - 3];
-    producer.send("t", 0, b"max", &largest, 1).unwrap();
-    producer.flush().unwrap();
-    assert_eq!(bus.read("t", 0, 1, 1).unwrap()[0].value, largest);
-    let started = Instant::now();
-    for i in 0..10_000u32 {
-        producer
-            .send("t", 0, &i.to_be_bytes(), &[7u8; 200], 1)
-            .unwrap();
-    }
-    producer.flush().unwrap();
-    let produced = started.elapsed();
-    assert_eq!(bus.end_offset("t", 0).unwrap(), 10_002);
-    let started = Instant::now();
-    let mut from = 2;
-    let mut count = 0;
-    loop {
-        let records = bus.read("t", 0, from, 4096).unwrap();
-        let Some(last) = records.last() else { break };
-        for (j, r) in records.iter().enumerate() {
-            assert_eq!(r.offset, from + j as u64);
-            assert_eq!(r.key, ((r.offset - 2) as u32).to_be_bytes());
-        }
-        count += records.len();
-        from = last.offset + 1;
-    }
-    assert_eq!(count, 10_000);
-    eprintln!(
-        "10,000 records of 200 B: produced in {produced:?}, read back in {:?}",
-        started.elapsed()
-    );
-}
-
-// ---------------------------------------------------------------------------
-// The pipeline on Kafka, through the `clearing` binary.
 
 use common::{clearing, ok, pipe};
 
@@ -668,7 +358,7 @@ fn topics_toml() -> (Vec<TopicSpec>, BTreeMap<String, u32>) {
             continue;
         }
         if line == "[[topic]]" {
-            specs.push(spec("", 0));
+            specs.push(TopicSpec::new("", 0));
             continue;
         }
         let (key, value) = line

@@ -16,9 +16,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clearing_pipeline::bus::Bus;
-use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
 
@@ -41,16 +40,10 @@ pub fn load_rules(dir: Option<&Path>) -> Result<Rules> {
     })
 }
 
-/// Opens a bus from its URL: `local:DIR` or `kafka://HOST:PORT`.
+/// Opens a bus from its URL: `local:DIR` or `kafka://HOST:PORT`
+/// ([`clearing_pipeline::bus::open`]).
 pub fn open_bus(url: &str) -> Result<Arc<dyn Bus>> {
-    if let Some(dir) = url.strip_prefix("local:") {
-        let log = LocalLog::open(Path::new(dir)).with_context(|| format!("bus {url}"))?;
-        return Ok(Arc::new(log));
-    }
-    if url.starts_with("kafka://") {
-        return crate::kafka::open(url);
-    }
-    bail!("bus {url}: expected local:DIR or kafka://HOST:PORT")
+    clearing_pipeline::bus::open(url).with_context(|| format!("bus {url}"))
 }
 
 /// Calls `each` with every non-empty line of a file (1-based numbers); an

@@ -8,7 +8,7 @@ use clap::Args;
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::runtime::topics;
 
-use crate::kafka::{KafkaBus, Replication, ReplicationShortfall};
+use clearing_pipeline::bus::kafka::{KafkaBus, Replication, ReplicationShortfall};
 
 /// The flags that accept an unsafe setting on a non-local bus.
 #[derive(Args, Clone, Debug, Default)]

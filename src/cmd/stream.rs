@@ -278,7 +278,7 @@ fn open_run_bus(args: &RunArgs) -> Result<Arc<dyn Bus>> {
     if !args.bus.bus.starts_with("kafka://") {
         return args.bus.open();
     }
-    let kafka = crate::kafka::KafkaBus::connect(&args.bus.bus)?;
+    let kafka = clearing_pipeline::bus::kafka::KafkaBus::connect(&args.bus.bus)?;
     super::settings::check_kafka(
         &kafka,
         &args.unsafe_settings,

@@ -37,8 +37,8 @@ pub struct Output {
 /// records the bus takes: the smallest record limit of the backends,
 /// Kafka's. A letter cut to it has the same bytes on the local log and on
 /// Kafka, so a Kafka run, its archive (a local log) and its replay give the
-/// same letters. A test keeps it equal to Kafka's limit.
-pub const DEAD_LETTER_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// same letters.
+pub const DEAD_LETTER_MAX_BYTES: usize = crate::bus::PORTABLE_RECORD_BYTES;
 /// The longest key a dead letter keeps (an input's key is a pseudonym, far
 /// shorter; a longer one would take the room of the raw bytes).
 const DEAD_LETTER_KEY_MAX: usize = 1024;

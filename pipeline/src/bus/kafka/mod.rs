@@ -1,6 +1,7 @@
 //! The Kafka backend (`kafka://HOST:PORT[,HOST:PORT…][/NAMESPACE]`), on rdkafka
-//! (bundled librdkafka 2.12). Same semantics as the local log
-//! (`clearing_pipeline::bus::local`); docs/operations.md is the runbook.
+//! (bundled librdkafka 2.12), built with the crate's `kafka` feature. Same
+//! semantics as the local log ([`super::local`]); docs/operations.md is the
+//! runbook.
 //!
 //! - **Topics** are created explicitly with the admin client (never
 //!   auto-created: every client sets `allow.auto.create.topics=false`).
@@ -9,16 +10,17 @@
 //!   and never join a group or commit, kept in a small pool so a contiguous
 //!   scan continues from the consumer's prefetched queue.
 //! - **Producers** are idempotent, `acks=all`, explicit partition on every
-//!   record; `flush` returns an error if any delivery failed ([`produce`]).
+//!   record; `flush` returns an error if any delivery failed (`produce`).
 //! - **Group consumers** hand the assignment to the caller before any record
 //!   and start fetching only once the caller has positioned the partitions
-//!   ([`consume`]).
+//!   (`consume`).
 //!
 //! A `/NAMESPACE` suffix prefixes every topic and group name on the broker
 //! with `NAMESPACE.` (several pipelines, or test runs, on one cluster); the
 //! pipeline sees its usual names.
 
 mod consume;
+mod error;
 mod produce;
 mod read;
 mod security;
@@ -27,7 +29,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use clearing_pipeline::bus::{Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
+use crate::bus::{
+    BrokerErrorKind, Bus, BusConsumer, BusError, BusProducer, PORTABLE_RECORD_BYTES, Record,
+    TopicSpec,
+};
+use error::broker;
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
     TopicReplication,
@@ -46,9 +52,11 @@ const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one record's key + value on Kafka (`BusError::TooLarge` beyond).
 /// A claim is about 1 KiB; a lot or a dead letter can be far larger. Every
 /// topic the bus creates sets `max.message.bytes` to this plus
-/// [`FRAME_ROOM`], since Apache Kafka's default (1 MB) would refuse such a
-/// record at delivery.
-pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+/// `FRAME_ROOM`, since Apache Kafka's default (1 MB) would refuse such a
+/// record at delivery. The smaller bound of the two backends, so the
+/// number lives beside the trait ([`PORTABLE_RECORD_BYTES`]), known without
+/// this feature.
+pub const MAX_RECORD_BYTES: usize = PORTABLE_RECORD_BYTES;
 /// Room for the record framing around the largest key + value.
 const FRAME_ROOM: usize = 64 * 1024;
 /// The replication factor and `min.insync.replicas` of a production cluster
@@ -64,11 +72,6 @@ const REPLICATION_ENV: &str = "CLEARING_KAFKA_REPLICATION_FACTOR";
 /// The environment variable that turns librdkafka's log on (its value is
 /// librdkafka's `debug` setting, e.g. `cgrp,fetch`, or `all`).
 const DEBUG_ENV: &str = "CLEARING_KAFKA_DEBUG";
-
-/// Opens a Kafka bus: checks the broker answers, so a wrong address fails here.
-pub fn open(url: &str) -> anyhow::Result<Arc<dyn Bus>> {
-    Ok(Arc::new(KafkaBus::connect(url)?))
-}
 
 /// Topic and group names on the broker: the pipeline's names, prefixed with
 /// the namespace when the URL has one.
@@ -132,33 +135,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn broker(context: impl std::fmt::Display, error: KafkaError) -> BusError {
-    BusError::Broker(format!("{context}: {error}"))
-}
-
-/// The errors of a request that met a cluster in motion: a partition whose
-/// leadership moves (just created, or its leader's broker stopped), or a
-/// connection to a broker that went away. Retried for a while, not fatal: a
-/// replicated cluster that loses one broker must not stop a stage.
-fn transient(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::NotLeaderForPartition
-                | RDKafkaErrorCode::LeaderNotAvailable
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::NotCoordinator
-                | RDKafkaErrorCode::DestroyBroker
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::OperationTimedOut
-        )
-    )
-}
-
 fn partition_i32(partition: u32) -> Result<i32, BusError> {
     i32::try_from(partition).map_err(|_| BusError::Config(format!("partition {partition}")))
 }
@@ -171,12 +147,12 @@ fn offset_i64(offset: u64) -> Result<i64, BusError> {
 /// nowhere otherwise (a reconnecting client is chatty; errors that matter
 /// reach the caller as `BusError`s).
 #[derive(Clone, Copy)]
-pub(crate) struct LogContext {
+pub(super) struct LogContext {
     verbose: bool,
 }
 
 impl LogContext {
-    pub(crate) fn from_env() -> LogContext {
+    pub(super) fn from_env() -> LogContext {
         LogContext {
             verbose: std::env::var_os(DEBUG_ENV).is_some(),
         }
@@ -223,19 +199,10 @@ fn base_config(bootstrap: &str, client_id: &str) -> ClientConfig {
     config
 }
 
-/// Settings of the group-less consumers (reads, metadata, offsets).
-fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
-    let mut config = base_config(bootstrap, "clearing-reader");
+/// What every consumer fetches: up to 100 ms' worth, and room for the
+/// largest record with its framing.
+fn fetch_settings(config: &mut ClientConfig) {
     config
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        // A read stops at the end of what is readable without waiting
-        // out a poll (markers end most partitions stages write).
-        .set("enable.partition.eof", "true")
-        // librdkafka's default, spelled out: a fenced owner's aborted
-        // transaction is never read back (restore, replay, `clearing read`).
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.min.bytes", "1")
         .set(
@@ -248,6 +215,22 @@ fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
             (2 * MAX_RECORD_BYTES + FRAME_ROOM).to_string(),
         )
         .set("queued.max.messages.kbytes", "16384");
+}
+
+/// Settings of the group-less consumers (reads, metadata, offsets).
+fn reader_config(bootstrap: &str, group: Option<&str>) -> ClientConfig {
+    let mut config = base_config(bootstrap, "clearing-reader");
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A read stops at the end of what is readable without waiting
+        // out a poll (markers end most partitions stages write).
+        .set("enable.partition.eof", "true")
+        // librdkafka's default, spelled out: a fenced owner's aborted
+        // transaction is never read back (restore, replay, `clearing read`).
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest");
+    fetch_settings(&mut config);
     if let Some(group) = group {
         config.set("group.id", group);
     }
@@ -281,7 +264,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-pub(crate) struct Inner {
+pub(super) struct Inner {
     url: String,
     bootstrap: String,
     names: Names,
@@ -350,9 +333,11 @@ impl KafkaBus {
             .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
         // Any topic list proves the broker is there (and fills the cache).
         let metadata = meta.fetch_metadata(None, REQUEST_TIMEOUT).map_err(|e| {
-            BusError::Broker(format!(
+            let kind = error::kind_of(e.rdkafka_error_code());
+            let message = format!(
                 "{url}: no answer from the broker ({e}); is it running? (ops/broker.sh start)"
-            ))
+            );
+            error::failed(kind, message)
         })?;
         let partitions = metadata
             .topics()
@@ -504,8 +489,7 @@ impl Inner {
             .map_err(|e| broker("topic configurations", e))?;
         let mut out = HashMap::new();
         for result in results {
-            let resource =
-                result.map_err(|code| BusError::Broker(format!("topic configuration: {code}")))?;
+            let resource = result.map_err(|code| error::refused("topic configuration", code))?;
             let OwnedResourceSpecifier::Topic(name) = &resource.specifier else {
                 continue;
             };
@@ -535,10 +519,8 @@ impl Inner {
             None => {}
             Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(None),
             Some(e) => {
-                return Err(BusError::Broker(format!(
-                    "metadata of {name}: {}",
-                    RDKafkaErrorCode::from(e)
-                )));
+                let code = RDKafkaErrorCode::from(e);
+                return Err(error::refused(format!("metadata of {name}"), code));
             }
         }
         let count = topic.partitions().len() as u32;
@@ -567,22 +549,15 @@ impl Inner {
         Ok(self.names.topic(logical))
     }
 
-    /// (low, high) watermarks of a partition. A [`transient`] error is
+    /// (low, high) watermarks of a partition. A retriable error is
     /// retried for up to [`REQUEST_TIMEOUT`]; any other is returned.
     fn watermarks(&self, name: &str, partition: u32) -> Result<(u64, u64), BusError> {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let (low, high) = loop {
-            match self
-                .meta
-                .fetch_watermarks(name, partition_i32(partition)?, REQUEST_TIMEOUT)
-            {
-                Ok(marks) => break marks,
-                Err(e) if transient(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => return Err(broker(format!("watermarks of {name}/{partition}"), e)),
-            }
-        };
+        let p = partition_i32(partition)?;
+        let (low, high) = error::retrying(|| {
+            self.meta
+                .fetch_watermarks(name, p, REQUEST_TIMEOUT)
+                .map_err(|e| broker(format!("watermarks of {name}/{partition}"), e))
+        })?;
         Ok((
             u64::try_from(low).unwrap_or(0),
             u64::try_from(high).unwrap_or(0),
@@ -634,7 +609,7 @@ impl Inner {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(BusError::Broker(format!("create topic {name}: {code}")));
+                    return Err(error::refused(format!("create topic {name}"), code));
                 }
             }
         }
@@ -678,9 +653,12 @@ impl Bus for KafkaBus {
                                 "topic {} has {n} partitions, {} wanted",
                                 spec.name, spec.partitions
                             )),
-                            None => BusError::Broker(format!(
-                                "topic {name} not visible {TOPIC_READY_TIMEOUT:?} after its creation"
-                            )),
+                            None => error::failed(
+                                BrokerErrorKind::Retriable,
+                                format!(
+                                    "topic {name} not visible {TOPIC_READY_TIMEOUT:?} after its creation"
+                                ),
+                            ),
                         });
                     }
                     std::thread::sleep(Duration::from_millis(100));
@@ -717,9 +695,14 @@ impl Bus for KafkaBus {
         if from >= high {
             return Ok(Vec::new());
         }
-        self.inner
-            .readers
-            .read(&name, topic, partition, from, max, high)
+        self.inner.readers.read(&read::Span {
+            name: &name,
+            logical: topic,
+            partition,
+            from,
+            max,
+            high,
+        })
     }
 
     fn producer(&self) -> Result<Box<dyn BusProducer>, BusError> {
@@ -765,21 +748,16 @@ impl Bus for KafkaBus {
         };
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&name, partition_i32(partition)?);
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let offsets = loop {
-            match client.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
-                Ok(offsets) => break offsets,
-                Err(e) if transient(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => {
-                    return Err(broker(
+        let offsets = error::retrying(|| {
+            client
+                .committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    broker(
                         format!("committed offset of {group} on {name}/{partition}"),
                         e,
-                    ));
-                }
-            }
-        };
+                    )
+                })
+        })?;
         let offset = offsets
             .find_partition(&name, partition_i32(partition)?)
             .map(|e| e.offset());

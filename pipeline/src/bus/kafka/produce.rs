@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clearing_pipeline::bus::{BusError, BusProducer};
+use crate::bus::{BrokerErrorKind, BusError, BusProducer};
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -17,9 +17,8 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{
-    FRAME_ROOM, Inner, LogContext, MAX_RECORD_BYTES, base_config, broker, lock, partition_i32,
-};
+use super::error::{self, broker};
+use super::{FRAME_ROOM, Inner, LogContext, MAX_RECORD_BYTES, base_config, lock, partition_i32};
 
 /// Deliveries give up after this long (then the report says why)...
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,6 +33,8 @@ const QUOTED_FAILURES: usize = 3;
 struct Failures {
     count: u64,
     quoted: Vec<String>,
+    /// One of them is not retriable.
+    fatal: bool,
 }
 
 struct DeliveryContext {
@@ -68,6 +69,7 @@ impl ProducerContext for DeliveryContext {
         if let Err((error, message)) = result {
             let mut failures = lock(&self.failures);
             failures.count += 1;
+            failures.fatal |= error::kind_of(error.rdkafka_error_code()) == BrokerErrorKind::Fatal;
             if failures.quoted.len() < QUOTED_FAILURES {
                 failures.quoted.push(format!(
                     "{}/{}: {error}",
@@ -106,7 +108,7 @@ impl KafkaProducer {
         producer
             .producer
             .init_transactions(TRANSACTION_CALL_TIMEOUT)
-            .map_err(|e| transaction_error(format!("init transactions of {id}"), e))?;
+            .map_err(|e| broker(format!("init transactions of {id}"), e))?;
         producer.transaction = Some(false);
         Ok(producer)
     }
@@ -176,10 +178,11 @@ impl KafkaProducer {
             return error;
         }
         if let Some((code, reason)) = self.producer.client().fatal_error() {
-            return if is_fence(code) {
-                BusError::Fenced(format!("{error} (fatal: {code:?}: {reason})"))
+            let message = format!("{error} (fatal: {code:?}: {reason})");
+            return if error::is_fence(code) {
+                BusError::Fenced(message)
             } else {
-                BusError::Broker(format!("{error} (fatal: {code:?}: {reason})"))
+                error::failed(BrokerErrorKind::Fatal, message)
             };
         }
         if self.transaction == Some(true) {
@@ -194,9 +197,14 @@ impl KafkaProducer {
                 self.producer.poll(Duration::from_millis(20));
             }
             if let Err(e) = self.producer.abort_transaction(TRANSACTION_CALL_TIMEOUT) {
-                return match transaction_error("abort".to_string(), e) {
+                // Fatal whatever the abort's code: this producer takes the
+                // transaction as ended, and its next batch would find it open.
+                return match broker("abort", e) {
                     BusError::Fenced(why) => BusError::Fenced(format!("{error} ({why})")),
-                    other => BusError::Broker(format!("{error} ({other})")),
+                    other if matches!(error, BusError::Fenced(_)) => {
+                        BusError::Fenced(format!("{error} ({other})"))
+                    }
+                    other => error::failed(BrokerErrorKind::Fatal, format!("{error} ({other})")),
                 };
             }
         }
@@ -214,7 +222,7 @@ impl KafkaProducer {
         self.producer.poll(Duration::ZERO);
         if let Err(e) = committed {
             let requires_abort = matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort());
-            let error = transaction_error("commit".to_string(), e);
+            let error = broker("commit", e);
             if matches!(error, BusError::Fenced(_)) {
                 return Err(error);
             }
@@ -224,30 +232,6 @@ impl KafkaProducer {
             return Err(self.fenced_or(error));
         }
         Ok(())
-    }
-}
-
-/// The codes by which a newer owner of a transactional id fences this one
-/// (librdkafka reports its own fencing as `Fenced`).
-fn is_fence(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::ProducerFenced
-            | RDKafkaErrorCode::InvalidProducerEpoch
-            | RDKafkaErrorCode::Fenced
-    )
-}
-
-/// A transaction call's error: fenced (another owner took over) or not.
-fn transaction_error(context: String, e: KafkaError) -> BusError {
-    let fenced = match &e {
-        KafkaError::Transaction(t) => is_fence(t.code()),
-        _ => false,
-    };
-    if fenced {
-        BusError::Fenced(format!("{context}: {e}"))
-    } else {
-        broker(context, e)
     }
 }
 
@@ -267,7 +251,7 @@ impl BusProducer for KafkaProducer {
         if self.transaction == Some(false) {
             self.producer
                 .begin_transaction()
-                .map_err(|e| transaction_error("begin transaction".to_string(), e))?;
+                .map_err(|e| broker("begin transaction", e))?;
             self.transaction = Some(true);
         }
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name)
@@ -307,11 +291,17 @@ impl BusProducer for KafkaProducer {
         self.producer.poll(Duration::ZERO);
         let failures = std::mem::take(&mut *lock(&self.producer.context().failures));
         if failures.count > 0 {
-            return Err(self.fenced_or(BusError::Broker(format!(
+            let kind = if failures.fatal {
+                BrokerErrorKind::Fatal
+            } else {
+                BrokerErrorKind::Retriable
+            };
+            let message = format!(
                 "{} records not delivered: {}",
                 failures.count,
                 failures.quoted.join("; ")
-            ))));
+            );
+            return Err(self.fenced_or(error::failed(kind, message)));
         }
         match flushed {
             Ok(()) => Ok(()),

@@ -10,13 +10,14 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use clearing_pipeline::bus::{BusError, Record};
+use crate::bus::{BrokerErrorKind, BusError, Record};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{LogContext, broker, lock, offset_i64, partition_i32, reader_config};
+use super::error::{self, broker};
+use super::{LogContext, lock, offset_i64, partition_i32, reader_config};
 
 /// A read that gets nothing at all for this long fails (the records exist:
 /// they are below the high watermark).
@@ -38,6 +39,19 @@ pub(super) struct Pool {
     idle: Mutex<Vec<Reader>>,
 }
 
+/// What a read asks for: `[from, high)` of a partition, at most `max`
+/// records (`from < high`).
+pub(super) struct Span<'a> {
+    /// The topic's name on the broker, and the pipeline's.
+    pub(super) name: &'a str,
+    pub(super) logical: &'a str,
+    pub(super) partition: u32,
+    pub(super) from: u64,
+    pub(super) max: usize,
+    /// The high watermark when the read started.
+    pub(super) high: u64,
+}
+
 impl Pool {
     pub(super) fn new(bootstrap: &str) -> Pool {
         Pool {
@@ -46,18 +60,9 @@ impl Pool {
         }
     }
 
-    /// Reads `[from, high)` of a partition, at most `max` records (`from < high`).
-    pub(super) fn read(
-        &self,
-        name: &str,
-        logical: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-        high: u64,
-    ) -> Result<Vec<Record>, BusError> {
-        let mut reader = self.take(name, partition, from)?;
-        let result = reader.read(name, logical, partition, from, max, high);
+    pub(super) fn read(&self, span: &Span<'_>) -> Result<Vec<Record>, BusError> {
+        let mut reader = self.take(span)?;
+        let result = reader.read(span);
         if result.is_err() {
             reader.at = None;
         }
@@ -68,15 +73,12 @@ impl Pool {
         result
     }
 
-    /// The idle reader positioned at `from`, else any idle one, else a new one.
-    fn take(&self, name: &str, partition: u32, from: u64) -> Result<Reader, BusError> {
+    /// The idle reader positioned at the span, else any idle one, else a
+    /// new one.
+    fn take(&self, span: &Span<'_>) -> Result<Reader, BusError> {
         {
             let mut idle = lock(&self.idle);
-            let here = idle.iter().position(|r| {
-                r.at.as_ref()
-                    .is_some_and(|(n, p, o)| n == name && *p == partition && *o == from)
-            });
-            if let Some(i) = here {
+            if let Some(i) = idle.iter().position(|r| r.is_at(span)) {
                 return Ok(idle.swap_remove(i));
             }
             if let Some(reader) = idle.pop() {
@@ -91,6 +93,13 @@ impl Pool {
 }
 
 impl Reader {
+    /// Whether the consumer's queue continues where the span starts.
+    fn is_at(&self, span: &Span<'_>) -> bool {
+        self.at
+            .as_ref()
+            .is_some_and(|(n, p, o)| n == span.name && *p == span.partition && *o == span.from)
+    }
+
     /// The consumer's position on `name/partition`: past the markers it has
     /// skipped.
     fn position(&self, name: &str, partition: i32) -> Option<u64> {
@@ -101,32 +110,36 @@ impl Reader {
         }
     }
 
-    fn read(
-        &mut self,
-        name: &str,
-        logical: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-        high: u64,
-    ) -> Result<Vec<Record>, BusError> {
-        let p = partition_i32(partition)?;
-        let positioned = self
-            .at
-            .as_ref()
-            .is_some_and(|(n, q, o)| n == name && *q == partition && *o == from);
-        if !positioned {
-            self.at = None;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(name, p, Offset::Offset(offset_i64(from)?))
-                .map_err(|e| broker(format!("read {name}/{partition}"), e))?;
-            self.consumer
-                .assign(&tpl)
-                .map_err(|e| broker(format!("read {name}/{partition}"), e))?;
+    /// Assigns the span's partition at its start, unless the consumer's
+    /// queue continues there already.
+    fn position_at(&mut self, span: &Span<'_>) -> Result<(), BusError> {
+        if self.is_at(span) {
+            return Ok(());
         }
+        self.at = None;
+        let (name, partition) = (span.name, span.partition);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            name,
+            partition_i32(partition)?,
+            Offset::Offset(offset_i64(span.from)?),
+        )
+        .map_err(|e| broker(format!("read {name}/{partition}"), e))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| broker(format!("read {name}/{partition}"), e))
+    }
+
+    fn read(&mut self, span: &Span<'_>) -> Result<Vec<Record>, BusError> {
+        let (name, partition, from) = (span.name, span.partition, span.from);
+        let p = partition_i32(partition)?;
+        self.position_at(span)?;
         // Offsets, not records: transaction markers take offsets and are
         // never delivered, so the reader's position says how far it came.
-        let end = high.min(from.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
+        let max = span.max;
+        let end = span
+            .high
+            .min(from.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
         let mut out = Vec::with_capacity(usize::try_from(end - from).unwrap_or(4096).min(4096));
         let mut next = from;
         let mut last_progress = Instant::now();
@@ -144,7 +157,7 @@ impl Reader {
                     next = offset + 1;
                     last_progress = Instant::now();
                     out.push(Record {
-                        topic: logical.to_string(),
+                        topic: span.logical.to_string(),
                         partition,
                         offset,
                         timestamp_millis: message.timestamp().to_millis().unwrap_or(0),
@@ -153,9 +166,8 @@ impl Reader {
                     });
                 }
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    return Err(BusError::Broker(format!(
-                        "read {name}/{partition}@{next}: {code}"
-                    )));
+                    let message = format!("read {name}/{partition}@{next}: {code}");
+                    return Err(error::failed(BrokerErrorKind::Fatal, message));
                 }
                 // At the end of what is readable (past the last marker, or at
                 // an open transaction's first record): how far did it come?
@@ -175,10 +187,13 @@ impl Reader {
             }
         }
         if out.is_empty() && next < end {
-            return Err(BusError::Broker(format!(
-                "read {name}/{partition} from {from} (high watermark {high}): no record within {STALL:?}{}",
+            // A timeout, as the broker's own are: retriable.
+            let message = format!(
+                "read {name}/{partition} from {from} (high watermark {}): no record within {STALL:?}{}",
+                span.high,
                 last_error.map(|e| format!(" ({e})")).unwrap_or_default()
-            )));
+            );
+            return Err(error::failed(BrokerErrorKind::Retriable, message));
         }
         self.at = Some((name.to_string(), partition, next));
         Ok(out)

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clearing_pipeline::bus::{Assignment, BusConsumer, BusError, Polled, Record};
+use crate::bus::{Assignment, BrokerErrorKind, BusConsumer, BusError, Polled, Record};
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -31,10 +31,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{
-    FRAME_ROOM, Inner, LogContext, MAX_RECORD_BYTES, base_config, broker, lock, offset_i64,
-    partition_i32,
-};
+use super::error::{self, broker};
+use super::{Inner, LogContext, base_config, fetch_settings, lock, offset_i64, partition_i32};
 
 /// A member that stops heartbeating (killed, or paused) is evicted after
 /// this long and its partitions move to the survivors: a third of Apache
@@ -141,19 +139,8 @@ fn create(inner: &Inner, group: &str) -> Result<BaseConsumer<GroupContext>, BusE
         // Stages write in transactions: an aborted one (a fenced owner's)
         // is never read, and markers are skipped.
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "100")
-        .set("fetch.min.bytes", "1")
-        .set(
-            "fetch.message.max.bytes",
-            (MAX_RECORD_BYTES + FRAME_ROOM).to_string(),
-        )
-        .set("fetch.max.bytes", (2 * MAX_RECORD_BYTES).to_string())
-        .set(
-            "receive.message.max.bytes",
-            (2 * MAX_RECORD_BYTES + FRAME_ROOM).to_string(),
-        )
-        .set("queued.max.messages.kbytes", "16384");
+        .set("enable.partition.eof", "false");
+    fetch_settings(&mut config);
     config
         .create_with_context(GroupContext {
             log: LogContext::from_env(),
@@ -322,10 +309,8 @@ impl BusConsumer for KafkaConsumer {
                     }
                 }
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    return Err(BusError::Broker(format!(
-                        "consumer of group {}: {code}",
-                        self.group
-                    )));
+                    let message = format!("consumer of group {}: {code}", self.group);
+                    return Err(error::failed(BrokerErrorKind::Fatal, message));
                 }
                 Some(Err(e)) => self.report_error(&e),
                 None => {}
