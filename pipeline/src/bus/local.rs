@@ -84,7 +84,7 @@ pub struct LocalLog {
     /// The consumers waiting for records, by topic. One process owns the
     /// log (the lock file), so every writer is in this process, and a flush
     /// that makes records visible wakes the consumers of those topics at
-    /// once instead of after a fixed sleep (up to 5 ms saved per hop). Only
+    /// once instead of after a fixed sleep. Only
     /// those: a changelog or checkpoint flush wakes nobody, where a
     /// broadcast woke every consumer to read its partitions for nothing
     /// (docs/performance.md, "Kept, and what each gave").

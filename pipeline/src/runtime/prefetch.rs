@@ -95,7 +95,7 @@ fn parse(registry: &SchemaRegistry, record: &Record) -> Option<(FseInput, Fse)> 
 
 /// Checks `records` into a map sized for `capacity` answers up front: its
 /// keys are whole FSEs, so each growth would hash and move every one again
-/// (6 % of the validation thread's profile flat out, docs/performance.md, "Flat out: the per-claim budget").
+/// (docs/performance.md, "Flat out: the per-claim budget").
 fn check_all(
     inner: &dyn SignatureVerifier,
     registry: &SchemaRegistry,

@@ -113,9 +113,8 @@ impl Persister {
 /// The persister runs behind the stages by design: on a contended core the
 /// scheduler should run a stage (a claim waiting) before it. Nice 10 leaves
 /// it the idle time and about a tenth of a contended core; the bounded
-/// queue to it still makes a stage that outruns it wait. Measured at 100x
-/// the mean: mean p99 176 -> 145 ms over three noisy pairs, and the stage
-/// threads' scheduling delay stays under 5 ms (docs/performance.md, "Kept, and what each gave").
+/// queue to it still makes a stage that outruns it wait. It lowered the p99
+/// (docs/performance.md, "Kept, and what each gave").
 /// Best effort: a refusal leaves the default priority.
 fn yield_to_the_stages() {
     #[cfg(target_os = "linux")]

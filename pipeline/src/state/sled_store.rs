@@ -242,11 +242,9 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             // periodic, stalled the stages' log fsyncs behind them on this
             // disk (docs/performance.md, "Kept, and what each gave").
             .flush_every_ms(None)
-            // The library's page cache (1 GiB): reads are mostly served
-            // above sled (state/mirror.rs), but a smaller cache makes sled
-            // 0.34 worse, not leaner — loading 1 M rights, 16 MiB held 3.2 GB
-            // of RSS at 800 k (16 k/s); loading 10 M, 256 MiB held 20 GB at
-            // 5.2 M where 1 GiB held 17 GB at 10 M (docs/performance.md, "Kept, and what each gave").
+            // The library's page cache: reads are mostly served above sled
+            // (state/mirror.rs), but a smaller cache made sled 0.34 slower and
+            // no leaner (docs/performance.md, "Kept, and what each gave").
             .cache_capacity(1024 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .open();

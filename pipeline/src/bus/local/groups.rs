@@ -13,9 +13,9 @@ use crate::bus::BusError;
 
 /// How often a group's offsets file is rewritten while its consumers
 /// commit. The offsets are informational (a stage seeks to the cursor in
-/// its own state); rewriting the file at every batch (create, write,
-/// rename) cost 6 % of the pipeline's CPU at 100x the mean
-/// (docs/performance.md, "Kept, and what each gave").
+/// its own state), and rewriting the file at every batch (create, write,
+/// rename) was a visible share of the pipeline's CPU (docs/performance.md,
+/// "Kept, and what each gave").
 pub(super) const GROUP_WRITE_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) struct GroupOffsets {
