@@ -32,6 +32,7 @@ use clearing_pipeline::runtime::ingest::Ingest;
 use clearing_pipeline::runtime::{self, Progress, Shared, StageKind, topics};
 
 use super::adjudicate::{AdjudicateArgs, adjudicator};
+use super::args::{Partitions, RulesArgs, Signatures};
 use super::gen_data::{GenArgs, generate};
 use super::{for_each_line, open_bus, progress_line, pseudonym_key};
 
@@ -50,8 +51,8 @@ pub struct DemoArgs {
     /// run); or on a local log of your own (`local:DIR`, empty).
     #[arg(long)]
     pub bus: Option<String>,
-    #[arg(long, default_value_t = 4)]
-    pub partitions: u32,
+    #[command(flatten)]
+    pub partitions: Partitions,
 }
 
 #[derive(Default)]
@@ -154,7 +155,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     // The bus first: a used one is refused before minutes of generation.
     let bus_url = demo_bus_url(&args)?;
     let bus = open_bus(&bus_url)?;
-    refuse_used_bus(bus.as_ref(), args.partitions)?;
+    refuse_used_bus(bus.as_ref(), args.partitions.count)?;
     if bus_url.starts_with("kafka://") {
         eprintln!("the demo runs on {bus_url}: replay it with `clearing replay --bus {bus_url}`");
         // A demo is a simulation whatever its bus: it makes its own claims,
@@ -176,7 +177,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         bad_per_mille: 20,
         rsa_per_mille: 100,
         threads: None,
-        rules: None,
+        rules: RulesArgs::default(),
     };
     eprintln!(
         "1/5 generating a world and {} signed claims (seed {})",
@@ -188,7 +189,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     if state.exists() {
         std::fs::remove_dir_all(&state).with_context(|| state.display().to_string())?;
     }
-    runtime::ensure_topics(bus.as_ref(), args.partitions)?;
+    runtime::ensure_topics(bus.as_ref(), args.partitions.count)?;
     let registry = SchemaRegistry::new()?;
     let pseudonyms = pseudonym_key()?;
 
@@ -372,8 +373,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         rights: Some(gen_dir.join("rights.jsonl")),
         pki: Some(gen_dir.join("pki.jsonl")),
         institutions: Some(gen_dir.join("eu_institutions.jsonl")),
-        rules: None,
-        trust_unsigned: false,
+        rules: RulesArgs::default(),
+        signatures: Signatures::default(),
         strict: false,
     })?;
     let mut compared = 0u64;

@@ -50,6 +50,7 @@ use clearing_pipeline::state::{SledStore, StateStore};
 use hdrhistogram::Histogram;
 
 use self::report::*;
+use super::args::{Partitions, Signatures, WorkerArgs};
 use super::{for_each_line, open_bus, pseudonym_key};
 
 pub use state_scale::StateScaleArgs;
@@ -83,33 +84,17 @@ pub struct LoadtestArgs {
     /// a cached corpus of the seed and size under ~/.cache/clearing/loadtest.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
-    #[arg(long, default_value_t = 4)]
-    pub partitions: u32,
+    #[command(flatten)]
+    pub partitions: Partitions,
     /// Where report.json, report.html and (local bus) the log and state go.
     #[arg(long, default_value = "./data/loadtest")]
     pub out: PathBuf,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Input records per batch and partition, as `clearing run --batch`.
-    #[arg(long, default_value_t = 2000)]
-    pub batch: usize,
-    /// Threads verifying a validation batch's signatures (default: the cores).
-    #[arg(long)]
-    pub verify_threads: Option<usize>,
-    /// Workers per stage in this process, each serving its share of the
-    /// partitions (on Kafka, each a member of the stage's group). Chained,
-    /// the number of chains, a thread each (default: the cores); a thread
-    /// per stage, a thread per worker (default 1).
-    #[arg(long)]
-    pub workers_per_stage: Option<u32>,
-    /// How the stage workers share threads: `chained` (a thread runs a
-    /// worker of each stage over the same partitions, in pipeline order;
-    /// `--workers-per-stage` chains) or `per-stage` (a thread per worker).
-    #[arg(long, default_value = runtime::DEFAULT_LAYOUT.name(), value_parser = crate::cmd::parse_layout)]
-    pub layout: runtime::Layout,
-    /// Simulation: skip signature checks (the decisions say so).
-    #[arg(long)]
-    pub trust_unsigned: bool,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+    #[command(flatten)]
+    pub signatures: Signatures,
     /// Seconds to wait for the last outcomes once the feeder is done.
     #[arg(long, default_value_t = 600)]
     pub drain_timeout: u64,
@@ -134,14 +119,6 @@ pub struct LoadtestArgs {
     pub no_stages: bool,
     #[command(flatten)]
     pub scale: StateScaleArgs,
-}
-
-impl LoadtestArgs {
-    /// `--workers-per-stage`, or the layout's default.
-    fn workers(&self) -> u32 {
-        self.workers_per_stage
-            .unwrap_or_else(|| runtime::default_workers_per_stage(self.layout))
-    }
 }
 
 /// Counters shared by the feeder, the reader, the stages' reporter and the
@@ -235,7 +212,7 @@ impl Plan {
 
 pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     if let Some(n) = args.state_scale {
-        return state_scale::run(n, &args.out, args.partitions, args.seed, &args.scale);
+        return state_scale::run(n, &args.out, args.partitions.count, args.seed, &args.scale);
     }
     if args.rate < 0.0 || !args.rate.is_finite() {
         bail!("--rate must be 0 (flat out) or a positive number of claims/s");
@@ -313,7 +290,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
             }
         );
     }
-    runtime::ensure_topics(bus.as_ref(), args.partitions)?;
+    runtime::ensure_topics(bus.as_ref(), args.partitions.count)?;
     if bus.end_offset(topics::FSE_SUBMITTED, 0)? > 0 {
         bail!(
             "{}: fse.submitted is not empty; a load test needs fresh topics",
@@ -333,15 +310,16 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         rules: rules.clone(),
         registry: Arc::new(SchemaRegistry::new()?),
         pseudonyms: pseudonyms.clone(),
-        trust_unsigned: args.trust_unsigned,
+        trust_unsigned: args.signatures.trust_unsigned,
         state_dir: state_dir.clone(),
         group: GROUP.into(),
-        batch_max: args.batch.clamp(1, 100_000),
+        batch_max: args.workers.batch_max(),
         verify_threads: args
+            .workers
             .verify_threads
             .unwrap_or_else(clearing_pipeline::runtime::cores),
-        workers_per_stage: args.workers(),
-        layout: args.layout,
+        workers_per_stage: args.workers.workers_per_stage(),
+        layout: args.workers.layout,
     });
     let live = Live::new()?;
     let expected = plan.claims.unwrap_or(needed);
@@ -360,11 +338,11 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         } else {
             "flat out".to_string()
         },
-        args.partitions,
-        args.batch
+        args.partitions.count,
+        args.workers.batch
     );
 
-    let partitions = args.partitions;
+    let partitions = args.partitions.count;
     let stage_stop = AtomicBool::new(false);
     let reader_stop = AtomicBool::new(false);
     let feeder_stop = AtomicBool::new(false);
@@ -528,7 +506,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     let cpu_end = sample::process_cpu_s();
     let rss_end = sample::rss_bytes();
 
-    let state = inventory(&state_dir, args.partitions);
+    let state = inventory(&state_dir, args.partitions.count);
 
     let mut raw_limits = RawLimits {
         verification: None,
@@ -540,8 +518,8 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
         eprintln!("loadtest: raw limit 2/2, bus pass-through of the same records");
         let run = raw::passthrough(
             bus.as_ref(),
-            args.partitions,
-            args.batch.clamp(1, 100_000),
+            args.partitions.count,
+            args.workers.batch_max(),
             args.passthrough_records,
         )?;
         raw_limits.bus_passthrough = Some(Passthrough {
@@ -549,7 +527,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
             seconds: run.seconds,
             per_s: run.records as f64 / run.seconds.max(1e-9),
             bytes_per_record: run.bytes as f64 / (run.records.max(1)) as f64,
-            partitions: args.partitions,
+            partitions: args.partitions.count,
             pipeline_ratio: 0.0,
         });
     }
@@ -1100,7 +1078,7 @@ fn assemble(a: Assembly<'_>) -> Report {
     if let Some(v) = raw.verification.as_mut() {
         v.pipeline_validation_ratio = stages
             .first()
-            .filter(|s| s.cpu_s > 0.0 && !a.args.trust_unsigned)
+            .filter(|s| s.cpu_s > 0.0 && !a.args.signatures.trust_unsigned)
             .map(|s| s.per_core_per_s / v.raw_per_s.max(1e-9));
     }
     if let Some(p) = raw.bus_passthrough.as_mut() {
@@ -1160,7 +1138,7 @@ fn assemble(a: Assembly<'_>) -> Report {
         config: Config {
             bus: a.bus.describe(),
             backend,
-            partitions: a.args.partitions,
+            partitions: a.args.partitions.count,
             mode: if a.args.rate > 0.0 {
                 "fixed rate"
             } else {
@@ -1170,10 +1148,10 @@ fn assemble(a: Assembly<'_>) -> Report {
             rate_x_mean: a.args.rate / BILLION_A_YEAR_PER_S,
             claims: a.args.claims,
             duration_s: a.args.duration,
-            batch: a.args.batch,
-            layout: a.args.layout.name(),
-            workers_per_stage: a.args.workers(),
-            trust_unsigned: a.args.trust_unsigned,
+            batch: a.args.workers.batch,
+            layout: a.args.workers.layout.name(),
+            workers_per_stage: a.args.workers.workers_per_stage(),
+            trust_unsigned: a.args.signatures.trust_unsigned,
             seed: a.args.seed,
             latency_clock: "monotonic clock of this process; from the claim's due time in the schedule (fixed rate) or its send (flat out) to the reader seeing its decision on fse.decided/fse.rejected",
         },
@@ -1288,7 +1266,7 @@ fn targets(
                 ""
             }
         ),
-        met: (local && args.rate == 0.0 && !args.trust_unsigned)
+        met: (local && args.rate == 0.0 && !args.signatures.trust_unsigned)
             .then_some(throughput.steady_per_s >= 25_000.0),
     });
     let at_100x =

@@ -2,6 +2,7 @@
 
 pub mod adjudicate;
 pub mod archive;
+pub mod args;
 pub mod demo;
 pub mod explain;
 pub mod gen_data;
@@ -42,12 +43,6 @@ pub fn load_rules(dir: Option<&Path>) -> Result<Rules> {
 }
 
 /// Opens a bus from its URL: `local:DIR` or `kafka://HOST:PORT`.
-/// `--layout`'s values (clearing_pipeline::runtime::Layout).
-pub fn parse_layout(text: &str) -> Result<clearing_pipeline::runtime::Layout, String> {
-    clearing_pipeline::runtime::Layout::parse(text)
-        .ok_or_else(|| format!("{text}: expected `chained` or `per-stage`"))
-}
-
 pub fn open_bus(url: &str) -> Result<Arc<dyn Bus>> {
     if let Some(dir) = url.strip_prefix("local:") {
         let log = LocalLog::open(Path::new(dir)).with_context(|| format!("bus {url}"))?;

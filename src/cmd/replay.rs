@@ -14,17 +14,14 @@ use clearing_pipeline::runtime::StageKind;
 use clearing_replay::run::{Report, replay};
 use clearing_replay::verify::{REFERENCE_COMPACTED, Setup};
 
-use super::stream::{DEFAULT_BUS, parse_stages};
+use super::args::RecordedRun;
+use super::stream::parse_stages;
 use super::{load_rules, open_bus, progress_line, pseudonym_key};
 
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// The recorded run: `local:DIR` or `kafka://HOST:PORT`.
-    #[arg(long, default_value = DEFAULT_BUS)]
-    pub bus: String,
-    /// An archive made by `clearing archive` (its manifest is checked first).
-    #[arg(long, conflicts_with = "bus")]
-    pub archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub recorded: RecordedRun,
     /// `all` or a comma list of stages.
     #[arg(long, default_value = "all")]
     pub stages: String,
@@ -57,18 +54,18 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
-    let (bus_url, damage) = match &args.archive {
+    let damage = match &args.recorded.archive {
         Some(dir) => {
-            let check = clearing_replay::archive::check(dir)
-                .with_context(|| format!("archive {}", dir.display()))?;
-            (format!("local:{}", dir.display()), check.damage)
+            clearing_replay::archive::check(dir)
+                .with_context(|| format!("archive {}", dir.display()))?
+                .damage
         }
-        None => (args.bus.clone(), Vec::new()),
+        None => Vec::new(),
     };
     for d in &damage {
         eprintln!("archive damage: {d}");
     }
-    let bus = open_bus(&bus_url)?;
+    let bus = open_bus(&args.recorded.url())?;
     if let (Some(rules), Some(out)) = (&args.rules, &args.out) {
         return what_if(&args, bus.as_ref(), rules, out);
     }
