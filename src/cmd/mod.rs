@@ -20,8 +20,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::domain::rights::RightsInput;
+use clearing_pipeline::pki::PkiRecord;
 use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::refdata::EuInstitutionInput;
 use clearing_pipeline::rules::Rules;
+use clearing_pipeline::runtime::ingest::Ingest;
 
 /// The pseudonymisation secret comes from the environment, never from a file
 /// in the repository; without it, the development key (synthetic data only).
@@ -52,6 +56,34 @@ pub fn open_bus(url: &str) -> Result<Arc<dyn Bus>> {
         return crate::kafka::open(url);
     }
     bail!("bus {url}: expected local:DIR or kafka://HOST:PORT")
+}
+
+/// Removes a directory a previous run left, if any.
+pub fn remove_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// Publishes a `clearing gen` output's reference data (rights, PKI, EU
+/// institutions) through `ingest`, unflushed.
+pub fn publish_reference(ingest: &mut Ingest<'_>, dir: &Path) -> Result<()> {
+    for_each_line(&dir.join("rights.jsonl"), |_, line| {
+        let rights: RightsInput = serde_json::from_str(line)?;
+        ingest.rights(&rights)?;
+        Ok(())
+    })?;
+    for_each_line(&dir.join("pki.jsonl"), |_, line| {
+        ingest.pki(&PkiRecord::from_json(line)?)?;
+        Ok(())
+    })?;
+    for_each_line(&dir.join("eu_institutions.jsonl"), |_, line| {
+        let input: EuInstitutionInput = serde_json::from_str(line)?;
+        ingest.institution(&input)?;
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Calls `each` with every non-empty line of a file (1-based numbers); an
