@@ -91,6 +91,24 @@ fn whole_digest(topics: &[TopicEntry]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Appends a copy of `record`, read from `topic/partition`, to the same
+/// partition of `log`, at its offset.
+pub(crate) fn append_copy(
+    log: &LocalLog,
+    topic: &str,
+    partition: u32,
+    record: &Record,
+) -> Result<(), BusError> {
+    log.append_at(
+        topic,
+        partition,
+        record.offset,
+        record.timestamp_millis,
+        &record.key,
+        &record.value,
+    )
+}
+
 /// Every record of a partition below `end`, in offset order.
 fn scan(
     bus: &dyn Bus,
@@ -196,14 +214,7 @@ impl Export<'_> {
         let (log, registry) = (&self.log, &self.registry);
         let rules_versions = &mut self.rules_versions;
         scan(self.bus, topic, partition, end, |r| {
-            log.append_at(
-                topic,
-                partition,
-                r.offset,
-                r.timestamp_millis,
-                &r.key,
-                &r.value,
-            )?;
+            append_copy(log, topic, partition, r)?;
             record_digest(&mut hasher, r);
             first.get_or_insert(r.offset);
             records += 1;

@@ -19,6 +19,7 @@ use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::{self, Shared, topics};
 use serde::Serialize;
 
+use crate::archive::append_copy;
 use crate::verify::ReplayError;
 
 /// Money moved by a group of claims, in cents, on each side.
@@ -67,14 +68,7 @@ fn copy_inputs(source: &dyn Bus, target: &LocalLog) -> Result<(), BusError> {
     ] {
         for partition in 0..source.partition_count(topic)? {
             scan(source, topic, partition, 0, |r| {
-                target.append_at(
-                    topic,
-                    partition,
-                    r.offset,
-                    r.timestamp_millis,
-                    &r.key,
-                    &r.value,
-                )?;
+                append_copy(target, topic, partition, &r)?;
                 Ok::<_, BusError>(true)
             })?;
             target.flush_partition(topic, partition)?;
