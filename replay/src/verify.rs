@@ -385,6 +385,14 @@ struct PartitionReplay<'a> {
     report: PartitionReport,
 }
 
+/// The reference data a batch ran with: its watermark, and the outputs
+/// reference data gave before the batch's records (entitlement's rights
+/// dead letters).
+struct BatchReference {
+    watermark: Vec<RefOffset>,
+    prelude: Vec<(Source, Output)>,
+}
+
 /// A checkpointed batch run again: its outputs (none when its inputs are
 /// missing), and the cursor and restore state before and after it.
 struct Rerun {
@@ -542,7 +550,8 @@ impl<'a> PartitionReplay<'a> {
             self.report.unchecked(from, to);
         }
         let trust_unsigned = self.setup.trust_unsigned || unchecked;
-        let (watermark, prelude) = self.reference(checkpoint, trust_unsigned, txn)?;
+        let BatchReference { watermark, prelude } =
+            self.reference(checkpoint, trust_unsigned, txn)?;
         let bus = self.setup.bus.as_ref();
         let records = read_range(bus, self.kind.input_topic(), self.partition, from, to)?;
         let mut next = self.cursor;
@@ -577,7 +586,7 @@ impl<'a> PartitionReplay<'a> {
         checkpoint: &AuditCheckpoint,
         trust_unsigned: bool,
         txn: &mut StateTxn<'_>,
-    ) -> Result<(Vec<RefOffset>, Vec<(Source, Output)>), ReplayError> {
+    ) -> Result<BatchReference, ReplayError> {
         let (bus, registry) = (self.setup.bus.as_ref(), self.setup.registry.as_ref());
         let mut watermark = self.refs.advance(
             bus,
@@ -606,7 +615,7 @@ impl<'a> PartitionReplay<'a> {
             watermark.push(applied_to);
             prelude = dead_letters;
         }
-        Ok((watermark, prelude))
+        Ok(BatchReference { watermark, prelude })
     }
 
     /// Each output the replay emits against the next recorded one of its
