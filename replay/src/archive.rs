@@ -91,6 +91,24 @@ fn whole_digest(topics: &[TopicEntry]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Appends a copy of `record`, read from `topic/partition`, to the same
+/// partition of `log`, at its offset.
+pub(crate) fn append_copy(
+    log: &LocalLog,
+    topic: &str,
+    partition: u32,
+    record: &Record,
+) -> Result<(), BusError> {
+    log.append_at(
+        topic,
+        partition,
+        record.offset,
+        record.timestamp_millis,
+        &record.key,
+        &record.value,
+    )
+}
+
 /// Every record of a partition below `end`, in offset order.
 fn scan(
     bus: &dyn Bus,
@@ -134,59 +152,20 @@ pub fn export(bus: &dyn Bus, out: &Path, with_changelogs: bool) -> Result<Manife
     let mut specs = archived_specs(bus, with_changelogs);
     // Checkpoints first: their ends bound what the archive must cover.
     specs.sort_by_key(|s| s.name != topics::AUDIT_CHECKPOINTS);
-    let log = LocalLog::open(out)?;
+    let mut export = Export {
+        bus,
+        log: LocalLog::open(out)?,
+        registry,
+        rules_versions: BTreeSet::new(),
+    };
     let mut entries = Vec::new();
-    let mut rules_versions = BTreeSet::new();
     for spec in &specs {
-        log.ensure_topic(spec)?;
-        let mut entry = TopicEntry {
-            name: spec.name.clone(),
-            compacted: spec.compacted,
-            schema_fingerprints: BTreeSet::new(),
-            partitions: Vec::new(),
-        };
-        for partition in 0..spec.partitions {
-            let end = bus.end_offset(&spec.name, partition)?;
-            let mut hasher = Sha256::new();
-            let mut first = None;
-            let mut records = 0;
-            scan(bus, &spec.name, partition, end, |r| {
-                log.append_at(
-                    &spec.name,
-                    partition,
-                    r.offset,
-                    r.timestamp_millis,
-                    &r.key,
-                    &r.value,
-                )?;
-                record_digest(&mut hasher, r);
-                first.get_or_insert(r.offset);
-                records += 1;
-                if let Ok((fingerprint, _)) = split_single(&r.value) {
-                    entry.schema_fingerprints.insert(hex::encode(fingerprint));
-                }
-                if spec.name == topics::AUDIT_CHECKPOINTS
-                    && let Ok(c) = registry.decode_single::<AuditCheckpoint>(&r.value)
-                {
-                    rules_versions.insert(c.rules_version);
-                }
-                Ok(())
-            })?;
-            log.flush_partition(&spec.name, partition)?;
-            entry.partitions.push(PartitionEntry {
-                partition,
-                first_offset: first,
-                end_offset: end,
-                records,
-                digest: hex::encode(hasher.finalize()),
-            });
-        }
-        entries.push(entry);
+        entries.push(export.topic(spec)?);
     }
     let manifest = Manifest {
         format: FORMAT.into(),
         source: bus.describe(),
-        rules_versions,
+        rules_versions: export.rules_versions,
         digest: whole_digest(&entries),
         topics: entries,
     };
@@ -194,6 +173,70 @@ pub fn export(bus: &dyn Bus, out: &Path, with_changelogs: bool) -> Result<Manife
         serde_json::to_vec_pretty(&manifest).map_err(|e| ArchiveError::Manifest(e.to_string()))?;
     std::fs::write(out.join(MANIFEST), text)?;
     Ok(manifest)
+}
+
+/// A copy under way, and the rule-table versions its checkpoints named.
+struct Export<'a> {
+    bus: &'a dyn Bus,
+    log: std::sync::Arc<LocalLog>,
+    registry: SchemaRegistry,
+    rules_versions: BTreeSet<String>,
+}
+
+impl Export<'_> {
+    fn topic(&mut self, spec: &TopicSpec) -> Result<TopicEntry, ArchiveError> {
+        self.log.ensure_topic(spec)?;
+        let mut entry = TopicEntry {
+            name: spec.name.clone(),
+            compacted: spec.compacted,
+            schema_fingerprints: BTreeSet::new(),
+            partitions: Vec::new(),
+        };
+        for partition in 0..spec.partitions {
+            let copied = self.partition(&spec.name, partition, &mut entry.schema_fingerprints)?;
+            entry.partitions.push(copied);
+        }
+        Ok(entry)
+    }
+
+    /// Copies a partition up to its current end, offsets kept, and digests
+    /// it; the schema fingerprints its records carry go to `fingerprints`.
+    fn partition(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        fingerprints: &mut BTreeSet<String>,
+    ) -> Result<PartitionEntry, ArchiveError> {
+        let end = self.bus.end_offset(topic, partition)?;
+        let mut hasher = Sha256::new();
+        let mut first = None;
+        let mut records = 0;
+        let (log, registry) = (&self.log, &self.registry);
+        let rules_versions = &mut self.rules_versions;
+        scan(self.bus, topic, partition, end, |r| {
+            append_copy(log, topic, partition, r)?;
+            record_digest(&mut hasher, r);
+            first.get_or_insert(r.offset);
+            records += 1;
+            if let Ok((fingerprint, _)) = split_single(&r.value) {
+                fingerprints.insert(hex::encode(fingerprint));
+            }
+            if topic == topics::AUDIT_CHECKPOINTS
+                && let Ok(c) = registry.decode_single::<AuditCheckpoint>(&r.value)
+            {
+                rules_versions.insert(c.rules_version);
+            }
+            Ok(())
+        })?;
+        self.log.flush_partition(topic, partition)?;
+        Ok(PartitionEntry {
+            partition,
+            first_offset: first,
+            end_offset: end,
+            records,
+            digest: hex::encode(hasher.finalize()),
+        })
+    }
 }
 
 /// Reads an archive's manifest and recomputes every digest.

@@ -4,23 +4,23 @@
 //! accumulators before and after, recomputed by replaying the partition's
 //! reimbursement stage up to the claim.
 
+use std::fmt::Write as _;
+
 use clearing_pipeline::bus::{Bus, BusError, Record};
 use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::events::model::RefOffset;
 use clearing_pipeline::events::model::{FseDecided, FseRejected, FseSubmitted};
 use clearing_pipeline::events::render::render_full;
 use clearing_pipeline::money::{Cents, Rate};
-use clearing_pipeline::refdata::{RefView, TrustUnsigned};
 use clearing_pipeline::runtime::batch::{BatchInput, Cursor, Source, run_batch};
 use clearing_pipeline::runtime::refs::GlobalRefs;
 use clearing_pipeline::runtime::worker::output_source;
 use clearing_pipeline::runtime::{StageKind, WorkerStats, topics};
-use clearing_pipeline::signatures::PkiVerifier;
-use clearing_pipeline::stages::Context;
-use clearing_pipeline::state::{MemStore, StateRead, StateStore, StateTxn};
+use clearing_pipeline::state::{MemStore, StateRead, StateStore, StateTxn, WriteBatch};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::verify::{ReplayError, Setup, checkpoints};
+use crate::verify::{ReplayError, Setup, checkpoints, with_context};
 
 /// One stage's step for the claim.
 #[derive(Debug, Clone, Serialize)]
@@ -198,56 +198,31 @@ fn accumulators(
     partition: u32,
     offset: u64,
 ) -> Result<Vec<Accumulator>, ReplayError> {
-    let kind = StageKind::Reimbursement;
-    let bus = setup.bus.as_ref();
-    let registry = setup.registry.as_ref();
-    let store = MemStore::default();
-    let mut cursor = Cursor::START;
-    let mut refs = GlobalRefs::default();
-    let mut stats = WorkerStats::default();
-    for (_, c) in checkpoints(setup, kind, partition)? {
+    let mut replay = Reimbursement {
+        setup,
+        partition,
+        store: MemStore::default(),
+        cursor: Cursor::START,
+        refs: GlobalRefs::default(),
+        stats: WorkerStats::default(),
+    };
+    for (_, c) in checkpoints(setup, Reimbursement::KIND, partition)? {
         let from = u64::try_from(c.input_offset_from).unwrap_or(0);
         let to = u64::try_from(c.input_offset_to).unwrap_or(0);
-        if to < cursor.raw {
+        if to < replay.cursor.raw {
             continue;
         }
-        let watermark = refs.advance(
-            bus,
-            registry,
-            kind,
+        let watermark = replay.refs.advance(
+            setup.bus.as_ref(),
+            &setup.registry,
+            Reimbursement::KIND,
             false,
             Some(&c.ref_watermark),
-            &mut stats,
+            &mut replay.stats,
         )?;
-        let mut records = Vec::new();
-        scan(bus, kind.input_topic(), partition, |r| {
-            if r.offset > to {
-                return false;
-            }
-            if r.offset >= from {
-                records.push(r);
-            }
-            true
-        })?;
+        let records = replay.inputs(from, to)?;
         let contains = (from..=to).contains(&offset);
-        let verifier = PkiVerifier {
-            pki: &refs.pki,
-            registry,
-        };
-        let trust = TrustUnsigned;
-        let view = RefView {
-            signatures: if setup.trust_unsigned {
-                &trust
-            } else {
-                &verifier
-            },
-            institutions: &refs.institutions,
-        };
-        let ctx = Context {
-            rules: &setup.rules,
-            refs: &view,
-            pseudonyms: &setup.pseudonyms,
-        };
+        // The batch up to the claim, then the claim alone.
         let (before, target): (Vec<Record>, Vec<Record>) = if contains {
             records
                 .into_iter()
@@ -260,51 +235,96 @@ fn accumulators(
             if part.is_empty() {
                 continue;
             }
-            let is_target = part.iter().any(|r| r.offset == offset);
-            let mut txn = StateTxn::new(&store);
-            let mut restore = None;
-            run_batch(
-                BatchInput {
-                    kind,
-                    partition,
-                    records: &part,
-                    prelude: Vec::new(),
-                    watermark: &watermark,
-                    registry,
-                    record_limit: bus.max_record_bytes(),
-                },
-                &ctx,
-                &mut cursor,
-                &mut restore,
-                &mut txn,
-                &mut stats,
-            )?;
-            let writes = txn.into_writes();
-            if is_target {
-                let mut out = Vec::new();
-                for (key, value) in &writes {
-                    if key.first() == Some(&0) {
-                        continue;
-                    }
-                    let text = String::from_utf8_lossy(key).into_owned();
-                    out.push(Accumulator {
-                        meaning: meaning(&text),
-                        // The pseudonymous key is not personal data, but
-                        // the meaning says enough: show the kind and dates.
-                        key: text,
-                        before: value_json(store.get(key)?.as_deref()),
-                        after: value_json(value.as_deref()),
-                    });
-                }
-                return Ok(out);
+            let writes = replay.run(&part, &watermark)?;
+            if part.iter().any(|r| r.offset == offset) {
+                return replay.changes(&writes);
             }
-            store.apply(&writes)?;
+            replay.store.apply(&writes)?;
         }
         if contains {
             break;
         }
     }
     Ok(Vec::new())
+}
+
+/// A partition's reimbursement stage replayed from empty state.
+struct Reimbursement<'a> {
+    setup: &'a Setup,
+    partition: u32,
+    store: MemStore,
+    cursor: Cursor,
+    refs: GlobalRefs,
+    stats: WorkerStats,
+}
+
+impl Reimbursement<'_> {
+    const KIND: StageKind = StageKind::Reimbursement;
+
+    /// The stage's inputs `from..=to`.
+    fn inputs(&self, from: u64, to: u64) -> Result<Vec<Record>, BusError> {
+        let mut records = Vec::new();
+        scan(
+            self.setup.bus.as_ref(),
+            Self::KIND.input_topic(),
+            self.partition,
+            |r| {
+                if r.offset > to {
+                    return false;
+                }
+                if r.offset >= from {
+                    records.push(r);
+                }
+                true
+            },
+        )?;
+        Ok(records)
+    }
+
+    /// Runs `records` as one batch; returns its writes, not applied.
+    fn run(
+        &mut self,
+        records: &[Record],
+        watermark: &[RefOffset],
+    ) -> Result<WriteBatch, ReplayError> {
+        let bus = self.setup.bus.as_ref();
+        let mut txn = StateTxn::new(&self.store);
+        let mut restore = None;
+        let input = BatchInput {
+            kind: Self::KIND,
+            partition: self.partition,
+            records,
+            prelude: Vec::new(),
+            watermark,
+            registry: &self.setup.registry,
+            record_limit: bus.max_record_bytes(),
+        };
+        let (cursor, stats) = (&mut self.cursor, &mut self.stats);
+        with_context(self.setup, &self.refs, self.setup.trust_unsigned, |ctx| {
+            run_batch(input, ctx, cursor, &mut restore, &mut txn, stats)
+        })?;
+        Ok(txn.into_writes())
+    }
+
+    /// The accumulators `writes` change, before and after.
+    fn changes(&self, writes: &WriteBatch) -> Result<Vec<Accumulator>, ReplayError> {
+        let mut out = Vec::new();
+        for (key, value) in writes {
+            if key.first() == Some(&0) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(key).into_owned();
+            out.push(Accumulator {
+                meaning: meaning(&text),
+                // The pseudonymous key is not personal data, but
+                // the meaning says enough: show the kind and dates.
+                key: text,
+                before: value_json(self.store.get(key)?.as_deref()),
+                after: value_json(value.as_deref()),
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Explains `fse_id`, scanning only `partitions` (the claim's, when its
@@ -314,65 +334,10 @@ pub fn explain(
     fse_id: &str,
     partitions: &[u32],
 ) -> Result<Explanation, ReplayError> {
-    let bus = setup.bus.as_ref();
-    let registry = setup.registry.as_ref();
     let mut occurrences = Vec::new();
     for &partition in partitions {
-        let mut submitted = Vec::new();
-        scan(bus, topics::FSE_SUBMITTED, partition, |r| {
-            if let Ok(e) = registry.decode_single::<FseSubmitted>(&r.value)
-                && e.fse_id == fse_id
-            {
-                submitted.push(r);
-            }
-            true
-        })?;
-        for record in submitted {
-            let mut steps = Vec::new();
-            let mut input = record.offset;
-            let mut decision = None;
-            for kind in StageKind::ALL {
-                let Some(out) = output_of(setup, kind, partition, input)? else {
-                    break;
-                };
-                let event = render_full(registry, &out.topic, &out.value)
-                    .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()}));
-                steps.push(Step {
-                    stage: kind.name().into(),
-                    topic: out.topic.clone(),
-                    partition,
-                    offset: out.offset,
-                    event,
-                });
-                if out.topic != kind.pass_topic() || kind == StageKind::Reimbursement {
-                    decision = Some(out);
-                    break;
-                }
-                input = out.offset;
-            }
-            let reimbursed_input = steps
-                .iter()
-                .find(|s| s.stage == StageKind::Routing.name() && s.topic == topics::FSE_ROUTED)
-                .map(|s| s.offset);
-            occurrences.push(Occurrence {
-                partition,
-                submitted_offset: record.offset,
-                submitted: clearing_pipeline::events::render::render(
-                    registry,
-                    topics::FSE_SUBMITTED,
-                    &record.value,
-                )
-                .unwrap_or(Value::Null),
-                steps,
-                arithmetic: decision
-                    .as_ref()
-                    .map(|d| arithmetic(registry, d))
-                    .unwrap_or_default(),
-                accumulators: match reimbursed_input {
-                    Some(o) => accumulators(setup, partition, o)?,
-                    None => Vec::new(),
-                },
-            });
+        for record in submissions(setup, partition, fse_id)? {
+            occurrences.push(occurrence(setup, partition, &record)?);
         }
     }
     Ok(Explanation {
@@ -382,9 +347,81 @@ pub fn explain(
     })
 }
 
+/// Every submission of `fse_id` in a partition of `fse.submitted`.
+fn submissions(setup: &Setup, partition: u32, fse_id: &str) -> Result<Vec<Record>, BusError> {
+    let mut submitted = Vec::new();
+    scan(setup.bus.as_ref(), topics::FSE_SUBMITTED, partition, |r| {
+        if let Ok(e) = setup.registry.decode_single::<FseSubmitted>(&r.value)
+            && e.fse_id == fse_id
+        {
+            submitted.push(r);
+        }
+        true
+    })?;
+    Ok(submitted)
+}
+
+/// One submission's path, arithmetic and accumulators.
+fn occurrence(setup: &Setup, partition: u32, record: &Record) -> Result<Occurrence, ReplayError> {
+    let registry = setup.registry.as_ref();
+    let (steps, decision) = path(setup, partition, record.offset)?;
+    let reimbursed_input = steps
+        .iter()
+        .find(|s| s.stage == StageKind::Routing.name() && s.topic == topics::FSE_ROUTED)
+        .map(|s| s.offset);
+    Ok(Occurrence {
+        partition,
+        submitted_offset: record.offset,
+        submitted: clearing_pipeline::events::render::render(
+            registry,
+            topics::FSE_SUBMITTED,
+            &record.value,
+        )
+        .unwrap_or(Value::Null),
+        steps,
+        arithmetic: decision
+            .as_ref()
+            .map(|d| arithmetic(registry, d))
+            .unwrap_or_default(),
+        accumulators: match reimbursed_input {
+            Some(o) => accumulators(setup, partition, o)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// Each stage's output for the claim submitted at `submitted`, in pipeline
+/// order until one decides it (or nothing follows), and that decision.
+fn path(
+    setup: &Setup,
+    partition: u32,
+    submitted: u64,
+) -> Result<(Vec<Step>, Option<Record>), BusError> {
+    let mut steps = Vec::new();
+    let mut input = submitted;
+    for kind in StageKind::ALL {
+        let Some(out) = output_of(setup, kind, partition, input)? else {
+            break;
+        };
+        let event = render_full(&setup.registry, &out.topic, &out.value)
+            .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()}));
+        steps.push(Step {
+            stage: kind.name().into(),
+            topic: out.topic.clone(),
+            partition,
+            offset: out.offset,
+            event,
+        });
+        if out.topic != kind.pass_topic() || kind == StageKind::Reimbursement {
+            return Ok((steps, Some(out)));
+        }
+        input = out.offset;
+    }
+    Ok((steps, None))
+}
+
 /// The explanation for a person.
 pub fn render_text(e: &Explanation) -> String {
-    use std::fmt::Write as _;
     let mut out = String::new();
     if e.occurrences.is_empty() {
         let _ = writeln!(
@@ -404,74 +441,86 @@ pub fn render_text(e: &Explanation) -> String {
             o.partition,
             o.submitted_offset
         );
-        let s = &o.submitted;
-        let _ = writeln!(
-            out,
-            "  received {} ; care on {} ; professional {} ({}) ; {} act line(s)",
-            s["received_at"].as_str().unwrap_or("-"),
-            s["care_date"].as_str().unwrap_or("-"),
-            s.pointer("/professional/rpps")
-                .and_then(Value::as_str)
-                .unwrap_or("-"),
-            s.pointer("/professional/category")
-                .and_then(Value::as_str)
-                .unwrap_or("-"),
-            s["acts"].as_array().map_or(0, Vec::len),
-        );
-        for step in &o.steps {
-            let header = &step.event["header"];
-            let _ = writeln!(
-                out,
-                "  {:<13} → {}/{}@{} ; rules {} ; reference data {}",
-                step.stage,
-                step.topic,
-                step.partition,
-                step.offset,
-                header["rules_version"].as_str().unwrap_or("-"),
-                header["ref_watermark"]
-                    .as_array()
-                    .map(|w| w
-                        .iter()
-                        .map(|r| format!(
-                            "{}/{}@{}",
-                            r["topic"].as_str().unwrap_or("?"),
-                            r["partition"],
-                            r["offset"]
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_else(|| "-".into()),
-            );
-            let detail = match step.topic.as_str() {
-                topics::FSE_VALIDATED => format!(
-                    "signature {} ; warnings {}",
-                    step.event["signature_check"],
-                    step.event["warnings"].as_array().map_or(0, Vec::len)
-                ),
-                topics::FSE_ENTITLED => format!("entitlement {}", step.event["entitlement"]),
-                topics::FSE_ROUTED => format!(
-                    "route {} {}",
-                    step.event["route"], step.event["institution_id"]
-                ),
-                topics::FSE_DECIDED | topics::FSE_REJECTED => format!(
-                    "status {}",
-                    step.event
-                        .pointer("/decision/status")
-                        .unwrap_or(&Value::Null)
-                ),
-                _ => format!("{}", step.event.get("error").unwrap_or(&Value::Null)),
-            };
-            let _ = writeln!(out, "      {detail}");
-        }
-        for line in &o.arithmetic {
-            let _ = writeln!(out, "  {line}");
-        }
-        if !o.accumulators.is_empty() {
-            let _ = writeln!(out, "  accumulators (reimbursement state, before → after):");
-            for a in &o.accumulators {
-                let _ = writeln!(out, "    {}: {} → {}", a.meaning, a.before, a.after);
-            }
-        }
+        render_occurrence(&mut out, o);
     }
     out
+}
+
+fn render_occurrence(out: &mut String, o: &Occurrence) {
+    let s = &o.submitted;
+    let _ = writeln!(
+        out,
+        "  received {} ; care on {} ; professional {} ({}) ; {} act line(s)",
+        s["received_at"].as_str().unwrap_or("-"),
+        s["care_date"].as_str().unwrap_or("-"),
+        s.pointer("/professional/rpps")
+            .and_then(Value::as_str)
+            .unwrap_or("-"),
+        s.pointer("/professional/category")
+            .and_then(Value::as_str)
+            .unwrap_or("-"),
+        s["acts"].as_array().map_or(0, Vec::len),
+    );
+    for step in &o.steps {
+        let header = &step.event["header"];
+        let _ = writeln!(
+            out,
+            "  {:<13} → {}/{}@{} ; rules {} ; reference data {}",
+            step.stage,
+            step.topic,
+            step.partition,
+            step.offset,
+            header["rules_version"].as_str().unwrap_or("-"),
+            watermark_text(&header["ref_watermark"]),
+        );
+        let _ = writeln!(out, "      {}", step_detail(step));
+    }
+    for line in &o.arithmetic {
+        let _ = writeln!(out, "  {line}");
+    }
+    if !o.accumulators.is_empty() {
+        let _ = writeln!(out, "  accumulators (reimbursement state, before → after):");
+        for a in &o.accumulators {
+            let _ = writeln!(out, "    {}: {} → {}", a.meaning, a.before, a.after);
+        }
+    }
+}
+
+/// `topic/partition@offset, …` of an event's reference watermark.
+fn watermark_text(watermark: &Value) -> String {
+    watermark
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .map(|r| {
+                    format!(
+                        "{}/{}@{}",
+                        r["topic"].as_str().unwrap_or("?"),
+                        r["partition"],
+                        r["offset"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// What a stage's event says about the claim, by its topic.
+fn step_detail(step: &Step) -> String {
+    let event = &step.event;
+    match step.topic.as_str() {
+        topics::FSE_VALIDATED => format!(
+            "signature {} ; warnings {}",
+            event["signature_check"],
+            event["warnings"].as_array().map_or(0, Vec::len)
+        ),
+        topics::FSE_ENTITLED => format!("entitlement {}", event["entitlement"]),
+        topics::FSE_ROUTED => format!("route {} {}", event["route"], event["institution_id"]),
+        topics::FSE_DECIDED | topics::FSE_REJECTED => format!(
+            "status {}",
+            event.pointer("/decision/status").unwrap_or(&Value::Null)
+        ),
+        _ => format!("{}", event.get("error").unwrap_or(&Value::Null)),
+    }
 }

@@ -90,48 +90,18 @@ pub fn replay(
             starts.insert((*kind, *partition), load_snapshot(dir, *kind, *partition)?);
         }
     }
-    let starts = Mutex::new(starts);
-    let done = AtomicU64::new(0);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Result<PartitionReport, ReplayError>>> = Mutex::new(Vec::new());
     let threads = threads.clamp(1, jobs.len().max(1));
-    // Each thread holds a sender until it returns: the wait below ends as
-    // soon as the last one drops it, not at the next 200 ms tick (a small
-    // replay takes far less than a tick).
-    let (running, finished) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let running = running.clone();
-            scope.spawn(|| {
-                let _running = running;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((kind, partition)) = jobs.get(i).copied() else {
-                        return;
-                    };
-                    let start = starts
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&(kind, partition))
-                        .unwrap_or_default();
-                    let result = verify_partition(setup, kind, partition, start, &done);
-                    results
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(result);
-                }
-            });
-        }
-        drop(running);
-        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            finished.recv_timeout(Duration::from_millis(200))
-        {
-            progress(done.load(Ordering::Relaxed), total);
-        }
-    });
-    progress(done.load(Ordering::Relaxed), total);
+    let pool = Pool {
+        setup,
+        jobs,
+        starts: Mutex::new(starts),
+        done: AtomicU64::new(0),
+        next: AtomicUsize::new(0),
+        results: Mutex::new(Vec::new()),
+    };
+    pool.run(threads, &|done| progress(done, total));
     let mut partitions = Vec::new();
-    for result in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    for result in pool.results.into_inner().unwrap_or_else(|e| e.into_inner()) {
         partitions.push(result?);
     }
     let order = |r: &PartitionReport| {
@@ -141,34 +111,104 @@ pub fn replay(
         )
     };
     partitions.sort_by_key(order);
-    let seconds = started.elapsed().as_secs_f64();
-    let inputs: u64 = partitions.iter().map(|p| p.inputs).sum();
-    let first_divergence = partitions.iter().find_map(|p| p.divergence.clone());
-    Ok(Report {
-        source: setup.bus.describe(),
-        rules_version: setup.rules.version.clone(),
-        identical: first_divergence.is_none(),
-        stage_partitions: partitions.len(),
-        inputs,
-        outputs_compared: partitions.iter().map(|p| p.outputs_compared).sum(),
-        checkpoints: partitions.iter().map(|p| p.checkpoints).sum(),
-        crash_reruns: partitions.iter().map(|p| p.crash_reruns).sum(),
-        uncommitted_inputs: partitions.iter().map(|p| p.uncommitted_inputs).sum(),
-        uncovered_outputs: partitions.iter().map(|p| p.uncovered_outputs).sum(),
-        unchecked_signature_batches: partitions
-            .iter()
-            .flat_map(|p| &p.unchecked_signatures)
-            .map(|r| r.batches)
-            .sum(),
-        unchecked_signature_inputs: partitions.iter().map(|p| p.unchecked_inputs()).sum(),
-        seconds,
-        inputs_per_second: if seconds > 0.0 {
-            inputs as f64 / seconds
-        } else {
-            0.0
-        },
-        threads,
-        first_divergence,
+    Ok(Report::of(
+        setup,
         partitions,
-    })
+        started.elapsed().as_secs_f64(),
+        threads,
+    ))
+}
+
+/// The replay's threads, each taking the next job until none is left.
+struct Pool<'a> {
+    setup: &'a Setup,
+    jobs: &'a [(StageKind, u32)],
+    /// Each job's starting store, when a snapshot gives one.
+    starts: Mutex<BTreeMap<(StageKind, u32), MemStore>>,
+    /// Inputs replayed so far.
+    done: AtomicU64,
+    next: AtomicUsize,
+    results: Mutex<Vec<Result<PartitionReport, ReplayError>>>,
+}
+
+impl Pool<'_> {
+    /// Runs every job on `threads` threads, calling `progress(done)` about
+    /// every 200 ms and once at the end.
+    fn run(&self, threads: usize, progress: &dyn Fn(u64)) {
+        // Each thread holds a sender until it returns: the wait below ends as
+        // soon as the last one drops it, not at the next 200 ms tick (a small
+        // replay takes far less than a tick).
+        let (running, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let running = running.clone();
+                scope.spawn(move || {
+                    let _running = running;
+                    self.work();
+                });
+            }
+            drop(running);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(Duration::from_millis(200))
+            {
+                progress(self.done.load(Ordering::Relaxed));
+            }
+        });
+        progress(self.done.load(Ordering::Relaxed));
+    }
+
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some((kind, partition)) = self.jobs.get(i).copied() else {
+                return;
+            };
+            let start = self
+                .starts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(kind, partition))
+                .unwrap_or_default();
+            let result = verify_partition(self.setup, kind, partition, start, &self.done);
+            self.results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(result);
+        }
+    }
+}
+
+impl Report {
+    /// The partitions' reports, summed.
+    fn of(setup: &Setup, partitions: Vec<PartitionReport>, seconds: f64, threads: usize) -> Report {
+        let inputs: u64 = partitions.iter().map(|p| p.inputs).sum();
+        let first_divergence = partitions.iter().find_map(|p| p.divergence.clone());
+        Report {
+            source: setup.bus.describe(),
+            rules_version: setup.rules.version.clone(),
+            identical: first_divergence.is_none(),
+            stage_partitions: partitions.len(),
+            inputs,
+            outputs_compared: partitions.iter().map(|p| p.outputs_compared).sum(),
+            checkpoints: partitions.iter().map(|p| p.checkpoints).sum(),
+            crash_reruns: partitions.iter().map(|p| p.crash_reruns).sum(),
+            uncommitted_inputs: partitions.iter().map(|p| p.uncommitted_inputs).sum(),
+            uncovered_outputs: partitions.iter().map(|p| p.uncovered_outputs).sum(),
+            unchecked_signature_batches: partitions
+                .iter()
+                .flat_map(|p| &p.unchecked_signatures)
+                .map(|r| r.batches)
+                .sum(),
+            unchecked_signature_inputs: partitions.iter().map(|p| p.unchecked_inputs()).sum(),
+            seconds,
+            inputs_per_second: if seconds > 0.0 {
+                inputs as f64 / seconds
+            } else {
+                0.0
+            },
+            threads,
+            first_divergence,
+            partitions,
+        }
+    }
 }

@@ -25,7 +25,9 @@ use clearing_pipeline::events::render::render_full;
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::refdata::{RefView, TrustUnsigned};
 use clearing_pipeline::rules::Rules;
-use clearing_pipeline::runtime::batch::{BatchInput, Cursor, Restore, Source, run_batch};
+use clearing_pipeline::runtime::batch::{
+    BatchInput, BatchOutput, Cursor, Restore, Source, run_batch,
+};
 use clearing_pipeline::runtime::process::Output;
 use clearing_pipeline::runtime::refs::{GlobalRefs, apply_rights, watermark_position};
 use clearing_pipeline::runtime::worker::output_source;
@@ -325,224 +327,478 @@ pub fn verify_partition(
     progress: &AtomicU64,
 ) -> Result<PartitionReport, ReplayError> {
     let started = std::time::Instant::now();
-    let bus = setup.bus.as_ref();
-    let registry = setup.registry.as_ref();
-    let store = start;
-    let mut cursor = Cursor::load(&store)?;
-    let snapshot_refs = {
-        let txn = StateTxn::new(&store);
-        clearing_pipeline::runtime::refs::rights_position(&txn)?
+    let mut replay = PartitionReplay::new(setup, kind, partition, &start)?;
+    for (_, checkpoint) in checkpoints(setup, kind, partition)? {
+        if let Some(d) = replay.checkpoint(checkpoint, progress)? {
+            replay.report.divergence = Some(d);
+            break;
+        }
+    }
+    if replay.report.divergence.is_none() {
+        replay.finish()?;
+    }
+    let mut report = replay.report;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Runs `f` with the stage context a batch ran with: the reference data of
+/// `refs`, signatures checked against its PKI unless `trust_unsigned`.
+pub(crate) fn with_context<R>(
+    setup: &Setup,
+    refs: &GlobalRefs,
+    trust_unsigned: bool,
+    f: impl FnOnce(&Context<'_>) -> R,
+) -> R {
+    let verifier = PkiVerifier {
+        pki: &refs.pki,
+        registry: &setup.registry,
     };
-    let mut report = PartitionReport {
-        stage: kind.name().to_string(),
-        partition,
-        chain_hash: hex::encode(cursor.chain.hash),
-        chain_length: cursor.chain.count,
-        ..PartitionReport::default()
+    let trust = TrustUnsigned;
+    let view = RefView {
+        signatures: if trust_unsigned { &trust } else { &verifier },
+        institutions: &refs.institutions,
     };
-    let mut recorded: Vec<Recorded> = kind
-        .output_topics()
-        .into_iter()
-        .map(|topic| Recorded {
-            topic,
+    f(&Context {
+        rules: &setup.rules,
+        refs: &view,
+        pseudonyms: &setup.pseudonyms,
+    })
+}
+
+/// One stage partition's replay as it goes: the state of the batches known
+/// committed, the batch run but not yet known to be, the recorded outputs
+/// still to compare, and the report.
+struct PartitionReplay<'a> {
+    setup: &'a Setup,
+    kind: StageKind,
+    partition: u32,
+    store: &'a MemStore,
+    cursor: Cursor,
+    /// Where the starting store's `ref.rights` stood (a snapshot's position).
+    snapshot_refs: u64,
+    recorded: Vec<Recorded>,
+    refs: GlobalRefs,
+    restore: Option<Restore>,
+    pending: Option<Pending>,
+    stats: WorkerStats,
+    report: PartitionReport,
+}
+
+/// The reference data a batch ran with: its watermark, and the outputs
+/// reference data gave before the batch's records (entitlement's rights
+/// dead letters).
+struct BatchReference {
+    watermark: Vec<RefOffset>,
+    prelude: Vec<(Source, Output)>,
+}
+
+/// A checkpointed batch run again: its outputs (none when its inputs are
+/// missing), and the cursor and restore state before and after it.
+struct Rerun {
+    output: Option<BatchOutput>,
+    next: Cursor,
+    restore_before: Option<Restore>,
+    restore_after: Option<Restore>,
+}
+
+impl<'a> PartitionReplay<'a> {
+    fn new(
+        setup: &'a Setup,
+        kind: StageKind,
+        partition: u32,
+        store: &'a MemStore,
+    ) -> Result<PartitionReplay<'a>, ReplayError> {
+        let cursor = Cursor::load(store)?;
+        let snapshot_refs = {
+            let txn = StateTxn::new(store);
+            clearing_pipeline::runtime::refs::rights_position(&txn)?
+        };
+        let recorded = kind
+            .output_topics()
+            .into_iter()
+            .map(|topic| Recorded {
+                topic,
+                partition,
+                kind,
+                position: 0,
+                buffer: VecDeque::new(),
+                skip_before: cursor.applied,
+                skip_refs_before: snapshot_refs,
+            })
+            .collect();
+        let report = PartitionReport {
+            stage: kind.name().to_string(),
             partition,
+            chain_hash: hex::encode(cursor.chain.hash),
+            chain_length: cursor.chain.count,
+            ..PartitionReport::default()
+        };
+        Ok(PartitionReplay {
+            setup,
             kind,
-            position: 0,
-            buffer: VecDeque::new(),
-            skip_before: cursor.applied,
-            skip_refs_before: snapshot_refs,
+            partition,
+            store,
+            cursor,
+            snapshot_refs,
+            recorded,
+            refs: GlobalRefs::default(),
+            restore: None,
+            pending: None,
+            stats: WorkerStats::default(),
+            report,
         })
-        .collect();
-    let mut refs = GlobalRefs::default();
-    let mut restore: Option<Restore> = None;
-    let mut pending: Option<Pending> = None;
-    let mut stats = WorkerStats::default();
-    let list = checkpoints(setup, kind, partition)?;
-    for (_, checkpoint) in list {
-        let (from, to) = (
+    }
+
+    /// Re-runs the batch `checkpoint` names and compares its outputs and
+    /// chain with the record; a divergence ends the replay.
+    fn checkpoint(
+        &mut self,
+        checkpoint: AuditCheckpoint,
+        progress: &AtomicU64,
+    ) -> Result<Option<Divergence>, ReplayError> {
+        let batch = (
             offset(checkpoint.input_offset_from),
             offset(checkpoint.input_offset_to),
         );
-        if let Some(p) = pending.take() {
-            if from > offset(p.checkpoint.input_offset_to) {
-                store.apply(&p.writes)?;
-                cursor = p.cursor;
-                restore = p.restore;
-            } else {
-                // The batch was cut by a crash before its commit: the live
-                // stage re-ran from the committed state, its outputs found
-                // on the bus.
-                report.crash_reruns += 1;
-                let mut emitted = restore.map(|r| r.emitted).unwrap_or_default();
-                emitted.extend(p.on_bus);
-                restore = Restore::from_emitted(emitted);
+        let (from, to) = batch;
+        self.settle_pending(from)?;
+        if to < self.cursor.raw {
+            return Ok(None);
+        }
+        self.report.checkpoints += 1;
+        let mut txn = StateTxn::new(self.store);
+        let rerun = self.rerun(&checkpoint, batch, &mut txn)?;
+        let Some(output) = rerun.output else {
+            return Ok(Some(Divergence {
+                kind: "inputs_missing".into(),
+                message: format!(
+                    "checkpoint covers inputs {from}..={to} but none of them is on the bus"
+                ),
+                ..divergence(self.kind, self.partition, batch)
+            }));
+        };
+        progress.fetch_add(output.processed as u64, Ordering::Relaxed);
+        self.report.inputs += output.processed as u64;
+        self.report.first_input.get_or_insert(output.first);
+        self.report.last_input = Some(output.last);
+        // Each emitted output against the next recorded one of its topic.
+        if let Some(mut d) = self.compare_outputs(&checkpoint, batch, &output)? {
+            // An output that differs may follow from reference records the
+            // compaction removed: then that is the reason, not the stage.
+            let missing = missing_reference(
+                self.setup.bus.as_ref(),
+                &checkpoint.ref_watermark,
+                self.snapshot_refs,
+            )?;
+            if !missing.is_empty() {
+                explain_missing_reference(&mut d, missing);
             }
+            return Ok(Some(d));
         }
-        if to < cursor.raw {
-            continue;
+        if let Some(d) = self.chain_differs(&checkpoint, batch, &rerun.next) {
+            return Ok(Some(d));
         }
-        report.checkpoints += 1;
+        self.report.chain_hash = hex::encode(rerun.next.chain.hash);
+        self.report.chain_length = rerun.next.chain.count;
+        self.pending = Some(Pending {
+            on_bus: on_bus(&output, rerun.restore_before.as_ref()),
+            checkpoint,
+            writes: txn.into_writes(),
+            cursor: rerun.next,
+            restore: rerun.restore_after,
+        });
+        Ok(None)
+    }
+
+    /// The batch run before the one starting at `from`: committed if this
+    /// one starts after it; cut by a crash before its commit otherwise, and
+    /// then the live stage re-ran from the committed state, its outputs
+    /// found on the bus.
+    fn settle_pending(&mut self, from: u64) -> Result<(), ReplayError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        if from > offset(p.checkpoint.input_offset_to) {
+            self.store.apply(&p.writes)?;
+            self.cursor = p.cursor;
+            self.restore = p.restore;
+        } else {
+            self.report.crash_reruns += 1;
+            let mut emitted = self.restore.take().map(|r| r.emitted).unwrap_or_default();
+            emitted.extend(p.on_bus);
+            self.restore = Restore::from_emitted(emitted);
+        }
+        Ok(())
+    }
+
+    /// Runs the batch again over its recorded inputs, with the reference
+    /// data as the live batch saw it.
+    fn rerun(
+        &mut self,
+        checkpoint: &AuditCheckpoint,
+        (from, to): (u64, u64),
+        txn: &mut StateTxn<'_>,
+    ) -> Result<Rerun, ReplayError> {
         // A validation batch that read no PKI ran in simulation mode.
-        let unchecked = kind == StageKind::Validation
+        let unchecked = self.kind == StageKind::Validation
             && !checkpoint
                 .ref_watermark
                 .iter()
                 .any(|r| r.topic == topics::REF_PKI);
         if unchecked {
-            report.unchecked(from, to);
+            self.report.unchecked(from, to);
         }
-        let trust_unsigned = setup.trust_unsigned || unchecked;
-        // Reference data as the live batch saw it.
-        let mut watermark = refs.advance(
+        let trust_unsigned = self.setup.trust_unsigned || unchecked;
+        let BatchReference { watermark, prelude } =
+            self.reference(checkpoint, trust_unsigned, txn)?;
+        let bus = self.setup.bus.as_ref();
+        let records = read_range(bus, self.kind.input_topic(), self.partition, from, to)?;
+        let mut next = self.cursor;
+        let restore_before = self.restore.clone();
+        let mut restore_after = self.restore.clone();
+        let input = BatchInput {
+            kind: self.kind,
+            partition: self.partition,
+            records: &records,
+            prelude,
+            watermark: &watermark,
+            registry: &self.setup.registry,
+            record_limit: bus.max_record_bytes(),
+        };
+        let stats = &mut self.stats;
+        let output = with_context(self.setup, &self.refs, trust_unsigned, |ctx| {
+            run_batch(input, ctx, &mut next, &mut restore_after, txn, stats)
+        })?;
+        Ok(Rerun {
+            output,
+            next,
+            restore_before,
+            restore_after,
+        })
+    }
+
+    /// The reference data up to the checkpoint's watermark; for entitlement,
+    /// the rights applied to the batch's state, and the dead letters they
+    /// gave, which precede the batch's outputs.
+    fn reference(
+        &mut self,
+        checkpoint: &AuditCheckpoint,
+        trust_unsigned: bool,
+        txn: &mut StateTxn<'_>,
+    ) -> Result<BatchReference, ReplayError> {
+        let (bus, registry) = (self.setup.bus.as_ref(), self.setup.registry.as_ref());
+        let mut watermark = self.refs.advance(
             bus,
             registry,
-            kind,
+            self.kind,
             trust_unsigned,
             Some(&checkpoint.ref_watermark),
-            &mut stats,
+            &mut self.stats,
         )?;
-        let mut txn = StateTxn::new(&store);
         let mut prelude = Vec::new();
-        if kind == StageKind::Entitlement {
-            let until =
-                watermark_position(&checkpoint.ref_watermark, topics::REF_RIGHTS, partition);
+        if self.kind == StageKind::Entitlement {
+            let until = watermark_position(
+                &checkpoint.ref_watermark,
+                topics::REF_RIGHTS,
+                self.partition,
+            );
             let (applied_to, dead_letters) = apply_rights(
                 bus,
                 registry,
-                &setup.pseudonyms,
-                partition,
+                &self.setup.pseudonyms,
+                self.partition,
                 Some(until.unwrap_or(0)),
-                &mut txn,
-                &mut stats,
+                txn,
+                &mut self.stats,
             )?;
             watermark.push(applied_to);
             prelude = dead_letters;
         }
-        let records = read_range(bus, kind.input_topic(), partition, from, to)?;
-        let verifier = PkiVerifier {
-            pki: &refs.pki,
-            registry,
-        };
-        let trust = TrustUnsigned;
-        let view = RefView {
-            signatures: if trust_unsigned { &trust } else { &verifier },
-            institutions: &refs.institutions,
-        };
-        let ctx = Context {
-            rules: &setup.rules,
-            refs: &view,
-            pseudonyms: &setup.pseudonyms,
-        };
-        let mut next = cursor;
-        let restore_before = restore.clone();
-        let mut restore_after = restore.clone();
-        let batch = run_batch(
-            BatchInput {
-                kind,
-                partition,
-                records: &records,
-                prelude,
-                watermark: &watermark,
-                registry,
-                record_limit: bus.max_record_bytes(),
-            },
-            &ctx,
-            &mut next,
-            &mut restore_after,
-            &mut txn,
-            &mut stats,
-        )?;
-        let Some(batch) = batch else {
-            report.divergence = Some(Divergence {
-                kind: "inputs_missing".into(),
-                message: format!(
-                    "checkpoint covers inputs {from}..={to} but none of them is on the bus"
-                ),
-                ..divergence(kind, partition, (from, to))
-            });
-            break;
-        };
-        progress.fetch_add(batch.processed as u64, Ordering::Relaxed);
-        report.inputs += batch.processed as u64;
-        report.first_input.get_or_insert(batch.first);
-        report.last_input = Some(batch.last);
-        // Each emitted output against the next recorded one of its topic.
-        if let Some(mut d) = compare_outputs(
-            setup,
-            kind,
-            partition,
-            (from, to),
-            &batch.emit,
-            &batch.emit_sources,
-            &checkpoint,
-            &mut recorded,
-            &mut report,
-        )? {
-            // An output that differs may follow from reference records the
-            // compaction removed: then that is the reason, not the stage.
-            let missing = missing_reference(bus, &checkpoint.ref_watermark, snapshot_refs)?;
-            if !missing.is_empty() {
-                explain_missing_reference(&mut d, missing);
+        Ok(BatchReference { watermark, prelude })
+    }
+
+    /// Each output the replay emits against the next recorded one of its
+    /// topic: the first that differs, or that the record lacks.
+    fn compare_outputs(
+        &mut self,
+        checkpoint: &AuditCheckpoint,
+        batch: (u64, u64),
+        output: &BatchOutput,
+    ) -> Result<Option<Divergence>, ReplayError> {
+        for (emitted, source) in output.emit.iter().zip(&output.emit_sources) {
+            let Some(stream) = self.recorded.iter_mut().find(|r| r.topic == emitted.topic) else {
+                return Err(ReplayError::Other(format!(
+                    "{} wrote to {}, not one of its output topics",
+                    self.kind.name(),
+                    emitted.topic
+                )));
+            };
+            let found = stream.next(self.setup.bus.as_ref(), &self.setup.registry)?;
+            self.report.outputs_compared += 1;
+            if let Some((_, record)) = &found
+                && record.value == emitted.value
+            {
+                continue;
             }
-            report.divergence = Some(d);
-            break;
+            return Ok(Some(self.output_divergence(
+                checkpoint,
+                batch,
+                emitted,
+                source,
+                found.as_ref(),
+            )));
         }
-        if next.chain.hash != checkpoint.chain_hash
-            || i64::try_from(next.chain.count).ok() != Some(checkpoint.output_count)
-        {
-            report.divergence = Some(Divergence {
-                kind: "chain_differs".into(),
-                message: format!(
-                    "every output of inputs {from}..={to} is as recorded, but the checkpoint's chain ({} after {} outputs) is not the chain of those outputs ({} after {})",
-                    hex::encode(checkpoint.chain_hash),
-                    checkpoint.output_count,
-                    hex::encode(next.chain.hash),
-                    next.chain.count
-                ),
-                recorded_rules_version: Some(checkpoint.rules_version.clone()),
-                replayed_rules_version: Some(setup.rules.version.clone()),
-                ..divergence(kind, partition, (from, to))
-            });
-            break;
-        }
-        report.chain_hash = hex::encode(next.chain.hash);
-        report.chain_length = next.chain.count;
-        let on_bus = batch
-            .chained
-            .iter()
-            .map(|(source, output)| {
-                let bytes = restore_before
-                    .as_ref()
-                    .and_then(|r| r.emitted.get(&(output.topic, *source)))
-                    .cloned()
-                    .unwrap_or_else(|| output.value.clone());
-                ((output.topic, *source), bytes)
-            })
-            .collect();
-        pending = Some(Pending {
-            checkpoint,
-            writes: txn.into_writes(),
-            cursor: next,
-            restore: restore_after,
-            on_bus,
+        Ok(None)
+    }
+
+    /// An emitted output that differs from the recorded one `found` (or
+    /// that has none), both rendered, their fields compared, with the rules
+    /// and reference versions each ran with.
+    fn output_divergence(
+        &self,
+        checkpoint: &AuditCheckpoint,
+        batch: (u64, u64),
+        output: &Output,
+        source: &Source,
+        found: Option<&(Source, Record)>,
+    ) -> Divergence {
+        let registry = self.setup.registry.as_ref();
+        let replayed = render_full(registry, output.topic, &output.value).ok();
+        let recorded_value = found.map(|(_, r)| {
+            render_full(registry, output.topic, &r.value)
+                .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()}))
         });
+        let header = |v: &Option<Value>, field: &str| {
+            v.as_ref()
+                .and_then(|v| v.pointer(&format!("/header/{field}")))
+                .cloned()
+        };
+        let mut d = Divergence {
+            kind: if found.is_some() {
+                "output_differs".into()
+            } else {
+                "output_not_recorded".into()
+            },
+            input_offset: match source {
+                Source::Input(o, _) => Some(*o),
+                Source::Ref(_) => None,
+            },
+            topic: Some(output.topic.to_string()),
+            recorded_offset: found.map(|(_, r)| r.offset),
+            fse_id: replayed
+                .as_ref()
+                .and_then(fse_id_of)
+                .or_else(|| recorded_value.as_ref().and_then(fse_id_of)),
+            fields: match (&recorded_value, &replayed) {
+                (Some(a), Some(b)) => diff(a, b),
+                _ => Vec::new(),
+            },
+            recorded_rules_version: header(&recorded_value, "rules_version")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .or_else(|| Some(checkpoint.rules_version.clone())),
+            replayed_rules_version: header(&replayed, "rules_version")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .or_else(|| Some(self.setup.rules.version.clone())),
+            recorded_ref_watermark: header(&recorded_value, "ref_watermark")
+                .or_else(|| Some(watermark_json(&checkpoint.ref_watermark))),
+            replayed_ref_watermark: header(&replayed, "ref_watermark"),
+            recorded: recorded_value,
+            replayed,
+            ..divergence(self.kind, self.partition, batch)
+        };
+        d.message = self.output_message(output, source, found, d.fields.len());
+        d
     }
-    if report.divergence.is_none() {
-        if let Some(p) = pending.take() {
-            store.apply(&p.writes)?;
-            cursor = p.cursor;
+
+    /// What differs between an emitted output and the recorded one.
+    fn output_message(
+        &self,
+        output: &Output,
+        source: &Source,
+        found: Option<&(Source, Record)>,
+        fields: usize,
+    ) -> String {
+        match found {
+            None => format!(
+                "the replay emits an event to {} that is not on the bus",
+                output.topic
+            ),
+            Some((recorded_source, r)) if recorded_source == source => format!(
+                "{}/{}@{} differs from the replay ({fields} field(s))",
+                output.topic, self.partition, r.offset,
+            ),
+            Some((recorded_source, r)) => format!(
+                "the replay emits to {} for {:?} where the record has {}/{}@{} for {:?}",
+                output.topic, source, output.topic, self.partition, r.offset, recorded_source
+            ),
         }
-        report.uncommitted_inputs = bus
-            .end_offset(kind.input_topic(), partition)?
-            .saturating_sub(cursor.raw);
-        for r in &mut recorded {
-            while r.next(bus, registry)?.is_some() {
-                report.uncovered_outputs += 1;
+    }
+
+    /// Outputs as recorded, but the checkpoint's chain is not theirs.
+    fn chain_differs(
+        &self,
+        checkpoint: &AuditCheckpoint,
+        (from, to): (u64, u64),
+        next: &Cursor,
+    ) -> Option<Divergence> {
+        if next.chain.hash == checkpoint.chain_hash
+            && i64::try_from(next.chain.count).ok() == Some(checkpoint.output_count)
+        {
+            return None;
+        }
+        Some(Divergence {
+            kind: "chain_differs".into(),
+            message: format!(
+                "every output of inputs {from}..={to} is as recorded, but the checkpoint's chain ({} after {} outputs) is not the chain of those outputs ({} after {})",
+                hex::encode(checkpoint.chain_hash),
+                checkpoint.output_count,
+                hex::encode(next.chain.hash),
+                next.chain.count
+            ),
+            recorded_rules_version: Some(checkpoint.rules_version.clone()),
+            replayed_rules_version: Some(self.setup.rules.version.clone()),
+            ..divergence(self.kind, self.partition, (from, to))
+        })
+    }
+
+    /// After the last checkpoint: its batch taken as committed, and what
+    /// the bus holds beyond it (not compared).
+    fn finish(&mut self) -> Result<(), ReplayError> {
+        if let Some(p) = self.pending.take() {
+            self.store.apply(&p.writes)?;
+            self.cursor = p.cursor;
+        }
+        let bus = self.setup.bus.as_ref();
+        self.report.uncommitted_inputs = bus
+            .end_offset(self.kind.input_topic(), self.partition)?
+            .saturating_sub(self.cursor.raw);
+        for r in &mut self.recorded {
+            while r.next(bus, &self.setup.registry)?.is_some() {
+                self.report.uncovered_outputs += 1;
             }
         }
+        Ok(())
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+}
+
+/// Every output of a batch as it is on the bus, by (topic, source): a
+/// suppressed output (re-run after a crash) as the live run emitted it.
+fn on_bus(
+    output: &BatchOutput,
+    restore_before: Option<&Restore>,
+) -> BTreeMap<(&'static str, Source), Vec<u8>> {
+    output
+        .chained
+        .iter()
+        .map(|(source, output)| {
+            let bytes = restore_before
+                .and_then(|r| r.emitted.get(&(output.topic, *source)))
+                .cloned()
+                .unwrap_or_else(|| output.value.clone());
+            ((output.topic, *source), bytes)
+        })
+        .collect()
 }
 
 fn divergence(kind: StageKind, partition: u32, batch: (u64, u64)) -> Divergence {
@@ -636,100 +892,6 @@ fn explain_missing_reference(d: &mut Divergence, missing: Vec<MissingReference>)
         d.message
     );
     d.missing_reference = missing;
-}
-
-#[allow(clippy::too_many_arguments)]
-fn compare_outputs(
-    setup: &Setup,
-    kind: StageKind,
-    partition: u32,
-    batch: (u64, u64),
-    emit: &[Output],
-    sources: &[Source],
-    checkpoint: &AuditCheckpoint,
-    recorded: &mut [Recorded],
-    report: &mut PartitionReport,
-) -> Result<Option<Divergence>, ReplayError> {
-    let registry = setup.registry.as_ref();
-    for (output, source) in emit.iter().zip(sources) {
-        let Some(stream) = recorded.iter_mut().find(|r| r.topic == output.topic) else {
-            return Err(ReplayError::Other(format!(
-                "{} wrote to {}, not one of its output topics",
-                kind.name(),
-                output.topic
-            )));
-        };
-        let found = stream.next(setup.bus.as_ref(), registry)?;
-        report.outputs_compared += 1;
-        if let Some((_, record)) = &found
-            && record.value == output.value
-        {
-            continue;
-        }
-        let replayed = render_full(registry, output.topic, &output.value).ok();
-        let recorded_value = found.as_ref().map(|(_, r)| {
-            render_full(registry, output.topic, &r.value)
-                .unwrap_or_else(|e| serde_json::json!({"undecodable": e.to_string()}))
-        });
-        let header = |v: &Option<Value>, field: &str| {
-            v.as_ref()
-                .and_then(|v| v.pointer(&format!("/header/{field}")))
-                .cloned()
-        };
-        let input_offset = match source {
-            Source::Input(o, _) => Some(*o),
-            Source::Ref(_) => None,
-        };
-        let mut d = Divergence {
-            kind: if found.is_some() {
-                "output_differs".into()
-            } else {
-                "output_not_recorded".into()
-            },
-            input_offset,
-            topic: Some(output.topic.to_string()),
-            recorded_offset: found.as_ref().map(|(_, r)| r.offset),
-            fse_id: replayed
-                .as_ref()
-                .and_then(fse_id_of)
-                .or_else(|| recorded_value.as_ref().and_then(fse_id_of)),
-            fields: match (&recorded_value, &replayed) {
-                (Some(a), Some(b)) => diff(a, b),
-                _ => Vec::new(),
-            },
-            recorded_rules_version: header(&recorded_value, "rules_version")
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .or_else(|| Some(checkpoint.rules_version.clone())),
-            replayed_rules_version: header(&replayed, "rules_version")
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .or_else(|| Some(setup.rules.version.clone())),
-            recorded_ref_watermark: header(&recorded_value, "ref_watermark")
-                .or_else(|| Some(watermark_json(&checkpoint.ref_watermark))),
-            replayed_ref_watermark: header(&replayed, "ref_watermark"),
-            recorded: recorded_value,
-            replayed,
-            ..divergence(kind, partition, batch)
-        };
-        d.message = match &found {
-            None => format!(
-                "the replay emits an event to {} that is not on the bus",
-                output.topic
-            ),
-            Some((recorded_source, r)) if recorded_source == source => format!(
-                "{}/{}@{} differs from the replay ({} field(s))",
-                output.topic,
-                partition,
-                r.offset,
-                d.fields.len()
-            ),
-            Some((recorded_source, r)) => format!(
-                "the replay emits to {} for {:?} where the record has {}/{}@{} for {:?}",
-                output.topic, source, output.topic, partition, r.offset, recorded_source
-            ),
-        };
-        return Ok(Some(d));
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::{self, Shared, topics};
 use serde::Serialize;
 
+use crate::archive::append_copy;
 use crate::verify::ReplayError;
 
 /// Money moved by a group of claims, in cents, on each side.
@@ -67,14 +68,7 @@ fn copy_inputs(source: &dyn Bus, target: &LocalLog) -> Result<(), BusError> {
     ] {
         for partition in 0..source.partition_count(topic)? {
             scan(source, topic, partition, 0, |r| {
-                target.append_at(
-                    topic,
-                    partition,
-                    r.offset,
-                    r.timestamp_millis,
-                    &r.key,
-                    &r.value,
-                )?;
+                append_copy(target, topic, partition, &r)?;
                 Ok::<_, BusError>(true)
             })?;
             target.flush_partition(topic, partition)?;
@@ -192,7 +186,7 @@ pub fn what_if(
 ) -> Result<WhatIfReport, ReplayError> {
     let started = std::time::Instant::now();
     let registry = SchemaRegistry::new().map_err(|e| ReplayError::Other(e.to_string()))?;
-    let (baseline_version, what_if_version) = (baseline.version.clone(), what_if.version.clone());
+    let mut report = WhatIfReport::new(baseline.version.clone(), what_if.version.clone());
     let base_log = run(
         source,
         &out.join("baseline"),
@@ -209,7 +203,23 @@ pub fn what_if(
     )?;
     let base = decisions(&base_log, &registry)?;
     let alt = decisions(&alt_log, &registry)?;
-    // Category and month of each claim, from its submission.
+    let facts = submission_facts(source, &registry)?;
+    let ids: std::collections::BTreeSet<&String> = base.keys().chain(alt.keys()).collect();
+    let empty = Vec::new();
+    for id in ids {
+        let b = base.get(id).unwrap_or(&empty);
+        let a = alt.get(id).unwrap_or(&empty);
+        report.add(id, b, a, facts.get(id));
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Category and month of each claim, from its submission.
+fn submission_facts(
+    source: &dyn Bus,
+    registry: &SchemaRegistry,
+) -> Result<BTreeMap<String, (String, String)>, BusError> {
     let mut facts: BTreeMap<String, (String, String)> = BTreeMap::new();
     for partition in 0..source.partition_count(topics::FSE_SUBMITTED)? {
         scan(source, topics::FSE_SUBMITTED, partition, 0, |r| {
@@ -225,23 +235,34 @@ pub fn what_if(
             Ok::<_, BusError>(true)
         })?;
     }
-    let mut report = WhatIfReport {
-        baseline_rules: baseline_version,
-        what_if_rules: what_if_version,
-        claims: 0,
-        changed: 0,
-        total: Money::default(),
-        by_route: BTreeMap::new(),
-        by_category: BTreeMap::new(),
-        by_month: BTreeMap::new(),
-        examples: Vec::new(),
-        seconds: 0.0,
-    };
-    let ids: std::collections::BTreeSet<&String> = base.keys().chain(alt.keys()).collect();
-    for id in ids {
-        let empty = Vec::new();
-        let b = base.get(id).unwrap_or(&empty);
-        let a = alt.get(id).unwrap_or(&empty);
+    Ok(facts)
+}
+
+impl WhatIfReport {
+    fn new(baseline_rules: String, what_if_rules: String) -> WhatIfReport {
+        WhatIfReport {
+            baseline_rules,
+            what_if_rules,
+            claims: 0,
+            changed: 0,
+            total: Money::default(),
+            by_route: BTreeMap::new(),
+            by_category: BTreeMap::new(),
+            by_month: BTreeMap::new(),
+            examples: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// Counts claim `id`, decided `b` in the baseline and `a` in the
+    /// what-if, in the total and in its route, category and month.
+    fn add(
+        &mut self,
+        id: &str,
+        b: &[DecisionRec],
+        a: &[DecisionRec],
+        facts: Option<&(String, String)>,
+    ) {
         let (b_paid, b_status) = summary(b);
         let (a_paid, a_status) = summary(a);
         let changed = outcomes(b) != outcomes(a);
@@ -251,14 +272,13 @@ pub fn what_if(
             .find_map(|d| d.route)
             .map_or("none".to_string(), |r| format!("{r:?}").to_lowercase());
         let (category, month) = facts
-            .get(id)
             .cloned()
             .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
         for money in [
-            &mut report.total,
-            report.by_route.entry(route).or_default(),
-            report.by_category.entry(category).or_default(),
-            report.by_month.entry(month).or_default(),
+            &mut self.total,
+            self.by_route.entry(route).or_default(),
+            self.by_category.entry(category).or_default(),
+            self.by_month.entry(month).or_default(),
         ] {
             money.claims += 1;
             money.changed += u64::from(changed);
@@ -266,12 +286,12 @@ pub fn what_if(
             money.what_if_cents += a_paid;
             money.difference_cents += a_paid - b_paid;
         }
-        report.claims += 1;
+        self.claims += 1;
         if changed {
-            report.changed += 1;
-            if report.examples.len() < 50 {
-                report.examples.push(Change {
-                    fse_id: id.clone(),
+            self.changed += 1;
+            if self.examples.len() < 50 {
+                self.examples.push(Change {
+                    fse_id: id.to_string(),
                     baseline_status: b_status,
                     what_if_status: a_status,
                     baseline_cents: b_paid,
@@ -280,6 +300,4 @@ pub fn what_if(
             }
         }
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }

@@ -11,7 +11,8 @@ use clearing_pipeline::domain::{Status, json};
 use clearing_pipeline::pki::{Pki, PkiRecord};
 use clearing_pipeline::refdata::{NoPki, SignatureVerifier, TrustUnsigned};
 
-use super::{for_each_line, load_rules, pseudonym_key};
+use super::args::{RulesArgs, Signatures};
+use super::{for_each_line, pseudonym_key};
 
 #[derive(Args)]
 pub struct AdjudicateArgs {
@@ -24,12 +25,10 @@ pub struct AdjudicateArgs {
     /// EU institution directory JSON Lines (the ref.eu.institutions shape).
     #[arg(long)]
     pub institutions: Option<PathBuf>,
-    /// A rule-table directory instead of the embedded tables.
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
-    /// Simulation: skip signature checks, and say so in every decision.
-    #[arg(long)]
-    pub trust_unsigned: bool,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    #[command(flatten)]
+    pub signatures: Signatures,
     /// Exit 1 if any claim is rejected or any line is unreadable.
     #[arg(long)]
     pub strict: bool,
@@ -50,8 +49,8 @@ pub fn load_pki(path: &std::path::Path) -> Result<Pki> {
 
 /// Builds an adjudicator from the arguments' reference files.
 pub fn adjudicator(args: &AdjudicateArgs) -> Result<Adjudicator> {
-    let rules = load_rules(args.rules.as_deref())?;
-    let verifier: Box<dyn SignatureVerifier> = match (&args.pki, args.trust_unsigned) {
+    let rules = args.rules.load()?;
+    let verifier: Box<dyn SignatureVerifier> = match (&args.pki, args.signatures.trust_unsigned) {
         (_, true) => Box::new(TrustUnsigned),
         (Some(path), false) => Box::new(clearing_pipeline::signatures::OwnedPkiVerifier::new(
             load_pki(path)?,

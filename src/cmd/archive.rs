@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::args::RecordedBus;
 use super::open_bus;
-use super::stream::DEFAULT_BUS;
 
 #[derive(Args)]
 pub struct ArchiveArgs {
-    /// The recorded run: `local:DIR` or `kafka://HOST:PORT`.
-    #[arg(long, default_value = DEFAULT_BUS)]
-    pub bus: String,
+    #[command(flatten)]
+    pub bus: RecordedBus,
     /// The archive directory to create.
     #[arg(long)]
     pub out: PathBuf,
@@ -24,7 +23,7 @@ pub struct ArchiveArgs {
 }
 
 pub fn run(args: ArchiveArgs) -> Result<ExitCode> {
-    let bus = open_bus(&args.bus)?;
+    let bus = open_bus(&args.bus.url)?;
     let manifest = clearing_replay::archive::export(bus.as_ref(), &args.out, args.with_changelogs)
         .with_context(|| format!("archive to {}", args.out.display()))?;
     let records: u64 = manifest

@@ -1,6 +1,5 @@
 //! `clearing explain FSE_ID`: one claim's decision path (docs/audit.md).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,19 +13,16 @@ use clearing_pipeline::runtime::topics;
 use clearing_replay::explain::{explain, render_text};
 use clearing_replay::verify::Setup;
 
-use super::stream::DEFAULT_BUS;
-use super::{load_rules, open_bus, pseudonym_key};
+use super::args::{RecordedRun, RulesArgs};
+use super::{open_bus, pseudonym_key};
 
 #[derive(Args)]
+#[command(mut_arg("rules", |arg| arg.help("Rule tables of the recorded run (default: the embedded tables)")))]
 pub struct ExplainArgs {
     /// The FSE's id.
     pub fse_id: String,
-    /// The recorded run: `local:DIR` or `kafka://HOST:PORT`.
-    #[arg(long, default_value = DEFAULT_BUS)]
-    pub bus: String,
-    /// An archive made by `clearing archive`.
-    #[arg(long, conflicts_with = "bus")]
-    pub archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub recorded: RecordedRun,
     /// The beneficiary's NIR (with --birth-date and --rank): only the claim's partition is read.
     #[arg(long, requires_all = ["birth_date", "rank"])]
     pub nir: Option<String>,
@@ -40,20 +36,15 @@ pub struct ExplainArgs {
     /// The partition to read (without a beneficiary, every partition is read).
     #[arg(long)]
     pub partition: Option<u32>,
-    /// Rule tables of the recorded run (default: the embedded tables).
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
     /// The explanation as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
-    let url = match &args.archive {
-        Some(dir) => format!("local:{}", dir.display()),
-        None => args.bus.clone(),
-    };
-    let bus = open_bus(&url)?;
+    let bus = open_bus(&args.recorded.url())?;
     let pseudonyms = pseudonym_key()?;
     let count = bus
         .partition_count(topics::FSE_SUBMITTED)
@@ -76,7 +67,7 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     };
     let setup = Setup {
         bus,
-        rules: Arc::new(load_rules(args.rules.as_deref())?),
+        rules: Arc::new(args.rules.load()?),
         registry: Arc::new(SchemaRegistry::new()?),
         pseudonyms,
         trust_unsigned: false,

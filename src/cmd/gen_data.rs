@@ -8,7 +8,7 @@ use clap::Args;
 use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::synth::{self, GenConfig, Manifest};
 
-use super::load_rules;
+use super::args::RulesArgs;
 
 #[derive(Args, Clone)]
 pub struct GenArgs {
@@ -34,8 +34,8 @@ pub struct GenArgs {
     /// Threads (default: the machine's cores). Output does not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
 }
 
 impl GenArgs {
@@ -58,7 +58,7 @@ impl GenArgs {
 
 /// Generates, and reports the rate on stderr. Returns the manifest and seconds.
 pub fn generate(args: &GenArgs) -> Result<(Manifest, f64)> {
-    let rules = load_rules(args.rules.as_deref())?;
+    let rules = args.rules.load()?;
     let registry = SchemaRegistry::new()?;
     let config = args.config();
     let started = Instant::now();

@@ -23,18 +23,25 @@ pub enum LogAction {
     Repair(RepairArgs),
 }
 
+/// The log `check` and `repair` work on.
 #[derive(Args)]
-pub struct CheckArgs {
-    /// The log: `local:DIR` (a pipeline's bus or an archive).
+pub struct LogBus {
+    /// The log: `local:DIR` (a pipeline's bus or an archive); `repair` needs
+    /// it open in no other process.
     #[arg(long)]
     pub bus: String,
 }
 
 #[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub log: LogBus,
+}
+
+#[derive(Args)]
 pub struct RepairArgs {
-    /// The log: `local:DIR`, which no other process may have open.
-    #[arg(long)]
-    pub bus: String,
+    #[command(flatten)]
+    pub log: LogBus,
     /// Move the damaged bytes to `<segment>.quarantine` and cut the segment
     /// there (the one repair there is, asked for by name since records go
     /// off the log).
@@ -44,7 +51,7 @@ pub struct RepairArgs {
 
 pub fn run(args: LogArgs) -> Result<ExitCode> {
     match args.action {
-        LogAction::Check(args) => check(&args.bus),
+        LogAction::Check(args) => check(&args.log.bus),
         LogAction::Repair(args) => repair(&args),
     }
 }
@@ -94,12 +101,12 @@ fn repair(args: &RepairArgs) -> Result<ExitCode> {
             "repair needs --quarantine: it moves each damaged segment's bytes, from the damage on, into a file next to it"
         );
     }
-    let log = open(&args.bus)?;
+    let log = open(&args.log.bus)?;
     let moved = log
         .quarantine_damage()
-        .with_context(|| format!("repair of {}", args.bus))?;
+        .with_context(|| format!("repair of {}", args.log.bus))?;
     if moved.is_empty() {
-        println!("nothing to repair in {}: no damaged segment", args.bus);
+        println!("nothing to repair in {}: no damaged segment", args.log.bus);
         return Ok(ExitCode::SUCCESS);
     }
     for quarantined in &moved {

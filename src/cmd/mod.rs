@@ -2,6 +2,7 @@
 
 pub mod adjudicate;
 pub mod archive;
+pub mod args;
 pub mod demo;
 pub mod explain;
 pub mod gen_data;
@@ -18,8 +19,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clearing_pipeline::bus::Bus;
+use clearing_pipeline::domain::rights::RightsInput;
+use clearing_pipeline::pki::PkiRecord;
 use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::refdata::EuInstitutionInput;
 use clearing_pipeline::rules::Rules;
+use clearing_pipeline::runtime::ingest::Ingest;
 
 /// The pseudonymisation secret comes from the environment, never from a file
 /// in the repository; without it, the development key (synthetic data only).
@@ -44,6 +49,34 @@ pub fn load_rules(dir: Option<&Path>) -> Result<Rules> {
 /// ([`clearing_pipeline::bus::open`]).
 pub fn open_bus(url: &str) -> Result<Arc<dyn Bus>> {
     clearing_pipeline::bus::open(url).with_context(|| format!("bus {url}"))
+}
+
+/// Removes a directory a previous run left, if any.
+pub fn remove_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// Publishes a `clearing gen` output's reference data (rights, PKI, EU
+/// institutions) through `ingest`, unflushed.
+pub fn publish_reference(ingest: &mut Ingest<'_>, dir: &Path) -> Result<()> {
+    for_each_line(&dir.join("rights.jsonl"), |_, line| {
+        let rights: RightsInput = serde_json::from_str(line)?;
+        ingest.rights(&rights)?;
+        Ok(())
+    })?;
+    for_each_line(&dir.join("pki.jsonl"), |_, line| {
+        ingest.pki(&PkiRecord::from_json(line)?)?;
+        Ok(())
+    })?;
+    for_each_line(&dir.join("eu_institutions.jsonl"), |_, line| {
+        let input: EuInstitutionInput = serde_json::from_str(line)?;
+        ingest.institution(&input)?;
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Calls `each` with every non-empty line of a file (1-based numbers); an

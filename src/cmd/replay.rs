@@ -1,7 +1,7 @@
 //! `clearing replay`: re-run recorded inputs through the live stage code and
 //! compare with the recorded outputs and checkpoints (docs/audit.md).
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,19 +12,16 @@ use clap::Args;
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::runtime::StageKind;
 use clearing_replay::run::{Report, replay};
-use clearing_replay::verify::{REFERENCE_COMPACTED, Setup};
+use clearing_replay::verify::{Divergence, REFERENCE_COMPACTED, Setup};
 
-use super::stream::{DEFAULT_BUS, parse_stages};
+use super::args::RecordedRun;
+use super::stream::parse_stages;
 use super::{load_rules, open_bus, progress_line, pseudonym_key};
 
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// The recorded run: `local:DIR` or `kafka://HOST:PORT`.
-    #[arg(long, default_value = DEFAULT_BUS)]
-    pub bus: String,
-    /// An archive made by `clearing archive` (its manifest is checked first).
-    #[arg(long, conflicts_with = "bus")]
-    pub archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub recorded: RecordedRun,
     /// `all` or a comma list of stages.
     #[arg(long, default_value = "all")]
     pub stages: String,
@@ -57,18 +54,18 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
-    let (bus_url, damage) = match &args.archive {
+    let damage = match &args.recorded.archive {
         Some(dir) => {
-            let check = clearing_replay::archive::check(dir)
-                .with_context(|| format!("archive {}", dir.display()))?;
-            (format!("local:{}", dir.display()), check.damage)
+            clearing_replay::archive::check(dir)
+                .with_context(|| format!("archive {}", dir.display()))?
+                .damage
         }
-        None => (args.bus.clone(), Vec::new()),
+        None => Vec::new(),
     };
     for d in &damage {
         eprintln!("archive damage: {d}");
     }
-    let bus = open_bus(&bus_url)?;
+    let bus = open_bus(&args.recorded.url())?;
     if let (Some(rules), Some(out)) = (&args.rules, &args.out) {
         return what_if(&args, bus.as_ref(), rules, out);
     }
@@ -137,6 +134,35 @@ pub fn jobs(
 
 fn print_summary(report: &Report, damage: &[String]) {
     let mut out = std::io::stdout().lock();
+    print_counts(&mut out, report);
+    for p in &report.partitions {
+        let _ = writeln!(
+            out,
+            "  {:<13} p{:<2} {:>8} inputs  chain {}…  {}",
+            p.stage,
+            p.partition,
+            p.inputs,
+            p.chain_hash.get(..16).unwrap_or(""),
+            match &p.divergence {
+                None => "identical",
+                Some(d) if d.kind == REFERENCE_COMPACTED => "reference data gone",
+                Some(_) => "DIVERGES",
+            }
+        );
+    }
+    match &report.first_divergence {
+        None if damage.is_empty() => {
+            let _ = writeln!(out, "IDENTICAL: the replay gives the recorded outputs");
+        }
+        None => {
+            let _ = writeln!(out, "ARCHIVE DAMAGED: see above");
+        }
+        Some(d) => print_divergence(&mut out, d),
+    }
+}
+
+/// What was replayed and compared, and what could not be.
+fn print_counts(out: &mut impl Write, report: &Report) {
     let _ = writeln!(
         out,
         "replayed {} inputs of {} stage partitions from {} in {:.1} s ({:.0} inputs/s, {} threads)",
@@ -168,71 +194,48 @@ fn print_summary(report: &Report, damage: &[String]) {
             unchecked_ranges(report)
         );
     }
-    for p in &report.partitions {
+}
+
+/// The verdict, where the first divergence is, and its fields.
+fn print_divergence(out: &mut impl Write, d: &Divergence) {
+    // Not a divergence of the stage code: the record lacks what the
+    // batch read, so the replay cannot decide either way.
+    let verdict = if d.kind == REFERENCE_COMPACTED {
+        "CANNOT REPLAY"
+    } else {
+        "DIVERGENT"
+    };
+    let _ = writeln!(out, "{verdict}: {} — {}", d.kind, d.message);
+    let _ = writeln!(
+        out,
+        "  first divergent event: stage {} partition {} input offset {} topic {} recorded at offset {} fse {}",
+        d.stage,
+        d.partition,
+        d.input_offset.map_or("-".into(), |o| o.to_string()),
+        d.topic.as_deref().unwrap_or("-"),
+        d.recorded_offset.map_or("-".into(), |o| o.to_string()),
+        d.fse_id.as_deref().unwrap_or("-"),
+    );
+    let _ = writeln!(
+        out,
+        "  rules: recorded {} / replayed {}",
+        d.recorded_rules_version.as_deref().unwrap_or("-"),
+        d.replayed_rules_version.as_deref().unwrap_or("-")
+    );
+    let watermark =
+        |w: &Option<serde_json::Value>| w.as_ref().map_or("-".into(), |v| v.to_string());
+    let _ = writeln!(
+        out,
+        "  reference watermark: recorded {} / replayed {}",
+        watermark(&d.recorded_ref_watermark),
+        watermark(&d.replayed_ref_watermark)
+    );
+    for f in d.fields.iter().take(20) {
         let _ = writeln!(
             out,
-            "  {:<13} p{:<2} {:>8} inputs  chain {}…  {}",
-            p.stage,
-            p.partition,
-            p.inputs,
-            p.chain_hash.get(..16).unwrap_or(""),
-            match &p.divergence {
-                None => "identical",
-                Some(d) if d.kind == REFERENCE_COMPACTED => "reference data gone",
-                Some(_) => "DIVERGES",
-            }
+            "  {}: recorded {} / replayed {}",
+            f.path, f.recorded, f.replayed
         );
-    }
-    match &report.first_divergence {
-        None if damage.is_empty() => {
-            let _ = writeln!(out, "IDENTICAL: the replay gives the recorded outputs");
-        }
-        None => {
-            let _ = writeln!(out, "ARCHIVE DAMAGED: see above");
-        }
-        Some(d) => {
-            // Not a divergence of the stage code: the record lacks what the
-            // batch read, so the replay cannot decide either way.
-            let verdict = if d.kind == REFERENCE_COMPACTED {
-                "CANNOT REPLAY"
-            } else {
-                "DIVERGENT"
-            };
-            let _ = writeln!(out, "{verdict}: {} — {}", d.kind, d.message);
-            let _ = writeln!(
-                out,
-                "  first divergent event: stage {} partition {} input offset {} topic {} recorded at offset {} fse {}",
-                d.stage,
-                d.partition,
-                d.input_offset.map_or("-".into(), |o| o.to_string()),
-                d.topic.as_deref().unwrap_or("-"),
-                d.recorded_offset.map_or("-".into(), |o| o.to_string()),
-                d.fse_id.as_deref().unwrap_or("-"),
-            );
-            let _ = writeln!(
-                out,
-                "  rules: recorded {} / replayed {}",
-                d.recorded_rules_version.as_deref().unwrap_or("-"),
-                d.replayed_rules_version.as_deref().unwrap_or("-")
-            );
-            let _ = writeln!(
-                out,
-                "  reference watermark: recorded {} / replayed {}",
-                d.recorded_ref_watermark
-                    .as_ref()
-                    .map_or("-".into(), |v| v.to_string()),
-                d.replayed_ref_watermark
-                    .as_ref()
-                    .map_or("-".into(), |v| v.to_string())
-            );
-            for f in d.fields.iter().take(20) {
-                let _ = writeln!(
-                    out,
-                    "  {}: recorded {} / replayed {}",
-                    f.path, f.recorded, f.replayed
-                );
-            }
-        }
     }
 }
 

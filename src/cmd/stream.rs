@@ -21,28 +21,8 @@ use clearing_pipeline::refdata::EuInstitutionInput;
 use clearing_pipeline::runtime::ingest::Ingest;
 use clearing_pipeline::runtime::{self, Progress, Shared, StageKind, topics};
 
-use super::{load_rules, open_bus, pseudonym_key};
-
-pub const DEFAULT_BUS: &str = "local:./data";
-pub const DEFAULT_PARTITIONS: u32 = 4;
-
-#[derive(Args)]
-pub struct BusArgs {
-    /// `local:DIR` (embedded log) or `kafka://HOST:PORT`.
-    #[arg(long, default_value = DEFAULT_BUS)]
-    pub bus: String,
-    /// Partitions of the claim-path topics, when they are created.
-    #[arg(long, default_value_t = DEFAULT_PARTITIONS)]
-    pub partitions: u32,
-}
-
-impl BusArgs {
-    pub fn open(&self) -> Result<Arc<dyn Bus>> {
-        let bus = open_bus(&self.bus)?;
-        runtime::ensure_topics(bus.as_ref(), self.partitions)?;
-        Ok(bus)
-    }
-}
+use super::args::{BusArgs, RulesArgs, Signatures, StageSetup, WorkerArgs};
+use super::{open_bus, pseudonym_key};
 
 #[derive(Args)]
 pub struct SubmitArgs {
@@ -106,9 +86,9 @@ pub struct CloseArgs {
     /// before it are claimed. From the books' calendar, never today's clock.
     #[arg(long)]
     pub on: chrono::NaiveDate,
-    /// A rule-table directory (the holiday calendar), instead of the embedded one.
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
+    // The holiday calendar comes from the rule tables.
+    #[command(flatten)]
+    pub rules: RulesArgs,
 }
 
 /// `clearing close --on DATE`: one close event per partition of outbound.ledger.
@@ -116,7 +96,7 @@ pub fn close(args: CloseArgs) -> Result<ExitCode> {
     let bus = args.bus.open()?;
     let registry = SchemaRegistry::new()?;
     let pseudonyms = pseudonym_key()?;
-    let rules = load_rules(args.rules.as_deref())?;
+    let rules = args.rules.load()?;
     let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
     let partitions = ingest.close(args.on, &rules)?;
     ingest.flush()?;
@@ -205,29 +185,18 @@ pub struct RunArgs {
     /// Where the stages' sled stores live (default: `<DIR>/state` for local:DIR, `./data/state` otherwise).
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// Simulation: skip signature checks, and say so in every decision (on
-    /// a non-local bus, only with `--simulation`).
-    #[arg(long)]
-    pub trust_unsigned: bool,
+    #[command(flatten)]
+    pub signatures: Signatures,
     #[command(flatten)]
     pub unsafe_settings: super::settings::UnsafeArgs,
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
     /// Serve Prometheus metrics: `PORT` (on 127.0.0.1, the default host),
     /// or `IP:PORT` to expose them further. None unless given.
     #[arg(long, value_parser = crate::metrics::parse_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Input records per batch and partition.
-    #[arg(long, default_value_t = 2000)]
-    pub batch: usize,
-    /// Threads verifying a validation batch's signatures (default: the cores).
-    #[arg(long)]
-    pub verify_threads: Option<usize>,
-    /// Workers per stage in this process, each serving its share of the
-    /// partitions (on Kafka, each a member of the stage's group), a thread
-    /// each (default 1).
-    #[arg(long)]
-    pub workers_per_stage: Option<u32>,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// Exit once every stage has applied its input to the end (batch jobs, tests).
     #[arg(long)]
     pub until_caught_up: bool,
@@ -254,22 +223,13 @@ pub fn state_dir(bus_url: &str, explicit: Option<PathBuf>) -> PathBuf {
 }
 
 pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
-    Ok(Arc::new(Shared {
-        bus,
-        rules: Arc::new(load_rules(args.rules.as_deref())?),
-        registry: Arc::new(SchemaRegistry::new()?),
-        pseudonyms: pseudonym_key()?,
-        trust_unsigned: args.trust_unsigned,
+    let stages = StageSetup {
+        rules: Arc::new(args.rules.load()?),
+        trust_unsigned: args.signatures.trust_unsigned,
         state_dir: state_dir(&args.bus.bus, args.state.clone()),
         group: args.group.clone(),
-        batch_max: args.batch.clamp(1, 100_000),
-        verify_threads: args
-            .verify_threads
-            .unwrap_or_else(clearing_pipeline::runtime::cores),
-        workers_per_stage: args
-            .workers_per_stage
-            .unwrap_or(runtime::DEFAULT_WORKERS_PER_STAGE),
-    }))
+    };
+    args.workers.shared(bus, stages)
 }
 
 /// The run's bus, its topics made: on Kafka, only once the settings are
@@ -282,12 +242,12 @@ fn open_run_bus(args: &RunArgs) -> Result<Arc<dyn Bus>> {
     super::settings::check_kafka(
         &kafka,
         &args.unsafe_settings,
-        args.trust_unsigned,
+        args.signatures.trust_unsigned,
         &pseudonym_key()?,
-        args.bus.partitions,
+        args.bus.partitions.count,
     )?;
     let bus: Arc<dyn Bus> = Arc::new(kafka);
-    runtime::ensure_topics(bus.as_ref(), args.bus.partitions)?;
+    runtime::ensure_topics(bus.as_ref(), args.bus.partitions.count)?;
     Ok(bus)
 }
 

@@ -17,6 +17,7 @@ use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::runtime::ingest::fse_key;
 
+use crate::cmd::args::RulesArgs;
 use crate::cmd::for_each_line;
 use crate::cmd::gen_data::{GenArgs, generate};
 
@@ -108,7 +109,7 @@ pub fn prepare(dir: Option<&Path>, seed: u64, needed: u64) -> Result<Corpus> {
         bad_per_mille: 20,
         rsa_per_mille: RSA_PER_MILLE,
         threads: None,
-        rules: None,
+        rules: RulesArgs::default(),
     };
     let started = Instant::now();
     let (manifest, _) = generate(&args)?;

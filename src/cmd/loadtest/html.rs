@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{BILLION_A_YEAR_PER_S, Report};
+use super::report::{BILLION_A_YEAR_PER_S, Report, Sample};
 
 const W: f64 = 760.0;
 const H: f64 = 260.0;
@@ -63,6 +63,134 @@ struct Series<'a> {
     points: Vec<(f64, f64)>,
 }
 
+/// The opening of a chart `height` high, with its title.
+fn svg_start(height: f64, title: &str) -> String {
+    format!(
+        r#"<svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" aria-label="{t}"><text x="{LEFT}" y="20" class="title">{t}</text>"#,
+        t = esc(title)
+    )
+}
+
+/// A chart's plotting area: data coordinates to the SVG's.
+struct Plot {
+    x_max: f64,
+    y_max: f64,
+}
+
+impl Plot {
+    const WIDTH: f64 = W - LEFT - RIGHT;
+    const HEIGHT: f64 = H - TOP - BOTTOM;
+
+    /// Axes from 0 to the largest point (x) and to a round figure above
+    /// the largest point or reference (y).
+    fn fitting(series: &[Series<'_>], references: &[(String, f64)]) -> Plot {
+        let x_max = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .fold(0.0, f64::max)
+            .max(1.0);
+        let y_max = nice(
+            series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .chain(references.iter().map(|r| r.1))
+                .fold(0.0, f64::max)
+                * 1.05,
+        );
+        Plot { x_max, y_max }
+    }
+
+    fn x(&self, v: f64) -> f64 {
+        LEFT + Plot::WIDTH * v / self.x_max
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        TOP + Plot::HEIGHT * (1.0 - v / self.y_max)
+    }
+
+    /// Five horizontal grid lines, labelled on the left.
+    fn y_grid(&self, svg: &mut String) {
+        for i in 0..=4 {
+            let v = self.y_max * f64::from(i) / 4.0;
+            let _ = write!(
+                svg,
+                r#"<line x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
+                W - RIGHT,
+                LEFT - 6.0,
+                self.y(v) + 4.0,
+                number(v),
+                yy = self.y(v)
+            );
+        }
+    }
+
+    /// The grid, six ticks along x, and both axes' labels.
+    fn axes(&self, svg: &mut String, x_label: &str, y_label: &str) {
+        self.y_grid(svg);
+        for i in 0..=5 {
+            let v = self.x_max * f64::from(i) / 5.0;
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
+                self.x(v),
+                H - BOTTOM + 16.0,
+                number(v)
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" class="axis" text-anchor="middle">{}</text><text x="14" y="{:.1}" class="axis" text-anchor="middle" transform="rotate(-90 14 {:.1})">{}</text>"#,
+            LEFT + Plot::WIDTH / 2.0,
+            H - 6.0,
+            esc(x_label),
+            TOP + Plot::HEIGHT / 2.0,
+            TOP + Plot::HEIGHT / 2.0,
+            esc(y_label)
+        );
+    }
+
+    /// Dashed horizontal lines at (label, y).
+    fn references(&self, svg: &mut String, references: &[(String, f64)]) {
+        for (label, v) in references {
+            let _ = write!(
+                svg,
+                r#"<line x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" class="ref"/><text x="{}" y="{:.1}" class="reflabel" text-anchor="end">{}</text>"#,
+                W - RIGHT,
+                W - RIGHT - 4.0,
+                self.y(*v) - 4.0,
+                esc(label),
+                yy = self.y(*v)
+            );
+        }
+    }
+
+    /// A line per series, and its legend above the plot.
+    fn lines(&self, svg: &mut String, series: &[Series<'_>]) {
+        for (i, s) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let points: Vec<String> = s
+                .points
+                .iter()
+                .map(|(px, py)| format!("{:.1},{:.1}", self.x(*px), self.y(*py)))
+                .collect();
+            let _ = write!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
+                points.join(" ")
+            );
+            let lx = LEFT + 10.0 + 150.0 * i as f64;
+            let _ = write!(
+                svg,
+                r#"<rect x="{lx:.0}" y="{}" width="12" height="3" fill="{color}"/><text x="{:.0}" y="{}" class="legend">{}</text>"#,
+                TOP - 4.0,
+                lx + 16.0,
+                TOP,
+                esc(s.name)
+            );
+        }
+    }
+}
+
 /// A line chart of series over a shared x axis, with optional dashed
 /// reference lines (label, y).
 fn line_chart(
@@ -72,91 +200,11 @@ fn line_chart(
     series: &[Series<'_>],
     references: &[(String, f64)],
 ) -> String {
-    let x_max = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .fold(0.0, f64::max)
-        .max(1.0);
-    let y_max = nice(
-        series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .chain(references.iter().map(|r| r.1))
-            .fold(0.0, f64::max)
-            * 1.05,
-    );
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let x = |v: f64| LEFT + pw * v / x_max;
-    let y = |v: f64| TOP + ph * (1.0 - v / y_max);
-    let mut svg = format!(
-        r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{t}"><text x="{LEFT}" y="20" class="title">{t}</text>"#,
-        t = esc(title)
-    );
-    for i in 0..=4 {
-        let v = y_max * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
-            W - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            number(v),
-            yy = y(v)
-        );
-    }
-    for i in 0..=5 {
-        let v = x_max * f64::from(i) / 5.0;
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
-            x(v),
-            H - BOTTOM + 16.0,
-            number(v)
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{:.1}" y="{}" class="axis" text-anchor="middle">{}</text><text x="14" y="{:.1}" class="axis" text-anchor="middle" transform="rotate(-90 14 {:.1})">{}</text>"#,
-        LEFT + pw / 2.0,
-        H - 6.0,
-        esc(x_label),
-        TOP + ph / 2.0,
-        TOP + ph / 2.0,
-        esc(y_label)
-    );
-    for (label, v) in references {
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" class="ref"/><text x="{}" y="{:.1}" class="reflabel" text-anchor="end">{}</text>"#,
-            W - RIGHT,
-            W - RIGHT - 4.0,
-            y(*v) - 4.0,
-            esc(label),
-            yy = y(*v)
-        );
-    }
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<String> = s
-            .points
-            .iter()
-            .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
-            points.join(" ")
-        );
-        let lx = LEFT + 10.0 + 150.0 * i as f64;
-        let _ = write!(
-            svg,
-            r#"<rect x="{lx:.0}" y="{}" width="12" height="3" fill="{color}"/><text x="{:.0}" y="{}" class="legend">{}</text>"#,
-            TOP - 4.0,
-            lx + 16.0,
-            TOP,
-            esc(s.name)
-        );
-    }
+    let plot = Plot::fitting(series, references);
+    let mut svg = svg_start(H, title);
+    plot.axes(&mut svg, x_label, y_label);
+    plot.references(&mut svg, references);
+    plot.lines(&mut svg, series);
     svg.push_str("</svg>");
     svg
 }
@@ -168,10 +216,7 @@ fn bar_chart(title: &str, bars: &[(String, f64, String)]) -> String {
     let label_w = 170.0;
     let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1e-12);
     let pw = W - label_w - 190.0;
-    let mut svg = format!(
-        r#"<svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" aria-label="{t}"><text x="{LEFT}" y="20" class="title">{t}</text>"#,
-        t = esc(title)
-    );
+    let mut svg = svg_start(height, title);
     for (i, (label, value, text)) in bars.iter().enumerate() {
         let y = TOP + row * i as f64;
         let w = (pw * value / max).max(1.0);
@@ -195,26 +240,16 @@ fn bar_chart(title: &str, bars: &[(String, f64, String)]) -> String {
 
 /// Vertical bars of a distribution: (bucket label, count).
 fn histogram_chart(title: &str, buckets: &[(String, u64)]) -> String {
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let (pw, ph) = (Plot::WIDTH, Plot::HEIGHT);
     let max = nice(buckets.iter().map(|b| b.1).max().unwrap_or(0) as f64);
     let n = buckets.len().max(1) as f64;
     let slot = pw / n;
-    let mut svg = format!(
-        r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{t}"><text x="{LEFT}" y="20" class="title">{t}</text>"#,
-        t = esc(title)
-    );
-    for i in 0..=4 {
-        let v = max * f64::from(i) / 4.0;
-        let y = TOP + ph * (1.0 - v / max);
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
-            W - RIGHT,
-            LEFT - 6.0,
-            y + 4.0,
-            number(v)
-        );
+    let mut svg = svg_start(H, title);
+    Plot {
+        x_max: 1.0,
+        y_max: max,
     }
+    .y_grid(&mut svg);
     for (i, (label, count)) in buckets.iter().enumerate() {
         let h = ph * *count as f64 / max;
         let x = LEFT + slot * i as f64;
@@ -284,10 +319,30 @@ svg .grid { stroke: #eee; } svg .ref { stroke: #999; stroke-dasharray: 5 4; } sv
 ul.bound li { margin-bottom: 4px; }
 "#;
 
+/// The page: a header and a section per concern, in reading order.
 pub fn render(r: &Report) -> String {
-    let mut body = String::new();
-    let _ = write!(
-        body,
+    let body = [
+        header(r),
+        cards(r),
+        targets(r),
+        bound(r),
+        throughput(r),
+        latency(r),
+        per_stage(r),
+        cpu_and_memory(r),
+        raw_limits(r),
+        state(r),
+        counts(r),
+    ]
+    .concat();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>clearing loadtest</title><style>{STYLE}</style></head><body>{body}<p class=\"sub\">Every figure is also in report.json beside this file.</p></body></html>\n"
+    )
+}
+
+/// The title and the run's setting in a sentence.
+fn header(r: &Report) -> String {
+    format!(
         "<h1>clearing loadtest — {} claims/s steady</h1><p class=\"sub\">{} on {}, {} partitions, batch {}, {} workers per stage{}; {} cores, kernel {}, load average {:.1} → {:.1}. {}</p>",
         number(r.throughput.steady_per_s),
         esc(r.config.mode),
@@ -309,52 +364,61 @@ pub fn render(r: &Report) -> String {
         } else {
             "<strong>The run ended with claims still pending.</strong>"
         }
-    );
-    body.push_str("<div class=\"cards\">");
-    body.push_str(&card(
-        "steady throughput",
-        &format!("{}/s", number(r.throughput.steady_per_s)),
-        &format!(
-            "{}× the billion-a-year mean ({:.1}/s)",
-            number(r.throughput.steady_x_mean),
-            BILLION_A_YEAR_PER_S
-        ),
-    ));
-    body.push_str(&card(
-        "latency p50 / p99",
-        &format!(
-            "{} / {} ms",
-            number(r.latency.p50_ms),
-            number(r.latency.p99_ms)
-        ),
-        &format!(
-            "max {} ms, {} decisions; {}",
-            number(r.latency.max_ms),
-            r.latency.count,
-            r.latency_after_warm_up.describe_p99()
-        ),
-    ));
-    body.push_str(&card(
-        "CPU per claim",
-        &format!("{} µs", number(r.resources.pipeline_cpu_us_per_claim)),
-        &format!(
-            "{}% of one core on average",
-            number(r.resources.cpu_percent_mean)
-        ),
-    ));
-    body.push_str(&card(
-        "memory (RSS)",
-        &format!("{} MB", number(r.resources.rss_end_mb)),
-        &format!(
-            "max {} MB, {:+.2} MB/min late in the run",
-            number(r.resources.rss_max_mb),
-            r.resources.rss_slope_mb_per_min
-        ),
-    ));
-    body.push_str("</div>");
+    )
+}
 
-    body.push_str("<h2>Targets</h2>");
-    body.push_str("<table><thead><tr><th>target</th><th>wanted</th><th>measured</th><th>verdict</th></tr></thead><tbody>");
+/// The four headline figures.
+fn cards(r: &Report) -> String {
+    [
+        "<div class=\"cards\">".to_string(),
+        card(
+            "steady throughput",
+            &format!("{}/s", number(r.throughput.steady_per_s)),
+            &format!(
+                "{}× the billion-a-year mean ({:.1}/s)",
+                number(r.throughput.steady_x_mean),
+                BILLION_A_YEAR_PER_S
+            ),
+        ),
+        card(
+            "latency p50 / p99",
+            &format!(
+                "{} / {} ms",
+                number(r.latency.p50_ms),
+                number(r.latency.p99_ms)
+            ),
+            &format!(
+                "max {} ms, {} decisions; {}",
+                number(r.latency.max_ms),
+                r.latency.count,
+                r.latency_after_warm_up.describe_p99()
+            ),
+        ),
+        card(
+            "CPU per claim",
+            &format!("{} µs", number(r.resources.pipeline_cpu_us_per_claim)),
+            &format!(
+                "{}% of one core on average",
+                number(r.resources.cpu_percent_mean)
+            ),
+        ),
+        card(
+            "memory (RSS)",
+            &format!("{} MB", number(r.resources.rss_end_mb)),
+            &format!(
+                "max {} MB, {:+.2} MB/min late in the run",
+                number(r.resources.rss_max_mb),
+                r.resources.rss_slope_mb_per_min
+            ),
+        ),
+        "</div>".to_string(),
+    ]
+    .concat()
+}
+
+fn targets(r: &Report) -> String {
+    let mut out = String::from("<h2>Targets</h2>");
+    out.push_str("<table><thead><tr><th>target</th><th>wanted</th><th>measured</th><th>verdict</th></tr></thead><tbody>");
     for t in &r.targets {
         let (class, verdict) = match t.met {
             Some(true) => ("met", "met"),
@@ -362,21 +426,35 @@ pub fn render(r: &Report) -> String {
             None => ("na", "not judged by this run"),
         };
         let _ = write!(
-            body,
+            out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{verdict}</td></tr>",
             esc(&t.name),
             esc(&t.target),
             esc(&t.measured)
         );
     }
-    body.push_str("</tbody></table>");
-    body.push_str("<h2>What bounds the rate</h2><ul class=\"bound\">");
-    for line in &r.bound {
-        let _ = write!(body, "<li>{}</li>", esc(line));
-    }
-    body.push_str("</ul>");
+    out.push_str("</tbody></table>");
+    out
+}
 
-    body.push_str("<h2>Throughput over time</h2>");
+fn bound(r: &Report) -> String {
+    let mut out = String::from("<h2>What bounds the rate</h2><ul class=\"bound\">");
+    for line in &r.bound {
+        let _ = write!(out, "<li>{}</li>", esc(line));
+    }
+    out.push_str("</ul>");
+    out
+}
+
+/// A series of one figure of each sample over time.
+fn over_time<'a>(r: &Report, name: &'a str, figure: impl Fn(&Sample) -> f64) -> Series<'a> {
+    Series {
+        name,
+        points: r.timeline.iter().map(|s| (s.t_s, figure(s))).collect(),
+    }
+}
+
+fn throughput(r: &Report) -> String {
     let mut refs = Vec::new();
     if r.config.rate > 0.0 {
         refs.push((
@@ -384,173 +462,159 @@ pub fn render(r: &Report) -> String {
             r.config.rate,
         ));
     }
-    body.push_str(&line_chart(
+    let chart = line_chart(
         "claims per second",
         "seconds since the first claim was sent",
         "claims/s",
         &[
-            Series {
-                name: "submitted",
-                points: r.timeline.iter().map(|s| (s.t_s, s.fed_per_s)).collect(),
-            },
-            Series {
-                name: "decided (outcomes)",
-                points: r
-                    .timeline
-                    .iter()
-                    .map(|s| (s.t_s, s.outcomes_per_s))
-                    .collect(),
-            },
+            over_time(r, "submitted", |s| s.fed_per_s),
+            over_time(r, "decided (outcomes)", |s| s.outcomes_per_s),
         ],
         &refs,
-    ));
+    );
+    format!("<h2>Throughput over time</h2>{chart}")
+}
 
-    body.push_str("<h2>Latency</h2>");
+fn latency(r: &Report) -> String {
     let buckets: Vec<(String, u64)> = r
         .latency
         .buckets
         .iter()
         .map(|(edge, n)| (number(*edge), *n))
         .collect();
-    body.push_str(&histogram_chart(
-        "decisions by end-to-end latency (sent → decision seen)",
-        &buckets,
-    ));
-    body.push_str(&table(
-        &["p50", "p90", "p95", "p99", "p99.9", "max", "mean"],
-        &[[
-            r.latency.p50_ms,
-            r.latency.p90_ms,
-            r.latency.p95_ms,
-            r.latency.p99_ms,
-            r.latency.p999_ms,
-            r.latency.max_ms,
-            r.latency.mean_ms,
-        ]
-        .iter()
-        .map(|v| format!("{} ms", number(*v)))
-        .collect()],
-    ));
-    body.push_str(&line_chart(
-        "latency per second of the run",
-        "seconds",
-        "ms",
-        &[
-            Series {
-                name: "p50",
-                points: r.timeline.iter().map(|s| (s.t_s, s.p50_ms)).collect(),
-            },
-            Series {
-                name: "p99",
-                points: r.timeline.iter().map(|s| (s.t_s, s.p99_ms)).collect(),
-            },
-        ],
-        &[],
-    ));
-    let _ = write!(
-        body,
-        "<p class=\"sub\">Clock: {}.</p>",
-        esc(r.config.latency_clock)
-    );
+    let l = &r.latency;
+    let percentiles = [
+        l.p50_ms, l.p90_ms, l.p95_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms,
+    ]
+    .iter()
+    .map(|v| format!("{} ms", number(*v)))
+    .collect();
+    [
+        "<h2>Latency</h2>".to_string(),
+        histogram_chart(
+            "decisions by end-to-end latency (sent → decision seen)",
+            &buckets,
+        ),
+        table(
+            &["p50", "p90", "p95", "p99", "p99.9", "max", "mean"],
+            &[percentiles],
+        ),
+        line_chart(
+            "latency per second of the run",
+            "seconds",
+            "ms",
+            &[
+                over_time(r, "p50", |s| s.p50_ms),
+                over_time(r, "p99", |s| s.p99_ms),
+            ],
+            &[],
+        ),
+        format!(
+            "<p class=\"sub\">Clock: {}.</p>",
+            esc(r.config.latency_clock)
+        ),
+    ]
+    .concat()
+}
 
-    body.push_str("<h2>Per stage</h2>");
-    body.push_str(&bar_chart(
-        "CPU of each stage's thread per input (µs)",
-        &r.stages
-            .iter()
-            .map(|s| {
-                (
-                    s.stage.to_string(),
-                    s.cpu_us_per_input,
-                    format!(
-                        "{} µs ({}/s per core)",
-                        number(s.cpu_us_per_input),
-                        number(s.per_core_per_s)
-                    ),
-                )
-            })
-            .collect::<Vec<_>>(),
-    ));
-    body.push_str(&table(
-        &[
-            "stage",
-            "inputs",
-            "passed",
-            "rejected",
-            "dead letters",
-            "dup. dropped",
-            "batches",
-            "CPU s",
-            "inputs/s",
-            "mean lag",
-            "max lag",
-        ],
-        &r.stages
-            .iter()
-            .map(|s| {
-                vec![
-                    s.stage.to_string(),
-                    s.inputs.to_string(),
-                    s.passed.to_string(),
-                    s.rejected.to_string(),
-                    s.dead_letters.to_string(),
-                    s.duplicates_dropped.to_string(),
-                    s.batches.to_string(),
-                    format!("{:.1}", s.cpu_s),
-                    number(s.per_s),
-                    number(s.lag_mean),
-                    s.lag_max.to_string(),
-                ]
-            })
-            .collect::<Vec<_>>(),
-    ));
+fn per_stage(r: &Report) -> String {
+    let cpu: Vec<(String, f64, String)> = r
+        .stages
+        .iter()
+        .map(|s| {
+            (
+                s.stage.to_string(),
+                s.cpu_us_per_input,
+                format!(
+                    "{} µs ({}/s per core)",
+                    number(s.cpu_us_per_input),
+                    number(s.per_core_per_s)
+                ),
+            )
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = r
+        .stages
+        .iter()
+        .map(|s| {
+            vec![
+                s.stage.to_string(),
+                s.inputs.to_string(),
+                s.passed.to_string(),
+                s.rejected.to_string(),
+                s.dead_letters.to_string(),
+                s.duplicates_dropped.to_string(),
+                s.batches.to_string(),
+                format!("{:.1}", s.cpu_s),
+                number(s.per_s),
+                number(s.lag_mean),
+                s.lag_max.to_string(),
+            ]
+        })
+        .collect();
+    let head = [
+        "stage",
+        "inputs",
+        "passed",
+        "rejected",
+        "dead letters",
+        "dup. dropped",
+        "batches",
+        "CPU s",
+        "inputs/s",
+        "mean lag",
+        "max lag",
+    ];
+    [
+        "<h2>Per stage</h2>".to_string(),
+        bar_chart("CPU of each stage's thread per input (µs)", &cpu),
+        table(&head, &rows),
+        lag_chart(r),
+    ]
+    .concat()
+}
+
+fn lag_chart(r: &Report) -> String {
     let names = ["validation", "entitlement", "routing", "reimbursement"];
     let lag_series: Vec<Series<'_>> = names
         .iter()
         .enumerate()
-        .map(|(i, name)| Series {
-            name,
-            points: r
-                .timeline
-                .iter()
-                .map(|s| (s.t_s, s.lag.get(i).copied().unwrap_or(0) as f64))
-                .collect(),
-        })
+        .map(|(i, name)| over_time(r, name, |s| s.lag.get(i).copied().unwrap_or(0) as f64))
         .collect();
-    body.push_str(&line_chart(
+    line_chart(
         "consumer lag: records on each stage's input not yet committed",
         "seconds",
         "records",
         &lag_series,
         &[],
-    ));
+    )
+}
 
-    body.push_str("<h2>CPU and memory</h2>");
-    body.push_str(&line_chart(
-        "CPU of the process (% of one core)",
-        "seconds",
-        "%",
-        &[Series {
-            name: "CPU %",
-            points: r.timeline.iter().map(|s| (s.t_s, s.cpu_percent)).collect(),
-        }],
-        &[(
-            format!("{} cores", r.machine.cores),
-            100.0 * r.machine.cores as f64,
-        )],
-    ));
-    body.push_str(&line_chart(
-        "resident memory (MB)",
-        "seconds",
-        "MB",
-        &[Series {
-            name: "RSS",
-            points: r.timeline.iter().map(|s| (s.t_s, s.rss_mb)).collect(),
-        }],
-        &[],
-    ));
+fn cpu_and_memory(r: &Report) -> String {
+    [
+        "<h2>CPU and memory</h2>".to_string(),
+        line_chart(
+            "CPU of the process (% of one core)",
+            "seconds",
+            "%",
+            &[over_time(r, "CPU %", |s| s.cpu_percent)],
+            &[(
+                format!("{} cores", r.machine.cores),
+                100.0 * r.machine.cores as f64,
+            )],
+        ),
+        line_chart(
+            "resident memory (MB)",
+            "seconds",
+            "MB",
+            &[over_time(r, "RSS", |s| s.rss_mb)],
+            &[],
+        ),
+    ]
+    .concat()
+}
 
-    body.push_str("<h2>Raw limits, same run</h2>");
+fn raw_limits(r: &Report) -> String {
     let mut rows = Vec::new();
     if let Some(v) = &r.raw.verification {
         rows.push(vec![
@@ -587,63 +651,62 @@ pub fn render(r: &Report) -> String {
             ),
         ]);
     }
-    body.push_str(&table(&["limit", "rate", "note"], &rows));
-
-    body.push_str("<h2>State after the run</h2>");
-    body.push_str(&table(
-        &[
-            "stage",
-            "keys",
-            "key+value bytes",
-            "on disk",
-            "keys by kind",
-        ],
-        &r.state
-            .iter()
-            .map(|s| {
-                vec![
-                    s.stage.to_string(),
-                    s.keys.to_string(),
-                    s.key_value_bytes.to_string(),
-                    format!("{:.1} MB", s.disk_bytes as f64 / 1e6),
-                    s.keys_by_kind
-                        .iter()
-                        .map(|(k, n)| format!("{k} {n}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ]
-            })
-            .collect::<Vec<_>>(),
-    ));
-    let _ = write!(
-        body,
-        "<h2>Counts</h2>{}",
-        table(
-            &[
-                "submitted",
-                "paid",
-                "rejected",
-                "dead letters",
-                "pending",
-                "unmatched",
-                "corpus",
-                "wraps"
-            ],
-            &[vec![
-                r.run.submitted.to_string(),
-                r.run.paid.to_string(),
-                r.run.rejected.to_string(),
-                r.run.dead_letters.to_string(),
-                r.run.pending.to_string(),
-                r.run.unmatched.to_string(),
-                format!("{} claims ({})", r.corpus.claims, r.corpus.dir),
-                r.corpus.wraps.to_string(),
-            ]]
-        )
-    );
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>clearing loadtest</title><style>{STYLE}</style></head><body>{body}<p class=\"sub\">Every figure is also in report.json beside this file.</p></body></html>\n"
+        "<h2>Raw limits, same run</h2>{}",
+        table(&["limit", "rate", "note"], &rows)
     )
+}
+
+fn state(r: &Report) -> String {
+    let rows: Vec<Vec<String>> = r
+        .state
+        .iter()
+        .map(|s| {
+            vec![
+                s.stage.to_string(),
+                s.keys.to_string(),
+                s.key_value_bytes.to_string(),
+                format!("{:.1} MB", s.disk_bytes as f64 / 1e6),
+                s.keys_by_kind
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    let head = [
+        "stage",
+        "keys",
+        "key+value bytes",
+        "on disk",
+        "keys by kind",
+    ];
+    format!("<h2>State after the run</h2>{}", table(&head, &rows))
+}
+
+fn counts(r: &Report) -> String {
+    let head = [
+        "submitted",
+        "paid",
+        "rejected",
+        "dead letters",
+        "pending",
+        "unmatched",
+        "corpus",
+        "wraps",
+    ];
+    let row = vec![
+        r.run.submitted.to_string(),
+        r.run.paid.to_string(),
+        r.run.rejected.to_string(),
+        r.run.dead_letters.to_string(),
+        r.run.pending.to_string(),
+        r.run.unmatched.to_string(),
+        format!("{} claims ({})", r.corpus.claims, r.corpus.dir),
+        r.corpus.wraps.to_string(),
+    ];
+    format!("<h2>Counts</h2>{}", table(&head, &[row]))
 }
 
 #[cfg(test)]

@@ -51,6 +51,41 @@ struct Signed {
 pub fn verification(corpus: &Path, limit: usize, rules: &Rules) -> Result<Verification> {
     let registry = SchemaRegistry::new()?;
     let pseudonyms = PseudonymKey::development();
+    let (pki, institutions) = reference(corpus)?;
+    let signed = signed_claims(corpus, limit, &registry)?;
+    let rsa = signed.iter().filter(|s| s.alg.starts_with("rsa")).count();
+    let verifier = PkiVerifier {
+        pki: &pki,
+        registry: &registry,
+    };
+    let refs = RefView {
+        signatures: &verifier,
+        institutions: &institutions,
+    };
+    let ctx = Context {
+        rules,
+        refs: &refs,
+        pseudonyms: &pseudonyms,
+    };
+    let mut t = time_rounds(&signed, &pki, &ctx, &registry)?;
+    t.ratios.sort_by(f64::total_cmp);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let raw_per_s = signed.len() as f64 / t.raw_s.max(1e-12);
+    Ok(Verification {
+        claims: signed.len(),
+        rsa,
+        rounds: t.ratios.len(),
+        raw_per_s,
+        raw_wall_per_s: signed.len() as f64 / t.wall_s.max(1e-12),
+        validation_per_s: signed.len() as f64 / t.validate_s.max(1e-12),
+        validation_ratio: t.ratios.get(t.ratios.len() / 2).copied().unwrap_or(0.0),
+        pipeline_validation_ratio: None,
+        raw_all_cores_per_s: raw_per_s * cores as f64,
+    })
+}
+
+/// The corpus's PKI and EU institutions.
+fn reference(corpus: &Path) -> Result<(Pki, InstitutionDirectory)> {
     let mut pki = Pki::default();
     for_each_line(&corpus.join("pki.jsonl"), |_, line| {
         pki.apply(PkiRecord::from_json(line)?)?;
@@ -62,6 +97,11 @@ pub fn verification(corpus: &Path, limit: usize, rules: &Rules) -> Result<Verifi
         institutions.upsert(input)?;
         Ok(())
     })?;
+    Ok((pki, institutions))
+}
+
+/// The signed claims among the first `limit` of the corpus.
+fn signed_claims(corpus: &Path, limit: usize, registry: &SchemaRegistry) -> Result<Vec<Signed>> {
     let mut signed = Vec::new();
     let mut seen = 0usize;
     for_each_line(&corpus.join("claims.jsonl"), |_, line| {
@@ -77,27 +117,31 @@ pub fn verification(corpus: &Path, limit: usize, rules: &Rules) -> Result<Verifi
                 rpps: wire.professional.rpps.clone(),
                 alg: sig.alg.clone(),
                 date: wire.care_date,
-                message: canonical_bytes(&registry, &wire),
+                message: canonical_bytes(registry, &wire),
                 signature: sig.value.clone(),
                 submitted: registry.encode_single(&wire),
             });
         }
         Ok(())
     })?;
-    let rsa = signed.iter().filter(|s| s.alg.starts_with("rsa")).count();
-    let verifier = PkiVerifier {
-        pki: &pki,
-        registry: &registry,
-    };
-    let refs = RefView {
-        signatures: &verifier,
-        institutions: &institutions,
-    };
-    let ctx = Context {
-        rules,
-        refs: &refs,
-        pseudonyms: &pseudonyms,
-    };
+    Ok(signed)
+}
+
+/// Seconds of both sides over all rounds, and each round's raw/validation
+/// ratio.
+struct Timings {
+    raw_s: f64,
+    validate_s: f64,
+    wall_s: f64,
+    ratios: Vec<f64>,
+}
+
+fn time_rounds(
+    signed: &[Signed],
+    pki: &Pki,
+    ctx: &Context<'_>,
+    registry: &SchemaRegistry,
+) -> Result<Timings> {
     let store = MemStore::default();
     // Timed in CPU time of this thread: on a shared machine, wall time would
     // count the time other processes had the core.
@@ -118,7 +162,7 @@ pub fn verification(corpus: &Path, limit: usize, rules: &Rules) -> Result<Verifi
             let fse: FseSubmitted = registry.decode_single(&s.submitted)?;
             let input = input_from_submitted(&fse);
             let mut txn = StateTxn::new(&store);
-            black_box(validation::validate(&input, &mut txn, &ctx)?);
+            black_box(validation::validate(&input, &mut txn, ctx)?);
         }
         let validate = sample::this_thread_cpu_s() - cpu;
         raw_s += raw;
@@ -127,19 +171,11 @@ pub fn verification(corpus: &Path, limit: usize, rules: &Rules) -> Result<Verifi
             ratios.push(raw / validate);
         }
     }
-    ratios.sort_by(f64::total_cmp);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let raw_per_s = signed.len() as f64 / raw_s.max(1e-12);
-    Ok(Verification {
-        claims: signed.len(),
-        rsa,
-        rounds: ratios.len(),
-        raw_per_s,
-        raw_wall_per_s: signed.len() as f64 / wall_s.max(1e-12),
-        validation_per_s: signed.len() as f64 / validate_s.max(1e-12),
-        validation_ratio: ratios.get(ratios.len() / 2).copied().unwrap_or(0.0),
-        pipeline_validation_ratio: None,
-        raw_all_cores_per_s: raw_per_s * cores as f64,
+    Ok(Timings {
+        raw_s,
+        validate_s,
+        wall_s,
+        ratios,
     })
 }
 

@@ -1,0 +1,66 @@
+//! The stages' stores after the run: keys by kind, bytes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clearing_pipeline::runtime::StageKind;
+use clearing_pipeline::state::{SledStore, StateStore};
+
+use super::report::StateInventory;
+use super::sample;
+
+/// Keys and bytes of each stage's sled store.
+pub fn inventory(state_dir: &Path, partitions: u32) -> Vec<StateInventory> {
+    StageKind::DECIDING
+        .iter()
+        .map(|kind| {
+            let dir = state_dir.join(kind.name());
+            let (by_kind, bytes) = count_keys(&dir, partitions);
+            StateInventory {
+                stage: kind.name(),
+                disk_bytes: sample::dir_bytes(&dir),
+                keys: by_kind.values().sum(),
+                keys_by_kind: by_kind.into_iter().collect(),
+                key_value_bytes: bytes,
+            }
+        })
+        .collect()
+}
+
+/// Keys by kind and key+value bytes of the store in `dir`, if it opens.
+fn count_keys(dir: &Path, partitions: u32) -> (BTreeMap<String, u64>, u64) {
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    let mut bytes = 0u64;
+    let Ok(db) = SledStore::open(dir, "meta") else {
+        return (by_kind, bytes);
+    };
+    for p in 0..partitions {
+        let Ok(tree) = db.tree(&format!("p{p}")) else {
+            continue;
+        };
+        for (key, value) in tree.scan_prefix(b"").unwrap_or_default() {
+            *by_kind.entry(key_kind(&key)).or_default() += 1;
+            bytes += (key.len() + value.len()) as u64;
+        }
+    }
+    (by_kind, bytes)
+}
+
+/// The prefix before the first '/'; the runtime's own keys as `\0…`.
+fn key_kind(key: &[u8]) -> String {
+    if key.first() == Some(&0) {
+        format!(
+            "\\0{}",
+            String::from_utf8_lossy(&key[1..])
+                .split('/')
+                .next()
+                .unwrap_or("")
+        )
+    } else {
+        String::from_utf8_lossy(key)
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+}
