@@ -25,6 +25,9 @@ pub enum Expect {
     TooLong(usize),
 }
 
+/// A check on a decision.
+pub type Check = Box<dyn Fn(&Decision)>;
+
 /// One line of a table.
 pub struct Case {
     /// Names the case in a failure.
@@ -32,7 +35,7 @@ pub struct Case {
     pub line: String,
     pub expect: Expect,
     /// Checks on the decision beyond `expect`.
-    pub then: Vec<Box<dyn Fn(&Decision)>>,
+    pub then: Vec<Check>,
 }
 
 impl Case {
@@ -157,13 +160,11 @@ pub fn check_apart(cases: impl IntoIterator<Item = Case>) {
 fn check_one(a: &mut Adjudicator, case: &Case) {
     let line = &case.line;
     match &case.expect {
-        Expect::NotJson => return assert_not_json(a, line),
-        Expect::TooLong(n) => {
-            return match a.decide_line(line) {
-                Err(LineError::TooLong(got)) => assert_eq!(got, *n),
-                other => panic!("expected TooLong, got {other:?}"),
-            };
-        }
+        Expect::NotJson => assert_not_json(a, line),
+        Expect::TooLong(n) => match a.decide_line(line) {
+            Err(LineError::TooLong(got)) => assert_eq!(got, *n),
+            other => panic!("expected TooLong, got {other:?}"),
+        },
         Expect::Rejected(reasons) => {
             let d = assert_rejected(a, line, reasons);
             case.then.iter().for_each(|check| check(&d));
