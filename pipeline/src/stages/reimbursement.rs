@@ -18,7 +18,7 @@ use crate::domain::{
 use crate::money::{Cents, Hundredths, Rate};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
-    Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, Pricing, Rules,
+    Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, FranchiseValue, Pricing, Rules,
 };
 use crate::state::{StateTxn, StoreError, keys};
 
@@ -103,108 +103,52 @@ fn price_lines<'r>(
 ) -> Result<Vec<LineCalc<'r>>, Reason> {
     let fse = &routed.entitled.validated.fse;
     let ent = &routed.entitled.entitlement;
-    let care = fse.care_date;
-    let kind = base_kind(routed);
     let (penalised, pathway_warning) = pathway_penalty(routed);
     warnings.extend(pathway_warning);
-    let situations = active_situations(ent, ex);
-    let situation_full_rate = situations.iter().any(|s| s.full_rate);
+    let pricing = ClaimPricing {
+        rules,
+        ent,
+        ex,
+        care: fse.care_date,
+        category: fse.professional.category,
+        kind: base_kind(routed),
+        penalised,
+        situation_full_rate: active_situations(ent, ex).iter().any(|s| s.full_rate),
+    };
+    (fse.lines.iter().enumerate())
+        .map(|(index, line)| pricing.line(index, line, warnings))
+        .collect()
+}
 
-    let mut calcs = Vec::with_capacity(fse.lines.len());
-    for (index, line) in fse.lines.iter().enumerate() {
+/// What pricing shares across the lines of one claim.
+struct ClaimPricing<'r, 'e> {
+    rules: &'r Rules,
+    ent: &'e Entitlement,
+    ex: &'e ExemptionValue,
+    care: chrono::NaiveDate,
+    category: crate::domain::Category,
+    kind: BaseKind,
+    /// The care-pathway penalty applies.
+    penalised: bool,
+    /// A situation of the beneficiary puts every line at the full rate.
+    situation_full_rate: bool,
+}
+
+impl<'r> ClaimPricing<'r, '_> {
+    /// The line `line` (at `index`): its act, base, rate and gross AMO share.
+    fn line(
+        &self,
+        index: usize,
+        line: &'r ActLine,
+        warnings: &mut Vec<Reason>,
+    ) -> Result<LineCalc<'r>, Reason> {
         let n = index + 1;
-        let not_billable = || {
-            Reason::new(
-                Stage::Reimbursement,
-                ReasonCode::ActNotBillableOnDate,
-                format!("{} has no tariff on {care}", line.code),
-            )
-            .line(n)
-        };
-        let act = rules
-            .acts
-            .find(&line.code, fse.professional.category)
-            .ok_or_else(not_billable)?;
-
-        // Base: the tariff (or declared price), plus any complement.
-        let (mut components, tariff_tag) = match act.pricing {
-            Pricing::DeclaredPrice => {
-                let price = line.unit_price.ok_or_else(not_billable)?;
-                (
-                    vec![price.times(Hundredths::ONE, line.quantity)],
-                    format!("{}@declared", act.code),
-                )
-            }
-            Pricing::Coefficient | Pricing::Unit => match act.tariff_at(kind, care) {
-                Some(version) => {
-                    let unit = version.value.amount.ok_or_else(not_billable)?;
-                    (
-                        vec![unit.times(line.coefficient, line.quantity)],
-                        act.version_tag(version.from),
-                    )
-                }
-                None if kind == BaseKind::Authority => {
-                    warnings.push(
-                        Reason::new(
-                            Stage::Reimbursement,
-                            ReasonCode::NoAuthorityTariff,
-                            format!("no tarif d'autorite for {}: zero base", act.code),
-                        )
-                        .line(n),
-                    );
-                    (vec![Cents::ZERO], format!("{}@authority-none", act.code))
-                }
-                None => return Err(not_billable()),
-            },
-        };
-        if let Some(complement) = line.complement
-            && let Some(values) = rules.rates.complements(act.family).and_then(|c| c.at(care))
-        {
-            let amount = match complement {
-                Complement::Night => values.value.night,
-                Complement::Sunday => values.value.sunday,
-                Complement::Urgency => values.value.urgency,
-            };
-            if let Some(amount) = amount {
-                components.push(amount.times(Hundredths::ONE, line.quantity));
-            }
-        }
-        let mut base: Cents = components.iter().copied().sum();
-        if base > line.charged {
-            // Never reimburse more than was charged.
-            base = line.charged;
-            components = vec![base];
-        }
-
-        // Rate.
-        let own_rate = act
-            .rate_override()
-            .or_else(|| rules.rates.family(act.family))
-            .and_then(|r| r.at(care))
-            .ok_or_else(not_billable)?;
-        let mut rate = own_rate.value.percent;
-        let doctor_family = rules.rates.outside_pathway.families.contains(&act.family);
-        if penalised && doctor_family {
-            if let Some(outside) = rules.rates.outside_pathway.rate.at(care) {
-                rate = rate.min(outside.value.percent);
-            }
-        } else if ent.local_regime.is_some()
-            && let Some(local) = act
-                .local_regime_rate()
-                .or_else(|| rules.rates.local_regime(act.family))
-                .and_then(|r| r.at(care))
-        {
-            rate = rate.max(local.value.percent);
-        }
-        let ald_full = line.ald_related
-            && ent.ald
-            && ex.ald_related.full_rate
-            && act.family != Family::HospitalDayFee;
-        if situation_full_rate || ald_full {
-            rate = Rate::FULL;
-        }
+        let act = (self.rules.acts.find(&line.code, self.category))
+            .ok_or_else(|| self.not_billable(line, n))?;
+        let (components, tariff_tag) = self.base_components(act, line, n, warnings)?;
+        let base: Cents = components.iter().copied().sum();
+        let rate = self.rate(act, line, n)?;
         let gross = components.iter().map(|c| c.apply_rate(rate)).sum();
-
         if let Some(declared) = line.declared_base
             && declared != base
         {
@@ -218,7 +162,7 @@ fn price_lines<'r>(
                 .line(n),
             );
         }
-        calcs.push(LineCalc {
+        Ok(LineCalc {
             act,
             line,
             base,
@@ -228,9 +172,111 @@ fn price_lines<'r>(
             participation: Cents::ZERO,
             franchise: Cents::ZERO,
             tariff_tag,
-        });
+        })
     }
-    Ok(calcs)
+
+    fn not_billable(&self, line: &ActLine, n: usize) -> Reason {
+        Reason::new(
+            Stage::Reimbursement,
+            ReasonCode::ActNotBillableOnDate,
+            format!("{} has no tariff on {}", line.code, self.care),
+        )
+        .line(n)
+    }
+
+    /// The base's components: the tariff (or declared price), plus any
+    /// complement; never more than was charged. With the tariff's tag.
+    fn base_components(
+        &self,
+        act: &Act,
+        line: &ActLine,
+        n: usize,
+        warnings: &mut Vec<Reason>,
+    ) -> Result<(Vec<Cents>, String), Reason> {
+        let care = self.care;
+        let (mut components, tariff_tag) = match act.pricing {
+            Pricing::DeclaredPrice => {
+                let price = line.unit_price.ok_or_else(|| self.not_billable(line, n))?;
+                (
+                    vec![price.times(Hundredths::ONE, line.quantity)],
+                    format!("{}@declared", act.code),
+                )
+            }
+            Pricing::Coefficient | Pricing::Unit => match act.tariff_at(self.kind, care) {
+                Some(version) => {
+                    let unit = (version.value.amount).ok_or_else(|| self.not_billable(line, n))?;
+                    (
+                        vec![unit.times(line.coefficient, line.quantity)],
+                        act.version_tag(version.from),
+                    )
+                }
+                None if self.kind == BaseKind::Authority => {
+                    warnings.push(
+                        Reason::new(
+                            Stage::Reimbursement,
+                            ReasonCode::NoAuthorityTariff,
+                            format!("no tarif d'autorite for {}: zero base", act.code),
+                        )
+                        .line(n),
+                    );
+                    (vec![Cents::ZERO], format!("{}@authority-none", act.code))
+                }
+                None => return Err(self.not_billable(line, n)),
+            },
+        };
+        if let Some(complement) = line.complement
+            && let Some(values) =
+                (self.rules.rates.complements(act.family)).and_then(|c| c.at(care))
+        {
+            let amount = match complement {
+                Complement::Night => values.value.night,
+                Complement::Sunday => values.value.sunday,
+                Complement::Urgency => values.value.urgency,
+            };
+            if let Some(amount) = amount {
+                components.push(amount.times(Hundredths::ONE, line.quantity));
+            }
+        }
+        let base: Cents = components.iter().copied().sum();
+        if base > line.charged {
+            // Never reimburse more than was charged.
+            components = vec![line.charged];
+        }
+        Ok((components, tariff_tag))
+    }
+
+    /// The line's rate: its family's (or its own), lowered outside the care
+    /// pathway, raised under a local regime, full under an exemption.
+    fn rate(&self, act: &Act, line: &ActLine, n: usize) -> Result<Rate, Reason> {
+        let (rules, ent, care) = (self.rules, self.ent, self.care);
+        let own_rate = act
+            .rate_override()
+            .or_else(|| rules.rates.family(act.family))
+            .and_then(|r| r.at(care))
+            .ok_or_else(|| self.not_billable(line, n))?;
+        let mut rate = own_rate.value.percent;
+        let doctor_family = rules.rates.outside_pathway.families.contains(&act.family);
+        if self.penalised && doctor_family {
+            if let Some(outside) = rules.rates.outside_pathway.rate.at(care) {
+                rate = rate.min(outside.value.percent);
+            }
+        } else if ent.local_regime.is_some()
+            && let Some(local) = act
+                .local_regime_rate()
+                .or_else(|| rules.rates.local_regime(act.family))
+                .and_then(|r| r.at(care))
+        {
+            rate = rate.max(local.value.percent);
+        }
+        let ald_full = line.ald_related
+            && ent.ald
+            && self.ex.ald_related.full_rate
+            && act.family != Family::HospitalDayFee;
+        if self.situation_full_rate || ald_full {
+            rate = Rate::FULL;
+        }
+        Ok(rate)
+    }
 }
 
 /// The flat fee on costly acts (§3.5): on eligible lines the patient bears the
@@ -357,24 +403,7 @@ fn take_franchises(
         {
             continue;
         }
-        let quantity = calc.line.quantity;
-        let (wanted, day) = match kind {
-            FranchiseKind::Medicine => (fr.per_box.times(Hundredths::ONE, quantity), None),
-            FranchiseKind::Auxiliary => (
-                fr.per_act.times(Hundredths::ONE, quantity),
-                Some((
-                    keys::auxiliary_franchise_day(who, care, rpps),
-                    fr.daily_cap_auxiliary,
-                )),
-            ),
-            FranchiseKind::Transport => (
-                fr.per_leg.times(Hundredths::ONE, quantity),
-                Some((
-                    keys::transport_franchise_day(who, care),
-                    fr.daily_cap_transport,
-                )),
-            ),
-        };
+        let (wanted, day) = franchise_wanted(kind, &fr, calc.line.quantity, who, care, rpps);
         let mut amount = wanted
             .min(yearly_cap - taken_this_year)
             // Never more than AMO would pay for the item (D.322-5).
@@ -396,46 +425,53 @@ fn take_franchises(
     Ok(())
 }
 
-/// The reimbursement stage: the final decision on a routed claim.
-pub fn reimburse(
-    input: Routed,
+/// The franchise a line of `quantity` items of `kind` bears before the
+/// caps, and the key and cap of its daily count (none for medicines).
+fn franchise_wanted(
+    kind: FranchiseKind,
+    fr: &FranchiseValue,
+    quantity: u32,
+    who: &BeneficiaryKey,
+    care: chrono::NaiveDate,
+    rpps: &str,
+) -> (Cents, Option<(Vec<u8>, Cents)>) {
+    match kind {
+        FranchiseKind::Medicine => (fr.per_box.times(Hundredths::ONE, quantity), None),
+        FranchiseKind::Auxiliary => (
+            fr.per_act.times(Hundredths::ONE, quantity),
+            Some((
+                keys::auxiliary_franchise_day(who, care, rpps),
+                fr.daily_cap_auxiliary,
+            )),
+        ),
+        FranchiseKind::Transport => (
+            fr.per_leg.times(Hundredths::ONE, quantity),
+            Some((
+                keys::transport_franchise_day(who, care),
+                fr.daily_cap_transport,
+            )),
+        ),
+    }
+}
+
+/// The flat fee, the participation and the franchises, each unless an
+/// exemption spares the claim; returns the flat fee.
+fn take_deductions(
+    calcs: &mut [LineCalc<'_>],
     state: &mut StateTxn<'_>,
-    ctx: &Context<'_>,
-) -> Result<Outcome<Decision>, StoreError> {
-    let rules = ctx.rules;
-    let validated = &input.entitled.validated;
-    let fse = &validated.fse;
-    let ent = &input.entitled.entitlement;
-    let who = &validated.beneficiary;
+    rules: &Rules,
+    routed: &Routed,
+    ex: &ExemptionValue,
+) -> Result<Cents, StoreError> {
+    let validated = &routed.entitled.validated;
+    let (fse, who) = (&validated.fse, &validated.beneficiary);
+    let ent = &routed.entitled.entitlement;
     let care = fse.care_date;
-    let Some(ex) = rules.exemptions.versions.at(care).map(|v| &v.value) else {
-        let reason = Reason::new(
-            Stage::Reimbursement,
-            ReasonCode::NoRulesForDate,
-            "no exemption table is in force on the date of care",
-        );
-        return Ok(Outcome::Reject(reject_validated(
-            validated,
-            vec![reason],
-            ctx,
-        )));
-    };
-    let mut warnings = validated.warnings.clone();
-    let mut calcs = match price_lines(&input, rules, ex, &mut warnings) {
-        Ok(calcs) => calcs,
-        Err(reason) => {
-            return Ok(Outcome::Reject(reject_validated(
-                validated,
-                vec![reason],
-                ctx,
-            )));
-        }
-    };
     let situations = active_situations(ent, ex);
     let ald_claim = ent.ald && fse.lines.iter().all(|l| l.ald_related);
     let flat_exempt = situations.iter().any(|s| s.exempt_flat_fee)
         || (ald_claim && ex.ald_related.exempt_flat_fee);
-    let flat_fee = apply_flat_fee(&mut calcs, rules, care, flat_exempt);
+    let flat_fee = apply_flat_fee(calcs, rules, care, flat_exempt);
 
     let pf_exempt = situations.iter().any(|s| s.exempt_participation);
     let pf_with_flat = rules
@@ -444,25 +480,31 @@ pub fn reimburse(
         .at(care)
         .is_some_and(|v| v.value.with_flat_fee);
     if !pf_exempt && (flat_fee == Cents::ZERO || pf_with_flat) {
-        take_participation(&mut calcs, state, rules, &input, who)?;
+        take_participation(calcs, state, rules, routed, who)?;
     }
     if !situations.iter().any(|s| s.exempt_franchise) {
-        take_franchises(&mut calcs, state, rules, &input, who, ex)?;
+        take_franchises(calcs, state, rules, routed, who, ex)?;
     }
-    if ent.css && ex.css.ticket_paid_by_css {
-        for calc in &mut calcs {
-            calc.css = calc.base - calc.gross;
-        }
-        if calcs.iter().any(|c| c.line.charged > c.base) {
-            warnings.push(Reason::new(
-                Stage::Reimbursement,
-                ReasonCode::DepassementUnderCss,
-                "a fee above the base for a CSS beneficiary",
-            ));
-        }
-    }
+    Ok(flat_fee)
+}
 
-    let lines: Vec<DecisionLine> = calcs
+/// The CSS pays each line's ticket modérateur; a warning when a fee above
+/// the base was charged to its beneficiary.
+fn css_pays_the_ticket(calcs: &mut [LineCalc<'_>]) -> Option<Reason> {
+    for calc in calcs.iter_mut() {
+        calc.css = calc.base - calc.gross;
+    }
+    calcs.iter().any(|c| c.line.charged > c.base).then(|| {
+        Reason::new(
+            Stage::Reimbursement,
+            ReasonCode::DepassementUnderCss,
+            "a fee above the base for a CSS beneficiary",
+        )
+    })
+}
+
+fn decision_lines(calcs: &[LineCalc<'_>]) -> Vec<DecisionLine> {
+    calcs
         .iter()
         .map(|c| DecisionLine {
             code: c.line.code.clone(),
@@ -475,28 +517,101 @@ pub fn reimburse(
             franchise: c.franchise,
             tariff: c.tariff_tag.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// Who is paid what, and what the insured owes or repays.
+struct Payees {
+    deferred: Cents,
+    imputed: Cents,
+    to_professional: Cents,
+    to_insured: Cents,
+}
+
+/// Pays the claim's AMO and CSS shares with its `deductions`. Under tiers
+/// payant the professional is paid the whole AMO share and the deductions
+/// are owed by the insured, taken from a later benefit (D.322-3);
+/// otherwise the insured is paid, less what they owe (from the AMO share).
+fn pay(
+    state: &mut StateTxn<'_>,
+    who: &BeneficiaryKey,
+    tiers_payant: bool,
+    (amo, css): (Cents, Cents),
+    deductions: Cents,
+) -> Result<Payees, StoreError> {
+    let deferred_key = keys::deferred_balance(who);
+    let owed = Cents(state.get_i64(&deferred_key)?);
+    let payees = if tiers_payant {
+        Payees {
+            deferred: deductions,
+            imputed: Cents::ZERO,
+            to_professional: amo + css + deductions,
+            to_insured: Cents::ZERO,
+        }
+    } else {
+        let imputed = owed.min(amo);
+        Payees {
+            deferred: Cents::ZERO,
+            imputed,
+            to_professional: Cents::ZERO,
+            to_insured: amo + css - imputed,
+        }
+    };
+    let balance = owed + payees.deferred - payees.imputed;
+    if balance != owed {
+        state.put_i64(deferred_key, balance.get());
+    }
+    Ok(payees)
+}
+
+/// The reimbursement stage: the final decision on a routed claim.
+pub fn reimburse(
+    input: Routed,
+    state: &mut StateTxn<'_>,
+    ctx: &Context<'_>,
+) -> Result<Outcome<Decision>, StoreError> {
+    let rules = ctx.rules;
+    let validated = &input.entitled.validated;
+    let fse = &validated.fse;
+    let ent = &input.entitled.entitlement;
+    let who = &validated.beneficiary;
+    let care = fse.care_date;
+    let reject = |reason| {
+        Ok(Outcome::Reject(reject_validated(
+            validated,
+            vec![reason],
+            ctx,
+        )))
+    };
+    let Some(ex) = rules.exemptions.versions.at(care).map(|v| &v.value) else {
+        return reject(Reason::new(
+            Stage::Reimbursement,
+            ReasonCode::NoRulesForDate,
+            "no exemption table is in force on the date of care",
+        ));
+    };
+    let mut warnings = validated.warnings.clone();
+    let mut calcs = match price_lines(&input, rules, ex, &mut warnings) {
+        Ok(calcs) => calcs,
+        Err(reason) => return reject(reason),
+    };
+    let flat_fee = take_deductions(&mut calcs, state, rules, &input, ex)?;
+    if ent.css && ex.css.ticket_paid_by_css {
+        warnings.extend(css_pays_the_ticket(&mut calcs));
+    }
+    let lines = decision_lines(&calcs);
     let amo: Cents = lines.iter().map(|l| l.amo).sum();
     let css: Cents = lines.iter().map(|l| l.css).sum();
     let participation: Cents = lines.iter().map(|l| l.participation).sum();
     let franchise: Cents = lines.iter().map(|l| l.franchise).sum();
     let charged: Cents = lines.iter().map(|l| l.charged).sum();
-
-    // Under tiers payant the professional is paid the whole AMO share and the
-    // deductions are owed by the insured, taken from a later benefit (D.322-3).
-    let deferred_key = keys::deferred_balance(who);
-    let owed = Cents(state.get_i64(&deferred_key)?);
-    let (deferred, imputed, to_professional, to_insured) = if fse.tiers_payant.amo {
-        let deferred = participation + franchise;
-        (deferred, Cents::ZERO, amo + css + deferred, Cents::ZERO)
-    } else {
-        let imputed = owed.min(amo);
-        (Cents::ZERO, imputed, Cents::ZERO, amo + css - imputed)
-    };
-    let balance = owed + deferred - imputed;
-    if balance != owed {
-        state.put_i64(deferred_key, balance.get());
-    }
+    let payees = pay(
+        state,
+        who,
+        fse.tiers_payant.amo,
+        (amo, css),
+        participation + franchise,
+    )?;
 
     let decision = Decision {
         fse_id: Some(fse.fse_id.clone()),
@@ -513,11 +628,11 @@ pub fn reimburse(
         participation,
         franchise,
         flat_fee,
-        deferred,
-        imputed,
+        deferred: payees.deferred,
+        imputed: payees.imputed,
         patient: charged - amo - css,
-        paid_to_professional: to_professional,
-        paid_to_insured: to_insured,
+        paid_to_professional: payees.to_professional,
+        paid_to_insured: payees.to_insured,
         rules_version: rules.version.clone(),
         signature_check: Some(validated.signature_check),
         beneficiary_key: Some(who.to_string()),
