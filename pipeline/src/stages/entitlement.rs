@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate};
 
 use super::{Context, Entitled, Entitlement, Outcome, Validated, age_on, reject_validated};
 use crate::domain::rights::{Rights, RightsError, RightsInput};
-use crate::domain::{Patient, Reason, ReasonCode, Stage};
+use crate::domain::{Fse, Patient, Reason, ReasonCode, Stage};
 use crate::pseudonym::{BeneficiaryKey, PseudonymKey};
 use crate::rules::{ExemptionValue, sha256_tag};
 use crate::state::{StateTxn, StoreError, keys};
@@ -64,79 +64,41 @@ pub fn entitle(
 ) -> Result<Outcome<Entitled>, StoreError> {
     let fse = &input.fse;
     let care = fse.care_date;
-    let reject = |code: ReasonCode, message: &str, input: &Validated| {
-        let reason = Reason::new(Stage::Entitlement, code, message);
+    let reject = |reason: Reason, input: &Validated| {
         Ok(Outcome::Reject(reject_validated(input, vec![reason], ctx)))
     };
     let Some(exemptions) = ctx.rules.exemptions.versions.at(care).map(|v| &v.value) else {
         return reject(
-            ReasonCode::NoRulesForDate,
-            "no exemption table is in force on the date of care",
+            Reason::new(
+                Stage::Entitlement,
+                ReasonCode::NoRulesForDate,
+                "no exemption table is in force on the date of care",
+            ),
             &input,
         );
     };
     let birth = fse.patient.birth_date();
-    let minor = is_minor(birth, care, exemptions);
-    let pathway_free =
-        age_on(birth, care) < i32::try_from(exemptions.pathway_free_under).unwrap_or(i32::MAX);
-
+    let ages = Ages {
+        minor: is_minor(birth, care, exemptions),
+        pathway_free: age_on(birth, care)
+            < i32::try_from(exemptions.pathway_free_under).unwrap_or(i32::MAX),
+    };
     let entitlement = match &fse.patient {
-        Patient::Visitor(_) => Entitlement {
-            regime: None,
-            fund: None,
-            ald: false,
-            css: false,
-            ame: false,
-            maternity: false,
-            minor,
-            pathway_free,
-            local_regime: None,
-            declared_gp: None,
-            amc: None,
-            rights_digest: None,
-        },
+        Patient::Visitor(_) => visitor_entitlement(ages),
         Patient::Insured(_) => {
             let Some((rights, digest)) = load_rights(state, &input.beneficiary)? else {
                 return reject(
-                    ReasonCode::UnknownBeneficiary,
-                    "no rights record for this beneficiary",
+                    Reason::new(
+                        Stage::Entitlement,
+                        ReasonCode::UnknownBeneficiary,
+                        "no rights record for this beneficiary",
+                    ),
                     &input,
                 );
             };
-            let coverage = rights.coverage_on(care);
-            let ame = Rights::any_on(&rights.ame, care);
-            if coverage.is_none() && !ame {
-                return reject(
-                    ReasonCode::NotCoveredOnCareDate,
-                    "no coverage on the date of care",
-                    &input,
-                );
-            }
-            let ald = Rights::any_on(&rights.ald, care);
-            if !ald && fse.lines.iter().any(|l| l.ald_related) {
-                let line = fse.lines.iter().position(|l| l.ald_related).unwrap_or(0) + 1;
-                let reason = Reason::new(
-                    Stage::Entitlement,
-                    ReasonCode::ExonerationNotFound,
-                    "a line is marked ALD-related but the rights hold no ALD on the date of care",
-                )
-                .field(format!("acts[{}].ald_related", line - 1))
-                .line(line);
-                return Ok(Outcome::Reject(reject_validated(&input, vec![reason], ctx)));
-            }
-            Entitlement {
-                regime: coverage.map(|c| c.regime.clone()),
-                fund: coverage.map(|c| c.fund.clone()),
-                ald,
-                css: Rights::any_on(&rights.css, care),
-                ame,
-                maternity: Rights::any_on(&rights.maternity, care),
-                minor,
-                pathway_free,
-                local_regime: rights.local_regime,
-                declared_gp: rights.declared_gp.clone(),
-                amc: rights.amc.clone(),
-                rights_digest: Some(digest),
+            match insured_entitlement(fse, &rights, digest, ages) {
+                Ok(entitlement) => entitlement,
+                Err(reason) => return reject(reason, &input),
             }
         }
     };
@@ -144,6 +106,76 @@ pub fn entitle(
         validated: input,
         entitlement,
     }))
+}
+
+/// What the patient's age on the date of care decides.
+#[derive(Clone, Copy)]
+struct Ages {
+    minor: bool,
+    pathway_free: bool,
+}
+
+/// A visitor's: no French rights, only what their age decides.
+fn visitor_entitlement(ages: Ages) -> Entitlement {
+    Entitlement {
+        regime: None,
+        fund: None,
+        ald: false,
+        css: false,
+        ame: false,
+        maternity: false,
+        minor: ages.minor,
+        pathway_free: ages.pathway_free,
+        local_regime: None,
+        declared_gp: None,
+        amc: None,
+        rights_digest: None,
+    }
+}
+
+/// An insured beneficiary's, from their rights on the date of care; the
+/// reason when they are not covered, or a line claims an ALD they lack.
+fn insured_entitlement(
+    fse: &Fse,
+    rights: &Rights,
+    digest: String,
+    ages: Ages,
+) -> Result<Entitlement, Reason> {
+    let care = fse.care_date;
+    let coverage = rights.coverage_on(care);
+    let ame = Rights::any_on(&rights.ame, care);
+    if coverage.is_none() && !ame {
+        return Err(Reason::new(
+            Stage::Entitlement,
+            ReasonCode::NotCoveredOnCareDate,
+            "no coverage on the date of care",
+        ));
+    }
+    let ald = Rights::any_on(&rights.ald, care);
+    if !ald && fse.lines.iter().any(|l| l.ald_related) {
+        let line = fse.lines.iter().position(|l| l.ald_related).unwrap_or(0) + 1;
+        return Err(Reason::new(
+            Stage::Entitlement,
+            ReasonCode::ExonerationNotFound,
+            "a line is marked ALD-related but the rights hold no ALD on the date of care",
+        )
+        .field(format!("acts[{}].ald_related", line - 1))
+        .line(line));
+    }
+    Ok(Entitlement {
+        regime: coverage.map(|c| c.regime.clone()),
+        fund: coverage.map(|c| c.fund.clone()),
+        ald,
+        css: Rights::any_on(&rights.css, care),
+        ame,
+        maternity: Rights::any_on(&rights.maternity, care),
+        minor: ages.minor,
+        pathway_free: ages.pathway_free,
+        local_regime: rights.local_regime,
+        declared_gp: rights.declared_gp.clone(),
+        amc: rights.amc.clone(),
+        rights_digest: Some(digest),
+    })
 }
 
 #[cfg(test)]
