@@ -444,26 +444,14 @@ mod tests {
 
     /// `NEW-1` with this algorithm and public key (base64 text).
     fn with_key(alg: SignatureAlg, public_key: String) -> PkiRecord {
-        let PkiRecord::Certificate {
-            id,
-            rpps,
-            issuer,
-            not_before,
-            not_after,
-            ..
-        } = new_certificate(|_| {})
-        else {
-            unreachable!()
-        };
-        PkiRecord::Certificate {
-            id,
-            rpps,
-            alg,
-            public_key,
-            issuer,
-            not_before,
-            not_after,
+        let mut record = new_certificate(|c| c.alg = alg);
+        if let PkiRecord::Certificate {
+            public_key: key, ..
+        } = &mut record
+        {
+            *key = public_key;
         }
+        record
     }
 
     fn invalid_id(e: &PkiError) -> bool {
