@@ -76,27 +76,12 @@ pub fn submitted_from_input(input: &FseInput) -> Result<FseSubmitted, ConvertErr
             .ok_or_else(|| err("professional.category", "unknown category"))?;
     let sector = Sector::parse(required(&professional.sector, "professional.sector")?)
         .ok_or_else(|| err("professional.sector", "unknown sector"))?;
-    let beneficiary = match &input.beneficiary {
-        None => None,
-        Some(b) => Some(BeneficiaryRec {
-            nir: required(&b.nir, "beneficiary.nir")?.clone(),
-            birth_date: date(&b.birth_date, "beneficiary.birth_date")?,
-            rank: i32::from(*required(&b.rank, "beneficiary.rank")?),
-        }),
-    };
-    let ehic = match &input.ehic {
-        None => None,
-        Some(e) => Some(EhicRec {
-            country: required(&e.country, "ehic.country")?.clone(),
-            institution_id: required(&e.institution_id, "ehic.institution_id")?.clone(),
-            card_id: required(&e.card_id, "ehic.card_id")?.clone(),
-            personal_id: required(&e.personal_id, "ehic.personal_id")?.clone(),
-            surname: required(&e.surname, "ehic.surname")?.clone(),
-            given_names: required(&e.given_names, "ehic.given_names")?.clone(),
-            birth_date: date(&e.birth_date, "ehic.birth_date")?,
-            expiry: date(&e.expiry, "ehic.expiry")?,
-        }),
-    };
+    let beneficiary = input
+        .beneficiary
+        .as_ref()
+        .map(beneficiary_rec)
+        .transpose()?;
+    let ehic = input.ehic.as_ref().map(ehic_rec).transpose()?;
     let pathway = match &input.pathway {
         None => None,
         Some(text) => Some(
@@ -104,60 +89,10 @@ pub fn submitted_from_input(input: &FseInput) -> Result<FseSubmitted, ConvertErr
         ),
     };
     let tiers_payant = input.tiers_payant.unwrap_or_default();
-    let mut acts = Vec::new();
-    for (i, line) in required(&input.acts, "acts")?.iter().enumerate() {
-        let field = |name: &str| format!("acts[{i}].{name}");
-        let coefficient = match &line.coefficient {
-            None => Hundredths::ONE,
-            Some(text) => Hundredths::parse(text)
-                .ok_or_else(|| err(field("coefficient"), "not a positive decimal"))?,
-        };
-        acts.push(ActLineRec {
-            code: required(&line.code, &field("code"))?.clone(),
-            quantity: i32::try_from(line.quantity.unwrap_or(1))
-                .map_err(|_| err(field("quantity"), "too large"))?,
-            coefficient_hundredths: i32::try_from(coefficient.get())
-                .map_err(|_| err(field("coefficient"), "too large"))?,
-            charged_cents: cents(
-                required(&line.charged, &field("charged"))?,
-                &field("charged"),
-            )?,
-            complement: match &line.complement {
-                None => None,
-                Some(text) => Some(
-                    crate::domain::Complement::parse(text)
-                        .ok_or_else(|| err(field("complement"), "unknown complement"))?,
-                ),
-            },
-            ald_related: line.ald_related,
-            base_cents: line
-                .base
-                .as_deref()
-                .map(|t| cents(t, &field("base")))
-                .transpose()?,
-            product: line.product.clone(),
-            unit_price_cents: line
-                .unit_price
-                .as_deref()
-                .map(|t| cents(t, &field("unit_price")))
-                .transpose()?,
-            leg: line
-                .leg
-                .map(i32::try_from)
-                .transpose()
-                .map_err(|_| err(field("leg"), "too large"))?,
-        });
-    }
-    let signature = match &input.signature {
-        None => None,
-        Some(s) => Some(SignatureRec {
-            alg: s.alg.clone().unwrap_or_default(),
-            cert: s.cert.clone().unwrap_or_default(),
-            value: BASE64
-                .decode(s.value.as_deref().unwrap_or_default())
-                .map_err(|_| err("signature.value", "not base64"))?,
-        }),
-    };
+    let acts = (required(&input.acts, "acts")?.iter().enumerate())
+        .map(|(i, line)| act_line_rec(i, line))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signature = input.signature.as_ref().map(signature_rec).transpose()?;
     Ok(FseSubmitted {
         fse_id: required(&input.fse_id, "fse_id")?.clone(),
         received_at_millis: received.timestamp_millis(),
@@ -178,6 +113,77 @@ pub fn submitted_from_input(input: &FseInput) -> Result<FseSubmitted, ConvertErr
         },
         acts,
         signature,
+    })
+}
+
+fn beneficiary_rec(b: &BeneficiaryInput) -> Result<BeneficiaryRec, ConvertError> {
+    Ok(BeneficiaryRec {
+        nir: required(&b.nir, "beneficiary.nir")?.clone(),
+        birth_date: date(&b.birth_date, "beneficiary.birth_date")?,
+        rank: i32::from(*required(&b.rank, "beneficiary.rank")?),
+    })
+}
+
+fn ehic_rec(e: &EhicInput) -> Result<EhicRec, ConvertError> {
+    Ok(EhicRec {
+        country: required(&e.country, "ehic.country")?.clone(),
+        institution_id: required(&e.institution_id, "ehic.institution_id")?.clone(),
+        card_id: required(&e.card_id, "ehic.card_id")?.clone(),
+        personal_id: required(&e.personal_id, "ehic.personal_id")?.clone(),
+        surname: required(&e.surname, "ehic.surname")?.clone(),
+        given_names: required(&e.given_names, "ehic.given_names")?.clone(),
+        birth_date: date(&e.birth_date, "ehic.birth_date")?,
+        expiry: date(&e.expiry, "ehic.expiry")?,
+    })
+}
+
+/// Act line `i` (from 0).
+fn act_line_rec(i: usize, line: &ActLineInput) -> Result<ActLineRec, ConvertError> {
+    let field = |name: &str| format!("acts[{i}].{name}");
+    let coefficient = match &line.coefficient {
+        None => Hundredths::ONE,
+        Some(text) => Hundredths::parse(text)
+            .ok_or_else(|| err(field("coefficient"), "not a positive decimal"))?,
+    };
+    let optional_cents = |text: &Option<String>, name: &str| {
+        text.as_deref().map(|t| cents(t, &field(name))).transpose()
+    };
+    Ok(ActLineRec {
+        code: required(&line.code, &field("code"))?.clone(),
+        quantity: i32::try_from(line.quantity.unwrap_or(1))
+            .map_err(|_| err(field("quantity"), "too large"))?,
+        coefficient_hundredths: i32::try_from(coefficient.get())
+            .map_err(|_| err(field("coefficient"), "too large"))?,
+        charged_cents: cents(
+            required(&line.charged, &field("charged"))?,
+            &field("charged"),
+        )?,
+        complement: match &line.complement {
+            None => None,
+            Some(text) => Some(
+                crate::domain::Complement::parse(text)
+                    .ok_or_else(|| err(field("complement"), "unknown complement"))?,
+            ),
+        },
+        ald_related: line.ald_related,
+        base_cents: optional_cents(&line.base, "base")?,
+        product: line.product.clone(),
+        unit_price_cents: optional_cents(&line.unit_price, "unit_price")?,
+        leg: line
+            .leg
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|_| err(field("leg"), "too large"))?,
+    })
+}
+
+fn signature_rec(s: &SignatureInput) -> Result<SignatureRec, ConvertError> {
+    Ok(SignatureRec {
+        alg: s.alg.clone().unwrap_or_default(),
+        cert: s.cert.clone().unwrap_or_default(),
+        value: BASE64
+            .decode(s.value.as_deref().unwrap_or_default())
+            .map_err(|_| err("signature.value", "not base64"))?,
     })
 }
 
@@ -204,6 +210,32 @@ fn render_cents(cents: i64) -> String {
     Cents::new(cents).to_string()
 }
 
+fn sector_str(sector: SectorSymbol) -> &'static str {
+    match sector {
+        SectorSymbol::S1 => "1",
+        SectorSymbol::S2 => "2",
+        SectorSymbol::S3 => "3",
+    }
+}
+
+fn act_line_input(a: &ActLineRec) -> ActLineInput {
+    ActLineInput {
+        code: Some(a.code.clone()),
+        // Negative quantities and coefficients become 0: rejected by validation.
+        quantity: Some(u32::try_from(a.quantity).unwrap_or(0)),
+        coefficient: Some(
+            Hundredths::new(u32::try_from(a.coefficient_hundredths).unwrap_or(0)).to_string(),
+        ),
+        charged: Some(render_cents(a.charged_cents)),
+        complement: a.complement.map(|c| complement_str(c).to_string()),
+        ald_related: a.ald_related,
+        base: a.base_cents.map(render_cents),
+        product: a.product.clone(),
+        unit_price: a.unit_price_cents.map(render_cents),
+        leg: a.leg.map(|l| u32::try_from(l).unwrap_or(0)),
+    }
+}
+
 /// The JSON form of a wire FSE (total: odd values surface as validation
 /// rejections, never as conversion failures).
 pub fn input_from_submitted(fse: &FseSubmitted) -> FseInput {
@@ -217,14 +249,7 @@ pub fn input_from_submitted(fse: &FseSubmitted) -> FseInput {
         professional: Some(ProfessionalInput {
             rpps: Some(fse.professional.rpps.clone()),
             category: Some(fse.professional.category.as_str().to_string()),
-            sector: Some(
-                match fse.professional.sector {
-                    SectorSymbol::S1 => "1",
-                    SectorSymbol::S2 => "2",
-                    SectorSymbol::S3 => "3",
-                }
-                .to_string(),
-            ),
+            sector: Some(sector_str(fse.professional.sector).to_string()),
             optam: fse.professional.optam,
         }),
         beneficiary: fse.beneficiary.as_ref().map(|b| BeneficiaryInput {
@@ -248,27 +273,7 @@ pub fn input_from_submitted(fse: &FseSubmitted) -> FseInput {
             amo: fse.tiers_payant.amo,
             amc: fse.tiers_payant.amc,
         }),
-        acts: Some(
-            fse.acts
-                .iter()
-                .map(|a| ActLineInput {
-                    code: Some(a.code.clone()),
-                    // Negative quantities and coefficients become 0: rejected by validation.
-                    quantity: Some(u32::try_from(a.quantity).unwrap_or(0)),
-                    coefficient: Some(
-                        Hundredths::new(u32::try_from(a.coefficient_hundredths).unwrap_or(0))
-                            .to_string(),
-                    ),
-                    charged: Some(render_cents(a.charged_cents)),
-                    complement: a.complement.map(|c| complement_str(c).to_string()),
-                    ald_related: a.ald_related,
-                    base: a.base_cents.map(render_cents),
-                    product: a.product.clone(),
-                    unit_price: a.unit_price_cents.map(render_cents),
-                    leg: a.leg.map(|l| u32::try_from(l).unwrap_or(0)),
-                })
-                .collect(),
-        ),
+        acts: Some(fse.acts.iter().map(act_line_input).collect()),
         signature: fse.signature.as_ref().map(|s| SignatureInput {
             alg: Some(s.alg.clone()),
             cert: Some(s.cert.clone()),

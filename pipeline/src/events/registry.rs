@@ -413,151 +413,180 @@ const PRIMITIVES: [&str; 8] = [
 /// [Parsing Canonical Form]: https://avro.apache.org/docs/current/specification/#parsing-canonical-form-for-schemas
 pub fn parsing_canonical_form(schema_json: &str) -> Result<String, CanonicalFormError> {
     let schema: serde_json::Value = serde_json::from_str(schema_json)?;
-    let mut out = String::with_capacity(schema_json.len() / 2);
-    let mut defined = std::collections::HashSet::new();
-    canonical(&schema, "", &mut defined, &mut out)?;
-    Ok(out)
+    let mut canonical = Canonical {
+        out: String::with_capacity(schema_json.len() / 2),
+        defined: std::collections::HashSet::new(),
+    };
+    canonical.schema(&schema, "")?;
+    Ok(canonical.out)
 }
 
-fn canonical(
-    schema: &serde_json::Value,
-    namespace: &str,
-    defined: &mut std::collections::HashSet<String>,
-    out: &mut String,
-) -> Result<(), CanonicalFormError> {
-    use serde_json::Value;
-    match schema {
-        // [PRIMITIVES], or a reference to a named type: [FULLNAMES].
-        Value::String(name) => {
-            if PRIMITIVES.contains(&name.as_str()) {
-                push_json_string(out, name);
-            } else {
-                push_json_string(out, &full_name(name, namespace));
-            }
-            Ok(())
-        }
-        // A union.
-        Value::Array(branches) => {
-            out.push('[');
-            for (i, branch) in branches.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+/// The Parsing Canonical Form being written, and the full names of the
+/// named types it has defined (a second mention is written as the name).
+struct Canonical {
+    out: String,
+    defined: std::collections::HashSet<String>,
+}
+
+type Map = serde_json::Map<String, serde_json::Value>;
+
+impl Canonical {
+    fn schema(
+        &mut self,
+        schema: &serde_json::Value,
+        namespace: &str,
+    ) -> Result<(), CanonicalFormError> {
+        use serde_json::Value;
+        match schema {
+            // [PRIMITIVES], or a reference to a named type: [FULLNAMES].
+            Value::String(name) => {
+                if PRIMITIVES.contains(&name.as_str()) {
+                    push_json_string(&mut self.out, name);
+                } else {
+                    push_json_string(&mut self.out, &full_name(name, namespace));
                 }
-                canonical(branch, namespace, defined, out)?;
+                Ok(())
             }
-            out.push(']');
-            Ok(())
-        }
-        Value::Object(map) => {
-            let Some(kind) = map.get("type") else {
-                return Err(CanonicalFormError::Invalid("object without \"type\""));
-            };
-            let kind = match kind {
-                Value::String(kind) => kind.as_str(),
-                // {"type": {...}} or {"type": [...]}: the inner schema.
-                other => return canonical(other, namespace, defined, out),
-            };
-            match kind {
-                "record" | "error" | "enum" | "fixed" => {
-                    let Some(Value::String(name)) = map.get("name") else {
-                        return Err(CanonicalFormError::Invalid("named type without a name"));
-                    };
-                    let own_namespace = match map.get("namespace") {
-                        Some(Value::String(ns)) => ns.as_str(),
-                        _ => namespace,
-                    };
-                    let full = full_name(name, own_namespace);
-                    if !defined.insert(full.clone()) {
-                        push_json_string(out, &full);
-                        return Ok(());
+            // A union.
+            Value::Array(branches) => {
+                self.out.push('[');
+                for (i, branch) in branches.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
                     }
-                    let inner_namespace = full.rsplit_once('.').map_or("", |(ns, _)| ns);
-                    out.push_str("{\"name\":");
-                    push_json_string(out, &full);
-                    out.push_str(",\"type\":");
-                    push_json_string(out, kind);
-                    match kind {
-                        "enum" => {
-                            let Some(Value::Array(symbols)) = map.get("symbols") else {
-                                return Err(CanonicalFormError::Invalid("enum without symbols"));
-                            };
-                            out.push_str(",\"symbols\":[");
-                            for (i, symbol) in symbols.iter().enumerate() {
-                                let Value::String(symbol) = symbol else {
-                                    return Err(CanonicalFormError::Invalid("enum symbol"));
-                                };
-                                if i > 0 {
-                                    out.push(',');
-                                }
-                                push_json_string(out, symbol);
-                            }
-                            out.push(']');
-                        }
-                        "fixed" => {
-                            // [INTEGERS]: a number, whether written quoted or not.
-                            let size = match map.get("size") {
-                                Some(Value::Number(n)) => n.as_u64(),
-                                Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
-                                _ => None,
-                            };
-                            let Some(size) = size else {
-                                return Err(CanonicalFormError::Invalid("fixed without a size"));
-                            };
-                            out.push_str(",\"size\":");
-                            out.push_str(&size.to_string());
-                        }
-                        _ => {
-                            let Some(Value::Array(fields)) = map.get("fields") else {
-                                return Err(CanonicalFormError::Invalid("record without fields"));
-                            };
-                            out.push_str(",\"fields\":[");
-                            for (i, field) in fields.iter().enumerate() {
-                                let (Some(Value::String(field_name)), Some(field_type)) =
-                                    (field.get("name"), field.get("type"))
-                                else {
-                                    return Err(CanonicalFormError::Invalid("field"));
-                                };
-                                if i > 0 {
-                                    out.push(',');
-                                }
-                                out.push_str("{\"name\":");
-                                push_json_string(out, field_name);
-                                out.push_str(",\"type\":");
-                                canonical(field_type, inner_namespace, defined, out)?;
-                                out.push('}');
-                            }
-                            out.push(']');
-                        }
-                    }
-                    out.push('}');
-                    Ok(())
+                    self.schema(branch, namespace)?;
                 }
-                "array" => {
-                    let Some(items) = map.get("items") else {
-                        return Err(CanonicalFormError::Invalid("array without items"));
-                    };
-                    out.push_str("{\"type\":\"array\",\"items\":");
-                    canonical(items, namespace, defined, out)?;
-                    out.push('}');
-                    Ok(())
-                }
-                "map" => {
-                    let Some(values) = map.get("values") else {
-                        return Err(CanonicalFormError::Invalid("map without values"));
-                    };
-                    out.push_str("{\"type\":\"map\",\"values\":");
-                    canonical(values, namespace, defined, out)?;
-                    out.push('}');
-                    Ok(())
-                }
-                // A primitive, with or without a logical type: [STRIP] then
-                // [PRIMITIVES]. Or a named type referenced as {"type": "Name"}.
-                name => canonical(&Value::String(name.to_owned()), namespace, defined, out),
+                self.out.push(']');
+                Ok(())
             }
+            Value::Object(map) => self.object(map, namespace),
+            _ => Err(CanonicalFormError::Invalid(
+                "a schema is a string, an array or an object",
+            )),
         }
-        _ => Err(CanonicalFormError::Invalid(
-            "a schema is a string, an array or an object",
-        )),
+    }
+
+    /// A schema written as an object: `{"type": ...}` and its attributes.
+    fn object(&mut self, map: &Map, namespace: &str) -> Result<(), CanonicalFormError> {
+        use serde_json::Value;
+        let Some(kind) = map.get("type") else {
+            return Err(CanonicalFormError::Invalid("object without \"type\""));
+        };
+        let kind = match kind {
+            Value::String(kind) => kind.as_str(),
+            // {"type": {...}} or {"type": [...]}: the inner schema.
+            other => return self.schema(other, namespace),
+        };
+        match kind {
+            "record" | "error" | "enum" | "fixed" => self.named(map, kind, namespace),
+            "array" | "map" => {
+                let attribute = if kind == "array" { "items" } else { "values" };
+                let Some(inner) = map.get(attribute) else {
+                    return Err(CanonicalFormError::Invalid(if kind == "array" {
+                        "array without items"
+                    } else {
+                        "map without values"
+                    }));
+                };
+                self.out
+                    .push_str(&format!("{{\"type\":\"{kind}\",\"{attribute}\":"));
+                self.schema(inner, namespace)?;
+                self.out.push('}');
+                Ok(())
+            }
+            // A primitive, with or without a logical type: [STRIP] then
+            // [PRIMITIVES]. Or a named type referenced as {"type": "Name"}.
+            name => self.schema(&Value::String(name.to_owned()), namespace),
+        }
+    }
+
+    /// A record, enum or fixed: defined once, then referred to by name.
+    fn named(&mut self, map: &Map, kind: &str, namespace: &str) -> Result<(), CanonicalFormError> {
+        use serde_json::Value;
+        let Some(Value::String(name)) = map.get("name") else {
+            return Err(CanonicalFormError::Invalid("named type without a name"));
+        };
+        let own_namespace = match map.get("namespace") {
+            Some(Value::String(ns)) => ns.as_str(),
+            _ => namespace,
+        };
+        let full = full_name(name, own_namespace);
+        if !self.defined.insert(full.clone()) {
+            push_json_string(&mut self.out, &full);
+            return Ok(());
+        }
+        let inner_namespace = full.rsplit_once('.').map_or("", |(ns, _)| ns);
+        self.out.push_str("{\"name\":");
+        push_json_string(&mut self.out, &full);
+        self.out.push_str(",\"type\":");
+        push_json_string(&mut self.out, kind);
+        match kind {
+            "enum" => self.symbols(map)?,
+            "fixed" => self.size(map)?,
+            _ => self.fields(map, inner_namespace)?,
+        }
+        self.out.push('}');
+        Ok(())
+    }
+
+    fn symbols(&mut self, map: &Map) -> Result<(), CanonicalFormError> {
+        use serde_json::Value;
+        let Some(Value::Array(symbols)) = map.get("symbols") else {
+            return Err(CanonicalFormError::Invalid("enum without symbols"));
+        };
+        self.out.push_str(",\"symbols\":[");
+        for (i, symbol) in symbols.iter().enumerate() {
+            let Value::String(symbol) = symbol else {
+                return Err(CanonicalFormError::Invalid("enum symbol"));
+            };
+            if i > 0 {
+                self.out.push(',');
+            }
+            push_json_string(&mut self.out, symbol);
+        }
+        self.out.push(']');
+        Ok(())
+    }
+
+    fn size(&mut self, map: &Map) -> Result<(), CanonicalFormError> {
+        use serde_json::Value;
+        // [INTEGERS]: a number, whether written quoted or not.
+        let size = match map.get("size") {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        let Some(size) = size else {
+            return Err(CanonicalFormError::Invalid("fixed without a size"));
+        };
+        self.out.push_str(",\"size\":");
+        self.out.push_str(&size.to_string());
+        Ok(())
+    }
+
+    fn fields(&mut self, map: &Map, namespace: &str) -> Result<(), CanonicalFormError> {
+        use serde_json::Value;
+        let Some(Value::Array(fields)) = map.get("fields") else {
+            return Err(CanonicalFormError::Invalid("record without fields"));
+        };
+        self.out.push_str(",\"fields\":[");
+        for (i, field) in fields.iter().enumerate() {
+            let (Some(Value::String(field_name)), Some(field_type)) =
+                (field.get("name"), field.get("type"))
+            else {
+                return Err(CanonicalFormError::Invalid("field"));
+            };
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.out.push_str("{\"name\":");
+            push_json_string(&mut self.out, field_name);
+            self.out.push_str(",\"type\":");
+            self.schema(field_type, namespace)?;
+            self.out.push('}');
+        }
+        self.out.push(']');
+        Ok(())
     }
 }
 

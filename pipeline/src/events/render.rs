@@ -140,9 +140,6 @@ fn ledger_entry(e: &LedgerEntry) -> Value {
 
 /// Renders one message of `topic`.
 pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Value, DecodeError> {
-    let fse = |f: &FseSubmitted| {
-        serde_json::to_value(convert::input_from_submitted(f)).unwrap_or(Value::Null)
-    };
     Ok(match topic {
         "fse.submitted" => fse(&registry.decode_single::<FseSubmitted>(bytes)?),
         "fse.decided" => {
@@ -153,27 +150,9 @@ pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Va
             let e: FseRejected = registry.decode_single(bytes)?;
             decision(&e.decision)
         }
-        "fse.validated" => {
-            let e: FseValidated = registry.decode_single(bytes)?;
-            json!({"header": header(&e.header), "fse": fse(&e.fse),
-                   "beneficiary_key": e.beneficiary_key, "signature_check": e.signature_check,
-                   "warnings": reasons(&e.warnings)})
-        }
-        "fse.entitled" => {
-            let e: FseEntitled = registry.decode_single(bytes)?;
-            json!({"header": header(&e.header), "fse_id": e.fse.fse_id,
-                   "beneficiary_key": e.beneficiary_key,
-                   "entitlement": {"regime": e.entitlement.regime, "ald": e.entitlement.ald,
-                       "css": e.entitlement.css, "ame": e.entitlement.ame,
-                       "maternity": e.entitlement.maternity, "minor": e.entitlement.minor,
-                       "rights_digest": e.entitlement.rights_digest}})
-        }
-        "fse.routed" => {
-            let e: FseRouted = registry.decode_single(bytes)?;
-            json!({"header": header(&e.header), "fse_id": e.fse.fse_id,
-                   "beneficiary_key": e.beneficiary_key, "route": e.routing.route,
-                   "country": e.routing.country, "institution_id": e.routing.institution_id})
-        }
+        "fse.validated" => validated(&registry.decode_single(bytes)?),
+        "fse.entitled" => entitled(&registry.decode_single(bytes)?),
+        "fse.routed" => routed(&registry.decode_single(bytes)?),
         "ref.rights" => serde_json::to_value(convert::rights_input(
             &registry.decode_single::<RightsRecord>(bytes)?,
         ))
@@ -182,37 +161,66 @@ pub fn render(registry: &SchemaRegistry, topic: &str, bytes: &[u8]) -> Result<Va
             Ok(record) => serde_json::to_value(record).unwrap_or(Value::Null),
             Err(e) => json!({"error": e.to_string()}),
         },
-        "ref.eu.institutions" => {
-            let r: EuInstitutionRecord = registry.decode_single(bytes)?;
-            json!({"country": r.country, "institution_id": r.institution_id, "name": r.name,
-                   "acronym": r.acronym, "from": r.from, "to": r.to})
-        }
-        "audit.checkpoints" => {
-            let c: AuditCheckpoint = registry.decode_single(bytes)?;
-            json!({"stage": c.stage, "partition": c.partition,
-                   "input_offset_from": c.input_offset_from, "input_offset_to": c.input_offset_to,
-                   "output_count": c.output_count, "chain_hash": hex::encode(c.chain_hash),
-                   "rules_version": c.rules_version,
-                   "ref_watermark": c.ref_watermark.iter().map(|r| json!({"topic": r.topic,
-                       "partition": r.partition, "offset": r.offset})).collect::<Vec<_>>()})
-        }
+        "ref.eu.institutions" => institution(&registry.decode_single(bytes)?),
+        "audit.checkpoints" => checkpoint(&registry.decode_single(bytes)?),
         "returns.professional" => professional_return(&registry.decode_single(bytes)?),
         "payments.orders" => payment_order(&registry.decode_single(bytes)?),
         "eu.claims" => eu_claim(&registry.decode_single(bytes)?),
         "amc.claims" => amc_claim(&registry.decode_single(bytes)?),
         "outbound.ledger" => ledger_entry(&registry.decode_single(bytes)?),
-        t if t.starts_with("dlq.") => {
-            let d: DeadLetter = registry.decode_single(bytes)?;
-            let mut letter = json!({"stage": d.stage, "topic": d.topic, "partition": d.partition,
-                   "offset": d.offset, "error": d.error, "raw_base64": BASE64.encode(&d.raw)});
-            // Only a cut letter says so: a whole one reads as it always did.
-            if let Some(cut) = &d.cut {
-                letter["cut"] = json!({"length": cut.length, "sha256": hex::encode(cut.sha256)});
-            }
-            letter
-        }
+        t if t.starts_with("dlq.") => dead_letter(&registry.decode_single(bytes)?),
         _ => json!({"bytes_base64": BASE64.encode(bytes)}),
     })
+}
+
+/// An FSE as its JSON input.
+fn fse(f: &FseSubmitted) -> Value {
+    serde_json::to_value(convert::input_from_submitted(f)).unwrap_or(Value::Null)
+}
+
+fn validated(e: &FseValidated) -> Value {
+    json!({"header": header(&e.header), "fse": fse(&e.fse),
+           "beneficiary_key": e.beneficiary_key, "signature_check": e.signature_check,
+           "warnings": reasons(&e.warnings)})
+}
+
+fn entitled(e: &FseEntitled) -> Value {
+    json!({"header": header(&e.header), "fse_id": e.fse.fse_id,
+           "beneficiary_key": e.beneficiary_key,
+           "entitlement": {"regime": e.entitlement.regime, "ald": e.entitlement.ald,
+               "css": e.entitlement.css, "ame": e.entitlement.ame,
+               "maternity": e.entitlement.maternity, "minor": e.entitlement.minor,
+               "rights_digest": e.entitlement.rights_digest}})
+}
+
+fn routed(e: &FseRouted) -> Value {
+    json!({"header": header(&e.header), "fse_id": e.fse.fse_id,
+           "beneficiary_key": e.beneficiary_key, "route": e.routing.route,
+           "country": e.routing.country, "institution_id": e.routing.institution_id})
+}
+
+fn institution(r: &EuInstitutionRecord) -> Value {
+    json!({"country": r.country, "institution_id": r.institution_id, "name": r.name,
+           "acronym": r.acronym, "from": r.from, "to": r.to})
+}
+
+fn checkpoint(c: &AuditCheckpoint) -> Value {
+    json!({"stage": c.stage, "partition": c.partition,
+           "input_offset_from": c.input_offset_from, "input_offset_to": c.input_offset_to,
+           "output_count": c.output_count, "chain_hash": hex::encode(c.chain_hash),
+           "rules_version": c.rules_version,
+           "ref_watermark": c.ref_watermark.iter().map(|r| json!({"topic": r.topic,
+               "partition": r.partition, "offset": r.offset})).collect::<Vec<_>>()})
+}
+
+fn dead_letter(d: &DeadLetter) -> Value {
+    let mut letter = json!({"stage": d.stage, "topic": d.topic, "partition": d.partition,
+           "offset": d.offset, "error": d.error, "raw_base64": BASE64.encode(&d.raw)});
+    // Only a cut letter says so: a whole one reads as it always did.
+    if let Some(cut) = &d.cut {
+        letter["cut"] = json!({"length": cut.length, "sha256": hex::encode(cut.sha256)});
+    }
+    letter
 }
 
 /// Renders one message of `topic` with everything an auditor compares:

@@ -294,10 +294,9 @@ pub fn apply(
     }
 }
 
-/// Checks an outcome whole before it touches the state: the runtime
-/// dead-letters a refused input but keeps the batch's other writes, so a
-/// check after the first `add` would leave a dead-lettered outcome counted
-/// in its batch (and acknowledged by the next close).
+/// Adds an outcome to its accumulators. A refused outcome is dead-lettered
+/// with its writes: each input writes to an overlay of its own, dropped
+/// with the dead letter (stages/contract.rs), so no check need come first.
 fn accumulate(
     o: &LedgerOutcomeRec,
     state: &mut StateTxn<'_>,
@@ -308,92 +307,115 @@ fn accumulate(
     // the calendar it would never close (year 9999), or make every later
     // close walk past its bound and fail (year 1899), stopping the stage.
     is_working_day(&ctx.rules.calendar, o.received_on)?;
-    let rpps = o.rpps.as_str();
     let lot = Acc::Lot {
-        rpps: rpps.into(),
+        rpps: o.rpps.clone(),
         received_on: o.received_on,
     };
     if o.status != Status::Paid {
         return Ok(add(state, &lot, &LotEntry::of(o))?);
     }
-    let fse_id = o
-        .fse_id
-        .clone()
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| OutboundError::Input("a paid outcome without an FSE id".into()))?;
-    let amounts = [
-        o.amo_cents,
-        o.paid_to_professional_cents,
-        o.paid_to_insured_cents,
-        o.imputed_cents,
-    ];
-    if amounts
-        .iter()
-        .any(|a| !(0..=crate::money::MAX_AMOUNT_CENTS).contains(a))
-    {
-        return Err(OutboundError::Input("outcome amounts out of range".into()));
-    }
-    let insured = if o.paid_to_insured_cents > 0 || o.imputed_cents > 0 {
-        let key = o.beneficiary_key.as_deref().ok_or_else(|| {
-            OutboundError::Input("a paid outcome without a beneficiary key".into())
-        })?;
-        part(key)?;
-        Some(key)
-    } else {
-        None
-    };
-    let eu = match (&o.eu_country, &o.eu_institution_id) {
-        (Some(country), Some(institution)) => {
-            part(country)?;
-            part(institution)?;
-            Some((country, institution))
-        }
-        _ => None,
-    };
-    let entry = |amount: i64, imputed: i64, guaranteed: bool| PayEntry {
-        fse_id: fse_id.clone(),
-        received_on: o.received_on,
-        amount_cents: amount,
-        imputed_cents: imputed,
-        amo_cents: o.amo_cents,
-        guaranteed,
-    };
+    let paid = Paid::check(o)?;
     add(state, &lot, &LotEntry::of(o))?;
-    if o.paid_to_professional_cents > 0 {
-        add(
-            state,
-            &Acc::PayProfessional {
-                rpps: rpps.into(),
-                received_on: o.received_on,
-            },
-            &entry(o.paid_to_professional_cents, 0, o.tiers_payant_amo),
-        )?;
+    paid.add(o, state)?;
+    Ok(())
+}
+
+/// A paid outcome, checked: its id, and the insured payee and EU
+/// institution it names, if any.
+struct Paid<'o> {
+    fse_id: String,
+    insured: Option<&'o str>,
+    eu: Option<(&'o String, &'o String)>,
+}
+
+impl<'o> Paid<'o> {
+    fn check(o: &'o LedgerOutcomeRec) -> Result<Self, OutboundError> {
+        let fse_id = o
+            .fse_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| OutboundError::Input("a paid outcome without an FSE id".into()))?;
+        let amounts = [
+            o.amo_cents,
+            o.paid_to_professional_cents,
+            o.paid_to_insured_cents,
+            o.imputed_cents,
+        ];
+        if amounts
+            .iter()
+            .any(|a| !(0..=crate::money::MAX_AMOUNT_CENTS).contains(a))
+        {
+            return Err(OutboundError::Input("outcome amounts out of range".into()));
+        }
+        let insured = if o.paid_to_insured_cents > 0 || o.imputed_cents > 0 {
+            let key = o.beneficiary_key.as_deref().ok_or_else(|| {
+                OutboundError::Input("a paid outcome without a beneficiary key".into())
+            })?;
+            part(key)?;
+            Some(key)
+        } else {
+            None
+        };
+        let eu = match (&o.eu_country, &o.eu_institution_id) {
+            (Some(country), Some(institution)) => {
+                part(country)?;
+                part(institution)?;
+                Some((country, institution))
+            }
+            _ => None,
+        };
+        Ok(Paid {
+            fse_id,
+            insured,
+            eu,
+        })
     }
-    if let Some(key) = insured {
-        add(
-            state,
-            &Acc::PayInsured {
+
+    /// Adds the outcome to its payees' payment runs and its EU half-year.
+    fn add(self, o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), StoreError> {
+        let received_on = o.received_on;
+        let entry = |amount: i64, imputed: i64, guaranteed: bool| PayEntry {
+            fse_id: self.fse_id.clone(),
+            received_on,
+            amount_cents: amount,
+            imputed_cents: imputed,
+            amo_cents: o.amo_cents,
+            guaranteed,
+        };
+        if o.paid_to_professional_cents > 0 {
+            let rpps = o.rpps.clone();
+            let acc = Acc::PayProfessional { rpps, received_on };
+            add(
+                state,
+                &acc,
+                &entry(o.paid_to_professional_cents, 0, o.tiers_payant_amo),
+            )?;
+        }
+        if let Some(key) = self.insured {
+            let acc = Acc::PayInsured {
                 key: key.into(),
-                received_on: o.received_on,
-            },
-            &entry(o.paid_to_insured_cents, o.imputed_cents, false),
-        )?;
-    }
-    if let Some((country, institution)) = eu {
-        add(
-            state,
-            &Acc::Eu {
+                received_on,
+            };
+            add(
+                state,
+                &acc,
+                &entry(o.paid_to_insured_cents, o.imputed_cents, false),
+            )?;
+        }
+        if let Some((country, institution)) = self.eu {
+            let acc = Acc::Eu {
                 country: country.clone(),
                 institution: institution.clone(),
-                half: HalfYear::of(o.received_on),
-            },
-            &EuEntry {
-                fse_id,
+                half: HalfYear::of(received_on),
+            };
+            let claim = EuEntry {
+                fse_id: self.fse_id,
                 amount_cents: o.paid_to_professional_cents + o.paid_to_insured_cents,
-            },
-        )?;
+            };
+            add(state, &acc, &claim)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn close(
@@ -409,40 +431,78 @@ fn close(
     }
     let previous_value = get_date(state, LAST_VALUE)?;
     let value_date = payments::value_date(ctx.rules, close_on, previous_value)?;
-
-    let mut arls = Vec::new();
-    let mut pay: BTreeMap<(PayeeKind, String), Vec<PayEntry>> = BTreeMap::new();
-    let mut eu = Vec::new();
-    let mut due_ids = Vec::new();
-    if let Some(min) = get_date(state, MIN_DUE)? {
-        if (close_on - min).num_days() > MAX_WALK_DAYS {
-            return Err(corrupt(MIN_DUE, "open accumulations older than the walk bound").into());
-        }
-        let mut day = min;
-        while day <= close_on {
-            let count = state.get_i64(&due_key(day))?;
-            for i in 0..count {
-                let key = due_item_key(day, i);
-                let raw = state
-                    .get(&key)?
-                    .ok_or_else(|| corrupt(&key, "index hole"))?;
-                state.delete(key.clone());
-                due_ids.push(String::from_utf8(raw).map_err(|e| corrupt(&key, e))?);
-            }
-            state.delete(due_key(day));
-            day = day
-                .succ_opt()
-                .ok_or_else(|| corrupt(MIN_DUE, "date overflow"))?;
-        }
-        // What stays open is due after `close_on`: the next walk starts there.
-        put_json(state, MIN_DUE.to_vec(), &day);
+    let mut due = Due::default();
+    for id in take_due_ids(state, close_on)? {
+        due.take(state, ctx, close_on, id)?;
     }
-    for id in due_ids {
+    put_json(state, LAST_CLOSE.to_vec(), &close_on);
+    let mut out = due.arls;
+    let orders = payments::orders(ctx.rules, due.pay, value_date, ctx.partition)?;
+    if !orders.is_empty() {
+        put_json(state, LAST_VALUE.to_vec(), &value_date);
+    }
+    out.extend(orders.into_iter().map(Emit::Order));
+    out.extend(due.eu);
+    Ok(out)
+}
+
+/// Takes the ids of every accumulator due by `close_on` off the due index,
+/// day by day from the earliest, in the order they opened.
+fn take_due_ids(
+    state: &mut StateTxn<'_>,
+    close_on: NaiveDate,
+) -> Result<Vec<String>, OutboundError> {
+    let mut due_ids = Vec::new();
+    let Some(min) = get_date(state, MIN_DUE)? else {
+        return Ok(due_ids);
+    };
+    if (close_on - min).num_days() > MAX_WALK_DAYS {
+        return Err(corrupt(MIN_DUE, "open accumulations older than the walk bound").into());
+    }
+    let mut day = min;
+    while day <= close_on {
+        let count = state.get_i64(&due_key(day))?;
+        for i in 0..count {
+            let key = due_item_key(day, i);
+            let raw = state
+                .get(&key)?
+                .ok_or_else(|| corrupt(&key, "index hole"))?;
+            state.delete(key.clone());
+            due_ids.push(String::from_utf8(raw).map_err(|e| corrupt(&key, e))?);
+        }
+        state.delete(due_key(day));
+        day = day
+            .succ_opt()
+            .ok_or_else(|| corrupt(MIN_DUE, "date overflow"))?;
+    }
+    // What stays open is due after `close_on`: the next walk starts there.
+    put_json(state, MIN_DUE.to_vec(), &day);
+    Ok(due_ids)
+}
+
+/// What a close emits, gathered from the accumulators due: the ARLs, the
+/// entries of each payee's payment, the EU claims.
+#[derive(Default)]
+struct Due {
+    arls: Vec<Emit>,
+    pay: BTreeMap<(PayeeKind, String), Vec<PayEntry>>,
+    eu: Vec<Emit>,
+}
+
+impl Due {
+    /// Takes the accumulator `id` whole into what the close emits.
+    fn take(
+        &mut self,
+        state: &mut StateTxn<'_>,
+        ctx: &LedgerCtx<'_>,
+        close_on: NaiveDate,
+        id: String,
+    ) -> Result<(), OutboundError> {
         let acc = Acc::parse(&id).ok_or_else(|| corrupt(id.as_bytes(), "unknown accumulator"))?;
         match acc {
             Acc::Lot { rpps, received_on } => {
                 let entries: Vec<LotEntry> = take(state, &id)?;
-                arls.push(Emit::Return(returns::acknowledgement(
+                self.arls.push(Emit::Return(returns::acknowledgement(
                     &rpps,
                     received_on,
                     &entries,
@@ -452,15 +512,13 @@ fn close(
             }
             Acc::PayInsured { key, .. } => {
                 let entries: Vec<PayEntry> = take(state, &id)?;
-                pay.entry((PayeeKind::Insured, key))
-                    .or_default()
-                    .extend(entries);
+                let payee = self.pay.entry((PayeeKind::Insured, key)).or_default();
+                payee.extend(entries);
             }
             Acc::PayProfessional { rpps, .. } => {
                 let entries: Vec<PayEntry> = take(state, &id)?;
-                pay.entry((PayeeKind::Professional, rpps))
-                    .or_default()
-                    .extend(entries);
+                let payee = self.pay.entry((PayeeKind::Professional, rpps)).or_default();
+                payee.extend(entries);
             }
             Acc::Eu {
                 country,
@@ -468,7 +526,7 @@ fn close(
                 half,
             } => {
                 let entries: Vec<EuEntry> = take(state, &id)?;
-                for claim in eu_clearing::claims(
+                let claims = eu_clearing::claims(
                     ctx.rules,
                     &country,
                     &institution,
@@ -476,21 +534,12 @@ fn close(
                     entries,
                     close_on,
                     ctx.partition,
-                )? {
-                    eu.push(Emit::Eu(claim));
-                }
+                )?;
+                self.eu.extend(claims.into_iter().map(Emit::Eu));
             }
         }
+        Ok(())
     }
-    put_json(state, LAST_CLOSE.to_vec(), &close_on);
-    let mut out = arls;
-    let orders = payments::orders(ctx.rules, pay, value_date, ctx.partition)?;
-    if !orders.is_empty() {
-        put_json(state, LAST_VALUE.to_vec(), &value_date);
-    }
-    out.extend(orders.into_iter().map(Emit::Order));
-    out.extend(eu);
-    Ok(out)
 }
 
 #[cfg(test)]

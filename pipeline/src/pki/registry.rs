@@ -235,74 +235,94 @@ mod tests {
     fn each_failure_in_order() {
         let mut pki = pki();
         for (key, id) in keys() {
-            let alg = key.alg().as_str();
-            let sig = key.sign(MESSAGE);
-            let check =
-                |pki: &Pki, cert: &str, rpps: &str, alg: &str, on: NaiveDate, sig: &[u8]| {
-                    pki.verify(cert, rpps, alg, on, MESSAGE, sig)
-                };
-            use VerifyFailure::*;
-            assert_eq!(
-                check(&pki, id, RPPS, "rsa-pkcs1-sha1", on(), &sig),
-                Err(UnsupportedAlgorithm)
-            );
-            assert_eq!(
-                check(&pki, "nope", "x", "ed25519", on(), &[]),
-                Err(UnsupportedAlgorithm)
-            );
-            assert_eq!(
-                check(&pki, "CPS-UNKNOWN", RPPS, alg, on(), &sig),
-                Err(UnknownCertificate)
-            );
-            assert_eq!(
-                check(&pki, id, "10000999993", alg, on(), &sig),
-                Err(OtherProfessional)
-            );
-            assert_eq!(
-                check(&pki, id, "10000999993", alg, date(2019, 1, 1), &[]),
-                Err(OtherProfessional)
-            );
-            assert_eq!(
-                check(&pki, id, RPPS, alg, date(2019, 12, 31), &sig),
-                Err(NotValidOnDate)
-            );
-            assert_eq!(
-                check(&pki, id, RPPS, alg, date(2028, 1, 1), &sig),
-                Err(NotValidOnDate)
-            );
-            let other = SignatureAlg::ALL
-                .into_iter()
-                .find(|a| *a != key.alg())
-                .unwrap();
-            assert_eq!(
-                check(&pki, id, RPPS, other.as_str(), on(), &sig),
-                Err(BadSignature)
-            );
-            assert_eq!(check(&pki, id, RPPS, alg, on(), &[]), Err(BadSignature));
-
+            failures_before_revocation(&pki, &key, id);
             pki.apply(PkiRecord::Revocation {
                 cert: id.into(),
                 revoked_on: on(),
             })
             .unwrap();
-            // Revoked on the signing date.
-            assert_eq!(check(&pki, id, RPPS, alg, on(), &sig), Err(Revoked));
-            // Revoked before the signing date (even with a bad signature).
-            assert_eq!(
-                check(&pki, id, RPPS, alg, date(2026, 6, 1), &[]),
-                Err(Revoked)
-            );
-            // Revoked the day after: earlier signatures stay valid.
-            assert_eq!(
-                check(&pki, id, RPPS, alg, on().pred_opt().unwrap(), &sig),
-                Ok(())
-            );
-            // Validity is checked before revocation.
-            assert_eq!(
-                check(&pki, id, RPPS, alg, date(2028, 1, 1), &sig),
-                Err(NotValidOnDate)
-            );
+            failures_after_revocation(&pki, &key, id);
         }
+    }
+
+    fn check(
+        pki: &Pki,
+        cert: &str,
+        rpps: &str,
+        alg: &str,
+        on: NaiveDate,
+        sig: &[u8],
+    ) -> Result<(), VerifyFailure> {
+        pki.verify(cert, rpps, alg, on, MESSAGE, sig)
+    }
+
+    /// The algorithm, then the certificate, its professional, its validity
+    /// and the signature itself.
+    fn failures_before_revocation(pki: &Pki, key: &SigningKey, id: &str) {
+        use VerifyFailure::*;
+        let alg = key.alg().as_str();
+        let sig = key.sign(MESSAGE);
+        assert_eq!(
+            check(pki, id, RPPS, "rsa-pkcs1-sha1", on(), &sig),
+            Err(UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            check(pki, "nope", "x", "ed25519", on(), &[]),
+            Err(UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            check(pki, "CPS-UNKNOWN", RPPS, alg, on(), &sig),
+            Err(UnknownCertificate)
+        );
+        assert_eq!(
+            check(pki, id, "10000999993", alg, on(), &sig),
+            Err(OtherProfessional)
+        );
+        assert_eq!(
+            check(pki, id, "10000999993", alg, date(2019, 1, 1), &[]),
+            Err(OtherProfessional)
+        );
+        assert_eq!(
+            check(pki, id, RPPS, alg, date(2019, 12, 31), &sig),
+            Err(NotValidOnDate)
+        );
+        assert_eq!(
+            check(pki, id, RPPS, alg, date(2028, 1, 1), &sig),
+            Err(NotValidOnDate)
+        );
+        let other = SignatureAlg::ALL
+            .into_iter()
+            .find(|a| *a != key.alg())
+            .unwrap();
+        assert_eq!(
+            check(pki, id, RPPS, other.as_str(), on(), &sig),
+            Err(BadSignature)
+        );
+        assert_eq!(check(pki, id, RPPS, alg, on(), &[]), Err(BadSignature));
+    }
+
+    /// The certificate `id`, revoked on `on()`.
+    fn failures_after_revocation(pki: &Pki, key: &SigningKey, id: &str) {
+        use VerifyFailure::*;
+        let alg = key.alg().as_str();
+        let sig = key.sign(MESSAGE);
+        // Revoked on the signing date.
+        assert_eq!(check(pki, id, RPPS, alg, on(), &sig), Err(Revoked));
+        // Revoked before the signing date (even with a bad signature).
+        assert_eq!(
+            check(pki, id, RPPS, alg, date(2026, 6, 1), &[]),
+            Err(Revoked)
+        );
+        // Revoked the day after: earlier signatures stay valid.
+        assert_eq!(
+            check(pki, id, RPPS, alg, on().pred_opt().unwrap(), &sig),
+            Ok(())
+        );
+        // Validity is checked before revocation.
+        assert_eq!(
+            check(pki, id, RPPS, alg, date(2028, 1, 1), &sig),
+            Err(NotValidOnDate)
+        );
     }
 
     #[test]
@@ -405,123 +425,101 @@ mod tests {
         );
     }
 
-    #[test]
-    fn refused_records_change_nothing() {
-        let mut pki = pki();
-        let ec = ecdsa_key();
-        let good = |f: &dyn Fn(&mut Certificate)| {
-            let mut c = certificate_for(
-                &ec,
-                "NEW-1",
-                RPPS,
-                "IGC",
-                date(2020, 1, 1),
-                date(2027, 12, 31),
-            );
-            f(&mut c);
-            PkiRecord::from(&c)
-        };
-        let with_key = |alg: SignatureAlg, public_key: String| {
-            let PkiRecord::Certificate {
-                id,
-                rpps,
-                issuer,
-                not_before,
-                not_after,
-                ..
-            } = good(&|_| {})
-            else {
-                unreachable!()
-            };
-            PkiRecord::Certificate {
-                id,
-                rpps,
-                alg,
-                public_key,
-                issuer,
-                not_before,
-                not_after,
-            }
-        };
-        let rsa_spki = BASE64.encode(rsa_key().public_key_der());
-        let ec_spki = BASE64.encode(ec.public_key_der());
-        let mut truncated = ec.public_key_der();
-        truncated.pop();
-        let mut trailing = ec.public_key_der();
-        trailing.push(0);
-        let mut off_curve = ec.public_key_der();
-        let last = off_curve.len() - 1;
-        off_curve[last] ^= 1;
-        type Case = (PkiRecord, fn(&PkiError) -> bool);
-        let cases: Vec<Case> = vec![
-            (good(&|c| c.id.clear()), |e| {
-                matches!(e, PkiError::InvalidId(_))
-            }),
-            (good(&|c| c.id = "x".repeat(65)), |e| {
-                matches!(e, PkiError::InvalidId(_))
-            }),
-            (good(&|c| c.id = "tab\there".into()), |e| {
-                matches!(e, PkiError::InvalidId(_))
-            }),
-            (good(&|c| c.rpps = "1234".into()), |e| {
+    /// A refused record and the error it must give.
+    type Refused = (PkiRecord, fn(&PkiError) -> bool);
+
+    /// A new certificate `NEW-1` of `RPPS` (the EC key), changed.
+    fn new_certificate(change: impl FnOnce(&mut Certificate)) -> PkiRecord {
+        let mut c = certificate_for(
+            &ecdsa_key(),
+            "NEW-1",
+            RPPS,
+            "IGC",
+            date(2020, 1, 1),
+            date(2027, 12, 31),
+        );
+        change(&mut c);
+        PkiRecord::from(&c)
+    }
+
+    /// `NEW-1` with this algorithm and public key (base64 text).
+    fn with_key(alg: SignatureAlg, public_key: String) -> PkiRecord {
+        let mut record = new_certificate(|c| c.alg = alg);
+        if let PkiRecord::Certificate {
+            public_key: key, ..
+        } = &mut record
+        {
+            *key = public_key;
+        }
+        record
+    }
+
+    fn invalid_id(e: &PkiError) -> bool {
+        matches!(e, PkiError::InvalidId(_))
+    }
+
+    fn invalid_key(e: &PkiError) -> bool {
+        matches!(e, PkiError::InvalidPublicKey { .. })
+    }
+
+    /// Certificates and revocations with a bad field.
+    fn refused_fields() -> Vec<Refused> {
+        vec![
+            (new_certificate(|c| c.id.clear()), invalid_id),
+            (new_certificate(|c| c.id = "x".repeat(65)), invalid_id),
+            (new_certificate(|c| c.id = "tab\there".into()), invalid_id),
+            (new_certificate(|c| c.rpps = "1234".into()), |e| {
                 matches!(e, PkiError::InvalidRpps(_))
             }),
-            (good(&|c| c.issuer.clear()), |e| {
+            (new_certificate(|c| c.issuer.clear()), |e| {
                 matches!(e, PkiError::InvalidIssuer(_))
             }),
-            (good(&|c| c.not_after = date(2019, 12, 31)), |e| {
+            (new_certificate(|c| c.not_after = date(2019, 12, 31)), |e| {
                 matches!(e, PkiError::InvalidValidity { .. })
             }),
-            (
-                with_key(SignatureAlg::EcdsaP256Sha256, "not base64!".into()),
-                |e| *e == PkiError::BadBase64,
-            ),
-            (
-                with_key(SignatureAlg::EcdsaP256Sha256, String::new()),
-                |e| matches!(e, PkiError::InvalidPublicKey { .. }),
-            ),
-            (
-                with_key(
-                    SignatureAlg::EcdsaP256Sha256,
-                    BASE64.encode(b"garbage key bytes"),
-                ),
-                |e| matches!(e, PkiError::InvalidPublicKey { .. }),
-            ),
-            (
-                with_key(SignatureAlg::EcdsaP256Sha256, rsa_spki.clone()),
-                |e| matches!(e, PkiError::InvalidPublicKey { .. }),
-            ),
-            (with_key(SignatureAlg::RsaPkcs1Sha256, ec_spki), |e| {
-                matches!(e, PkiError::InvalidPublicKey { .. })
-            }),
-            (
-                with_key(SignatureAlg::EcdsaP256Sha256, BASE64.encode(&truncated)),
-                |e| matches!(e, PkiError::InvalidPublicKey { .. }),
-            ),
-            (
-                with_key(SignatureAlg::EcdsaP256Sha256, BASE64.encode(&trailing)),
-                |e| matches!(e, PkiError::InvalidPublicKey { .. }),
-            ),
-            (
-                with_key(SignatureAlg::EcdsaP256Sha256, BASE64.encode(&off_curve)),
-                |e| matches!(e, PkiError::InvalidPublicKey { .. }),
-            ),
-            (
-                with_key(
-                    SignatureAlg::RsaPkcs1Sha256,
-                    BASE64.encode(small_rsa_key().public_key_der()),
-                ),
-                |e| matches!(e, PkiError::InvalidPublicKey { .. }),
-            ),
             (
                 PkiRecord::Revocation {
                     cert: "tab\there".into(),
                     revoked_on: on(),
                 },
-                |e| matches!(e, PkiError::InvalidId(_)),
+                invalid_id,
             ),
-        ];
-        for (record, expected) in cases {
+        ]
+    }
+
+    /// Certificates whose public key is not one of their algorithm.
+    fn refused_keys() -> Vec<Refused> {
+        use SignatureAlg::{EcdsaP256Sha256 as Ec, RsaPkcs1Sha256 as Rsa};
+        let ec = ecdsa_key().public_key_der();
+        let mut truncated = ec.clone();
+        truncated.pop();
+        let mut trailing = ec.clone();
+        trailing.push(0);
+        let mut off_curve = ec.clone();
+        let last = off_curve.len() - 1;
+        off_curve[last] ^= 1;
+        let mut refused: Vec<Refused> = vec![(with_key(Ec, "not base64!".into()), |e| {
+            *e == PkiError::BadBase64
+        })];
+        for (alg, der) in [
+            (Ec, Vec::new()),
+            (Ec, b"garbage key bytes".to_vec()),
+            (Ec, rsa_key().public_key_der()),
+            (Rsa, ec),
+            (Ec, truncated),
+            (Ec, trailing),
+            (Ec, off_curve),
+            (Rsa, small_rsa_key().public_key_der()),
+        ] {
+            refused.push((with_key(alg, BASE64.encode(der)), invalid_key));
+        }
+        refused
+    }
+
+    #[test]
+    fn refused_records_change_nothing() {
+        let mut pki = pki();
+        for (record, expected) in refused_fields().into_iter().chain(refused_keys()) {
             let before = format!("{pki:?}");
             let err = pki.apply(record.clone()).unwrap_err();
             assert!(expected(&err), "{record:?} gave {err:?}");
@@ -529,7 +527,7 @@ mod tests {
         }
         assert_eq!(pki.len(), 2);
         assert!(pki.certificate("NEW-1").is_none());
-        pki.apply(good(&|_| {})).unwrap();
+        pki.apply(new_certificate(|_| {})).unwrap();
         assert_eq!(pki.len(), 3);
     }
 

@@ -172,6 +172,92 @@ mod tests {
         h
     }
 
+    /// A stage that writes, then dead-letters a close event and passes an
+    /// outcome: what it wrote is kept only for the input that passed.
+    struct WritesThenDecides;
+
+    impl Stage for WritesThenDecides {
+        type Input = crate::events::model::LedgerEntry;
+        const TOPICS: Topics = crate::outbound::ledger::LedgerStage::TOPICS;
+
+        fn header(entry: &Self::Input) -> Option<&EventHeader> {
+            Some(&entry.header)
+        }
+
+        fn decide(
+            &self,
+            entry: Self::Input,
+            _: &Inputs<'_>,
+            state: &mut StateTxn<'_>,
+            _: &Context<'_>,
+        ) -> Result<Decided, StoreError> {
+            let dead = entry.close_on.is_some();
+            state.put(
+                if dead {
+                    b"dead".to_vec()
+                } else {
+                    b"kept".to_vec()
+                },
+                vec![1],
+            );
+            Ok(if dead {
+                Decided::DeadLetter("refused after a write".into())
+            } else {
+                Decided::Outputs(Vec::new())
+            })
+        }
+    }
+
+    #[test]
+    fn a_dead_lettered_input_leaves_none_of_its_writes() {
+        use crate::events::SchemaRegistry;
+        use crate::events::model::LedgerEntry;
+        use crate::refdata::{InstitutionDirectory, RefView, TrustUnsigned};
+
+        let registry = SchemaRegistry::new().unwrap();
+        let rules = crate::rules::Rules::embedded().unwrap();
+        let institutions = InstitutionDirectory::default();
+        let refs = RefView {
+            signatures: &TrustUnsigned,
+            institutions: &institutions,
+        };
+        let pseudonyms = crate::pseudonym::PseudonymKey::development();
+        let ctx = Context {
+            rules: &rules,
+            refs: &refs,
+            pseudonyms: &pseudonyms,
+        };
+        let store = MemStore::default();
+        let mut txn = StateTxn::new(&store);
+        for (offset, close_on) in [(0, chrono::NaiveDate::from_ymd_opt(2025, 6, 2)), (1, None)] {
+            let entry = LedgerEntry {
+                header: crate::outbound::blank_header(),
+                close_on,
+                outcome: None,
+            };
+            let record = crate::bus::Record {
+                topic: crate::topics::OUTBOUND_LEDGER.into(),
+                partition: 0,
+                offset,
+                timestamp_millis: 0,
+                key: b"k".to_vec(),
+                value: registry.encode_single(&entry),
+            };
+            let at = Inputs {
+                stage: super::super::StageKind::Ledger,
+                record: &record,
+                registry: &registry,
+                ref_watermark: &[],
+                record_limit: 1 << 20,
+            };
+            let processed = WritesThenDecides.process(&at, &mut txn, &ctx).unwrap();
+            let dead_letters = processed.outputs.iter().filter(|o| o.topic == "dlq.ledger");
+            assert_eq!(dead_letters.count(), usize::from(close_on.is_some()));
+        }
+        assert_eq!(txn.get(b"dead").unwrap(), None);
+        assert_eq!(txn.get(b"kept").unwrap(), Some(vec![1]));
+    }
+
     #[test]
     fn multi_producer_inputs_keep_one_mark_per_source_topic() {
         let store = MemStore::default();

@@ -22,7 +22,7 @@ use crate::events::model::{EventHeader, FseDecided, FseRouted};
 use crate::money::{Cents, Hundredths, Rate};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
-    Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, Pricing, Rules,
+    Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, FranchiseValue, Pricing, Rules,
 };
 use crate::state::{StateTxn, StoreError, keys};
 use crate::topics;
@@ -171,108 +171,52 @@ fn price_lines<'r>(
 ) -> Result<Vec<LineCalc<'r>>, Reason> {
     let fse = &routed.entitled.validated.fse;
     let ent = &routed.entitled.entitlement;
-    let care = fse.care_date;
-    let kind = base_kind(routed);
     let (penalised, pathway_warning) = pathway_penalty(routed);
     warnings.extend(pathway_warning);
-    let situations = active_situations(ent, ex);
-    let situation_full_rate = situations.iter().any(|s| s.full_rate);
+    let pricing = ClaimPricing {
+        rules,
+        ent,
+        ex,
+        care: fse.care_date,
+        category: fse.professional.category,
+        kind: base_kind(routed),
+        penalised,
+        situation_full_rate: active_situations(ent, ex).iter().any(|s| s.full_rate),
+    };
+    (fse.lines.iter().enumerate())
+        .map(|(index, line)| pricing.line(index, line, warnings))
+        .collect()
+}
 
-    let mut calcs = Vec::with_capacity(fse.lines.len());
-    for (index, line) in fse.lines.iter().enumerate() {
+/// What pricing shares across the lines of one claim.
+struct ClaimPricing<'r, 'e> {
+    rules: &'r Rules,
+    ent: &'e Entitlement,
+    ex: &'e ExemptionValue,
+    care: chrono::NaiveDate,
+    category: crate::domain::Category,
+    kind: BaseKind,
+    /// The care-pathway penalty applies.
+    penalised: bool,
+    /// A situation of the beneficiary puts every line at the full rate.
+    situation_full_rate: bool,
+}
+
+impl<'r> ClaimPricing<'r, '_> {
+    /// The line `line` (at `index`): its act, base, rate and gross AMO share.
+    fn line(
+        &self,
+        index: usize,
+        line: &'r ActLine,
+        warnings: &mut Vec<Reason>,
+    ) -> Result<LineCalc<'r>, Reason> {
         let n = index + 1;
-        let not_billable = || {
-            Reason::new(
-                Stage::Reimbursement,
-                ReasonCode::ActNotBillableOnDate,
-                format!("{} has no tariff on {care}", line.code),
-            )
-            .line(n)
-        };
-        let act = rules
-            .acts
-            .find(&line.code, fse.professional.category)
-            .ok_or_else(not_billable)?;
-
-        // Base: the tariff (or declared price), plus any complement.
-        let (mut components, tariff_tag) = match act.pricing {
-            Pricing::DeclaredPrice => {
-                let price = line.unit_price.ok_or_else(not_billable)?;
-                (
-                    vec![price.times(Hundredths::ONE, line.quantity)],
-                    format!("{}@declared", act.code),
-                )
-            }
-            Pricing::Coefficient | Pricing::Unit => match act.tariff_at(kind, care) {
-                Some(version) => {
-                    let unit = version.value.amount.ok_or_else(not_billable)?;
-                    (
-                        vec![unit.times(line.coefficient, line.quantity)],
-                        act.version_tag(version.from),
-                    )
-                }
-                None if kind == BaseKind::Authority => {
-                    warnings.push(
-                        Reason::new(
-                            Stage::Reimbursement,
-                            ReasonCode::NoAuthorityTariff,
-                            format!("no tarif d'autorite for {}: zero base", act.code),
-                        )
-                        .line(n),
-                    );
-                    (vec![Cents::ZERO], format!("{}@authority-none", act.code))
-                }
-                None => return Err(not_billable()),
-            },
-        };
-        if let Some(complement) = line.complement
-            && let Some(values) = rules.rates.complements(act.family).and_then(|c| c.at(care))
-        {
-            let amount = match complement {
-                Complement::Night => values.value.night,
-                Complement::Sunday => values.value.sunday,
-                Complement::Urgency => values.value.urgency,
-            };
-            if let Some(amount) = amount {
-                components.push(amount.times(Hundredths::ONE, line.quantity));
-            }
-        }
-        let mut base: Cents = components.iter().copied().sum();
-        if base > line.charged {
-            // Never reimburse more than was charged.
-            base = line.charged;
-            components = vec![base];
-        }
-
-        // Rate.
-        let own_rate = act
-            .rate_override()
-            .or_else(|| rules.rates.family(act.family))
-            .and_then(|r| r.at(care))
-            .ok_or_else(not_billable)?;
-        let mut rate = own_rate.value.percent;
-        let doctor_family = rules.rates.outside_pathway.families.contains(&act.family);
-        if penalised && doctor_family {
-            if let Some(outside) = rules.rates.outside_pathway.rate.at(care) {
-                rate = rate.min(outside.value.percent);
-            }
-        } else if ent.local_regime.is_some()
-            && let Some(local) = act
-                .local_regime_rate()
-                .or_else(|| rules.rates.local_regime(act.family))
-                .and_then(|r| r.at(care))
-        {
-            rate = rate.max(local.value.percent);
-        }
-        let ald_full = line.ald_related
-            && ent.ald
-            && ex.ald_related.full_rate
-            && act.family != Family::HospitalDayFee;
-        if situation_full_rate || ald_full {
-            rate = Rate::FULL;
-        }
+        let act = (self.rules.acts.find(&line.code, self.category))
+            .ok_or_else(|| self.not_billable(line, n))?;
+        let (components, tariff_tag) = self.base_components(act, line, n, warnings)?;
+        let base: Cents = components.iter().copied().sum();
+        let rate = self.rate(act, line, n)?;
         let gross = components.iter().map(|c| c.apply_rate(rate)).sum();
-
         if let Some(declared) = line.declared_base
             && declared != base
         {
@@ -286,7 +230,7 @@ fn price_lines<'r>(
                 .line(n),
             );
         }
-        calcs.push(LineCalc {
+        Ok(LineCalc {
             act,
             line,
             base,
@@ -296,9 +240,111 @@ fn price_lines<'r>(
             participation: Cents::ZERO,
             franchise: Cents::ZERO,
             tariff_tag,
-        });
+        })
     }
-    Ok(calcs)
+
+    fn not_billable(&self, line: &ActLine, n: usize) -> Reason {
+        Reason::new(
+            Stage::Reimbursement,
+            ReasonCode::ActNotBillableOnDate,
+            format!("{} has no tariff on {}", line.code, self.care),
+        )
+        .line(n)
+    }
+
+    /// The base's components: the tariff (or declared price), plus any
+    /// complement; never more than was charged. With the tariff's tag.
+    fn base_components(
+        &self,
+        act: &Act,
+        line: &ActLine,
+        n: usize,
+        warnings: &mut Vec<Reason>,
+    ) -> Result<(Vec<Cents>, String), Reason> {
+        let care = self.care;
+        let (mut components, tariff_tag) = match act.pricing {
+            Pricing::DeclaredPrice => {
+                let price = line.unit_price.ok_or_else(|| self.not_billable(line, n))?;
+                (
+                    vec![price.times(Hundredths::ONE, line.quantity)],
+                    format!("{}@declared", act.code),
+                )
+            }
+            Pricing::Coefficient | Pricing::Unit => match act.tariff_at(self.kind, care) {
+                Some(version) => {
+                    let unit = (version.value.amount).ok_or_else(|| self.not_billable(line, n))?;
+                    (
+                        vec![unit.times(line.coefficient, line.quantity)],
+                        act.version_tag(version.from),
+                    )
+                }
+                None if self.kind == BaseKind::Authority => {
+                    warnings.push(
+                        Reason::new(
+                            Stage::Reimbursement,
+                            ReasonCode::NoAuthorityTariff,
+                            format!("no tarif d'autorite for {}: zero base", act.code),
+                        )
+                        .line(n),
+                    );
+                    (vec![Cents::ZERO], format!("{}@authority-none", act.code))
+                }
+                None => return Err(self.not_billable(line, n)),
+            },
+        };
+        if let Some(complement) = line.complement
+            && let Some(values) =
+                (self.rules.rates.complements(act.family)).and_then(|c| c.at(care))
+        {
+            let amount = match complement {
+                Complement::Night => values.value.night,
+                Complement::Sunday => values.value.sunday,
+                Complement::Urgency => values.value.urgency,
+            };
+            if let Some(amount) = amount {
+                components.push(amount.times(Hundredths::ONE, line.quantity));
+            }
+        }
+        let base: Cents = components.iter().copied().sum();
+        if base > line.charged {
+            // Never reimburse more than was charged.
+            components = vec![line.charged];
+        }
+        Ok((components, tariff_tag))
+    }
+
+    /// The line's rate: its family's (or its own), lowered outside the care
+    /// pathway, raised under a local regime, full under an exemption.
+    fn rate(&self, act: &Act, line: &ActLine, n: usize) -> Result<Rate, Reason> {
+        let (rules, ent, care) = (self.rules, self.ent, self.care);
+        let own_rate = act
+            .rate_override()
+            .or_else(|| rules.rates.family(act.family))
+            .and_then(|r| r.at(care))
+            .ok_or_else(|| self.not_billable(line, n))?;
+        let mut rate = own_rate.value.percent;
+        let doctor_family = rules.rates.outside_pathway.families.contains(&act.family);
+        if self.penalised && doctor_family {
+            if let Some(outside) = rules.rates.outside_pathway.rate.at(care) {
+                rate = rate.min(outside.value.percent);
+            }
+        } else if ent.local_regime.is_some()
+            && let Some(local) = act
+                .local_regime_rate()
+                .or_else(|| rules.rates.local_regime(act.family))
+                .and_then(|r| r.at(care))
+        {
+            rate = rate.max(local.value.percent);
+        }
+        let ald_full = line.ald_related
+            && ent.ald
+            && self.ex.ald_related.full_rate
+            && act.family != Family::HospitalDayFee;
+        if self.situation_full_rate || ald_full {
+            rate = Rate::FULL;
+        }
+        Ok(rate)
+    }
 }
 
 /// The flat fee on costly acts (§3.5): on eligible lines the patient bears the
@@ -425,24 +471,7 @@ fn take_franchises(
         {
             continue;
         }
-        let quantity = calc.line.quantity;
-        let (wanted, day) = match kind {
-            FranchiseKind::Medicine => (fr.per_box.times(Hundredths::ONE, quantity), None),
-            FranchiseKind::Auxiliary => (
-                fr.per_act.times(Hundredths::ONE, quantity),
-                Some((
-                    keys::auxiliary_franchise_day(who, care, rpps),
-                    fr.daily_cap_auxiliary,
-                )),
-            ),
-            FranchiseKind::Transport => (
-                fr.per_leg.times(Hundredths::ONE, quantity),
-                Some((
-                    keys::transport_franchise_day(who, care),
-                    fr.daily_cap_transport,
-                )),
-            ),
-        };
+        let (wanted, day) = franchise_wanted(kind, &fr, calc.line.quantity, who, care, rpps);
         let mut amount = wanted
             .min(yearly_cap - taken_this_year)
             // Never more than AMO would pay for the item (D.322-5).
@@ -464,46 +493,53 @@ fn take_franchises(
     Ok(())
 }
 
-/// The reimbursement stage: the final decision on a routed claim.
-pub fn reimburse(
-    input: Routed,
+/// The franchise a line of `quantity` items of `kind` bears before the
+/// caps, and the key and cap of its daily count (none for medicines).
+fn franchise_wanted(
+    kind: FranchiseKind,
+    fr: &FranchiseValue,
+    quantity: u32,
+    who: &BeneficiaryKey,
+    care: chrono::NaiveDate,
+    rpps: &str,
+) -> (Cents, Option<(Vec<u8>, Cents)>) {
+    match kind {
+        FranchiseKind::Medicine => (fr.per_box.times(Hundredths::ONE, quantity), None),
+        FranchiseKind::Auxiliary => (
+            fr.per_act.times(Hundredths::ONE, quantity),
+            Some((
+                keys::auxiliary_franchise_day(who, care, rpps),
+                fr.daily_cap_auxiliary,
+            )),
+        ),
+        FranchiseKind::Transport => (
+            fr.per_leg.times(Hundredths::ONE, quantity),
+            Some((
+                keys::transport_franchise_day(who, care),
+                fr.daily_cap_transport,
+            )),
+        ),
+    }
+}
+
+/// The flat fee, the participation and the franchises, each unless an
+/// exemption spares the claim; returns the flat fee.
+fn take_deductions(
+    calcs: &mut [LineCalc<'_>],
     state: &mut StateTxn<'_>,
-    ctx: &Context<'_>,
-) -> Result<Outcome<Decision>, StoreError> {
-    let rules = ctx.rules;
-    let validated = &input.entitled.validated;
-    let fse = &validated.fse;
-    let ent = &input.entitled.entitlement;
-    let who = &validated.beneficiary;
+    rules: &Rules,
+    routed: &Routed,
+    ex: &ExemptionValue,
+) -> Result<Cents, StoreError> {
+    let validated = &routed.entitled.validated;
+    let (fse, who) = (&validated.fse, &validated.beneficiary);
+    let ent = &routed.entitled.entitlement;
     let care = fse.care_date;
-    let Some(ex) = rules.exemptions.versions.at(care).map(|v| &v.value) else {
-        let reason = Reason::new(
-            Stage::Reimbursement,
-            ReasonCode::NoRulesForDate,
-            "no exemption table is in force on the date of care",
-        );
-        return Ok(Outcome::Reject(reject_validated(
-            validated,
-            vec![reason],
-            ctx,
-        )));
-    };
-    let mut warnings = validated.warnings.clone();
-    let mut calcs = match price_lines(&input, rules, ex, &mut warnings) {
-        Ok(calcs) => calcs,
-        Err(reason) => {
-            return Ok(Outcome::Reject(reject_validated(
-                validated,
-                vec![reason],
-                ctx,
-            )));
-        }
-    };
     let situations = active_situations(ent, ex);
     let ald_claim = ent.ald && fse.lines.iter().all(|l| l.ald_related);
     let flat_exempt = situations.iter().any(|s| s.exempt_flat_fee)
         || (ald_claim && ex.ald_related.exempt_flat_fee);
-    let flat_fee = apply_flat_fee(&mut calcs, rules, care, flat_exempt);
+    let flat_fee = apply_flat_fee(calcs, rules, care, flat_exempt);
 
     let pf_exempt = situations.iter().any(|s| s.exempt_participation);
     let pf_with_flat = rules
@@ -512,25 +548,31 @@ pub fn reimburse(
         .at(care)
         .is_some_and(|v| v.value.with_flat_fee);
     if !pf_exempt && (flat_fee == Cents::ZERO || pf_with_flat) {
-        take_participation(&mut calcs, state, rules, &input, who)?;
+        take_participation(calcs, state, rules, routed, who)?;
     }
     if !situations.iter().any(|s| s.exempt_franchise) {
-        take_franchises(&mut calcs, state, rules, &input, who, ex)?;
+        take_franchises(calcs, state, rules, routed, who, ex)?;
     }
-    if ent.css && ex.css.ticket_paid_by_css {
-        for calc in &mut calcs {
-            calc.css = calc.base - calc.gross;
-        }
-        if calcs.iter().any(|c| c.line.charged > c.base) {
-            warnings.push(Reason::new(
-                Stage::Reimbursement,
-                ReasonCode::DepassementUnderCss,
-                "a fee above the base for a CSS beneficiary",
-            ));
-        }
-    }
+    Ok(flat_fee)
+}
 
-    let lines: Vec<DecisionLine> = calcs
+/// The CSS pays each line's ticket modérateur; a warning when a fee above
+/// the base was charged to its beneficiary.
+fn css_pays_the_ticket(calcs: &mut [LineCalc<'_>]) -> Option<Reason> {
+    for calc in calcs.iter_mut() {
+        calc.css = calc.base - calc.gross;
+    }
+    calcs.iter().any(|c| c.line.charged > c.base).then(|| {
+        Reason::new(
+            Stage::Reimbursement,
+            ReasonCode::DepassementUnderCss,
+            "a fee above the base for a CSS beneficiary",
+        )
+    })
+}
+
+fn decision_lines(calcs: &[LineCalc<'_>]) -> Vec<DecisionLine> {
+    calcs
         .iter()
         .map(|c| DecisionLine {
             code: c.line.code.clone(),
@@ -543,28 +585,101 @@ pub fn reimburse(
             franchise: c.franchise,
             tariff: c.tariff_tag.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// Who is paid what, and what the insured owes or repays.
+struct Payees {
+    deferred: Cents,
+    imputed: Cents,
+    to_professional: Cents,
+    to_insured: Cents,
+}
+
+/// Pays the claim's AMO and CSS shares with its `deductions`. Under tiers
+/// payant the professional is paid the whole AMO share and the deductions
+/// are owed by the insured, taken from a later benefit (D.322-3);
+/// otherwise the insured is paid, less what they owe (from the AMO share).
+fn pay(
+    state: &mut StateTxn<'_>,
+    who: &BeneficiaryKey,
+    tiers_payant: bool,
+    (amo, css): (Cents, Cents),
+    deductions: Cents,
+) -> Result<Payees, StoreError> {
+    let deferred_key = keys::deferred_balance(who);
+    let owed = Cents(state.get_i64(&deferred_key)?);
+    let payees = if tiers_payant {
+        Payees {
+            deferred: deductions,
+            imputed: Cents::ZERO,
+            to_professional: amo + css + deductions,
+            to_insured: Cents::ZERO,
+        }
+    } else {
+        let imputed = owed.min(amo);
+        Payees {
+            deferred: Cents::ZERO,
+            imputed,
+            to_professional: Cents::ZERO,
+            to_insured: amo + css - imputed,
+        }
+    };
+    let balance = owed + payees.deferred - payees.imputed;
+    if balance != owed {
+        state.put_i64(deferred_key, balance.get());
+    }
+    Ok(payees)
+}
+
+/// The reimbursement stage: the final decision on a routed claim.
+pub fn reimburse(
+    input: Routed,
+    state: &mut StateTxn<'_>,
+    ctx: &Context<'_>,
+) -> Result<Outcome<Decision>, StoreError> {
+    let rules = ctx.rules;
+    let validated = &input.entitled.validated;
+    let fse = &validated.fse;
+    let ent = &input.entitled.entitlement;
+    let who = &validated.beneficiary;
+    let care = fse.care_date;
+    let reject = |reason| {
+        Ok(Outcome::Reject(reject_validated(
+            validated,
+            vec![reason],
+            ctx,
+        )))
+    };
+    let Some(ex) = rules.exemptions.versions.at(care).map(|v| &v.value) else {
+        return reject(Reason::new(
+            Stage::Reimbursement,
+            ReasonCode::NoRulesForDate,
+            "no exemption table is in force on the date of care",
+        ));
+    };
+    let mut warnings = validated.warnings.clone();
+    let mut calcs = match price_lines(&input, rules, ex, &mut warnings) {
+        Ok(calcs) => calcs,
+        Err(reason) => return reject(reason),
+    };
+    let flat_fee = take_deductions(&mut calcs, state, rules, &input, ex)?;
+    if ent.css && ex.css.ticket_paid_by_css {
+        warnings.extend(css_pays_the_ticket(&mut calcs));
+    }
+    let lines = decision_lines(&calcs);
     let amo: Cents = lines.iter().map(|l| l.amo).sum();
     let css: Cents = lines.iter().map(|l| l.css).sum();
     let participation: Cents = lines.iter().map(|l| l.participation).sum();
     let franchise: Cents = lines.iter().map(|l| l.franchise).sum();
     let charged: Cents = lines.iter().map(|l| l.charged).sum();
-
-    // Under tiers payant the professional is paid the whole AMO share and the
-    // deductions are owed by the insured, taken from a later benefit (D.322-3).
-    let deferred_key = keys::deferred_balance(who);
-    let owed = Cents(state.get_i64(&deferred_key)?);
-    let (deferred, imputed, to_professional, to_insured) = if fse.tiers_payant.amo {
-        let deferred = participation + franchise;
-        (deferred, Cents::ZERO, amo + css + deferred, Cents::ZERO)
-    } else {
-        let imputed = owed.min(amo);
-        (Cents::ZERO, imputed, Cents::ZERO, amo + css - imputed)
-    };
-    let balance = owed + deferred - imputed;
-    if balance != owed {
-        state.put_i64(deferred_key, balance.get());
-    }
+    let payees = pay(
+        state,
+        who,
+        fse.tiers_payant.amo,
+        (amo, css),
+        participation + franchise,
+    )?;
 
     let decision = Decision {
         fse_id: Some(fse.fse_id.clone()),
@@ -581,11 +696,11 @@ pub fn reimburse(
         participation,
         franchise,
         flat_fee,
-        deferred,
-        imputed,
+        deferred: payees.deferred,
+        imputed: payees.imputed,
         patient: charged - amo - css,
-        paid_to_professional: to_professional,
-        paid_to_insured: to_insured,
+        paid_to_professional: payees.to_professional,
+        paid_to_insured: payees.to_insured,
         rules_version: rules.version.clone(),
         signature_check: Some(validated.signature_check),
         beneficiary_key: Some(who.to_string()),
@@ -601,569 +716,4 @@ pub fn reimburse(
 }
 
 #[cfg(test)]
-mod tests {
-    //! Given a routed claim (and, where it matters, the caps already spent),
-    //! when the reimbursement stage decides it, then the base, the rate and
-    //! every deduction are those of the tables on the date of care.
-
-    use serde_json::{Value, json};
-
-    use super::*;
-    use crate::stages::tests::{CARE, GP, Kit, NIR, NURSE, OTHER_DOCTOR, PHARMACIST, claim, codes};
-    use crate::state::StateStore;
-
-    /// When: the reimbursement stage decides the routed claim.
-    fn when_reimbursed(kit: &Kit, fse: &Value) -> Decision {
-        let routed = kit.routed(fse);
-        let outcome =
-            kit.with_ctx(|ctx| Kit::run(&kit.reimbursement, |txn| reimburse(routed, txn, ctx)));
-        match outcome {
-            Outcome::Pass(d) => {
-                d.check_invariants().unwrap();
-                assert_eq!(d.status, Status::Paid);
-                d
-            }
-            Outcome::Reject(d) => panic!("rejected: {:?}", d.reasons),
-        }
-    }
-
-    fn cents(c: Cents) -> String {
-        c.to_string()
-    }
-
-    /// (amo, css, participation, franchise, patient) of a decision.
-    fn money(d: &Decision) -> [String; 5] {
-        [d.amo, d.css, d.participation, d.franchise, d.patient].map(cents)
-    }
-
-    fn expect(
-        amo: &str,
-        css: &str,
-        participation: &str,
-        franchise: &str,
-        patient: &str,
-    ) -> [String; 5] {
-        [amo, css, participation, franchise, patient].map(str::to_string)
-    }
-
-    fn born(birth: &str) -> Value {
-        json!({"nir": NIR, "birth_date": birth, "rank": 1})
-    }
-
-    fn specialist() -> Value {
-        json!({"rpps": OTHER_DOCTOR, "category": "specialist", "sector": "1"})
-    }
-
-    #[test]
-    fn in_the_pathway_a_gp_consultation_is_70_percent_less_participation() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        // When
-        let d = when_reimbursed(&kit, &claim(json!({})));
-        // Then
-        assert_eq!(d.lines[0].rate.percent(), 70);
-        assert_eq!(d.lines[0].tariff, "G@2024-12-22");
-        assert_eq!(money(&d), expect("19.00", "0.00", "2.00", "0.00", "11.00"));
-        assert_eq!(d.route, Some(Route::Domestic));
-        assert!(d.warnings.is_empty());
-    }
-
-    #[test]
-    fn outside_the_pathway_the_rate_is_30_percent() {
-        // Given: no declared GP.
-        let mut kit = Kit::new();
-        kit.rights(json!({"declared_gp": null}));
-        // When
-        let d = when_reimbursed(&kit, &claim(json!({"pathway": "outside"})));
-        // Then
-        assert_eq!(d.lines[0].rate.percent(), 30);
-        assert_eq!(money(&d), expect("7.00", "0.00", "2.00", "0.00", "23.00"));
-        assert!(d.warnings.is_empty());
-    }
-
-    #[test]
-    fn mt_naming_someone_else_as_declared_gp_is_30_percent_with_a_warning() {
-        // Given: the rights name another doctor as declared GP.
-        let mut kit = Kit::new();
-        kit.rights(json!({"declared_gp": OTHER_DOCTOR}));
-        // When
-        let d = when_reimbursed(&kit, &claim(json!({"pathway": "mt"})));
-        // Then
-        assert_eq!(d.lines[0].rate.percent(), 30);
-        assert_eq!(
-            codes(&d.warnings),
-            vec![("pathway_not_honoured", Some("pathway"))]
-        );
-        assert_eq!(money(&d), expect("7.00", "0.00", "2.00", "0.00", "23.00"));
-    }
-
-    #[test]
-    fn mt_without_any_declared_gp_is_not_honoured_either() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"declared_gp": null}));
-        // When
-        let d = when_reimbursed(&kit, &claim(json!({})));
-        // Then
-        assert_eq!(d.lines[0].rate.percent(), 30);
-        assert_eq!(
-            codes(&d.warnings),
-            vec![("pathway_not_honoured", Some("pathway"))]
-        );
-    }
-
-    #[test]
-    fn referred_and_emergency_are_not_penalised() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"declared_gp": null}));
-        for (n, pathway) in ["referred", "emergency", "direct_access"]
-            .iter()
-            .enumerate()
-        {
-            // When
-            let d = when_reimbursed(
-                &kit,
-                &claim(json!({"pathway": pathway, "fse_id": format!("12345678-00000000{n}")})),
-            );
-            // Then
-            assert_eq!(d.lines[0].rate.percent(), 70, "{pathway}");
-        }
-    }
-
-    #[test]
-    fn under_16_is_never_penalised() {
-        // Given: 15 on the date of care, no declared GP, outside the pathway.
-        let mut kit = Kit::new();
-        kit.rights(json!({"birth_date": "2010-01-15", "declared_gp": null}));
-        // When
-        let d = when_reimbursed(
-            &kit,
-            &claim(json!({"pathway": "outside", "beneficiary": born("2010-01-15")})),
-        );
-        // Then: 70 %, and a minor bears no participation.
-        assert_eq!(d.lines[0].rate.percent(), 70);
-        assert_eq!(money(&d), expect("21.00", "0.00", "0.00", "0.00", "9.00"));
-        assert!(d.warnings.is_empty());
-    }
-
-    #[test]
-    fn a_minor_of_17_outside_the_pathway_is_penalised_but_bears_no_participation() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"birth_date": "2008-03-01", "declared_gp": null}));
-        // When
-        let d = when_reimbursed(
-            &kit,
-            &claim(json!({"pathway": "outside", "beneficiary": born("2008-03-01")})),
-        );
-        // Then
-        assert_eq!(d.lines[0].rate.percent(), 30);
-        assert_eq!(money(&d), expect("9.00", "0.00", "0.00", "0.00", "21.00"));
-    }
-
-    #[test]
-    fn a_minor_is_exempt_from_participation_and_franchises_but_not_full_rate() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"birth_date": "2012-07-21"}));
-        // When
-        let gp = when_reimbursed(&kit, &claim(json!({"beneficiary": born("2012-07-21")})));
-        let nurse = when_reimbursed(
-            &kit,
-            &claim(json!({
-                "fse_id": "23456789-000000007",
-                "professional": {"rpps": NURSE, "category": "nurse", "sector": "1"},
-                "beneficiary": born("2012-07-21"),
-                "pathway": "referred",
-                "acts": [{"code": "AMI", "coefficient": "2", "quantity": 3, "charged": "18.90"}]
-            })),
-        );
-        // Then
-        assert_eq!(gp.lines[0].rate.percent(), 70);
-        assert_eq!(money(&gp), expect("21.00", "0.00", "0.00", "0.00", "9.00"));
-        assert_eq!(nurse.lines[0].rate.percent(), 60);
-        assert_eq!(
-            money(&nurse),
-            expect("11.34", "0.00", "0.00", "0.00", "7.56")
-        );
-    }
-
-    #[test]
-    fn an_adult_nurse_claim_bears_franchises_within_the_daily_cap() {
-        // Given: 2025, EUR 1 per auxiliary act, EUR 4 a day per professional.
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        // When
-        let d = when_reimbursed(
-            &kit,
-            &claim(json!({
-                "professional": {"rpps": NURSE, "category": "nurse", "sector": "1"},
-                "pathway": "referred",
-                "acts": [{"code": "AMI", "coefficient": "2", "quantity": 5, "charged": "31.50"}]
-            })),
-        );
-        // Then: 31.50 × 60 % = 18.90, less EUR 4 (not 5).
-        assert_eq!(money(&d), expect("14.90", "0.00", "0.00", "4.00", "16.60"));
-    }
-
-    #[test]
-    fn sector_3_is_reimbursed_on_the_authority_tariff() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({
-            "professional": {"rpps": GP, "category": "gp", "sector": "3"},
-            "acts": [{"code": "G", "charged": "50.00"}]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then: base 0.61, 70 % = 0.43, below the participation: none taken.
-        assert_eq!(cents(d.lines[0].base), "0.61");
-        assert_eq!(d.lines[0].tariff, "G@2017-05-01");
-        assert_eq!(money(&d), expect("0.43", "0.00", "0.00", "0.00", "49.57"));
-    }
-
-    #[test]
-    fn sector_3_without_an_authority_tariff_is_a_zero_base_with_a_warning() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({
-            "professional": {"rpps": GP, "category": "gp", "sector": "3"},
-            "acts": [{"code": "G", "charged": "50.00"}, {"code": "MCG", "charged": "5.00"}]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then
-        assert_eq!(cents(d.lines[1].base), "0.00");
-        assert_eq!(d.lines[1].tariff, "MCG@authority-none");
-        let warnings: Vec<_> = d
-            .warnings
-            .iter()
-            .map(|w| (w.code.as_str(), w.line))
-            .collect();
-        assert_eq!(warnings, vec![("no_authority_tariff", Some(2))]);
-    }
-
-    #[test]
-    fn sector_2_outside_optam_is_reimbursed_on_the_non_optam_base() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({
-            "professional": {"rpps": GP, "category": "gp", "sector": "2", "optam": false},
-            "acts": [{"code": "G", "charged": "40.00"}]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then: 23.00 × 70 % = 16.10 − 2.00.
-        assert_eq!(cents(d.lines[0].base), "23.00");
-        assert_eq!(money(&d), expect("14.10", "0.00", "2.00", "0.00", "25.90"));
-    }
-
-    #[test]
-    fn a_line_charged_below_its_tariff_has_its_base_capped() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        // When
-        let d = when_reimbursed(
-            &kit,
-            &claim(json!({"acts": [{"code": "G", "charged": "20.00"}]})),
-        );
-        // Then
-        assert_eq!(cents(d.lines[0].base), "20.00");
-        assert_eq!(money(&d), expect("12.00", "0.00", "2.00", "0.00", "8.00"));
-    }
-
-    #[test]
-    fn two_ccam_lines_reaching_120_trigger_the_flat_fee() {
-        // Given: a specialist's two ECG lines, bases 71.30 and 48.70 (capped
-        // at what was charged): 120.00, the threshold.
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({
-            "professional": specialist(),
-            "pathway": "referred",
-            "acts": [
-                {"code": "DEQP003", "quantity": 5, "charged": "71.30"},
-                {"code": "DEQP003", "quantity": 4, "charged": "48.70"}
-            ]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then: the patient bears EUR 24 instead of the ticket, and no participation.
-        assert_eq!(cents(d.flat_fee), "24.00");
-        assert_eq!(money(&d), expect("96.00", "0.00", "0.00", "0.00", "24.00"));
-        assert_eq!(cents(d.lines[0].amo), "47.30");
-        assert_eq!(cents(d.lines[1].amo), "48.70");
-    }
-
-    #[test]
-    fn two_ccam_lines_one_cent_below_120_bear_the_ticket_and_participation() {
-        // Given: 71.30 + 48.69 = 119.99.
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({
-            "professional": specialist(),
-            "pathway": "referred",
-            "acts": [
-                {"code": "DEQP003", "quantity": 5, "charged": "71.30"},
-                {"code": "DEQP003", "quantity": 4, "charged": "48.69"}
-            ]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then: 70 % of each line (49.91 + 34.08), less 4 participations (daily cap).
-        assert_eq!(cents(d.flat_fee), "0.00");
-        assert_eq!(money(&d), expect("75.99", "0.00", "8.00", "0.00", "44.00"));
-    }
-
-    #[test]
-    fn the_flat_fee_does_not_apply_to_css_beneficiaries() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"css": [{"from": "2025-01-01", "to": null}]}));
-        let fse = claim(json!({
-            "professional": specialist(),
-            "pathway": "referred",
-            "acts": [{"code": "BGLA001", "charged": "125.40"}]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then: the ticket is paid by the CSS instead.
-        assert_eq!(cents(d.flat_fee), "0.00");
-        assert_eq!(money(&d), expect("87.78", "37.62", "0.00", "0.00", "0.00"));
-    }
-
-    #[test]
-    fn maternity_is_full_rate_and_exempt_from_participation() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"maternity": [{"from": "2025-03-01", "to": "2025-09-30"}]}));
-        // When
-        let d = when_reimbursed(&kit, &claim(json!({})));
-        // Then
-        assert_eq!(d.lines[0].rate.percent(), 100);
-        assert_eq!(money(&d), expect("30.00", "0.00", "0.00", "0.00", "0.00"));
-    }
-
-    #[test]
-    fn maternity_is_exempt_from_franchises() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"maternity": [{"from": "2025-03-01", "to": "2025-09-30"}]}));
-        let fse = claim(json!({
-            "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
-            "pathway": null,
-            "acts": [{"code": "PH7", "quantity": 2, "product": "3400935955838",
-                      "unit_price": "7.50", "charged": "15.00"}]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then
-        assert_eq!(money(&d), expect("15.00", "0.00", "0.00", "0.00", "0.00"));
-    }
-
-    #[test]
-    fn css_pays_the_ticket_and_a_depassement_is_flagged() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"css": [{"from": "2025-01-01", "to": null}]}));
-        // When
-        let d = when_reimbursed(
-            &kit,
-            &claim(json!({"acts": [{"code": "G", "charged": "35.00"}]})),
-        );
-        // Then: 21.00 AMO, 9.00 CSS, no participation; the 5.00 above the base stays.
-        assert_eq!(money(&d), expect("21.00", "9.00", "0.00", "0.00", "5.00"));
-        assert_eq!(cents(d.paid_to_insured), "30.00");
-        assert_eq!(codes(&d.warnings), vec![("depassement_under_css", None)]);
-    }
-
-    #[test]
-    fn css_without_depassement_has_no_warning() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({"css": [{"from": "2025-01-01", "to": null}]}));
-        // When
-        let d = when_reimbursed(&kit, &claim(json!({})));
-        // Then
-        assert_eq!(money(&d), expect("21.00", "9.00", "0.00", "0.00", "0.00"));
-        assert!(d.warnings.is_empty());
-    }
-
-    #[test]
-    fn a_declared_base_that_differs_is_a_warning_and_is_not_used() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({"acts": [{"code": "G", "charged": "30.00", "base": "25.00"}]}));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then
-        assert_eq!(cents(d.lines[0].base), "30.00");
-        assert_eq!(
-            codes(&d.warnings),
-            vec![("base_mismatch", Some("acts[0].base"))]
-        );
-        assert_eq!(d.warnings[0].line, Some(1));
-        assert_eq!(money(&d), expect("19.00", "0.00", "2.00", "0.00", "11.00"));
-    }
-
-    #[test]
-    fn a_declared_base_that_matches_is_silent() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({"acts": [{"code": "G", "charged": "30.00", "base": "30.00"}]}));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then
-        assert!(d.warnings.is_empty());
-    }
-
-    #[test]
-    fn the_yearly_participation_cap_stops_at_exactly_50() {
-        // Given: 49.00 already taken in the reimbursement year.
-        let mut kit = Kit::new();
-        let who = kit.rights(json!({}));
-        let mut seed = crate::state::WriteBatch::new();
-        seed.insert(
-            keys::participation_year(&who, 2025),
-            Some(4900i64.to_be_bytes().to_vec()),
-        );
-        kit.reimbursement.apply(&seed).unwrap();
-        // When
-        let partial = when_reimbursed(&kit, &claim(json!({})));
-        let after = when_reimbursed(
-            &kit,
-            &claim(json!({"care_date": "2025-06-03", "fse_id": "12345678-000000043"})),
-        );
-        // Then: the last participation is partial, then none.
-        assert_eq!(
-            money(&partial),
-            expect("20.00", "0.00", "1.00", "0.00", "10.00")
-        );
-        assert_eq!(
-            money(&after),
-            expect("21.00", "0.00", "0.00", "0.00", "9.00")
-        );
-        let counter = StateTxn::new(&kit.reimbursement)
-            .get_i64(&keys::participation_year(&who, 2025))
-            .unwrap();
-        assert_eq!(counter, 5000);
-    }
-
-    #[test]
-    fn the_yearly_participation_cap_counts_by_reimbursement_year() {
-        // Given: the 2025 cap is spent; care on 31 Dec 2024 received in 2025
-        // and care on 30 Dec 2024 received in 2024.
-        let mut kit = Kit::new();
-        let who = kit.rights(json!({}));
-        let mut seed = crate::state::WriteBatch::new();
-        seed.insert(
-            keys::participation_year(&who, 2025),
-            Some(5000i64.to_be_bytes().to_vec()),
-        );
-        kit.reimbursement.apply(&seed).unwrap();
-        // When
-        let received_2025 = when_reimbursed(
-            &kit,
-            &claim(json!({"care_date": "2024-12-31", "received_at": "2025-01-02T09:00:00+01:00"})),
-        );
-        let received_2024 = when_reimbursed(
-            &kit,
-            &claim(json!({"care_date": "2024-12-30", "fse_id": "12345678-000000043"})),
-        );
-        // Then
-        assert_eq!(cents(received_2025.participation), "0.00");
-        assert_eq!(cents(received_2024.participation), "2.00");
-    }
-
-    #[test]
-    fn the_participation_is_at_most_4_acts_a_day_per_professional() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        // When: 5 consultations on one line.
-        let d = when_reimbursed(
-            &kit,
-            &claim(json!({"acts": [{"code": "G", "quantity": 5, "charged": "150.00"}]})),
-        );
-        // Then
-        assert_eq!(cents(d.participation), "8.00");
-    }
-
-    #[test]
-    fn a_franchise_is_never_above_what_amo_pays_for_the_line() {
-        // Given: a 30 % medicine at 2.00 a box (AMO 0.60 a box, franchise 1.00).
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({
-            "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
-            "pathway": null,
-            "acts": [
-                {"code": "PH4", "quantity": 3, "product": "3400930000014",
-                 "unit_price": "2.00", "charged": "6.00"},
-                {"code": "PH7", "quantity": 1, "product": "3400935955838",
-                 "unit_price": "7.50", "charged": "7.50"}
-            ]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then: 1.80 on the PH4 line (not 3.00), 1.00 on the PH7 line.
-        assert_eq!(cents(d.lines[0].franchise), "1.80");
-        assert_eq!(cents(d.lines[0].amo), "0.00");
-        assert_eq!(cents(d.lines[1].franchise), "1.00");
-        assert_eq!(cents(d.lines[1].amo), "3.88");
-        assert!(d.lines.iter().all(|l| !l.amo.is_negative()));
-        assert_eq!(money(&d), expect("3.88", "0.00", "0.00", "2.80", "9.62"));
-    }
-
-    #[test]
-    fn a_nurse_act_below_the_franchise_bears_only_what_amo_pays() {
-        // Given: AMI × 0.5 = 1.58 (rounded), 60 % = 0.95 < EUR 1.
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let fse = claim(json!({
-            "professional": {"rpps": NURSE, "category": "nurse", "sector": "1"},
-            "pathway": "referred",
-            "acts": [{"code": "AMI", "coefficient": "0.5", "charged": "1.58"}]
-        }));
-        // When
-        let d = when_reimbursed(&kit, &fse);
-        // Then
-        assert_eq!(cents(d.lines[0].base), "1.58");
-        assert_eq!(money(&d), expect("0.00", "0.00", "0.00", "0.95", "1.58"));
-    }
-
-    #[test]
-    fn under_tiers_payant_deductions_are_deferred_then_imputed() {
-        // Given
-        let mut kit = Kit::new();
-        kit.rights(json!({}));
-        let tp = claim(json!({"tiers_payant": {"amo": true, "amc": false}}));
-        // When
-        let first = when_reimbursed(&kit, &tp);
-        let second = when_reimbursed(
-            &kit,
-            &claim(json!({"care_date": "2025-06-03", "fse_id": "12345678-000000043"})),
-        );
-        // Then
-        assert_eq!(cents(first.deferred), "2.00");
-        assert_eq!(cents(first.paid_to_professional), "21.00");
-        assert_eq!(cents(second.imputed), "2.00");
-        assert_eq!(cents(second.paid_to_insured), "17.00");
-        assert_eq!(
-            second.care_date.map(|d| d.to_string()).as_deref(),
-            Some("2025-06-03")
-        );
-        assert_eq!(
-            first.care_date.map(|d| d.to_string()).as_deref(),
-            Some(CARE)
-        );
-    }
-}
+mod tests;

@@ -301,37 +301,10 @@ fn parse_amount(c: &mut Checker, line: usize, field: &str, text: &str) -> Option
 /// Checks one act line's own fields (the nomenclature is checked later,
 /// once the date of care and the category are known).
 fn parse_line(c: &mut Checker, line: usize, input: &ActLineInput) -> Option<ActLine> {
-    let field = |name: &str| format!("acts[{}].{name}", line - 1);
-    let code = match &input.code {
-        None => {
-            c.fail(
-                ReasonCode::MissingField,
-                &field("code"),
-                "act code is required",
-            );
-            None
-        }
-        Some(code) => {
-            let syntactic = NgapKey::parse(code).is_ok()
-                || CcamCode::parse(code).is_ok()
-                || (code.len() == 3
-                    && code.starts_with("PH")
-                    && code.as_bytes()[2].is_ascii_digit());
-            if syntactic {
-                Some(code.clone())
-            } else {
-                c.fail_line(
-                    ReasonCode::InvalidActCode,
-                    line,
-                    "code",
-                    "not an NGAP key, a CCAM code or a pharmacy prestation code",
-                );
-                None
-            }
-        }
-    };
+    let code = parse_act_code(c, line, &input.code);
     let quantity = input.quantity.unwrap_or(1);
-    if !(1..=MAX_QUANTITY).contains(&quantity) {
+    let quantity_ok = (1..=MAX_QUANTITY).contains(&quantity);
+    if !quantity_ok {
         c.fail_line(
             ReasonCode::InvalidQuantity,
             line,
@@ -339,63 +312,20 @@ fn parse_line(c: &mut Checker, line: usize, input: &ActLineInput) -> Option<ActL
             format!("quantity must be 1 to {MAX_QUANTITY}"),
         );
     }
-    let coefficient = match &input.coefficient {
-        None => Some(Hundredths::ONE),
-        Some(text) => Hundredths::parse(text).or_else(|| {
-            c.fail_line(
-                ReasonCode::InvalidCoefficient,
-                line,
-                "coefficient",
-                format!(
-                    "coefficient must be a positive decimal up to {}",
-                    Hundredths::MAX
-                ),
-            );
-            None
-        }),
-    };
+    let coefficient = parse_coefficient(c, line, &input.coefficient);
     let charged = match &input.charged {
         None => {
-            c.fail(
-                ReasonCode::MissingField,
-                &field("charged"),
-                "charged is required",
-            );
+            let field = format!("acts[{}].charged", line - 1);
+            c.fail(ReasonCode::MissingField, &field, "charged is required");
             None
         }
         Some(text) => parse_amount(c, line, "charged", text),
     };
-    let declared_base = match &input.base {
-        None => Some(None),
-        Some(text) => parse_amount(c, line, "base", text).map(Some),
-    };
-    let unit_price = match &input.unit_price {
-        None => Some(None),
-        Some(text) => parse_amount(c, line, "unit_price", text).map(Some),
-    };
-    let product = match &input.product {
-        None => Some(None),
-        Some(text) => match Cip13::parse(text) {
-            Ok(cip) => Some(Some(cip)),
-            Err(e) => {
-                c.fail_line(ReasonCode::InvalidProduct, line, "product", e.to_string());
-                None
-            }
-        },
-    };
-    let complement = match &input.complement {
-        None => Some(None),
-        Some(text) => Complement::parse(text).map(Some).or_else(|| {
-            c.fail_line(
-                ReasonCode::InvalidComplement,
-                line,
-                "complement",
-                "complement must be night, sunday or urgency",
-            );
-            None
-        }),
-    };
-    if !(1..=MAX_QUANTITY).contains(&quantity) {
+    let declared_base = optional_amount(c, line, "base", &input.base);
+    let unit_price = optional_amount(c, line, "unit_price", &input.unit_price);
+    let product = parse_product(c, line, &input.product);
+    let complement = parse_complement(c, line, &input.complement);
+    if !quantity_ok {
         return None;
     }
     Some(ActLine {
@@ -410,6 +340,93 @@ fn parse_line(c: &mut Checker, line: usize, input: &ActLineInput) -> Option<ActL
         unit_price: unit_price?,
         leg: input.leg,
     })
+}
+
+/// An act code of the shape of an NGAP key, a CCAM code or a pharmacy
+/// prestation code (`PH` and a digit).
+fn parse_act_code(c: &mut Checker, line: usize, code: &Option<String>) -> Option<String> {
+    let Some(code) = code else {
+        let field = format!("acts[{}].code", line - 1);
+        c.fail(ReasonCode::MissingField, &field, "act code is required");
+        return None;
+    };
+    let syntactic = NgapKey::parse(code).is_ok()
+        || CcamCode::parse(code).is_ok()
+        || (code.len() == 3 && code.starts_with("PH") && code.as_bytes()[2].is_ascii_digit());
+    if !syntactic {
+        c.fail_line(
+            ReasonCode::InvalidActCode,
+            line,
+            "code",
+            "not an NGAP key, a CCAM code or a pharmacy prestation code",
+        );
+        return None;
+    }
+    Some(code.clone())
+}
+
+fn parse_coefficient(c: &mut Checker, line: usize, text: &Option<String>) -> Option<Hundredths> {
+    match text {
+        None => Some(Hundredths::ONE),
+        Some(text) => Hundredths::parse(text).or_else(|| {
+            c.fail_line(
+                ReasonCode::InvalidCoefficient,
+                line,
+                "coefficient",
+                format!(
+                    "coefficient must be a positive decimal up to {}",
+                    Hundredths::MAX
+                ),
+            );
+            None
+        }),
+    }
+}
+
+/// An amount the line may omit: `Some(None)` when it does, `None` when it
+/// is given but bad.
+fn optional_amount(
+    c: &mut Checker,
+    line: usize,
+    field: &str,
+    text: &Option<String>,
+) -> Option<Option<Cents>> {
+    match text {
+        None => Some(None),
+        Some(text) => parse_amount(c, line, field, text).map(Some),
+    }
+}
+
+fn parse_product(c: &mut Checker, line: usize, text: &Option<String>) -> Option<Option<Cip13>> {
+    match text {
+        None => Some(None),
+        Some(text) => match Cip13::parse(text) {
+            Ok(cip) => Some(Some(cip)),
+            Err(e) => {
+                c.fail_line(ReasonCode::InvalidProduct, line, "product", e.to_string());
+                None
+            }
+        },
+    }
+}
+
+fn parse_complement(
+    c: &mut Checker,
+    line: usize,
+    text: &Option<String>,
+) -> Option<Option<Complement>> {
+    match text {
+        None => Some(None),
+        Some(text) => Complement::parse(text).map(Some).or_else(|| {
+            c.fail_line(
+                ReasonCode::InvalidComplement,
+                line,
+                "complement",
+                "complement must be night, sunday or urgency",
+            );
+            None
+        }),
+    }
 }
 
 /// Parses the whole FSE, recording every problem.
@@ -443,7 +460,34 @@ fn parse_fse(c: &mut Checker, input: &FseInput) -> Option<Fse> {
     let professional = c
         .required(&input.professional, "professional")
         .and_then(|p| parse_professional(c, p));
-    let patient = match (&input.beneficiary, &input.ehic) {
+    let patient = parse_patient(c, input);
+    let pathway = parse_pathway(c, &input.pathway);
+    let tiers_payant = input.tiers_payant.unwrap_or_default();
+    let lines = parse_lines(c, &input.acts);
+    let signature = input.signature.as_ref().map(|s| Signature {
+        alg: s.alg.clone().unwrap_or_default(),
+        cert: s.cert.clone().unwrap_or_default(),
+        value: s.value.clone().unwrap_or_default(),
+    });
+    Some(Fse {
+        fse_id: fse_id?,
+        received_at: received_at?,
+        care_date: care_date?,
+        professional: professional?,
+        patient: patient?,
+        pathway: pathway?,
+        tiers_payant: TiersPayant {
+            amo: tiers_payant.amo,
+            amc: tiers_payant.amc,
+        },
+        lines: lines?,
+        signature,
+    })
+}
+
+/// The patient: an insured beneficiary or an EHIC visitor, exactly one.
+fn parse_patient(c: &mut Checker, input: &FseInput) -> Option<Patient> {
+    match (&input.beneficiary, &input.ehic) {
         (Some(b), None) => parse_insured(c, b).map(Patient::Insured),
         (None, Some(e)) => parse_ehic(c, e).map(Patient::Visitor),
         _ => {
@@ -454,8 +498,11 @@ fn parse_fse(c: &mut Checker, input: &FseInput) -> Option<Fse> {
             );
             None
         }
-    };
-    let pathway = match &input.pathway {
+    }
+}
+
+fn parse_pathway(c: &mut Checker, text: &Option<String>) -> Option<Pathway> {
+    match text {
         // Pharmacies, labs and transport do not fill the pathway.
         None => Some(Pathway::Referred),
         Some(text) => Pathway::parse(text).or_else(|| {
@@ -466,9 +513,12 @@ fn parse_fse(c: &mut Checker, input: &FseInput) -> Option<Fse> {
             );
             None
         }),
-    };
-    let tiers_payant = input.tiers_payant.unwrap_or_default();
-    let lines = match &input.acts {
+    }
+}
+
+/// The act lines: 1 to `MAX_LINES`, each checked (every bad one reported).
+fn parse_lines(c: &mut Checker, acts: &Option<Vec<ActLineInput>>) -> Option<Vec<ActLine>> {
+    match acts {
         None => {
             c.fail(ReasonCode::MissingField, "acts", "acts is required");
             None
@@ -493,31 +543,23 @@ fn parse_fse(c: &mut Checker, input: &FseInput) -> Option<Fse> {
                 .collect();
             parsed.into_iter().collect::<Option<Vec<_>>>()
         }
-    };
-    let signature = input.signature.as_ref().map(|s| Signature {
-        alg: s.alg.clone().unwrap_or_default(),
-        cert: s.cert.clone().unwrap_or_default(),
-        value: s.value.clone().unwrap_or_default(),
-    });
-    Some(Fse {
-        fse_id: fse_id?,
-        received_at: received_at?,
-        care_date: care_date?,
-        professional: professional?,
-        patient: patient?,
-        pathway: pathway?,
-        tiers_payant: TiersPayant {
-            amo: tiers_payant.amo,
-            amc: tiers_payant.amc,
-        },
-        lines: lines?,
-        signature,
-    })
+    }
 }
 
 /// Checks that need the rule tables: dates against the limitation period,
 /// act codes against the nomenclature on the date of care.
 fn check_against_rules(c: &mut Checker, fse: &Fse, rules: &Rules) {
+    if !check_dates(c, fse, rules) {
+        return;
+    }
+    for (index, line) in fse.lines.iter().enumerate() {
+        check_line_against_rules(c, fse, index + 1, line, rules);
+    }
+}
+
+/// The dates of care, receipt, birth and EHIC expiry; false when no rule
+/// table is in force on the date of care (nothing more can be checked).
+fn check_dates(c: &mut Checker, fse: &Fse, rules: &Rules) -> bool {
     let care = fse.care_date;
     let received = fse.reimbursement_date();
     if care > received {
@@ -543,94 +585,93 @@ fn check_against_rules(c: &mut Checker, fse: &Fse, rules: &Rules) {
             "expiry is absurdly far",
         );
     }
-    match rules.general.limitation.at(care) {
-        None => {
-            c.fail(
-                ReasonCode::NoRulesForDate,
-                "care_date",
-                "no rule table is in force on the date of care",
-            );
-            return;
-        }
-        Some(limit) => {
-            if (received - care).num_days() > i64::from(limit.value.days) {
-                c.fail(
-                    ReasonCode::ClaimTimeBarred,
-                    "care_date",
-                    format!(
-                        "received more than {} days after the date of care",
-                        limit.value.days
-                    ),
-                );
-            }
-        }
+    let Some(limit) = rules.general.limitation.at(care) else {
+        c.fail(
+            ReasonCode::NoRulesForDate,
+            "care_date",
+            "no rule table is in force on the date of care",
+        );
+        return false;
+    };
+    if (received - care).num_days() > i64::from(limit.value.days) {
+        c.fail(
+            ReasonCode::ClaimTimeBarred,
+            "care_date",
+            format!(
+                "received more than {} days after the date of care",
+                limit.value.days
+            ),
+        );
     }
-    let category = fse.professional.category;
-    for (index, line) in fse.lines.iter().enumerate() {
-        let n = index + 1;
-        let Some(act) = rules.acts.find(&line.code, category) else {
-            if rules.acts.knows_code(&line.code) {
-                c.fail_line(
-                    ReasonCode::ActNotAllowedForCategory,
-                    n,
-                    "code",
-                    format!("{} cannot be billed by a {}", line.code, category.as_str()),
-                );
-            } else {
-                c.fail_line(
-                    ReasonCode::UnknownActCode,
-                    n,
-                    "code",
-                    format!("{} is not in the nomenclature", line.code),
-                );
-            }
-            continue;
-        };
-        if !act.billable_on(care) {
+    true
+}
+
+/// Line `n` against the nomenclature on the date of care: an act the
+/// professional may bill then, priced as the act is, with a complement it has.
+fn check_line_against_rules(c: &mut Checker, fse: &Fse, n: usize, line: &ActLine, rules: &Rules) {
+    let (care, category) = (fse.care_date, fse.professional.category);
+    let Some(act) = rules.acts.find(&line.code, category) else {
+        if rules.acts.knows_code(&line.code) {
             c.fail_line(
-                ReasonCode::ActNotBillableOnDate,
+                ReasonCode::ActNotAllowedForCategory,
                 n,
                 "code",
-                format!("{} has no tariff on {care}", line.code),
+                format!("{} cannot be billed by a {}", line.code, category.as_str()),
+            );
+        } else {
+            c.fail_line(
+                ReasonCode::UnknownActCode,
+                n,
+                "code",
+                format!("{} is not in the nomenclature", line.code),
             );
         }
-        match act.pricing {
-            Pricing::DeclaredPrice if line.product.is_none() || line.unit_price.is_none() => {
-                c.fail_line(
-                    ReasonCode::InvalidProduct,
-                    n,
-                    "product",
-                    "a pharmacy line needs product (CIP13) and unit_price",
-                );
-            }
-            Pricing::Unit if line.coefficient != Hundredths::ONE => {
-                c.fail_line(
-                    ReasonCode::InvalidCoefficient,
-                    n,
-                    "coefficient",
-                    format!("{} is priced per unit: coefficient must be 1", line.code),
-                );
-            }
-            _ => {}
+        return;
+    };
+    if !act.billable_on(care) {
+        c.fail_line(
+            ReasonCode::ActNotBillableOnDate,
+            n,
+            "code",
+            format!("{} has no tariff on {care}", line.code),
+        );
+    }
+    match act.pricing {
+        Pricing::DeclaredPrice if line.product.is_none() || line.unit_price.is_none() => {
+            c.fail_line(
+                ReasonCode::InvalidProduct,
+                n,
+                "product",
+                "a pharmacy line needs product (CIP13) and unit_price",
+            );
         }
-        if let Some(complement) = line.complement {
-            let offered = rules
-                .rates
-                .complements(act.family)
-                .and_then(|c| c.at(care))
-                .is_some_and(|v| match complement {
-                    Complement::Night => v.value.night.is_some(),
-                    Complement::Sunday => v.value.sunday.is_some(),
-                    Complement::Urgency => v.value.urgency.is_some(),
-                });
-            if !offered {
-                c.fail_line(
-                    ReasonCode::InvalidComplement,
-                    n,
-                    "complement",
-                    format!("no {complement:?} complement applies to {}", line.code),
-                );
-            }
+        Pricing::Unit if line.coefficient != Hundredths::ONE => {
+            c.fail_line(
+                ReasonCode::InvalidCoefficient,
+                n,
+                "coefficient",
+                format!("{} is priced per unit: coefficient must be 1", line.code),
+            );
+        }
+        _ => {}
+    }
+    if let Some(complement) = line.complement {
+        let offered = rules
+            .rates
+            .complements(act.family)
+            .and_then(|c| c.at(care))
+            .is_some_and(|v| match complement {
+                Complement::Night => v.value.night.is_some(),
+                Complement::Sunday => v.value.sunday.is_some(),
+                Complement::Urgency => v.value.urgency.is_some(),
+            });
+        if !offered {
+            c.fail_line(
+                ReasonCode::InvalidComplement,
+                n,
+                "complement",
+                format!("no {complement:?} complement applies to {}", line.code),
+            );
         }
     }
 }

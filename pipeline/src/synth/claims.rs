@@ -6,6 +6,7 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
 
 use super::rng::Rng;
 use super::world::{Professional, World};
+use crate::domain::rights::RightsInput;
 use crate::domain::{Category, Complement, Pathway};
 use crate::events::model::*;
 use crate::events::registry::SchemaRegistry;
@@ -186,50 +187,22 @@ fn acts_for(rng: &mut Rng, rules: &Rules, pro: &Professional, care: NaiveDate) -
     } else {
         0
     };
+    let visit = Visit {
+        rules,
+        category,
+        kind,
+        care,
+    };
     match category {
-        Category::Gp => {
-            let code = if billable(rules, "G", category, care) {
-                "G"
-            } else {
-                "C"
-            };
-            let tariff = tariff_cents(rules, code, category, BaseKind::Convention, care);
-            let mut consultation = line(code, 1, 100, tariff + depassement);
-            if rng.chance(40) {
-                consultation.complement = Some(Complement::Sunday);
-                consultation.charged_cents += 1906;
-            }
-            let mut lines = vec![consultation];
-            if rng.chance(100) {
-                lines.push(line("MCG", 1, 100, 300));
-            }
-            lines
-        }
-        Category::Specialist => {
-            let choice = rng.weighted(&[700, 100, 100, 50, 50]);
-            let code = ["CS", "APC", "DEQP003", "BGLA001", "QZFA036"][choice];
-            let code = if billable(rules, code, category, care) {
-                code
-            } else {
-                "CS"
-            };
-            let tariff = tariff_cents(rules, code, category, kind, care).max(tariff_cents(
-                rules,
-                code,
-                category,
-                BaseKind::Convention,
-                care,
-            ));
-            vec![line(code, 1, 100, tariff + depassement)]
-        }
+        Category::Gp => visit.gp(rng, depassement),
+        Category::Specialist => visit.specialist(rng, depassement),
         Category::Dentist => {
             let code = if rng.chance(600) { "C" } else { "HBJD001" };
-            let tariff = tariff_cents(rules, code, category, kind, care);
-            vec![line(code, 1, 100, tariff)]
+            vec![line(code, 1, 100, visit.tariff(code))]
         }
         Category::Midwife => {
             let coefficient = rng.range(12, 16) as i32 * 100;
-            let tariff = tariff_cents(rules, "SF", category, kind, care);
+            let tariff = visit.tariff("SF");
             vec![line(
                 "SF",
                 1,
@@ -237,95 +210,134 @@ fn acts_for(rng: &mut Rng, rules: &Rules, pro: &Professional, care: NaiveDate) -
                 tariff * i64::from(coefficient) / 100,
             )]
         }
-        Category::Nurse => {
-            let coefficient = *rng.pick(&[100, 150, 200, 300, 400]);
-            let quantity = rng.range(1, 3) as i32;
-            let tariff = tariff_cents(rules, "AMI", category, kind, care);
-            let mut lines = vec![line(
-                "AMI",
-                quantity,
-                coefficient,
-                (tariff * i64::from(coefficient) * i64::from(quantity) + 50) / 100,
-            )];
-            if rng.chance(500) {
-                lines.push(line(
-                    "IFD",
-                    1,
-                    100,
-                    tariff_cents(rules, "IFD", category, kind, care),
-                ));
-            }
-            lines
-        }
+        Category::Nurse => visit.nurse(rng),
         Category::Physiotherapist => {
             let coefficient = *rng.pick(&[750, 800, 1000]);
-            let tariff = tariff_cents(rules, "AMK", category, kind, care);
-            vec![line(
-                "AMK",
-                1,
-                coefficient,
-                (tariff * i64::from(coefficient) + 50) / 100,
-            )]
+            vec![visit.coefficient_line("AMK", coefficient)]
         }
         Category::Laboratory => {
             let coefficient = rng.range(20, 400) as i32 * 100;
-            let tariff = tariff_cents(rules, "B", category, kind, care);
-            vec![line(
-                "B",
-                1,
-                coefficient,
-                (tariff * i64::from(coefficient) + 50) / 100,
-            )]
+            vec![visit.coefficient_line("B", coefficient)]
         }
-        Category::Radiology => {
-            vec![line(
-                "ZBQK002",
-                1,
-                100,
-                tariff_cents(rules, "ZBQK002", category, kind, care),
-            )]
-        }
-        Category::Transport => {
-            let code = *rng.pick(&["VSL", "TAXI", "TAXI", "AMB"]);
-            let tariff = tariff_cents(rules, code, category, kind, care);
-            let legs = rng.range(1, 2) as i32;
-            (1..=legs)
-                .map(|leg| {
-                    let mut l = line(code, 1, 100, tariff + rng.range(0, 3000));
-                    l.leg = Some(leg);
-                    l
-                })
-                .collect()
-        }
-        Category::Pharmacist => {
-            let count = rng.range(1, 3);
-            (0..count)
-                .map(|_| {
-                    let code = ["PH7", "PH4", "PH2", "PH1"][rng.weighted(&[600, 200, 100, 100])];
-                    let code = if billable(rules, code, category, care) {
-                        code
-                    } else {
-                        "PH7"
-                    };
-                    let boxes = rng.range(1, 5) as i32;
-                    let max_price = if code == "PH1" { 80_000 } else { 8_000 };
-                    let price = rng.range(150, max_price);
-                    let product = Cip13::from_body(&format!("34009{:07}", rng.range(0, 9_999_999)))
-                        .map(|c| c.as_str().to_string())
-                        .ok();
-                    let mut l = line(code, boxes, 100, price * i64::from(boxes));
-                    l.product = product;
-                    l.unit_price_cents = Some(price);
-                    l
-                })
-                .collect()
-        }
-        Category::Hospital => vec![line(
-            "FJ",
+        Category::Radiology => vec![line("ZBQK002", 1, 100, visit.tariff("ZBQK002"))],
+        Category::Transport => visit.transport(rng),
+        Category::Pharmacist => visit.pharmacy(rng),
+        Category::Hospital => vec![line("FJ", 1, 100, visit.tariff("FJ"))],
+    }
+}
+
+/// What the act lines of one visit are priced by.
+struct Visit<'r> {
+    rules: &'r Rules,
+    category: Category,
+    kind: BaseKind,
+    care: NaiveDate,
+}
+
+impl Visit<'_> {
+    /// The tariff of `code` for this professional's base kind.
+    fn tariff(&self, code: &str) -> i64 {
+        tariff_cents(self.rules, code, self.category, self.kind, self.care)
+    }
+
+    fn billable(&self, code: &str) -> bool {
+        billable(self.rules, code, self.category, self.care)
+    }
+
+    /// One act at `coefficient` hundredths of its tariff, rounded.
+    fn coefficient_line(&self, code: &str, coefficient: i32) -> ActLineRec {
+        let tariff = self.tariff(code);
+        line(
+            code,
             1,
-            100,
-            tariff_cents(rules, "FJ", category, kind, care),
-        )],
+            coefficient,
+            (tariff * i64::from(coefficient) + 50) / 100,
+        )
+    }
+
+    fn gp(&self, rng: &mut Rng, depassement: i64) -> Vec<ActLineRec> {
+        let code = if self.billable("G") { "G" } else { "C" };
+        let tariff = tariff_cents(
+            self.rules,
+            code,
+            self.category,
+            BaseKind::Convention,
+            self.care,
+        );
+        let mut consultation = line(code, 1, 100, tariff + depassement);
+        if rng.chance(40) {
+            consultation.complement = Some(Complement::Sunday);
+            consultation.charged_cents += 1906;
+        }
+        let mut lines = vec![consultation];
+        if rng.chance(100) {
+            lines.push(line("MCG", 1, 100, 300));
+        }
+        lines
+    }
+
+    fn specialist(&self, rng: &mut Rng, depassement: i64) -> Vec<ActLineRec> {
+        let choice = rng.weighted(&[700, 100, 100, 50, 50]);
+        let code = ["CS", "APC", "DEQP003", "BGLA001", "QZFA036"][choice];
+        let code = if self.billable(code) { code } else { "CS" };
+        let convention = tariff_cents(
+            self.rules,
+            code,
+            self.category,
+            BaseKind::Convention,
+            self.care,
+        );
+        let tariff = self.tariff(code).max(convention);
+        vec![line(code, 1, 100, tariff + depassement)]
+    }
+
+    fn nurse(&self, rng: &mut Rng) -> Vec<ActLineRec> {
+        let coefficient = *rng.pick(&[100, 150, 200, 300, 400]);
+        let quantity = rng.range(1, 3) as i32;
+        let tariff = self.tariff("AMI");
+        let mut lines = vec![line(
+            "AMI",
+            quantity,
+            coefficient,
+            (tariff * i64::from(coefficient) * i64::from(quantity) + 50) / 100,
+        )];
+        if rng.chance(500) {
+            lines.push(line("IFD", 1, 100, self.tariff("IFD")));
+        }
+        lines
+    }
+
+    fn transport(&self, rng: &mut Rng) -> Vec<ActLineRec> {
+        let code = *rng.pick(&["VSL", "TAXI", "TAXI", "AMB"]);
+        let tariff = self.tariff(code);
+        let legs = rng.range(1, 2) as i32;
+        (1..=legs)
+            .map(|leg| {
+                let mut l = line(code, 1, 100, tariff + rng.range(0, 3000));
+                l.leg = Some(leg);
+                l
+            })
+            .collect()
+    }
+
+    fn pharmacy(&self, rng: &mut Rng) -> Vec<ActLineRec> {
+        let count = rng.range(1, 3);
+        (0..count)
+            .map(|_| {
+                let code = ["PH7", "PH4", "PH2", "PH1"][rng.weighted(&[600, 200, 100, 100])];
+                let code = if self.billable(code) { code } else { "PH7" };
+                let boxes = rng.range(1, 5) as i32;
+                let max_price = if code == "PH1" { 80_000 } else { 8_000 };
+                let price = rng.range(150, max_price);
+                let product = Cip13::from_body(&format!("34009{:07}", rng.range(0, 9_999_999)))
+                    .map(|c| c.as_str().to_string())
+                    .ok();
+                let mut l = line(code, boxes, 100, price * i64::from(boxes));
+                l.product = product;
+                l.unit_price_cents = Some(price);
+                l
+            })
+            .collect()
     }
 }
 
@@ -422,33 +434,7 @@ fn good_claim(
         .beneficiaries
         .get(beneficiary_index)
         .map(|b| &b.rights);
-    // A beneficiary's declared GP sees most of their GP visits.
-    let mut pro_index = *rng.pick(world.of_category(category));
-    let mut is_declared_gp = false;
-    if category == Category::Gp
-        && let Some(gp) = rights.and_then(|r| r.declared_gp.as_deref())
-        && rng.chance(800)
-        && let Some(i) = world
-            .of_category(category)
-            .iter()
-            .find(|&&i| world.professionals[i].rpps.as_str() == gp)
-    {
-        pro_index = *i;
-        is_declared_gp = true;
-    }
-    // A card revoked before the date of care is not used for good claims:
-    // its holder bills with the next professional's card of the category.
-    if world.professionals[pro_index]
-        .revoked_on
-        .is_some_and(|revoked| revoked <= care)
-        && let Some(&other) = world
-            .of_category(category)
-            .iter()
-            .find(|&&i| world.professionals[i].revoked_on.is_none())
-    {
-        pro_index = other;
-        is_declared_gp = false;
-    }
+    let (pro_index, is_declared_gp) = professional_for(&mut rng, world, category, rights, care);
     let pro = &world.professionals[pro_index];
     let mut acts = acts_for(&mut rng, rules, pro, care);
     let has_ald = rights.is_some_and(|r| r.ald.iter().any(|p| p.contains(care)));
@@ -478,16 +464,7 @@ fn good_claim(
         received_at_millis,
         received_offset_minutes,
         care_date: care,
-        professional: ProfessionalRec {
-            rpps: pro.rpps.as_str().to_string(),
-            category,
-            sector: match pro.sector {
-                "2" => SectorSymbol::S2,
-                "3" => SectorSymbol::S3,
-                _ => SectorSymbol::S1,
-            },
-            optam: pro.optam,
-        },
+        professional: professional_rec(pro),
         beneficiary,
         ehic,
         pathway: pathway_for(&mut rng, category, is_declared_gp),
@@ -501,6 +478,58 @@ fn good_claim(
     (fse, pro_index, rng)
 }
 
+/// The professional of a claim of `category` on `care`, and whether they
+/// are the beneficiary's declared GP.
+fn professional_for(
+    rng: &mut Rng,
+    world: &World,
+    category: Category,
+    rights: Option<&RightsInput>,
+    care: NaiveDate,
+) -> (usize, bool) {
+    // A beneficiary's declared GP sees most of their GP visits.
+    let mut pro_index = *rng.pick(world.of_category(category));
+    let mut is_declared_gp = false;
+    if category == Category::Gp
+        && let Some(gp) = rights.and_then(|r| r.declared_gp.as_deref())
+        && rng.chance(800)
+        && let Some(i) = world
+            .of_category(category)
+            .iter()
+            .find(|&&i| world.professionals[i].rpps.as_str() == gp)
+    {
+        pro_index = *i;
+        is_declared_gp = true;
+    }
+    // A card revoked before the date of care is not used for good claims:
+    // its holder bills with the next professional's card of the category.
+    if world.professionals[pro_index]
+        .revoked_on
+        .is_some_and(|revoked| revoked <= care)
+        && let Some(&other) = world
+            .of_category(category)
+            .iter()
+            .find(|&&i| world.professionals[i].revoked_on.is_none())
+    {
+        pro_index = other;
+        is_declared_gp = false;
+    }
+    (pro_index, is_declared_gp)
+}
+
+fn professional_rec(pro: &Professional) -> ProfessionalRec {
+    ProfessionalRec {
+        rpps: pro.rpps.as_str().to_string(),
+        category: pro.category,
+        sector: match pro.sector {
+            "2" => SectorSymbol::S2,
+            "3" => SectorSymbol::S3,
+            _ => SectorSymbol::S1,
+        },
+        optam: pro.optam,
+    }
+}
+
 /// Claim `index`, signed: good, or bad of a drawn kind.
 pub fn claim(
     config: &ClaimConfig,
@@ -509,166 +538,226 @@ pub fn claim(
     registry: &SchemaRegistry,
     index: usize,
 ) -> GeneratedClaim {
-    let (mut fse, mut pro_index, mut rng) = good_claim(config, world, rules, index);
+    let (mut fse, pro_index, mut rng) = good_claim(config, world, rules, index);
+    let pros = &world.professionals;
     if index == 0 || !rng.chance(config.bad_per_mille) {
-        sign(&mut fse, &world.professionals[pro_index], registry);
+        sign(&mut fse, &pros[pro_index], registry);
         return GeneratedClaim { fse, bad: None };
     }
     let kind = *rng.pick(&BadKind::ALL);
-    let pros = &world.professionals;
-    let mut signer = pro_index;
-    let mut after_signing: Option<fn(&mut FseSubmitted)> = None;
-    match kind {
-        BadKind::Duplicate => {
-            // The professional's software sends an earlier claim again, byte
-            // for byte (its signature covers received_at, so nothing changes).
-            let earlier = claim(config, world, rules, registry, index - 1);
-            if earlier.bad.is_some() {
-                return good_instead(fse, &pros[pro_index], registry);
-            }
-            return GeneratedClaim {
-                fse: earlier.fse,
-                bad: Some(kind),
-            };
+    if kind == BadKind::Duplicate {
+        // The professional's software sends an earlier claim again, byte
+        // for byte (its signature covers received_at, so nothing changes).
+        let earlier = claim(config, world, rules, registry, index - 1);
+        if earlier.bad.is_some() {
+            return good_instead(fse, &pros[pro_index], registry);
         }
-        BadKind::BadNirKey => match &mut fse.beneficiary {
-            Some(b) => {
-                let key: u32 = b.nir.get(13..).and_then(|k| k.parse().ok()).unwrap_or(1);
-                let body = b.nir.get(..13).unwrap_or_default().to_string();
-                b.nir = format!("{body}{:02}", key % 97 + 1);
-            }
-            None => return good_instead(fse, &pros[pro_index], registry),
-        },
-        BadKind::UnknownActCode => fse.acts[0].code = "ZZZZ".into(),
-        BadKind::ActNotAllowedForCategory => {
-            fse.acts[0].code = if fse.professional.category == Category::Nurse {
-                "G"
-            } else {
-                "AMI"
-            }
-            .into();
-        }
-        BadKind::CareDateAfterReceipt => {
-            fse.care_date = date_plus(fse.care_date, 12);
-        }
-        BadKind::ClaimTimeBarred => {
-            fse.received_at_millis += 800 * 86_400_000;
-        }
-        BadKind::BadSignature => {
-            after_signing = Some(|f| {
-                if let Some(s) = &mut f.signature
-                    && let Some(b) = s.value.get_mut(7)
-                {
-                    *b ^= 0x40;
-                }
-            })
-        }
-        BadKind::UnknownCertificate => {
-            after_signing = Some(|f| {
-                if let Some(s) = &mut f.signature {
-                    s.cert = "CPS-UNKNOWN".into();
-                }
-            })
-        }
-        BadKind::CertificateOtherProfessional => {
-            signer = (pro_index + 1) % pros.len();
-        }
-        BadKind::CertificateRevoked => {
-            match pros
-                .iter()
-                .position(|p| p.category == fse.professional.category && p.revoked_on.is_some())
-            {
-                Some(revoked) => {
-                    pro_index = revoked;
-                    signer = revoked;
-                    let p = &pros[revoked];
-                    fse.professional.rpps = p.rpps.as_str().to_string();
-                    fse.fse_id = format!("{}-{:09}", p.billing_number, index % 1_000_000_000);
-                    let on = p.revoked_on.unwrap_or(fse.care_date);
-                    let shift = (on - fse.care_date).num_days() + rng.range(0, 20);
-                    fse.care_date = date_plus(fse.care_date, shift);
-                    fse.received_at_millis += shift * 86_400_000;
-                }
-                None => return good_instead(fse, &pros[pro_index], registry),
-            }
-        }
-        BadKind::CertificateNotValid => {
-            let after = (pros[pro_index].certificate.not_after - fse.care_date).num_days() + 5;
-            fse.care_date = date_plus(fse.care_date, after);
-            fse.received_at_millis += after * 86_400_000;
-        }
-        BadKind::UnknownBeneficiary => match &mut fse.beneficiary {
-            Some(b) => {
-                let nir = super::world::stranger_nir(&mut rng, b.birth_date);
-                b.nir = nir;
-            }
-            None => return good_instead(fse, &pros[pro_index], registry),
-        },
-        BadKind::NotCoveredOnCareDate => {
-            let ended = world.beneficiaries.iter().find_map(|b| {
-                let end = b.rights.coverage.first()?.to?;
-                (b.rights.ame.is_empty()).then_some((b, end))
-            });
-            match (ended, &mut fse.beneficiary) {
-                (Some((b, end)), Some(rec)) => {
-                    rec.nir = b.rights.nir.clone();
-                    rec.birth_date = b.rights.birth_date;
-                    let shift = (end - fse.care_date).num_days() + rng.range(1, 30);
-                    fse.care_date = date_plus(fse.care_date, shift);
-                    fse.received_at_millis += shift * 86_400_000;
-                    for act in &mut fse.acts {
-                        act.ald_related = false;
-                    }
-                }
-                _ => return good_instead(fse, &pros[pro_index], registry),
-            }
-        }
-        BadKind::ExonerationNotFound => {
-            let without_ald = world.beneficiaries.iter().find(|b| {
-                b.rights.ald.is_empty() && b.rights.coverage.first().is_some_and(|c| c.to.is_none())
-            });
-            match (without_ald, &mut fse.beneficiary) {
-                (Some(b), Some(rec)) => {
-                    rec.nir = b.rights.nir.clone();
-                    rec.birth_date = b.rights.birth_date;
-                    for act in &mut fse.acts {
-                        act.ald_related = true;
-                    }
-                }
-                _ => return good_instead(fse, &pros[pro_index], registry),
-            }
-        }
-        BadKind::EhicExpired | BadKind::EuInstitutionUnknown | BadKind::EhicFrenchCard => {
-            let mut card = fse
-                .ehic
-                .take()
-                .unwrap_or_else(|| visitor(&mut rng, world, fse.care_date, index));
-            match kind {
-                BadKind::EhicExpired => card.expiry = date_plus(fse.care_date, -rng.range(1, 400)),
-                BadKind::EuInstitutionUnknown => card.institution_id = "999999999".into(),
-                _ => card.country = "FR".into(),
-            }
-            fse.beneficiary = None;
-            fse.ehic = Some(card);
-            for act in &mut fse.acts {
-                act.ald_related = false;
-            }
-        }
-        BadKind::InvalidAmount => fse.acts[0].charged_cents = -rng.range(1, 5000),
+        return GeneratedClaim {
+            fse: earlier.fse,
+            bad: Some(kind),
+        };
     }
-    sign(&mut fse, &pros[signer], registry);
-    if let Some(tamper) = after_signing {
+    let bad = Bad {
+        world,
+        index,
+        pro_index,
+    };
+    let Some(signing) = bad.spoil(kind, &mut fse, &mut rng) else {
+        return good_instead(fse, &pros[pro_index], registry);
+    };
+    sign(&mut fse, &pros[signing.signer], registry);
+    if let Some(tamper) = signing.after_signing {
         tamper(&mut fse);
     }
-    if signer != pro_index
+    if signing.signer != signing.pro_index
         && let Some(s) = &mut fse.signature
     {
         // Signed with another professional's card, and says so.
-        s.cert = pros[signer].certificate.id.clone();
+        s.cert = pros[signing.signer].certificate.id.clone();
     }
     GeneratedClaim {
         fse,
         bad: Some(kind),
+    }
+}
+
+/// How a bad claim is signed: by whose card, as which professional, and
+/// what is changed after signing.
+struct Signing {
+    signer: usize,
+    pro_index: usize,
+    after_signing: Option<fn(&mut FseSubmitted)>,
+}
+
+/// What spoiling good claim `index` (of the professional `pro_index`) needs.
+struct Bad<'w> {
+    world: &'w World,
+    index: usize,
+    pro_index: usize,
+}
+
+impl Bad<'_> {
+    /// Makes the good claim `fse` bad of `kind` (not a duplicate); `None`
+    /// when the kind cannot apply to it.
+    fn spoil(&self, kind: BadKind, fse: &mut FseSubmitted, rng: &mut Rng) -> Option<Signing> {
+        let signed = Signing {
+            signer: self.pro_index,
+            pro_index: self.pro_index,
+            after_signing: None,
+        };
+        match kind {
+            // Made by `claim` from the claim before.
+            BadKind::Duplicate => return None,
+            BadKind::UnknownActCode => fse.acts[0].code = "ZZZZ".into(),
+            BadKind::ActNotAllowedForCategory => {
+                fse.acts[0].code = if fse.professional.category == Category::Nurse {
+                    "G"
+                } else {
+                    "AMI"
+                }
+                .into();
+            }
+            BadKind::CareDateAfterReceipt => {
+                fse.care_date = date_plus(fse.care_date, 12);
+            }
+            BadKind::ClaimTimeBarred => {
+                fse.received_at_millis += 800 * 86_400_000;
+            }
+            BadKind::BadSignature
+            | BadKind::UnknownCertificate
+            | BadKind::CertificateOtherProfessional
+            | BadKind::CertificateRevoked
+            | BadKind::CertificateNotValid => return self.signature(kind, fse, rng, signed),
+            BadKind::BadNirKey
+            | BadKind::UnknownBeneficiary
+            | BadKind::NotCoveredOnCareDate
+            | BadKind::ExonerationNotFound => self.beneficiary(kind, fse, rng)?,
+            BadKind::EhicExpired | BadKind::EuInstitutionUnknown | BadKind::EhicFrenchCard => {
+                self.ehic(kind, fse, rng)
+            }
+            BadKind::InvalidAmount => fse.acts[0].charged_cents = -rng.range(1, 5000),
+        }
+        Some(signed)
+    }
+
+    /// A signature that must fail: tampered, of an unknown, another
+    /// professional's, a revoked or an expired card.
+    fn signature(
+        &self,
+        kind: BadKind,
+        fse: &mut FseSubmitted,
+        rng: &mut Rng,
+        mut signed: Signing,
+    ) -> Option<Signing> {
+        let pros = &self.world.professionals;
+        match kind {
+            BadKind::BadSignature => {
+                signed.after_signing = Some(|f| {
+                    if let Some(s) = &mut f.signature
+                        && let Some(b) = s.value.get_mut(7)
+                    {
+                        *b ^= 0x40;
+                    }
+                })
+            }
+            BadKind::UnknownCertificate => {
+                signed.after_signing = Some(|f| {
+                    if let Some(s) = &mut f.signature {
+                        s.cert = "CPS-UNKNOWN".into();
+                    }
+                })
+            }
+            BadKind::CertificateOtherProfessional => {
+                signed.signer = (self.pro_index + 1) % pros.len();
+            }
+            BadKind::CertificateRevoked => {
+                let revoked = pros.iter().position(|p| {
+                    p.category == fse.professional.category && p.revoked_on.is_some()
+                })?;
+                signed.pro_index = revoked;
+                signed.signer = revoked;
+                let p = &pros[revoked];
+                fse.professional.rpps = p.rpps.as_str().to_string();
+                fse.fse_id = format!("{}-{:09}", p.billing_number, self.index % 1_000_000_000);
+                let on = p.revoked_on.unwrap_or(fse.care_date);
+                let shift = (on - fse.care_date).num_days() + rng.range(0, 20);
+                fse.care_date = date_plus(fse.care_date, shift);
+                fse.received_at_millis += shift * 86_400_000;
+            }
+            _ => {
+                let not_after = pros[self.pro_index].certificate.not_after;
+                let after = (not_after - fse.care_date).num_days() + 5;
+                fse.care_date = date_plus(fse.care_date, after);
+                fse.received_at_millis += after * 86_400_000;
+            }
+        }
+        Some(signed)
+    }
+
+    /// A beneficiary the rights refuse: a bad NIR key, a stranger, one whose
+    /// coverage ended, one without the ALD a line claims. `None` for a
+    /// visitor's claim (or when the world has no such beneficiary).
+    fn beneficiary(&self, kind: BadKind, fse: &mut FseSubmitted, rng: &mut Rng) -> Option<()> {
+        let world = self.world;
+        match kind {
+            BadKind::BadNirKey => {
+                let b = fse.beneficiary.as_mut()?;
+                let key: u32 = b.nir.get(13..).and_then(|k| k.parse().ok()).unwrap_or(1);
+                let body = b.nir.get(..13).unwrap_or_default().to_string();
+                b.nir = format!("{body}{:02}", key % 97 + 1);
+            }
+            BadKind::UnknownBeneficiary => {
+                let b = fse.beneficiary.as_mut()?;
+                b.nir = super::world::stranger_nir(rng, b.birth_date);
+            }
+            BadKind::NotCoveredOnCareDate => {
+                let ended = world.beneficiaries.iter().find_map(|b| {
+                    let end = b.rights.coverage.first()?.to?;
+                    (b.rights.ame.is_empty()).then_some((b, end))
+                });
+                let ((b, end), rec) = ended.zip(fse.beneficiary.as_mut())?;
+                rec.nir = b.rights.nir.clone();
+                rec.birth_date = b.rights.birth_date;
+                let shift = (end - fse.care_date).num_days() + rng.range(1, 30);
+                fse.care_date = date_plus(fse.care_date, shift);
+                fse.received_at_millis += shift * 86_400_000;
+                for act in &mut fse.acts {
+                    act.ald_related = false;
+                }
+            }
+            _ => {
+                let without_ald = world.beneficiaries.iter().find(|b| {
+                    b.rights.ald.is_empty()
+                        && b.rights.coverage.first().is_some_and(|c| c.to.is_none())
+                });
+                let (b, rec) = without_ald.zip(fse.beneficiary.as_mut())?;
+                rec.nir = b.rights.nir.clone();
+                rec.birth_date = b.rights.birth_date;
+                for act in &mut fse.acts {
+                    act.ald_related = true;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// A visitor's card routing refuses: expired, of an unknown institution,
+    /// or French. A domestic claim becomes a visitor's.
+    fn ehic(&self, kind: BadKind, fse: &mut FseSubmitted, rng: &mut Rng) {
+        let mut card = fse
+            .ehic
+            .take()
+            .unwrap_or_else(|| visitor(rng, self.world, fse.care_date, self.index));
+        match kind {
+            BadKind::EhicExpired => card.expiry = date_plus(fse.care_date, -rng.range(1, 400)),
+            BadKind::EuInstitutionUnknown => card.institution_id = "999999999".into(),
+            _ => card.country = "FR".into(),
+        }
+        fse.beneficiary = None;
+        fse.ehic = Some(card);
+        for act in &mut fse.acts {
+            act.ald_related = false;
+        }
     }
 }
 

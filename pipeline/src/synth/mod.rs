@@ -150,6 +150,33 @@ pub fn generate(
         },
         config.threads,
     );
+    write_reference_data(dir, &world)?;
+    let written = write_claims(dir, config, &world, rules, registry)?;
+    let manifest = Manifest {
+        seed: config.seed,
+        claims: config.claims,
+        professionals: world.professionals.len(),
+        rsa_professionals: world
+            .professionals
+            .iter()
+            .filter(|p| p.key.alg() == crate::pki::SignatureAlg::RsaPkcs1Sha256)
+            .count(),
+        beneficiaries: world.beneficiaries.len(),
+        institutions: world.institutions.len(),
+        visitor_claims: written.visitor_claims,
+        bad_claims: written.bad_claims,
+        rules_version: rules.version.clone(),
+    };
+    let mut file = BufWriter::new(File::create(dir.join("manifest.json"))?);
+    serde_json::to_writer_pretty(&mut file, &manifest)?;
+    file.write_all(b"\n")?;
+    file.flush()?;
+    Ok(manifest)
+}
+
+/// The world's rights, PKI (certificates, then revocations) and EU
+/// institutions, one JSON line each.
+fn write_reference_data(dir: &Path, world: &world::World) -> std::io::Result<()> {
     write_jsonl(
         &dir.join("rights.jsonl"),
         world.beneficiaries.iter().map(|b| &b.rights),
@@ -169,21 +196,38 @@ pub fn generate(
     write_jsonl(
         &dir.join("eu_institutions.jsonl"),
         world.institution_inputs(),
-    )?;
+    )
+}
 
+/// What the claims written count for the manifest.
+struct WrittenClaims {
+    bad_claims: BTreeMap<String, usize>,
+    visitor_claims: usize,
+}
+
+/// The claims, made in chunks across the threads and written in order.
+fn write_claims(
+    dir: &Path,
+    config: &GenConfig,
+    world: &world::World,
+    rules: &Rules,
+    registry: &SchemaRegistry,
+) -> std::io::Result<WrittenClaims> {
     let claim_config = claims::ClaimConfig {
         seed: config.seed,
         bad_per_mille: config.bad_per_mille,
         visitors_per_mille: config.visitors_per_mille,
     };
-    let mut bad_claims: BTreeMap<String, usize> = BTreeMap::new();
-    let mut visitor_claims = 0;
+    let mut written = WrittenClaims {
+        bad_claims: BTreeMap::new(),
+        visitor_claims: 0,
+    };
     let mut out = BufWriter::new(File::create(dir.join("claims.jsonl"))?);
     let mut start = 0;
     while start < config.claims {
         let end = (start + CHUNK).min(config.claims);
         let lines = parallel_map(end - start, config.threads, |offset| {
-            let generated = claims::claim(&claim_config, &world, rules, registry, start + offset);
+            let generated = claims::claim(&claim_config, world, rules, registry, start + offset);
             let json =
                 serde_json::to_vec(&input_from_submitted(&generated.fse)).unwrap_or_default();
             (json, generated.bad, generated.fse.ehic.is_some())
@@ -192,31 +236,15 @@ pub fn generate(
             out.write_all(&json)?;
             out.write_all(b"\n")?;
             if let Some(kind) = bad {
-                *bad_claims.entry(kind.expected().to_string()).or_default() += 1;
+                *written
+                    .bad_claims
+                    .entry(kind.expected().to_string())
+                    .or_default() += 1;
             }
-            visitor_claims += usize::from(visitor);
+            written.visitor_claims += usize::from(visitor);
         }
         start = end;
     }
     out.flush()?;
-    let manifest = Manifest {
-        seed: config.seed,
-        claims: config.claims,
-        professionals: world.professionals.len(),
-        rsa_professionals: world
-            .professionals
-            .iter()
-            .filter(|p| p.key.alg() == crate::pki::SignatureAlg::RsaPkcs1Sha256)
-            .count(),
-        beneficiaries: world.beneficiaries.len(),
-        institutions: world.institutions.len(),
-        visitor_claims,
-        bad_claims,
-        rules_version: rules.version.clone(),
-    };
-    let mut file = BufWriter::new(File::create(dir.join("manifest.json"))?);
-    serde_json::to_writer_pretty(&mut file, &manifest)?;
-    file.write_all(b"\n")?;
-    file.flush()?;
-    Ok(manifest)
+    Ok(written)
 }

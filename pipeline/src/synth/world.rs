@@ -231,6 +231,26 @@ pub fn stranger_nir(rng: &mut Rng, birth: NaiveDate) -> String {
         .unwrap_or_else(|_| unreachable!("the body is well-formed"))
 }
 
+/// The coverage of a beneficiary covered from `from`: a few end mid-period
+/// (after `first`, the first date of care), so that later claims are not covered.
+fn coverage_for(rng: &mut Rng, from: NaiveDate, first: NaiveDate) -> CoveragePeriod {
+    if rng.chance(15) {
+        CoveragePeriod {
+            from,
+            to: Some(first + Duration::days(rng.range(30, 200))),
+            regime: "01".into(),
+            fund: format!("{:03}", rng.range(1, 999)),
+        }
+    } else {
+        CoveragePeriod {
+            from,
+            to: None,
+            regime: rng.pick(&["01", "01", "01", "01", "02", "03"]).to_string(),
+            fund: format!("{:03}", rng.range(1, 999)),
+        }
+    }
+}
+
 /// The `index`-th beneficiary of a world, alone: a pure function of the seed
 /// and index, so a state-scale run can make millions without a world.
 pub fn beneficiary(config: &WorldConfig, index: usize, gps: &[String]) -> Beneficiary {
@@ -246,21 +266,8 @@ pub fn beneficiary(config: &WorldConfig, index: usize, gps: &[String]) -> Benefi
     let ame = rng.chance(10);
     let coverage = if ame {
         Vec::new()
-    } else if rng.chance(15) {
-        // Coverage ended mid-period: later claims are not covered.
-        vec![CoveragePeriod {
-            from: covered_from,
-            to: Some(first + Duration::days(rng.range(30, 200))),
-            regime: "01".into(),
-            fund: format!("{:03}", rng.range(1, 999)),
-        }]
     } else {
-        vec![CoveragePeriod {
-            from: covered_from,
-            to: None,
-            regime: rng.pick(&["01", "01", "01", "01", "02", "03"]).to_string(),
-            fund: format!("{:03}", rng.range(1, 999)),
-        }]
+        vec![coverage_for(&mut rng, covered_from, first)]
     };
     let ald = if rng.chance(170) {
         vec![period(first - Duration::days(rng.range(0, 3000)), None)]

@@ -1,0 +1,487 @@
+//! The events' enums and records, declared in schema order, and the topic
+//! each top-level record is the value of.
+
+#[cfg(test)]
+use super::ToAvroValue;
+use super::{AvroEnum, AvroField, AvroRecord, CodecError, Decoder, Encoder};
+use crate::events::model::{
+    ActLineRec, AmcClaim, AuditCheckpoint, BeneficiaryRec, Category, CertificateRec, ClaimRefRec,
+    Complement, CoverageRec, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec, EuClaim,
+    EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
+    FseSubmitted, FseValidated, GuaranteeRec, LedgerEntry, LedgerOutcomeRec, LocalRegimeSymbol,
+    Pathway, PayeeKind, PaymentOrder, PeriodRec, PkiEvent, ProfessionalRec, ProfessionalReturn,
+    RawCutRec, ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec,
+    SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
+};
+
+/// An Avro enum: the variants listed in declaration order with their symbols.
+/// `symbol` is an exhaustive match, so a variant missing here does not compile;
+/// a test checks that the list order is the declaration order.
+macro_rules! avro_enum {
+    ($ty:ident, $name:literal, [$($variant:ident = $symbol:literal),+ $(,)?]) => {
+        impl AvroEnum for $ty {
+            const NAME: &'static str = $name;
+            const VARIANTS: &'static [Self] = &[$($ty::$variant),+];
+            const SYMBOLS: &'static [&'static str] = &[$($symbol),+];
+            fn index(self) -> u32 {
+                self as u32
+            }
+            fn symbol(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $symbol),+
+                }
+            }
+        }
+
+        impl AvroField for $ty {
+            fn encode_field(&self, out: &mut Encoder) {
+                out.enum_index(self.index());
+            }
+            fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                input.enum_value::<$ty>()
+            }
+        }
+
+        #[cfg(test)]
+        impl ToAvroValue for $ty {
+            fn to_avro_value(&self) -> apache_avro::types::Value {
+                super::test_values::enum_value(*self)
+            }
+        }
+    };
+}
+
+/// An Avro record: its fields in schema order. The decoder builds the struct
+/// with every field named, so a field missing here does not compile.
+macro_rules! avro_record {
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        impl AvroField for $ty {
+            fn encode_field(&self, out: &mut Encoder) {
+                $(self.$field.encode_field(out);)+
+            }
+            fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                input.enter()?;
+                // Struct expression fields are evaluated in the order written.
+                let value = $ty {
+                    $($field: AvroField::decode_field(input)?,)+
+                };
+                input.leave();
+                Ok(value)
+            }
+        }
+
+        #[cfg(test)]
+        impl ToAvroValue for $ty {
+            fn to_avro_value(&self) -> apache_avro::types::Value {
+                apache_avro::types::Value::Record(vec![
+                    $((stringify!($field).to_owned(), self.$field.to_avro_value()),)+
+                ])
+            }
+        }
+    };
+}
+
+/// A record that is a topic's value: its schema file is `schemas/<topic>.avsc`.
+macro_rules! avro_topic {
+    ($ty:ident, $topic:literal) => {
+        impl AvroRecord for $ty {
+            const SCHEMA_JSON: &'static str =
+                include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
+            const TOPIC: &'static str = $topic;
+            fn encode(&self, out: &mut Encoder) {
+                self.encode_field(out);
+            }
+            fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                Self::decode_field(input)
+            }
+            fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
+                static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+                &CACHE
+            }
+        }
+    };
+}
+
+avro_enum!(
+    Category,
+    "Category",
+    [
+        Gp = "GP",
+        Specialist = "SPECIALIST",
+        Dentist = "DENTIST",
+        Midwife = "MIDWIFE",
+        Nurse = "NURSE",
+        Physiotherapist = "PHYSIOTHERAPIST",
+        Pharmacist = "PHARMACIST",
+        Laboratory = "LABORATORY",
+        Radiology = "RADIOLOGY",
+        Transport = "TRANSPORT",
+        Hospital = "HOSPITAL",
+    ]
+);
+avro_enum!(SectorSymbol, "Sector", [S1 = "S1", S2 = "S2", S3 = "S3"]);
+avro_enum!(
+    Pathway,
+    "Pathway",
+    [
+        Mt = "MT",
+        Referred = "REFERRED",
+        DirectAccess = "DIRECT_ACCESS",
+        Emergency = "EMERGENCY",
+        Outside = "OUTSIDE",
+    ]
+);
+avro_enum!(
+    Complement,
+    "Complement",
+    [Night = "NIGHT", Sunday = "SUNDAY", Urgency = "URGENCY"]
+);
+avro_enum!(
+    Stage,
+    "Stage",
+    [
+        Validation = "VALIDATION",
+        Entitlement = "ENTITLEMENT",
+        Routing = "ROUTING",
+        Reimbursement = "REIMBURSEMENT",
+    ]
+);
+avro_enum!(
+    SignatureCheck,
+    "SignatureCheck",
+    [Verified = "VERIFIED", NotChecked = "NOT_CHECKED"]
+);
+avro_enum!(
+    LocalRegimeSymbol,
+    "LocalRegime",
+    [AlsaceMoselle = "ALSACE_MOSELLE"]
+);
+avro_enum!(Route, "Route", [Domestic = "DOMESTIC", Eu = "EU"]);
+avro_enum!(Status, "Status", [Paid = "PAID", Rejected = "REJECTED"]);
+avro_enum!(
+    PayeeKind,
+    "PayeeKind",
+    [Professional = "PROFESSIONAL", Insured = "INSURED"]
+);
+avro_enum!(
+    ReturnKind,
+    "ReturnKind",
+    [
+        ArlPositive = "ARL_POSITIVE",
+        ArlNegative = "ARL_NEGATIVE",
+        RspPayment = "RSP_PAYMENT",
+        RspRejection = "RSP_REJECTION",
+    ]
+);
+
+avro_record!(SourceRef {
+    topic,
+    partition,
+    offset,
+    ordinal
+});
+avro_record!(RefOffset {
+    topic,
+    partition,
+    offset
+});
+avro_record!(EventHeader {
+    event_id,
+    causation_id,
+    correlation_id,
+    event_time_millis,
+    source,
+    ref_watermark,
+    rules_version,
+});
+avro_record!(ProfessionalRec {
+    rpps,
+    category,
+    sector,
+    optam
+});
+avro_record!(BeneficiaryRec {
+    nir,
+    birth_date,
+    rank
+});
+avro_record!(EhicRec {
+    country,
+    institution_id,
+    card_id,
+    personal_id,
+    surname,
+    given_names,
+    birth_date,
+    expiry,
+});
+avro_record!(TiersPayantRec { amo, amc });
+avro_record!(ActLineRec {
+    code,
+    quantity,
+    coefficient_hundredths,
+    charged_cents,
+    complement,
+    ald_related,
+    base_cents,
+    product,
+    unit_price_cents,
+    leg,
+});
+avro_record!(SignatureRec { alg, cert, value });
+avro_record!(FseSubmitted {
+    fse_id,
+    received_at_millis,
+    received_offset_minutes,
+    care_date,
+    professional,
+    beneficiary,
+    ehic,
+    pathway,
+    tiers_payant,
+    acts,
+    signature,
+});
+avro_record!(ReasonRec {
+    code,
+    stage,
+    message,
+    field,
+    line
+});
+avro_record!(FseValidated {
+    header,
+    fse,
+    beneficiary_key,
+    signature_check,
+    warnings
+});
+avro_record!(EntitlementRec {
+    regime,
+    fund,
+    ald,
+    css,
+    ame,
+    maternity,
+    minor,
+    pathway_free,
+    local_regime,
+    declared_gp,
+    amc,
+    rights_digest,
+});
+avro_record!(FseEntitled {
+    header,
+    fse,
+    beneficiary_key,
+    signature_check,
+    warnings,
+    entitlement,
+});
+avro_record!(RoutingRec {
+    route,
+    country,
+    institution_id
+});
+avro_record!(FseRouted {
+    header,
+    fse,
+    beneficiary_key,
+    signature_check,
+    warnings,
+    entitlement,
+    routing,
+});
+avro_record!(DecisionLineRec {
+    code,
+    charged_cents,
+    base_cents,
+    rate_percent,
+    amo_cents,
+    css_cents,
+    participation_cents,
+    franchise_cents,
+    tariff,
+});
+avro_record!(DecisionRec {
+    fse_id,
+    status,
+    route,
+    reasons,
+    warnings,
+    lines,
+    amo_cents,
+    css_cents,
+    participation_cents,
+    franchise_cents,
+    flat_fee_cents,
+    deferred_cents,
+    imputed_cents,
+    patient_cents,
+    paid_to_professional_cents,
+    paid_to_insured_cents,
+    rules_version,
+    signature_check,
+    beneficiary_key,
+    care_date,
+    reimbursement_date,
+});
+avro_record!(ClaimRefRec {
+    rpps,
+    received_on,
+    tiers_payant,
+    amc,
+    eu_country,
+    eu_institution_id,
+});
+avro_record!(FseDecided {
+    header,
+    decision,
+    claim
+});
+avro_record!(FseRejected {
+    header,
+    decision,
+    claim
+});
+avro_record!(PaymentOrder {
+    header,
+    order_id,
+    payee_kind,
+    payee,
+    value_date,
+    amount_cents,
+    imputed_cents,
+    fse_ids,
+    guarantee_due,
+    late_penalty_cents,
+    guarantees,
+});
+avro_record!(GuaranteeRec {
+    fse_id,
+    received_on,
+    due,
+    paid_working_day,
+    late,
+    penalty_cents,
+});
+avro_record!(ProfessionalReturn {
+    header,
+    kind,
+    rpps,
+    batch_id,
+    fse_id,
+    amount_cents,
+    reasons,
+    fse_count,
+});
+avro_record!(LedgerOutcomeRec {
+    fse_id,
+    beneficiary_key,
+    rpps,
+    received_on,
+    status,
+    validation_rejected,
+    reason_codes,
+    tiers_payant_amo,
+    amo_cents,
+    paid_to_professional_cents,
+    paid_to_insured_cents,
+    imputed_cents,
+    eu_country,
+    eu_institution_id,
+});
+avro_record!(LedgerEntry {
+    header,
+    close_on,
+    outcome
+});
+avro_record!(EuClaim {
+    header,
+    claim_id,
+    country,
+    institution_id,
+    half_year,
+    introduced_on,
+    introduction_deadline,
+    payment_due,
+    dispute_deadline,
+    receivable,
+    amount_cents,
+    currency,
+    fse_ids,
+});
+avro_record!(AmcClaim {
+    header,
+    amc,
+    fse_id,
+    beneficiary_key,
+    ticket_cents,
+    depassement_cents,
+    amount_cents,
+});
+avro_record!(AuditCheckpoint {
+    stage,
+    partition,
+    input_offset_from,
+    input_offset_to,
+    output_count,
+    chain_hash,
+    rules_version,
+    ref_watermark,
+});
+avro_record!(PeriodRec { from, to });
+avro_record!(CoverageRec {
+    from,
+    to,
+    regime,
+    fund
+});
+avro_record!(RightsRecord {
+    nir,
+    birth_date,
+    rank,
+    coverage,
+    ald,
+    css,
+    ame,
+    maternity,
+    local_regime,
+    declared_gp,
+    amc,
+});
+avro_record!(CertificateRec {
+    id,
+    rpps,
+    alg,
+    public_key,
+    issuer,
+    not_before,
+    not_after
+});
+avro_record!(RevocationRec { cert, revoked_on });
+avro_record!(EuInstitutionRecord {
+    country,
+    institution_id,
+    name,
+    acronym,
+    from,
+    to
+});
+avro_record!(RawCutRec { length, sha256 });
+
+avro_topic!(FseSubmitted, "fse.submitted");
+avro_topic!(FseValidated, "fse.validated");
+avro_topic!(FseEntitled, "fse.entitled");
+avro_topic!(FseRouted, "fse.routed");
+avro_topic!(FseDecided, "fse.decided");
+avro_topic!(FseRejected, "fse.rejected");
+avro_topic!(PaymentOrder, "payments.orders");
+avro_topic!(ProfessionalReturn, "returns.professional");
+avro_topic!(EuClaim, "eu.claims");
+avro_topic!(AmcClaim, "amc.claims");
+avro_topic!(LedgerEntry, "outbound.ledger");
+avro_topic!(AuditCheckpoint, "audit.checkpoints");
+avro_topic!(RightsRecord, "ref.rights");
+avro_topic!(PkiEvent, "ref.pki");
+avro_topic!(EuInstitutionRecord, "ref.eu.institutions");
