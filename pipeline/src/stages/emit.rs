@@ -17,8 +17,8 @@ use crate::events::wire;
 use crate::outbound::{Emit, OutboundError};
 use crate::topics;
 
-use super::Context;
 use super::contract::Decided;
+use super::{Context, Outcome};
 use crate::state::StoreError;
 
 /// An output to produce, to the same partition as the input.
@@ -238,6 +238,35 @@ impl Inputs<'_> {
         Decided::one(self.output(topic, self.registry.encode_single(event)))
     }
 
+    /// A deciding stage downstream of validation: its input read back into
+    /// the domain (a dead letter if it no longer checks), decided, and its
+    /// outcome encoded — `pass` makes the pass event from its stamped
+    /// header; a rejection goes to `fse.rejected` with `carried`'s claim.
+    pub(crate) fn decide_downstream<In, Out, E: std::fmt::Display>(
+        &self,
+        carried: Carried<'_>,
+        read_back: Result<In, E>,
+        decide: impl FnOnce(In) -> Result<Outcome<Out>, StoreError>,
+        pass: impl FnOnce(EventHeader, Out) -> Decided,
+    ) -> Result<Decided, StoreError> {
+        let input = match read_back {
+            Ok(input) => input,
+            Err(e) => {
+                let topic = self.stage.input_topic();
+                return Ok(Decided::DeadLetter(format!("read back {topic}: {e}")));
+            }
+        };
+        let header = self.header(
+            Some(carried.header.event_id.clone()),
+            &carried.fse_id,
+            carried.header.event_time_millis,
+        );
+        Ok(match decide(input)? {
+            Outcome::Pass(out) => pass(header, out),
+            Outcome::Reject(d) => self.rejected(header, &d, carried.claim),
+        })
+    }
+
     /// The input's rejection, on `fse.rejected`.
     pub(crate) fn rejected(
         &self,
@@ -308,6 +337,14 @@ impl Inputs<'_> {
         }
         Ok(Decided::Outputs(outputs))
     }
+}
+
+/// What a downstream event carries into its outputs: its header (the
+/// causation and the event time), its FSE id and its claim context.
+pub(crate) struct Carried<'e> {
+    pub header: &'e EventHeader,
+    pub fse_id: String,
+    pub claim: Option<ClaimRefRec>,
 }
 
 /// How outbound events are keyed.

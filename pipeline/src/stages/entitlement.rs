@@ -6,7 +6,7 @@
 use chrono::{Datelike, NaiveDate};
 
 use super::contract::{self, Decided, Topics};
-use super::emit::{Inputs, claim_ref};
+use super::emit::{Carried, Inputs, claim_ref};
 use super::{Context, Entitled, Entitlement, Outcome, Validated, age_on, reject_validated};
 use crate::domain::rights::{Rights, RightsError, RightsInput};
 use crate::domain::{Fse, Patient, Reason, ReasonCode, Stage};
@@ -44,31 +44,22 @@ impl contract::Stage for EntitlementStage {
         state: &mut StateTxn<'_>,
         ctx: &Context<'_>,
     ) -> Result<Decided, StoreError> {
-        let input = match convert::validated_from_event(&event) {
-            Ok(v) => v,
-            Err(e) => {
-                return Ok(Decided::DeadLetter(format!(
-                    "read back {}: {e}",
-                    Self::TOPICS.input
-                )));
-            }
-        };
-        let mut header = at.header(
-            Some(event.header.event_id.clone()),
-            &event.fse.fse_id,
-            event.header.event_time_millis,
-        );
         let claim = claim_ref(&event.fse, None, None);
-        Ok(match entitle(input, state, ctx)? {
-            Outcome::Pass(e) => {
+        let carried = Carried {
+            header: &event.header,
+            fse_id: event.fse.fse_id.clone(),
+            claim,
+        };
+        at.decide_downstream(
+            carried,
+            convert::validated_from_event(&event),
+            |input| entitle(input, state, ctx),
+            |mut header, out| {
                 header.rules_version = ctx.rules.version.clone();
-                at.pass(
-                    Self::TOPICS.pass,
-                    &convert::entitled_event(header, event.fse, &e),
-                )
-            }
-            Outcome::Reject(d) => at.rejected(header, &d, claim),
-        })
+                let event = convert::entitled_event(header, event.fse, &out);
+                at.pass(Self::TOPICS.pass, &event)
+            },
+        )
     }
 }
 

@@ -11,7 +11,7 @@
 use chrono::Datelike;
 
 use super::contract::{self, Decided, Topics};
-use super::emit::{Inputs, claim_ref};
+use super::emit::{Carried, Inputs, claim_ref};
 use super::{Context, Entitlement, Outcome, Routed, Routing, reject_validated};
 use crate::domain::{
     ActLine, Complement, Decision, DecisionLine, Pathway, Patient, Reason, ReasonCode, Route,
@@ -54,39 +54,30 @@ impl contract::Stage for ReimbursementStage {
         state: &mut StateTxn<'_>,
         ctx: &Context<'_>,
     ) -> Result<Decided, StoreError> {
-        let input = match convert::routed_from_event(&event) {
-            Ok(v) => v,
-            Err(e) => {
-                return Ok(Decided::DeadLetter(format!(
-                    "read back {}: {e}",
-                    Self::TOPICS.input
-                )));
-            }
-        };
-        let mut header = at.header(
-            Some(event.header.event_id.clone()),
-            &event.fse.fse_id,
-            event.header.event_time_millis,
-        );
         let eu = match (&event.routing.country, &event.routing.institution_id) {
             (Some(c), Some(i)) => Some((c.as_str(), i.as_str())),
             _ => None,
         };
         let claim = claim_ref(&event.fse, event.entitlement.amc.as_deref(), eu);
-        Ok(match reimburse(input, state, ctx)? {
-            Outcome::Pass(decision) => {
-                header.rules_version = decision.rules_version.clone();
-                at.pass(
-                    Self::TOPICS.pass,
-                    &FseDecided {
-                        header,
-                        decision: convert::decision_rec(&decision),
-                        claim,
-                    },
-                )
-            }
-            Outcome::Reject(d) => at.rejected(header, &d, claim),
-        })
+        let carried = Carried {
+            header: &event.header,
+            fse_id: event.fse.fse_id.clone(),
+            claim,
+        };
+        at.decide_downstream(
+            carried,
+            convert::routed_from_event(&event),
+            |input| reimburse(input, state, ctx),
+            |mut header, out| {
+                header.rules_version = out.rules_version.clone();
+                let event = FseDecided {
+                    header,
+                    decision: convert::decision_rec(&out),
+                    claim: claim_ref(&event.fse, event.entitlement.amc.as_deref(), eu),
+                };
+                at.pass(Self::TOPICS.pass, &event)
+            },
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 //! card's expiry, and the institution against the EU directory.
 
 use super::contract::{self, Decided, Topics};
-use super::emit::{Inputs, claim_ref};
+use super::emit::{Carried, Inputs, claim_ref};
 use super::{Context, Entitled, Outcome, Routed, Routing, reject_validated};
 use crate::domain::{Patient, Reason, ReasonCode, Stage};
 use crate::events::convert;
@@ -39,31 +39,22 @@ impl contract::Stage for RoutingStage {
         state: &mut StateTxn<'_>,
         ctx: &Context<'_>,
     ) -> Result<Decided, StoreError> {
-        let input = match convert::entitled_from_event(&event) {
-            Ok(v) => v,
-            Err(e) => {
-                return Ok(Decided::DeadLetter(format!(
-                    "read back {}: {e}",
-                    Self::TOPICS.input
-                )));
-            }
-        };
-        let mut header = at.header(
-            Some(event.header.event_id.clone()),
-            &event.fse.fse_id,
-            event.header.event_time_millis,
-        );
         let claim = claim_ref(&event.fse, event.entitlement.amc.as_deref(), None);
-        Ok(match route(input, state, ctx)? {
-            Outcome::Pass(r) => {
+        let carried = Carried {
+            header: &event.header,
+            fse_id: event.fse.fse_id.clone(),
+            claim,
+        };
+        at.decide_downstream(
+            carried,
+            convert::entitled_from_event(&event),
+            |input| route(input, state, ctx),
+            |mut header, out| {
                 header.rules_version = ctx.rules.version.clone();
-                at.pass(
-                    Self::TOPICS.pass,
-                    &convert::routed_event(header, event.fse, &r),
-                )
-            }
-            Outcome::Reject(d) => at.rejected(header, &d, claim),
-        })
+                let event = convert::routed_event(header, event.fse, &out);
+                at.pass(Self::TOPICS.pass, &event)
+            },
+        )
     }
 }
 
