@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use clearing_pipeline::adjudicate::{Adjudicator, FSE_OBJECTS};
 use clearing_pipeline::bus::local::LocalLog;
-use clearing_pipeline::bus::{Bus, Record, TopicSpec};
+use clearing_pipeline::bus::{Bus, BusProducer, Record, TopicSpec};
 use clearing_pipeline::domain::FseInput;
 use clearing_pipeline::domain::json;
 use clearing_pipeline::domain::rights::RightsInput;
@@ -52,7 +52,10 @@ use clearing_pipeline::stages::{
 };
 use clearing_pipeline::state::{MemStore, SledStore, StateRead, StateStore, StateTxn, WriteBatch};
 use clearing_pipeline::synth::{self, GenConfig};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 
 /// One claim's signature check inputs, precomputed: the raw limit.
 struct RawSig {
@@ -77,26 +80,36 @@ struct Fixture {
     rules: Rules,
     registry: SchemaRegistry,
     pseudonyms: PseudonymKey,
+    generated: Generated,
+    /// The measured claims (second half).
+    claims: Vec<FseInput>,
+    measured: Measured,
+    /// Runtime input records of each stage (the previous stage's pass outputs).
+    records: Vec<(StageKind, Vec<Record>)>,
+    sled: Stores<SledStore>,
+    mem: Stores<MemStore>,
+}
+
+/// The generated data set, read back.
+struct Generated {
     pki: Pki,
     institutions: InstitutionDirectory,
     rights_lines: Vec<String>,
     institution_lines: Vec<String>,
     /// Every claim, file order (the adjudicator runs them all).
     all: Vec<FseInput>,
-    /// The measured claims (second half).
-    claims: Vec<FseInput>,
+}
+
+/// What the measured claims need, built once by running the earlier stages.
+struct Measured {
     /// Their `fse.submitted` single-object bytes and record keys.
     submitted: Vec<(Vec<u8>, Vec<u8>)>,
     raw: Vec<RawSig>,
     validated: Vec<Validated>,
     entitled: Vec<Entitled>,
     routed: Vec<Routed>,
-    /// Runtime input records of each stage (the previous stage's pass outputs).
-    records: Vec<(StageKind, Vec<Record>)>,
     /// Writes the measured claims' stages made (for the sled batch).
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    sled: Stores<SledStore>,
-    mem: Stores<MemStore>,
 }
 
 fn read_lines(path: &Path) -> Vec<String> {
@@ -130,15 +143,31 @@ fn run_dry<T>(
     (out, txn.into_writes())
 }
 
-fn copy_store(from: &MemStore, to: &SledStore) {
-    let batch: WriteBatch = from
-        .scan_prefix(b"")
+/// Every key of `from`, as writes.
+fn all_writes(from: &MemStore) -> WriteBatch {
+    from.scan_prefix(b"")
         .expect("scan")
         .into_iter()
         .map(|(k, v)| (k, Some(v)))
-        .collect();
-    to.apply(&batch).expect("apply");
+        .collect()
+}
+
+fn copy_store(from: &MemStore, to: &SledStore) {
+    to.apply(&all_writes(from)).expect("apply");
     to.flush().expect("flush");
+}
+
+impl<S> Stores<S> {
+    /// The store of a deciding stage.
+    fn of(&self, stage: StageKind) -> &S {
+        match stage {
+            StageKind::Validation => &self.validation,
+            StageKind::Entitlement => &self.entitlement,
+            StageKind::Routing => &self.routing,
+            StageKind::Reimbursement => &self.reimbursement,
+            other => unreachable!("{other:?} is not a deciding stage"),
+        }
+    }
 }
 
 fn fixture() -> Fixture {
@@ -150,14 +179,51 @@ fn fixture() -> Fixture {
     let rules = Rules::embedded().expect("rules");
     let registry = SchemaRegistry::new().expect("registry");
     let pseudonyms = PseudonymKey::development();
+    let generated = generate(n, &dir.path().join("gen"), &rules, &registry);
+    let half = generated.all.len() / 2;
+    let claims = generated.all[half..].to_vec();
+
+    let verifier = PkiVerifier {
+        pki: &generated.pki,
+        registry: &registry,
+    };
+    let refs = RefView {
+        signatures: &verifier,
+        institutions: &generated.institutions,
+    };
+    let ctx = Context {
+        rules: &rules,
+        refs: &refs,
+        pseudonyms: &pseudonyms,
+    };
+    let mem = history(&generated.rights_lines, &generated.all[..half], &ctx);
+    let sled = sled_copy(&dir.path().join("state"), &mem);
+    let measured = measure(&claims, &mem, &registry, &ctx);
+    let records = runtime_records(&measured.submitted, &mem, &registry, &ctx);
+
+    Fixture {
+        _dir: dir,
+        rules,
+        registry,
+        pseudonyms,
+        generated,
+        claims,
+        measured,
+        records,
+        sled,
+        mem,
+    }
+}
+
+/// `n` claims generated into `gen_dir`, and the reference data read back.
+fn generate(n: usize, gen_dir: &Path, rules: &Rules, registry: &SchemaRegistry) -> Generated {
     let mut config = GenConfig::for_claims(1, n);
     config.key_cache = synth::default_key_cache();
     // The mix of `clearing gen` and `clearing demo` (10 % of professionals on
     // RSA-2048 cards), so these figures and the pipeline's agree.
     config.rsa_per_mille = 100;
     let started = Instant::now();
-    let manifest =
-        synth::generate(&config, &rules, &registry, &dir.path().join("gen")).expect("generate");
+    let manifest = synth::generate(&config, rules, registry, gen_dir).expect("generate");
     eprintln!(
         "generated {} claims ({} professionals, {} RSA; {} beneficiaries) in {:.1} s",
         manifest.claims,
@@ -166,7 +232,6 @@ fn fixture() -> Fixture {
         manifest.beneficiaries,
         started.elapsed().as_secs_f64()
     );
-    let gen_dir = dir.path().join("gen");
     let rights_lines = read_lines(&gen_dir.join("rights.jsonl"));
     let institution_lines = read_lines(&gen_dir.join("eu_institutions.jsonl"));
     let mut pki = Pki::default();
@@ -186,54 +251,58 @@ fn fixture() -> Fixture {
             json::from_value(&value, FSE_OBJECTS).expect("claim shape")
         })
         .collect();
-    let half = all.len() / 2;
-    let claims = all[half..].to_vec();
+    Generated {
+        pki,
+        institutions,
+        rights_lines,
+        institution_lines,
+        all,
+    }
+}
 
-    let verifier = PkiVerifier {
-        pki: &pki,
-        registry: &registry,
-    };
-    let refs = RefView {
-        signatures: &verifier,
-        institutions: &institutions,
-    };
-    let ctx = Context {
-        rules: &rules,
-        refs: &refs,
-        pseudonyms: &pseudonyms,
-    };
-
-    // The history: rights, then the first half through the four stages.
+/// The history: rights, then `claims` through the four stages.
+fn history(rights_lines: &[String], claims: &[FseInput], ctx: &Context) -> Stores<MemStore> {
     let mem = Stores {
         validation: MemStore::default(),
         entitlement: MemStore::default(),
         routing: MemStore::default(),
         reimbursement: MemStore::default(),
     };
-    for line in &rights_lines {
+    for line in rights_lines {
         let input: RightsInput = serde_json::from_str(line).expect("rights");
         run_applied(&mem.entitlement, |txn| {
-            entitlement::apply_rights(input, txn, &pseudonyms).expect("rights record");
+            entitlement::apply_rights(input, txn, ctx.pseudonyms).expect("rights record");
             Ok(())
         });
     }
-    for input in &all[..half] {
+    for input in claims {
         let Outcome::Pass(v) =
-            run_applied(&mem.validation, |t| validation::validate(input, t, &ctx))
+            run_applied(&mem.validation, |t| validation::validate(input, t, ctx))
         else {
             continue;
         };
-        let Outcome::Pass(e) = run_applied(&mem.entitlement, |t| entitlement::entitle(v, t, &ctx))
+        let Outcome::Pass(e) = run_applied(&mem.entitlement, |t| entitlement::entitle(v, t, ctx))
         else {
             continue;
         };
-        let Outcome::Pass(r) = run_applied(&mem.routing, |t| routing::route(e, t, &ctx)) else {
+        let Outcome::Pass(r) = run_applied(&mem.routing, |t| routing::route(e, t, ctx)) else {
             continue;
         };
-        run_applied(&mem.reimbursement, |t| reimbursement::reimburse(r, t, &ctx));
+        run_applied(&mem.reimbursement, |t| reimbursement::reimburse(r, t, ctx));
     }
-    let sled_dir = dir.path().join("state");
-    let validation_store = SledStore::open(&sled_dir, "validation").expect("sled");
+    eprintln!(
+        "history: {} claims; state keys: validation {}, entitlement {}, reimbursement {}",
+        claims.len(),
+        mem.validation.len(),
+        mem.entitlement.len(),
+        mem.reimbursement.len()
+    );
+    mem
+}
+
+/// The history's state in sled stores under `sled_dir`, as in the pipeline.
+fn sled_copy(sled_dir: &Path, mem: &Stores<MemStore>) -> Stores<SledStore> {
+    let validation_store = SledStore::open(sled_dir, "validation").expect("sled");
     let sled = Stores {
         entitlement: validation_store.tree("entitlement").expect("tree"),
         routing: validation_store.tree("routing").expect("tree"),
@@ -243,23 +312,27 @@ fn fixture() -> Fixture {
     copy_store(&mem.validation, &sled.validation);
     copy_store(&mem.entitlement, &sled.entitlement);
     copy_store(&mem.reimbursement, &sled.reimbursement);
-    eprintln!(
-        "history: {} claims; state keys: validation {}, entitlement {}, reimbursement {}",
-        half,
-        mem.validation.len(),
-        mem.entitlement.len(),
-        mem.reimbursement.len()
-    );
+    sled
+}
 
-    // The measured claims: wire bytes, raw signature inputs, stage inputs.
+/// The measured claims: wire bytes, raw signature inputs, stage inputs.
+fn measure(
+    claims: &[FseInput],
+    mem: &Stores<MemStore>,
+    registry: &SchemaRegistry,
+    ctx: &Context,
+) -> Measured {
     let mut submitted = Vec::new();
     let mut raw = Vec::new();
     let (mut validated, mut entitled, mut routed) = (Vec::new(), Vec::new(), Vec::new());
     let mut writes = Vec::new();
     let mut rsa = 0;
-    for input in &claims {
+    for input in claims {
         let wire: FseSubmitted = submitted_from_input(input).expect("wire form");
-        submitted.push((registry.encode_single(&wire), fse_key(&wire, &pseudonyms)));
+        submitted.push((
+            registry.encode_single(&wire),
+            fse_key(&wire, ctx.pseudonyms),
+        ));
         if let Some(sig) = &wire.signature {
             rsa += usize::from(sig.alg.starts_with("rsa"));
             raw.push(RawSig {
@@ -267,24 +340,24 @@ fn fixture() -> Fixture {
                 rpps: wire.professional.rpps.clone(),
                 alg: sig.alg.clone(),
                 date: wire.care_date,
-                message: canonical_bytes(&registry, &wire),
+                message: canonical_bytes(registry, &wire),
                 signature: sig.value.clone(),
             });
         }
-        let (outcome, w) = run_dry(&mem.validation, |t| validation::validate(input, t, &ctx));
+        let (outcome, w) = run_dry(&mem.validation, |t| validation::validate(input, t, ctx));
         writes.extend(w);
         let Outcome::Pass(v) = outcome else { continue };
         validated.push(v.clone());
-        let Outcome::Pass(e) = run_dry(&mem.entitlement, |t| entitlement::entitle(v, t, &ctx)).0
+        let Outcome::Pass(e) = run_dry(&mem.entitlement, |t| entitlement::entitle(v, t, ctx)).0
         else {
             continue;
         };
         entitled.push(e.clone());
-        let Outcome::Pass(r) = run_dry(&mem.routing, |t| routing::route(e, t, &ctx)).0 else {
+        let Outcome::Pass(r) = run_dry(&mem.routing, |t| routing::route(e, t, ctx)).0 else {
             continue;
         };
         routed.push(r.clone());
-        let (_, w) = run_dry(&mem.reimbursement, |t| reimbursement::reimburse(r, t, &ctx));
+        let (_, w) = run_dry(&mem.reimbursement, |t| reimbursement::reimburse(r, t, ctx));
         writes.extend(w);
     }
     eprintln!(
@@ -296,9 +369,23 @@ fn fixture() -> Fixture {
         entitled.len(),
         routed.len()
     );
+    Measured {
+        submitted,
+        raw,
+        validated,
+        entitled,
+        routed,
+        writes,
+    }
+}
 
-    // The runtime's input records, stage by stage (as on one partition).
-    let watermark: Vec<RefOffset> = Vec::new();
+/// The runtime's input records, stage by stage (as on one partition).
+fn runtime_records(
+    submitted: &[(Vec<u8>, Vec<u8>)],
+    mem: &Stores<MemStore>,
+    registry: &SchemaRegistry,
+    ctx: &Context,
+) -> Vec<(StageKind, Vec<Record>)> {
     let mut records = Vec::new();
     let mut current: Vec<Record> = submitted
         .iter()
@@ -313,36 +400,7 @@ fn fixture() -> Fixture {
         })
         .collect();
     for stage in StageKind::DECIDING {
-        let store: &MemStore = match stage {
-            StageKind::Validation => &mem.validation,
-            StageKind::Entitlement => &mem.entitlement,
-            StageKind::Routing => &mem.routing,
-            StageKind::Reimbursement => &mem.reimbursement,
-            other => unreachable!("{other:?} is not a deciding stage"),
-        };
-        let mut next = Vec::new();
-        for record in &current {
-            let inputs = Inputs {
-                stage,
-                record,
-                registry: &registry,
-                ref_watermark: &watermark,
-                record_limit: clearing_pipeline::bus::local::MAX_RECORD_BYTES,
-            };
-            let (processed, _) = run_dry(store, |t| process(&inputs, t, &ctx));
-            for output in processed.outputs {
-                if output.topic == stage.pass_topic() {
-                    next.push(Record {
-                        topic: output.topic.to_string(),
-                        partition: 0,
-                        offset: next.len() as u64,
-                        timestamp_millis: output.timestamp_millis,
-                        key: output.key,
-                        value: output.value,
-                    });
-                }
-            }
-        }
+        let next = pass_outputs(stage, mem.of(stage), &current, registry, ctx);
         let mean =
             |rs: &[Record]| rs.iter().map(|r| r.value.len()).sum::<usize>() / rs.len().max(1);
         eprintln!(
@@ -355,28 +413,43 @@ fn fixture() -> Fixture {
         );
         records.push((stage, std::mem::replace(&mut current, next)));
     }
+    records
+}
 
-    Fixture {
-        _dir: dir,
-        rules,
-        registry,
-        pseudonyms,
-        pki,
-        institutions,
-        rights_lines,
-        institution_lines,
-        all,
-        claims,
-        submitted,
-        raw,
-        validated,
-        entitled,
-        routed,
-        records,
-        writes,
-        sled,
-        mem,
+/// The pass outputs `stage` makes of `inputs`, as the next stage's input
+/// records, over a fresh overlay of `store` for each.
+fn pass_outputs(
+    stage: StageKind,
+    store: &MemStore,
+    inputs: &[Record],
+    registry: &SchemaRegistry,
+    ctx: &Context,
+) -> Vec<Record> {
+    let watermark: Vec<RefOffset> = Vec::new();
+    let mut next = Vec::new();
+    for record in inputs {
+        let inputs = Inputs {
+            stage,
+            record,
+            registry,
+            ref_watermark: &watermark,
+            record_limit: clearing_pipeline::bus::local::MAX_RECORD_BYTES,
+        };
+        let (processed, _) = run_dry(store, |t| process(&inputs, t, ctx));
+        for output in processed.outputs {
+            if output.topic == stage.pass_topic() {
+                next.push(Record {
+                    topic: output.topic.to_string(),
+                    partition: 0,
+                    offset: next.len() as u64,
+                    timestamp_millis: output.timestamp_millis,
+                    key: output.key,
+                    value: output.value,
+                });
+            }
+        }
     }
+    next
 }
 
 /// Cycles through `0..n`.
@@ -392,7 +465,7 @@ fn cycle(n: usize) -> impl FnMut() -> usize {
 fn with_ctx<T>(f: &Fixture, verifier: &dyn SignatureVerifier, g: impl FnOnce(&Context) -> T) -> T {
     let refs = RefView {
         signatures: verifier,
-        institutions: &f.institutions,
+        institutions: &f.generated.institutions,
     };
     let ctx = Context {
         rules: &f.rules,
@@ -404,7 +477,7 @@ fn with_ctx<T>(f: &Fixture, verifier: &dyn SignatureVerifier, g: impl FnOnce(&Co
 
 fn bench_validation(c: &mut Criterion, f: &Fixture) {
     let pki_verifier = PkiVerifier {
-        pki: &f.pki,
+        pki: &f.generated.pki,
         registry: &f.registry,
     };
     let mut group = c.benchmark_group("validation");
@@ -432,7 +505,7 @@ fn bench_validation(c: &mut Criterion, f: &Fixture) {
             b.iter(|| {
                 let submitted: FseSubmitted = f
                     .registry
-                    .decode_single(&f.submitted[next()].0)
+                    .decode_single(&f.measured.submitted[next()].0)
                     .expect("decode");
                 let input = input_from_submitted(&submitted);
                 let mut txn = StateTxn::new(&f.sled.validation);
@@ -449,12 +522,13 @@ fn bench_validation(c: &mut Criterion, f: &Fixture) {
             black_box(canonical_bytes(&f.registry, &wire))
         })
     });
-    let mut next = cycle(f.raw.len());
+    let mut next = cycle(f.measured.raw.len());
     group.bench_function("raw_pki_verify", |b| {
         b.iter(|| {
-            let s = &f.raw[next()];
+            let s = &f.measured.raw[next()];
             black_box(
-                f.pki
+                f.generated
+                    .pki
                     .verify(&s.cert, &s.rpps, &s.alg, s.date, &s.message, &s.signature)
                     .is_ok(),
             )
@@ -473,7 +547,7 @@ fn interleaved_ratio(f: &Fixture, ctx: &Context) {
     let signed: Vec<usize> = (0..f.claims.len())
         .filter(|&i| f.claims[i].signature.is_some())
         .collect();
-    assert_eq!(signed.len(), f.raw.len());
+    assert_eq!(signed.len(), f.measured.raw.len());
     let (mut validate_only, mut full) = (Vec::new(), Vec::new());
     let mut k = 0;
     for _ in 0..ROUNDS {
@@ -481,9 +555,10 @@ fn interleaved_ratio(f: &Fixture, ctx: &Context) {
         k += BLOCK;
         let started = Instant::now();
         for &j in &block {
-            let s = &f.raw[j];
+            let s = &f.measured.raw[j];
             black_box(
-                f.pki
+                f.generated
+                    .pki
                     .verify(&s.cert, &s.rpps, &s.alg, s.date, &s.message, &s.signature)
                     .is_ok(),
             );
@@ -499,7 +574,7 @@ fn interleaved_ratio(f: &Fixture, ctx: &Context) {
         for &j in &block {
             let submitted: FseSubmitted = f
                 .registry
-                .decode_single(&f.submitted[signed[j]].0)
+                .decode_single(&f.measured.submitted[signed[j]].0)
                 .expect("decode");
             let input = input_from_submitted(&submitted);
             let mut txn = StateTxn::new(&f.sled.validation);
@@ -536,10 +611,10 @@ fn bench_stages(c: &mut Criterion, f: &Fixture) {
             ("entitlement/sled", &f.sled.entitlement as &dyn StateStore),
             ("entitlement/mem", &f.mem.entitlement),
         ] {
-            let mut next = cycle(f.validated.len());
+            let mut next = cycle(f.measured.validated.len());
             group.bench_function(name, |b| {
                 b.iter_batched(
-                    || f.validated[next()].clone(),
+                    || f.measured.validated[next()].clone(),
                     |v| {
                         let mut txn = StateTxn::new(store);
                         entitlement::entitle(v, &mut txn, ctx).expect("store")
@@ -548,10 +623,10 @@ fn bench_stages(c: &mut Criterion, f: &Fixture) {
                 )
             });
         }
-        let mut next = cycle(f.entitled.len());
+        let mut next = cycle(f.measured.entitled.len());
         group.bench_function("routing", |b| {
             b.iter_batched(
-                || f.entitled[next()].clone(),
+                || f.measured.entitled[next()].clone(),
                 |e| {
                     let mut txn = StateTxn::new(&f.sled.routing);
                     routing::route(e, &mut txn, ctx).expect("store")
@@ -566,10 +641,10 @@ fn bench_stages(c: &mut Criterion, f: &Fixture) {
             ),
             ("reimbursement/mem", &f.mem.reimbursement),
         ] {
-            let mut next = cycle(f.routed.len());
+            let mut next = cycle(f.measured.routed.len());
             group.bench_function(name, |b| {
                 b.iter_batched(
-                    || f.routed[next()].clone(),
+                    || f.measured.routed[next()].clone(),
                     |r| {
                         let mut txn = StateTxn::new(store);
                         reimbursement::reimburse(r, &mut txn, ctx).expect("store")
@@ -589,15 +664,15 @@ fn bench_adjudicate(c: &mut Criterion, f: &Fixture) {
     group.throughput(Throughput::Elements(1));
     let fresh = |pki: bool| {
         let verifier: Box<dyn SignatureVerifier> = if pki {
-            Box::new(OwnedPkiVerifier::new(f.pki.clone()).expect("registry"))
+            Box::new(OwnedPkiVerifier::new(f.generated.pki.clone()).expect("registry"))
         } else {
             Box::new(TrustUnsigned)
         };
         let mut adjudicator = Adjudicator::new(f.rules.clone(), f.pseudonyms.clone(), verifier);
-        for line in &f.rights_lines {
+        for line in &f.generated.rights_lines {
             adjudicator.load_rights_line(line).expect("rights");
         }
-        for line in &f.institution_lines {
+        for line in &f.generated.institution_lines {
             adjudicator
                 .load_institution_line(line)
                 .expect("institution");
@@ -611,9 +686,9 @@ fn bench_adjudicate(c: &mut Criterion, f: &Fixture) {
                 let mut left = iters as usize;
                 while left > 0 {
                     let mut adjudicator = fresh(pki);
-                    let k = left.min(f.all.len());
+                    let k = left.min(f.generated.all.len());
                     let started = Instant::now();
-                    for input in &f.all[..k] {
+                    for input in &f.generated.all[..k] {
                         black_box(adjudicator.decide(input).expect("store"));
                     }
                     total += started.elapsed();
@@ -630,7 +705,7 @@ fn bench_adjudicate(c: &mut Criterion, f: &Fixture) {
 /// the output event, encode (`runtime::process::process`), over sled state.
 fn bench_process(c: &mut Criterion, f: &Fixture) {
     let pki_verifier = PkiVerifier {
-        pki: &f.pki,
+        pki: &f.generated.pki,
         registry: &f.registry,
     };
     let mut group = c.benchmark_group("process");
@@ -638,13 +713,7 @@ fn bench_process(c: &mut Criterion, f: &Fixture) {
     let watermark: Vec<RefOffset> = Vec::new();
     with_ctx(f, &pki_verifier, |ctx| {
         for (stage, records) in &f.records {
-            let store: &dyn StateStore = match stage {
-                StageKind::Validation => &f.sled.validation,
-                StageKind::Entitlement => &f.sled.entitlement,
-                StageKind::Routing => &f.sled.routing,
-                StageKind::Reimbursement => &f.sled.reimbursement,
-                other => unreachable!("{other:?} is not a deciding stage"),
-            };
+            let store: &dyn StateStore = f.sled.of(*stage);
             let mut next = cycle(records.len());
             group.bench_function(stage.name(), |b| {
                 b.iter(|| {
@@ -688,29 +757,10 @@ fn dup_key(i: u64) -> Vec<u8> {
 
 fn bench_sled(c: &mut Criterion, f: &Fixture) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SledStore::open(dir.path(), "p0").expect("sled");
-    // A tree of realistic size: 200,000 duplicate-check keys, then the
-    // history state of every stage.
-    for chunk in (0..200_000u64).collect::<Vec<_>>().chunks(10_000) {
-        let batch: WriteBatch = chunk
-            .iter()
-            .map(|&i| (dup_key(u64::MAX / 2 + i), Some(b"2025-01-01".to_vec())))
-            .collect();
-        store.apply(&batch).expect("apply");
-    }
-    for from in [&f.mem.validation, &f.mem.entitlement, &f.mem.reimbursement] {
-        let batch: WriteBatch = from
-            .scan_prefix(b"")
-            .expect("scan")
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
-        store.apply(&batch).expect("apply");
-    }
-    store.flush().expect("flush");
+    let store = sled_of_realistic_size(dir.path(), f);
     // 1,000 typical writes: the measured claims' validation and
     // reimbursement writes (duplicate-check ids, counters, balances).
-    let batch: WriteBatch = f.writes.iter().take(1000).cloned().collect();
+    let batch: WriteBatch = f.measured.writes.iter().take(1000).cloned().collect();
     let bytes: usize = batch
         .iter()
         .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
@@ -735,8 +785,43 @@ fn bench_sled(c: &mut Criterion, f: &Fixture) {
     group.bench_function("flush_only_clean", |b| {
         b.iter(|| store.flush().expect("flush"))
     });
-    // The validation stage's pattern per batch, on a growing tree: 1,000
-    // duplicate checks (misses), then the 1,000 new ids in one batch, flushed.
+    bench_sled_new_ids(&mut group, &store);
+    group.sample_size(100);
+    group.throughput(Throughput::Elements(1));
+    let hits: Vec<Vec<u8>> = batch.keys().cloned().collect();
+    let mut next = cycle(hits.len());
+    group.bench_function("get_hit", |b| {
+        b.iter(|| black_box(store.get(&hits[next()]).expect("get")))
+    });
+    let misses: Vec<Vec<u8>> = (0..10_000u64).map(|i| dup_key(u64::MAX / 4 + i)).collect();
+    let mut next = cycle(misses.len());
+    group.bench_function("get_miss", |b| {
+        b.iter(|| black_box(store.get(&misses[next()]).expect("get")))
+    });
+    group.finish();
+}
+
+/// A tree of realistic size in `dir`: 200,000 duplicate-check keys, then the
+/// history state of every stage.
+fn sled_of_realistic_size(dir: &Path, f: &Fixture) -> SledStore {
+    let store = SledStore::open(dir, "p0").expect("sled");
+    for chunk in (0..200_000u64).collect::<Vec<_>>().chunks(10_000) {
+        let batch: WriteBatch = chunk
+            .iter()
+            .map(|&i| (dup_key(u64::MAX / 2 + i), Some(b"2025-01-01".to_vec())))
+            .collect();
+        store.apply(&batch).expect("apply");
+    }
+    for from in [&f.mem.validation, &f.mem.entitlement, &f.mem.reimbursement] {
+        store.apply(&all_writes(from)).expect("apply");
+    }
+    store.flush().expect("flush");
+    store
+}
+
+/// The validation stage's pattern per batch, on a growing tree: 1,000
+/// duplicate checks (misses), then the 1,000 new ids in one batch, flushed.
+fn bench_sled_new_ids(group: &mut BenchmarkGroup<'_, WallTime>, store: &SledStore) {
     let mut fresh = 0u64;
     let mut new_ids = || -> WriteBatch {
         (0..1000)
@@ -777,32 +862,13 @@ fn bench_sled(c: &mut Criterion, f: &Fixture) {
             BatchSize::PerIteration,
         )
     });
-    group.sample_size(100);
-    group.throughput(Throughput::Elements(1));
-    let hits: Vec<Vec<u8>> = batch.keys().cloned().collect();
-    let mut next = cycle(hits.len());
-    group.bench_function("get_hit", |b| {
-        b.iter(|| black_box(store.get(&hits[next()]).expect("get")))
-    });
-    let misses: Vec<Vec<u8>> = (0..10_000u64).map(|i| dup_key(u64::MAX / 4 + i)).collect();
-    let mut next = cycle(misses.len());
-    group.bench_function("get_miss", |b| {
-        b.iter(|| black_box(store.get(&misses[next()]).expect("get")))
-    });
-    group.finish();
 }
 
 fn bench_local_log(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let bus = LocalLog::open(dir.path()).expect("log");
     for name in ["append", "read"] {
-        bus.ensure_topic(&TopicSpec {
-            name: name.into(),
-            partitions: 1,
-            compacted: false,
-            retention_ms: None,
-        })
-        .expect("topic");
+        bus.ensure_topic(&topic(name, 1)).expect("topic");
     }
     let key = vec![b'k'; 43];
     let value = vec![0x5a_u8; 600];
@@ -830,23 +896,9 @@ fn bench_local_log(c: &mut Criterion) {
             producer.flush().expect("flush")
         })
     });
-    // A stage's producer after a few batches: 12 partitions touched (pass,
-    // rejected and changelog topics x 4 partitions); a flush syncs them all,
-    // here with one record new in one of them.
-    let touched = LocalLog::open(&dir.path().join("touched")).expect("log");
-    touched
-        .ensure_topic(&TopicSpec {
-            name: "t".into(),
-            partitions: 12,
-            compacted: false,
-            retention_ms: None,
-        })
-        .expect("topic");
-    let mut producer12 = touched.producer().expect("producer");
-    for p in 0..12 {
-        producer12.send("t", p, &key, &value, 0).expect("send");
-    }
-    producer12.flush().expect("flush");
+    let (_touched, mut producer12) =
+        twelve_partitions_touched(&dir.path().join("touched"), &key, &value);
+    // Each flush syncs all 12, with one record new in one of them.
     group.throughput(Throughput::Elements(1));
     group.bench_function("flush_12_touched_1_dirty", |b| {
         b.iter(|| {
@@ -875,6 +927,32 @@ fn bench_local_log(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+fn topic(name: &str, partitions: u32) -> TopicSpec {
+    TopicSpec {
+        name: name.into(),
+        partitions,
+        compacted: false,
+        retention_ms: None,
+    }
+}
+
+/// A stage's producer after a few batches: 12 partitions touched (pass,
+/// rejected and changelog topics x 4 partitions); a flush syncs them all.
+fn twelve_partitions_touched(
+    dir: &Path,
+    key: &[u8],
+    value: &[u8],
+) -> (std::sync::Arc<LocalLog>, Box<dyn BusProducer>) {
+    let touched = LocalLog::open(dir).expect("log");
+    touched.ensure_topic(&topic("t", 12)).expect("topic");
+    let mut producer = touched.producer().expect("producer");
+    for p in 0..12 {
+        producer.send("t", p, key, value, 0).expect("send");
+    }
+    producer.flush().expect("flush");
+    (touched, producer)
 }
 
 fn benches(c: &mut Criterion) {

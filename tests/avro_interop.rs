@@ -184,18 +184,15 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).expect("write message");
 }
 
-#[test]
-fn fastavro_reads_our_messages_with_the_avsc_alone() {
-    let python = python();
-    ensure_fastavro(python);
-
-    let registry = SchemaRegistry::new().expect("registry");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let revocation = PkiEvent::Revocation(RevocationRec {
+fn revocation() -> PkiEvent {
+    PkiEvent::Revocation(RevocationRec {
         cert: "CPS-000123".to_owned(),
         revoked_on: date(2025, 3, 1),
-    });
-    let certificate = PkiEvent::Certificate(CertificateRec {
+    })
+}
+
+fn certificate() -> PkiEvent {
+    PkiEvent::Certificate(CertificateRec {
         id: "CPS-000124".to_owned(),
         rpps: "10000123454".to_owned(),
         alg: "rsa-pkcs1-sha256".to_owned(),
@@ -203,8 +200,11 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
         issuer: "ANS".to_owned(),
         not_before: date(1900, 1, 1),
         not_after: date(2100, 12, 31),
-    });
-    let checkpoint = AuditCheckpoint {
+    })
+}
+
+fn checkpoint() -> AuditCheckpoint {
+    AuditCheckpoint {
         stage: "reimbursement".to_owned(),
         partition: 2,
         input_offset_from: 0,
@@ -217,36 +217,40 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
             partition: 2,
             offset: 41,
         }],
-    };
-    write(
-        dir.path(),
-        "1-submitted.bin",
-        &registry.encode_single(&submitted()),
-    );
-    write(
-        dir.path(),
-        "2-decided.bin",
-        &registry.encode_single(&decided()),
-    );
-    write(
-        dir.path(),
-        "3-revocation.bin",
-        &registry.encode_single(&revocation),
-    );
-    write(
-        dir.path(),
-        "4-certificate.bin",
-        &registry.encode_single(&certificate),
-    );
-    write(
-        dir.path(),
-        "5-checkpoint.bin",
-        &registry.encode_single(&checkpoint),
-    );
+    }
+}
 
+#[test]
+fn fastavro_reads_our_messages_with_the_avsc_alone() {
+    let python = python();
+    ensure_fastavro(python);
+
+    let registry = SchemaRegistry::new().expect("registry");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let messages = [
+        ("1-submitted.bin", registry.encode_single(&submitted())),
+        ("2-decided.bin", registry.encode_single(&decided())),
+        ("3-revocation.bin", registry.encode_single(&revocation())),
+        ("4-certificate.bin", registry.encode_single(&certificate())),
+        ("5-checkpoint.bin", registry.encode_single(&checkpoint())),
+    ];
+    for (name, bytes) in &messages {
+        write(dir.path(), name, bytes);
+    }
+
+    let lines = decode_with_the_avsc(python, dir.path());
+    submitted_reads_back(&lines[0]["record"]);
+    decided_reads_back(&lines[1]["record"]);
+    pki_union_reads_back_by_branch_name(&lines[2]["record"], &lines[3]["record"]);
+    checkpoint_reads_back(&lines[4]["record"]);
+}
+
+/// decode.py's JSON lines for the messages in `dir`, one per message, in
+/// the order of their names, each with the topic its fingerprint names.
+fn decode_with_the_avsc(python: &str, dir: &Path) -> Vec<Value> {
     let out = Command::new(python)
         .arg(repo().join("tests/interop/decode.py"))
-        .arg(dir.path())
+        .arg(dir)
         .arg(repo().join("schemas"))
         .output()
         .expect("run decode.py");
@@ -275,8 +279,10 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
             "audit.checkpoints"
         ]
     );
+    lines
+}
 
-    let fse = &lines[0]["record"];
+fn submitted_reads_back(fse: &Value) {
     assert_eq!(fse["fse_id"], "12345678-000000042");
     assert_eq!(fse["received_at_millis"], "2025-01-20T09:14:03+00:00");
     assert_eq!(fse["care_date"], "2025-01-20");
@@ -295,9 +301,11 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
     assert_eq!(fse["acts"][1]["unit_price_cents"], -1);
     assert_eq!(fse["acts"][1]["leg"], 2);
     assert_eq!(fse["signature"]["value"], "deadbeef");
+}
 
-    let decision = &lines[1]["record"]["decision"];
-    assert_eq!(lines[1]["record"]["header"]["source"]["offset"], 41);
+fn decided_reads_back(record: &Value) {
+    let decision = &record["decision"];
+    assert_eq!(record["header"]["source"]["offset"], 41);
     assert_eq!(decision["status"], "PAID");
     assert_eq!(decision["route"], "DOMESTIC");
     assert_eq!(decision["amo_cents"], 1_900);
@@ -307,24 +315,24 @@ fn fastavro_reads_our_messages_with_the_avsc_alone() {
     assert_eq!(decision["signature_check"], "NOT_CHECKED");
     assert_eq!(decision["care_date"], "2025-01-20");
     assert_eq!(decision["reimbursement_date"], Value::Null);
-    let claim = &lines[1]["record"]["claim"];
+    let claim = &record["claim"];
     assert_eq!(claim["received_on"], "2025-01-21");
     assert_eq!(claim["tiers_payant"]["amo"], true);
     assert_eq!(claim["amc"], "AMC000042");
     assert_eq!(claim["eu_country"], Value::Null);
+}
 
-    // The union [Certificate, Revocation]: the branch by name.
-    assert_eq!(lines[2]["record"]["record"][0], "fr.clearing.v1.Revocation");
-    assert_eq!(lines[2]["record"]["record"][1]["revoked_on"], "2025-03-01");
-    assert_eq!(
-        lines[3]["record"]["record"][0],
-        "fr.clearing.v1.Certificate"
-    );
-    assert_eq!(lines[3]["record"]["record"][1]["not_before"], "1900-01-01");
-    assert_eq!(lines[3]["record"]["record"][1]["not_after"], "2100-12-31");
-    assert_eq!(lines[3]["record"]["record"][1]["public_key"], "3082");
+/// The union [Certificate, Revocation]: the branch by name.
+fn pki_union_reads_back_by_branch_name(revocation: &Value, certificate: &Value) {
+    assert_eq!(revocation["record"][0], "fr.clearing.v1.Revocation");
+    assert_eq!(revocation["record"][1]["revoked_on"], "2025-03-01");
+    assert_eq!(certificate["record"][0], "fr.clearing.v1.Certificate");
+    assert_eq!(certificate["record"][1]["not_before"], "1900-01-01");
+    assert_eq!(certificate["record"][1]["not_after"], "2100-12-31");
+    assert_eq!(certificate["record"][1]["public_key"], "3082");
+}
 
-    let checkpoint = &lines[4]["record"];
+fn checkpoint_reads_back(checkpoint: &Value) {
     assert_eq!(checkpoint["stage"], "reimbursement");
     assert_eq!(checkpoint["ref_watermark"][0]["offset"], 41);
     assert_eq!(checkpoint["output_count"], 1_000);

@@ -196,12 +196,30 @@ fn assert_one_outcome_each(bus: &Path) {
     assert_eq!(outcomes, submitted, "final outcomes for {submitted} FSEs");
 }
 
-fn soak(claims: usize, kills: usize, seed: u64) {
-    eprintln!("crash soak: {claims} claims, {kills} kills, seed {seed}");
+/// The soak's directory, kept at the end when `CRASH_SOAK_KEEP` is set.
+fn soak_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     if std::env::var_os("CRASH_SOAK_KEEP").is_some() {
         eprintln!("keeping {}", dir.path().display());
     }
+    dir
+}
+
+/// The crashed run wrote the clean run's outputs byte for byte, one final
+/// outcome per FSE, and the same payments, each adding up. Returns (output
+/// records, decisions paid, AMO total, professional + insured total).
+fn assert_same_as_the_clean_run(clean: &Path, crashed: &Path) -> (usize, usize, i64, i64) {
+    let (want, got) = (outputs(clean), outputs(crashed));
+    assert_same_outputs(&want, &got);
+    assert_one_outcome_each(crashed);
+    let (paid, amo, payments_total) = payments(crashed);
+    assert_eq!((paid, amo, payments_total), payments(clean));
+    (output_count(&got), paid, amo, payments_total)
+}
+
+fn soak(claims: usize, kills: usize, seed: u64) {
+    eprintln!("crash soak: {claims} claims, {kills} kills, seed {seed}");
+    let dir = soak_dir();
     let data = dir.path().join("data");
     let (clean, crashed) = (dir.path().join("clean"), dir.path().join("crashed"));
     prepare(&data, &clean, claims);
@@ -231,14 +249,9 @@ fn soak(claims: usize, kills: usize, seed: u64) {
     if std::env::var_os("CRASH_SOAK_KEEP").is_some() {
         let _ = dir.keep();
     }
-    let (want, got) = (outputs(&clean), outputs(&crashed));
-    assert_same_outputs(&want, &got);
-    assert_one_outcome_each(&crashed);
-    let (paid, amo, payments_total) = payments(&crashed);
-    assert_eq!((paid, amo, payments_total), payments(&clean));
+    let (written, paid, amo, payments_total) = assert_same_as_the_clean_run(&clean, &crashed);
     eprintln!(
-        "identical: {} output records; {paid} paid, AMO {amo} cents, paid out {payments_total} cents",
-        output_count(&got)
+        "identical: {written} output records; {paid} paid, AMO {amo} cents, paid out {payments_total} cents"
     );
     let kills_at_close = (kills / 4).max(1);
     let outbound = close_and_compare_outbound(&clean, &crashed, kills_at_close, &mut rng, &log);
@@ -407,10 +420,7 @@ fn submit_part(bus: &Path, part: &Path, expected: usize, rng: &mut Rng, losses: 
 /// `fse.submitted` the same, one outcome per FSE, payments that add up.
 fn power_loss_soak(claims: usize, kills: usize, seed: u64) {
     eprintln!("power-loss soak: {claims} claims, {kills} kills, seed {seed}");
-    let dir = tempfile::tempdir().unwrap();
-    if std::env::var_os("CRASH_SOAK_KEEP").is_some() {
-        eprintln!("keeping {}", dir.path().display());
-    }
+    let dir = soak_dir();
     let data = dir.path().join("data");
     let (clean, crashed) = (dir.path().join("clean"), dir.path().join("crashed"));
     prepare(&data, &clean, claims);
@@ -471,15 +481,9 @@ fn power_loss_soak(claims: usize, kills: usize, seed: u64) {
         records(&LocalLog::open(&clean).unwrap(), "fse.submitted"),
         "fse.submitted differs from the clean run's"
     );
-    let (want, got) = (outputs(&clean), outputs(&crashed));
-    assert_same_outputs(&want, &got);
-    assert_one_outcome_each(&crashed);
-    let (paid, amo, payments_total) = payments(&crashed);
-    assert_eq!((paid, amo, payments_total), payments(&clean));
+    let (written, paid, amo, payments_total) = assert_same_as_the_clean_run(&clean, &crashed);
     eprintln!(
-        "identical: {} output records and {} submitted; {paid} paid, AMO {amo} cents, paid out {payments_total} cents",
-        output_count(&got),
-        submitted_so_far
+        "identical: {written} output records and {submitted_so_far} submitted; {paid} paid, AMO {amo} cents, paid out {payments_total} cents"
     );
 }
 
@@ -559,10 +563,14 @@ fn the_adjudicate_check_catches_one_changed_outcome() {
         assert!(differences[0].starts_with(key), "{what}: {differences:?}");
         eprintln!("{what}: {}", differences[0]);
     }
-    // On the bus: one decision written twice.
+    a_decision_written_twice_fails_the_check(&data, &bus);
+}
+
+/// On the bus: one decision written twice.
+fn a_decision_written_twice_fails_the_check(data: &Path, bus: &Path) {
     {
         use clearing_pipeline::bus::Bus;
-        let log = LocalLog::open(&bus).unwrap();
+        let log = LocalLog::open(bus).unwrap();
         let record = log.read("fse.decided", 0, 0, 1).unwrap().remove(0);
         let mut producer = log.producer().unwrap();
         producer
@@ -570,9 +578,9 @@ fn the_adjudicate_check_catches_one_changed_outcome() {
             .unwrap();
         producer.flush().unwrap();
     }
-    let log = LocalLog::open(&bus).unwrap();
+    let log = LocalLog::open(bus).unwrap();
     let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        common::assert_outcomes_match_adjudicate(&data, &log)
+        common::assert_outcomes_match_adjudicate(data, &log)
     }));
     let message = failed.expect_err("a duplicated decision passed the check");
     let text = message

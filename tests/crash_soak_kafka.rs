@@ -43,8 +43,8 @@ use clearing_pipeline::bus::kafka::KafkaBus;
 
 use clearing_pipeline::bus::local::LocalLog;
 use common::{
-    CLOSES, Rng, assert_same_outputs, bus_outputs, clearing, outbound_bodies, output_count,
-    outputs, pipe, prepare,
+    CLOSES, Outputs, Rng, assert_same_outputs, bus_outputs, clearing, outbound_bodies,
+    output_count, outputs, pipe, prepare,
 };
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -384,15 +384,6 @@ fn terminal_count(bus: &dyn Bus) -> u64 {
 
 /// Fails the soak, keeping its directory (stores, broker, the members' log)
 /// and quoting the end of the members' log.
-/// [`Member::supervise`] over every member: how many were restarted.
-fn supervise_all(members: &mut [Member], url: &str, log: &std::fs::File) -> Result<usize, String> {
-    let mut restarted = 0;
-    for m in members {
-        restarted += usize::from(m.supervise(url, log)?);
-    }
-    Ok(restarted)
-}
-
 fn fail_keeping(dir: tempfile::TempDir, why: &str) -> ! {
     let log = std::fs::read_to_string(dir.path().join("members.log")).unwrap_or_default();
     let tail: Vec<&str> = log
@@ -409,33 +400,64 @@ fn fail_keeping(dir: tempfile::TempDir, why: &str) -> ! {
     );
 }
 
-#[test]
-#[ignore = "takes minutes, runs its own Apache Kafka: scripts/crash-soak.sh kafka"]
-fn crash_soak_kafka() {
-    let claims = env_or("CRASH_SOAK_CLAIMS", 6000) as usize;
-    let kills = env_or("CRASH_SOAK_KILLS", 24) as usize;
-    let seed = env_or(
-        "CRASH_SOAK_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    );
-    let cluster = env_or("CRASH_SOAK_CLUSTER", 0) == 1;
-    let pause = env_or("CRASH_SOAK_PAUSE", 0) == 1;
-    eprintln!(
-        "kafka crash soak: {claims} claims, {kills} kills, seed {seed}, {}{}",
-        if cluster {
-            "three brokers"
-        } else {
-            "one broker"
-        },
-        if pause { ", a member paused" } else { "" }
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let clean = dir.path().join("clean");
-    prepare(&data, &clean, claims);
+/// The soak's size and faults, from the environment.
+struct Settings {
+    claims: usize,
+    kills: usize,
+    seed: u64,
+    cluster: bool,
+    pause: bool,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let settings = Settings {
+            claims: env_or("CRASH_SOAK_CLAIMS", 6000) as usize,
+            kills: env_or("CRASH_SOAK_KILLS", 24) as usize,
+            seed: env_or(
+                "CRASH_SOAK_SEED",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64,
+            ),
+            cluster: env_or("CRASH_SOAK_CLUSTER", 0) == 1,
+            pause: env_or("CRASH_SOAK_PAUSE", 0) == 1,
+        };
+        eprintln!(
+            "kafka crash soak: {} claims, {} kills, seed {}, {}{}",
+            settings.claims,
+            settings.kills,
+            settings.seed,
+            if settings.cluster {
+                "three brokers"
+            } else {
+                "one broker"
+            },
+            if settings.pause {
+                ", a member paused"
+            } else {
+                ""
+            }
+        );
+        settings
+    }
+}
+
+/// What a clean run of the same input on the local log wrote: what the soak
+/// must end with.
+struct Clean {
+    outputs: Outputs,
+    outbound: Vec<String>,
+    outbound_letters: Vec<(String, String, Vec<u8>)>,
+    /// Its outcomes: decisions, rejections and dead letters.
+    total: u64,
+}
+
+/// Generates the data set into `data` and runs it to the end on the local
+/// log in `clean`, the closes included.
+fn clean_run(data: &Path, clean: &Path, claims: usize) -> Clean {
+    prepare(data, clean, claims);
     ok_status(
         clearing()
             .args(["run", "--until-caught-up", "--bus"])
@@ -444,34 +466,38 @@ fn crash_soak_kafka() {
         "clean run",
     );
     close_all(&format!("local:{}", clean.display()), None);
-    let want = outputs(&clean);
-    let want_outbound = outbound_bodies(&LocalLog::open(&clean).unwrap());
-    let want_outbound_letters = common::outbound_dead_letters(&LocalLog::open(&clean).unwrap());
-    let total: u64 = {
-        let log = clearing_pipeline::bus::local::LocalLog::open(&clean).unwrap();
-        terminal_count(&log)
-    };
+    let outputs = outputs(clean);
+    let log = LocalLog::open(clean).unwrap();
+    Clean {
+        outputs,
+        outbound: outbound_bodies(&log),
+        outbound_letters: common::outbound_dead_letters(&log),
+        total: terminal_count(&log),
+    }
+}
 
-    let broker = Broker::start(&dir.path().join("broker"), if cluster { 3 } else { 1 });
-    let url = format!("kafka://{}/soak", broker.bootstrap());
+/// The reference data, then the claims, onto the soak's bus.
+fn publish_and_submit(data: &Path, url: &str) {
     for (topic, file) in [
         ("ref.rights", "rights.jsonl"),
         ("ref.pki", "pki.jsonl"),
         ("ref.eu.institutions", "eu_institutions.jsonl"),
     ] {
         pipe(
-            clearing().args(["publish", "--bus", &url, "--topic", topic]),
+            clearing().args(["publish", "--bus", url, "--topic", topic]),
             &data.join(file),
         );
     }
     pipe(
-        clearing().args(["submit", "--bus", &url]),
+        clearing().args(["submit", "--bus", url]),
         &data.join("claims.jsonl"),
     );
-    let bus = KafkaBus::connect(&url).unwrap();
+}
 
-    let log = std::fs::File::create(dir.path().join("members.log")).unwrap();
-    let mut members: Vec<Member> = [
+/// The nine stage processes, none started yet: two for validation and
+/// reimbursement, one for each other stage.
+fn stage_members(dir: &Path, cluster: bool) -> Vec<Member> {
+    [
         ("validation", "a"),
         ("validation", "b"),
         ("entitlement", "a"),
@@ -486,7 +512,7 @@ fn crash_soak_kafka() {
     .map(|(stage, id)| Member {
         name: format!("{stage}-{id}"),
         stage,
-        state: dir.path().join(format!("state-{stage}-{id}")),
+        state: dir.join(format!("state-{stage}-{id}")),
         child: None,
         batch: 0,
         accept: if cluster {
@@ -495,157 +521,238 @@ fn crash_soak_kafka() {
             &["--simulation"]
         },
     })
-    .collect();
-    let mut rng = Rng(seed | 1);
-    let batches = [1, 50, 500, 2000];
-    for m in &mut members {
-        m.start(&url, batches[rng.below(4) as usize], &log);
+    .collect()
+}
+
+/// The batch sizes a member is started on, drawn at random.
+const BATCHES: [usize; 4] = [1, 50, 500, 2000];
+
+/// The members while the soak runs, the log they share, and the random
+/// draws of what happens to them.
+struct Soak {
+    members: Vec<Member>,
+    url: String,
+    log: std::fs::File,
+    rng: Rng,
+    started: Instant,
+    restarts_on_error: usize,
+}
+
+impl Soak {
+    /// Starts every member on a random batch size.
+    fn start(mut members: Vec<Member>, url: String, log: std::fs::File, seed: u64) -> Soak {
+        let mut rng = Rng(seed | 1);
+        for m in &mut members {
+            m.start(&url, BATCHES[rng.below(4) as usize], &log);
+        }
+        Soak {
+            members,
+            url,
+            log,
+            rng,
+            started: Instant::now(),
+            restarts_on_error: 0,
+        }
     }
-    let started = Instant::now();
-    let mut restarts_on_error = 0;
-    for kill in 0..kills {
-        std::thread::sleep(Duration::from_millis(300 + rng.below(2500)));
-        match supervise_all(&mut members, &url, &log) {
-            Ok(restarted) => restarts_on_error += restarted,
-            Err(error) => fail_keeping(dir, &error),
+
+    /// Writes to the members' log what the soak did, and when.
+    fn note(&self, what: &str) {
+        writeln!(&self.log, "== soak: {what} at {:?}", self.started.elapsed()).unwrap();
+    }
+
+    /// [`Member::supervise`] over every member, counting the restarts.
+    fn supervise(&mut self) -> Result<(), String> {
+        for m in &mut self.members {
+            self.restarts_on_error += usize::from(m.supervise(&self.url, &self.log)?);
         }
-        if pause && kill == kills / 3 {
-            let n = members.len() as u64;
-            let m = &mut members[rng.below(n) as usize];
-            writeln!(
-                &log,
-                "== soak: pausing {} at {:?}",
-                m.name,
-                started.elapsed()
-            )
-            .unwrap();
-            let how = match m.pause_in_flight(&url, 50, &log, Duration::from_secs(20)) {
-                Ok(how) => how,
-                Err(error) => fail_keeping(dir, &error),
-            };
-            writeln!(
-                &log,
-                "== soak: resumed {} at {:?} (paused {how})",
-                m.name,
-                started.elapsed()
-            )
-            .unwrap();
-            eprintln!("paused {} {how}", m.name);
+        Ok(())
+    }
+
+    /// The `kill`th round of faults: after a random wait, a member paused
+    /// (at a third, with `CRASH_SOAK_PAUSE`), one killed, and the broker
+    /// faulted (half way; the whole cluster also at two thirds).
+    fn round(&mut self, kill: usize, settings: &Settings, broker: &Broker) -> Result<(), String> {
+        std::thread::sleep(Duration::from_millis(300 + self.rng.below(2500)));
+        self.supervise()?;
+        if settings.pause && kill == settings.kills / 3 {
+            self.pause_one()?;
         }
-        let n = members.len() as u64;
-        let m = &mut members[rng.below(n) as usize];
-        if let Err(error) = m.kill() {
-            fail_keeping(dir, &error);
+        self.kill_one()?;
+        if kill == settings.kills / 2 {
+            self.fault_broker(broker, settings.cluster);
         }
+        if settings.cluster && kill == 2 * settings.kills / 3 {
+            self.restart_cluster(broker);
+        }
+        Ok(())
+    }
+
+    /// A random member paused with a batch in flight, past the session
+    /// timeout ([`Member::pause_in_flight`]).
+    fn pause_one(&mut self) -> Result<(), String> {
+        let n = self.members.len() as u64;
+        let i = self.rng.below(n) as usize;
+        self.note(&format!("pausing {}", self.members[i].name));
+        let m = &mut self.members[i];
+        let how = m.pause_in_flight(&self.url, 50, &self.log, Duration::from_secs(20))?;
         writeln!(
-            &log,
-            "== soak: killed {} at {:?}",
+            &self.log,
+            "== soak: resumed {} at {:?} (paused {how})",
             m.name,
-            started.elapsed()
+            self.started.elapsed()
         )
         .unwrap();
+        eprintln!("paused {} {how}", m.name);
+        Ok(())
+    }
+
+    /// A random member SIGKILLed, then started again on a random batch size.
+    fn kill_one(&mut self) -> Result<(), String> {
+        let n = self.members.len() as u64;
+        let i = self.rng.below(n) as usize;
+        self.members[i].kill()?;
+        self.note(&format!("killed {}", self.members[i].name));
         // Back at once (its old member still holds the partitions until the
         // session times out), or after the group has moved on.
-        std::thread::sleep(Duration::from_millis([0, 200, 3000][rng.below(3) as usize]));
-        m.start(&url, batches[rng.below(4) as usize], &log);
-        if kill == kills / 2 {
-            if cluster {
-                let node = broker.busiest("soak.");
-                writeln!(
-                    &log,
-                    "== soak: SIGKILL of broker {node} at {:?}",
-                    started.elapsed()
-                )
-                .unwrap();
-                broker.script(&format!("kill {node}"));
-                std::thread::sleep(Duration::from_secs(5));
-                broker.script(&format!("restart {node}"));
-            } else {
-                writeln!(&log, "== soak: broker restart at {:?}", started.elapsed()).unwrap();
-                broker.script("restart 1");
-            }
-            writeln!(&log, "== soak: broker back at {:?}", started.elapsed()).unwrap();
+        std::thread::sleep(Duration::from_millis(
+            [0, 200, 3000][self.rng.below(3) as usize],
+        ));
+        let batch = BATCHES[self.rng.below(4) as usize];
+        self.members[i].start(&self.url, batch, &self.log);
+        Ok(())
+    }
+
+    /// The broker leading the most partitions SIGKILLed and restarted 5 s
+    /// later (three brokers), or the one broker restarted.
+    fn fault_broker(&self, broker: &Broker, cluster: bool) {
+        if cluster {
+            let node = broker.busiest("soak.");
+            self.note(&format!("SIGKILL of broker {node}"));
+            broker.script(&format!("kill {node}"));
+            std::thread::sleep(Duration::from_secs(5));
+            broker.script(&format!("restart {node}"));
+        } else {
+            self.note("broker restart");
+            broker.script("restart 1");
         }
-        if cluster && kill == 2 * kills / 3 {
-            writeln!(&log, "== soak: cluster stop at {:?}", started.elapsed()).unwrap();
-            broker.script("stop");
-            std::thread::sleep(Duration::from_secs(3));
-            broker.script("cluster start");
-            writeln!(&log, "== soak: cluster back at {:?}", started.elapsed()).unwrap();
+        self.note("broker back");
+    }
+
+    fn restart_cluster(&self, broker: &Broker) {
+        self.note("cluster stop");
+        broker.script("stop");
+        std::thread::sleep(Duration::from_secs(3));
+        broker.script("cluster start");
+        self.note("cluster back");
+    }
+
+    /// Runs the members until `total` outcomes are on the bus, within 10
+    /// minutes.
+    fn drain(&mut self, bus: &KafkaBus, total: u64) -> Result<(), String> {
+        // The drain runs on workable batches; the clean stop and restart is
+        // one more path under load (SIGTERM: the batch in flight, then exit
+        // 0). (After a pause: the last kill's restart has installed its
+        // signal handler by then.)
+        std::thread::sleep(Duration::from_secs(2));
+        for m in self.members.iter_mut().filter(|m| m.batch == 1) {
+            m.stop();
+            writeln!(
+                &self.log,
+                "== soak: {} restarted on batch 500 for the drain",
+                m.name
+            )
+            .unwrap();
+            m.start(&self.url, 500, &self.log);
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while terminal_count(bus) < total {
+            self.supervise()?;
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} of {total} outcomes after 10 minutes",
+                    terminal_count(bus)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(())
+    }
+}
+
+/// The outputs on Kafka are byte for byte the clean run's, and every
+/// outcome is adjudicate's. Returns how many output records and outbound
+/// events were compared.
+fn assert_same_as_the_clean_run(bus: &KafkaBus, clean: &Clean, data: &Path) -> (usize, usize) {
+    assert_eq!(terminal_count(bus), clean.total, "one outcome per FSE");
+    let got = bus_outputs(bus);
+    assert_same_outputs(&clean.outputs, &got);
+    let got_outbound = outbound_bodies(bus);
+    assert_eq!(
+        got_outbound.len(),
+        clean.outbound.len(),
+        "outbound events: {} on Kafka, {} in the clean run",
+        got_outbound.len(),
+        clean.outbound.len()
+    );
+    assert!(got_outbound == clean.outbound, "outbound events differ");
+    assert_eq!(
+        common::outbound_dead_letters(bus),
+        clean.outbound_letters,
+        "outbound dead letters"
+    );
+    let checked = common::assert_outcomes_match_adjudicate(data, bus);
+    eprintln!("{checked} FSEs' outcomes on Kafka are adjudicate's");
+    (output_count(&got), got_outbound.len())
+}
+
+#[test]
+#[ignore = "takes minutes, runs its own Apache Kafka: scripts/crash-soak.sh kafka"]
+fn crash_soak_kafka() {
+    let settings = Settings::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let clean = clean_run(&data, &dir.path().join("clean"), settings.claims);
+
+    let nodes = if settings.cluster { 3 } else { 1 };
+    let broker = Broker::start(&dir.path().join("broker"), nodes);
+    let url = format!("kafka://{}/soak", broker.bootstrap());
+    publish_and_submit(&data, &url);
+    let bus = KafkaBus::connect(&url).unwrap();
+
+    let log = std::fs::File::create(dir.path().join("members.log")).unwrap();
+    let members = stage_members(dir.path(), settings.cluster);
+    let mut soak = Soak::start(members, url, log, settings.seed);
+    for kill in 0..settings.kills {
+        if let Err(error) = soak.round(kill, &settings, &broker) {
+            fail_keeping(dir, &error);
         }
     }
     eprintln!(
-        "{kills} kills and the broker faults in {:?}; {} of {total} outcomes so far",
-        started.elapsed(),
-        terminal_count(&bus)
+        "{} kills and the broker faults in {:?}; {} of {} outcomes so far",
+        settings.kills,
+        soak.started.elapsed(),
+        terminal_count(&bus),
+        clean.total
     );
-    // The drain runs on workable batches; the clean stop and restart is one
-    // more path under load (SIGTERM: the batch in flight, then exit 0).
-    // (After a pause: the last kill's restart has installed its signal
-    // handler by then.)
-    std::thread::sleep(Duration::from_secs(2));
-    for m in members.iter_mut().filter(|m| m.batch == 1) {
-        m.stop();
-        writeln!(
-            &log,
-            "== soak: {} restarted on batch 500 for the drain",
-            m.name
-        )
-        .unwrap();
-        m.start(&url, 500, &log);
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while terminal_count(&bus) < total {
-        match supervise_all(&mut members, &url, &log) {
-            Ok(restarted) => restarts_on_error += restarted,
-            Err(error) => fail_keeping(dir, &error),
-        }
-        if Instant::now() > deadline {
-            fail_keeping(
-                dir,
-                &format!(
-                    "{} of {total} outcomes after 10 minutes",
-                    terminal_count(&bus)
-                ),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    if let Err(error) = soak.drain(&bus, clean.total) {
+        fail_keeping(dir, &error);
     }
     // Nothing more (no duplicate) arrives; the closes go to the running
     // ledger; then every member stops cleanly.
     std::thread::sleep(Duration::from_secs(5));
     await_caught_up(&bus, &["settlement", "returns", "ledger"]);
-    close_all(&url, Some(&bus));
-    for m in &mut members {
+    close_all(&soak.url, Some(&bus));
+    for m in &mut soak.members {
         m.stop();
     }
-    assert_eq!(terminal_count(&bus), total, "one outcome per FSE");
-    let got = bus_outputs(&bus);
-    assert_same_outputs(&want, &got);
-    let got_outbound = outbound_bodies(&bus);
-    assert_eq!(
-        got_outbound.len(),
-        want_outbound.len(),
-        "outbound events: {} on Kafka, {} in the clean run",
-        got_outbound.len(),
-        want_outbound.len()
-    );
-    assert!(got_outbound == want_outbound, "outbound events differ");
-    assert_eq!(
-        common::outbound_dead_letters(&bus),
-        want_outbound_letters,
-        "outbound dead letters"
-    );
-    let checked = common::assert_outcomes_match_adjudicate(&data, &bus);
-    eprintln!("{checked} FSEs' outcomes on Kafka are adjudicate's");
+    let (records, events) = assert_same_as_the_clean_run(&bus, &clean, &data);
     eprintln!(
-        "identical to the clean local run: {} output records and {} outbound events, {:?} in all; \
-         {restarts_on_error} restarts of a member that stopped on an error",
-        output_count(&got),
-        got_outbound.len(),
-        started.elapsed()
+        "identical to the clean local run: {records} output records and {events} outbound events, {:?} in all; \
+         {} restarts of a member that stopped on an error",
+        soak.started.elapsed(),
+        soak.restarts_on_error
     );
-    if restarts_on_error > 0 {
+    if soak.restarts_on_error > 0 {
         let log = std::fs::read_to_string(dir.path().join("members.log")).unwrap_or_default();
         for line in log.lines().filter(|l| l.starts_with("clearing: ")) {
             eprintln!("  {line}");

@@ -302,11 +302,17 @@ fn python_and_the_console_consumer_read_fse_decided_as_rust_does() {
     );
     let topic = format!("{ns}.{TOPIC}");
 
-    // Python: confluent-kafka reads, fastavro decodes with the .avsc alone.
+    python_reads_what_rust_reads(&bootstrap, &topic, &rust);
+    console_consumer_reads_the_same_bytes(&bootstrap, &topic, rust.len(), &values);
+    eprintln!("whole test: {:?}", started.elapsed());
+}
+
+/// Python: confluent-kafka reads, fastavro decodes with the .avsc alone.
+fn python_reads_what_rust_reads(bootstrap: &str, topic: &str, rust: &[Seen]) {
     let python = Instant::now();
     let out = Command::new("python3")
         .arg(repo().join("tests/interop/kafka_decided.py"))
-        .args([&bootstrap, &topic])
+        .args([bootstrap, topic])
         .arg(repo().join("schemas"))
         .output()
         .expect("run kafka_decided.py");
@@ -328,24 +334,31 @@ fn python_and_the_console_consumer_read_fse_decided_as_rust_does() {
     );
     assert_eq!(
         per_partition(&from_python),
-        per_partition(&rust),
+        per_partition(rust),
         "records per partition"
     );
     for (want, got) in rust.iter().zip(&from_python) {
         assert_eq!(got, want, "Python vs Rust");
     }
     assert_eq!(from_python.len(), rust.len());
+}
 
-    // Kafka's console consumer: every record, the same bytes.
+/// Kafka's console consumer: every record, the same bytes.
+fn console_consumer_reads_the_same_bytes(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    values: &Values,
+) {
     let console = Instant::now();
-    let printed = console_consumer(&bootstrap, &topic, rust.len());
+    let printed = console_consumer(bootstrap, topic, count);
     eprintln!(
         "console consumer: {} records in {:?}",
         printed.len(),
         console.elapsed()
     );
-    assert_eq!(printed.len(), rust.len(), "console consumer records");
-    for (at, value) in &values {
+    assert_eq!(printed.len(), count, "console consumer records");
+    for (at, value) in values {
         assert_eq!(
             printed.get(at),
             Some(value),
@@ -353,7 +366,6 @@ fn python_and_the_console_consumer_read_fse_decided_as_rust_does() {
         );
         assert_eq!(value[..2], [0xc3, 0x01], "single-object magic");
     }
-    eprintln!("whole test: {:?}", started.elapsed());
 }
 
 /// A value the reader cannot decode fails the script (exit 1, each record

@@ -73,29 +73,7 @@ fn a_flat_out_run_reports_consistent_figures() {
     assert!(paid > 200, "most generated claims are good: {paid} paid");
     assert!(rejected > 0, "the generator plants bad claims");
 
-    // Latency: one per decision, ordered percentiles.
-    assert_eq!(u(&r, "/latency/count"), paid + rejected);
-    let (p50, p95, p99, max) = (
-        f(&r, "/latency/p50_ms"),
-        f(&r, "/latency/p95_ms"),
-        f(&r, "/latency/p99_ms"),
-        f(&r, "/latency/max_ms"),
-    );
-    assert!(
-        0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
-        "{p50} {p95} {p99} {max}"
-    );
-    let bucketed: u64 = r["latency"]["buckets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b[1].as_u64().unwrap())
-        .sum();
-    assert_eq!(
-        bucketed,
-        paid + rejected,
-        "the distribution holds every decision"
-    );
+    latency_has_one_figure_per_decision(&r, paid + rejected);
 
     // Throughput and its expression against the mean.
     let overall = f(&r, "/throughput/overall_per_s");
@@ -103,29 +81,7 @@ fn a_flat_out_run_reports_consistent_figures() {
     let x = f(&r, "/throughput/overall_x_mean");
     assert!((x * 1e9 / 31_557_600.0 - overall).abs() < 1e-6 * overall.max(1.0));
 
-    // Stages: validation saw every claim, each later stage what the one
-    // before passed; the last stage's passes are the paid decisions.
-    let stages = r["stages"].as_array().unwrap();
-    let names: Vec<&str> = stages
-        .iter()
-        .map(|s| s["stage"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        ["validation", "entitlement", "routing", "reimbursement"]
-    );
-    assert_eq!(stages[0]["inputs"].as_u64(), Some(submitted));
-    for pair in stages.windows(2) {
-        assert_eq!(pair[1]["inputs"], pair[0]["passed"]);
-    }
-    assert_eq!(stages[3]["passed"].as_u64(), Some(paid));
-    let stage_rejections: u64 = stages.iter().map(|s| s["rejected"].as_u64().unwrap()).sum();
-    assert_eq!(stage_rejections, rejected);
-    assert!(stages.iter().all(|s| s["cpu_s"].as_f64().unwrap() >= 0.0));
-    assert!(
-        f(&r, "/stages/0/cpu_s") > 0.0,
-        "the validation thread's CPU is attributed"
-    );
+    stages_pass_on_what_they_received(&r, submitted, paid, rejected);
 
     // Resources sampled; the timeline is in order.
     assert!(f(&r, "/resources/cpu_s") > 0.0 && f(&r, "/resources/rss_max_mb") > 0.0);
@@ -148,6 +104,54 @@ fn a_flat_out_run_reports_consistent_figures() {
     assert_eq!(validation_state["stage"], "validation");
     assert!(validation_state["keys"].as_u64().unwrap() > 0);
     assert!(!r["targets"].as_array().unwrap().is_empty());
+}
+
+/// Latency: one per decision, ordered percentiles.
+fn latency_has_one_figure_per_decision(r: &Value, decisions: u64) {
+    assert_eq!(u(r, "/latency/count"), decisions);
+    let (p50, p95, p99, max) = (
+        f(r, "/latency/p50_ms"),
+        f(r, "/latency/p95_ms"),
+        f(r, "/latency/p99_ms"),
+        f(r, "/latency/max_ms"),
+    );
+    assert!(
+        0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
+        "{p50} {p95} {p99} {max}"
+    );
+    let bucketed: u64 = r["latency"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(bucketed, decisions, "the distribution holds every decision");
+}
+
+/// Stages: validation saw every claim, each later stage what the one before
+/// passed; the last stage's passes are the paid decisions.
+fn stages_pass_on_what_they_received(r: &Value, submitted: u64, paid: u64, rejected: u64) {
+    let stages = r["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["validation", "entitlement", "routing", "reimbursement"]
+    );
+    assert_eq!(stages[0]["inputs"].as_u64(), Some(submitted));
+    for pair in stages.windows(2) {
+        assert_eq!(pair[1]["inputs"], pair[0]["passed"]);
+    }
+    assert_eq!(stages[3]["passed"].as_u64(), Some(paid));
+    let stage_rejections: u64 = stages.iter().map(|s| s["rejected"].as_u64().unwrap()).sum();
+    assert_eq!(stage_rejections, rejected);
+    assert!(stages.iter().all(|s| s["cpu_s"].as_f64().unwrap() >= 0.0));
+    assert!(
+        f(r, "/stages/0/cpu_s") > 0.0,
+        "the validation thread's CPU is attributed"
+    );
 }
 
 #[test]

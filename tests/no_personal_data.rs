@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,10 +130,24 @@ fn bad_lines(data: &Path) -> Vec<String> {
 #[test]
 fn nothing_printed_or_served_names_a_person() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = dir.path().join("demo");
+    let (data, personal) = demo_and_its_personal_data(&dir.path().join("demo"));
+
+    // A bus fed by the CLI, bad lines included, run with metrics.
+    let bus = dir.path().join("bus");
+    let url = format!("local:{}", bus.display());
+    publish_references(&data, &url, &personal);
+    submit_claims_and_bad_lines(&data, &url, &personal);
+    send_undecodable_events(&bus, &personal);
+    run_with_metrics(&url, &personal);
+    error_texts_on_the_bus(&bus, &personal);
+}
+
+/// Runs the demo into `demo`, checks its output, and returns its data set
+/// with the personal data in it.
+fn demo_and_its_personal_data(demo: &Path) -> (PathBuf, Personal) {
     let output = clearing()
         .args(["demo", "--claims", "800", "--seed", "5", "--data"])
-        .arg(&demo)
+        .arg(demo)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", output_text(&output));
@@ -146,10 +160,10 @@ fn nothing_printed_or_served_names_a_person() {
         personal.names.len()
     );
     scan("the demo's output", &output_text(&output), &personal);
+    (data, personal)
+}
 
-    // A bus fed by the CLI, bad lines included, run with metrics.
-    let bus = dir.path().join("bus");
-    let url = format!("local:{}", bus.display());
+fn publish_references(data: &Path, url: &str, personal: &Personal) {
     for (topic, file) in [
         ("ref.rights", "rights.jsonl"),
         ("ref.pki", "pki.jsonl"),
@@ -164,38 +178,46 @@ fn nothing_printed_or_served_names_a_person() {
             text.push_str(&(bad.to_string() + "\n"));
         }
         let output = common::with_stdin(
-            clearing().args(["publish", "--bus", &url, "--topic", topic]),
+            clearing().args(["publish", "--bus", url, "--topic", topic]),
             &text,
         );
-        scan("publish's output", &output_text(&output), &personal);
+        scan("publish's output", &output_text(&output), personal);
     }
+}
+
+fn submit_claims_and_bad_lines(data: &Path, url: &str, personal: &Personal) {
     let mut claims = std::fs::read_to_string(data.join("claims.jsonl")).unwrap();
-    for line in bad_lines(&data) {
+    for line in bad_lines(data) {
         claims.push_str(&line);
         claims.push('\n');
     }
-    let output = common::with_stdin(clearing().args(["submit", "--bus", &url]), &claims);
+    let output = common::with_stdin(clearing().args(["submit", "--bus", url]), &claims);
     let text = output_text(&output);
     assert!(
         text.contains("lines refused") && !text.contains("; 0 lines refused"),
         "{text}"
     );
-    scan("submit's output", &text, &personal);
-    {
-        // Bytes that are no event at all, carrying a NIR: dead-lettered.
-        let log = LocalLog::open(&bus).unwrap();
-        let mut producer = log.producer().unwrap();
-        let nir = personal.ids.iter().next().unwrap();
-        producer
-            .send("fse.submitted", 0, b"x", nir.as_bytes(), 0)
-            .unwrap();
-        let rights = format!("{{\"nir\": \"{nir}\"}}");
-        producer
-            .send("ref.rights", 0, b"x", rights.as_bytes(), 0)
-            .unwrap();
-        producer.flush().unwrap();
-    }
+    scan("submit's output", &text, personal);
+}
 
+/// Bytes that are no event at all, carrying a NIR: dead-lettered.
+fn send_undecodable_events(bus: &Path, personal: &Personal) {
+    let log = LocalLog::open(bus).unwrap();
+    let mut producer = log.producer().unwrap();
+    let nir = personal.ids.iter().next().unwrap();
+    producer
+        .send("fse.submitted", 0, b"x", nir.as_bytes(), 0)
+        .unwrap();
+    let rights = format!("{{\"nir\": \"{nir}\"}}");
+    producer
+        .send("ref.rights", 0, b"x", rights.as_bytes(), 0)
+        .unwrap();
+    producer.flush().unwrap();
+}
+
+/// Runs the stages with a metrics endpoint until every claim is decided,
+/// scanning what it serves and what it prints.
+fn run_with_metrics(url: &str, personal: &Personal) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -204,26 +226,13 @@ fn nothing_printed_or_served_names_a_person() {
     let addr = format!("127.0.0.1:{port}");
     let child = clearing()
         .args(["run", "--batch", "200", "--metrics-addr", &port.to_string()])
-        .args(["--bus", &url])
+        .args(["--bus", url])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Scrape until the numbers stop moving: every claim decided.
-    let (mut metrics, mut same, started) = (String::new(), 0, Instant::now());
-    while started.elapsed() < Duration::from_secs(120) && same < 4 {
-        std::thread::sleep(Duration::from_millis(500));
-        let Some(body) = http_get(&addr, "/metrics") else {
-            continue;
-        };
-        same = if body == metrics && body.contains("clearing_end_to_end_seconds") {
-            same + 1
-        } else {
-            0
-        };
-        metrics = body;
-    }
+    let metrics = scrape_until_steady(&addr);
     assert!(metrics.contains("clearing_rejections_total"), "{metrics}");
-    scan("the metrics", &metrics, &personal);
+    scan("the metrics", &metrics, personal);
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -233,11 +242,31 @@ fn nothing_printed_or_served_names_a_person() {
     );
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
-    scan("run's output", &output_text(&output), &personal);
+    scan("run's output", &output_text(&output), personal);
+}
 
-    // The error texts the stages wrote to the bus.
+/// Scrapes until the numbers stop moving: every claim decided.
+fn scrape_until_steady(addr: &str) -> String {
+    let (mut metrics, mut same, started) = (String::new(), 0, Instant::now());
+    while started.elapsed() < Duration::from_secs(120) && same < 4 {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(body) = http_get(addr, "/metrics") else {
+            continue;
+        };
+        same = if body == metrics && body.contains("clearing_end_to_end_seconds") {
+            same + 1
+        } else {
+            0
+        };
+        metrics = body;
+    }
+    metrics
+}
+
+/// The error texts the stages wrote to the bus.
+fn error_texts_on_the_bus(bus: &Path, personal: &Personal) {
     let registry = SchemaRegistry::new().unwrap();
-    let log = LocalLog::open(&bus).unwrap();
+    let log = LocalLog::open(bus).unwrap();
     let (mut reasons, mut letters) = (0, 0);
     for topic in [
         "fse.rejected",
@@ -255,12 +284,12 @@ fn nothing_printed_or_served_names_a_person() {
                         .decision;
                     for r in d.reasons.iter().chain(&d.warnings) {
                         reasons += 1;
-                        scan("a rejection reason", &format!("{r:?}"), &personal);
+                        scan("a rejection reason", &format!("{r:?}"), personal);
                     }
                 } else {
                     let letter: DeadLetter = registry.decode_single(&record.value).unwrap();
                     letters += 1;
-                    scan("a dead letter's error", &letter.error, &personal);
+                    scan("a dead letter's error", &letter.error, personal);
                 }
             }
         }

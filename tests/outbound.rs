@@ -101,11 +101,27 @@ fn outbound_flows_reconcile_with_the_decisions() {
         1200,
         "every FSE decided (none dead-lettered)"
     );
-    let returns = each::<ProfessionalReturn>(&bus, "returns.professional");
+    returns_match_the_decisions(&bus, &decisions);
+    payment_orders_add_up(&bus, &decisions);
+    eu_claims_carry_their_art_67_dates(&bus, &decisions);
 
-    // Every FSE exactly one final return, of its decision's kind.
+    // Complementary claims only under tiers payant on the AMC part.
+    let amc = each::<AmcClaim>(&bus, "amc.claims");
+    assert!(!amc.is_empty());
+    assert!(
+        amc.iter()
+            .all(|c| c.amount_cents == c.ticket_cents + c.depassement_cents)
+    );
+
+    read_renders_orders_for_scripts(&bus);
+}
+
+/// Every FSE exactly one final return, of its decision's kind, and batch
+/// acknowledgements that count every FSE.
+fn returns_match_the_decisions(bus: &Path, decisions: &[DecisionRec]) {
+    let returns = each::<ProfessionalReturn>(bus, "returns.professional");
     let mut want: BTreeMap<(Option<String>, bool), usize> = BTreeMap::new();
-    for dec in &decisions {
+    for dec in decisions {
         *want
             .entry((dec.fse_id.clone(), dec.status == Status::Paid))
             .or_default() += 1;
@@ -140,9 +156,11 @@ fn outbound_flows_reconcile_with_the_decisions() {
         negative > 0,
         "the planted bad signatures make whole-batch refusals"
     );
+}
 
-    // Payment orders add up to what the decisions pay, each FSE once per payee.
-    let orders = each::<PaymentOrder>(&bus, "payments.orders");
+/// Payment orders add up to what the decisions pay, each FSE once per payee.
+fn payment_orders_add_up(bus: &Path, decisions: &[DecisionRec]) {
+    let orders = each::<PaymentOrder>(bus, "payments.orders");
     let paid: i64 = decisions
         .iter()
         .map(|d| d.paid_to_professional_cents + d.paid_to_insured_cents)
@@ -162,8 +180,12 @@ fn outbound_flows_reconcile_with_the_decisions() {
         n,
         "one order per payee, partition and value date"
     );
-    // The guarantee: every tiers-payant payment to a professional is tracked,
-    // with the decree's tiers.
+    guarantees_track_tiers_payant(&orders, decisions);
+}
+
+/// The guarantee: every tiers-payant payment to a professional is tracked,
+/// with the decree's tiers.
+fn guarantees_track_tiers_payant(orders: &[PaymentOrder], decisions: &[DecisionRec]) {
     let tp_paid = decisions
         .iter()
         .filter(|d| d.paid_to_professional_cents > 0)
@@ -182,16 +204,18 @@ fn outbound_flows_reconcile_with_the_decisions() {
         guarantees.iter().any(|g| g.late),
         "the mid-2025 run is late for 2024"
     );
-    for o in &orders {
+    for o in orders {
         assert_eq!(
             o.late_penalty_cents,
             o.guarantees.iter().map(|g| g.penalty_cents).sum::<i64>()
         );
         assert!(o.value_date > d(CLOSES[0]), "paid after its run");
     }
+}
 
-    // EU claims: the visitors' payments, with their art. 67 dates.
-    let claims = each::<EuClaim>(&bus, "eu.claims");
+/// EU claims: the visitors' payments, with their art. 67 dates.
+fn eu_claims_carry_their_art_67_dates(bus: &Path, decisions: &[DecisionRec]) {
+    let claims = each::<EuClaim>(bus, "eu.claims");
     let eu_paid: i64 = decisions
         .iter()
         .filter(|d| d.route == Some(Route::Eu))
@@ -218,18 +242,12 @@ fn outbound_flows_reconcile_with_the_decisions() {
         assert_eq!(c.currency, "EUR");
     }
     assert!(claims.iter().any(|c| c.receivable) && claims.iter().any(|c| !c.receivable));
+}
 
-    // Complementary claims only under tiers payant on the AMC part.
-    let amc = each::<AmcClaim>(&bus, "amc.claims");
-    assert!(!amc.is_empty());
-    assert!(
-        amc.iter()
-            .all(|c| c.amount_cents == c.ticket_cents + c.depassement_cents)
-    );
-
-    // `clearing read` renders them for scripts, amounts as decimal strings.
+/// `clearing read` renders them for scripts, amounts as decimal strings.
+fn read_renders_orders_for_scripts(bus: &Path) {
     let out = clearing()
-        .args(["read", "--bus", &url(&bus), "--topic", "payments.orders"])
+        .args(["read", "--bus", &url(bus), "--topic", "payments.orders"])
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -266,6 +266,32 @@ fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The consumer group of the members the tests start.
+const GROUP: &str = "g";
+
+/// `clearing run` as a member of [`GROUP`] on the namespace `ns`, with its
+/// own store directory `dir/name` and its stderr in `dir/name.log`;
+/// `stop_before_commit` has it stop itself (SIGSTOP) before that commit.
+fn spawn_member(
+    dir: &Path,
+    ns: &str,
+    name: &str,
+    stop_before_commit: Option<u32>,
+) -> (Child, PathBuf) {
+    let log = dir.join(format!("{name}.log"));
+    let mut command = clearing();
+    command
+        .args(["run", "--simulation", "--batch", "50", "--group", GROUP])
+        .args(["--bus", &url(ns)])
+        .arg("--state")
+        .arg(dir.join(name))
+        .stderr(std::fs::File::create(&log).unwrap());
+    if let Some(n) = stop_before_commit {
+        command.env("CLEARING_FAULT_STOP_BEFORE_COMMIT", n.to_string());
+    }
+    (Child(command.spawn().unwrap()), log)
+}
+
 #[test]
 fn two_processes_split_the_partitions_and_one_takes_over_when_the_other_is_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,27 +302,14 @@ fn two_processes_split_the_partitions_and_one_takes_over_when_the_other_is_kille
     let ns = namespace("takeover");
     let bus = connect(&ns);
     load(&data, &url(&ns));
-    let group = "g";
-    let stage_group = |stage: &str| format!("{ns}.{group}.{stage}");
-    let spawn = |name: &str| {
-        let log = dir.path().join(format!("{name}.log"));
-        let child = clearing()
-            .args(["run", "--simulation", "--batch", "50", "--group", group])
-            .args(["--bus", &url(&ns)])
-            .arg("--state")
-            .arg(dir.path().join(name))
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        (Child(child), log)
-    };
+    let stage_group = |stage: &str| format!("{ns}.{GROUP}.{stage}");
     let started = Instant::now();
-    let (mut b, b_log) = spawn("b");
+    let (mut b, b_log) = spawn_member(dir.path(), &ns, "b", None);
     // B alone owns every partition and starts deciding; then A joins.
     wait_for("first decisions", Duration::from_secs(60), || {
         decision_count(&bus) > 0
     });
-    let (mut a, a_log) = spawn("a");
+    let (mut a, a_log) = spawn_member(dir.path(), &ns, "a", None);
     let validation = stage_group("validation");
     wait_for("the split", Duration::from_secs(60), || {
         let (a, b) = (assigned(&a_log, &validation), assigned(&b_log, &validation));
@@ -431,21 +444,7 @@ fn a_member_paused_with_a_batch_in_flight_is_fenced_and_nothing_it_wrote_is_read
     let ns = namespace("zombie");
     let bus = connect(&ns);
     load(&data, &url(&ns));
-    let spawn = |name: &str, stop_before_commit: Option<u32>| {
-        let log = dir.path().join(format!("{name}.log"));
-        let mut command = clearing();
-        command
-            .args(["run", "--simulation", "--batch", "50", "--group", "g"])
-            .args(["--bus", &url(&ns)])
-            .arg("--state")
-            .arg(dir.path().join(name))
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(n) = stop_before_commit {
-            command.env("CLEARING_FAULT_STOP_BEFORE_COMMIT", n.to_string());
-        }
-        (Child(command.spawn().unwrap()), log)
-    };
-    let (mut a, a_log) = spawn("a", Some(40));
+    let (mut a, a_log) = spawn_member(dir.path(), &ns, "a", Some(40));
     let a_pid = a.0.id();
     wait_for(
         "A stopping itself before a commit",
@@ -457,7 +456,7 @@ fn a_member_paused_with_a_batch_in_flight_is_fenced_and_nothing_it_wrote_is_read
         at_pause < total,
         "the run ended before the pause: use more claims"
     );
-    let (mut b, _b_log) = spawn("b", None);
+    let (mut b, _b_log) = spawn_member(dir.path(), &ns, "b", None);
     wait_for("B deciding every claim", Duration::from_secs(180), || {
         common::record_count(&bus, &["fse.decided", "fse.rejected", "dlq.validation"]).unwrap_or(0)
             >= total

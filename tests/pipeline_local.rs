@@ -126,32 +126,6 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     // The replay of the crashed run is identical to its record, and every
     // stage partition's hash chain ends where the clean run's does: the same
     // outputs, in the same order, whatever the kills.
-    let chains = |bus: &Path| -> Vec<(String, u64, String)> {
-        let report = dir.path().join("replay.json");
-        let status = clearing()
-            .args(["replay", "--quiet", "--bus"])
-            .arg(format!("local:{}", bus.display()))
-            .arg("--report")
-            .arg(&report)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "replay of {} diverges", bus.display());
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-        r["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["stage"].as_str().unwrap().to_owned(),
-                    p["partition"].as_u64().unwrap(),
-                    p["chain_hash"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    };
     // Stages reading a topic several stages write (returns: fse.rejected;
     // ledger: outbound.ledger) see an interleaving that is itself an input:
     // recorded and replayed exactly, but not the same in two live runs.
@@ -161,9 +135,37 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             .collect()
     };
     assert_eq!(
-        single_producer(chains(&crashed)),
-        single_producer(chains(&clean))
+        single_producer(replayed_chains(dir.path(), &crashed)),
+        single_producer(replayed_chains(dir.path(), &clean))
     );
+}
+
+/// Replays the run on `bus` (its report in `dir`), checking it is identical
+/// to its record: each stage partition's (stage, partition, chain hash).
+fn replayed_chains(dir: &Path, bus: &Path) -> Vec<(String, u64, String)> {
+    let report = dir.join("replay.json");
+    let status = clearing()
+        .args(["replay", "--quiet", "--bus"])
+        .arg(format!("local:{}", bus.display()))
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "replay of {} diverges", bus.display());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    r["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["stage"].as_str().unwrap().to_owned(),
+                p["partition"].as_u64().unwrap(),
+                p["chain_hash"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[test]

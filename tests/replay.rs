@@ -430,18 +430,27 @@ fn an_archive_replays_identically_and_one_tampered_event_is_named() {
     assert_eq!(report["identical"], true);
     assert!(report["inputs"].as_u64().unwrap() >= 4 * 500);
 
-    // One recorded decision changed by one euro: the archive's digest
-    // breaks, and the replay names that decision and the field.
     let registry = SchemaRegistry::new().unwrap();
-    let tampered = dir.path().join("tampered-output");
-    let (partition, offset) = tampered_copy(&archive, &tampered, topics::FSE_DECIDED, &|o, v| {
+    a_tampered_decision_is_named_with_its_field(dir.path(), &archive, &registry);
+    a_tampered_input_diverges_at_validation(dir.path(), &archive, &registry);
+}
+
+/// One recorded decision changed by one euro: the archive's digest breaks,
+/// and the replay names that decision and the field.
+fn a_tampered_decision_is_named_with_its_field(
+    dir: &Path,
+    archive: &Path,
+    registry: &SchemaRegistry,
+) {
+    let tampered = dir.join("tampered-output");
+    let (partition, offset) = tampered_copy(archive, &tampered, topics::FSE_DECIDED, &|o, v| {
         (o == 7).then(|| {
             let mut event: FseDecided = registry.decode_single(v).unwrap();
             event.decision.amo_cents += 100;
             registry.encode_single(&event)
         })
     });
-    let (code, stdout, report) = replay_report(&tampered, &dir.path().join("t1.json"));
+    let (code, stdout, report) = replay_report(&tampered, &dir.join("t1.json"));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("DIVERGENT"), "{stdout}");
     let d = &report["first_divergence"];
@@ -468,18 +477,20 @@ fn an_archive_replays_identically_and_one_tampered_event_is_named() {
                 .unwrap()
                 .starts_with(&format!("fse.decided/{partition}")))
     );
+}
 
-    // One input changed (a charged amount): its signature no longer holds,
-    // validation's output differs at that input.
-    let tampered = dir.path().join("tampered-input");
-    let (partition, offset) = tampered_copy(&archive, &tampered, topics::FSE_SUBMITTED, &|o, v| {
+/// One input changed (a charged amount): its signature no longer holds,
+/// validation's output differs at that input.
+fn a_tampered_input_diverges_at_validation(dir: &Path, archive: &Path, registry: &SchemaRegistry) {
+    let tampered = dir.join("tampered-input");
+    let (partition, offset) = tampered_copy(archive, &tampered, topics::FSE_SUBMITTED, &|o, v| {
         let mut event: FseSubmitted = registry.decode_single(v).ok()?;
         (o >= 3 && event.signature.is_some()).then(|| {
             event.acts[0].charged_cents += 1;
             registry.encode_single(&event)
         })
     });
-    let (code, stdout, report) = replay_report(&tampered, &dir.path().join("t2.json"));
+    let (code, stdout, report) = replay_report(&tampered, &dir.join("t2.json"));
     assert_eq!(code, 1, "{stdout}");
     let d = &report["first_divergence"];
     assert_eq!(d["stage"], "validation");
@@ -509,17 +520,7 @@ fn explain_follows_one_claim_through_its_partition_and_what_if_isolates_a_rule_c
     drop(bus);
     let fse_id = decided.decision.fse_id.clone().unwrap();
     let key = decided.decision.beneficiary_key.clone().unwrap();
-    let output = clearing()
-        .args(["explain", &fse_id, "--archive", archive.to_str().unwrap()])
-        .args(["--key", &key, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let e: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let e = explain_json(&archive, &fse_id, &key);
     assert_eq!(e["partitions_scanned"], serde_json::json!([1]));
     let o = &e["occurrences"][0];
     let stages: Vec<&str> = o["steps"]
@@ -548,8 +549,29 @@ fn explain_follows_one_claim_through_its_partition_and_what_if_isolates_a_rule_c
     // The yearly participation and franchise counters are written by every
     // paid claim, before and after.
     assert!(!o["accumulators"].as_array().unwrap().is_empty(), "{o:#}");
+    explain_prints_text_and_refuses_an_unknown_claim(&archive, &fse_id);
+
+    what_if_nursing_at_65_changes_only_nurses_from_2025(dir.path(), &archive);
+}
+
+/// `clearing explain --json` on the archive, with the pseudonym key.
+fn explain_json(archive: &Path, fse_id: &str, key: &str) -> Value {
+    let output = clearing()
+        .args(["explain", fse_id, "--archive", archive.to_str().unwrap()])
+        .args(["--key", key, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn explain_prints_text_and_refuses_an_unknown_claim(archive: &Path, fse_id: &str) {
     let text = clearing()
-        .args(["explain", &fse_id, "--archive", archive.to_str().unwrap()])
+        .args(["explain", fse_id, "--archive", archive.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(text.status.success());
@@ -565,26 +587,12 @@ fn explain_follows_one_claim_through_its_partition_and_what_if_isolates_a_rule_c
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
+}
 
-    // What-if: nursing at 65 % from 2025 instead of 60 %.
-    let rules = dir.path().join("rules");
-    copy_dir(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("pipeline/rules")
-            .as_path(),
-        &rules,
-    );
-    let rates = std::fs::read_to_string(rules.join("rates.toml")).unwrap();
-    let nursing = rates.find("family = \"nursing\"").unwrap();
-    let line_end = nursing + rates[nursing..].find("\nrate = ").unwrap() + 1;
-    let next = line_end + rates[line_end..].find('\n').unwrap();
-    let changed = format!(
-        "{}rate = [{{ from = \"2000-01-01\", percent = 60, source = \"as recorded\" }}, {{ from = \"2025-01-01\", percent = 65, source = \"what-if\" }}]{}",
-        &rates[..line_end],
-        &rates[next..]
-    );
-    std::fs::write(rules.join("rates.toml"), changed).unwrap();
-    let report = dir.path().join("what-if.json");
+/// What-if: nursing at 65 % from 2025 instead of 60 %.
+fn what_if_nursing_at_65_changes_only_nurses_from_2025(dir: &Path, archive: &Path) {
+    let rules = rules_with_nursing_at_65_from_2025(dir);
+    let report = dir.join("what-if.json");
     common::ok(clearing().args([
         "replay",
         "--archive",
@@ -592,7 +600,7 @@ fn explain_follows_one_claim_through_its_partition_and_what_if_isolates_a_rule_c
         "--rules",
         rules.to_str().unwrap(),
         "--out",
-        dir.path().join("what-if").to_str().unwrap(),
+        dir.join("what-if").to_str().unwrap(),
         "--report",
         report.to_str().unwrap(),
         "--quiet",
@@ -614,4 +622,27 @@ fn explain_follows_one_claim_through_its_partition_and_what_if_isolates_a_rule_c
         r["total"]["difference_cents"],
         r["by_category"]["nurse"]["difference_cents"]
     );
+}
+
+/// A copy of the rules in `dir`, whose nursing rate is 60 % as recorded and
+/// 65 % from 2025.
+fn rules_with_nursing_at_65_from_2025(dir: &Path) -> PathBuf {
+    let rules = dir.join("rules");
+    copy_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pipeline/rules")
+            .as_path(),
+        &rules,
+    );
+    let rates = std::fs::read_to_string(rules.join("rates.toml")).unwrap();
+    let nursing = rates.find("family = \"nursing\"").unwrap();
+    let line_end = nursing + rates[nursing..].find("\nrate = ").unwrap() + 1;
+    let next = line_end + rates[line_end..].find('\n').unwrap();
+    let changed = format!(
+        "{}rate = [{{ from = \"2000-01-01\", percent = 60, source = \"as recorded\" }}, {{ from = \"2025-01-01\", percent = 65, source = \"what-if\" }}]{}",
+        &rates[..line_end],
+        &rates[next..]
+    );
+    std::fs::write(rules.join("rates.toml"), changed).unwrap();
+    rules
 }

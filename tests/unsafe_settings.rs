@@ -232,16 +232,10 @@ fn replay_reports_the_batches_whose_signatures_were_not_checked() {
     assert_eq!(code, Some(0), "{err}");
 
     let report_path = dir.path().join("report.json");
-    let output = clearing()
-        .args(["replay", "--quiet", "--bus", &url, "--report"])
-        .arg(&report_path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let (code, stdout) = replay(&url, &report_path);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("IDENTICAL"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let report = read_json(&report_path);
     let count = |key: &str| {
         report[key]
             .as_u64()
@@ -251,6 +245,40 @@ fn replay_reports_the_batches_whose_signatures_were_not_checked() {
     assert_eq!(count("unchecked_signature_inputs"), first.len() as u64);
     let batches = count("unchecked_signature_batches");
     assert!(batches >= first.len() as u64 / 7, "{batches}");
+    let validated = validated_inputs_unchecked_from_the_start(&report);
+    assert_eq!(validated, lines.len() as u64, "every claim was validated");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("signatures NOT checked when recorded"))
+        .unwrap_or_else(|| panic!("no unchecked line in {stdout}"));
+    assert!(
+        line.contains(&format!(
+            "{batches} validation batch(es), 50 input(s): validation p"
+        )),
+        "{line}"
+    );
+    a_run_that_checked_every_signature_reports_none(&data, &claims, dir.path(), &report_path);
+}
+
+/// `clearing replay --quiet` of `url`, its report written at
+/// `report_path`: its exit status and stdout.
+fn replay(url: &str, report_path: &Path) -> (Option<i32>, String) {
+    let output = clearing()
+        .args(["replay", "--quiet", "--bus", url, "--report"])
+        .arg(report_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code(), stdout)
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The inputs validation saw, checking that only validation's partitions
+/// have unchecked signatures, in one range from the partition's start.
+fn validated_inputs_unchecked_from_the_start(report: &serde_json::Value) -> u64 {
     let mut validated = 0;
     for p in report["partitions"].as_array().unwrap() {
         let ranges = p["unchecked_signatures"].as_array().unwrap();
@@ -265,33 +293,25 @@ fn replay_reports_the_batches_whose_signatures_were_not_checked() {
             assert!(r["to"].as_u64().unwrap() < p["inputs"].as_u64().unwrap());
         }
     }
-    assert_eq!(validated, lines.len() as u64, "every claim was validated");
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("signatures NOT checked when recorded"))
-        .unwrap_or_else(|| panic!("no unchecked line in {stdout}"));
-    assert!(
-        line.contains(&format!(
-            "{batches} validation batch(es), 50 input(s): validation p"
-        )),
-        "{line}"
-    );
-    // A run that checked every signature reports none.
+    validated
+}
+
+/// A run that checked every signature reports none.
+fn a_run_that_checked_every_signature_reports_none(
+    data: &Path,
+    claims: &str,
+    dir: &Path,
+    report_path: &Path,
+) {
     let other = fresh_url("replay-checked");
-    common::publish_refs(&data, &other);
-    let output = common::with_stdin(clearing().args(["submit", "--bus", &other]), &claims);
+    common::publish_refs(data, &other);
+    let output = common::with_stdin(clearing().args(["submit", "--bus", &other]), claims);
     assert!(output.status.success());
-    let (code, err) = run(&other, &dir.path().join("state2"), &["--simulation"], None);
+    let (code, err) = run(&other, &dir.join("state2"), &["--simulation"], None);
     assert_eq!(code, Some(0), "{err}");
-    let output = clearing()
-        .args(["replay", "--quiet", "--bus", &other, "--report"])
-        .arg(&report_path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (_, stdout) = replay(&other, report_path);
     assert!(stdout.contains("IDENTICAL"), "{stdout}");
     assert!(!stdout.contains("NOT checked"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let report = read_json(report_path);
     assert_eq!(report["unchecked_signature_batches"], 0);
 }

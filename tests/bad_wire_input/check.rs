@@ -391,7 +391,13 @@ fn run_rights(case: Case) {
         }
         ref other => panic!("not a ref.rights outcome: {other:?}"),
     }
-    // The good record after them is applied as it is alone.
+    the_good_record_is_applied_as_alone(&case, txn.into_writes());
+}
+
+/// The good record after the case's is applied as it is alone (after the
+/// case's records when they are accepted): `writes` are the run's.
+fn the_good_record_is_applied_as_alone(case: &Case, writes: WriteBatch) {
+    let w = world();
     let alone = MemStore::default();
     let mut alone_txn = StateTxn::new(&alone);
     if let Expect::Accepted = case.expect {
@@ -407,10 +413,7 @@ fn run_rights(case: Case) {
         &w.pseudonyms,
     )
     .unwrap();
-    assert_eq!(
-        own_writes(&txn.into_writes()),
-        own_writes(&alone_txn.into_writes())
-    );
+    assert_eq!(own_writes(&writes), own_writes(&alone_txn.into_writes()));
 }
 
 fn run_global(topic: &'static str, case: Case) {
