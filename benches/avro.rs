@@ -64,6 +64,7 @@ fn claim() -> FseSubmitted {
             cert: "CPS-000123".to_owned(),
             value: (0..=255u8).collect(),
         }),
+        ingested_at_millis: Some(1_737_364_500_000),
     }
 }
 
@@ -161,6 +162,7 @@ struct FseSubmittedS {
     tiers_payant: TiersPayantS,
     acts: Vec<ActLineS>,
     signature: Option<SignatureS>,
+    ingested_at_millis: Option<i64>,
 }
 
 fn days(d: NaiveDate) -> i32 {
@@ -212,6 +214,7 @@ fn claim_serde(c: &FseSubmitted) -> FseSubmittedS {
             cert: s.cert.clone(),
             value: s.value.clone(),
         }),
+        ingested_at_millis: c.ingested_at_millis,
     }
 }
 

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use clearing_pipeline::adjudicate::{Adjudicator, FSE_OBJECTS};
 use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::bus::{Bus, BusProducer, Record, TopicSpec};
+use clearing_pipeline::clock::Receipt;
 use clearing_pipeline::domain::FseInput;
 use clearing_pipeline::domain::json;
 use clearing_pipeline::domain::rights::RightsInput;
@@ -276,9 +277,9 @@ fn history(rights_lines: &[String], claims: &[FseInput], ctx: &Context) -> Store
         });
     }
     for input in claims {
-        let Outcome::Pass(v) =
-            run_applied(&mem.validation, |t| validation::validate(input, t, ctx))
-        else {
+        let Outcome::Pass(v) = run_applied(&mem.validation, |t| {
+            validation::validate(input, Receipt::Unstamped, t, ctx)
+        }) else {
             continue;
         };
         let Outcome::Pass(e) = run_applied(&mem.entitlement, |t| entitlement::entitle(v, t, ctx))
@@ -344,7 +345,9 @@ fn measure(
                 signature: sig.value.clone(),
             });
         }
-        let (outcome, w) = run_dry(&mem.validation, |t| validation::validate(input, t, ctx));
+        let (outcome, w) = run_dry(&mem.validation, |t| {
+            validation::validate(input, Receipt::Unstamped, t, ctx)
+        });
         writes.extend(w);
         let Outcome::Pass(v) = outcome else { continue };
         validated.push(v.clone());
@@ -488,7 +491,10 @@ fn bench_validation(c: &mut Criterion, f: &Fixture) {
         group.bench_function("trust_unsigned", |b| {
             b.iter(|| {
                 let mut txn = StateTxn::new(&f.sled.validation);
-                black_box(validation::validate(&f.claims[next()], &mut txn, ctx).expect("store"))
+                black_box(
+                    validation::validate(&f.claims[next()], Receipt::Unstamped, &mut txn, ctx)
+                        .expect("store"),
+                )
             })
         });
     });
@@ -497,7 +503,10 @@ fn bench_validation(c: &mut Criterion, f: &Fixture) {
         group.bench_function("pki", |b| {
             b.iter(|| {
                 let mut txn = StateTxn::new(&f.sled.validation);
-                black_box(validation::validate(&f.claims[next()], &mut txn, ctx).expect("store"))
+                black_box(
+                    validation::validate(&f.claims[next()], Receipt::Unstamped, &mut txn, ctx)
+                        .expect("store"),
+                )
             })
         });
         let mut next = cycle(n);
@@ -509,7 +518,9 @@ fn bench_validation(c: &mut Criterion, f: &Fixture) {
                     .expect("decode");
                 let input = input_from_submitted(&submitted);
                 let mut txn = StateTxn::new(&f.sled.validation);
-                black_box(validation::validate(&input, &mut txn, ctx).expect("store"))
+                black_box(
+                    validation::validate(&input, Receipt::Unstamped, &mut txn, ctx).expect("store"),
+                )
             })
         });
     });
@@ -567,7 +578,10 @@ fn interleaved_ratio(f: &Fixture, ctx: &Context) {
         let started = Instant::now();
         for &j in &block {
             let mut txn = StateTxn::new(&f.sled.validation);
-            black_box(validation::validate(&f.claims[signed[j]], &mut txn, ctx).expect("store"));
+            black_box(
+                validation::validate(&f.claims[signed[j]], Receipt::Unstamped, &mut txn, ctx)
+                    .expect("store"),
+            );
         }
         let validated = started.elapsed().as_secs_f64();
         let started = Instant::now();
@@ -578,7 +592,9 @@ fn interleaved_ratio(f: &Fixture, ctx: &Context) {
                 .expect("decode");
             let input = input_from_submitted(&submitted);
             let mut txn = StateTxn::new(&f.sled.validation);
-            black_box(validation::validate(&input, &mut txn, ctx).expect("store"));
+            black_box(
+                validation::validate(&input, Receipt::Unstamped, &mut txn, ctx).expect("store"),
+            );
         }
         let decoded = started.elapsed().as_secs_f64();
         validate_only.push(raw / validated);

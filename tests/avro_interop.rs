@@ -103,6 +103,7 @@ fn submitted() -> FseSubmitted {
             cert: "CPS-000123".to_owned(),
             value: vec![0xde, 0xad, 0xbe, 0xef],
         }),
+        ingested_at_millis: Some(1_737_364_500_000),
     }
 }
 
@@ -285,6 +286,7 @@ fn decode_with_the_avsc(python: &str, dir: &Path) -> Vec<Value> {
 fn submitted_reads_back(fse: &Value) {
     assert_eq!(fse["fse_id"], "12345678-000000042");
     assert_eq!(fse["received_at_millis"], "2025-01-20T09:14:03+00:00");
+    assert_eq!(fse["ingested_at_millis"], "2025-01-20T09:15:00+00:00");
     assert_eq!(fse["care_date"], "2025-01-20");
     assert_eq!(fse["professional"]["category"], "GP");
     assert_eq!(fse["professional"]["sector"], "S2");

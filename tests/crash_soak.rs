@@ -398,9 +398,13 @@ fn claim_parts(data: &Path, parts: usize) -> Vec<(std::path::PathBuf, usize)> {
 /// every claim submitted so far is still on the log.
 fn submit_part(bus: &Path, part: &Path, expected: usize, rng: &mut Rng, losses: &mut Losses) {
     pipe(
-        clearing()
-            .envs(FAULT)
-            .args(["submit", "--bus", &format!("local:{}", bus.display())]),
+        clearing().envs(FAULT).args([
+            "submit",
+            "--ingest-clock",
+            "simulated",
+            "--bus",
+            &format!("local:{}", bus.display()),
+        ]),
         part,
     );
     lose_power(bus, rng, losses);

@@ -489,7 +489,7 @@ fn publish_and_submit(data: &Path, url: &str) {
         );
     }
     pipe(
-        clearing().args(["submit", "--bus", url]),
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", url]),
         &data.join("claims.jsonl"),
     );
 }

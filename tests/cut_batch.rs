@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::model::{AuditCheckpoint, EventHeader, FseRejected, FseValidated};
@@ -133,7 +134,7 @@ fn a_revocation_published_after_a_cut_batch_does_not_give_its_claim_a_second_out
     {
         let registry = SchemaRegistry::new().unwrap();
         let pseudonyms = PseudonymKey::development();
-        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms).unwrap();
+        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms, IngestClock::Simulated).unwrap();
         ingest
             .pki(&PkiRecord::Revocation {
                 cert: card,
@@ -194,7 +195,7 @@ fn a_rights_change_published_after_a_cut_batch_does_not_give_its_claim_a_second_
     {
         let registry = SchemaRegistry::new().unwrap();
         let pseudonyms = PseudonymKey::development();
-        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms).unwrap();
+        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms, IngestClock::Simulated).unwrap();
         ingest
             .rights(&serde_json::from_value::<RightsInput>(rights).unwrap())
             .unwrap();

@@ -14,6 +14,7 @@ use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::bus::{
     Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec, read_until,
 };
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::FseInput;
 use clearing_pipeline::events::model::{DeadLetter, FseRejected};
 use clearing_pipeline::events::registry::SchemaRegistry;
@@ -171,7 +172,8 @@ fn run(dir: &std::path::Path, limit: usize, len: usize) -> (Arc<dyn Bus>, [Vec<u
     producer.flush().unwrap();
     let registry = SchemaRegistry::new().unwrap();
     let pseudonyms = PseudonymKey::development();
-    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms).unwrap();
+    let mut ingest =
+        Ingest::new(bus.as_ref(), &registry, &pseudonyms, IngestClock::Simulated).unwrap();
     ingest.submit(&claim()).unwrap();
     ingest.flush().unwrap();
     let state = dir.join("state");

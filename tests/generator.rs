@@ -105,7 +105,7 @@ fn every_planted_rejection_comes_back_with_its_code_and_good_claims_verify() {
             );
         }
     }
-    assert!(verified > 800, "{verified} paid");
+    assert!(verified > 800, "{verified} paid, rejected {rejected:?}");
     for (code, planted) in &manifest.bad_claims {
         let got = rejected.get(code).copied().unwrap_or(0);
         // Good claims can meet some rejections naturally (coverage that ended,

@@ -281,7 +281,7 @@ fn python_and_the_console_consumer_read_fse_decided_as_rust_does() {
     let url = format!("kafka://{bootstrap}/{ns}");
     common::publish_refs(&data, &url);
     pipe(
-        clearing().args(["submit", "--bus", &url]),
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", &url]),
         &data.join("claims.jsonl"),
     );
     ok(clearing()

@@ -191,7 +191,10 @@ fn submit_claims_and_bad_lines(data: &Path, url: &str, personal: &Personal) {
         claims.push_str(&line);
         claims.push('\n');
     }
-    let output = common::with_stdin(clearing().args(["submit", "--bus", url]), &claims);
+    let output = common::with_stdin(
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", url]),
+        &claims,
+    );
     let text = output_text(&output);
     assert!(
         text.contains("lines refused") && !text.contains("; 0 lines refused"),

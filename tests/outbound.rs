@@ -41,7 +41,7 @@ fn prepare(data: &Path, bus: &Path, claims: usize) {
         );
     }
     pipe(
-        clearing().args(["submit", "--bus", &url(bus)]),
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", &url(bus)]),
         &data.join("claims.jsonl"),
     );
 }

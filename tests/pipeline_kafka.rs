@@ -82,7 +82,7 @@ fn load(data: &Path, bus: &str) {
         );
     }
     pipe(
-        clearing().args(["submit", "--bus", bus]),
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", bus]),
         &data.join("claims.jsonl"),
     );
 }

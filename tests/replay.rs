@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::model::{FseDecided, FseSubmitted};
@@ -240,14 +241,16 @@ fn record(bus: &Arc<dyn Bus>, data: &Data, op: &Op, registry: &SchemaRegistry) {
             producer.flush().unwrap();
         }
         Op::Claim(i) | Op::Resend(i) => {
-            let mut ingest = Ingest::new(bus.as_ref(), registry, &pseudonyms).unwrap();
+            let mut ingest =
+                Ingest::new(bus.as_ref(), registry, &pseudonyms, IngestClock::Simulated).unwrap();
             let claim = &data.claims[i % data.claims.len()];
             // Claims the front door refuses never reach the bus.
             let _ = ingest.submit(claim);
             ingest.flush().unwrap();
         }
         Op::Rights(i, variant) => {
-            let mut ingest = Ingest::new(bus.as_ref(), registry, &pseudonyms).unwrap();
+            let mut ingest =
+                Ingest::new(bus.as_ref(), registry, &pseudonyms, IngestClock::Simulated).unwrap();
             let rights = &data.rights[i % data.rights.len()];
             ingest.rights(&changed_rights(rights, *variant)).unwrap();
             ingest.flush().unwrap();

@@ -88,7 +88,7 @@ fn a_bus_holding_two_runs_replays_identically_and_compacted_reference_data_is_na
     for run in ["first", "second"] {
         common::publish_refs(&data, &url);
         pipe(
-            clearing().args(["submit", "--bus", &url]),
+            clearing().args(["submit", "--ingest-clock", "simulated", "--bus", &url]),
             &data.join("claims.jsonl"),
         );
         ok(clearing()

@@ -66,7 +66,13 @@ fn halves(data: &Path) -> (PathBuf, PathBuf) {
 
 fn submit(bus: &Path, claims: &Path) {
     pipe(
-        clearing().args(["submit", "--bus", &format!("local:{}", bus.display())]),
+        clearing().args([
+            "submit",
+            "--ingest-clock",
+            "simulated",
+            "--bus",
+            &format!("local:{}", bus.display()),
+        ]),
         claims,
     );
 }

@@ -179,7 +179,10 @@ fn existing_topics_under_three_replicas_are_refused_whatever_factor_is_configure
     let url = fresh_url("existing");
     let dir = tempfile::tempdir().unwrap();
     // `submit` makes the topics, on one broker with one replica each.
-    let output = common::with_stdin(clearing().args(["submit", "--bus", &url]), "");
+    let output = common::with_stdin(
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", &url]),
+        "",
+    );
     assert!(output.status.success(), "{output:?}");
     assert!(topic_exists(&url, "fse.submitted"));
     for configured in [None, Some("1")] {
@@ -215,7 +218,7 @@ fn replay_reports_the_batches_whose_signatures_were_not_checked() {
     let (first, second) = lines.split_at(50);
     let submit = |part: &[&str]| {
         let output = common::with_stdin(
-            clearing().args(["submit", "--bus", &url]),
+            clearing().args(["submit", "--ingest-clock", "simulated", "--bus", &url]),
             &(part.join("\n") + "\n"),
         );
         assert!(output.status.success(), "{output:?}");
@@ -305,7 +308,10 @@ fn a_run_that_checked_every_signature_reports_none(
 ) {
     let other = fresh_url("replay-checked");
     common::publish_refs(data, &other);
-    let output = common::with_stdin(clearing().args(["submit", "--bus", &other]), claims);
+    let output = common::with_stdin(
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", &other]),
+        claims,
+    );
     assert!(output.status.success());
     let (code, err) = run(&other, &dir.join("state2"), &["--simulation"], None);
     assert_eq!(code, Some(0), "{err}");

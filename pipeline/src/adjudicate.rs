@@ -4,6 +4,7 @@
 //! store, and each claim's writes are applied before the next claim, as one
 //! batch of one would be by the runtime.
 
+use crate::clock::simulated_receipt;
 use crate::domain::json;
 use crate::domain::rights::RightsInput;
 use crate::domain::{Decision, FseInput};
@@ -146,8 +147,11 @@ impl Adjudicator {
             pseudonyms: &self.pseudonyms,
         };
         let stores = &self.stores;
+        // No front door here: each claim is judged as received at its
+        // `received_at` (docs/architecture.md, "The insurer's clock").
+        let receipt = simulated_receipt(input);
         let validated = match run(&stores.validation, |txn| {
-            validation::validate(input, txn, &ctx)
+            validation::validate(input, receipt, txn, &ctx)
         })? {
             Outcome::Pass(v) => v,
             Outcome::Reject(decision) => return Ok(*decision),

@@ -7,6 +7,7 @@
 
 pub mod adjudicate;
 pub mod bus;
+pub mod clock;
 pub mod dates;
 pub mod domain;
 pub mod events;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Receipt;
 use crate::domain::{Fse, FseInput, Reason, ReasonCode, SignatureCheck, Stage};
 use crate::ids::{Country, EhicInstitutionId, IdError};
 
@@ -16,8 +17,14 @@ use crate::ids::{Country, EhicInstitutionId, IdError};
 /// pure: same FSE, same PKI content, same answer.
 pub trait SignatureVerifier: Send + Sync {
     /// `submission` is the FSE as received (its canonical bytes are signed);
-    /// `fse` its checked form (professional, dates).
-    fn check(&self, submission: &FseInput, fse: &Fse) -> Result<SignatureCheck, Reason>;
+    /// `fse` its checked form (professional, dates); `receipt` when the
+    /// insurer received it (the certificate is judged on that date).
+    fn check(
+        &self,
+        submission: &FseInput,
+        fse: &Fse,
+        receipt: Receipt,
+    ) -> Result<SignatureCheck, Reason>;
 
     /// The outcome every decision carries whatever the FSE, if the verifier
     /// has one: `not_checked` in simulation mode, so that even a claim
@@ -32,7 +39,7 @@ pub trait SignatureVerifier: Send + Sync {
 pub struct TrustUnsigned;
 
 impl SignatureVerifier for TrustUnsigned {
-    fn check(&self, _: &FseInput, _: &Fse) -> Result<SignatureCheck, Reason> {
+    fn check(&self, _: &FseInput, _: &Fse, _: Receipt) -> Result<SignatureCheck, Reason> {
         Ok(SignatureCheck::NotChecked)
     }
 
@@ -46,7 +53,7 @@ impl SignatureVerifier for TrustUnsigned {
 pub struct NoPki;
 
 impl SignatureVerifier for NoPki {
-    fn check(&self, submission: &FseInput, _: &Fse) -> Result<SignatureCheck, Reason> {
+    fn check(&self, submission: &FseInput, _: &Fse, _: Receipt) -> Result<SignatureCheck, Reason> {
         let reason = match &submission.signature {
             None => Reason::new(
                 Stage::Validation,

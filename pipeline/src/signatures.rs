@@ -1,28 +1,34 @@
 //! The signature check of validation: the health PKI over the FSE's
-//! canonical bytes, i.e. its `fse.submitted` single-object encoding with the
-//! signature field null (docs/signatures.md).
+//! canonical bytes, i.e. its signed form's single-object encoding
+//! (`fse.submitted.v1`) with the signature field null (docs/signatures.md).
 //!
-//! The signing date is the date of care (the FSE is completed and signed on
-//! it; `received_at` is stamped later by the insurer).
+//! The certificate must have existed on the date of care and still be valid
+//! and unrevoked on the insurer's date of receipt (the ingest stamp,
+//! docs/architecture.md "The insurer's clock"): the date a signer writes
+//! proves nothing. A record without the stamp is judged on the date of care.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use crate::clock::Receipt;
 use crate::domain::{Fse, FseInput, Reason, ReasonCode, SignatureCheck, Stage};
 use crate::events::convert::submitted_from_input;
 use crate::events::model::FseSubmitted;
 use crate::events::registry::SchemaRegistry;
-use crate::pki::{Pki, VerifyFailure};
+use crate::pki::{Pki, SigningDates, VerifyFailure};
 use crate::refdata::SignatureVerifier;
 
-/// The canonical signed bytes of a wire FSE.
+/// The canonical signed bytes of a wire FSE: its signed form
+/// (`fse.submitted.v1`, without the insurer's stamp) with `signature: null`.
+/// Pinned to that version so that a later field of `fse.submitted` never
+/// changes what was signed.
 pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8> {
     if fse.signature.is_none() {
-        return registry.encode_single(fse);
+        return registry.encode_signed_form(fse);
     }
     let mut unsigned = fse.clone();
     unsigned.signature = None;
-    registry.encode_single(&unsigned)
+    registry.encode_signed_form(&unsigned)
 }
 
 /// Verifies against a PKI held in memory (the `ref.pki` table as of a watermark).
@@ -43,7 +49,12 @@ fn failure_code(failure: VerifyFailure) -> ReasonCode {
 }
 
 impl SignatureVerifier for PkiVerifier<'_> {
-    fn check(&self, submission: &FseInput, fse: &Fse) -> Result<SignatureCheck, Reason> {
+    fn check(
+        &self,
+        submission: &FseInput,
+        fse: &Fse,
+        receipt: Receipt,
+    ) -> Result<SignatureCheck, Reason> {
         let reason = |code: ReasonCode, message: &str| {
             Reason::new(Stage::Validation, code, message).field("signature")
         };
@@ -74,7 +85,10 @@ impl SignatureVerifier for PkiVerifier<'_> {
                 signature.cert.as_deref().unwrap_or_default(),
                 fse.professional.rpps.as_str(),
                 signature.alg.as_deref().unwrap_or_default(),
-                fse.care_date,
+                SigningDates {
+                    care: fse.care_date,
+                    receipt: receipt.signature_date(fse),
+                },
                 &message,
                 &value,
             )
@@ -99,11 +113,16 @@ impl OwnedPkiVerifier {
 }
 
 impl SignatureVerifier for OwnedPkiVerifier {
-    fn check(&self, submission: &FseInput, fse: &Fse) -> Result<SignatureCheck, Reason> {
+    fn check(
+        &self,
+        submission: &FseInput,
+        fse: &Fse,
+        receipt: Receipt,
+    ) -> Result<SignatureCheck, Reason> {
         PkiVerifier {
             pki: &self.pki,
             registry: &self.registry,
         }
-        .check(submission, fse)
+        .check(submission, fse, receipt)
     }
 }

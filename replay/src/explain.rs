@@ -235,7 +235,7 @@ fn accumulators(
             if part.is_empty() {
                 continue;
             }
-            let writes = replay.run(&part, &watermark)?;
+            let writes = replay.run(&part, &watermark, &c.rules_version)?;
             if part.iter().any(|r| r.offset == offset) {
                 return replay.changes(&writes);
             }
@@ -286,8 +286,10 @@ impl Reimbursement<'_> {
         &mut self,
         records: &[Record],
         watermark: &[RefOffset],
+        rules_version: &str,
     ) -> Result<WriteBatch, ReplayError> {
         let bus = self.setup.bus.as_ref();
+        let rules = self.setup.rules_for(rules_version)?;
         let mut txn = StateTxn::new(&self.store);
         let mut restore = None;
         let input = BatchInput {
@@ -300,9 +302,13 @@ impl Reimbursement<'_> {
             record_limit: bus.max_record_bytes(),
         };
         let (cursor, stats) = (&mut self.cursor, &mut self.stats);
-        with_context(self.setup, &self.refs, self.setup.trust_unsigned, |ctx| {
-            run_batch(input, ctx, cursor, &mut restore, &mut txn, stats)
-        })?;
+        with_context(
+            self.setup,
+            &rules,
+            &self.refs,
+            self.setup.trust_unsigned,
+            |ctx| run_batch(input, ctx, cursor, &mut restore, &mut txn, stats),
+        )?;
         Ok(txn.into_writes())
     }
 

@@ -69,6 +69,23 @@ pub struct Setup {
     pub trust_unsigned: bool,
 }
 
+impl Setup {
+    /// The rules a batch ran under: the set its checkpoint names, when this
+    /// binary has it (`rules` itself, the current set or an earlier published
+    /// one, `Rules::published`); otherwise `rules`, and any output they change
+    /// is a divergence naming both versions.
+    pub fn rules_for(&self, version: &str) -> Result<Arc<Rules>, ReplayError> {
+        if self.rules.version == version {
+            return Ok(self.rules.clone());
+        }
+        match Rules::published(version) {
+            Ok(Some(rules)) => Ok(rules),
+            Ok(None) => Ok(self.rules.clone()),
+            Err(e) => Err(ReplayError::Other(e.to_string())),
+        }
+    }
+}
+
 /// The first place a replay and the record part.
 #[derive(Debug, Clone, Serialize)]
 pub struct Divergence {
@@ -342,10 +359,11 @@ pub fn verify_partition(
     Ok(report)
 }
 
-/// Runs `f` with the stage context a batch ran with: the reference data of
-/// `refs`, signatures checked against its PKI unless `trust_unsigned`.
+/// Runs `f` with the stage context a batch ran with: `rules`, the reference
+/// data of `refs`, signatures checked against its PKI unless `trust_unsigned`.
 pub(crate) fn with_context<R>(
     setup: &Setup,
+    rules: &Rules,
     refs: &GlobalRefs,
     trust_unsigned: bool,
     f: impl FnOnce(&Context<'_>) -> R,
@@ -360,7 +378,7 @@ pub(crate) fn with_context<R>(
         institutions: &refs.institutions,
     };
     f(&Context {
-        rules: &setup.rules,
+        rules,
         refs: &view,
         pseudonyms: &setup.pseudonyms,
     })
@@ -567,7 +585,8 @@ impl<'a> PartitionReplay<'a> {
             record_limit: bus.max_record_bytes(),
         };
         let stats = &mut self.stats;
-        let output = with_context(self.setup, &self.refs, trust_unsigned, |ctx| {
+        let rules = self.setup.rules_for(&checkpoint.rules_version)?;
+        let output = with_context(self.setup, &rules, &self.refs, trust_unsigned, |ctx| {
             run_batch(input, ctx, &mut next, &mut restore_after, txn, stats)
         })?;
         Ok(Rerun {
@@ -699,7 +718,12 @@ impl<'a> PartitionReplay<'a> {
                 .or_else(|| Some(checkpoint.rules_version.clone())),
             replayed_rules_version: header(&replayed, "rules_version")
                 .and_then(|v| v.as_str().map(str::to_owned))
-                .or_else(|| Some(self.setup.rules.version.clone())),
+                .or_else(|| {
+                    self.setup
+                        .rules_for(&checkpoint.rules_version)
+                        .ok()
+                        .map(|r| r.version.clone())
+                }),
             recorded_ref_watermark: header(&recorded_value, "ref_watermark")
                 .or_else(|| Some(watermark_json(&checkpoint.ref_watermark))),
             replayed_ref_watermark: header(&replayed, "ref_watermark"),
@@ -757,7 +781,11 @@ impl<'a> PartitionReplay<'a> {
                 next.chain.count
             ),
             recorded_rules_version: Some(checkpoint.rules_version.clone()),
-            replayed_rules_version: Some(self.setup.rules.version.clone()),
+            replayed_rules_version: self
+                .setup
+                .rules_for(&checkpoint.rules_version)
+                .ok()
+                .map(|r| r.version.clone()),
             ..divergence(self.kind, self.partition, (from, to))
         })
     }

@@ -16,6 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use clearing_pipeline::adjudicate::FSE_OBJECTS;
 use clearing_pipeline::bus::{Bus, BusError};
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::{FseInput, Route, Status, json};
 use clearing_pipeline::events::convert::decision_rec;
 use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected};
@@ -325,7 +326,12 @@ impl<'a> Demo<'a> {
             self.bus.describe()
         );
         let started = Instant::now();
-        let mut ingest = Ingest::new(self.bus.as_ref(), &self.registry, &self.pseudonyms)?;
+        let mut ingest = Ingest::new(
+            self.bus.as_ref(),
+            &self.registry,
+            &self.pseudonyms,
+            IngestClock::Simulated,
+        )?;
         publish_reference(&mut ingest, &self.gen_dir)?;
         let total = self.args.claims as u64;
         let progress = |n: u64| {
@@ -399,7 +405,12 @@ impl<'a> Demo<'a> {
     /// ends (its EU claims). Dated from the data, never from the clock.
     fn close_books(&self, rules: &Rules) -> Result<()> {
         let closes = outbound_closes(self.bus.as_ref(), &self.registry, rules)?;
-        let mut ingest = Ingest::new(self.bus.as_ref(), &self.registry, &self.pseudonyms)?;
+        let mut ingest = Ingest::new(
+            self.bus.as_ref(),
+            &self.registry,
+            &self.pseudonyms,
+            IngestClock::Simulated,
+        )?;
         for on in &closes {
             ingest.close(*on, rules)?;
         }

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use clearing_pipeline::adjudicate::{FSE_OBJECTS, RIGHTS_OBJECTS};
 use clearing_pipeline::bus::Bus;
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::FseInput;
 use clearing_pipeline::domain::json;
 use clearing_pipeline::domain::rights::RightsInput;
@@ -28,6 +29,15 @@ use super::{open_bus, pseudonym_key};
 pub struct SubmitArgs {
     #[command(flatten)]
     pub bus: BusArgs,
+    /// How each FSE's receipt is stamped: `wall` (this machine's clock, for
+    /// real claims) or `simulated` (each FSE as received at its own
+    /// `received_at`: synthetic claims dated in the past).
+    #[arg(long, default_value = "wall", value_parser = parse_ingest_clock)]
+    pub ingest_clock: IngestClock,
+}
+
+fn parse_ingest_clock(text: &str) -> Result<IngestClock, String> {
+    IngestClock::parse(text).ok_or_else(|| format!("{text}: expected wall or simulated"))
 }
 
 /// Reads stdin lines, calling `each`; bad lines are reported and counted.
@@ -59,7 +69,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let bus = args.bus.open()?;
     let registry = SchemaRegistry::new()?;
     let pseudonyms = pseudonym_key()?;
-    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms, args.ingest_clock)?;
     let (ok, failed) = each_stdin_line(|line| {
         let input: FseInput = json::from_document(&object(line)?, FSE_OBJECTS)?;
         ingest.submit(&input)?;
@@ -97,7 +107,7 @@ pub fn close(args: CloseArgs) -> Result<ExitCode> {
     let registry = SchemaRegistry::new()?;
     let pseudonyms = pseudonym_key()?;
     let rules = args.rules.load()?;
-    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms, IngestClock::Wall)?;
     let partitions = ingest.close(args.on, &rules)?;
     ingest.flush()?;
     eprintln!(
@@ -121,7 +131,7 @@ pub fn publish(args: PublishArgs) -> Result<ExitCode> {
     let bus = args.bus.open()?;
     let registry = SchemaRegistry::new()?;
     let pseudonyms = pseudonym_key()?;
-    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms, IngestClock::Wall)?;
     let topic = args.topic.as_str();
     if ![
         topics::REF_RIGHTS,

@@ -149,18 +149,55 @@ fn care_dates() -> Vec<Case> {
             set(visitor(), "ehic.birth_date", json!("2025-08-01")),
             before_birth,
         ),
-        // 2023-01-20 → 2025-01-20 is 731 days (2024 is a leap year).
-        rejected(
-            "received 731 days after care",
-            at("2023-01-20", "2025-01-20T10:00:00Z", "12345678-000000001"),
-            &[("claim_time_barred", Some("care_date"))],
-        ),
-        // 730 days exactly is still in time.
+        // Art. L.332-1 CSS: barred two years from the first day of the
+        // quarter after the care. Care in Q1 2023: in time up to 2025-03-31.
         paid(
-            "received 730 days after care",
-            at("2023-01-20", "2025-01-19T10:00:00Z", "12345678-000000002"),
+            "received on the last day in time",
+            at("2023-01-20", "2025-03-31T10:00:00Z", "12345678-000000001"),
         )
         .then(|d| assert_eq!(d.lines[0].tariff, "G@2017-05-01")),
+        rejected(
+            "received on the first day barred",
+            at("2023-01-20", "2025-04-01T10:00:00Z", "12345678-000000002"),
+            &[("claim_time_barred", Some("care_date"))],
+        ),
+        // 731 days after the care: barred under the 730-day reading of the
+        // rule sets before 2026-12-05, in time under the article.
+        paid(
+            "received 731 days after care, in time",
+            at("2023-01-20", "2025-01-20T10:00:00Z", "12345678-000000003"),
+        ),
+        // The last day of a quarter starts the count at the next one.
+        paid(
+            "care on a quarter's last day, received two years later",
+            at("2023-03-31", "2025-03-31T10:00:00Z", "12345678-000000004"),
+        ),
+        rejected(
+            "care on a quarter's last day, received the next day two years later",
+            at("2023-03-31", "2025-04-01T10:00:00Z", "12345678-000000005"),
+            &[("claim_time_barred", Some("care_date"))],
+        ),
+        paid(
+            "care on a quarter's first day, received at that quarter's end two years later",
+            at("2023-04-01", "2025-06-30T10:00:00Z", "12345678-000000006"),
+        ),
+        // Leap day: care on 2024-02-29 (Q1) is in time until 2026-03-31.
+        paid(
+            "care on a leap day, last day in time",
+            at("2024-02-29", "2026-03-31T10:00:00Z", "12345678-000000007"),
+        ),
+        rejected(
+            "care on a leap day, first day barred",
+            at("2024-02-29", "2026-04-01T10:00:00Z", "12345678-000000008"),
+            &[("claim_time_barred", Some("care_date"))],
+        ),
+        // The insurer's date is the date in Paris: 23:30 UTC on 2025-03-31
+        // is 01:30 on 2025-04-01 in summer time, barred.
+        rejected(
+            "received late in the evening UTC, the next day in Paris",
+            at("2023-01-20", "2025-03-31T23:30:00Z", "12345678-000000009"),
+            &[("claim_time_barred", Some("care_date"))],
+        ),
         rejected(
             "a care date before any rule table",
             edited(

@@ -137,7 +137,11 @@ fn the_commands_refuse_keys_given_twice_and_never_print_an_unknown_key() {
     .join("\n");
     let mut problems = Vec::new();
     for (args, stdin, refused) in [
-        (vec!["submit", "--bus", &bus], of("claim"), 8),
+        (
+            vec!["submit", "--ingest-clock", "simulated", "--bus", &bus],
+            of("claim"),
+            8,
+        ),
         (
             vec!["publish", "--bus", &bus, "--topic", "ref.rights"],
             of("rights"),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clearing_pipeline::bus::Bus;
 use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::FseInput;
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::events::SchemaRegistry;
@@ -86,7 +87,7 @@ impl DataSet {
     /// The certificates, institutions and rights, published on `bus`.
     pub fn publish_references(&self, bus: &dyn Bus) {
         let (registry, pseudonyms) = (SchemaRegistry::new().unwrap(), PseudonymKey::development());
-        let mut ingest = Ingest::new(bus, &registry, &pseudonyms).unwrap();
+        let mut ingest = Ingest::new(bus, &registry, &pseudonyms, IngestClock::Simulated).unwrap();
         for record in &self.pki {
             ingest.pki(record).unwrap();
         }
@@ -107,7 +108,7 @@ impl DataSet {
         runtime::ensure_topics(&bus, 1).unwrap();
         self.publish_references(&bus);
         let (registry, pseudonyms) = (SchemaRegistry::new().unwrap(), PseudonymKey::development());
-        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms).unwrap();
+        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms, IngestClock::Simulated).unwrap();
         for claim in &self.claims {
             ingest.submit(claim).unwrap();
         }

@@ -100,7 +100,7 @@ pub fn prepare(data: &Path, bus: &Path, claims: usize) {
     let url = format!("local:{}", bus.display());
     publish_refs(data, &url);
     pipe(
-        clearing().args(["submit", "--bus", &url]),
+        clearing().args(["submit", "--ingest-clock", "simulated", "--bus", &url]),
         &data.join("claims.jsonl"),
     );
 }

@@ -97,6 +97,7 @@ pub fn submitted_from_input(input: &FseInput) -> Result<FseSubmitted, ConvertErr
         fse_id: required(&input.fse_id, "fse_id")?.clone(),
         received_at_millis: received.timestamp_millis(),
         received_offset_minutes: received.offset().local_minus_utc() / 60,
+        ingested_at_millis: None,
         care_date: date(&input.care_date, "care_date")?,
         professional: ProfessionalRec {
             rpps: required(&professional.rpps, "professional.rpps")?.clone(),
@@ -472,7 +473,10 @@ fn validated_parts(
     })
 }
 
-pub fn validated_event(header: EventHeader, fse: FseSubmitted, v: &Validated) -> FseValidated {
+/// `fse.validated`: the FSE in its signed form (the insurer's stamp is in
+/// the header's `event_time_millis`, not in the embedded FSE).
+pub fn validated_event(header: EventHeader, mut fse: FseSubmitted, v: &Validated) -> FseValidated {
+    fse.ingested_at_millis = None;
     FseValidated {
         header,
         fse,

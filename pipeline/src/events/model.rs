@@ -50,7 +50,9 @@ pub struct EventHeader {
     pub causation_id: Option<String>,
     /// The FSE id.
     pub correlation_id: String,
-    /// The FSE's `received_at`, in milliseconds since the epoch: never `now()`.
+    /// The insurer's clock for the claim, in milliseconds since the epoch:
+    /// the FSE's ingest stamp, or its `received_at` on records without one.
+    /// Never `now()`.
     pub event_time_millis: i64,
     pub source: Option<SourceRef>,
     pub ref_watermark: Vec<RefOffset>,
@@ -124,8 +126,13 @@ pub struct SignatureRec {
     pub value: Vec<u8>,
 }
 
-/// `fse.submitted`: the care sheet as the professional's software sends it.
-/// Signed over its encoding with `signature: null`.
+/// `fse.submitted`: the care sheet as the professional's software sends it,
+/// and the insurer's receipt stamp. Signed over its *signed form*: the
+/// fields up to `signature`, encoded with `signature: null` under
+/// `fse.submitted.v1` (docs/signatures.md), so the stamp, added after the
+/// signature, is outside the signed bytes. `fse.validated` and `fse.entitled`
+/// carry the FSE in that signed form (their header's `event_time_millis`
+/// carries the stamp on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FseSubmitted {
     pub fse_id: String,
@@ -140,6 +147,10 @@ pub struct FseSubmitted {
     pub tiers_payant: TiersPayantRec,
     pub acts: Vec<ActLineRec>,
     pub signature: Option<SignatureRec>,
+    /// When the insurer's front door received it (milliseconds since the
+    /// epoch): the insurer's clock, never the sender's. `None` on records
+    /// written before 2026-12-05 (docs/architecture.md, "The insurer's clock").
+    pub ingested_at_millis: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,10 @@ use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use thiserror::Error;
 
-use super::codec::{AvroRecord, CodecError, Decoder, Encoder, MAX_BYTES_LEN, decode_body};
+use super::codec::{
+    AvroField, AvroRecord, CodecError, Decoder, Encoder, MAX_BYTES_LEN, SIGNED_FORM_VERSION,
+    decode_body,
+};
 use super::model::{
     AmcClaim, AuditCheckpoint, DeadLetter, EuClaim, EuInstitutionRecord, FseDecided, FseEntitled,
     FseRejected, FseRouted, FseSubmitted, FseValidated, LedgerEntry, PaymentOrder, PkiEvent,
@@ -91,6 +94,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         version: SchemaVersion::History(0),
         json: include_str!("../../../schemas/history/fse.submitted.v0.avsc"),
     },
+    history(
+        "fse.submitted",
+        SIGNED_FORM_VERSION,
+        include_str!("../../../schemas/history/fse.submitted.v1.avsc"),
+    ),
     history(
         "fse.decided",
         0,
@@ -299,6 +307,17 @@ impl SchemaRegistry {
     }
 
     /// A single-object message: header, then the Avro body.
+    /// The FSE's signed form as a single-object message: `fse.submitted.v1`'s
+    /// header and body, whatever the current schema of the topic.
+    pub fn encode_signed_form(&self, fse: &FseSubmitted) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&signed_form_fingerprint());
+        let mut encoder = Encoder::from_vec(out);
+        fse.encode_field(&mut encoder);
+        encoder.into_bytes()
+    }
+
     pub fn encode_single<T: AvroRecord>(&self, value: &T) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&MAGIC);
@@ -653,6 +672,20 @@ pub fn fingerprint_json(schema_json: &str) -> Result<[u8; 8], CanonicalFormError
 /// # Panics
 /// If `T`'s embedded schema does not parse: a build defect that every test
 /// run catches, never a run-time condition.
+/// The fingerprint of the FSE's signed form, `fse.submitted.v1`: the header
+/// of the bytes a professional signs ([`crate::signatures::canonical_bytes`]).
+pub fn signed_form_fingerprint() -> [u8; 8] {
+    static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    *CACHE.get_or_init(|| {
+        match fingerprint_json(include_str!(
+            "../../../schemas/history/fse.submitted.v1.avsc"
+        )) {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => panic!("embedded schema fse.submitted.v1 is broken: {e}"),
+        }
+    })
+}
+
 pub fn fingerprint_of<T: AvroRecord>() -> [u8; 8] {
     *T::fingerprint_cache().get_or_init(|| match fingerprint_json(T::SCHEMA_JSON) {
         Ok(fingerprint) => fingerprint,

@@ -30,5 +30,5 @@ mod fixtures;
 pub use cert::{Certificate, PkiRecord, SignatureAlg};
 pub use error::{PkiError, VerifyFailure};
 pub use keys::{RSA_KEY_BITS, SigningKey, certificate_for};
-pub use registry::Pki;
+pub use registry::{Pki, SigningDates};
 pub use verify::{RSA_MAX_BITS, RSA_MIN_BITS};

@@ -120,14 +120,18 @@ impl Pki {
     }
 
     /// Verifies `signature` over `message` (the FSE's canonical bytes) by the
-    /// professional `rpps` with certificate `cert_id` on `signing_date`.
+    /// professional `rpps` with certificate `cert_id`, for care on
+    /// `dates.care` received by the insurer on `dates.receipt`.
     /// Checks, in order, the first failure winning:
     /// 1. `alg` names a supported algorithm, else `UnsupportedAlgorithm`;
     /// 2. the certificate is known, else `UnknownCertificate`;
     /// 3. it is `rpps`'s, else `OtherProfessional`;
-    /// 4. `not_before <= signing_date <= not_after`, else `NotValidOnDate`;
-    /// 5. no revocation dated on or before `signing_date`, else `Revoked` (a
-    ///    later revocation leaves earlier signatures valid);
+    /// 4. `not_before <= care` and `receipt <= not_after` (the card existed
+    ///    when the care was given and was still valid when the insurer got
+    ///    the claim), else `NotValidOnDate`;
+    /// 5. no revocation dated on or before `receipt`, else `Revoked`: a
+    ///    revoked card cannot sign claims dated before its revocation, since
+    ///    the date a signer writes proves nothing;
     /// 6. `alg` is the certificate's and the signature verifies, else
     ///    `BadSignature`.
     pub fn verify(
@@ -135,10 +139,11 @@ impl Pki {
         cert_id: &str,
         rpps: &str,
         alg: &str,
-        signing_date: NaiveDate,
+        dates: impl Into<SigningDates>,
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), VerifyFailure> {
+        let SigningDates { care, receipt } = dates.into();
         let alg = SignatureAlg::parse(alg).ok_or(VerifyFailure::UnsupportedAlgorithm)?;
         let entry = self
             .certificates
@@ -148,13 +153,13 @@ impl Pki {
         if cert.rpps != rpps {
             return Err(VerifyFailure::OtherProfessional);
         }
-        if signing_date < cert.not_before || signing_date > cert.not_after {
+        if care < cert.not_before || receipt > cert.not_after || care > cert.not_after {
             return Err(VerifyFailure::NotValidOnDate);
         }
         if self
             .revocations
             .get(cert_id)
-            .is_some_and(|&revoked| revoked <= signing_date)
+            .is_some_and(|&revoked| revoked <= receipt)
         {
             return Err(VerifyFailure::Revoked);
         }
@@ -162,6 +167,24 @@ impl Pki {
             return Err(VerifyFailure::BadSignature);
         }
         Ok(())
+    }
+}
+
+/// The dates a signature is judged on: the date of care (the card must
+/// have existed) and the insurer's date of receipt (the card must still be
+/// valid and unrevoked). One date for both judges everything on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigningDates {
+    pub care: NaiveDate,
+    pub receipt: NaiveDate,
+}
+
+impl From<NaiveDate> for SigningDates {
+    fn from(date: NaiveDate) -> SigningDates {
+        SigningDates {
+            care: date,
+            receipt: date,
+        }
     }
 }
 

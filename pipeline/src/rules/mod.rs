@@ -4,13 +4,15 @@
 //! or in a directory given with `--rules DIR`. Every value is versioned by an
 //! effective-from date ([`dated`]); every file has a content hash, and the
 //! set's [`Rules::version`] (a hash over the file hashes) is recorded in every
-//! decision so that an old claim replays under its own rules.
+//! decision so that an old claim replays under its own rules: the sets put
+//! in force before the current one stay compiled in ([`Rules::published`]).
 //!
 //! This module owns parsing and checking the tables and answering "what was in
 //! force on this date"; it never decides a claim.
 
 pub mod dated;
 mod outbound_tables;
+mod published;
 mod tables;
 
 use std::collections::BTreeMap;

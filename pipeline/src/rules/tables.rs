@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
 use super::dated::{Dated, Version};
@@ -434,11 +434,39 @@ impl ExemptionTable {
     }
 }
 
+/// The insured's limitation period (the time-bar), in one of two readings.
+/// Exactly one field is given; [`GeneralTable::parse`] refuses anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitationValue {
-    /// A claim received more than this many days after the care is time-barred.
-    pub days: u32,
+    /// The reading of rule sets recorded before 2026-12-05: a claim received
+    /// more than this many days after the care is time-barred. Kept so that
+    /// runs recorded under those sets replay as they ran.
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// Art. L.332-1 CSS: the action is barred after this many years counted
+    /// from the first day of the quarter following the one of the care.
+    #[serde(default)]
+    pub years_from_next_quarter: Option<u32>,
+}
+
+impl LimitationValue {
+    /// The first date on which a claim for care on `care` is time-barred:
+    /// judged on the insurer's date of receipt, a claim is in time strictly
+    /// before it. `None` only when the date leaves the calendar.
+    pub fn barred_from(&self, care: NaiveDate) -> Option<NaiveDate> {
+        match (self.days, self.years_from_next_quarter) {
+            // Received more than `days` days after the care: barred on care + days + 1.
+            (Some(days), _) => care.checked_add_days(chrono::Days::new(u64::from(days) + 1)),
+            (None, Some(years)) => {
+                let quarter_start_month = (care.month0() / 3) * 3 + 1;
+                let next_quarter = NaiveDate::from_ymd_opt(care.year(), quarter_start_month, 1)?
+                    .checked_add_months(chrono::Months::new(3))?;
+                next_quarter.checked_add_months(chrono::Months::new(12 * years))
+            }
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,6 +483,14 @@ pub struct GeneralTable {
 impl GeneralTable {
     pub fn parse(text: &str) -> Result<GeneralTable, String> {
         let file: GeneralFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        for version in &file.limitation {
+            if version.value.days.is_some() == version.value.years_from_next_quarter.is_some() {
+                return Err(format!(
+                    "limitation from {}: give exactly one of days and years_from_next_quarter",
+                    version.from
+                ));
+            }
+        }
         Ok(GeneralTable {
             limitation: Dated::new(file.limitation, "limitation")?,
         })
@@ -505,5 +541,74 @@ impl EuTable {
         self.accepted_from
             .get(&country)
             .is_some_and(|(from, _)| *from <= date)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    const ARTICLE: LimitationValue = LimitationValue {
+        days: None,
+        years_from_next_quarter: Some(2),
+    };
+
+    #[test]
+    fn the_time_bar_runs_from_the_quarter_after_the_care() {
+        for (care, barred) in [
+            ("2023-01-01", "2025-04-01"),
+            ("2023-01-20", "2025-04-01"),
+            ("2023-03-31", "2025-04-01"),
+            ("2023-04-01", "2025-07-01"),
+            ("2023-06-30", "2025-07-01"),
+            ("2023-07-01", "2025-10-01"),
+            ("2023-09-30", "2025-10-01"),
+            ("2023-10-01", "2026-01-01"),
+            ("2023-12-31", "2026-01-01"),
+            // Leap days: the count starts on a quarter's first day, so a
+            // leap year changes nothing.
+            ("2024-02-29", "2026-04-01"),
+            ("2020-02-29", "2022-04-01"),
+        ] {
+            assert_eq!(
+                ARTICLE.barred_from(date(care)),
+                Some(date(barred)),
+                "{care}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_day_count_of_earlier_rule_sets_is_kept() {
+        let days = LimitationValue {
+            days: Some(730),
+            years_from_next_quarter: None,
+        };
+        // In time 730 days after the care, barred on the 731st (2024 has 366).
+        assert_eq!(
+            days.barred_from(date("2023-01-20")),
+            Some(date("2025-01-20"))
+        );
+        assert_eq!(
+            days.barred_from(date("2024-02-29")),
+            Some(date("2026-03-01"))
+        );
+    }
+
+    #[test]
+    fn a_limitation_names_exactly_one_reading() {
+        let table = |body: &str| {
+            GeneralTable::parse(&format!(
+                "[[limitation]]\nfrom = \"2000-01-01\"\nsource = \"s\"\n{body}"
+            ))
+        };
+        assert!(table("years_from_next_quarter = 2").is_ok());
+        assert!(table("days = 730").is_ok());
+        assert!(table("days = 730\nyears_from_next_quarter = 2").is_err());
+        assert!(table("").is_err());
     }
 }

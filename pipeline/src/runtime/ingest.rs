@@ -2,6 +2,7 @@
 //! keyed by the pseudonymous beneficiary key (`clearing submit`, `publish`).
 
 use crate::bus::{Bus, BusProducer};
+use crate::clock::IngestClock;
 use crate::domain::FseInput;
 use crate::domain::rights::RightsInput;
 use crate::events::convert::{self, ConvertError};
@@ -79,6 +80,8 @@ pub struct Ingest<'a> {
     pub registry: &'a SchemaRegistry,
     pub pseudonyms: &'a PseudonymKey,
     partitions: u32,
+    /// Stamps each FSE's receipt: the insurer's clock (crate::clock).
+    clock: IngestClock,
 }
 
 impl<'a> Ingest<'a> {
@@ -86,6 +89,7 @@ impl<'a> Ingest<'a> {
         bus: &'a dyn Bus,
         registry: &'a SchemaRegistry,
         pseudonyms: &'a PseudonymKey,
+        clock: IngestClock,
     ) -> Result<Ingest<'a>, IngestError> {
         Ok(Ingest {
             producer: bus.producer()?,
@@ -93,15 +97,20 @@ impl<'a> Ingest<'a> {
             bus,
             registry,
             pseudonyms,
+            clock,
         })
     }
 
-    /// Publishes one FSE (JSON form) to `fse.submitted`.
+    /// Publishes one FSE (JSON form) to `fse.submitted`, stamped with the
+    /// insurer's receipt time.
     pub fn submit(&mut self, input: &FseInput) -> Result<u32, IngestError> {
-        let fse = convert::submitted_from_input(input)?;
+        let mut fse = convert::submitted_from_input(input)?;
+        fse.ingested_at_millis = Some(self.clock.stamp(&fse));
         self.submit_wire(&fse)
     }
 
+    /// Publishes a wire FSE as it is: its stamp (or its lack of one) is
+    /// the caller's.
     pub fn submit_wire(&mut self, fse: &FseSubmitted) -> Result<u32, IngestError> {
         let key = fse_key(fse, self.pseudonyms);
         let partition = partition_of(&key, self.partitions);
@@ -111,7 +120,7 @@ impl<'a> Ingest<'a> {
             partition,
             &key,
             &value,
-            fse.received_at_millis,
+            fse.ingested_at_millis.unwrap_or(fse.received_at_millis),
         )?;
         Ok(partition)
     }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use crate::bus::Record;
+use crate::clock::Receipt;
 use crate::domain::{Fse, FseInput, Reason, SignatureCheck};
 use crate::events::convert;
 use crate::events::model::FseSubmitted;
@@ -28,7 +29,9 @@ type Answer = Result<SignatureCheck, Reason>;
 pub struct Prefetched<'a> {
     inner: &'a dyn SignatureVerifier,
     /// Looked up only, never iterated: its order cannot reach a decision.
-    answers: HashMap<FseInput, Answer>,
+    /// An answer holds for the receipt it was computed with (a resent FSE
+    /// may come with another); any other goes to the wrapped verifier.
+    answers: HashMap<FseInput, (Receipt, Answer)>,
     /// CPU the other threads spent verifying, nanoseconds: the stage's
     /// cost, though not on its thread.
     pub helper_cpu_ns: u64,
@@ -86,11 +89,11 @@ impl<'a> Prefetched<'a> {
 
 /// The FSE as the validation stage reads it, and its checked form when the
 /// stage would reach the signature step with it.
-fn parse(registry: &SchemaRegistry, record: &Record) -> Option<(FseInput, Fse)> {
+fn parse(registry: &SchemaRegistry, record: &Record) -> Option<(FseInput, Fse, Receipt)> {
     let submitted: FseSubmitted = registry.decode_single(&record.value).ok()?;
     let input = convert::input_from_submitted(&submitted);
     let fse = validation::reparse(&input)?;
-    Some((input, fse))
+    Some((input, fse, Receipt::of(submitted.ingested_at_millis)))
 }
 
 /// Checks `records` into a map sized for `capacity` answers up front: its
@@ -101,25 +104,25 @@ fn check_all(
     registry: &SchemaRegistry,
     records: &[Record],
     capacity: usize,
-) -> HashMap<FseInput, Answer> {
+) -> HashMap<FseInput, (Receipt, Answer)> {
     let mut answers = HashMap::with_capacity(capacity);
     answers.extend(
         records
             .iter()
             .filter_map(|record| parse(registry, record))
-            .map(|(input, fse)| {
-                let answer = inner.check(&input, &fse);
-                (input, answer)
+            .map(|(input, fse, receipt)| {
+                let answer = inner.check(&input, &fse, receipt);
+                (input, (receipt, answer))
             }),
     );
     answers
 }
 
 impl SignatureVerifier for Prefetched<'_> {
-    fn check(&self, submission: &FseInput, fse: &Fse) -> Answer {
+    fn check(&self, submission: &FseInput, fse: &Fse, receipt: Receipt) -> Answer {
         match self.answers.get(submission) {
-            Some(answer) => answer.clone(),
-            None => self.inner.check(submission, fse),
+            Some((computed_for, answer)) if *computed_for == receipt => answer.clone(),
+            _ => self.inner.check(submission, fse, receipt),
         }
     }
 
@@ -141,7 +144,7 @@ mod tests {
     struct Counting(AtomicUsize);
 
     impl SignatureVerifier for Counting {
-        fn check(&self, submission: &FseInput, _: &Fse) -> Answer {
+        fn check(&self, submission: &FseInput, _: &Fse, _: Receipt) -> Answer {
             self.0.fetch_add(1, Ordering::SeqCst);
             match submission
                 .signature
@@ -204,13 +207,28 @@ mod tests {
         let reference = Counting::default();
         for input in &inputs {
             let fse = validation::reparse(input).unwrap();
-            assert_eq!(prefetched.check(input, &fse), reference.check(input, &fse));
+            assert_eq!(
+                prefetched.check(input, &fse, Receipt::Unstamped),
+                reference.check(input, &fse, Receipt::Unstamped)
+            );
         }
         assert_eq!(inner.0.load(Ordering::SeqCst), 200, "all were ready");
         // An FSE it has not seen goes to the inner verifier.
         let other = input(999, "Z29vZA==");
         let fse = validation::reparse(&other).unwrap();
-        assert_eq!(prefetched.check(&other, &fse), Ok(SignatureCheck::Verified));
+        assert_eq!(
+            prefetched.check(&other, &fse, Receipt::Unstamped),
+            Ok(SignatureCheck::Verified)
+        );
         assert_eq!(inner.0.load(Ordering::SeqCst), 201);
+        // A seen FSE with another receipt is not answered from the prefetch.
+        let seen = &inputs[1];
+        let fse = validation::reparse(seen).unwrap();
+        let later = Receipt::Stamped(chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap());
+        assert_eq!(
+            prefetched.check(seen, &fse, later),
+            Ok(SignatureCheck::Verified)
+        );
+        assert_eq!(inner.0.load(Ordering::SeqCst), 202);
     }
 }

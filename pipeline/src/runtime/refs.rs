@@ -217,6 +217,7 @@ mod tests {
     use super::*;
     use crate::adjudicate::{Adjudicator, FSE_OBJECTS};
     use crate::bus::local::LocalLog;
+    use crate::clock::IngestClock;
     use crate::domain::fse::SignatureInput;
     use crate::domain::{FseInput, json};
     use crate::pki::{SignatureAlg, SigningKey, certificate_for};
@@ -246,7 +247,7 @@ mod tests {
         let bus = bus(dir);
         let registry = SchemaRegistry::new().unwrap();
         let pseudonyms = PseudonymKey::development();
-        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms).unwrap();
+        let mut ingest = Ingest::new(&bus, &registry, &pseudonyms, IngestClock::Simulated).unwrap();
         for record in records {
             ingest.pki(record).unwrap();
         }

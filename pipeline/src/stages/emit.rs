@@ -443,6 +443,7 @@ mod tests {
             },
             acts: Vec::new(),
             signature: None,
+            ingested_at_millis: None,
         };
         assert_eq!(received_on(&fse).to_string(), "2025-01-01");
         fse.received_offset_minutes = 0;

@@ -160,6 +160,8 @@ mod tests {
 
     use serde_json::{Value, json};
 
+    use crate::clock::simulated_receipt;
+
     use crate::domain::FseInput;
     use crate::domain::rights::RightsInput;
     use crate::refdata::{EuInstitutionInput, InstitutionDirectory, TrustUnsigned};
@@ -311,7 +313,7 @@ mod tests {
             let input: FseInput = serde_json::from_value(fse.clone()).unwrap();
             let outcome = self.with_ctx(|ctx| {
                 Kit::run(&self.validation, |txn| {
-                    super::validation::validate(&input, txn, ctx)
+                    super::validation::validate(&input, simulated_receipt(&input), txn, ctx)
                 })
             });
             match outcome {

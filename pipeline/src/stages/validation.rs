@@ -8,6 +8,7 @@ use chrono::{DateTime, Datelike, NaiveDate};
 use super::contract::{self, Decided, Topics};
 use super::emit::{Inputs, claim_ref};
 use super::{Context, Outcome, Validated, reject};
+use crate::clock::Receipt;
 use crate::domain::fse::{
     ActLineInput, BeneficiaryInput, EhicInput, MAX_LINES, MAX_QUANTITY, MAX_TEXT_BYTES,
     ProfessionalInput,
@@ -23,7 +24,7 @@ use crate::ids::{
 };
 use crate::money::{Cents, Hundredths};
 use crate::pseudonym::BeneficiaryKey;
-use crate::rules::{Pricing, Rules};
+use crate::rules::{LimitationValue, Pricing, Rules};
 use crate::state::{StateTxn, StoreError, keys};
 use crate::topics;
 
@@ -56,14 +57,15 @@ impl contract::Stage for ValidationStage {
     ) -> Result<Decided, StoreError> {
         let record = at.record;
         let causation = format!("{}/{}/{}", record.topic, record.partition, record.offset);
-        let mut header = at.header(
-            Some(causation),
-            &submitted.fse_id,
-            submitted.received_at_millis,
-        );
+        // The insurer's clock travels on in every header from here.
+        let event_time = submitted
+            .ingested_at_millis
+            .unwrap_or(submitted.received_at_millis);
+        let mut header = at.header(Some(causation), &submitted.fse_id, event_time);
+        let receipt = Receipt::of(submitted.ingested_at_millis);
         let input = convert::input_from_submitted(&submitted);
         let claim = claim_ref(&submitted, None, None);
-        Ok(match validate(&input, state, ctx)? {
+        Ok(match validate(&input, receipt, state, ctx)? {
             // The submitter keys by the same pseudonym: a record on the wrong
             // key would escape duplicate detection (its state, dropped with
             // the dead letter, would turn the rightly keyed one away).
@@ -548,8 +550,8 @@ fn parse_lines(c: &mut Checker, acts: &Option<Vec<ActLineInput>>) -> Option<Vec<
 
 /// Checks that need the rule tables: dates against the limitation period,
 /// act codes against the nomenclature on the date of care.
-fn check_against_rules(c: &mut Checker, fse: &Fse, rules: &Rules) {
-    if !check_dates(c, fse, rules) {
+fn check_against_rules(c: &mut Checker, fse: &Fse, receipt: Receipt, rules: &Rules) {
+    if !check_dates(c, fse, receipt, rules) {
         return;
     }
     for (index, line) in fse.lines.iter().enumerate() {
@@ -559,10 +561,10 @@ fn check_against_rules(c: &mut Checker, fse: &Fse, rules: &Rules) {
 
 /// The dates of care, receipt, birth and EHIC expiry; false when no rule
 /// table is in force on the date of care (nothing more can be checked).
-fn check_dates(c: &mut Checker, fse: &Fse, rules: &Rules) -> bool {
+fn check_dates(c: &mut Checker, fse: &Fse, receipt: Receipt, rules: &Rules) -> bool {
     let care = fse.care_date;
-    let received = fse.reimbursement_date();
-    if care > received {
+    let received = receipt.time_bar_date(fse);
+    if care > fse.reimbursement_date() || care > received {
         c.fail(
             ReasonCode::CareDateAfterReceipt,
             "care_date",
@@ -593,17 +595,28 @@ fn check_dates(c: &mut Checker, fse: &Fse, rules: &Rules) -> bool {
         );
         return false;
     };
-    if (received - care).num_days() > i64::from(limit.value.days) {
+    if let Some(barred_from) = limit.value.barred_from(care)
+        && received >= barred_from
+    {
         c.fail(
             ReasonCode::ClaimTimeBarred,
             "care_date",
-            format!(
-                "received more than {} days after the date of care",
-                limit.value.days
-            ),
+            time_barred_message(&limit.value, barred_from),
         );
     }
     true
+}
+
+/// Why a claim is time-barred, in the words of the rule that bars it.
+fn time_barred_message(limit: &LimitationValue, barred_from: NaiveDate) -> String {
+    match limit.days {
+        Some(days) => format!("received more than {days} days after the date of care"),
+        None => format!(
+            "received on or after {barred_from}: the action is barred {} years from the \
+             first day of the quarter after the care (art. L.332-1 CSS)",
+            limit.years_from_next_quarter.unwrap_or_default()
+        ),
+    }
 }
 
 /// Line `n` against the nomenclature on the date of care: an act the
@@ -697,6 +710,7 @@ pub fn beneficiary_key(fse: &Fse, ctx: &Context<'_>) -> BeneficiaryKey {
 /// The validation stage.
 pub fn validate(
     input: &FseInput,
+    receipt: Receipt,
     state: &mut StateTxn<'_>,
     ctx: &Context<'_>,
 ) -> Result<Outcome<Validated>, StoreError> {
@@ -714,13 +728,13 @@ pub fn validate(
     let Some(fse) = parsed else {
         return early(c);
     };
-    check_against_rules(&mut c, &fse, ctx.rules);
+    check_against_rules(&mut c, &fse, receipt, ctx.rules);
     if !c.reasons.is_empty() {
         return early(c);
     }
     // The signature before the duplicate check: a forged FSE must not occupy
     // a genuine one's id.
-    let signature_check = match ctx.refs.signatures.check(input, &fse) {
+    let signature_check = match ctx.refs.signatures.check(input, &fse, receipt) {
         Ok(check) => check,
         Err(reason) => {
             return Ok(Outcome::Reject(reject(

@@ -363,6 +363,9 @@ fn pathway_for(rng: &mut Rng, category: Category, is_declared_gp: bool) -> Optio
 
 /// Milliseconds and offset of a receipt on `date`, in working hours, with a
 /// summer/winter offset approximating Paris time.
+/// A good claim reaches the insurer at most this many days after the care.
+const RECEIPT_DELAY_DAYS: i64 = 8;
+
 fn receipt(rng: &mut Rng, date: NaiveDate) -> (i64, i32) {
     let offset_minutes = if (4..=10).contains(&date.month()) {
         120
@@ -405,7 +408,7 @@ fn visitor(rng: &mut Rng, world: &World, care: NaiveDate, index: usize) -> EhicR
 /// Signs `fse` with `pro`'s card over its canonical bytes.
 pub fn sign(fse: &mut FseSubmitted, pro: &Professional, registry: &SchemaRegistry) {
     fse.signature = None;
-    let message = registry.encode_single(fse);
+    let message = crate::signatures::canonical_bytes(registry, fse);
     fse.signature = Some(SignatureRec {
         alg: pro.key.alg().as_str().to_string(),
         cert: pro.certificate.id.clone(),
@@ -446,7 +449,7 @@ fn good_claim(
     let css = rights.is_some_and(|r| r.css.iter().any(|p| p.contains(care)));
     let tiers_amo = css || rng.chance(tiers_payant_per_mille(category));
     let tiers_amc = tiers_amo && rights.is_some_and(|r| r.amc.is_some()) && rng.chance(700);
-    let delay = rng.range(0, 8);
+    let delay = rng.range(0, RECEIPT_DELAY_DAYS);
     let (received_at_millis, received_offset_minutes) = receipt(&mut rng, date_plus(care, delay));
     let (beneficiary, ehic) = match (is_visitor, rights) {
         (false, Some(r)) => (
@@ -474,6 +477,8 @@ fn good_claim(
         },
         acts,
         signature: None,
+        // Stamped by the front door (`submit`), never by the sender.
+        ingested_at_millis: None,
     };
     (fse, pro_index, rng)
 }
@@ -501,11 +506,12 @@ fn professional_for(
         pro_index = *i;
         is_declared_gp = true;
     }
-    // A card revoked before the date of care is not used for good claims:
-    // its holder bills with the next professional's card of the category.
+    // A card revoked by the time the claim reaches the insurer is not used
+    // for good claims (the revocation is judged on receipt): its holder
+    // bills with the next professional's card of the category.
     if world.professionals[pro_index]
         .revoked_on
-        .is_some_and(|revoked| revoked <= care)
+        .is_some_and(|revoked| revoked <= date_plus(care, RECEIPT_DELAY_DAYS))
         && let Some(&other) = world
             .of_category(category)
             .iter()
@@ -621,7 +627,9 @@ impl Bad<'_> {
                 fse.care_date = date_plus(fse.care_date, 12);
             }
             BadKind::ClaimTimeBarred => {
-                fse.received_at_millis += 800 * 86_400_000;
+                // Beyond the longest time-bar: 2 years from a next quarter
+                // at most 92 days after the care (art. L.332-1 CSS).
+                fse.received_at_millis += 900 * 86_400_000;
             }
             BadKind::BadSignature
             | BadKind::UnknownCertificate

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use clearing_pipeline::adjudicate::FSE_OBJECTS;
 use clearing_pipeline::bus::{Bus, TopicSpec};
+use clearing_pipeline::clock::Receipt;
 use clearing_pipeline::domain::{FseInput, json};
 use clearing_pipeline::events::convert::{input_from_submitted, submitted_from_input};
 use clearing_pipeline::events::model::FseSubmitted;
@@ -162,7 +163,8 @@ fn time_rounds(
             let fse: FseSubmitted = registry.decode_single(&s.submitted)?;
             let input = input_from_submitted(&fse);
             let mut txn = StateTxn::new(&store);
-            black_box(validation::validate(&input, &mut txn, ctx)?);
+            let receipt = Receipt::of(fse.ingested_at_millis);
+            black_box(validation::validate(&input, receipt, &mut txn, ctx)?);
         }
         let validate = sample::this_thread_cpu_s() - cpu;
         raw_s += raw;

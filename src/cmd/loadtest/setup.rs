@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
 use clearing_pipeline::bus::Bus;
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::ingest::Ingest;
@@ -46,7 +47,7 @@ pub fn prepare(args: &LoadtestArgs, plan: &Plan) -> Result<Setup> {
         corpus.dir.display(),
         bus.describe()
     );
-    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms)?;
+    let mut ingest = Ingest::new(bus.as_ref(), &registry, &pseudonyms, IngestClock::Simulated)?;
     publish_reference(&mut ingest, &corpus.dir)?;
     ingest.flush()?;
     let rules = Arc::new(load_rules(None)?);

@@ -229,7 +229,51 @@ avro_record!(ActLineRec {
     leg,
 });
 avro_record!(SignatureRec { alg, cert, value });
-avro_record!(FseSubmitted {
+// `FseSubmitted` as a field (inside `fse.validated` and `fse.entitled`) is
+// its signed form, the `fse.submitted.v1` record: everything but the
+// insurer's stamp. As the value of `fse.submitted` it is that form followed
+// by the stamp; the field order makes the two encodings a prefix and its
+// continuation.
+macro_rules! fse_signed_form {
+    ($($field:ident),+ $(,)?) => {
+        impl AvroField for FseSubmitted {
+            fn encode_field(&self, out: &mut Encoder) {
+                $(self.$field.encode_field(out);)+
+            }
+            fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                input.enter()?;
+                let value = FseSubmitted {
+                    $($field: AvroField::decode_field(input)?,)+
+                    ingested_at_millis: None,
+                };
+                input.leave();
+                Ok(value)
+            }
+        }
+
+        #[cfg(test)]
+        impl ToAvroValue for FseSubmitted {
+            fn to_avro_value(&self) -> apache_avro::types::Value {
+                apache_avro::types::Value::Record(vec![
+                    $((stringify!($field).to_owned(), self.$field.to_avro_value()),)+
+                ])
+            }
+
+            fn to_avro_record_value(&self) -> apache_avro::types::Value {
+                let mut fields = match self.to_avro_value() {
+                    apache_avro::types::Value::Record(fields) => fields,
+                    other => return other,
+                };
+                fields.push((
+                    "ingested_at_millis".to_owned(),
+                    self.ingested_at_millis.to_avro_value(),
+                ));
+                apache_avro::types::Value::Record(fields)
+            }
+        }
+    };
+}
+fse_signed_form!(
     fse_id,
     received_at_millis,
     received_offset_minutes,
@@ -241,7 +285,34 @@ avro_record!(FseSubmitted {
     tiers_payant,
     acts,
     signature,
-});
+);
+
+impl AvroRecord for FseSubmitted {
+    const SCHEMA_JSON: &'static str = include_str!("../../../../schemas/fse.submitted.avsc");
+    const TOPIC: &'static str = "fse.submitted";
+    fn encode(&self, out: &mut Encoder) {
+        self.encode_field(out);
+        self.ingested_at_millis.encode_field(out);
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+        let mut fse = Self::decode_field(input)?;
+        fse.ingested_at_millis = AvroField::decode_field(input)?;
+        Ok(fse)
+    }
+    /// v1, the signed form, is every record written before the stamp: read
+    /// by hand (the fast path), not through apache-avro's resolution.
+    fn decode_older(version: u32, input: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
+        (version == SIGNED_FORM_VERSION).then(|| Self::decode_field(input))
+    }
+    fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
+        static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+        &CACHE
+    }
+}
+
+/// The history version of `fse.submitted` that is the FSE's signed form.
+pub const SIGNED_FORM_VERSION: u32 = 1;
+
 avro_record!(ReasonRec {
     code,
     stage,
@@ -470,7 +541,6 @@ avro_record!(EuInstitutionRecord {
 });
 avro_record!(RawCutRec { length, sha256 });
 
-avro_topic!(FseSubmitted, "fse.submitted");
 avro_topic!(FseValidated, "fse.validated");
 avro_topic!(FseEntitled, "fse.entitled");
 avro_topic!(FseRouted, "fse.routed");

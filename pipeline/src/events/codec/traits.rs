@@ -71,6 +71,11 @@ pub fn decode_body<T: AvroRecord>(bytes: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 pub(crate) trait ToAvroValue {
     fn to_avro_value(&self) -> apache_avro::types::Value;
+    /// The value as its topic's record, where that differs from the value as
+    /// a field (`FseSubmitted`).
+    fn to_avro_record_value(&self) -> apache_avro::types::Value {
+        self.to_avro_value()
+    }
 }
 
 impl AvroField for i32 {

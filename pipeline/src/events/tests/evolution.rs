@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::strategies::fse_submitted;
+use super::strategies::{fse_submitted, signed_fse};
 use super::{registry, schemas_dir};
 use crate::events::codec::{AvroRecord, ToAvroValue};
 use crate::events::model::*;
@@ -151,6 +151,7 @@ fn a_v0_message_decodes_into_the_current_struct_with_leg_none() {
         },
         acts: vec![act("VSL", Some(1)), act("VSL", Some(2))],
         signature: None,
+        ingested_at_millis: None,
     };
     let message = v0_message(&value);
     assert_ne!(
@@ -168,7 +169,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn any_v0_message_decodes_with_leg_none(value in fse_submitted()) {
+    fn any_v0_message_decodes_with_leg_none(value in signed_fse()) {
         let decoded: FseSubmitted = registry()
             .decode_single(&v0_message(&value))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -211,6 +212,7 @@ fn a_v0_message_with_trailing_bytes_is_refused() {
         },
         acts: Vec::new(),
         signature: None,
+        ingested_at_millis: None,
     });
     message.push(0);
     assert!(matches!(
@@ -284,4 +286,80 @@ fn an_incompatible_older_version_is_refused_at_start() {
         SchemaRegistry::from_schemas(&schemas),
         Err(RegistryError::Incompatible { .. })
     ));
+}
+
+/// `fse.submitted.v1`, the FSE's signed form (before the insurer's stamp).
+fn v1() -> crate::events::registry::RegisteredSchema {
+    registry()
+        .schemas()
+        .find(|s| s.topic == "fse.submitted" && s.version == SchemaVersion::History(1))
+        .expect("v1 registered")
+        .clone()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The signed form is exactly what apache-avro writes with the v1
+    /// schema and its fingerprint: signatures made before the stamp existed
+    /// keep verifying, and any Avro library can rebuild the signed bytes.
+    #[test]
+    fn the_signed_form_is_the_v1_encoding(value in fse_submitted()) {
+        let v1 = v1();
+        let ours = registry().encode_signed_form(&value);
+        let theirs = apache_avro::to_avro_datum(&v1.schema, value.to_avro_value())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&ours[2..10], &v1.fingerprint[..]);
+        prop_assert_eq!(&ours[10..], &theirs[..]);
+    }
+
+    /// A v1 record (every `fse.submitted` written before 2026-12-05) reads
+    /// by the fast path with no stamp; a stamped record round-trips it.
+    #[test]
+    fn a_v1_message_decodes_unstamped(value in signed_fse(), stamp in any::<i64>()) {
+        let v1_message = registry().encode_signed_form(&value);
+        let decoded: FseSubmitted = registry()
+            .decode_single(&v1_message)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&decoded, &value);
+        let stamped = FseSubmitted { ingested_at_millis: Some(stamp), ..value };
+        let back: FseSubmitted = registry()
+            .decode_single(&registry().encode_single(&stamped))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(back, stamped);
+    }
+}
+
+#[test]
+fn the_stamp_is_outside_the_signed_bytes() {
+    let registry = registry();
+    let mut value = FseSubmitted {
+        fse_id: "12345678-000000042".to_owned(),
+        received_at_millis: 1_737_364_443_000,
+        received_offset_minutes: 60,
+        care_date: NaiveDate::from_ymd_opt(2025, 1, 20).expect("date"),
+        professional: ProfessionalRec {
+            rpps: "10000123454".to_owned(),
+            category: Category::Gp,
+            sector: SectorSymbol::S1,
+            optam: false,
+        },
+        beneficiary: None,
+        ehic: None,
+        pathway: None,
+        tiers_payant: TiersPayantRec {
+            amo: false,
+            amc: false,
+        },
+        acts: Vec::new(),
+        signature: None,
+        ingested_at_millis: None,
+    };
+    let unstamped = crate::signatures::canonical_bytes(&registry, &value);
+    value.ingested_at_millis = Some(1_737_400_000_000);
+    assert_eq!(
+        crate::signatures::canonical_bytes(&registry, &value),
+        unstamped
+    );
+    assert_ne!(registry.encode_single(&value), unstamped);
 }

@@ -43,7 +43,7 @@ fn check<T: AvroRecord + ToAvroValue + PartialEq + Debug>(value: &T) -> Result<(
         .current(T::TOPIC)
         .expect("registered topic")
         .schema;
-    let avro_value = value.to_avro_value();
+    let avro_value = value.to_avro_record_value();
     let theirs = apache_avro::to_avro_datum(schema, avro_value.clone())
         .map_err(|e| TestCaseError::fail(format!("apache-avro encode: {e}")))?;
     prop_assert_eq!(&theirs, &body, "our bytes differ from apache-avro's");

@@ -231,7 +231,19 @@ pub fn signature() -> BoxedStrategy<SignatureRec> {
         .boxed()
 }
 
+/// An `fse.submitted` value: the signed form and the insurer's stamp.
 pub fn fse_submitted() -> BoxedStrategy<FseSubmitted> {
+    (signed_fse(), option::of(long()))
+        .prop_map(|(fse, ingested_at_millis)| FseSubmitted {
+            ingested_at_millis,
+            ..fse
+        })
+        .boxed()
+}
+
+/// The FSE in its signed form, as `fse.validated` and `fse.entitled` carry
+/// it: no stamp.
+pub fn signed_fse() -> BoxedStrategy<FseSubmitted> {
     (
         text(),
         long(),
@@ -270,6 +282,7 @@ pub fn fse_submitted() -> BoxedStrategy<FseSubmitted> {
                 tiers_payant,
                 acts,
                 signature,
+                ingested_at_millis: None,
             },
         )
         .boxed()
@@ -288,7 +301,7 @@ pub fn reason() -> BoxedStrategy<ReasonRec> {
 }
 
 pub fn fse_validated() -> BoxedStrategy<FseValidated> {
-    (header(), fse_submitted(), text(), symbol(), items(reason()))
+    (header(), signed_fse(), text(), symbol(), items(reason()))
         .prop_map(
             |(header, fse, beneficiary_key, signature_check, warnings)| FseValidated {
                 header,
