@@ -222,9 +222,9 @@ fn insured_entitlement(
         maternity: Rights::any_on(&rights.maternity, care),
         minor: ages.minor,
         pathway_free: ages.pathway_free,
-        local_regime: rights.local_regime,
-        declared_gp: rights.declared_gp.clone(),
-        amc: rights.amc.clone(),
+        local_regime: rights.local_regime_on(care),
+        declared_gp: rights.declared_gp_on(care).map(str::to_string),
+        amc: rights.amc_on(care).map(str::to_string),
         rights_digest: Some(digest),
     })
 }
