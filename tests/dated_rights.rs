@@ -46,7 +46,10 @@ fn consultation(n: u32, rpps: &str, care: &str, received: &str) -> Value {
 }
 
 fn send(url: &str, verb: &[&str], line: &Value) {
-    let out = with_stdin(clearing().args(verb).args(["--bus", url]), &format!("{line}\n"));
+    let out = with_stdin(
+        clearing().args(verb).args(["--bus", url]),
+        &format!("{line}\n"),
+    );
     assert!(
         out.status.success(),
         "{verb:?}: {}",
@@ -84,8 +87,16 @@ fn a_late_claim_before_a_change_of_gp_is_judged_with_the_old_gp_and_replays() {
     let bus = dir.path().join("bus");
     let url = format!("local:{}", bus.display());
     // Given: the GP declared, a first claim decided with it.
-    send(&url, &["publish", "--topic", "ref.rights"], &rights(json!([])));
-    send(&url, &["submit"], &consultation(1, GP, "2025-06-02", "2025-06-02"));
+    send(
+        &url,
+        &["publish", "--topic", "ref.rights"],
+        &rights(json!([])),
+    );
+    send(
+        &url,
+        &["submit"],
+        &consultation(1, GP, "2025-06-02", "2025-06-02"),
+    );
     run_to_end(&url);
     // When: the GP changes on 10 June, then claims arrive for care on
     // either side of the change, the first one late.
@@ -104,8 +115,15 @@ fn a_late_claim_before_a_change_of_gp_is_judged_with_the_old_gp_and_replays() {
     let of = |n: u32| &d[&format!("12345678-{n:09}")];
     assert_eq!(d.len(), 4, "{:?}", d.keys().collect::<Vec<_>>());
     assert!(!penalised(of(1)) && !penalised(of(2)) && !penalised(of(4)));
-    assert!(penalised(of(3)), "the old GP after the change is outside the pathway");
-    assert_eq!(of(2).amo_cents, of(1).amo_cents, "the late claim: the old GP's rate");
+    assert!(
+        penalised(of(3)),
+        "the old GP after the change is outside the pathway"
+    );
+    assert_eq!(
+        of(2).amo_cents,
+        of(1).amo_cents,
+        "the late claim: the old GP's rate"
+    );
     assert!(of(3).amo_cents < of(2).amo_cents);
     assert_eq!(of(4).amo_cents, of(1).amo_cents);
     // And the run replays IDENTICAL.

@@ -287,8 +287,10 @@ fn given_a_change_on_the_care_date(kit: &mut Kit) {
     }));
 }
 
+/// Each date's claim has its own id (one kit validates them all).
 fn entitled_on(kit: &Kit, care: &str) -> Entitlement {
-    entitlement(kit, &claim(json!({"care_date": care})))
+    let id = format!("12345678-{}0", care.replace('-', ""));
+    entitlement(kit, &claim(json!({"care_date": care, "fse_id": id})))
 }
 
 #[test]
@@ -338,7 +340,10 @@ fn a_record_without_periods_stores_the_bytes_it_stored_before_them() {
     let (_, rights) = input.check().unwrap();
     let text = String::from_utf8(encode_rights(&rights)).unwrap();
     assert!(!text.contains("periods"), "{text}");
-    assert!(text.ends_with(r#""declared_gp":"10000123454","amc":null}"#), "{text}");
+    assert!(
+        text.ends_with(r#""declared_gp":"10000123454","amc":null}"#),
+        "{text}"
+    );
 }
 
 #[test]
