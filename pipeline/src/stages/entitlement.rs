@@ -1,5 +1,7 @@
 //! Entitlement: is the beneficiary covered on the date of care, under which
-//! regime, with which exemptions. Rights live in this stage's state (the
+//! regime, with which exemptions, declared GP, local regime and AMC (each
+//! the rights' value on that date, so a late or replayed claim is judged
+//! as on its date of care). Rights live in this stage's state (the
 //! `ref.rights` topic is co-partitioned with claims), stored under the
 //! pseudonymous key by [`apply_rights`].
 
