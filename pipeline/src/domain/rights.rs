@@ -1,10 +1,16 @@
 //! A beneficiary's rights (the `ref.rights` record): coverage periods,
-//! long-term illness (ALD), CSS, AME, maternity, local regime, declared GP.
+//! long-term illness (ALD), CSS, AME, maternity, and the dated local
+//! regime, declared GP and complementary insurer ([`dated`]).
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Nir, Rpps};
+
+pub mod dated;
+
+pub use dated::{AmcPeriod, GpPeriod, LocalRegimePeriod};
+use dated::{check_periods, value_on};
 
 /// Bound on the periods of one kind in a rights record.
 pub const MAX_PERIODS: usize = 64;
@@ -73,6 +79,15 @@ pub struct RightsInput {
     /// Complementary insurer (AMC) number, where the insured consented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amc: Option<String>,
+    /// Dated values; outside every period the scalar above holds
+    /// ([`dated`]). Optional, and left out when empty, so older JSON reads
+    /// and renders as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared_gp_periods: Vec<GpPeriod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_regime_periods: Vec<LocalRegimePeriod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amc_periods: Vec<AmcPeriod>,
 }
 
 impl std::fmt::Debug for RightsInput {
@@ -96,6 +111,14 @@ pub struct Rights {
     pub declared_gp: Option<String>,
     #[serde(default)]
     pub amc: Option<String>,
+    /// Dated values, checked. Left out of the stored bytes when empty: a
+    /// record without them stores, hence digests, as before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared_gp_periods: Vec<GpPeriod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_regime_periods: Vec<LocalRegimePeriod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amc_periods: Vec<AmcPeriod>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +131,8 @@ pub enum RightsError {
     Inverted(&'static str),
     #[error("{0}: more than {MAX_PERIODS} periods")]
     TooMany(&'static str),
+    #[error("{0}: two periods share a day")]
+    Overlap(&'static str),
     #[error("coverage: regime must be 2 digits and fund 3 digits")]
     Coverage,
 }
@@ -116,13 +141,20 @@ impl RightsInput {
     /// Checks the record; returns the NIR (to derive the key) and the rights.
     pub fn check(self) -> Result<(Nir, Rights), RightsError> {
         let nir = Nir::parse(&self.nir).map_err(RightsError::Nir)?;
-        let declared_gp = self
-            .declared_gp
-            .as_deref()
-            .map(Rpps::parse)
-            .transpose()
-            .map_err(RightsError::DeclaredGp)?
-            .map(|rpps| rpps.as_str().to_string());
+        let declared_gp = self.declared_gp.as_deref().map(checked_rpps).transpose()?;
+        let declared_gp_periods = self
+            .declared_gp_periods
+            .into_iter()
+            .map(|p| {
+                Ok(GpPeriod {
+                    rpps: checked_rpps(&p.rpps)?,
+                    ..p
+                })
+            })
+            .collect::<Result<Vec<_>, RightsError>>()?;
+        check_periods("declared_gp_periods", &declared_gp_periods)?;
+        check_periods("local_regime_periods", &self.local_regime_periods)?;
+        check_periods("amc_periods", &self.amc_periods)?;
         let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
         if self.coverage.len() > MAX_PERIODS {
             return Err(RightsError::TooMany("coverage"));
@@ -159,9 +191,29 @@ impl RightsInput {
                 local_regime: self.local_regime,
                 declared_gp,
                 amc: self.amc,
+                declared_gp_periods,
+                local_regime_periods: self.local_regime_periods,
+                amc_periods: self.amc_periods,
             },
         ))
     }
+
+    /// The declared GP on `date`, as given (unchecked; the synthetic world
+    /// reads it to pick a claim's doctor).
+    pub fn declared_gp_on(&self, date: NaiveDate) -> Option<&str> {
+        value_on(&self.declared_gp_periods, self.declared_gp.as_deref(), date)
+    }
+
+    /// The complementary insurer on `date`, as given.
+    pub fn amc_on(&self, date: NaiveDate) -> Option<&str> {
+        value_on(&self.amc_periods, self.amc.as_deref(), date)
+    }
+}
+
+fn checked_rpps(rpps: &str) -> Result<String, RightsError> {
+    Rpps::parse(rpps)
+        .map(|rpps| rpps.as_str().to_string())
+        .map_err(RightsError::DeclaredGp)
 }
 
 impl Rights {
@@ -171,5 +223,20 @@ impl Rights {
 
     pub fn any_on(periods: &[Period], date: NaiveDate) -> bool {
         periods.iter().any(|p| p.contains(date))
+    }
+
+    /// The declared GP on `date` ([`dated`]).
+    pub fn declared_gp_on(&self, date: NaiveDate) -> Option<&str> {
+        value_on(&self.declared_gp_periods, self.declared_gp.as_deref(), date)
+    }
+
+    /// The local regime on `date` ([`dated`]).
+    pub fn local_regime_on(&self, date: NaiveDate) -> Option<LocalRegime> {
+        value_on(&self.local_regime_periods, self.local_regime.as_ref(), date).copied()
+    }
+
+    /// The complementary insurer on `date` ([`dated`]).
+    pub fn amc_on(&self, date: NaiveDate) -> Option<&str> {
+        value_on(&self.amc_periods, self.amc.as_deref(), date)
     }
 }

@@ -15,7 +15,9 @@ use super::model::*;
 use crate::domain::fse::{
     ActLineInput, BeneficiaryInput, EhicInput, ProfessionalInput, SignatureInput, TiersPayantInput,
 };
-use crate::domain::rights::{CoveragePeriod, LocalRegime, Period, RightsInput};
+use crate::domain::rights::{
+    AmcPeriod, CoveragePeriod, GpPeriod, LocalRegime, LocalRegimePeriod, Period, RightsInput,
+};
 use crate::domain::{Decision, DecisionLine, FseInput, Reason, Sector};
 use crate::ids::{Country, EhicInstitutionId};
 use crate::money::{Cents, Hundredths};
@@ -386,11 +388,72 @@ pub fn rights_record(r: &RightsInput) -> RightsRecord {
         css: r.css.iter().map(period).collect(),
         ame: r.ame.iter().map(period).collect(),
         maternity: r.maternity.iter().map(period).collect(),
-        local_regime: r
-            .local_regime
-            .map(|LocalRegime::AlsaceMoselle| LocalRegimeSymbol::AlsaceMoselle),
+        local_regime: r.local_regime.map(local_symbol),
         declared_gp: r.declared_gp.clone(),
         amc: r.amc.clone(),
+        declared_gp_periods: r.declared_gp_periods.iter().map(gp_period).collect(),
+        local_regime_periods: r.local_regime_periods.iter().map(local_period).collect(),
+        amc_periods: r.amc_periods.iter().map(amc_period).collect(),
+    }
+}
+
+fn local_symbol(r: LocalRegime) -> LocalRegimeSymbol {
+    match r {
+        LocalRegime::AlsaceMoselle => LocalRegimeSymbol::AlsaceMoselle,
+    }
+}
+
+fn local_back(r: LocalRegimeSymbol) -> LocalRegime {
+    match r {
+        LocalRegimeSymbol::AlsaceMoselle => LocalRegime::AlsaceMoselle,
+    }
+}
+
+fn gp_period(p: &GpPeriod) -> GpPeriodRec {
+    GpPeriodRec {
+        from: p.from,
+        to: p.to,
+        rpps: p.rpps.clone(),
+    }
+}
+
+fn gp_period_back(p: &GpPeriodRec) -> GpPeriod {
+    GpPeriod {
+        from: p.from,
+        to: p.to,
+        rpps: p.rpps.clone(),
+    }
+}
+
+fn local_period(p: &LocalRegimePeriod) -> LocalRegimePeriodRec {
+    LocalRegimePeriodRec {
+        from: p.from,
+        to: p.to,
+        regime: local_symbol(p.regime),
+    }
+}
+
+fn local_period_back(p: &LocalRegimePeriodRec) -> LocalRegimePeriod {
+    LocalRegimePeriod {
+        from: p.from,
+        to: p.to,
+        regime: local_back(p.regime),
+    }
+}
+
+fn amc_period(p: &AmcPeriod) -> AmcPeriodRec {
+    AmcPeriodRec {
+        from: p.from,
+        to: p.to,
+        amc: p.amc.clone(),
+    }
+}
+
+fn amc_period_back(p: &AmcPeriodRec) -> AmcPeriod {
+    AmcPeriod {
+        from: p.from,
+        to: p.to,
+        amc: p.amc.clone(),
     }
 }
 
@@ -414,11 +477,16 @@ pub fn rights_input(r: &RightsRecord) -> RightsInput {
         css: r.css.iter().map(period_back).collect(),
         ame: r.ame.iter().map(period_back).collect(),
         maternity: r.maternity.iter().map(period_back).collect(),
-        local_regime: r
-            .local_regime
-            .map(|LocalRegimeSymbol::AlsaceMoselle| LocalRegime::AlsaceMoselle),
+        local_regime: r.local_regime.map(local_back),
         declared_gp: r.declared_gp.clone(),
         amc: r.amc.clone(),
+        declared_gp_periods: r.declared_gp_periods.iter().map(gp_period_back).collect(),
+        local_regime_periods: r
+            .local_regime_periods
+            .iter()
+            .map(local_period_back)
+            .collect(),
+        amc_periods: r.amc_periods.iter().map(amc_period_back).collect(),
     }
 }
 

@@ -448,6 +448,35 @@ pub struct RightsRecord {
     pub local_regime: Option<LocalRegimeSymbol>,
     pub declared_gp: Option<String>,
     pub amc: Option<String>,
+    /// Dated values (added after `ref.rights.v0`, default `[]`): on a date
+    /// inside one of these periods its value holds, else the scalar above.
+    pub declared_gp_periods: Vec<GpPeriodRec>,
+    pub local_regime_periods: Vec<LocalRegimePeriodRec>,
+    pub amc_periods: Vec<AmcPeriodRec>,
+}
+
+/// Avro record `GpPeriod`: the declared GP over an inclusive period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpPeriodRec {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+    pub rpps: String,
+}
+
+/// Avro record `LocalRegimePeriod`: the local regime over an inclusive period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalRegimePeriodRec {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+    pub regime: LocalRegimeSymbol,
+}
+
+/// Avro record `AmcPeriod`: the complementary insurer over an inclusive period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmcPeriodRec {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+    pub amc: String,
 }
 
 impl std::fmt::Debug for RightsRecord {

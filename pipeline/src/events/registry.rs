@@ -124,6 +124,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         0,
         include_str!("../../../schemas/history/dlq.v0.avsc"),
     ),
+    history(
+        "ref.rights",
+        0,
+        include_str!("../../../schemas/history/ref.rights.v0.avsc"),
+    ),
 ];
 
 const fn history(topic: &'static str, version: u32, json: &'static str) -> EmbeddedSchema {

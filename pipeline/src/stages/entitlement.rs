@@ -1,5 +1,7 @@
 //! Entitlement: is the beneficiary covered on the date of care, under which
-//! regime, with which exemptions. Rights live in this stage's state (the
+//! regime, with which exemptions, declared GP, local regime and AMC (each
+//! the rights' value on that date, so a late or replayed claim is judged
+//! as on its date of care). Rights live in this stage's state (the
 //! `ref.rights` topic is co-partitioned with claims), stored under the
 //! pseudonymous key by [`apply_rights`].
 
@@ -222,9 +224,9 @@ fn insured_entitlement(
         maternity: Rights::any_on(&rights.maternity, care),
         minor: ages.minor,
         pathway_free: ages.pathway_free,
-        local_regime: rights.local_regime,
-        declared_gp: rights.declared_gp.clone(),
-        amc: rights.amc.clone(),
+        local_regime: rights.local_regime_on(care),
+        declared_gp: rights.declared_gp_on(care).map(str::to_string),
+        amc: rights.amc_on(care).map(str::to_string),
         rights_digest: Some(digest),
     })
 }

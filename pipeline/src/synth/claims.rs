@@ -448,7 +448,8 @@ fn good_claim(
     }
     let css = rights.is_some_and(|r| r.css.iter().any(|p| p.contains(care)));
     let tiers_amo = css || rng.chance(tiers_payant_per_mille(category));
-    let tiers_amc = tiers_amo && rights.is_some_and(|r| r.amc.is_some()) && rng.chance(700);
+    let tiers_amc =
+        tiers_amo && rights.is_some_and(|r| r.amc_on(care).is_some()) && rng.chance(700);
     let delay = rng.range(0, RECEIPT_DELAY_DAYS);
     let (received_at_millis, received_offset_minutes) = receipt(&mut rng, date_plus(care, delay));
     let (beneficiary, ehic) = match (is_visitor, rights) {
@@ -496,7 +497,7 @@ fn professional_for(
     let mut pro_index = *rng.pick(world.of_category(category));
     let mut is_declared_gp = false;
     if category == Category::Gp
-        && let Some(gp) = rights.and_then(|r| r.declared_gp.as_deref())
+        && let Some(gp) = rights.and_then(|r| r.declared_gp_on(care))
         && rng.chance(800)
         && let Some(i) = world
             .of_category(category)

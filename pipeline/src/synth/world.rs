@@ -8,7 +8,9 @@ use chrono::{Datelike, Duration, NaiveDate};
 
 use super::rng::Rng;
 use crate::domain::Category;
-use crate::domain::rights::{CoveragePeriod, LocalRegime, Period, RightsInput};
+use crate::domain::rights::{
+    AmcPeriod, CoveragePeriod, GpPeriod, LocalRegime, Period, RightsInput,
+};
 use crate::ids::{Nir, Rpps};
 use crate::pki::{Certificate, SignatureAlg, SigningKey, certificate_for};
 use crate::refdata::EuInstitutionInput;
@@ -291,6 +293,13 @@ pub fn beneficiary(config: &WorldConfig, index: usize, gps: &[String]) -> Benefi
     let amc = rng
         .chance(900)
         .then(|| format!("AMC{:06}", rng.range(1, 300)));
+    let changes = changes(
+        &mut rng,
+        config,
+        gps,
+        declared_gp.as_deref(),
+        amc.as_deref(),
+    );
     Beneficiary {
         rights: RightsInput {
             nir: nir.expose().to_string(),
@@ -308,8 +317,58 @@ pub fn beneficiary(config: &WorldConfig, index: usize, gps: &[String]) -> Benefi
             local_regime,
             declared_gp,
             amc,
+            declared_gp_periods: changes.gp,
+            local_regime_periods: Vec::new(),
+            amc_periods: changes.amc,
         },
     }
+}
+
+/// Changes of declared GP or AMC during the generated period.
+struct Changes {
+    gp: Vec<GpPeriod>,
+    amc: Vec<AmcPeriod>,
+}
+
+/// Some beneficiaries change GP, a few change AMC, on a day of the
+/// generated period, so that claims on either side of it are judged
+/// against different values. The scalar stays the old value (it holds
+/// outside every period); the new one is a period open from the change.
+fn changes(
+    rng: &mut Rng,
+    config: &WorldConfig,
+    gps: &[String],
+    gp: Option<&str>,
+    amc: Option<&str>,
+) -> Changes {
+    let span = (config.last_care_date - config.first_care_date)
+        .num_days()
+        .max(1);
+    let change_day = |rng: &mut Rng| config.first_care_date + Duration::days(rng.range(1, span));
+    let mut out = Changes {
+        gp: Vec::new(),
+        amc: Vec::new(),
+    };
+    if let Some(old) = gp
+        && rng.chance(150)
+    {
+        let new = rng.pick(gps);
+        if new != old {
+            out.gp.push(GpPeriod {
+                from: change_day(rng),
+                to: None,
+                rpps: new.clone(),
+            });
+        }
+    }
+    if amc.is_some() && rng.chance(40) {
+        out.amc.push(AmcPeriod {
+            from: change_day(rng),
+            to: None,
+            amc: format!("AMC{:06}", rng.range(1, 300)),
+        });
+    }
+    out
 }
 
 /// Builds the world; professionals (whose key generation dominates) in parallel.

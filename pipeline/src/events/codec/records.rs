@@ -5,13 +5,14 @@
 use super::ToAvroValue;
 use super::{AvroEnum, AvroField, AvroRecord, CodecError, Decoder, Encoder};
 use crate::events::model::{
-    ActLineRec, AmcClaim, AuditCheckpoint, BeneficiaryRec, Category, CertificateRec, ClaimRefRec,
-    Complement, CoverageRec, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec, EuClaim,
-    EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
-    FseSubmitted, FseValidated, GuaranteeRec, LedgerEntry, LedgerOutcomeRec, LocalRegimeSymbol,
-    Pathway, PayeeKind, PaymentOrder, PeriodRec, PkiEvent, ProfessionalRec, ProfessionalReturn,
-    RawCutRec, ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec,
-    SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
+    ActLineRec, AmcClaim, AmcPeriodRec, AuditCheckpoint, BeneficiaryRec, Category, CertificateRec,
+    ClaimRefRec, Complement, CoverageRec, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec,
+    EuClaim, EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
+    FseSubmitted, FseValidated, GpPeriodRec, GuaranteeRec, LedgerEntry, LedgerOutcomeRec,
+    LocalRegimePeriodRec, LocalRegimeSymbol, Pathway, PayeeKind, PaymentOrder, PeriodRec, PkiEvent,
+    ProfessionalRec, ProfessionalReturn, RawCutRec, ReasonRec, RefOffset, ReturnKind,
+    RevocationRec, RightsRecord, Route, RoutingRec, SectorSymbol, SignatureCheck, SignatureRec,
+    SourceRef, Stage, Status, TiersPayantRec,
 };
 
 /// An Avro enum: the variants listed in declaration order with their symbols.
@@ -520,7 +521,13 @@ avro_record!(RightsRecord {
     local_regime,
     declared_gp,
     amc,
+    declared_gp_periods,
+    local_regime_periods,
+    amc_periods,
 });
+avro_record!(GpPeriodRec { from, to, rpps });
+avro_record!(LocalRegimePeriodRec { from, to, regime });
+avro_record!(AmcPeriodRec { from, to, amc });
 avro_record!(CertificateRec {
     id,
     rpps,

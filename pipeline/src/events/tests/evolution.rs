@@ -297,6 +297,43 @@ fn v1() -> crate::events::registry::RegisteredSchema {
         .clone()
 }
 
+/// A `ref.rights` message written with v0 (no dated values), as a producer
+/// from before them wrote it: apache-avro, the v0 schema, its fingerprint.
+fn rights_v0_message(value: &RightsRecord) -> Vec<u8> {
+    let v0 = registry()
+        .schemas()
+        .find(|s| s.topic == "ref.rights" && s.version == SchemaVersion::History(0))
+        .expect("ref.rights.v0 registered");
+    let mut record = value.to_avro_value();
+    if let Value::Record(fields) = &mut record {
+        fields.retain(|(name, _)| !name.ends_with("_periods"));
+    }
+    let body = apache_avro::to_avro_datum(&v0.schema, record).expect("v0 encodes");
+    [&MAGIC[..], &v0.fingerprint[..], &body[..]].concat()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Old rights records read with no periods, their scalars unchanged:
+    /// they then hold on every date, as before periods existed.
+    #[test]
+    fn any_rights_v0_message_decodes_with_no_periods(
+        value in super::strategies::rights_record()
+    ) {
+        let decoded: RightsRecord = registry()
+            .decode_single(&rights_v0_message(&value))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let expected = RightsRecord {
+            declared_gp_periods: Vec::new(),
+            local_regime_periods: Vec::new(),
+            amc_periods: Vec::new(),
+            ..value
+        };
+        prop_assert_eq!(decoded, expected);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

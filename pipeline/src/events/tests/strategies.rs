@@ -754,31 +754,22 @@ pub fn rights_record() -> BoxedStrategy<RightsRecord> {
         })
         .boxed();
     (
-        text(),
-        date(),
-        int(),
-        items(coverage),
-        items(period()),
-        items(period()),
-        items(period()),
-        items(period()),
-        option::of(symbol()),
-        opt_text(),
-        opt_text(),
+        (text(), date(), int(), items(coverage)),
+        (
+            items(period()),
+            items(period()),
+            items(period()),
+            items(period()),
+        ),
+        (option::of(symbol()), opt_text(), opt_text()),
+        dated_values(),
     )
         .prop_map(
             |(
-                nir,
-                birth_date,
-                rank,
-                coverage,
-                ald,
-                css,
-                ame,
-                maternity,
-                local_regime,
-                declared_gp,
-                amc,
+                (nir, birth_date, rank, coverage),
+                (ald, css, ame, maternity),
+                (local_regime, declared_gp, amc),
+                (declared_gp_periods, local_regime_periods, amc_periods),
             )| {
                 RightsRecord {
                     nir,
@@ -792,10 +783,33 @@ pub fn rights_record() -> BoxedStrategy<RightsRecord> {
                     local_regime,
                     declared_gp,
                     amc,
+                    declared_gp_periods,
+                    local_regime_periods,
+                    amc_periods,
                 }
             },
         )
         .boxed()
+}
+
+/// The dated GP, local regime and AMC of a rights record.
+type DatedValues = (
+    Vec<GpPeriodRec>,
+    Vec<LocalRegimePeriodRec>,
+    Vec<AmcPeriodRec>,
+);
+
+fn dated_values() -> BoxedStrategy<DatedValues> {
+    let gp = (date(), opt_date(), text())
+        .prop_map(|(from, to, rpps)| GpPeriodRec { from, to, rpps })
+        .boxed();
+    let local = (date(), opt_date(), symbol())
+        .prop_map(|(from, to, regime)| LocalRegimePeriodRec { from, to, regime })
+        .boxed();
+    let amc = (date(), opt_date(), text())
+        .prop_map(|(from, to, amc)| AmcPeriodRec { from, to, amc })
+        .boxed();
+    (items(gp), items(local), items(amc)).boxed()
 }
 
 pub fn pki_event() -> BoxedStrategy<PkiEvent> {

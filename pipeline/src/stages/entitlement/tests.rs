@@ -268,3 +268,107 @@ fn a_visitor_needs_no_rights_record() {
     assert!(e.minor && e.pathway_free);
     assert!(!e.css && !e.ame && !e.ald && !e.maternity);
 }
+
+// ---------------------------------------------------------------------------
+// Dated GP, local regime and AMC: read on the date of care.
+
+/// Rights whose declared GP changes from `GP` to `OTHER_DOCTOR` on
+/// 2025-06-02 (the default date of care), and whose AMC and local regime
+/// start that day.
+fn given_a_change_on_the_care_date(kit: &mut Kit) {
+    kit.rights(json!({
+        "declared_gp": crate::stages::tests::GP,
+        "declared_gp_periods": [
+            {"from": "2025-06-02", "to": null, "rpps": crate::stages::tests::OTHER_DOCTOR}
+        ],
+        "amc": "AMC000001",
+        "amc_periods": [{"from": "2025-06-02", "to": "2025-12-31", "amc": "AMC000002"}],
+        "local_regime_periods": [{"from": "2025-06-02", "to": null, "regime": "alsace-moselle"}]
+    }));
+}
+
+/// Each date's claim has its own id (one kit validates them all).
+fn entitled_on(kit: &Kit, care: &str) -> Entitlement {
+    let id = format!("12345678-{}0", care.replace('-', ""));
+    entitlement(kit, &claim(json!({"care_date": care, "fse_id": id})))
+}
+
+#[test]
+fn care_the_day_before_the_change_is_judged_with_the_old_values() {
+    let mut kit = Kit::new();
+    given_a_change_on_the_care_date(&mut kit);
+    let e = entitled_on(&kit, "2025-06-01");
+    assert_eq!(e.declared_gp.as_deref(), Some(crate::stages::tests::GP));
+    assert_eq!(e.amc.as_deref(), Some("AMC000001"));
+    assert_eq!(e.local_regime, None);
+}
+
+#[test]
+fn care_on_the_change_day_is_judged_with_the_new_values() {
+    let mut kit = Kit::new();
+    given_a_change_on_the_care_date(&mut kit);
+    let e = entitled_on(&kit, "2025-06-02");
+    assert_eq!(
+        e.declared_gp.as_deref(),
+        Some(crate::stages::tests::OTHER_DOCTOR)
+    );
+    assert_eq!(e.amc.as_deref(), Some("AMC000002"));
+    assert_eq!(e.local_regime, Some(LocalRegime::AlsaceMoselle));
+}
+
+#[test]
+fn after_a_closed_period_the_scalar_holds_again() {
+    let mut kit = Kit::new();
+    given_a_change_on_the_care_date(&mut kit);
+    let inside = entitled_on(&kit, "2025-12-31");
+    let after = entitled_on(&kit, "2026-01-02");
+    assert_eq!(inside.amc.as_deref(), Some("AMC000002"));
+    assert_eq!(after.amc.as_deref(), Some("AMC000001"));
+    assert_eq!(
+        after.declared_gp.as_deref(),
+        Some(crate::stages::tests::OTHER_DOCTOR),
+        "the open GP period still holds"
+    );
+}
+
+#[test]
+fn a_record_without_periods_stores_the_bytes_it_stored_before_them() {
+    // The digest in every decision hashes these bytes: old records must
+    // keep theirs, so the new members are left out when empty.
+    let input: RightsInput =
+        serde_json::from_value(crate::stages::tests::rights_json(json!({}))).unwrap();
+    let (_, rights) = input.check().unwrap();
+    let text = String::from_utf8(encode_rights(&rights)).unwrap();
+    assert!(!text.contains("periods"), "{text}");
+    assert!(
+        text.ends_with(r#""declared_gp":"10000123454","amc":null}"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn overlapping_or_malformed_dated_values_are_refused() {
+    let check = |extra: Value| {
+        let input: RightsInput =
+            serde_json::from_value(crate::stages::tests::rights_json(extra)).unwrap();
+        input.check().map(|_| ())
+    };
+    assert_eq!(
+        check(json!({"declared_gp_periods": [
+            {"from": "2025-01-01", "to": null, "rpps": crate::stages::tests::GP},
+            {"from": "2025-06-01", "to": null, "rpps": crate::stages::tests::OTHER_DOCTOR}
+        ]})),
+        Err(RightsError::Overlap("declared_gp_periods"))
+    );
+    assert!(matches!(
+        check(json!({"declared_gp_periods": [{"from": "2025-01-01", "to": null, "rpps": "12"}]})),
+        Err(RightsError::DeclaredGp(_))
+    ));
+    assert_eq!(
+        check(json!({"local_regime_periods": [
+            {"from": "2025-01-02", "to": "2025-01-01", "regime": "alsace-moselle"}
+        ]})),
+        Err(RightsError::Inverted("local_regime_periods"))
+    );
+    assert_eq!(check(json!({"amc_periods": []})), Ok(()));
+}
