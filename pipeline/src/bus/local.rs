@@ -263,7 +263,21 @@ impl LocalLog {
     ) -> Result<(), BusError> {
         let log = self.partition(topic, partition)?;
         let mut guard = lock(&log);
-        guard.append_at(offset, timestamp_millis, key, value)
+        guard.append_at(offset, timestamp_millis, key, Some(value))
+    }
+
+    /// Appends a copy of `record` to `topic/partition` at its offset, a
+    /// tombstone as a tombstone (archives); see [`LocalLog::append_at`].
+    pub fn append_copy(
+        &self,
+        topic: &str,
+        partition: u32,
+        record: &Record,
+    ) -> Result<(), BusError> {
+        let log = self.partition(topic, partition)?;
+        let value = (!record.tombstone).then_some(record.value.as_slice());
+        let mut guard = lock(&log);
+        guard.append_at(record.offset, record.timestamp_millis, &record.key, value)
     }
 
     /// Makes a partition's appends durable and visible.

@@ -1,24 +1,48 @@
 //! A stage partition's changelog: how a batch's writes are written to it
-//! (`1 || value`, `0` for a delete, then a commit marker) and how a local
-//! store catches up from it.
+//! (`1 || value`, a tombstone for a delete, then a commit marker) and how a
+//! local store catches up from it. Changelogs written before tombstones
+//! (2026-12-05) hold a delete as the value `0`, which the catch-up still
+//! reads.
 
 use super::StageKind;
 use super::batch::get_u64;
 use super::worker::RuntimeError;
-use crate::bus::{Bus, BusProducer};
+use crate::bus::{Bus, BusError, BusProducer, Record};
 use crate::state::keys::reserved::{CHANGELOG_COMMIT, CHANGELOG_END};
 use crate::state::{SledStore, StateRead, StateStore, WriteBatch};
 
-/// The changelog value of a write: `1 || value`, or `0` for a delete.
-pub(super) fn changelog_value(value: &Option<Vec<u8>>) -> Vec<u8> {
+/// Sends a write to the changelog: `1 || value`, or for a delete a
+/// tombstone, which compaction drops in time with the key's earlier records
+/// (the value `0` it replaced was a value, kept for ever).
+pub(super) fn send_change(
+    producer: &mut (impl BusProducer + ?Sized),
+    changelog: &str,
+    partition: u32,
+    key: &[u8],
+    value: &Option<Vec<u8>>,
+) -> Result<(), BusError> {
     match value {
         Some(v) => {
             let mut out = Vec::with_capacity(v.len() + 1);
             out.push(1);
             out.extend_from_slice(v);
-            out
+            producer.send(changelog, partition, key, &out, 0)
         }
-        None => vec![0],
+        None => producer.send_tombstone(changelog, partition, key, 0),
+    }
+}
+
+/// The write a changelog record holds: `Some(value)`, or `None` for a
+/// delete (a tombstone, or the value `0` of logs written before them);
+/// `None` if it is neither.
+pub(super) fn change_of(record: &Record) -> Option<Option<Vec<u8>>> {
+    if record.tombstone {
+        return Some(None);
+    }
+    match record.value.split_first() {
+        Some((1, v)) => Some(Some(v.to_vec())),
+        Some((0, _)) => Some(None),
+        _ => None,
     }
 }
 
@@ -82,15 +106,11 @@ fn apply_whole_batches(
                 open.clear();
                 continue;
             }
-            let value = match r.value.split_first() {
-                Some((1, v)) => Some(v.to_vec()),
-                Some((0, _)) => None,
-                _ => {
-                    return Err(RuntimeError::Corrupt(format!(
-                        "{changelog}/{partition}@{}",
-                        r.offset
-                    )));
-                }
+            let Some(value) = change_of(r) else {
+                return Err(RuntimeError::Corrupt(format!(
+                    "{changelog}/{partition}@{}",
+                    r.offset
+                )));
             };
             open.insert(r.key.clone(), value);
         }
@@ -110,7 +130,7 @@ fn rewrite_cut_batch(
 ) -> Result<(), RuntimeError> {
     for key in cut.keys() {
         let value = tree.get(key)?;
-        producer.send(changelog, partition, key, &changelog_value(&value), 0)?;
+        send_change(producer, changelog, partition, key, &value)?;
     }
     producer.send(changelog, partition, CHANGELOG_COMMIT, &[1], 0)?;
     producer.flush()?;

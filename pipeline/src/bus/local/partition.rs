@@ -250,14 +250,16 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Appends a record, or a tombstone if `value` is `None`.
     pub(super) fn append(
         &mut self,
         timestamp: i64,
         key: &[u8],
-        value: &[u8],
+        value: Option<&[u8]>,
     ) -> Result<u64, BusError> {
-        if key.len() + value.len() > MAX_RECORD_BYTES {
-            return Err(BusError::TooLarge(key.len() + value.len()));
+        let size = key.len() + value.map_or(0, <[u8]>::len);
+        if size > MAX_RECORD_BYTES {
+            return Err(BusError::TooLarge(size));
         }
         let offset = self.next_offset;
         let frame = encode_frame(offset, timestamp, key, value);
@@ -288,7 +290,7 @@ impl PartitionLog {
         offset: u64,
         timestamp: i64,
         key: &[u8],
-        value: &[u8],
+        value: Option<&[u8]>,
     ) -> Result<(), BusError> {
         if offset < self.next_offset {
             return Err(BusError::Config(format!(

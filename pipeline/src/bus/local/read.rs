@@ -174,7 +174,8 @@ impl PartitionLog {
                     offset,
                     timestamp_millis: timestamp,
                     key,
-                    value,
+                    tombstone: value.is_none(),
+                    value: value.unwrap_or_default(),
                 });
             }
         }
