@@ -7,6 +7,7 @@
 use super::StageKind;
 use super::batch::get_u64;
 use super::worker::RuntimeError;
+use crate::bus::local::{CompactSettings, Compacted, LocalLog};
 use crate::bus::{Bus, BusError, BusProducer, Record};
 use crate::state::keys::reserved::{CHANGELOG_COMMIT, CHANGELOG_END};
 use crate::state::{SledStore, StateRead, StateStore, WriteBatch};
@@ -142,4 +143,28 @@ fn rewrite_cut_batch(
     );
     tree.apply(&mark)?;
     Ok(())
+}
+
+/// Compacts every changelog of a local log (`clearing log compact`), each
+/// only up to its last commit marker in the closed segments: a batch a
+/// crash cut lies past it, so its writes neither go nor supersede committed
+/// ones (docs/reliability.md, "Compacted changelogs"). The reference topics,
+/// compacted on Kafka, are left whole: replay reads them at the offsets the
+/// decisions recorded (docs/audit.md).
+pub fn compact_changelogs(
+    log: &LocalLog,
+    tombstone_retention: u64,
+) -> Result<Vec<(String, Vec<Compacted>)>, BusError> {
+    let settings = CompactSettings {
+        tombstone_retention,
+        batch_end_key: Some(CHANGELOG_COMMIT.to_vec()),
+    };
+    log.topics()
+        .into_iter()
+        .filter(|(name, compacted)| *compacted && name.ends_with(".changelog"))
+        .map(|(name, _)| {
+            let done = log.compact_topic(&name, &settings)?;
+            Ok((name, done))
+        })
+        .collect()
 }

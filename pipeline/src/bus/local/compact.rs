@@ -1,0 +1,171 @@
+//! Compaction of a compacted topic's partition, like Kafka's log cleaner:
+//! closed segments only (never the active one), the latest record per key
+//! kept at its offset (the segments keep their names and get offset gaps),
+//! a tombstone kept until [`CompactSettings::tombstone_retention`] offsets
+//! lie past it, then dropped. Each segment is rewritten beside itself
+//! (`<segment>.compacting`), synced and renamed over it, in offset order, so
+//! that a compaction killed at any point leaves each segment whole, old or
+//! new, and no key's older value without the record that superseded it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufReader, Write};
+use std::path::Path;
+
+use super::files::{note_created, note_synced, sync_dir};
+use super::frame::{Frame, FrameRead, encode_frame, read_frame};
+use super::io;
+use super::partition::PartitionLog;
+use crate::bus::BusError;
+
+/// Offsets a tombstone is kept for by default: a store that recorded a
+/// changelog position less far behind still reads the delete.
+pub const DEFAULT_TOMBSTONE_RETENTION: u64 = 1_000_000;
+
+/// How a partition is compacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactSettings {
+    /// A tombstone is dropped once the cleaned range ends this many
+    /// offsets past it (the analogue of Kafka's `delete.retention.ms`).
+    pub tombstone_retention: u64,
+    /// The key of the record that ends a batch (a changelog's commit
+    /// marker), if the topic is written in batches: only records up to the
+    /// last such record of the closed segments are cleaned, so that the
+    /// writes of a batch a crash cut never supersede committed ones.
+    pub batch_end_key: Option<Vec<u8>>,
+}
+
+impl Default for CompactSettings {
+    fn default() -> CompactSettings {
+        CompactSettings {
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            batch_end_key: None,
+        }
+    }
+}
+
+/// What compacting one partition did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Closed segments rewritten (or removed, when nothing of them stayed).
+    pub segments: usize,
+    pub records_dropped: u64,
+    pub tombstones_dropped: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// The end of the cleaned range: records from there on were kept as
+    /// they were.
+    pub cleaned_end: u64,
+}
+
+/// The frames of a segment file, in order (the open scanned them).
+fn frames(path: &Path) -> Result<Vec<Frame>, BusError> {
+    let context = || path.display().to_string();
+    let mut reader = BufReader::new(File::open(path).map_err(|e| io(context())(e))?);
+    let mut out = Vec::new();
+    while let FrameRead::Frame(frame) = read_frame(&mut reader).map_err(|e| io(context())(e))? {
+        out.push(frame);
+    }
+    Ok(out)
+}
+
+/// Which records of the closed segments stay: the offset after the cleaned
+/// range, and the latest offset of each key in it.
+fn plan(
+    closed: &[Vec<Frame>],
+    settings: &CompactSettings,
+) -> (u64, BTreeMap<Vec<u8>, u64>) {
+    let all = closed.iter().flatten();
+    let end = match &settings.batch_end_key {
+        Some(marker) => all
+            .clone()
+            .filter(|f| &f.2 == marker)
+            .map(|f| f.0 + 1)
+            .last()
+            .unwrap_or(0),
+        None => all.clone().map(|f| f.0 + 1).last().unwrap_or(0),
+    };
+    let mut latest = BTreeMap::new();
+    for f in all.filter(|f| f.0 < end) {
+        latest.insert(f.2.clone(), f.0);
+    }
+    (end, latest)
+}
+
+impl PartitionLog {
+    /// Compacts the closed segments; see the module's doc. The partition is
+    /// reopened after (its index and read positions name byte positions).
+    pub(super) fn compact(&mut self, settings: &CompactSettings) -> Result<Compacted, BusError> {
+        self.flush()?;
+        let closed_count = self.segments.len().saturating_sub(1);
+        let paths: Vec<_> = self.segments[..closed_count]
+            .iter()
+            .map(|s| s.path.clone())
+            .collect();
+        let closed = paths
+            .iter()
+            .map(|p| frames(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (end, latest) = plan(&closed, settings);
+        let mut done = Compacted {
+            cleaned_end: end,
+            ..Compacted::default()
+        };
+        for (path, frames) in paths.iter().zip(closed) {
+            let before = frames.iter().map(|f| f.4).sum::<u64>();
+            done.bytes_before += before;
+            let total = frames.len();
+            let mut tombstones = 0;
+            let kept: Vec<Frame> = frames
+                .into_iter()
+                .filter(|(offset, _, key, value, _)| {
+                    let superseded = *offset < end && latest.get(key) != Some(offset);
+                    let expired = *offset < end
+                        && value.is_none()
+                        && end - offset > settings.tombstone_retention;
+                    tombstones += u64::from(!superseded && expired);
+                    !superseded && !expired
+                })
+                .collect();
+            done.bytes_after += kept.iter().map(|f| f.4).sum::<u64>();
+            if kept.len() == total {
+                continue;
+            }
+            done.segments += 1;
+            done.records_dropped += (total - kept.len()) as u64;
+            done.tombstones_dropped += tombstones;
+            self.replace_segment(path, &kept)?;
+        }
+        let journal = self.journal.clone();
+        let dir = self.dir.clone();
+        let (topic, partition, gaps) = (self.topic.clone(), self.partition, self.gaps);
+        let segment_bytes = self.segment_bytes;
+        *self = PartitionLog::open(dir, &topic, partition, journal, gaps)?;
+        self.segment_bytes = segment_bytes;
+        Ok(done)
+    }
+
+    /// Writes `kept` beside the segment, syncs it and renames it over the
+    /// segment (or removes the segment if nothing is kept), then syncs the
+    /// directory: a crash leaves the old segment or the new one.
+    fn replace_segment(&self, path: &Path, kept: &[Frame]) -> Result<(), BusError> {
+        let journal = self.journal.as_deref();
+        if kept.is_empty() {
+            fs::remove_file(path).map_err(io(path.display().to_string()))?;
+            return sync_dir(&self.dir, journal);
+        }
+        let tmp = path.with_extension("log.compacting");
+        let context = || tmp.display().to_string();
+        let mut bytes = Vec::new();
+        for (offset, timestamp, key, value, _) in kept {
+            bytes.extend(encode_frame(*offset, *timestamp, key, value.as_deref()));
+        }
+        let mut file = File::create(&tmp).map_err(|e| io(context())(e))?;
+        file.write_all(&bytes).map_err(|e| io(context())(e))?;
+        file.sync_all().map_err(|e| io(context())(e))?;
+        fs::rename(&tmp, path).map_err(io(path.display().to_string()))?;
+        note_created(journal, path)?;
+        sync_dir(&self.dir, journal)?;
+        note_synced(journal, path, bytes.len() as u64, bytes.len() as u64)
+    }
+}
