@@ -44,8 +44,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::{Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
 pub use check::{CheckReport, Damage, Quarantined, TornTail};
-pub use compact::{CompactSettings, Compacted, DEFAULT_TOMBSTONE_RETENTION};
 use check::{Tail, inspect_partition, quarantine};
+pub use compact::{CompactSettings, Compacted, DEFAULT_TOMBSTONE_RETENTION};
 use consume::{LocalConsumer, Signal};
 use crash_image::Journal;
 pub use crash_image::{CRASH_IMAGE_ENV, CrashImage, crash_image_mode};

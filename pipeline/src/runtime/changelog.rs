@@ -292,11 +292,15 @@ mod tests {
         for (key, value) in [(b"k1", &[1, 7][..]), (b"k2", &[1, 8]), (b"k3", &[1, 9])] {
             producer.send(changelog, 0, key, value, 0).unwrap();
         }
-        producer.send(changelog, 0, CHANGELOG_COMMIT, &[1], 0).unwrap();
+        producer
+            .send(changelog, 0, CHANGELOG_COMMIT, &[1], 0)
+            .unwrap();
         // A delete as changelogs wrote it before tombstones, and one now.
         producer.send(changelog, 0, b"k1", &[0], 0).unwrap();
         producer.send_tombstone(changelog, 0, b"k2", 0).unwrap();
-        producer.send(changelog, 0, CHANGELOG_COMMIT, &[1], 0).unwrap();
+        producer
+            .send(changelog, 0, CHANGELOG_COMMIT, &[1], 0)
+            .unwrap();
         producer.flush().unwrap();
         let state = restored(&log, state_dir.path());
         assert_eq!(state, BTreeMap::from([(b"k3".to_vec(), vec![9])]));

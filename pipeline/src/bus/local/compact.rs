@@ -71,10 +71,7 @@ fn frames(path: &Path) -> Result<Vec<Frame>, BusError> {
 
 /// Which records of the closed segments stay: the offset after the cleaned
 /// range, and the latest offset of each key in it.
-fn plan(
-    closed: &[Vec<Frame>],
-    settings: &CompactSettings,
-) -> (u64, BTreeMap<Vec<u8>, u64>) {
+fn plan(closed: &[Vec<Frame>], settings: &CompactSettings) -> (u64, BTreeMap<Vec<u8>, u64>) {
     let all = closed.iter().flatten();
     let end = match &settings.batch_end_key {
         Some(marker) => all
@@ -253,9 +250,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = LocalLog::open(dir.path()).unwrap();
         log.ensure_topic(&TopicSpec::new("t", 1)).unwrap();
-        assert!(
-            log.compact_topic("t", &CompactSettings::default())
-                .is_err()
-        );
+        assert!(log.compact_topic("t", &CompactSettings::default()).is_err());
     }
 }
