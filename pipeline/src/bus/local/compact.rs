@@ -74,14 +74,10 @@ fn frames(path: &Path) -> Result<Vec<Frame>, BusError> {
 fn plan(closed: &[Vec<Frame>], settings: &CompactSettings) -> (u64, BTreeMap<Vec<u8>, u64>) {
     let all = closed.iter().flatten();
     let end = match &settings.batch_end_key {
-        Some(marker) => all
-            .clone()
-            .filter(|f| &f.2 == marker)
-            .map(|f| f.0 + 1)
-            .last()
-            .unwrap_or(0),
-        None => all.clone().map(|f| f.0 + 1).last().unwrap_or(0),
-    };
+        Some(marker) => all.clone().rfind(|f| &f.2 == marker),
+        None => all.clone().next_back(),
+    }
+    .map_or(0, |f| f.0 + 1);
     let mut latest = BTreeMap::new();
     for f in all.filter(|f| f.0 < end) {
         latest.insert(f.2.clone(), f.0);
