@@ -400,6 +400,7 @@ fn runtime_records(
             timestamp_millis: 0,
             key: key.clone(),
             value: value.clone(),
+            tombstone: false,
         })
         .collect();
     for stage in StageKind::DECIDING {
@@ -448,6 +449,7 @@ fn pass_outputs(
                     timestamp_millis: output.timestamp_millis,
                     key: output.key,
                     value: output.value,
+                    tombstone: false,
                 });
             }
         }

@@ -471,6 +471,42 @@ fn a_second_owner_fences_the_first(s: &Subject) {
     assert_eq!(values(&read), [b"committed".to_vec(), b"second".to_vec()]);
 }
 
+/// A tombstone (a null value) on a compacted topic reads back as one,
+/// directly and through a group, and is not an empty value: a changelog's
+/// delete, which compaction drops in time.
+fn a_null_value_round_trips_as_a_tombstone(s: &Subject) {
+    let spec = TopicSpec {
+        compacted: true,
+        ..TopicSpec::new("c", 1)
+    };
+    s.bus.ensure_topic(&spec).unwrap();
+    let mut producer = s.producer();
+    producer.send("c", 0, b"k", b"v", 10).unwrap();
+    producer.send_tombstone("c", 0, b"k", 11).unwrap();
+    producer.send("c", 0, b"e", b"", 12).unwrap();
+    producer.flush().unwrap();
+    let read = s.bus.read("c", 0, 0, 10).unwrap();
+    let shape = |records: &[Record]| -> Vec<(u64, Vec<u8>, Vec<u8>, bool)> {
+        records
+            .iter()
+            .map(|r| (r.offset, r.key.clone(), r.value.clone(), r.tombstone))
+            .collect()
+    };
+    let expected = vec![
+        (0, b"k".to_vec(), b"v".to_vec(), false),
+        (1, b"k".to_vec(), Vec::new(), true),
+        (2, b"e".to_vec(), Vec::new(), false),
+    ];
+    assert_eq!(shape(&read), expected);
+    assert_eq!(read[1].timestamp_millis, 11);
+    let mut consumer = s.bus.consumer("tombstones").unwrap();
+    consumer.subscribe(&["c"]).unwrap();
+    await_assignment(consumer.as_mut(), 1, Duration::from_secs(30));
+    consumer.seek("c", 0, 0).unwrap();
+    let polled = poll_records(consumer.as_mut(), 3, Duration::from_secs(30));
+    assert_eq!(shape(&polled), expected);
+}
+
 /// Each property, as a test on each backend: `local::NAME` and `kafka::NAME`.
 macro_rules! contract {
     ($($property:ident),* $(,)?) => {
@@ -499,4 +535,5 @@ contract!(
     seek_moves_a_partition_after_its_assignment_and_while_fetching,
     members_of_a_group_share_its_partitions,
     a_second_owner_fences_the_first,
+    a_null_value_round_trips_as_a_tombstone,
 );

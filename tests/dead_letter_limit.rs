@@ -52,6 +52,16 @@ impl BusProducer for LimitedProducer {
         self.inner
             .send(topic, partition, key, value, timestamp_millis)
     }
+    fn send_tombstone(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError> {
+        self.inner
+            .send_tombstone(topic, partition, key, timestamp_millis)
+    }
     fn flush(&mut self) -> Result<(), BusError> {
         self.inner.flush()
     }

@@ -106,3 +106,67 @@ fn a_missing_directory_is_not_checked_clean() {
     let (code, _, err) = clearing(&["log", "check", "--bus", "kafka://127.0.0.1:9092"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `clearing log compact` on a changelog whose segments rolled every few
+/// records: it drops the superseded records and the tombstones past their
+/// retention, says so, and the log reads the same latest value per key.
+#[test]
+fn compact_drops_superseded_records_of_the_changelogs() {
+    let dir = tempfile::tempdir().unwrap();
+    let latest = |bus: &std::sync::Arc<LocalLog>| {
+        let mut state = std::collections::BTreeMap::new();
+        for r in bus.read("validation.changelog", 0, 0, usize::MAX).unwrap() {
+            if r.tombstone {
+                state.remove(&r.key);
+            } else {
+                state.insert(r.key, r.value);
+            }
+        }
+        state
+    };
+    let before = {
+        let bus = LocalLog::open_with_segment_bytes(dir.path(), 200).unwrap();
+        bus.ensure_topic(&TopicSpec {
+            compacted: true,
+            ..TopicSpec::new("validation.changelog", 1)
+        })
+        .unwrap();
+        let mut producer = bus.producer().unwrap();
+        for i in 0u32..200 {
+            let key = [b'k', (i % 7) as u8];
+            if i % 5 == 4 {
+                producer
+                    .send_tombstone("validation.changelog", 0, &key, 0)
+                    .unwrap();
+            } else {
+                let value = [&[1u8][..], &i.to_be_bytes()].concat();
+                producer
+                    .send("validation.changelog", 0, &key, &value, 0)
+                    .unwrap();
+            }
+            if i % 3 == 2 {
+                producer
+                    .send("validation.changelog", 0, b"\0commit", &[1], 0)
+                    .unwrap();
+            }
+        }
+        producer.flush().unwrap();
+        latest(&bus)
+    };
+    let url = format!("local:{}", dir.path().display());
+    let (code, stdout, stderr) = clearing(&[
+        "log",
+        "compact",
+        "--bus",
+        &url,
+        "--tombstone-retention",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("validation.changelog/0: "), "{stdout}");
+    assert!(!stdout.contains(" 0 record(s) dropped"), "{stdout}");
+    assert!(stdout.contains("compacted 1 changelog(s)"), "{stdout}");
+    let bus = LocalLog::open(dir.path()).unwrap();
+    assert_eq!(latest(&bus), before);
+    assert!(bus.check().unwrap().damage.is_empty());
+}

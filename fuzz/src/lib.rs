@@ -189,6 +189,7 @@ pub fn stage(kind: StageKind, data: &[u8]) {
         timestamp_millis: 1_700_000_000_000,
         key,
         value: data.to_vec(),
+        tombstone: false,
     };
     let pki = PkiVerifier {
         pki: &w.pki,

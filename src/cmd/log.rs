@@ -1,13 +1,15 @@
 //! `clearing log`: check a local log's segments for damage, and move damaged
 //! bytes aside so that an operator decides what becomes of them
-//! (docs/audit.md, "Checking and repairing a local log").
+//! (docs/audit.md, "Checking and repairing a local log"); compact the
+//! stages' changelogs (docs/operations.md, "Compacting the changelogs").
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
-use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::bus::local::{DEFAULT_TOMBSTONE_RETENTION, LocalLog};
+use clearing_pipeline::runtime::compact_changelogs;
 
 #[derive(Args)]
 pub struct LogArgs {
@@ -21,6 +23,8 @@ pub enum LogAction {
     Check(CheckArgs),
     /// Move each damaged segment's bytes, from the damage on, into a quarantine file next to it, and say what moved.
     Repair(RepairArgs),
+    /// Compact the stages' changelogs: keep the latest record per key of each closed segment, drop tombstones past their retention.
+    Compact(CompactArgs),
 }
 
 /// The log `check` and `repair` work on.
@@ -49,11 +53,45 @@ pub struct RepairArgs {
     pub quarantine: bool,
 }
 
+#[derive(Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub log: LogBus,
+    /// Offsets a tombstone is kept for past it before it is dropped: a
+    /// stage store that recorded a changelog position further behind would
+    /// miss the delete.
+    #[arg(long, default_value_t = DEFAULT_TOMBSTONE_RETENTION)]
+    pub tombstone_retention: u64,
+}
+
 pub fn run(args: LogArgs) -> Result<ExitCode> {
     match args.action {
         LogAction::Check(args) => check(&args.log.bus),
         LogAction::Repair(args) => repair(&args),
+        LogAction::Compact(args) => compact(&args),
     }
+}
+
+fn compact(args: &CompactArgs) -> Result<ExitCode> {
+    let url = &args.log.bus;
+    let log = open(url)?;
+    let done = compact_changelogs(&log, args.tombstone_retention)
+        .with_context(|| format!("compaction of {url}"))?;
+    for (topic, partitions) in &done {
+        for (p, c) in partitions.iter().enumerate() {
+            println!(
+                "{topic}/{p}: {} segment(s) rewritten, {} record(s) dropped ({} tombstone(s)), {} -> {} bytes in closed segments, cleaned below offset {}",
+                c.segments,
+                c.records_dropped,
+                c.tombstones_dropped,
+                c.bytes_before,
+                c.bytes_after,
+                c.cleaned_end
+            );
+        }
+    }
+    println!("compacted {} changelog(s) of {url}", done.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens an existing local log: a typo must not create an empty one, which

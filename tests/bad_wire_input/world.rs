@@ -178,6 +178,7 @@ pub fn record(topic: &str, offset: u64, key: &[u8], value: Vec<u8>) -> Record {
         timestamp_millis: 0,
         key: key.to_vec(),
         value,
+        tombstone: false,
     }
 }
 

@@ -25,6 +25,7 @@
 //! (`produce`) and consumers (`consume`).
 
 mod check;
+mod compact;
 mod consume;
 mod crash_image;
 mod files;
@@ -44,6 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use super::{Bus, BusConsumer, BusError, BusProducer, Record, TopicSpec};
 pub use check::{CheckReport, Damage, Quarantined, TornTail};
 use check::{Tail, inspect_partition, quarantine};
+pub use compact::{CompactSettings, Compacted, DEFAULT_TOMBSTONE_RETENTION};
 use consume::{LocalConsumer, Signal};
 use crash_image::Journal;
 pub use crash_image::{CRASH_IMAGE_ENV, CrashImage, crash_image_mode};
@@ -95,6 +97,8 @@ pub struct LocalLog {
     groups: Mutex<BTreeMap<String, GroupOffsets>>,
     /// The power-loss fault mode's journal ([`crash_image`]), if on.
     journal: Option<Arc<Journal>>,
+    /// The size past which a segment rolls over.
+    segment_bytes: u64,
 }
 
 /// The log directory's lock file, held exclusively: one process owns a local
@@ -144,12 +148,27 @@ impl LocalLog {
         Ok(Arc::new(LocalLog {
             dir: dir.to_path_buf(),
             journal,
+            segment_bytes: partition::SEGMENT_BYTES,
             _lock: lock,
             topics: Mutex::new(topics),
             partitions: Mutex::new(BTreeMap::new()),
             watchers: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
         }))
+    }
+
+    /// Opens the log with segments that roll over past `segment_bytes`
+    /// (64 MiB otherwise): tests of compaction, which cleans closed
+    /// segments only, need some.
+    pub fn open_with_segment_bytes(
+        dir: &Path,
+        segment_bytes: u64,
+    ) -> Result<Arc<LocalLog>, BusError> {
+        let mut log = LocalLog::open_with(dir, crash_image_mode())?;
+        if let Some(log) = Arc::get_mut(&mut log) {
+            log.segment_bytes = segment_bytes.max(1);
+        }
+        Ok(log)
     }
 
     /// Turns the log directory `dir`, whose processes were killed in the
@@ -167,9 +186,9 @@ impl LocalLog {
     /// each torn tail (which the next open cuts).
     pub fn check(&self) -> Result<CheckReport, BusError> {
         let mut report = CheckReport::default();
-        for (topic, partition, dir) in self.partition_dirs() {
+        for (topic, partition, dir, gaps) in self.partition_dirs() {
             report.partitions += 1;
-            for inspected in inspect_partition(&dir, &topic, partition)? {
+            for inspected in inspect_partition(&dir, &topic, partition, gaps)? {
                 let scan = &inspected.scan;
                 report.segments += 1;
                 report.records += scan.next - scan.base;
@@ -202,8 +221,8 @@ impl LocalLog {
             ));
         }
         let mut moved = Vec::new();
-        for (topic, partition, dir) in self.partition_dirs() {
-            for inspected in inspect_partition(&dir, &topic, partition)? {
+        for (topic, partition, dir, gaps) in self.partition_dirs() {
+            for inspected in inspect_partition(&dir, &topic, partition, gaps)? {
                 if let Tail::Damaged(damage) = inspected.tail {
                     moved.push(quarantine(damage)?);
                 }
@@ -212,15 +231,18 @@ impl LocalLog {
         Ok(moved)
     }
 
-    /// Each partition directory that exists: (topic, partition, directory).
-    fn partition_dirs(&self) -> Vec<(String, u32, PathBuf)> {
+    /// Each partition directory that exists: (topic, partition, directory,
+    /// whether the topic is compacted).
+    fn partition_dirs(&self) -> Vec<(String, u32, PathBuf, bool)> {
         lock(&self.topics)
             .iter()
             .flat_map(|(topic, meta)| {
-                (0..meta.partitions)
-                    .map(move |p| (topic.clone(), p, self.dir.join(topic).join(p.to_string())))
+                (0..meta.partitions).map(move |p| {
+                    let dir = self.dir.join(topic).join(p.to_string());
+                    (topic.clone(), p, dir, meta.compacted)
+                })
             })
-            .filter(|(_, _, dir)| dir.is_dir())
+            .filter(|(_, _, dir, _)| dir.is_dir())
             .collect()
     }
 
@@ -232,7 +254,10 @@ impl LocalLog {
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Mutex<PartitionLog>>, BusError> {
-        let count = self.topic_partitions(topic)?;
+        let (count, gaps) = lock(&self.topics)
+            .get(topic)
+            .map(|m| (m.partitions, m.compacted))
+            .ok_or_else(|| BusError::UnknownTopic(topic.to_string()))?;
         if partition >= count {
             return Err(BusError::UnknownPartition(topic.to_string(), partition));
         }
@@ -240,12 +265,15 @@ impl LocalLog {
         if let Some(log) = partitions.get(&(topic.to_string(), partition)) {
             return Ok(log.clone());
         }
-        let log = Arc::new(Mutex::new(PartitionLog::open(
+        let mut opened = PartitionLog::open(
             self.dir.join(topic).join(partition.to_string()),
             topic,
             partition,
             self.journal.clone(),
-        )?));
+            gaps,
+        )?;
+        opened.segment_bytes = self.segment_bytes;
+        let log = Arc::new(Mutex::new(opened));
         partitions.insert((topic.to_string(), partition), log.clone());
         Ok(log)
     }
@@ -263,7 +291,53 @@ impl LocalLog {
     ) -> Result<(), BusError> {
         let log = self.partition(topic, partition)?;
         let mut guard = lock(&log);
-        guard.append_at(offset, timestamp_millis, key, value)
+        guard.append_at(offset, timestamp_millis, key, Some(value))
+    }
+
+    /// Appends a copy of `record` to `topic/partition` at its offset, a
+    /// tombstone as a tombstone (archives); see [`LocalLog::append_at`].
+    pub fn append_copy(
+        &self,
+        topic: &str,
+        partition: u32,
+        record: &Record,
+    ) -> Result<(), BusError> {
+        let log = self.partition(topic, partition)?;
+        let value = (!record.tombstone).then_some(record.value.as_slice());
+        let mut guard = lock(&log);
+        guard.append_at(record.offset, record.timestamp_millis, &record.key, value)
+    }
+
+    /// Compacts every partition of a compacted topic (`compact.rs`): the
+    /// latest record per key of its closed segments, tombstones dropped
+    /// after their retention. Refused for a topic that is not compacted.
+    pub fn compact_topic(
+        &self,
+        topic: &str,
+        settings: &CompactSettings,
+    ) -> Result<Vec<Compacted>, BusError> {
+        let compacted = lock(&self.topics)
+            .get(topic)
+            .map(|m| m.compacted)
+            .ok_or_else(|| BusError::UnknownTopic(topic.to_string()))?;
+        if !compacted {
+            return Err(BusError::Config(format!("topic {topic} is not compacted")));
+        }
+        (0..self.topic_partitions(topic)?)
+            .map(|p| {
+                let log = self.partition(topic, p)?;
+                let mut guard = lock(&log);
+                guard.compact(settings)
+            })
+            .collect()
+    }
+
+    /// The topics of the log, and whether each is compacted.
+    pub fn topics(&self) -> Vec<(String, bool)> {
+        lock(&self.topics)
+            .iter()
+            .map(|(name, meta)| (name.clone(), meta.compacted))
+            .collect()
     }
 
     /// Makes a partition's appends durable and visible.

@@ -139,7 +139,11 @@ pub struct Record {
     pub offset: u64,
     pub timestamp_millis: i64,
     pub key: Vec<u8>,
+    /// Empty for a tombstone.
     pub value: Vec<u8>,
+    /// A null value ([`BusProducer::send_tombstone`]): the key's delete,
+    /// which a compacted topic drops in time with the key's earlier records.
+    pub tombstone: bool,
 }
 
 /// The partitions a consumer owns after a rebalance.
@@ -273,6 +277,17 @@ pub trait BusProducer: Send {
         partition: u32,
         key: &[u8],
         value: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError>;
+    /// Queues a tombstone (a record with a null value: Kafka's, or the
+    /// local log's frame without value) for an explicit partition: a
+    /// compacted topic drops the key's earlier records, then in time the
+    /// tombstone itself.
+    fn send_tombstone(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
         timestamp_millis: i64,
     ) -> Result<(), BusError>;
     /// Returns once every queued record is acknowledged (durable).

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::batch::{Cursor, Restore};
-use super::changelog::changelog_value;
+use super::changelog::send_change;
 use super::process::Output;
 use super::worker::{PartitionState, RuntimeError};
 use crate::bus::BusProducer;
@@ -94,7 +94,7 @@ impl Ran {
                 checkpoint.timestamp_millis,
             )?;
             for (key, value) in &p.writes {
-                producer.send(changelog, p.partition, key, &changelog_value(value), 0)?;
+                send_change(producer, changelog, p.partition, key, value)?;
             }
             producer.send(changelog, p.partition, CHANGELOG_COMMIT, &[1], 0)?;
             // The batch's commit: outputs, checkpoint and changelog at once.

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use changelog::compact_changelogs;
 pub use worker::{Member, RuntimeError, Shared, StageStore, StageWorker, WorkerStats};
 
 /// The machine's cores (1 if unknown): the default number of threads that

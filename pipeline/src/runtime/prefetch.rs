@@ -182,6 +182,7 @@ mod tests {
             timestamp_millis: 0,
             key: Vec::new(),
             value: registry.encode_single(&submitted_from_input(input).unwrap()),
+            tombstone: false,
         }
     }
 

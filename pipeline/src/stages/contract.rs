@@ -242,6 +242,7 @@ mod tests {
                 timestamp_millis: 0,
                 key: b"k".to_vec(),
                 value: registry.encode_single(&entry),
+                tombstone: false,
             };
             let at = Inputs {
                 stage: super::super::StageKind::Ledger,

@@ -368,6 +368,7 @@ mod tests {
             timestamp_millis: 11,
             key,
             value,
+            tombstone: false,
         }
     }
 

@@ -305,6 +305,7 @@ impl BusConsumer for KafkaConsumer {
                             timestamp_millis: message.timestamp().to_millis().unwrap_or(0),
                             key: message.key().unwrap_or_default().to_vec(),
                             value: message.payload().unwrap_or_default().to_vec(),
+                            tombstone: message.payload().is_none(),
                         });
                     }
                 }

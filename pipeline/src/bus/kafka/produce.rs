@@ -235,17 +235,20 @@ impl KafkaProducer {
     }
 }
 
-impl BusProducer for KafkaProducer {
-    fn send(
+impl KafkaProducer {
+    /// Queues a record, or a tombstone (no payload: Kafka's null) if
+    /// `value` is `None`.
+    fn produce(
         &mut self,
         topic: &str,
         partition: u32,
         key: &[u8],
-        value: &[u8],
+        value: Option<&[u8]>,
         timestamp_millis: i64,
     ) -> Result<(), BusError> {
-        if key.len() + value.len() > MAX_RECORD_BYTES {
-            return Err(BusError::TooLarge(key.len() + value.len()));
+        let size = key.len() + value.map_or(0, <[u8]>::len);
+        if size > MAX_RECORD_BYTES {
+            return Err(BusError::TooLarge(size));
         }
         let name = self.inner.check(topic, partition)?;
         if self.transaction == Some(false) {
@@ -256,8 +259,10 @@ impl BusProducer for KafkaProducer {
         }
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name)
             .partition(partition_i32(partition)?)
-            .key(key)
-            .payload(value);
+            .key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         // Kafka has no timestamp 0 or below: librdkafka stamps those with
         // the time of sending.
         if timestamp_millis > 0 {
@@ -281,6 +286,29 @@ impl BusProducer for KafkaProducer {
         }
         self.producer.poll(Duration::ZERO);
         Ok(())
+    }
+}
+
+impl BusProducer for KafkaProducer {
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        value: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError> {
+        self.produce(topic, partition, key, Some(value), timestamp_millis)
+    }
+
+    fn send_tombstone(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError> {
+        self.produce(topic, partition, key, None, timestamp_millis)
     }
 
     fn flush(&mut self) -> Result<(), BusError> {

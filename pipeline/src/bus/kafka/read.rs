@@ -163,6 +163,7 @@ impl Reader {
                         timestamp_millis: message.timestamp().to_millis().unwrap_or(0),
                         key: message.key().unwrap_or_default().to_vec(),
                         value: message.payload().unwrap_or_default().to_vec(),
+                        tombstone: message.payload().is_none(),
                     });
                 }
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {

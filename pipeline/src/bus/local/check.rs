@@ -183,23 +183,29 @@ pub(super) struct Inspected {
     pub(super) tail: Tail,
 }
 
-/// Reads a segment's records in order from its start.
-fn scan_segment(path: PathBuf, base: u64) -> Result<SegmentScan, BusError> {
+/// Reads a segment's records in order from its start. With `gaps` (a
+/// compacted topic's segment, which compaction leaves with offset gaps)
+/// offsets need only increase; otherwise each is the one before plus one.
+fn scan_segment(path: PathBuf, base: u64, gaps: bool) -> Result<SegmentScan, BusError> {
     let context = || path.display().to_string();
     let file = File::open(&path).map_err(|e| io(context())(e))?;
     let len = file.metadata().map_err(|e| io(context())(e))?.len();
     let mut reader = BufReader::new(file);
     let (mut end, mut next, mut index) = (0u64, base, Vec::new());
+    // The next offset to index: multiples of INDEX_EVERY, or past a gap the
+    // first record beyond one.
+    let mut index_from = base.next_multiple_of(INDEX_EVERY);
     let stop = loop {
         match read_frame(&mut reader).map_err(|e| io(context())(e))? {
             FrameRead::End => break None,
             FrameRead::Bad(bad) => break Some(bad),
-            FrameRead::Frame((offset, .., size)) if offset == next => {
-                if offset.is_multiple_of(INDEX_EVERY) {
+            FrameRead::Frame((offset, .., size)) if offset == next || (gaps && offset > next) => {
+                if offset >= index_from {
                     index.push((offset, end));
+                    index_from = (offset + 1).next_multiple_of(INDEX_EVERY);
                 }
                 end += size;
-                next += 1;
+                next = offset + 1;
             }
             FrameRead::Frame((offset, ..)) => break Some(BadFrame::Offset(offset)),
         }
@@ -224,6 +230,7 @@ pub(super) fn inspect_partition(
     dir: &Path,
     topic: &str,
     partition: u32,
+    gaps: bool,
 ) -> Result<Vec<Inspected>, BusError> {
     let mut bases: Vec<u64> = fs::read_dir(dir)
         .map_err(io(dir.display().to_string()))?
@@ -235,7 +242,7 @@ pub(super) fn inspect_partition(
     bases.sort_unstable();
     let mut inspected = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
-        let scan = scan_segment(PartitionLog::segment_path(dir, base), base)?;
+        let scan = scan_segment(PartitionLog::segment_path(dir, base), base, gaps)?;
         let following = bases.get(i + 1).copied();
         let tail = if scan.end >= scan.len {
             Tail::Clean

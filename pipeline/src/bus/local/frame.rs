@@ -2,6 +2,12 @@
 //! payload`, the payload `offset | timestamp | key length | key | value
 //! length | value`, all big endian (`len` counts the CRC and the payload);
 //! and the frames read back, or why the bytes at a position are not one.
+//!
+//! A tombstone (a null value, which compaction drops in time) has the value
+//! length [`TOMBSTONE`] and no value bytes, as Kafka's null is a length of
+//! -1. Logs written before tombstones (2026-12-05) have no such length: a
+//! value can be 16 MiB at most. A binary of before that date reads a
+//! tombstone's frame as damage and refuses the partition, never as a value.
 
 use std::io::Read;
 
@@ -10,15 +16,25 @@ use super::MAX_RECORD_BYTES;
 /// Frame header: len (4) + crc (4); payload header: offset (8) + timestamp (8) + 2 lengths (8).
 pub(super) const FRAME_HEADER: usize = 8;
 pub(super) const PAYLOAD_FIXED: usize = 24;
+/// The value length of a tombstone's frame (no value bytes follow).
+const TOMBSTONE: u32 = u32::MAX;
 
-pub(super) fn encode_frame(offset: u64, timestamp: i64, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(PAYLOAD_FIXED + key.len() + value.len());
+/// A frame of `value`, or of a tombstone if `None`.
+pub(super) fn encode_frame(
+    offset: u64,
+    timestamp: i64,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Vec<u8> {
+    let value_bytes = value.unwrap_or_default();
+    let mut payload = Vec::with_capacity(PAYLOAD_FIXED + key.len() + value_bytes.len());
     payload.extend_from_slice(&offset.to_be_bytes());
     payload.extend_from_slice(&timestamp.to_be_bytes());
     payload.extend_from_slice(&(key.len() as u32).to_be_bytes());
     payload.extend_from_slice(key);
-    payload.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    payload.extend_from_slice(value);
+    let value_len = value.map_or(TOMBSTONE, |v| v.len() as u32);
+    payload.extend_from_slice(&value_len.to_be_bytes());
+    payload.extend_from_slice(value_bytes);
     let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
     frame.extend_from_slice(&((payload.len() + 4) as u32).to_be_bytes());
     frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
@@ -26,8 +42,9 @@ pub(super) fn encode_frame(offset: u64, timestamp: i64, key: &[u8], value: &[u8]
     frame
 }
 
-/// A frame read back: offset, timestamp, key, value, and its size on disk.
-pub(super) type Frame = (u64, i64, Vec<u8>, Vec<u8>, u64);
+/// A frame read back: offset, timestamp, key, value (`None`: a tombstone),
+/// and its size on disk.
+pub(super) type Frame = (u64, i64, Vec<u8>, Option<Vec<u8>>, u64);
 
 /// Why the bytes at a position are not the frame expected there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +84,18 @@ pub(super) enum FrameRead {
     Bad(BadFrame),
 }
 
+/// Where the key and the value lie in a payload; the value `None` for a
+/// tombstone.
+type Layout = (
+    u64,
+    i64,
+    std::ops::Range<usize>,
+    Option<std::ops::Range<usize>>,
+);
+
 /// The payload's fields: offset, timestamp, and where the key and the value
 /// lie in it; `None` if the lengths do not add up.
-fn payload_layout(
-    payload: &[u8],
-) -> Option<(u64, i64, std::ops::Range<usize>, std::ops::Range<usize>)> {
+fn payload_layout(payload: &[u8]) -> Option<Layout> {
     let u64_at = |i: usize| Some(u64::from_be_bytes(payload.get(i..i + 8)?.try_into().ok()?));
     let u32_at =
         |i: usize| Some(u32::from_be_bytes(payload.get(i..i + 4)?.try_into().ok()?) as usize);
@@ -82,11 +106,19 @@ fn payload_layout(
         .checked_add(key_len)
         .filter(|&v| v + 4 <= payload.len())?;
     let value_len = u32_at(value_len_at)?;
+    if value_len == TOMBSTONE as usize {
+        return (value_len_at + 4 == payload.len()).then_some((
+            offset,
+            timestamp,
+            20..value_len_at,
+            None,
+        ));
+    }
     (value_len_at + 4 + value_len == payload.len()).then_some((
         offset,
         timestamp,
         20..value_len_at,
-        value_len_at + 4..payload.len(),
+        Some(value_len_at + 4..payload.len()),
     ))
 }
 
@@ -125,7 +157,7 @@ pub(super) fn read_frame(reader: &mut impl Read) -> Result<FrameRead, std::io::E
         offset,
         timestamp,
         payload[key].to_vec(),
-        payload[value].to_vec(),
+        value.map(|v| payload[v].to_vec()),
         (FRAME_HEADER + len as usize - 4) as u64,
     )))
 }

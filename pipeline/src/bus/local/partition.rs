@@ -15,8 +15,8 @@ use super::frame::encode_frame;
 use super::{MAX_RECORD_BYTES, io};
 use crate::bus::BusError;
 
-/// A segment rolls over past this size.
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// A segment rolls over past this size (by default).
+pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// The active segment's file is extended this much at a time, ahead of the
 /// appends. An `fdatasync` of a file whose size changed also writes its
 /// inode; one whose appends land in space already allocated does not, which
@@ -36,7 +36,7 @@ pub(super) struct Segment {
 }
 
 pub(super) struct PartitionLog {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     pub(super) segments: Vec<Segment>,
     writer: Option<BufWriter<File>>,
     /// Bytes in the active segment, including buffered ones.
@@ -61,7 +61,14 @@ pub(super) struct PartitionLog {
     /// each time (most of the CPU of a pipeline at 100 claims/s).
     pub(super) resume: Vec<(u64, usize, u64)>,
     /// The power-loss fault mode's journal (`crash_image`), if on.
-    journal: Option<Arc<Journal>>,
+    pub(super) journal: Option<Arc<Journal>>,
+    /// A compacted topic's partition: its segments may have offset gaps.
+    pub(super) gaps: bool,
+    pub(super) topic: String,
+    pub(super) partition: u32,
+    /// A segment rolls over past this size: [`SEGMENT_BYTES`], smaller in
+    /// tests that need closed segments.
+    pub(super) segment_bytes: u64,
 }
 
 impl Drop for PartitionLog {
@@ -87,6 +94,7 @@ impl PartitionLog {
         topic: &str,
         partition: u32,
         journal: Option<Arc<Journal>>,
+        gaps: bool,
     ) -> Result<PartitionLog, BusError> {
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
@@ -95,7 +103,7 @@ impl PartitionLog {
                 sync_dir(parent, journal.as_deref())?;
             }
         }
-        let inspected = inspect_partition(&dir, topic, partition)?;
+        let inspected = inspect_partition(&dir, topic, partition, gaps)?;
         if let Some(damage) = inspected.iter().find_map(|i| match &i.tail {
             Tail::Damaged(damage) => Some(damage),
             _ => None,
@@ -115,6 +123,10 @@ impl PartitionLog {
             index: Vec::new(),
             resume: Vec::new(),
             journal,
+            gaps,
+            topic: topic.to_string(),
+            partition,
+            segment_bytes: SEGMENT_BYTES,
         };
         let last = inspected.len().saturating_sub(1);
         for (i, segment) in inspected.into_iter().enumerate() {
@@ -165,7 +177,7 @@ impl PartitionLog {
     }
 
     fn writer(&mut self) -> Result<&mut BufWriter<File>, BusError> {
-        if self.segments.is_empty() || self.active_len >= SEGMENT_BYTES {
+        if self.segments.is_empty() || self.active_len >= self.segment_bytes {
             self.close_active("segment roll", true)?;
             let path = Self::segment_path(&self.dir, self.next_offset);
             self.segments.push(Segment {
@@ -250,14 +262,16 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Appends a record, or a tombstone if `value` is `None`.
     pub(super) fn append(
         &mut self,
         timestamp: i64,
         key: &[u8],
-        value: &[u8],
+        value: Option<&[u8]>,
     ) -> Result<u64, BusError> {
-        if key.len() + value.len() > MAX_RECORD_BYTES {
-            return Err(BusError::TooLarge(key.len() + value.len()));
+        let size = key.len() + value.map_or(0, <[u8]>::len);
+        if size > MAX_RECORD_BYTES {
+            return Err(BusError::TooLarge(size));
         }
         let offset = self.next_offset;
         let frame = encode_frame(offset, timestamp, key, value);
@@ -288,7 +302,7 @@ impl PartitionLog {
         offset: u64,
         timestamp: i64,
         key: &[u8],
-        value: &[u8],
+        value: Option<&[u8]>,
     ) -> Result<(), BusError> {
         if offset < self.next_offset {
             return Err(BusError::Config(format!(
@@ -300,7 +314,7 @@ impl PartitionLog {
             self.close_active("gap", true)?;
             self.next_offset = offset;
             // Makes the next write roll into a segment based at `offset`.
-            self.active_len = SEGMENT_BYTES;
+            self.active_len = self.segment_bytes;
         }
         self.append(timestamp, key, value).map(|_| ())
     }

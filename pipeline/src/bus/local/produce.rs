@@ -29,13 +29,14 @@ impl LocalProducer {
     }
 }
 
-impl BusProducer for LocalProducer {
-    fn send(
+impl LocalProducer {
+    /// Appends a record, or a tombstone if `value` is `None`.
+    fn append(
         &mut self,
         topic: &str,
         partition: u32,
         key: &[u8],
-        value: &[u8],
+        value: Option<&[u8]>,
         timestamp_millis: i64,
     ) -> Result<(), BusError> {
         let log = match self.touched.get(&(topic.to_string(), partition)) {
@@ -51,6 +52,29 @@ impl BusProducer for LocalProducer {
         self.appended
             .insert((topic.to_string(), partition), offset + 1);
         Ok(())
+    }
+}
+
+impl BusProducer for LocalProducer {
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        value: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError> {
+        self.append(topic, partition, key, Some(value), timestamp_millis)
+    }
+
+    fn send_tombstone(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        timestamp_millis: i64,
+    ) -> Result<(), BusError> {
+        self.append(topic, partition, key, None, timestamp_millis)
     }
 
     fn flush(&mut self) -> Result<(), BusError> {

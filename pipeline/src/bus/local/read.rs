@@ -150,7 +150,11 @@ impl PartitionLog {
         while out.len() < request.max {
             let (offset, timestamp, key, value, size) =
                 match read_frame(&mut reader).map_err(|e| io(context())(e))? {
-                    FrameRead::Frame(frame) if frame.0 == at.expected => frame,
+                    FrameRead::Frame(frame)
+                        if frame.0 == at.expected || (self.gaps && frame.0 > at.expected) =>
+                    {
+                        frame
+                    }
                     FrameRead::Frame((offset, ..)) => {
                         return Err(request.damaged(self, at, BadFrame::Offset(offset)));
                     }
@@ -166,7 +170,7 @@ impl PartitionLog {
                 return Ok(true);
             }
             at.position += size;
-            at.expected += 1;
+            at.expected = offset + 1;
             if offset >= request.from {
                 out.push(Record {
                     topic: request.topic.to_string(),
@@ -174,7 +178,8 @@ impl PartitionLog {
                     offset,
                     timestamp_millis: timestamp,
                     key,
-                    value,
+                    tombstone: value.is_none(),
+                    value: value.unwrap_or_default(),
                 });
             }
         }
