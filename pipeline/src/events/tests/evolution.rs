@@ -392,10 +392,10 @@ fn the_stamp_is_outside_the_signed_bytes() {
         signature: None,
         ingested_at_millis: None,
     };
-    let unstamped = crate::signatures::canonical_bytes(&registry, &value);
+    let unstamped = crate::signatures::canonical_bytes(registry, &value);
     value.ingested_at_millis = Some(1_737_400_000_000);
     assert_eq!(
-        crate::signatures::canonical_bytes(&registry, &value),
+        crate::signatures::canonical_bytes(registry, &value),
         unstamped
     );
     assert_ne!(registry.encode_single(&value), unstamped);
