@@ -50,44 +50,27 @@ pub struct AmcPeriod {
     pub amc: String,
 }
 
-impl DatedValue for GpPeriod {
-    type Value = str;
-    fn period(&self) -> Period {
-        Period {
-            from: self.from,
-            to: self.to,
+/// A period type whose `from`/`to` bound one value, held in `$field`.
+macro_rules! dated_value {
+    ($period:ty, $value:ty, $field:ident) => {
+        impl DatedValue for $period {
+            type Value = $value;
+            fn period(&self) -> Period {
+                Period {
+                    from: self.from,
+                    to: self.to,
+                }
+            }
+            fn value(&self) -> &$value {
+                &self.$field
+            }
         }
-    }
-    fn value(&self) -> &str {
-        &self.rpps
-    }
+    };
 }
 
-impl DatedValue for LocalRegimePeriod {
-    type Value = LocalRegime;
-    fn period(&self) -> Period {
-        Period {
-            from: self.from,
-            to: self.to,
-        }
-    }
-    fn value(&self) -> &LocalRegime {
-        &self.regime
-    }
-}
-
-impl DatedValue for AmcPeriod {
-    type Value = str;
-    fn period(&self) -> Period {
-        Period {
-            from: self.from,
-            to: self.to,
-        }
-    }
-    fn value(&self) -> &str {
-        &self.amc
-    }
-}
+dated_value!(GpPeriod, str, rpps);
+dated_value!(LocalRegimePeriod, LocalRegime, regime);
+dated_value!(AmcPeriod, str, amc);
 
 /// The value on `date`: the period's that contains it, else the scalar.
 pub fn value_on<'a, P: DatedValue>(
