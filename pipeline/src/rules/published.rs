@@ -17,10 +17,16 @@ use super::{EMBEDDED, Rules, RulesError, TABLE_FILES, sha256_tag};
 const SETS: &str = include_str!("../../rules/history/sets.toml");
 
 /// The table texts no current file holds any more, by file name.
-const KEPT_FILES: [(&str, &str); 1] = [(
-    "general.toml",
-    include_str!("../../rules/history/general.4db9f9a607f4.toml"),
-)];
+const KEPT_FILES: [(&str, &str); 2] = [
+    (
+        "general.toml",
+        include_str!("../../rules/history/general.4db9f9a607f4.toml"),
+    ),
+    (
+        "general.toml",
+        include_str!("../../rules/history/general.7cc181f03cee.toml"),
+    ),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -469,15 +469,30 @@ impl LimitationValue {
     }
 }
 
+/// How long claim-driven state outlives the time-bar (docs/rules.md,
+/// "Retention"): a duplicate key or a counter is kept until no claim that
+/// could still touch it is in time, then this margin more (for receipt
+/// stamps that reach a partition out of order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionValue {
+    pub margin_days: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GeneralFile {
     limitation: Vec<Version<LimitationValue>>,
+    /// Absent from rule sets before retention: their state is kept for ever,
+    /// so runs recorded under them replay as they ran.
+    #[serde(default)]
+    retention: Vec<Version<RetentionValue>>,
 }
 
 #[derive(Debug, Clone)]
 pub struct GeneralTable {
     pub limitation: Dated<LimitationValue>,
+    pub retention: Option<Dated<RetentionValue>>,
 }
 
 impl GeneralTable {
@@ -491,9 +506,31 @@ impl GeneralTable {
                 ));
             }
         }
+        let retention = match file.retention.is_empty() {
+            true => None,
+            false => Some(Dated::new(file.retention, "retention")?),
+        };
         Ok(GeneralTable {
             limitation: Dated::new(file.limitation, "limitation")?,
+            retention,
         })
+    }
+
+    /// The first date on which state kept for a claim with care on `care`
+    /// may be deleted: the day its time-bar starts plus the retention margin,
+    /// both as in force on `care`. `None`: kept for ever (no retention in the
+    /// rule set, or no time-bar).
+    pub fn kept_until(&self, care: NaiveDate) -> Option<NaiveDate> {
+        let margin = self.retention.as_ref()?.at(care)?.value.margin_days;
+        let barred_from = self.limitation.at(care)?.value.barred_from(care)?;
+        barred_from.checked_add_days(chrono::Days::new(u64::from(margin)))
+    }
+
+    /// [`Self::kept_until`] for state that claims of a whole year touch (a
+    /// yearly cap): that of the year's last day, the last care a claim
+    /// counted in the year can have.
+    pub fn year_kept_until(&self, year: i32) -> Option<NaiveDate> {
+        self.kept_until(NaiveDate::from_ymd_opt(year, 12, 31)?)
     }
 }
 
@@ -597,6 +634,27 @@ mod tests {
             days.barred_from(date("2024-02-29")),
             Some(date("2026-03-01"))
         );
+    }
+
+    #[test]
+    fn state_is_kept_through_the_time_bar_and_the_margin() {
+        let table = GeneralTable::parse(
+            "[[limitation]]\nfrom = \"2000-01-01\"\nsource = \"s\"\nyears_from_next_quarter = 2\n\
+             [[retention]]\nfrom = \"2000-01-01\"\nsource = \"s\"\nmargin_days = 31\n",
+        )
+        .unwrap();
+        // Care in Q1 2024: barred from 2026-04-01, kept 31 days more.
+        assert_eq!(
+            table.kept_until(date("2024-02-29")),
+            Some(date("2026-05-02"))
+        );
+        // A yearly cap: every claim of 2024 has care on 2024-12-31 at the latest.
+        assert_eq!(table.year_kept_until(2024), Some(date("2027-02-01")));
+        let without = GeneralTable::parse(
+            "[[limitation]]\nfrom = \"2000-01-01\"\nsource = \"s\"\nyears_from_next_quarter = 2\n",
+        )
+        .unwrap();
+        assert_eq!(without.kept_until(date("2024-02-29")), None);
     }
 
     #[test]

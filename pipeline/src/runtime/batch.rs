@@ -344,6 +344,7 @@ fn run_input(
     if result.duplicate {
         stats.duplicates_dropped += 1;
     }
+    stats.keys_expired += result.expired;
     if let Some(offset) = sequenced
         && !result.outputs.iter().any(|o| o.topic == kind.dlq_topic())
     {

@@ -113,6 +113,8 @@ pub struct WorkerStats {
     pub rejected: u64,
     pub dead_letters: u64,
     pub duplicates_dropped: u64,
+    /// State keys deleted by the insurer's clock (retention).
+    pub keys_expired: u64,
     pub restored_outputs_suppressed: u64,
     pub ref_errors: u64,
     pub batches: u64,
@@ -163,6 +165,7 @@ impl WorkerStats {
         self.rejected += other.rejected;
         self.dead_letters += other.dead_letters;
         self.duplicates_dropped += other.duplicates_dropped;
+        self.keys_expired += other.keys_expired;
         self.restored_outputs_suppressed += other.restored_outputs_suppressed;
         self.ref_errors += other.ref_errors;
         self.batches += other.batches;

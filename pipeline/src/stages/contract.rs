@@ -60,6 +60,13 @@ pub trait Stage: Sync {
     /// stages write (`None` for an event without one).
     fn header(input: &Self::Input) -> Option<&EventHeader>;
 
+    /// The insurer's time of the input, in ms since the epoch, for a stage
+    /// whose state expires ([`crate::state::expiry`]): what moves the
+    /// partition's clock. `None` (the default): the stage keeps no clock.
+    fn event_time(_input: &Self::Input) -> Option<i64> {
+        None
+    }
+
     /// One input's outputs, encoded, with `state` the input's own overlay.
     /// An `Err` is a failure of the store beneath, never the input's fault.
     fn decide(
@@ -101,6 +108,12 @@ impl<S: Stage> Process for S {
             Ok(v) => v,
             Err(e) => return Ok(at.dead_letter(format!("decode {}: {e}", S::TOPICS.input))),
         };
+        // The clock moves before the input is decided, in the batch's own
+        // writes: whatever becomes of the input, its date has been seen.
+        let expired = match S::event_time(&input).and_then(crate::clock::insurer_date) {
+            Some(today) => crate::state::expiry::advance(state, today)?.keys,
+            None => 0,
+        };
         if !single_producer(S::TOPICS.input)
             && let Some(header) = S::header(&input)
             && !fresh_upstream(state, header)?
@@ -108,6 +121,7 @@ impl<S: Stage> Process for S {
             return Ok(Processed {
                 outputs: Vec::new(),
                 duplicate: true,
+                expired,
             });
         }
         let mut overlay = StateTxn::new(&*state);
@@ -118,9 +132,13 @@ impl<S: Stage> Process for S {
                 Ok(Processed {
                     outputs,
                     duplicate: false,
+                    expired,
                 })
             }
-            Decided::DeadLetter(error) => Ok(at.dead_letter(error)),
+            Decided::DeadLetter(error) => Ok(Processed {
+                expired,
+                ..at.dead_letter(error)
+            }),
         }
     }
 }

@@ -115,6 +115,9 @@ pub struct Processed {
     /// A multi-producer input dropped by its source topic's mark: a
     /// duplicate a crash or a zombie owner wrote.
     pub duplicate: bool,
+    /// State keys the input's move of the partition's clock deleted
+    /// ([`crate::state::expiry`]).
+    pub expired: u64,
 }
 
 /// The date of `received_at` in the offset it was stamped with.
@@ -211,6 +214,7 @@ impl Inputs<'_> {
 
     pub(crate) fn dead_letter(&self, error: String) -> Processed {
         Processed {
+            expired: 0,
             outputs: vec![dead_letter_output(
                 self.registry,
                 self.stage,

@@ -24,7 +24,7 @@ use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
     Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, FranchiseValue, Pricing, Rules,
 };
-use crate::state::{StateTxn, StoreError, keys};
+use crate::state::{StateTxn, StoreError, expiry, keys};
 use crate::topics;
 
 /// Reimbursement on the bus: `fse.routed` in; `fse.decided` or
@@ -45,6 +45,11 @@ impl contract::Stage for ReimbursementStage {
 
     fn header(event: &FseRouted) -> Option<&EventHeader> {
         Some(&event.header)
+    }
+
+    /// The ingest stamp validation put in the header.
+    fn event_time(event: &FseRouted) -> Option<i64> {
+        Some(event.header.event_time_millis)
     }
 
     fn decide(
@@ -416,9 +421,28 @@ fn take_participation(
     // Only a count that moved is written: a claim without a
     // participation-bearing act leaves no counter of 0 behind.
     if acts_today != counted {
-        state.put_i64(day_key, acts_today);
+        put_kept(state, day_key, acts_today, rules.general.kept_until(care))?;
     }
-    state.put_i64(year_key, taken_this_year.get());
+    let year_until = rules.general.year_kept_until(reimbursed.year());
+    put_kept(state, year_key, taken_this_year.get(), year_until)
+}
+
+/// Writes a counter that expires on `until` (docs/rules.md, "Retention"):
+/// a daily counter once no claim for its day of care can be in time, a
+/// yearly one once none counted in its year can. Scheduled when the counter
+/// is created; `None` keeps it for ever (a rule set without retention).
+fn put_kept(
+    state: &mut StateTxn<'_>,
+    key: Vec<u8>,
+    value: i64,
+    until: Option<chrono::NaiveDate>,
+) -> Result<(), StoreError> {
+    if let Some(until) = until
+        && state.get(&key)?.is_none()
+    {
+        expiry::expire_on(state, &key, until)?;
+    }
+    state.put_i64(key, value);
     Ok(())
 }
 
@@ -471,7 +495,8 @@ fn take_franchises(
             let taken_today = Cents(state.get_i64(day_key)?);
             amount = amount.min(*day_cap - taken_today);
             if amount > Cents::ZERO {
-                state.put_i64(day_key.clone(), (taken_today + amount).get());
+                let until = rules.general.kept_until(care);
+                put_kept(state, day_key.clone(), (taken_today + amount).get(), until)?;
             }
         }
         if amount <= Cents::ZERO {
@@ -480,8 +505,8 @@ fn take_franchises(
         calc.franchise = amount;
         taken_this_year += amount;
     }
-    state.put_i64(year_key, taken_this_year.get());
-    Ok(())
+    let year_until = rules.general.year_kept_until(reimbursed.year());
+    put_kept(state, year_key, taken_this_year.get(), year_until)
 }
 
 /// The franchise a line of `quantity` items of `kind` bears before the
@@ -617,7 +642,13 @@ fn pay(
         }
     };
     let balance = owed + payees.deferred - payees.imputed;
-    if balance != owed {
+    // A settled balance leaves no key behind: the ledger of what is owed
+    // holds only the beneficiaries who owe something.
+    if balance == Cents::ZERO {
+        if state.get(&deferred_key)?.is_some() {
+            state.delete(deferred_key);
+        }
+    } else if balance != owed {
         state.put_i64(deferred_key, balance.get());
     }
     Ok(payees)

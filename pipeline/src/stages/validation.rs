@@ -25,7 +25,7 @@ use crate::ids::{
 use crate::money::{Cents, Hundredths};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{LimitationValue, Pricing, Rules};
-use crate::state::{StateTxn, StoreError, keys};
+use crate::state::{StateTxn, StoreError, expiry, keys};
 use crate::topics;
 
 /// Validation on the bus: `fse.submitted` in; `fse.validated` or
@@ -46,6 +46,13 @@ impl contract::Stage for ValidationStage {
 
     fn header(_: &FseSubmitted) -> Option<&EventHeader> {
         None
+    }
+
+    /// Only the insurer's stamp moves the clock that expires duplicate keys:
+    /// a sender's `received_at` (all an unstamped record has) must not be
+    /// able to age them.
+    fn event_time(submitted: &FseSubmitted) -> Option<i64> {
+        submitted.ingested_at_millis
     }
 
     fn decide(
@@ -769,6 +776,10 @@ pub fn validate(
     // The id is consumed once the FSE passes validation with a genuine
     // signature: a later rejection (entitlement, routing) does not free it; a
     // corrected FSE is sent under a new invoice number (docs/rules.md).
+    // Kept while a resend could still be in time (docs/rules.md, "Retention").
+    if let Some(until) = ctx.rules.general.kept_until(fse.care_date) {
+        expiry::expire_on(state, &seen, until)?;
+    }
     state.put(seen, fse.reimbursement_date().to_string().into_bytes());
     Ok(Outcome::Pass(Validated {
         fse,

@@ -55,8 +55,9 @@ pub fn deferred_balance(beneficiary: &BeneficiaryKey) -> Vec<u8> {
 }
 
 /// The runtime's own keys in a stage partition's state. A leading NUL (or,
-/// for the duplicate filter's marks, SOH) never starts a stage's key (those
-/// start with a kind, above), so the two never meet.
+/// for the duplicate filter's marks, SOH; for the expiry index and clock,
+/// STX: [`super::expiry`]) never starts a stage's key (those start with a
+/// kind, above), so the two never meet.
 pub mod reserved {
     /// The position of the next input to apply.
     pub const APPLIED: &[u8] = b"\0applied";

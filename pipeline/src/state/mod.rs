@@ -6,6 +6,7 @@
 //! applies the whole overlay in one batch. This module never decides anything
 //! about claims; [`keys`] says how each stage lays out its keys.
 
+pub mod expiry;
 pub mod keys;
 mod mem;
 mod mirror;

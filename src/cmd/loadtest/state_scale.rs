@@ -14,7 +14,9 @@
 //!    over days and over a pool of professionals; each claim writes the
 //!    reimbursement stage's keys (`state::keys`) with the shares of each key
 //!    kind measured in a pipeline run (`report.json`, `state`). Daily keys
-//!    never expire today, so this is the store a year leaves behind.
+//!    live through the time-bar window (over two years: docs/rules.md,
+//!    "Retention"), so this is the store a year leaves behind; the steady
+//!    state is about 2.3 such years (`--time-lapse` measures it).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

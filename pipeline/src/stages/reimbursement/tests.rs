@@ -562,3 +562,83 @@ fn under_tiers_payant_deductions_are_deferred_then_imputed() {
         Some(CARE)
     );
 }
+
+/// The reimbursement stage's store, key kind (`pfd`, `pfy`, `fad`, …) by key
+/// kind, the expiry index aside.
+fn kinds(kit: &Kit) -> Vec<String> {
+    let mut kinds: Vec<String> = kit
+        .reimbursement
+        .scan_prefix(b"")
+        .unwrap()
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with(b"\x02"))
+        .map(|(key, _)| {
+            String::from_utf8_lossy(&key)
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    kinds.dedup();
+    kinds
+}
+
+/// Moves the reimbursement partition's clock to `day`, as an input stamped
+/// then would.
+fn clock_reaches(kit: &Kit, day: &str) {
+    let day: chrono::NaiveDate = day.parse().unwrap();
+    Kit::run(&kit.reimbursement, |txn| {
+        crate::state::expiry::advance(txn, day)
+    });
+}
+
+#[test]
+fn daily_counters_expire_after_the_time_bar_of_their_day_and_yearly_ones_after_their_year() {
+    // Given: a GP act (participation) and nurse acts (franchise) on
+    // 2025-06-02: care in Q2 2025, barred from 2027-07-01, kept 31 days more.
+    let mut kit = Kit::new();
+    kit.rights(json!({}));
+    clock_reaches(&kit, CARE);
+    when_reimbursed(&kit, &claim(json!({})));
+    when_reimbursed(
+        &kit,
+        &claim(json!({
+            "fse_id": "12345678-000000043",
+            "professional": {"rpps": NURSE, "category": "nurse", "sector": "1"},
+            "pathway": "referred",
+            "acts": [{"code": "AMI", "coefficient": "2", "quantity": 5, "charged": "31.50"}]
+        })),
+    );
+    assert_eq!(kinds(&kit), ["fad", "fry", "pfd", "pfy"]);
+    // A late claim for that day is still in time on 2027-06-30: its counters
+    // must be there a month more.
+    clock_reaches(&kit, "2027-07-31");
+    assert_eq!(kinds(&kit), ["fad", "fry", "pfd", "pfy"]);
+    clock_reaches(&kit, "2027-08-01");
+    assert_eq!(kinds(&kit), ["fry", "pfy"]);
+    // 2025's caps: any claim counted in 2025 has care by 2025-12-31, barred
+    // from 2028-01-01.
+    clock_reaches(&kit, "2028-01-31");
+    assert_eq!(kinds(&kit), ["fry", "pfy"]);
+    clock_reaches(&kit, "2028-02-01");
+    assert_eq!(kinds(&kit), Vec::<String>::new());
+    // Nothing is left of the index but the clock.
+    assert_eq!(kit.reimbursement.scan_prefix(b"").unwrap().len(), 1);
+}
+
+#[test]
+fn a_settled_deferred_balance_leaves_no_key() {
+    let mut kit = Kit::new();
+    kit.rights(json!({}));
+    let tp = claim(json!({"tiers_payant": {"amo": true, "amc": false}}));
+    when_reimbursed(&kit, &tp);
+    assert!(kinds(&kit).contains(&"def".to_string()));
+    // The next benefit paid to the insured takes the EUR 2 owed: settled.
+    let second = when_reimbursed(
+        &kit,
+        &claim(json!({"care_date": "2025-06-03", "fse_id": "12345678-000000043"})),
+    );
+    assert_eq!(cents(second.imputed), "2.00");
+    assert!(!kinds(&kit).contains(&"def".to_string()));
+}
