@@ -424,6 +424,52 @@ fn an_archive_recorded_at_3b6183f_replays_identically() {
     assert_eq!(report["inputs"], 1368, "{report}");
 }
 
+/// A what-if on a run recorded under an earlier rule set compares against
+/// that set, not against the binary's current one: the baseline decides as
+/// the record did.
+#[test]
+fn a_what_if_on_an_old_archive_takes_the_recorded_rule_set_as_its_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/archive-3b6183f"),
+        &archive,
+    );
+    let report = dir.path().join("what-if.json");
+    common::ok(
+        clearing().args([
+            "replay",
+            "--archive",
+            archive.to_str().unwrap(),
+            "--rules",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("pipeline/rules")
+                .to_str()
+                .unwrap(),
+            "--out",
+            dir.path().join("what-if").to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--quiet",
+        ]),
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        r["baseline_rules"],
+        "sha256:eeeedaef47c517134464ebd88db5da96e90c730bad50d568aaa8e157ba44644a",
+        "{r:#}"
+    );
+    assert_eq!(
+        r["what_if_rules"].as_str(),
+        Some(
+            clearing_pipeline::rules::Rules::embedded()
+                .unwrap()
+                .version
+                .as_str()
+        )
+    );
+}
+
 #[test]
 fn an_archive_replays_identically_and_one_tampered_event_is_named() {
     let (dir, archive) = recorded_archive();

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use clearing_pipeline::bus::local::LocalLog;
 use clearing_pipeline::bus::{Bus, BusError, scan};
 use clearing_pipeline::events::SchemaRegistry;
-use clearing_pipeline::events::model::{DecisionRec, FseDecided, FseRejected, FseSubmitted};
+use clearing_pipeline::events::model::{
+    AuditCheckpoint, DecisionRec, FseDecided, FseRejected, FseSubmitted,
+};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::{self, Shared, topics};
@@ -213,6 +215,44 @@ pub fn what_if(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The rule sets the recorded run's checkpoints name, each once.
+pub fn recorded_rules_versions(
+    source: &dyn Bus,
+) -> Result<std::collections::BTreeSet<String>, ReplayError> {
+    let registry = SchemaRegistry::new().map_err(|e| ReplayError::Other(e.to_string()))?;
+    let mut versions = std::collections::BTreeSet::new();
+    for partition in 0..source.partition_count(topics::AUDIT_CHECKPOINTS)? {
+        scan(source, topics::AUDIT_CHECKPOINTS, partition, 0, |r| {
+            if let Ok(c) = registry.decode_single::<AuditCheckpoint>(&r.value) {
+                versions.insert(c.rules_version);
+            }
+            Ok::<_, BusError>(true)
+        })?;
+    }
+    Ok(versions)
+}
+
+/// The baseline of a what-if when none is given: the one rule set the
+/// recorded run ran under (the current set or an earlier published one), so
+/// that the baseline decides as the record did. `None` when the record names
+/// no set this binary has, or several (the live runtime runs one set: the
+/// caller must choose with `--recorded-rules`).
+pub fn recorded_baseline(
+    versions: &std::collections::BTreeSet<String>,
+    current: Rules,
+) -> Result<Option<Rules>, ReplayError> {
+    let [version] = versions.iter().collect::<Vec<_>>()[..] else {
+        return Ok(None);
+    };
+    if *version == current.version {
+        return Ok(Some(current));
+    }
+    match Rules::published(version) {
+        Ok(found) => Ok(found.map(|rules| (*rules).clone())),
+        Err(e) => Err(ReplayError::Other(e.to_string())),
+    }
 }
 
 /// Category and month of each claim, from its submission.

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::StageKind;
 use clearing_replay::run::{Report, replay};
 use clearing_replay::verify::{Divergence, REFERENCE_COMPACTED, Setup};
@@ -37,7 +38,8 @@ pub struct ReplayArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Rule tables of the recorded run (default: the embedded tables).
+    /// Rule tables of the recorded run (default: the embedded tables; for
+    /// a what-if, the one set the record's checkpoints name).
     #[arg(long)]
     pub recorded_rules: Option<PathBuf>,
     /// What-if: replay the recorded inputs under these rule tables (a
@@ -290,13 +292,34 @@ fn recorded_trust_unsigned(bus: &dyn clearing_pipeline::bus::Bus) -> Result<bool
     Ok(false)
 }
 
+/// The rule set the recorded run ran under, as the what-if's baseline.
+fn recorded_baseline(bus: &dyn clearing_pipeline::bus::Bus) -> Result<Rules> {
+    let versions = clearing_replay::whatif::recorded_rules_versions(bus)?;
+    if versions.is_empty() {
+        // Nothing recorded under any set yet: the embedded one.
+        return load_rules(None);
+    }
+    match clearing_replay::whatif::recorded_baseline(&versions, load_rules(None)?)? {
+        Some(rules) => Ok(rules),
+        None => anyhow::bail!(
+            "the recorded run names {} rule set(s) ({}), not one this binary has alone: \
+             give the baseline with --recorded-rules DIR",
+            versions.len(),
+            versions.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 fn what_if(
     args: &ReplayArgs,
     bus: &dyn clearing_pipeline::bus::Bus,
     rules: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<ExitCode> {
-    let baseline = load_rules(args.recorded_rules.as_deref())?;
+    let baseline = match &args.recorded_rules {
+        Some(dir) => load_rules(Some(dir))?,
+        None => recorded_baseline(bus)?,
+    };
     let alternative = load_rules(Some(rules))?;
     let trust_unsigned = recorded_trust_unsigned(bus)?;
     if !args.quiet {

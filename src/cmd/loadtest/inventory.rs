@@ -46,21 +46,19 @@ fn count_keys(dir: &Path, partitions: u32) -> (BTreeMap<String, u64>, u64) {
     (by_kind, bytes)
 }
 
-/// The prefix before the first '/'; the runtime's own keys as `\0…`.
+/// The prefix before the first '/'; the runtime's own keys (a control
+/// byte first: `\0…` offsets, `\1…` upstream marks, `\2exp` the expiry
+/// index, state::keys::reserved) as `\<byte><name>`.
 fn key_kind(key: &[u8]) -> String {
-    if key.first() == Some(&0) {
-        format!(
-            "\\0{}",
-            String::from_utf8_lossy(&key[1..])
-                .split('/')
-                .next()
-                .unwrap_or("")
-        )
-    } else {
-        String::from_utf8_lossy(key)
+    let kind = |rest: &[u8]| {
+        String::from_utf8_lossy(rest)
             .split('/')
             .next()
             .unwrap_or("")
             .to_string()
+    };
+    match key.first() {
+        Some(&control) if control < 0x20 => format!("\\{control}{}", kind(&key[1..])),
+        _ => kind(key),
     }
 }
