@@ -321,16 +321,21 @@ fn summary(r: &TimeLapseReport) {
     );
     for s in &r.verdict.series {
         println!(
-            "  {:<28} {:<9} mean {:>14.0}  max dev {:>6.1} %  slope {:>+7.2} %/month",
+            "  {:<28} {:<9} mean {:>14.0}  max dev {:>6.1} % ({})  slope {:>+7.2} %/month",
             s.series,
             flat_word(s.flat),
             s.mean,
             s.max_deviation_pct,
+            match s.within_band {
+                Some(true) => "in band",
+                Some(false) => "OUT of band",
+                None => "n/a",
+            },
             s.slope_pct_per_month
         );
     }
     println!(
-        "  verdict: {} (±{:.0} % of the mean after the window; see time-lapse.json for the rule)",
+        "  verdict: {} (±{:.0} % of the mean after the window, and at most that much drift a year; the rule is in time-lapse.json)",
         match r.verdict.flat {
             Some(true) => "FLAT",
             Some(false) => "NOT FLAT",

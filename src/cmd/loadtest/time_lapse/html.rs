@@ -141,7 +141,11 @@ fn verdict_table(r: &TimeLapseReport) -> String {
                 None => "n/a".into(),
             },
             number(s.mean),
-            format!("{:.1} %", s.max_deviation_pct),
+            format!(
+                "{:.1} %{}",
+                s.max_deviation_pct,
+                if s.within_band == Some(false) { " (out of band)" } else { "" }
+            ),
             format!("{:+.2} %", s.slope_pct_per_month),
         ]
     };

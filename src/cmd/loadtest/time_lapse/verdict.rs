@@ -6,11 +6,13 @@ use serde::Serialize;
 /// How far from its mean a flat series may go, as a share of the mean.
 pub const TOLERANCE: f64 = 0.10;
 
-pub const RULE: &str = "a series is flat when every monthly value after the time-bar window \
-     is within ±10 % of the mean of those values (max |x − mean| ≤ 0.10 × mean), over at \
-     least 2 months; the slope is the least-squares line through those values, per month \
-     and as a share of the mean. The overall verdict covers each stage's bytes on disk and \
-     live keys, and the process's peak RSS; the key kinds are reported alone.";
+pub const RULE: &str = "over the months after the time-bar window (at least 2), a series is \
+     within the band when every monthly value is within ±10 % of the mean of those values \
+     (max |x − mean| ≤ 0.10 × mean); its slope is the least-squares line through them, per \
+     month and as a share of the mean; it is flat when within the band and its slope over 12 \
+     months is at most 10 % of the mean (a short window can hold a growing series inside the \
+     band). The overall verdict covers each stage's bytes on disk and live keys, and the \
+     process's peak RSS; the key kinds are reported alone.";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SeriesVerdict {
@@ -25,7 +27,9 @@ pub struct SeriesVerdict {
     pub slope_per_month: f64,
     /// The slope as a share of the mean, percent per month.
     pub slope_pct_per_month: f64,
-    /// `None` with fewer than 2 months after the window.
+    /// Every value within ±10 % of the mean (`None` with fewer than 2 months).
+    pub within_band: Option<bool>,
+    /// Within the band, and the slope over a year within 10 % of the mean.
     pub flat: Option<bool>,
 }
 
@@ -45,6 +49,8 @@ pub fn judge(series: &str, values: &[f64]) -> SeriesVerdict {
         .fold(0.0, f64::max);
     let share = |x: f64| if mean > 0.0 { 100.0 * x / mean } else { 0.0 };
     let slope = slope(values);
+    let within_band = (n >= 2).then_some(deviation <= TOLERANCE * mean.abs());
+    let steady = (12.0 * slope).abs() <= TOLERANCE * mean.abs();
     SeriesVerdict {
         series: series.to_string(),
         months: n,
@@ -54,7 +60,8 @@ pub fn judge(series: &str, values: &[f64]) -> SeriesVerdict {
         max_deviation_pct: share(deviation),
         slope_per_month: slope,
         slope_pct_per_month: share(slope),
-        flat: (n >= 2).then_some(deviation <= TOLERANCE * mean.abs()),
+        within_band,
+        flat: within_band.map(|band| band && steady),
     }
 }
 
@@ -89,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_series_within_ten_percent_of_its_mean_is_flat() {
-        let v = judge("x", &[100.0, 109.0, 91.0, 100.0]);
+        let v = judge("x", &[100.0, 109.0, 91.0, 91.0, 109.0, 100.0]);
         assert_eq!(v.flat, Some(true));
         assert!((v.mean - 100.0).abs() < 1e-9);
         assert!((v.max_deviation_pct - 9.0).abs() < 1e-9);
@@ -99,9 +106,20 @@ mod tests {
     fn a_growing_series_is_not_flat_and_has_its_slope() {
         let v = judge("x", &[100.0, 110.0, 120.0, 130.0, 140.0]);
         assert_eq!(v.flat, Some(false));
+        assert_eq!(v.within_band, Some(false));
         assert!((v.slope_per_month - 10.0).abs() < 1e-9);
         assert!((v.slope_pct_per_month - 100.0 * 10.0 / 120.0).abs() < 1e-9);
         assert!((v.max_deviation_pct - 100.0 * 20.0 / 120.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_slow_climb_inside_the_band_is_not_flat() {
+        // +1 % a month for 5 months stays within ±10 % but is 12 % a year.
+        let v = judge("x", &[100.0, 101.0, 102.0, 103.0, 104.0]);
+        assert_eq!(v.within_band, Some(true));
+        assert_eq!(v.flat, Some(false));
+        let noisy = judge("x", &[100.0, 104.0, 97.0, 103.0, 98.0, 101.0]);
+        assert_eq!(noisy.flat, Some(true));
     }
 
     #[test]
