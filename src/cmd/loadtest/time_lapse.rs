@@ -21,8 +21,8 @@ use clap::Args;
 use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::rules::Rules;
-use clearing_pipeline::runtime::ingest::Ingest;
 use clearing_pipeline::runtime;
+use clearing_pipeline::runtime::ingest::Ingest;
 use serde::Serialize;
 
 use self::corpus::Plan;
@@ -111,7 +111,13 @@ pub fn run(args: &LoadtestArgs, years: u32) -> Result<ExitCode> {
     corpus::check_period(&plan, &rules)?;
     let registry = SchemaRegistry::new()?;
     let pseudonyms = pseudonym_key()?;
-    let corpus = corpus::prepare(args.corpus.as_deref(), &plan, &rules, &registry, &pseudonyms)?;
+    let corpus = corpus::prepare(
+        args.corpus.as_deref(),
+        &plan,
+        &rules,
+        &registry,
+        &pseudonyms,
+    )?;
     std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
     let (bus_dir, state_dir) = (args.out.join("bus"), args.out.join("state"));
     remove_dir(&bus_dir)?;
@@ -260,9 +266,8 @@ fn judge(rows: &[MonthRow], window: &Window) -> Verdict {
             .flat_map(|r| r.stages[i].keys_by_kind.keys())
             .collect();
         for kind in kinds {
-            let values = series_of(&|r| {
-                r.stages[i].keys_by_kind.get(kind).copied().unwrap_or(0) as f64
-            });
+            let values =
+                series_of(&|r| r.stages[i].keys_by_kind.get(kind).copied().unwrap_or(0) as f64);
             key_kinds.push(verdict::judge(&format!("{stage} {kind}"), &values));
         }
     }
@@ -317,7 +322,10 @@ fn summary(r: &TimeLapseReport) {
         c.start,
         r.window.barred_from,
         r.window.margin_days,
-        r.window.steady_from.as_deref().unwrap_or("(none in the period)")
+        r.window
+            .steady_from
+            .as_deref()
+            .unwrap_or("(none in the period)")
     );
     for s in &r.verdict.series {
         println!(

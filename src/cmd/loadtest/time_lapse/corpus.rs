@@ -223,7 +223,12 @@ fn generate(
     let date_of = |index: usize| plan.dating(index);
     let make = |index: usize| {
         let made = claims::claim_dated(&config, &world, rules, registry, index, Some(&date_of));
-        stamped(made.fse, made.bad.map(|b| b.expected()), registry, pseudonyms)
+        stamped(
+            made.fse,
+            made.bad.map(|b| b.expected()),
+            registry,
+            pseudonyms,
+        )
     };
     let unsorted_path = dir.join(format!("unsorted.tmp{}", std::process::id()));
     let mut unsorted = BufWriter::new(
@@ -335,7 +340,9 @@ pub fn check_period(plan: &Plan, rules: &Rules) -> Result<()> {
     let first_care = plan.start - Days::new(LATEST_CARE_DAYS);
     for day in [first_care, plan.end] {
         if clearing_pipeline::outbound::calendar::is_working_day(&rules.calendar, day).is_err() {
-            bail!("the rule tables do not cover {day}: choose a --start and --time-lapse inside them");
+            bail!(
+                "the rule tables do not cover {day}: choose a --start and --time-lapse inside them"
+            );
         }
     }
     if rules.general.limitation.at(first_care).is_none() {

@@ -66,11 +66,7 @@ fn steady_index(r: &TimeLapseReport) -> Option<f64> {
         .map(|i| (i + 1) as f64)
 }
 
-fn by_month<'a>(
-    rows: &[MonthRow],
-    name: &'a str,
-    figure: impl Fn(&MonthRow) -> f64,
-) -> Series<'a> {
+fn by_month<'a>(rows: &[MonthRow], name: &'a str, figure: impl Fn(&MonthRow) -> f64) -> Series<'a> {
     Series {
         name,
         points: rows
@@ -97,7 +93,13 @@ fn charts(r: &TimeLapseReport) -> String {
         .enumerate()
         .map(|(i, stage)| by_month(rows, stage, |row| row.stages[i].disk_bytes as f64 / MB))
         .collect();
-    out.push_str(&line_chart("sled store on disk by stage", &x, "MB", &disk, &[]));
+    out.push_str(&line_chart(
+        "sled store on disk by stage",
+        &x,
+        "MB",
+        &disk,
+        &[],
+    ));
     let memory = [
         by_month(rows, "RSS peak", |row| row.rss_peak_bytes as f64 / MB),
         by_month(rows, "RSS after", |row| row.rss_after_bytes as f64 / MB),
@@ -144,12 +146,22 @@ fn verdict_table(r: &TimeLapseReport) -> String {
             format!(
                 "{:.1} %{}",
                 s.max_deviation_pct,
-                if s.within_band == Some(false) { " (out of band)" } else { "" }
+                if s.within_band == Some(false) {
+                    " (out of band)"
+                } else {
+                    ""
+                }
             ),
             format!("{:+.2} %", s.slope_pct_per_month),
         ]
     };
-    let head = ["series", "verdict", "mean", "max deviation", "slope / month"];
+    let head = [
+        "series",
+        "verdict",
+        "mean",
+        "max deviation",
+        "slope / month",
+    ];
     let series: Vec<Vec<String>> = r.verdict.series.iter().map(row).collect();
     let kinds: Vec<Vec<String>> = r.verdict.key_kinds.iter().map(row).collect();
     format!(

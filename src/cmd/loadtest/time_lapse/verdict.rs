@@ -43,10 +43,7 @@ pub fn judge(series: &str, values: &[f64]) -> SeriesVerdict {
     };
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let deviation = values
-        .iter()
-        .map(|v| (v - mean).abs())
-        .fold(0.0, f64::max);
+    let deviation = values.iter().map(|v| (v - mean).abs()).fold(0.0, f64::max);
     let share = |x: f64| if mean > 0.0 { 100.0 * x / mean } else { 0.0 };
     let slope = slope(values);
     let within_band = (n >= 2).then_some(deviation <= TOLERANCE * mean.abs());
