@@ -151,23 +151,7 @@ pub fn run(args: &LoadtestArgs, years: u32) -> Result<ExitCode> {
     )?;
     let verdict = judge(&rows, &window);
     let report = TimeLapseReport {
-        config: Config {
-            years,
-            per_day: plan.per_day,
-            start: plan.start,
-            end: plan.end,
-            seed: plan.seed,
-            partitions: args.partitions.count,
-            beneficiaries: plan.beneficiaries,
-            professionals: plan.professionals,
-            claims_made: corpus.manifest.claims,
-            claims_in_period: corpus.manifest.in_period,
-            bad_claims: corpus.manifest.bad_claims.clone(),
-            corpus: corpus.dir.display().to_string(),
-            corpus_reused: corpus.reused,
-            generate_seconds: corpus.generate_seconds,
-            rules_version: rules.version.clone(),
-        },
+        config: config(args, years, &plan, &corpus, &rules),
         window,
         months: rows,
         verdict,
@@ -176,6 +160,33 @@ pub fn run(args: &LoadtestArgs, years: u32) -> Result<ExitCode> {
     };
     write(&args.out, &report)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the run was, for the report.
+fn config(
+    args: &LoadtestArgs,
+    years: u32,
+    plan: &Plan,
+    corpus: &corpus::Corpus,
+    rules: &Rules,
+) -> Config {
+    Config {
+        years,
+        per_day: plan.per_day,
+        start: plan.start,
+        end: plan.end,
+        seed: plan.seed,
+        partitions: args.partitions.count,
+        beneficiaries: plan.beneficiaries,
+        professionals: plan.professionals,
+        claims_made: corpus.manifest.claims,
+        claims_in_period: corpus.manifest.in_period,
+        bad_claims: corpus.manifest.bad_claims.clone(),
+        corpus: corpus.dir.display().to_string(),
+        corpus_reused: corpus.reused,
+        generate_seconds: corpus.generate_seconds,
+        rules_version: rules.version.clone(),
+    }
 }
 
 fn run_months(
