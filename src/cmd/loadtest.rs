@@ -37,6 +37,7 @@ mod setup;
 mod state_scale;
 mod summary;
 mod targets;
+mod time_lapse;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,7 @@ use self::setup::Setup;
 use super::args::{Partitions, Signatures, WorkerArgs};
 
 pub use state_scale::StateScaleArgs;
+pub use time_lapse::TimeLapseArgs;
 
 /// The stages' consumer group (each stage uses `loadtest.<stage>`).
 const GROUP: &str = "loadtest";
@@ -111,11 +113,22 @@ pub struct LoadtestArgs {
     pub no_stages: bool,
     #[command(flatten)]
     pub scale: StateScaleArgs,
+    /// Instead of a run: this many simulated years of claims at a constant
+    /// daily volume (--per-day, from --start), month by month, with the
+    /// stores' size and the memory after each month. Writes
+    /// time-lapse.json and time-lapse.html.
+    #[arg(long)]
+    pub time_lapse: Option<u32>,
+    #[command(flatten)]
+    pub time_lapse_args: TimeLapseArgs,
 }
 
 pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     if let Some(n) = args.state_scale {
         return state_scale::run(n, &args.out, args.partitions.count, args.seed, &args.scale);
+    }
+    if let Some(years) = args.time_lapse {
+        return time_lapse::run(&args, years);
     }
     let plan = Plan::new(&args)?;
     let setup = setup::prepare(&args, &plan)?;

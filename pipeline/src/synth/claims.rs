@@ -94,6 +94,18 @@ pub struct ClaimConfig {
     pub visitors_per_mille: u32,
 }
 
+/// The dates of a claim its caller chooses (the time-lapse load test walks
+/// receipt days at a constant volume): the date of care, and the day the
+/// insurer receives it (at a working hour drawn as usual).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dating {
+    pub care: NaiveDate,
+    pub received: NaiveDate,
+}
+
+/// The dates of claim `index`, when its caller chooses them.
+pub type DateOf<'a> = Option<&'a (dyn Fn(usize) -> Dating + Sync)>;
+
 /// One generated claim, signed, and the bad kind it was made as (if any).
 pub struct GeneratedClaim {
     pub fse: FseSubmitted,
@@ -422,6 +434,7 @@ fn good_claim(
     world: &World,
     rules: &Rules,
     index: usize,
+    dating: Option<Dating>,
 ) -> (FseSubmitted, usize, Rng) {
     let mut rng = Rng::new(config.seed, (STREAM_CLAIMS << 40) | index as u64);
     let weights: Vec<u32> = CLAIM_MIX.iter().map(|(_, w)| *w).collect();
@@ -429,7 +442,8 @@ fn good_claim(
     let span = (world.last_care_date - world.first_care_date)
         .num_days()
         .max(0);
-    let care = date_plus(world.first_care_date, rng.range(0, span));
+    let drawn = date_plus(world.first_care_date, rng.range(0, span));
+    let care = dating.map_or(drawn, |d| d.care);
     let is_visitor = rng.chance(config.visitors_per_mille);
     let beneficiary_index =
         usize::try_from(rng.below(world.beneficiaries.len().max(1) as u64)).unwrap_or(0);
@@ -437,7 +451,11 @@ fn good_claim(
         .beneficiaries
         .get(beneficiary_index)
         .map(|b| &b.rights);
-    let (pro_index, is_declared_gp) = professional_for(&mut rng, world, category, rights, care);
+    // The latest day the claim can reach the insurer: a card revoked by then
+    // is not used for a good claim.
+    let receipt_by = dating.map_or(date_plus(care, RECEIPT_DELAY_DAYS), |d| d.received);
+    let (pro_index, is_declared_gp) =
+        professional_for(&mut rng, world, category, rights, care, receipt_by);
     let pro = &world.professionals[pro_index];
     let mut acts = acts_for(&mut rng, rules, pro, care);
     let has_ald = rights.is_some_and(|r| r.ald.iter().any(|p| p.contains(care)));
@@ -451,7 +469,8 @@ fn good_claim(
     let tiers_amc =
         tiers_amo && rights.is_some_and(|r| r.amc_on(care).is_some()) && rng.chance(700);
     let delay = rng.range(0, RECEIPT_DELAY_DAYS);
-    let (received_at_millis, received_offset_minutes) = receipt(&mut rng, date_plus(care, delay));
+    let received = dating.map_or(date_plus(care, delay), |d| d.received);
+    let (received_at_millis, received_offset_minutes) = receipt(&mut rng, received);
     let (beneficiary, ehic) = match (is_visitor, rights) {
         (false, Some(r)) => (
             Some(BeneficiaryRec {
@@ -492,6 +511,7 @@ fn professional_for(
     category: Category,
     rights: Option<&RightsInput>,
     care: NaiveDate,
+    receipt_by: NaiveDate,
 ) -> (usize, bool) {
     // A beneficiary's declared GP sees most of their GP visits.
     let mut pro_index = *rng.pick(world.of_category(category));
@@ -512,7 +532,7 @@ fn professional_for(
     // bills with the next professional's card of the category.
     if world.professionals[pro_index]
         .revoked_on
-        .is_some_and(|revoked| revoked <= date_plus(care, RECEIPT_DELAY_DAYS))
+        .is_some_and(|revoked| revoked <= receipt_by)
         && let Some(&other) = world
             .of_category(category)
             .iter()
@@ -545,7 +565,22 @@ pub fn claim(
     registry: &SchemaRegistry,
     index: usize,
 ) -> GeneratedClaim {
-    let (mut fse, pro_index, mut rng) = good_claim(config, world, rules, index);
+    claim_dated(config, world, rules, registry, index, None)
+}
+
+/// [`claim`], dated by `date_of` when given (every other draw is the same).
+/// A bad kind that moves the dates (a late claim, a revoked or expired card,
+/// coverage ended) moves them from the chosen ones.
+pub fn claim_dated(
+    config: &ClaimConfig,
+    world: &World,
+    rules: &Rules,
+    registry: &SchemaRegistry,
+    index: usize,
+    date_of: DateOf<'_>,
+) -> GeneratedClaim {
+    let dating = date_of.map(|f| f(index));
+    let (mut fse, pro_index, mut rng) = good_claim(config, world, rules, index, dating);
     let pros = &world.professionals;
     if index == 0 || !rng.chance(config.bad_per_mille) {
         sign(&mut fse, &pros[pro_index], registry);
@@ -555,7 +590,7 @@ pub fn claim(
     if kind == BadKind::Duplicate {
         // The professional's software sends an earlier claim again, byte
         // for byte (its signature covers received_at, so nothing changes).
-        let earlier = claim(config, world, rules, registry, index - 1);
+        let earlier = claim_dated(config, world, rules, registry, index - 1, date_of);
         if earlier.bad.is_some() {
             return good_instead(fse, &pros[pro_index], registry);
         }

@@ -176,7 +176,7 @@ pub fn generate(
 
 /// The world's rights, PKI (certificates, then revocations) and EU
 /// institutions, one JSON line each.
-fn write_reference_data(dir: &Path, world: &world::World) -> std::io::Result<()> {
+pub fn write_reference_data(dir: &Path, world: &world::World) -> std::io::Result<()> {
     write_jsonl(
         &dir.join("rights.jsonl"),
         world.beneficiaries.iter().map(|b| &b.rights),

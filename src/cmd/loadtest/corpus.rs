@@ -21,8 +21,8 @@ use crate::cmd::args::RulesArgs;
 use crate::cmd::for_each_line;
 use crate::cmd::gen_data::{GenArgs, generate};
 
-const WIRE_FILE: &str = "submitted.bin";
-const WIRE_MAGIC: &[u8; 4] = b"CLW1";
+pub(super) const WIRE_FILE: &str = "submitted.bin";
+pub(super) const WIRE_MAGIC: &[u8; 4] = b"CLW1";
 /// The share of professionals signing with RSA-2048 in `clearing gen` and `demo`.
 pub const RSA_PER_MILLE: u32 = 100;
 
@@ -41,7 +41,7 @@ pub struct WireRecord {
     pub timestamp: i64,
 }
 
-fn cache_root() -> PathBuf {
+pub(super) fn cache_root() -> PathBuf {
     match std::env::var_os("CLEARING_LOADTEST_CACHE") {
         Some(dir) => dir.into(),
         None => clearing_pipeline::synth::default_key_cache()
@@ -121,7 +121,7 @@ pub fn prepare(dir: Option<&Path>, seed: u64, needed: u64) -> Result<Corpus> {
     })
 }
 
-fn put(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn put(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     out.write_all(&(bytes.len() as u32).to_be_bytes())?;
     out.write_all(bytes)
 }
@@ -201,7 +201,7 @@ pub struct WireReader {
 }
 
 impl WireReader {
-    fn open(path: &Path) -> Result<WireReader> {
+    pub(super) fn open(path: &Path) -> Result<WireReader> {
         let mut input = BufReader::with_capacity(
             1 << 20,
             File::open(path).with_context(|| path.display().to_string())?,

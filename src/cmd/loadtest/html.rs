@@ -15,7 +15,7 @@ const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 ];
 
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -36,7 +36,7 @@ fn nice(max: f64) -> f64 {
     10.0 * magnitude
 }
 
-fn number(v: f64) -> String {
+pub(super) fn number(v: f64) -> String {
     if v.abs() >= 10_000.0 {
         let s = format!("{:.0}", v);
         // Thin-space thousands for readability.
@@ -58,9 +58,9 @@ fn number(v: f64) -> String {
     }
 }
 
-struct Series<'a> {
-    name: &'a str,
-    points: Vec<(f64, f64)>,
+pub(super) struct Series<'a> {
+    pub(super) name: &'a str,
+    pub(super) points: Vec<(f64, f64)>,
 }
 
 /// The opening of a chart `height` high, with its title.
@@ -193,7 +193,7 @@ impl Plot {
 
 /// A line chart of series over a shared x axis, with optional dashed
 /// reference lines (label, y).
-fn line_chart(
+pub(super) fn line_chart(
     title: &str,
     x_label: &str,
     y_label: &str,
@@ -276,7 +276,7 @@ fn histogram_chart(title: &str, buckets: &[(String, u64)]) -> String {
     svg
 }
 
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::from("<table><thead><tr>");
     for h in head {
         let _ = write!(out, "<th>{}</th>", esc(h));
@@ -293,7 +293,7 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn card(label: &str, value: &str, note: &str) -> String {
+pub(super) fn card(label: &str, value: &str, note: &str) -> String {
     format!(
         r#"<div class="card"><div class="label">{}</div><div class="value">{}</div><div class="note">{}</div></div>"#,
         esc(label),
@@ -302,7 +302,7 @@ fn card(label: &str, value: &str, note: &str) -> String {
     )
 }
 
-const STYLE: &str = r#"
+pub(super) const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 24px auto; max-width: 800px; padding: 0 12px; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .sub { color: #666; margin-top: 0; }
