@@ -1,7 +1,8 @@
-//! `clearing loadtest --time-lapse` end to end at a small size: three
+//! `clearing loadtest --time-lapse` end to end at a small size: four
 //! simulated years at two claims a day through the real binary, the local
-//! log and sled; the report has a row per simulated month, and `clearing
-//! replay` of the run's bus is IDENTICAL.
+//! log and sled; the report has a row per simulated month, the duplicate
+//! keys of claims past the time-bar are gone, and `clearing replay` of the
+//! run's bus is IDENTICAL.
 
 mod common;
 
@@ -12,7 +13,7 @@ use serde_json::Value;
 
 fn time_lapse(out: &Path, corpus: &Path) -> Value {
     let output = clearing()
-        .args(["loadtest", "--time-lapse", "3", "--per-day", "2"])
+        .args(["loadtest", "--time-lapse", "4", "--per-day", "2"])
         .args(["--start", "2024-01-01", "--partitions", "2", "--seed", "5"])
         .arg("--out")
         .arg(out)
@@ -50,21 +51,21 @@ fn keys_by_month(r: &Value) -> Vec<Vec<u64>> {
 }
 
 #[test]
-fn a_three_year_time_lapse_has_a_row_per_month_and_replays_identically() {
+fn a_four_year_time_lapse_has_a_row_per_month_expires_its_keys_and_replays_identically() {
     let dir = tempfile::tempdir().unwrap();
     let (out, corpus) = (dir.path().join("out"), dir.path().join("corpus"));
     let r = time_lapse(&out, &corpus);
 
-    // 2024 is a leap year: 1096 days at 2 a day; a few bad claims move out.
-    assert_eq!(r["config"]["claims_made"], 2192);
+    // 2024 is a leap year: 1461 days at 2 a day; a few bad claims move out.
+    assert_eq!(r["config"]["claims_made"], 2922);
     let in_period = r["config"]["claims_in_period"].as_u64().unwrap();
-    assert!(in_period > 2150 && in_period <= 2192, "{in_period}");
+    assert!(in_period > 2870 && in_period <= 2922, "{in_period}");
     assert_eq!(r["config"]["corpus_reused"], false);
 
     let months = r["months"].as_array().unwrap();
-    assert_eq!(months.len(), 36, "one row per simulated month");
+    assert_eq!(months.len(), 48, "one row per simulated month");
     assert_eq!(months[0]["month"], "2024-01");
-    assert_eq!(months[35]["month"], "2026-12");
+    assert_eq!(months[47]["month"], "2027-12");
     let mut last = 0;
     for m in months {
         let so_far = m["claims_so_far"].as_u64().unwrap();
@@ -80,20 +81,37 @@ fn a_three_year_time_lapse_has_a_row_per_month_and_replays_identically() {
         }
     }
     assert_eq!(last, in_period, "every claim of the period was fed");
-    // Validation keeps a duplicate key per distinct claim: at least one per
-    // claim fed, less the resends.
-    let validation = &months[35]["stages"][0];
-    assert_eq!(validation["stage"], "validation");
-    assert!(validation["keys_by_kind"]["dup"].as_u64().unwrap() > in_period * 9 / 10);
+    // Validation keeps a duplicate key per distinct claim while a resend
+    // could be in time: by the end, those of 2024 and most of 2025 are gone
+    // (care in 2025's third quarter is barred from 2027-10-01, kept to
+    // 2027-11-01: every key left is of a claim received from 2025-10), and
+    // the claims of the last two years are still there.
+    let dup_keys = |month: usize| {
+        let validation = &months[month]["stages"][0];
+        assert_eq!(validation["stage"], "validation");
+        validation["keys_by_kind"]["dup"].as_u64().unwrap()
+    };
+    let fed_since = |month: usize| in_period - months[month - 1]["claims_so_far"].as_u64().unwrap();
+    assert!(
+        dup_keys(47) >= fed_since(24) * 9 / 10,
+        "the last two years' keys"
+    );
+    assert!(
+        dup_keys(47) < fed_since(20),
+        "earlier keys expired: {}",
+        dup_keys(47)
+    );
 
-    // The window comes from the rule: care of 2024-01-01 is barred from
-    // 2026-04-01; with the default 92 days' margin, judged from 2026-08.
-    assert_eq!(r["window"]["barred_from"], "2026-04-01");
-    assert_eq!(r["window"]["steady_from"], "2026-08");
+    // The window comes from the rules: the first year's caps are kept while
+    // care of 2024-12-31 is in time (to 2026-12-31), plus the 31 days'
+    // margin of general.toml: judged from 2027-02.
+    assert_eq!(r["window"]["barred_from"], "2027-01-01");
+    assert_eq!(r["window"]["margin_days"], 31);
+    assert_eq!(r["window"]["steady_from"], "2027-02");
     let series = r["verdict"]["series"].as_array().unwrap();
-    assert_eq!(series.len(), 4 * 2 + 1);
+    assert_eq!(series.len(), 4 * 3 + 1);
     for s in series {
-        assert_eq!(s["months"], 5, "{s}");
+        assert_eq!(s["months"], 11, "{s}");
         assert!(s["flat"].is_boolean() && s["slope_pct_per_month"].is_number());
     }
 

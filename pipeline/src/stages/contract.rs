@@ -111,7 +111,10 @@ impl<S: Stage> Process for S {
         // The clock moves before the input is decided, in the batch's own
         // writes: whatever becomes of the input, its date has been seen.
         let expired = match S::event_time(&input).and_then(crate::clock::insurer_date) {
-            Some(today) => crate::state::expiry::advance(state, today)?.keys,
+            Some(today) => {
+                crate::state::expiry::advance(state, today, crate::state::expiry::KEYS_PER_INPUT)?
+                    .keys
+            }
             None => 0,
         };
         if !single_producer(S::TOPICS.input)

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clearing_pipeline::adjudicate::FSE_OBJECTS;
+use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::{FseInput, json};
 use clearing_pipeline::events::convert::submitted_from_input;
 use clearing_pipeline::events::model::FseSubmitted;
@@ -156,11 +157,16 @@ impl Corpus {
         out.write_all(WIRE_MAGIC)?;
         for_each_line(&self.claims_path(), |_, line| {
             let input: FseInput = json::from_value(&serde_json::from_str(line)?, FSE_OBJECTS)?;
-            let fse = submitted_from_input(&input)?;
+            let mut fse = submitted_from_input(&input)?;
+            // Synthetic claims are dated in the past: the front door's stamp
+            // is their own receipt time (docs/architecture.md, "The insurer's
+            // clock"), which moves each partition's clock and its retention.
+            let stamp = IngestClock::Simulated.stamp(&fse);
+            fse.ingested_at_millis = Some(stamp);
             put(&mut out, fse.fse_id.as_bytes())?;
             put(&mut out, &fse_key(&fse, pseudonyms))?;
             put(&mut out, &registry.encode_single(&fse))?;
-            out.write_all(&fse.received_at_millis.to_be_bytes())?;
+            out.write_all(&stamp.to_be_bytes())?;
             Ok(())
         })?;
         out.flush()?;
@@ -186,7 +192,10 @@ impl Corpus {
         match reader.next_record() {
             Ok(Some(first)) => registry
                 .decode_single::<FseSubmitted>(&first.value)
-                .is_ok_and(|fse| fse_key(&fse, pseudonyms) == first.key),
+                // A wire file written before the stamp is rebuilt.
+                .is_ok_and(|fse| {
+                    fse_key(&fse, pseudonyms) == first.key && fse.ingested_at_millis.is_some()
+                }),
             _ => false,
         }
     }

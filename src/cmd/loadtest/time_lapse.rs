@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use chrono::{Days, NaiveDate};
+use chrono::{Datelike, Days, NaiveDate};
 use clap::Args;
 use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::events::registry::SchemaRegistry;
@@ -41,16 +41,18 @@ pub struct TimeLapseArgs {
     #[arg(long, default_value = "2024-01-01")]
     pub start: NaiveDate,
     /// Time-lapse: days after the time-bar of the first day's care before
-    /// the months judged for flatness begin (state kept for late claims).
-    #[arg(long, default_value_t = 92)]
-    pub margin_days: u64,
+    /// the months judged for flatness begin. Default: the retention margin
+    /// of the rules (general.toml), from when the first day's state expires.
+    #[arg(long)]
+    pub margin_days: Option<u64>,
 }
 
 /// When the months judged for flatness begin, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Window {
-    /// Care on the first simulated day is time-barred from this day (the
-    /// rule in force on that day).
+    /// Care on the first simulated year's last day is time-barred from this
+    /// day (the rule in force on that day): the first year's caps are kept
+    /// until then, plus the margin.
     pub barred_from: NaiveDate,
     pub margin_days: u64,
     /// The first month judged: the first that starts on or after
@@ -224,17 +226,30 @@ fn run_months(
     Ok(rows)
 }
 
-/// The window from the time-bar rule in force on the first day.
-fn window(plan: &Plan, rules: &Rules, margin_days: u64) -> Result<Window> {
+/// The window from the time-bar rule and the retention's margin (or
+/// `margin_days`): the state kept longest is the first year's caps, kept
+/// while a claim counted in that year can be in time (care on its last day,
+/// docs/rules.md "Retention"); from then on every kind of state is deleted
+/// as fast as it comes, so the stores can be flat.
+fn window(plan: &Plan, rules: &Rules, margin_days: Option<u64>) -> Result<Window> {
+    let first_year_end = NaiveDate::from_ymd_opt(plan.start.year(), 12, 31)
+        .context("--start out of the calendar")?;
     let limit = rules
         .general
         .limitation
-        .at(plan.start)
-        .context("no time-bar rule in force on --start")?;
+        .at(first_year_end)
+        .context("no time-bar rule in force in the first year")?;
     let barred_from = limit
         .value
-        .barred_from(plan.start)
-        .context("the time-bar of the first day is out of range")?;
+        .barred_from(first_year_end)
+        .context("the time-bar of the first year is out of range")?;
+    let retention_margin = rules
+        .general
+        .retention
+        .as_ref()
+        .and_then(|r| r.at(plan.start))
+        .map_or(0, |r| u64::from(r.value.margin_days));
+    let margin_days = margin_days.unwrap_or(retention_margin);
     let settled = barred_from + Days::new(margin_days);
     let steady_from = months::months(plan.start, plan.end)
         .into_iter()
@@ -263,6 +278,8 @@ fn judge(rows: &[MonthRow], window: &Window) -> Verdict {
     for (i, stage) in stages.iter().enumerate() {
         let disk = series_of(&|r| r.stages[i].disk_bytes as f64);
         series.push(verdict::judge(&format!("{stage} disk bytes"), &disk));
+        let content = series_of(&|r| r.stages[i].content_bytes as f64);
+        series.push(verdict::judge(&format!("{stage} content bytes"), &content));
         let keys = series_of(&|r| r.stages[i].keys as f64);
         series.push(verdict::judge(&format!("{stage} keys"), &keys));
     }

@@ -29,6 +29,9 @@ pub struct StageRow {
     pub stage: &'static str,
     /// Bytes of the files of its sled store.
     pub disk_bytes: u64,
+    /// Bytes of its live keys and values (what sled's files hold, less
+    /// their own overhead and the space not yet reclaimed).
+    pub content_bytes: u64,
     /// Live keys, and by kind (the prefix before the first '/').
     pub keys: u64,
     pub keys_by_kind: BTreeMap<String, u64>,
@@ -129,6 +132,7 @@ impl Lapse {
             .map(|(state, &(inputs, dead_letters))| StageRow {
                 stage: state.stage,
                 disk_bytes: state.disk_bytes,
+                content_bytes: state.key_value_bytes,
                 keys: state.keys,
                 keys_by_kind: state.keys_by_kind.into_iter().collect(),
                 inputs,
