@@ -4,6 +4,7 @@
 
 mod cmd;
 mod metrics;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Run pipeline stages as a long-lived consumer.
     Run(cmd::stream::RunArgs),
+    /// Run the stages and the online services (HTTP/JSON) answered from their state.
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Publish FSE JSON Lines from stdin to fse.submitted.
     Submit(cmd::stream::SubmitArgs),
     /// Publish reference data JSON Lines from stdin.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Run(args) => cmd::stream::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Submit(args) => cmd::stream::submit(args),
         Command::Publish(args) => cmd::stream::publish(args),
         Command::Close(args) => cmd::stream::close(args),

@@ -133,6 +133,7 @@ fn shared(bus: &Arc<dyn Bus>, state: &std::path::Path) -> Arc<Shared> {
         batch_max: 16,
         verify_threads: 1,
         workers_per_stage: 1,
+        queries: None,
     })
 }
 

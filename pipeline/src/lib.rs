@@ -13,6 +13,7 @@ pub mod domain;
 pub mod events;
 pub mod ids;
 pub mod money;
+pub mod online;
 pub mod outbound;
 pub mod pki;
 pub mod pseudonym;

@@ -171,6 +171,7 @@ fn run(
         batch_max: 2000,
         verify_threads: clearing_pipeline::runtime::cores(),
         workers_per_stage: clearing_pipeline::runtime::DEFAULT_WORKERS_PER_STAGE,
+        queries: None,
     });
     runtime::run_to_end(shared).map_err(|e| ReplayError::Other(e.to_string()))?;
     Ok(log)

@@ -152,6 +152,7 @@ impl WorkerArgs {
                 .verify_threads
                 .unwrap_or_else(clearing_pipeline::runtime::cores),
             workers_per_stage: self.workers_per_stage(),
+            queries: None,
         }))
     }
 }

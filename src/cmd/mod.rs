@@ -9,6 +9,7 @@ pub mod gen_data;
 pub mod loadtest;
 pub mod log;
 pub mod replay;
+pub mod serve;
 pub mod settings;
 pub mod stream;
 

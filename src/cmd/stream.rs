@@ -244,7 +244,7 @@ pub fn shared(args: &RunArgs, bus: Arc<dyn Bus>) -> Result<Arc<Shared>> {
 
 /// The run's bus, its topics made: on Kafka, only once the settings are
 /// checked (`settings::check_kafka`), so a refused run writes nothing.
-fn open_run_bus(args: &RunArgs) -> Result<Arc<dyn Bus>> {
+pub fn open_run_bus(args: &RunArgs) -> Result<Arc<dyn Bus>> {
     if !args.bus.bus.starts_with("kafka://") {
         return args.bus.open();
     }

@@ -143,6 +143,7 @@ pub fn shared_with(
         batch_max,
         verify_threads,
         workers_per_stage,
+        queries: None,
     })
 }
 

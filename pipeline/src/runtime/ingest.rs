@@ -84,6 +84,29 @@ pub struct Ingest<'a> {
     clock: IngestClock,
 }
 
+/// Sends one FSE to `fse.submitted` (of `partitions` partitions) under its
+/// beneficiary's key: every front door's last step (`submit`, the online
+/// intake). Returns the partition.
+pub fn send_submitted(
+    producer: &mut dyn BusProducer,
+    registry: &SchemaRegistry,
+    pseudonyms: &PseudonymKey,
+    partitions: u32,
+    fse: &FseSubmitted,
+) -> Result<u32, IngestError> {
+    let key = fse_key(fse, pseudonyms);
+    let partition = partition_of(&key, partitions);
+    let value = registry.encode_single(fse);
+    producer.send(
+        topics::FSE_SUBMITTED,
+        partition,
+        &key,
+        &value,
+        fse.ingested_at_millis.unwrap_or(fse.received_at_millis),
+    )?;
+    Ok(partition)
+}
+
 impl<'a> Ingest<'a> {
     pub fn new(
         bus: &'a dyn Bus,
@@ -112,17 +135,13 @@ impl<'a> Ingest<'a> {
     /// Publishes a wire FSE as it is: its stamp (or its lack of one) is
     /// the caller's.
     pub fn submit_wire(&mut self, fse: &FseSubmitted) -> Result<u32, IngestError> {
-        let key = fse_key(fse, self.pseudonyms);
-        let partition = partition_of(&key, self.partitions);
-        let value = self.registry.encode_single(fse);
-        self.producer.send(
-            topics::FSE_SUBMITTED,
-            partition,
-            &key,
-            &value,
-            fse.ingested_at_millis.unwrap_or(fse.received_at_millis),
-        )?;
-        Ok(partition)
+        send_submitted(
+            self.producer.as_mut(),
+            self.registry,
+            self.pseudonyms,
+            self.partitions,
+            fse,
+        )
     }
 
     /// Publishes one rights record to `ref.rights`, checked first.

@@ -8,6 +8,7 @@ pub mod commit;
 pub mod ingest;
 pub mod prefetch;
 pub mod process;
+pub mod queries;
 pub mod refs;
 pub mod worker;
 

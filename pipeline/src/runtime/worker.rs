@@ -83,6 +83,9 @@ pub struct Shared {
     /// partitions: for machines with more cores than stages
     /// (docs/performance.md, "Tried, and not kept").
     pub workers_per_stage: u32,
+    /// Where the online services find the stores this process holds
+    /// (`clearing serve`); `None` when nothing queries them.
+    pub queries: Option<Arc<super::queries::StateDirectory>>,
 }
 
 pub(super) struct PartitionState {
@@ -90,7 +93,7 @@ pub(super) struct PartitionState {
     /// batches commit outputs, checkpoint and changelog at once, and a
     /// paused owner's writes are refused once another has taken over.
     pub(super) fenced: Option<Box<dyn BusProducer>>,
-    store: Mirror,
+    store: Arc<Mirror>,
     cursor: Cursor,
     restore: Option<Restore>,
     /// When the partition ends were last asked of the bus (see [`PROBE_EVERY`]).
@@ -219,6 +222,18 @@ pub fn output_source(
     })?
 }
 
+/// A worker that stops withdraws its stores from the queries: they are no
+/// longer kept up to date.
+impl Drop for StageWorker {
+    fn drop(&mut self) {
+        if let Some(queries) = &self.shared.queries {
+            for partition in self.partitions.keys() {
+                queries.withdraw(self.kind, *partition);
+            }
+        }
+    }
+}
+
 impl StageWorker {
     /// A worker of `kind`, member `member` of the stage's group in this
     /// process, over the stage's store.
@@ -276,14 +291,14 @@ impl StageWorker {
             &tree,
             partition,
         )?;
-        let store = Mirror::open(tree, self.persister.clone())?;
-        let cursor = Cursor::load(&store)?;
+        let store = Arc::new(Mirror::open(tree, self.persister.clone())?);
+        let cursor = Cursor::load(store.as_ref())?;
         // Restore mode: which outputs are already on the bus past the ends
         // recorded at the last commit (written before a crash).
         let mut emitted = BTreeMap::new();
         for topic in self.kind.output_topics() {
             let key = format!("{OUT_END}{topic}");
-            let mut position = get_u64(&store, key.as_bytes())?.unwrap_or(0);
+            let mut position = get_u64(store.as_ref(), key.as_bytes())?.unwrap_or(0);
             let registry = &self.shared.registry;
             read_until(
                 self.shared.bus.as_ref(),
@@ -302,6 +317,9 @@ impl StageWorker {
         }
         self.consumer
             .seek(self.kind.input_topic(), partition, cursor.raw)?;
+        if let Some(queries) = &self.shared.queries {
+            queries.register(self.kind, partition, store.clone());
+        }
         self.partitions.insert(
             partition,
             PartitionState {
@@ -371,7 +389,14 @@ impl StageWorker {
             .filter(|(t, _)| t == self.kind.input_topic())
             .map(|(_, p)| *p)
             .collect();
-        self.partitions.retain(|p, _| wanted.contains(p));
+        let (kind, queries) = (self.kind, self.shared.queries.as_deref());
+        self.partitions.retain(|p, _| {
+            let kept = wanted.contains(p);
+            if let (false, Some(queries)) = (kept, queries) {
+                queries.withdraw(kind, *p);
+            }
+            kept
+        });
         for partition in wanted {
             if !self.partitions.contains_key(&partition) {
                 self.assign(partition)?;
@@ -473,7 +498,7 @@ impl StageWorker {
             return Ok(None);
         };
         let started = std::time::Instant::now();
-        let mut txn = StateTxn::new(&ps.store);
+        let mut txn = StateTxn::new(ps.store.as_ref());
         let prelude = if kind == StageKind::Entitlement {
             let (applied_to, dead_letters) =
                 rights_prelude(&shared, partition, restoring_at, &mut txn, &mut self.stats)?;

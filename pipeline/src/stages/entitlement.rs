@@ -16,7 +16,7 @@ use crate::events::convert;
 use crate::events::model::{EventHeader, FseValidated};
 use crate::pseudonym::{BeneficiaryKey, PseudonymKey};
 use crate::rules::{ExemptionValue, sha256_tag};
-use crate::state::{StateTxn, StoreError, keys};
+use crate::state::{StateRead, StateTxn, StoreError, keys};
 use crate::topics;
 
 /// Entitlement on the bus: `fse.validated` in; `fse.entitled` or
@@ -86,8 +86,10 @@ fn encode_rights(rights: &Rights) -> Vec<u8> {
     serde_json::to_vec(rights).unwrap_or_default()
 }
 
-fn load_rights(
-    state: &StateTxn<'_>,
+/// The rights stored under `key`, and the digest of their stored bytes
+/// (what a decision records); read by the stage and by the online look-up.
+pub fn load_rights(
+    state: &dyn StateRead,
     key: &BeneficiaryKey,
 ) -> Result<Option<(Rights, String)>, StoreError> {
     let state_key = keys::rights(key);

@@ -1,0 +1,180 @@
+//! `clearing serve`'s HTTP face (on tokio, with axum): the online services
+//! answered from the state of the stages this process runs (interactive
+//! queries, `runtime::queries`).
+//!
+//! Every request is bounded: its body ([`Limits::body_bytes`]), the requests
+//! in flight (beyond them, 503 at once rather than a queue), and its time
+//! (a look-up that takes longer is answered 503). No request body, NIR or
+//! key is ever logged: a log line names the method, the route and the status.
+
+mod intake;
+mod openapi;
+mod rights;
+
+pub use intake::Intake;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clearing_pipeline::bus::Bus;
+use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::runtime::queries::StateDirectory;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+/// The bounds every request is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub in_flight: usize,
+    pub timeout: Duration,
+}
+
+/// What the handlers share.
+pub struct Api {
+    pub directory: Arc<StateDirectory>,
+    pub bus: Arc<dyn Bus>,
+    pub registry: Arc<SchemaRegistry>,
+    pub pseudonyms: PseudonymKey,
+    pub limits: Limits,
+    /// `None`: this instance takes no lots (it answers look-ups only).
+    pub intake: Option<Intake>,
+    permits: Semaphore,
+}
+
+impl Api {
+    pub fn new(
+        directory: Arc<StateDirectory>,
+        bus: Arc<dyn Bus>,
+        registry: Arc<SchemaRegistry>,
+        pseudonyms: PseudonymKey,
+        limits: Limits,
+        intake: Option<Intake>,
+    ) -> Arc<Api> {
+        Arc::new(Api {
+            directory,
+            bus,
+            registry,
+            pseudonyms,
+            limits,
+            intake,
+            permits: Semaphore::new(limits.in_flight),
+        })
+    }
+}
+
+/// An error answer: a status and the pipeline's reason code.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error,
+            message: message.into(),
+        }
+    }
+
+    fn busy() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many requests in flight; retry",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(&self)).into_response()
+    }
+}
+
+/// Runs `work` (a blocking read of a store) off the async threads, within
+/// the in-flight bound and the time bound.
+pub async fn bounded<T: Send + 'static>(
+    api: &Arc<Api>,
+    work: impl FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let Ok(_permit) = api.permits.try_acquire() else {
+        return Err(ApiError::busy());
+    };
+    let shared = api.clone();
+    let task = tokio::task::spawn_blocking(move || work(&shared));
+    match tokio::time::timeout(api.limits.timeout, task).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the look-up failed",
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the look-up took too long; retry",
+        )),
+    }
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    let body_limit = api.limits.body_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/rights", post(rights::look_up))
+        .route("/v1/lots", post(intake::take_lot))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(api)
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    /// The entitlement partitions this instance answers for.
+    rights_partitions: Vec<u32>,
+}
+
+async fn health(axum::extract::State(api): axum::extract::State<Arc<Api>>) -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok",
+        rights_partitions: api
+            .directory
+            .partitions(clearing_pipeline::runtime::StageKind::Entitlement),
+    })
+}
+
+/// Serves on `listener` until `stop` is set (SIGINT, SIGTERM), then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let shutdown = async move {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The address actually bound (port 0 picks one).
+pub fn bound(listener: &tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}

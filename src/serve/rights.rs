@@ -1,0 +1,164 @@
+//! `POST /v1/rights`: a beneficiary's rights on a date (CDRi-like). The
+//! question travels in the body, so that the NIR never sits in a URL or an
+//! access log; it becomes the pseudonymous key at once.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use clearing_pipeline::bus::BusError;
+use clearing_pipeline::domain::rights::RightsInput;
+use clearing_pipeline::events::convert;
+use clearing_pipeline::events::model::RightsRecord;
+use clearing_pipeline::online::rights::{RightsOnDate, RightsQuery, rights_with_pending};
+use clearing_pipeline::pseudonym::BeneficiaryKey;
+use clearing_pipeline::runtime::ingest::partition_of;
+use clearing_pipeline::runtime::refs::rights_position;
+use clearing_pipeline::runtime::{StageKind, topics};
+use clearing_pipeline::state::{StateRead, StateTxn};
+use serde::Serialize;
+
+use super::{Api, ApiError, bounded};
+
+/// `ref.rights` records not yet applied by the stage that a look-up reads
+/// itself; beyond them the stage is too far behind to answer from.
+const MAX_PENDING: u64 = 10_000;
+
+#[derive(Debug, Serialize)]
+pub struct RightsAnswer {
+    /// The pseudonymous key the NIR maps to (never the NIR).
+    pub beneficiary: String,
+    pub date: chrono::NaiveDate,
+    pub rights: RightsOnDate,
+    pub as_of: AsOf,
+}
+
+/// How fresh the answer is: every `ref.rights` record of the beneficiary's
+/// partition below `rights_offset` is in it.
+#[derive(Debug, Serialize)]
+pub struct AsOf {
+    pub partition: u32,
+    pub rights_offset: u64,
+}
+
+pub async fn look_up(
+    State(api): State<Arc<Api>>,
+    body: Bytes,
+) -> Result<axum::Json<RightsAnswer>, ApiError> {
+    let query: RightsQuery = serde_json::from_slice(&body).map_err(|e| {
+        // The parser's message names a field or a position, never a value.
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
+    })?;
+    let key = query
+        .beneficiary(&api.pseudonyms)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    bounded(&api, move |api| answer(api, &query, &key))
+        .await
+        .map(axum::Json)
+}
+
+fn unavailable(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        what.to_string(),
+    )
+}
+
+fn answer(api: &Api, query: &RightsQuery, key: &BeneficiaryKey) -> Result<RightsAnswer, ApiError> {
+    // Where ref.rights puts the key, hence which entitlement partition holds it.
+    let partitions = api
+        .bus
+        .partition_count(topics::REF_RIGHTS)
+        .map_err(unavailable)?;
+    let partition = partition_of(key.as_str().as_bytes(), partitions);
+    let found = api
+        .directory
+        .read(StageKind::Entitlement, partition, |store| {
+            fresh_rights(api, store, key, partition, query)
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "not_owner",
+                format!("partition {partition} is served by another instance"),
+            )
+        })??;
+    let (rights, rights_offset) = found;
+    let rights = rights.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_beneficiary",
+            "no rights are known for this beneficiary",
+        )
+    })?;
+    Ok(RightsAnswer {
+        beneficiary: key.as_str().to_string(),
+        date: query.date,
+        rights,
+        as_of: AsOf {
+            partition,
+            rights_offset,
+        },
+    })
+}
+
+/// The rights from the partition's store and the `ref.rights` records it
+/// has yet to apply (read here, up to the partition's end), and that end.
+fn fresh_rights(
+    api: &Api,
+    store: &dyn StateRead,
+    key: &BeneficiaryKey,
+    partition: u32,
+    query: &RightsQuery,
+) -> Result<(Option<RightsOnDate>, u64), ApiError> {
+    let applied = rights_position(&StateTxn::new(store)).map_err(unavailable)?;
+    let end = api
+        .bus
+        .end_offset(topics::REF_RIGHTS, partition)
+        .map_err(unavailable)?;
+    if query.min_rights_offset.is_some_and(|wanted| wanted > end) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_yet_published",
+            format!("ref.rights partition {partition} ends at {end}"),
+        ));
+    }
+    if end.saturating_sub(applied) > MAX_PENDING {
+        return Err(unavailable(format!(
+            "the entitlement state is {} ref.rights records behind",
+            end - applied
+        )));
+    }
+    let pending = pending_for(api, partition, applied, end, key).map_err(unavailable)?;
+    let rights = rights_with_pending(store, pending, &api.pseudonyms, key, query.date)
+        .map_err(unavailable)?;
+    Ok((rights, end))
+}
+
+/// The key's `ref.rights` records in `[from, end)`, in order.
+fn pending_for(
+    api: &Api,
+    partition: u32,
+    from: u64,
+    end: u64,
+    key: &BeneficiaryKey,
+) -> Result<Vec<RightsInput>, BusError> {
+    let mut pending = Vec::new();
+    let mut next = from;
+    while next < end {
+        let chunk = api.bus.read(topics::REF_RIGHTS, partition, next, 1000)?;
+        let Some(last) = chunk.last() else { break };
+        next = last.offset + 1;
+        for record in chunk
+            .iter()
+            .filter(|r| r.offset < end && r.key == key.as_str().as_bytes())
+        {
+            if let Ok(rec) = api.registry.decode_single::<RightsRecord>(&record.value) {
+                pending.push(convert::rights_input(&rec));
+            }
+        }
+    }
+    Ok(pending)
+}
