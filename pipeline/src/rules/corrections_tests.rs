@@ -38,9 +38,15 @@ fn qzfa036_is_a_skin_excision_at_28_80() {
     let rules = now();
     let act = rules.acts.find("QZFA036", Category::Specialist).unwrap();
     assert!(act.label.contains("skin lesion"), "{}", act.label);
-    assert_eq!(tariff(&rules, "QZFA036", Category::Specialist, "2025-06-02").as_deref(), Some("28.80"));
+    assert_eq!(
+        tariff(&rules, "QZFA036", Category::Specialist, "2025-06-02").as_deref(),
+        Some("28.80")
+    );
     let old = before();
-    assert_eq!(tariff(&old, "QZFA036", Category::Specialist, "2025-06-02").as_deref(), Some("205.00"));
+    assert_eq!(
+        tariff(&old, "QZFA036", Category::Specialist, "2025-06-02").as_deref(),
+        Some("205.00")
+    );
 }
 
 /// Avenant 7 to the physiotherapists' convention: AMK EUR 2.21 from 22 Feb
@@ -49,9 +55,18 @@ fn qzfa036_is_a_skin_excision_at_28_80() {
 fn amk_is_2_21_from_22_february_2024() {
     let rules = now();
     let physio = Category::Physiotherapist;
-    assert_eq!(tariff(&rules, "AMK", physio, "2024-02-21").as_deref(), Some("2.15"));
-    assert_eq!(tariff(&rules, "AMK", physio, "2024-02-22").as_deref(), Some("2.21"));
-    assert_eq!(tariff(&before(), "AMK", physio, "2024-02-22").as_deref(), Some("2.15"));
+    assert_eq!(
+        tariff(&rules, "AMK", physio, "2024-02-21").as_deref(),
+        Some("2.15")
+    );
+    assert_eq!(
+        tariff(&rules, "AMK", physio, "2024-02-22").as_deref(),
+        Some("2.21")
+    );
+    assert_eq!(
+        tariff(&before(), "AMK", physio, "2024-02-22").as_deref(),
+        Some("2.15")
+    );
 }
 
 /// The national taxi agreement (arrêté of 29 Jul 2025): a EUR 13 pick-up flat
@@ -61,10 +76,14 @@ fn amk_is_2_21_from_22_february_2024() {
 fn the_taxi_flat_fee_dates_from_the_2025_agreement() {
     let rules = now();
     let taxi = rules.acts.find("TAXI", Category::Transport).unwrap();
-    let version = taxi.tariff_at(BaseKind::Convention, d("2025-11-01")).unwrap();
+    let version = taxi
+        .tariff_at(BaseKind::Convention, d("2025-11-01"))
+        .unwrap();
     assert_eq!(version.from, d("2025-11-01"));
     assert!(version.source.contains("29 Jul 2025"));
-    let earlier = taxi.tariff_at(BaseKind::Convention, d("2025-10-31")).unwrap();
+    let earlier = taxi
+        .tariff_at(BaseKind::Convention, d("2025-10-31"))
+        .unwrap();
     assert!(earlier.source.starts_with("UNCONFIRMED"));
 }
 
@@ -76,10 +95,22 @@ fn apc_exists_from_1_october_2017() {
     let rules = now();
     let s = Category::Specialist;
     assert_eq!(tariff(&rules, "APC", s, "2017-09-30"), None);
-    assert_eq!(tariff(&rules, "APC", s, "2017-10-01").as_deref(), Some("48.00"));
-    assert_eq!(tariff(&rules, "APC", s, "2018-06-01").as_deref(), Some("50.00"));
-    assert_eq!(tariff(&rules, "APC", s, "2022-04-01").as_deref(), Some("55.00"));
-    assert_eq!(tariff(&rules, "APC", s, "2023-11-01").as_deref(), Some("56.50"));
+    assert_eq!(
+        tariff(&rules, "APC", s, "2017-10-01").as_deref(),
+        Some("48.00")
+    );
+    assert_eq!(
+        tariff(&rules, "APC", s, "2018-06-01").as_deref(),
+        Some("50.00")
+    );
+    assert_eq!(
+        tariff(&rules, "APC", s, "2022-04-01").as_deref(),
+        Some("55.00")
+    );
+    assert_eq!(
+        tariff(&rules, "APC", s, "2023-11-01").as_deref(),
+        Some("56.50")
+    );
     assert_eq!(tariff(&before(), "APC", s, "2022-04-01"), None);
 }
 
@@ -91,11 +122,21 @@ fn gs_vg_and_tcg_are_billable() {
     let gp = Category::Gp;
     for code in ["GS", "VG"] {
         assert_eq!(tariff(&rules, code, gp, "2017-04-30"), None, "{code}");
-        assert_eq!(tariff(&rules, code, gp, "2017-05-01").as_deref(), Some("25.00"), "{code}");
+        assert_eq!(
+            tariff(&rules, code, gp, "2017-05-01").as_deref(),
+            Some("25.00"),
+            "{code}"
+        );
     }
-    assert_eq!(tariff(&rules, "GS", gp, "2023-11-01").as_deref(), Some("26.50"));
+    assert_eq!(
+        tariff(&rules, "GS", gp, "2023-11-01").as_deref(),
+        Some("26.50")
+    );
     assert_eq!(tariff(&rules, "TCG", gp, "2018-09-14"), None);
-    assert_eq!(tariff(&rules, "TCG", gp, "2025-06-02").as_deref(), Some("25.00"));
+    assert_eq!(
+        tariff(&rules, "TCG", gp, "2025-06-02").as_deref(),
+        Some("25.00")
+    );
     assert!(before().acts.find("GS", gp).is_none());
 }
 
@@ -112,7 +153,9 @@ fn every_ccam_tariff_cites_a_source_or_says_unconfirmed() {
     let mut seen = 0;
     for act in rules.acts.entries().filter(|a| ccam(&a.code)) {
         let category = act.categories[0];
-        let version = act.tariff_at(BaseKind::Convention, d("2025-06-02")).unwrap();
+        let version = act
+            .tariff_at(BaseKind::Convention, d("2025-06-02"))
+            .unwrap();
         assert!(
             version.source.contains("UNCONFIRMED") || version.source.contains('['),
             "{}: {}",
@@ -122,7 +165,10 @@ fn every_ccam_tariff_cites_a_source_or_says_unconfirmed() {
         assert!(rules.acts.find(&act.code, category).is_some());
         seen += 1;
     }
-    assert_eq!(seen, 6, "DEQP003, BGLA001, BGNP008, QZFA036, ZBQK002, HBJD001");
+    assert_eq!(
+        seen, 6,
+        "DEQP003, BGLA001, BGNP008, QZFA036, ZBQK002, HBJD001"
+    );
 }
 
 /// The logic corrections are dated rule entries: present in the current
@@ -134,8 +180,21 @@ fn the_logic_corrections_are_dated_entries_absent_before() {
     let pathway = rules.rates.care_pathway.as_ref().unwrap().at(care).unwrap();
     assert!(pathway.value.doctors.contains(&Category::Radiology));
     assert!(old.rates.care_pathway.is_none());
-    let pf = |r: &Rules| r.deductions.participation.at(care).unwrap().value.flat_fee_spares;
-    assert_eq!((pf(&rules), pf(&old)), (FlatFeeSpares::Line, FlatFeeSpares::Claim));
+    let pf = |r: &Rules| {
+        r.deductions
+            .participation
+            .at(care)
+            .unwrap()
+            .value
+            .flat_fee_spares
+    };
+    assert_eq!(
+        (pf(&rules), pf(&old)),
+        (FlatFeeSpares::Line, FlatFeeSpares::Claim)
+    );
     let eu = |r: &Rules| r.outbound.eu_claim.at(care).unwrap().value.amount;
-    assert_eq!((eu(&rules), eu(&old)), (EuClaimAmount::Amo, EuClaimAmount::Paid));
+    assert_eq!(
+        (eu(&rules), eu(&old)),
+        (EuClaimAmount::Amo, EuClaimAmount::Paid)
+    );
 }

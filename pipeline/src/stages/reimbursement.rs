@@ -173,14 +173,16 @@ fn pathway_penalty(routed: &Routed, rules: &Rules) -> (bool, Option<Reason>) {
         // a referral or direct access needed no declared GP.
         return match fse.pathway.unwrap_or(Pathway::Referred) {
             Pathway::Outside => (true, None),
-            Pathway::Mt if !executant_is_gp => {
-                not_honoured("the pathway names the executant as declared GP, but the rights do not")
-            }
+            Pathway::Mt if !executant_is_gp => not_honoured(
+                "the pathway names the executant as declared GP, but the rights do not",
+            ),
             _ => (false, None),
         };
     };
     let has_gp = ent.declared_gp.is_some();
-    let open_access = pathway_rules.direct_access.contains(&fse.professional.category);
+    let open_access = pathway_rules
+        .direct_access
+        .contains(&fse.professional.category);
     match fse.pathway {
         Some(Pathway::Outside) => (true, None),
         Some(Pathway::Emergency) => (false, None),
@@ -445,7 +447,10 @@ fn take_participation(
     let counted = state.get_i64(&day_key)?;
     let mut acts_today = counted;
     let mut taken_this_year = Cents(state.get_i64(&year_key)?);
-    for calc in calcs.iter_mut().filter(|c| c.act.participation && !c.under_flat_fee) {
+    for calc in calcs
+        .iter_mut()
+        .filter(|c| c.act.participation && !c.under_flat_fee)
+    {
         for _ in 0..calc.line.quantity {
             let room = yearly_cap - taken_this_year;
             let amount = pf.amount.min(room);

@@ -15,7 +15,9 @@ use crate::stages::tests::{GP, Kit, OTHER_DOCTOR, PHARMACIST, claim, codes};
 const BEFORE: &str = "sha256:98f62d4c327e46e8c3dec4ea2321f500c3ef2f2c9d9405b8d3b74cb5fee677de";
 
 fn before() -> Arc<Rules> {
-    Rules::published(BEFORE).unwrap().expect("the set before the corrections is kept")
+    Rules::published(BEFORE)
+        .unwrap()
+        .expect("the set before the corrections is kept")
 }
 
 /// A kit with rights whose declared GP is `declared_gp`, under `rules`.
@@ -176,7 +178,11 @@ fn the_participation_follows_the_lines_not_the_flat_fee_claim() {
     }));
     let d = decide(&kit(None, json!(GP)), &fse);
     assert_eq!(d.flat_fee.to_string(), "24.00");
-    let pf: Vec<String> = d.lines.iter().map(|l| l.participation.to_string()).collect();
+    let pf: Vec<String> = d
+        .lines
+        .iter()
+        .map(|l| l.participation.to_string())
+        .collect();
     assert_eq!(pf, ["2.00", "0.00"]);
     // 22.05 - 2.00 on the consultation, 125.40 - 24.00 on the photocoagulation.
     assert_eq!(d.amo.to_string(), "121.45");

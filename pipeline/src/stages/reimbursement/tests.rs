@@ -121,8 +121,10 @@ fn referred_direct_access_and_emergency_are_not_penalised() {
         // When
         let d = when_reimbursed(
             &kit,
-            &claim(json!({"pathway": pathway, "fse_id": format!("12345678-00000000{n}"),
-                          "professional": specialist(), "acts": [{"code": "CS", "charged": "31.50"}]})),
+            &claim(
+                json!({"pathway": pathway, "fse_id": format!("12345678-00000000{n}"),
+                          "professional": specialist(), "acts": [{"code": "CS", "charged": "31.50"}]}),
+            ),
         );
         // Then
         assert_eq!(d.lines[0].rate.percent(), 70, "{pathway}");
