@@ -508,7 +508,11 @@ fn rules_dir_with_an_edited_tariff_gives_another_version_and_amount() {
     let acts = dir.path().join("acts.toml");
     let text = std::fs::read_to_string(&acts).unwrap();
     let from = "{ from = \"2024-12-22\", amount = \"30.00\"";
-    assert_eq!(text.matches(from).count(), 2, "G and V at EUR 30");
+    assert_eq!(text.matches(from).count(), 4, "G, GS, VG and V at EUR 30");
+    assert!(
+        text.find(from) < text.find("code = \"GS\""),
+        "G's comes first"
+    );
     let edited = text.replacen(from, "{ from = \"2024-12-22\", amount = \"32.00\"", 1);
     std::fs::write(&acts, edited).unwrap();
 

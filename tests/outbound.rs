@@ -1,6 +1,6 @@
 //! The outbound flows on the local log, with real processes: every decided
 //! FSE gets exactly one final return, batches count every FSE, payment
-//! orders add up to the paid amounts, EU claims to the visitors' payments
+//! orders add up to the paid amounts, EU claims to the visitors' AMO shares
 //! with their art. 67 dates (late ones not receivable), and the whole of it
 //! comes out the same after SIGKILLs at random points.
 
@@ -213,13 +213,15 @@ fn guarantees_track_tiers_payant(orders: &[PaymentOrder], decisions: &[DecisionR
     }
 }
 
-/// EU claims: the visitors' payments, with their art. 67 dates.
+/// EU claims: the visitors' AMO shares (Reg. 987/2009 art. 62: what the
+/// competent institution owes, whatever deferred deductions or imputed debts
+/// did to the payments), with their art. 67 dates.
 fn eu_claims_carry_their_art_67_dates(bus: &Path, decisions: &[DecisionRec]) {
     let claims = each::<EuClaim>(bus, "eu.claims");
     let eu_paid: i64 = decisions
         .iter()
         .filter(|d| d.route == Some(Route::Eu))
-        .map(|d| d.paid_to_professional_cents + d.paid_to_insured_cents)
+        .map(|d| d.amo_cents)
         .sum();
     assert!(eu_paid > 0, "the data set has visitors");
     assert_eq!(claims.iter().map(|c| c.amount_cents).sum::<i64>(), eu_paid);

@@ -524,7 +524,7 @@ impl<'a> Demo<'a> {
         }
         checks.outbound.print();
         println!(
-            "  reconciliation: every FSE one final return, orders = paid amounts, EU claims = visitors' payments, batches count every FSE: {}",
+            "  reconciliation: every FSE one final return, orders = paid amounts, EU claims = visitors' AMO shares, batches count every FSE: {}",
             if checks.reconciliation.is_empty() {
                 "ok"
             } else {

@@ -271,7 +271,9 @@ pub struct Fse {
     pub care_date: NaiveDate,
     pub professional: Professional,
     pub patient: Patient,
-    pub pathway: Pathway,
+    /// `None`: the FSE does not fill it (pharmacies, labs, transport, or a
+    /// doctor's FSE left blank, code 22); reimbursement reads it by the rules.
+    pub pathway: Option<Pathway>,
     pub tiers_payant: TiersPayant,
     pub lines: Vec<ActLine>,
     pub signature: Option<Signature>,

@@ -122,7 +122,7 @@ reason_codes! {
     EhicExpired => "ehic_expired", None, "The EHIC had expired on the date of care.";
     EuInstitutionUnknown => "eu_institution_unknown", None, "The card's institution is not in the EU institution directory.";
     // --- reimbursement ------------------------------------------------------
-    PathwayNotHonoured => "pathway_not_honoured", None, "The pathway claims the declared GP, but the rights name another (warning: outside-pathway rate applies).";
+    PathwayNotHonoured => "pathway_not_honoured", None, "The declared pathway is not honoured: it claims the declared GP the rights do not name, or a referral or direct access without a declared GP or outside the categories that may claim it, or it is blank and the executant is not the declared GP (warning: outside-pathway rate applies).";
     DepassementUnderCss => "depassement_under_css", None, "A fee above the base for a CSS beneficiary (warning).";
     NoAuthorityTariff => "no_authority_tariff", None, "A sector 3 act with no tarif d'autorite: reimbursed on a zero base (warning).";
 }

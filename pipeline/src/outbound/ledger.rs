@@ -29,7 +29,7 @@ use super::payments::{self, PayEntry};
 use super::returns::{self, LotEntry};
 use super::{Emit, OutboundError};
 use crate::events::model::{EventHeader, LedgerEntry, LedgerOutcomeRec, PayeeKind, Status};
-use crate::rules::Rules;
+use crate::rules::{EuClaimAmount, Rules};
 use crate::stages::Context;
 use crate::stages::contract::{self, Decided, Topics};
 use crate::stages::emit::{EmitKey, Inputs};
@@ -316,7 +316,7 @@ fn accumulate(
     }
     let paid = Paid::check(o)?;
     add(state, &lot, &LotEntry::of(o))?;
-    paid.add(o, state)?;
+    paid.add(o, state, ctx.rules)?;
     Ok(())
 }
 
@@ -372,7 +372,12 @@ impl<'o> Paid<'o> {
     }
 
     /// Adds the outcome to its payees' payment runs and its EU half-year.
-    fn add(self, o: &LedgerOutcomeRec, state: &mut StateTxn<'_>) -> Result<(), StoreError> {
+    fn add(
+        self,
+        o: &LedgerOutcomeRec,
+        state: &mut StateTxn<'_>,
+        rules: &Rules,
+    ) -> Result<(), OutboundError> {
         let received_on = o.received_on;
         let entry = |amount: i64, imputed: i64, guaranteed: bool| PayEntry {
             fse_id: self.fse_id.clone(),
@@ -403,14 +408,19 @@ impl<'o> Paid<'o> {
             )?;
         }
         if let Some((country, institution)) = self.eu {
+            let half = HalfYear::of(received_on);
             let acc = Acc::Eu {
                 country: country.clone(),
                 institution: institution.clone(),
-                half: HalfYear::of(received_on),
+                half,
+            };
+            let amount_cents = match super::eu_clearing::limits(rules, half)?.amount {
+                EuClaimAmount::Paid => o.paid_to_professional_cents + o.paid_to_insured_cents,
+                EuClaimAmount::Amo => o.amo_cents,
             };
             let claim = EuEntry {
                 fse_id: self.fse_id,
-                amount_cents: o.paid_to_professional_cents + o.paid_to_insured_cents,
+                amount_cents,
             };
             add(state, &acc, &claim)?;
         }
@@ -770,6 +780,40 @@ mod tests {
             ("2025-H1", false)
         );
         assert_eq!(c[0].introduction_deadline, d("2026-06-30"));
+    }
+
+    /// Reg. 987/2009 art. 62 (actual expenditure of the institution of the
+    /// place of stay; domain.md 4.1): a claim is for each decision's AMO
+    /// share, whatever a deferred deduction or an imputed debt did to the
+    /// payment. The rule set before 2026-12-06 summed the payments; it is
+    /// kept so that its runs replay as they ran.
+    #[test]
+    fn an_eu_claim_is_for_the_amo_share_not_the_payment() {
+        let imputed = LedgerOutcomeRec {
+            paid_to_insured_cents: 1600,
+            imputed_cents: 500,
+            ..visitor("E1", "2024-11-04", 2100)
+        };
+        let deferred = LedgerOutcomeRec {
+            tiers_payant_amo: true,
+            paid_to_professional_cents: 2100,
+            paid_to_insured_cents: 0,
+            ..visitor("E2", "2024-11-05", 1900)
+        };
+        let total = |rules: Rules| {
+            let g = Given {
+                store: MemStore::default(),
+                rules,
+            };
+            g.when(o(imputed.clone()));
+            g.when(o(deferred.clone()));
+            let out = g.when(close_on("2025-03-03"));
+            eu(&out).iter().map(|c| c.amount_cents).sum::<i64>()
+        };
+        assert_eq!(total(Rules::embedded().unwrap()), 2100 + 1900);
+        let before = "sha256:98f62d4c327e46e8c3dec4ea2321f500c3ef2f2c9d9405b8d3b74cb5fee677de";
+        let before = Rules::published(before).unwrap().expect("kept");
+        assert_eq!(total((*before).clone()), 1600 + 2100);
     }
 
     #[test]

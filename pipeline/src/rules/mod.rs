@@ -183,6 +183,9 @@ pub fn sha256_tag(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod corrections_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -145,6 +145,21 @@ pub struct EuClaimValue {
     pub payment_months: u32,
     pub dispute_months: u32,
     pub currency: String,
+    /// What each decision adds to a claim.
+    #[serde(default)]
+    pub amount: EuClaimAmount,
+}
+
+/// What a paid decision adds to its institution's claim.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EuClaimAmount {
+    /// What was paid to the professional and the insured (rule sets before
+    /// 2026-12-06): deferred deductions and imputed debts changed it.
+    #[default]
+    Paid,
+    /// The decision's AMO share: what the competent institution owes.
+    Amo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -17,7 +17,7 @@ use super::{EMBEDDED, Rules, RulesError, TABLE_FILES, sha256_tag};
 const SETS: &str = include_str!("../../rules/history/sets.toml");
 
 /// The table texts no current file holds any more, by file name.
-const KEPT_FILES: [(&str, &str); 2] = [
+const KEPT_FILES: [(&str, &str); 6] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.4db9f9a607f4.toml"),
@@ -25,6 +25,22 @@ const KEPT_FILES: [(&str, &str); 2] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.7cc181f03cee.toml"),
+    ),
+    (
+        "acts.toml",
+        include_str!("../../rules/history/acts.b31b7d34c9eb.toml"),
+    ),
+    (
+        "rates.toml",
+        include_str!("../../rules/history/rates.57f45eb0e7e2.toml"),
+    ),
+    (
+        "deductions.toml",
+        include_str!("../../rules/history/deductions.73f1c8dbd66d.toml"),
+    ),
+    (
+        "outbound.toml",
+        include_str!("../../rules/history/outbound.974f59632a62.toml"),
     ),
 ];
 

@@ -248,11 +248,23 @@ pub struct OutsidePathway {
     pub rate: Dated<RateValue>,
 }
 
+/// Who is in the care pathway (rates.toml `[[care_pathway]]`, docs/rules.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarePathwayValue {
+    /// The categories the pathway penalty and the sector bases apply to.
+    pub doctors: Vec<Category>,
+    /// The categories that may claim direct access.
+    pub direct_access: Vec<Category>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RatesFile {
     family: Vec<FamilyRates>,
     outside_pathway: OutsidePathway,
+    #[serde(default)]
+    care_pathway: Vec<Version<CarePathwayValue>>,
 }
 
 /// Rates by family, the outside-pathway rate, the local regime's rates, and
@@ -261,6 +273,10 @@ struct RatesFile {
 pub struct RateTable {
     families: BTreeMap<Family, FamilyRates>,
     pub outside_pathway: OutsidePathway,
+    /// Absent from rule sets before 2026-12-06: referred and direct-access
+    /// claims needed no declared GP, an unfilled pathway read as referred,
+    /// and only GPs and specialists were doctors.
+    pub care_pathway: Option<Dated<CarePathwayValue>>,
 }
 
 impl RateTable {
@@ -273,9 +289,14 @@ impl RateTable {
                 return Err(format!("family {family:?} listed twice"));
             }
         }
+        let care_pathway = match file.care_pathway.is_empty() {
+            true => None,
+            false => Some(Dated::new(file.care_pathway, "care_pathway")?),
+        };
         Ok(RateTable {
             families,
             outside_pathway: file.outside_pathway,
+            care_pathway,
         })
     }
 
@@ -299,8 +320,22 @@ pub struct ParticipationValue {
     /// Acts per professional per day per beneficiary that bear one.
     pub daily_max_acts: u32,
     pub yearly_cap: Cents,
-    /// Whether it is also taken on a claim that pays the flat fee (§3.5).
+    /// Whether it is also taken on an act that bears the flat fee (§3.5).
     pub with_flat_fee: bool,
+    /// What the flat fee spares when `with_flat_fee` is false.
+    #[serde(default)]
+    pub flat_fee_spares: FlatFeeSpares,
+}
+
+/// What the flat fee spares of the participation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlatFeeSpares {
+    /// The whole claim (rule sets before 2026-12-06).
+    #[default]
+    Claim,
+    /// Only the acts that bear the flat fee: the participation follows the lines.
+    Line,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -22,7 +22,8 @@ use crate::events::model::{EventHeader, FseDecided, FseRouted};
 use crate::money::{Cents, Hundredths, Rate};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
-    Act, BaseKind, Exemption, ExemptionValue, Family, FranchiseKind, FranchiseValue, Pricing, Rules,
+    Act, BaseKind, CarePathwayValue, Exemption, ExemptionValue, Family, FlatFeeSpares,
+    FranchiseKind, FranchiseValue, Pricing, Rules,
 };
 use crate::state::{StateTxn, StoreError, expiry, keys};
 use crate::topics;
@@ -97,6 +98,8 @@ struct LineCalc<'r> {
     css: Cents,
     participation: Cents,
     franchise: Cents,
+    /// The line is one of the acts the flat fee applied to (§3.5).
+    under_flat_fee: bool,
     tariff_tag: String,
 }
 
@@ -118,9 +121,26 @@ fn active_situations<'e>(ent: &Entitlement, ex: &'e ExemptionValue) -> Vec<&'e E
     active
 }
 
-fn base_kind(routed: &Routed) -> BaseKind {
+/// The care-pathway rules in force on the claim's date of care; `None` under
+/// a rule set before 2026-12-06 (rates.toml `[[care_pathway]]`).
+fn care_pathway<'r>(routed: &Routed, rules: &'r Rules) -> Option<&'r CarePathwayValue> {
+    let care = routed.entitled.validated.fse.care_date;
+    let table = rules.rates.care_pathway.as_ref()?;
+    table.at(care).map(|v| &v.value)
+}
+
+/// Whether the executant is a doctor: the pathway and sector bases apply.
+/// Before 2026-12-06 only GPs and specialists were; a radiologist is one too.
+fn is_doctor(category: crate::domain::Category, rules: Option<&CarePathwayValue>) -> bool {
+    match rules {
+        Some(rules) => rules.doctors.contains(&category),
+        None => category.is_doctor(),
+    }
+}
+
+fn base_kind(routed: &Routed, rules: &Rules) -> BaseKind {
     let professional = &routed.entitled.validated.fse.professional;
-    if !professional.category.is_doctor() {
+    if !is_doctor(professional.category, care_pathway(routed, rules)) {
         return BaseKind::Convention;
     }
     match (professional.sector, professional.optam) {
@@ -130,30 +150,54 @@ fn base_kind(routed: &Routed) -> BaseKind {
     }
 }
 
+fn not_honoured(why: &str) -> (bool, Option<Reason>) {
+    let reason = Reason::new(Stage::Reimbursement, ReasonCode::PathwayNotHonoured, why);
+    (true, Some(reason.field("pathway")))
+}
+
 /// Whether the care-pathway penalty applies to this claim, and whether a
-/// warning explains it (a claimed declared GP the rights do not confirm).
-fn pathway_penalty(routed: &Routed) -> (bool, Option<Reason>) {
+/// warning explains it (a pathway the rights or the rules do not honour).
+fn pathway_penalty(routed: &Routed, rules: &Rules) -> (bool, Option<Reason>) {
     let fse = &routed.entitled.validated.fse;
     let ent = &routed.entitled.entitlement;
-    if !fse.professional.category.is_doctor()
+    let pathway_rules = care_pathway(routed, rules);
+    if !is_doctor(fse.professional.category, pathway_rules)
         || ent.pathway_free
         || matches!(fse.patient, Patient::Visitor(_))
     {
         return (false, None);
     }
-    match fse.pathway {
-        Pathway::Outside => (true, None),
-        Pathway::Mt if ent.declared_gp.as_deref() != Some(fse.professional.rpps.as_str()) => (
-            true,
-            Some(
-                Reason::new(
-                    Stage::Reimbursement,
-                    ReasonCode::PathwayNotHonoured,
-                    "the pathway names the executant as declared GP, but the rights do not",
-                )
-                .field("pathway"),
+    let executant_is_gp = ent.declared_gp.as_deref() == Some(fse.professional.rpps.as_str());
+    let Some(pathway_rules) = pathway_rules else {
+        // Rule sets before 2026-12-06: a blank pathway read as referred, and
+        // a referral or direct access needed no declared GP.
+        return match fse.pathway.unwrap_or(Pathway::Referred) {
+            Pathway::Outside => (true, None),
+            Pathway::Mt if !executant_is_gp => not_honoured(
+                "the pathway names the executant as declared GP, but the rights do not",
             ),
-        ),
+            _ => (false, None),
+        };
+    };
+    let has_gp = ent.declared_gp.is_some();
+    let open_access = pathway_rules
+        .direct_access
+        .contains(&fse.professional.category);
+    match fse.pathway {
+        Some(Pathway::Outside) => (true, None),
+        Some(Pathway::Emergency) => (false, None),
+        Some(Pathway::Mt) if !executant_is_gp => {
+            not_honoured("the pathway names the executant as declared GP, but the rights do not")
+        }
+        Some(Pathway::Referred | Pathway::DirectAccess) if !has_gp => {
+            not_honoured("a referral or direct access needs a declared GP on the date of care")
+        }
+        Some(Pathway::DirectAccess) if !open_access => {
+            not_honoured("direct access is not open to the executant's category")
+        }
+        None if !executant_is_gp => {
+            not_honoured("no pathway given, and the executant is not the declared GP")
+        }
         _ => (false, None),
     }
 }
@@ -167,7 +211,7 @@ fn price_lines<'r>(
 ) -> Result<Vec<LineCalc<'r>>, Reason> {
     let fse = &routed.entitled.validated.fse;
     let ent = &routed.entitled.entitlement;
-    let (penalised, pathway_warning) = pathway_penalty(routed);
+    let (penalised, pathway_warning) = pathway_penalty(routed, rules);
     warnings.extend(pathway_warning);
     let pricing = ClaimPricing {
         rules,
@@ -175,7 +219,7 @@ fn price_lines<'r>(
         ex,
         care: fse.care_date,
         category: fse.professional.category,
-        kind: base_kind(routed),
+        kind: base_kind(routed, rules),
         penalised,
         situation_full_rate: active_situations(ent, ex).iter().any(|s| s.full_rate),
     };
@@ -235,6 +279,7 @@ impl<'r> ClaimPricing<'r, '_> {
             css: Cents::ZERO,
             participation: Cents::ZERO,
             franchise: Cents::ZERO,
+            under_flat_fee: false,
             tariff_tag,
         })
     }
@@ -372,6 +417,7 @@ fn apply_flat_fee(
     for calc in calcs.iter_mut().filter(|c| eligible(c)) {
         let share = remaining.min(calc.base);
         calc.gross = calc.base - share;
+        calc.under_flat_fee = true;
         remaining -= share;
     }
     flat.amount - remaining
@@ -401,7 +447,10 @@ fn take_participation(
     let counted = state.get_i64(&day_key)?;
     let mut acts_today = counted;
     let mut taken_this_year = Cents(state.get_i64(&year_key)?);
-    for calc in calcs.iter_mut().filter(|c| c.act.participation) {
+    for calc in calcs
+        .iter_mut()
+        .filter(|c| c.act.participation && !c.under_flat_fee)
+    {
         for _ in 0..calc.line.quantity {
             let room = yearly_cap - taken_this_year;
             let amount = pf.amount.min(room);
@@ -481,7 +530,7 @@ fn take_franchises(
             continue;
         }
         if kind == FranchiseKind::Transport
-            && fse.pathway == Pathway::Emergency
+            && fse.pathway == Some(Pathway::Emergency)
             && ex.emergency_transport_exempt_franchise
         {
             continue;
@@ -558,12 +607,16 @@ fn take_deductions(
     let flat_fee = apply_flat_fee(calcs, rules, care, flat_exempt);
 
     let pf_exempt = situations.iter().any(|s| s.exempt_participation);
-    let pf_with_flat = rules
-        .deductions
-        .participation
-        .at(care)
-        .is_some_and(|v| v.value.with_flat_fee);
-    if !pf_exempt && (flat_fee == Cents::ZERO || pf_with_flat) {
+    let pf = rules.deductions.participation.at(care).map(|v| v.value);
+    let pf_with_flat = pf.is_some_and(|v| v.with_flat_fee);
+    if pf_with_flat {
+        // Taken on the acts under the flat fee too.
+        calcs.iter_mut().for_each(|c| c.under_flat_fee = false);
+    }
+    // Before 2026-12-06 the flat fee spared the whole claim; since, only its
+    // own acts (the participation follows the lines).
+    let by_line = pf.is_some_and(|v| v.flat_fee_spares == FlatFeeSpares::Line);
+    if !pf_exempt && (flat_fee == Cents::ZERO || pf_with_flat || by_line) {
         take_participation(calcs, state, rules, routed, who)?;
     }
     if !situations.iter().any(|s| s.exempt_franchise) {
@@ -737,5 +790,7 @@ pub fn reimburse(
     Ok(Outcome::Pass(decision))
 }
 
+#[cfg(test)]
+mod corrections_tests;
 #[cfg(test)]
 mod tests;

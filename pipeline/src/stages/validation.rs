@@ -510,11 +510,12 @@ fn parse_patient(c: &mut Checker, input: &FseInput) -> Option<Patient> {
     }
 }
 
-fn parse_pathway(c: &mut Checker, text: &Option<String>) -> Option<Pathway> {
+/// The declared pathway; `Some(None)` when the FSE does not fill it
+/// (pharmacies, labs and transport do not), `None` when it is unknown.
+fn parse_pathway(c: &mut Checker, text: &Option<String>) -> Option<Option<Pathway>> {
     match text {
-        // Pharmacies, labs and transport do not fill the pathway.
-        None => Some(Pathway::Referred),
-        Some(text) => Pathway::parse(text).or_else(|| {
+        None => Some(None),
+        Some(text) => Pathway::parse(text).map(Some).or_else(|| {
             c.fail(
                 ReasonCode::InvalidPathway,
                 "pathway",

@@ -368,6 +368,9 @@ fn pathway_for(rng: &mut Rng, category: Category, is_declared_gp: bool) -> Optio
         }),
         Category::Dentist | Category::Midwife => Some(Pathway::DirectAccess),
         Category::Nurse | Category::Physiotherapist => Some(Pathway::Referred),
+        // Imaging is prescribed: the radiologist, a doctor, sees the patient
+        // on referral (a blank pathway is outside it since 2026-12-06).
+        Category::Radiology => Some(Pathway::Referred),
         Category::Transport if rng.chance(100) => Some(Pathway::Emergency),
         _ => None,
     }

@@ -150,7 +150,8 @@ pub fn read_outbound(bus: &dyn Bus, registry: &SchemaRegistry) -> Result<Outboun
 impl Outbound {
     /// Every problem found between the decisions and what left: empty when
     /// every FSE has exactly one final return of its kind, the orders add up
-    /// to the paid amounts, the EU claims to the visitors' payments, and the
+    /// to the paid amounts, the EU claims to the visitors' AMO shares (what
+    /// the rule sets since 2026-12-06 claim, Reg. 987/2009 art. 62), and the
     /// batches count every FSE.
     pub fn reconcile(&self, decisions: &BTreeMap<String, Vec<DecisionRec>>) -> Vec<String> {
         let mut problems = Vec::new();
@@ -167,10 +168,9 @@ impl Outbound {
                 .or_default() += 1;
             if is_paid {
                 imputed += Cents::new(d.imputed_cents);
-                let amount = Cents::new(d.paid_to_professional_cents + d.paid_to_insured_cents);
-                paid += amount;
+                paid += Cents::new(d.paid_to_professional_cents + d.paid_to_insured_cents);
                 if d.route == Some(Route::Eu) {
-                    eu += amount;
+                    eu += Cents::new(d.amo_cents);
                 }
             }
         }
@@ -204,7 +204,7 @@ impl Outbound {
         }
         if self.eu_total != eu {
             problems.push(format!(
-                "EU claims total {} EUR, visitors were paid {} EUR",
+                "EU claims total {} EUR, the visitors' AMO shares {} EUR",
                 self.eu_total, eu
             ));
         }

@@ -110,10 +110,10 @@ fn mt_without_any_declared_gp_is_not_honoured_either() {
 }
 
 #[test]
-fn referred_and_emergency_are_not_penalised() {
-    // Given
+fn referred_direct_access_and_emergency_are_not_penalised() {
+    // Given: a declared GP (not the executant), a specialist's consultation.
     let mut kit = Kit::new();
-    kit.rights(json!({"declared_gp": null}));
+    kit.rights(json!({}));
     for (n, pathway) in ["referred", "emergency", "direct_access"]
         .iter()
         .enumerate()
@@ -121,11 +121,26 @@ fn referred_and_emergency_are_not_penalised() {
         // When
         let d = when_reimbursed(
             &kit,
-            &claim(json!({"pathway": pathway, "fse_id": format!("12345678-00000000{n}")})),
+            &claim(
+                json!({"pathway": pathway, "fse_id": format!("12345678-00000000{n}"),
+                          "professional": specialist(), "acts": [{"code": "CS", "charged": "31.50"}]}),
+            ),
         );
         // Then
         assert_eq!(d.lines[0].rate.percent(), 70, "{pathway}");
+        assert!(d.warnings.is_empty(), "{pathway}");
     }
+}
+
+#[test]
+fn an_emergency_without_a_declared_gp_is_not_penalised() {
+    // Given: no declared GP (domain.md 1.3: code 25, emergency without MT).
+    let mut kit = Kit::new();
+    kit.rights(json!({"declared_gp": null}));
+    // When
+    let d = when_reimbursed(&kit, &claim(json!({"pathway": "emergency"})));
+    // Then
+    assert_eq!(d.lines[0].rate.percent(), 70);
 }
 
 #[test]
