@@ -55,6 +55,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         bus.clone(),
         shared.registry.clone(),
         pseudonym_key()?,
+        shared.rules.clone(),
         Limits {
             body_bytes: args.max_body_bytes,
             in_flight: args.max_in_flight,

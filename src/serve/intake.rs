@@ -98,8 +98,16 @@ pub async fn take_lot(
         }
     };
     let fses = match document.unique("fses") {
-        Some(serde_json::Value::Array(fses)) if (1..=MAX_LOT).contains(&fses.len()) => fses.clone(),
-        _ => return Err(malformed(format!("fses: an array of 1 to {MAX_LOT} FSEs"))),
+        Some(serde_json::Value::Array(fses))
+            if (1..=MAX_LOT).contains(&fses.len()) && fses.iter().all(|f| f.is_object()) =>
+        {
+            fses.clone()
+        }
+        _ => {
+            return Err(malformed(format!(
+                "fses: an array of 1 to {MAX_LOT} FSEs (objects)"
+            )));
+        }
     };
     if document.value().as_object().is_some_and(|o| o.len() != 2) {
         return Err(malformed("a lot has lot_id and fses only"));

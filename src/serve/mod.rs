@@ -7,6 +7,7 @@
 //! (a look-up that takes longer is answered 503). No request body, NIR or
 //! key is ever logged: a log line names the method, the route and the status.
 
+mod eu;
 mod intake;
 mod openapi;
 mod rights;
@@ -47,6 +48,9 @@ pub struct Api {
     pub limits: Limits,
     /// `None`: this instance takes no lots (it answers look-ups only).
     pub intake: Option<Intake>,
+    /// The rule tables the stages run (the EU card answer reads them).
+    pub rules: Arc<clearing_pipeline::rules::Rules>,
+    institutions: eu::Institutions,
     permits: Semaphore,
 }
 
@@ -56,6 +60,7 @@ impl Api {
         bus: Arc<dyn Bus>,
         registry: Arc<SchemaRegistry>,
         pseudonyms: PseudonymKey,
+        rules: Arc<clearing_pipeline::rules::Rules>,
         limits: Limits,
         intake: Option<Intake>,
     ) -> Arc<Api> {
@@ -66,6 +71,8 @@ impl Api {
             pseudonyms,
             limits,
             intake,
+            rules,
+            institutions: eu::Institutions::default(),
             permits: Semaphore::new(limits.in_flight),
         })
     }
@@ -137,6 +144,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/rights", post(rights::look_up))
         .route("/v1/lots", post(intake::take_lot))
+        .route("/v1/eu/entitlement", post(eu::entitlement))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(api)
 }

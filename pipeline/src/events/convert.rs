@@ -726,6 +726,18 @@ pub fn pki_record(event: &PkiEvent) -> Result<crate::pki::PkiRecord, ConvertErro
     })
 }
 
+/// A `ref.eu.institutions` record as the directory takes it.
+pub fn institution_input(rec: EuInstitutionRecord) -> crate::refdata::EuInstitutionInput {
+    crate::refdata::EuInstitutionInput {
+        country: rec.country,
+        institution_id: rec.institution_id,
+        name: rec.name,
+        acronym: rec.acronym,
+        from: rec.from,
+        to: rec.to,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

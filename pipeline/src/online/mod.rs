@@ -3,4 +3,5 @@
 //! with no I/O. The HTTP shell (`clearing serve`) finds the partition's store
 //! ([`crate::runtime::queries`]) and hands it here.
 
+pub mod eu;
 pub mod rights;

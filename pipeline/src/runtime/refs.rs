@@ -16,7 +16,7 @@ use crate::events::registry::SchemaRegistry;
 use crate::events::wire;
 use crate::pki::{Pki, PkiRecord};
 use crate::pseudonym::PseudonymKey;
-use crate::refdata::{EuInstitutionInput, InstitutionDirectory};
+use crate::refdata::InstitutionDirectory;
 use crate::stages::entitlement;
 use crate::state::{StateTxn, StoreError};
 
@@ -118,14 +118,7 @@ impl GlobalRefs {
                         .map_err(|e| e.to_string())
                         .and_then(|rec| {
                             institutions
-                                .upsert(EuInstitutionInput {
-                                    country: rec.country,
-                                    institution_id: rec.institution_id,
-                                    name: rec.name,
-                                    acronym: rec.acronym,
-                                    from: rec.from,
-                                    to: rec.to,
-                                })
+                                .upsert(convert::institution_input(rec))
                                 .map_err(|e| e.to_string())
                         }),
                 };

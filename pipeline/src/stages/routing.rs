@@ -6,9 +6,12 @@
 use super::contract::{self, Decided, Topics};
 use super::emit::{Carried, Inputs, claim_ref};
 use super::{Context, Entitled, Outcome, Routed, Routing, reject_validated};
+use chrono::NaiveDate;
+
 use crate::domain::{Patient, Reason, ReasonCode, Stage};
 use crate::events::convert;
 use crate::events::model::{EventHeader, FseEntitled};
+use crate::ids::{Country, EhicInstitutionId};
 use crate::state::{StateTxn, StoreError};
 use crate::topics;
 
@@ -58,6 +61,55 @@ impl contract::Stage for RoutingStage {
     }
 }
 
+/// What routing reads of an EHIC.
+pub struct CardFacts<'a> {
+    pub country: Country,
+    pub institution_id: &'a EhicInstitutionId,
+    pub expiry: NaiveDate,
+}
+
+/// Why an EU card cannot be billed for care on `care`, in the order the
+/// rules are checked (the first that applies); `None`: the card's
+/// institution is billed. Read by the routing stage and by the online EU
+/// card answer, so that both say the same.
+pub fn card_problem(
+    card: &CardFacts<'_>,
+    care: NaiveDate,
+    rules: &crate::rules::Rules,
+    institutions: &crate::refdata::InstitutionDirectory,
+) -> Option<(ReasonCode, &'static str, &'static str)> {
+    if card.country.as_str() == "FR" {
+        Some((
+            ReasonCode::EhicFrenchCard,
+            "ehic.country",
+            "a French EHIC is not usable in France",
+        ))
+    } else if !rules.eu.accepts(card.country, care) {
+        Some((
+            ReasonCode::EhicStateNotAccepted,
+            "ehic.country",
+            "the card's state is not under coordination on the date of care",
+        ))
+    } else if card.expiry < care {
+        Some((
+            ReasonCode::EhicExpired,
+            "ehic.expiry",
+            "the card had expired on the date of care",
+        ))
+    } else if institutions
+        .valid_on(card.country, card.institution_id, care)
+        .is_none()
+    {
+        Some((
+            ReasonCode::EuInstitutionUnknown,
+            "ehic.institution_id",
+            "the institution is not in the EU directory on the date of care",
+        ))
+    } else {
+        None
+    }
+}
+
 /// The routing stage. Stateless today; it takes the state overlay like every
 /// stage so that the AMC share (a later issue) can keep its own.
 pub fn route(
@@ -70,39 +122,14 @@ pub fn route(
     let routing = match &fse.patient {
         Patient::Insured(_) => Routing::Domestic,
         Patient::Visitor(ehic) => {
-            let problem = if ehic.country.as_str() == "FR" {
-                Some((
-                    ReasonCode::EhicFrenchCard,
-                    "ehic.country",
-                    "a French EHIC is not usable in France",
-                ))
-            } else if !ctx.rules.eu.accepts(ehic.country, care) {
-                Some((
-                    ReasonCode::EhicStateNotAccepted,
-                    "ehic.country",
-                    "the card's state is not under coordination on the date of care",
-                ))
-            } else if ehic.expiry < care {
-                Some((
-                    ReasonCode::EhicExpired,
-                    "ehic.expiry",
-                    "the card had expired on the date of care",
-                ))
-            } else if ctx
-                .refs
-                .institutions
-                .valid_on(ehic.country, &ehic.institution_id, care)
-                .is_none()
-            {
-                Some((
-                    ReasonCode::EuInstitutionUnknown,
-                    "ehic.institution_id",
-                    "the institution is not in the EU directory on the date of care",
-                ))
-            } else {
-                None
+            let card = CardFacts {
+                country: ehic.country,
+                institution_id: &ehic.institution_id,
+                expiry: ehic.expiry,
             };
-            if let Some((code, field, message)) = problem {
+            if let Some((code, field, message)) =
+                card_problem(&card, care, ctx.rules, ctx.refs.institutions)
+            {
                 let reason = Reason::new(Stage::Routing, code, message).field(field);
                 return Ok(Outcome::Reject(reject_validated(
                     &input.validated,

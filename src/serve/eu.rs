@@ -1,0 +1,71 @@
+//! `POST /v1/eu/entitlement`: is an EU card good for care on a date, and
+//! which institution is billed (NETC@RDS-like), by the routing stage's
+//! rules over `ref.eu.institutions`, read up to its end at each question.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use clearing_pipeline::bus::{Bus, BusError};
+use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::events::convert;
+use clearing_pipeline::events::model::EuInstitutionRecord;
+use clearing_pipeline::online::eu::{CardAnswer, CardQuery, card_answer};
+use clearing_pipeline::refdata::InstitutionDirectory;
+use clearing_pipeline::runtime::topics;
+
+use super::{Api, ApiError, bounded};
+
+/// The EU directory as far as it has been read.
+#[derive(Default)]
+pub struct Institutions {
+    read: Mutex<(InstitutionDirectory, u64)>,
+}
+
+impl Institutions {
+    /// The directory with every record up to the topic's end applied (a
+    /// record that does not apply is skipped, as the stages skip it).
+    fn caught_up(
+        &self,
+        bus: &dyn Bus,
+        registry: &SchemaRegistry,
+    ) -> Result<InstitutionDirectory, BusError> {
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        let end = bus.end_offset(topics::REF_EU_INSTITUTIONS, 0)?;
+        while read.1 < end {
+            let chunk = bus.read(topics::REF_EU_INSTITUTIONS, 0, read.1, 1000)?;
+            let Some(last) = chunk.last() else { break };
+            read.1 = last.offset + 1;
+            for record in &chunk {
+                if let Ok(rec) = registry.decode_single::<EuInstitutionRecord>(&record.value) {
+                    let _skipped = read.0.upsert(convert::institution_input(rec));
+                }
+            }
+        }
+        Ok(read.0.clone())
+    }
+}
+
+pub async fn entitlement(
+    State(api): State<Arc<Api>>,
+    body: Bytes,
+) -> Result<axum::Json<CardAnswer>, ApiError> {
+    let query: CardQuery = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
+    bounded(&api, move |api| {
+        let directory = api
+            .institutions
+            .caught_up(api.bus.as_ref(), &api.registry)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
+            })?;
+        Ok(card_answer(&query, &api.rules, &directory))
+    })
+    .await
+    .map(axum::Json)
+}
