@@ -246,11 +246,7 @@ fn a_lot_is_taken_once_and_each_fse_answered() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataSet::small_month(&dir.path().join("data"));
     let bus = dir.path().join("bus");
-    {
-        let log = LocalLog::open(&bus).unwrap();
-        clearing_pipeline::runtime::ensure_topics(&log, 1).unwrap();
-        data.publish_references(&log);
-    }
+    data.references_only(&bus);
     let mut fses: Vec<Value> = data.claims[..5]
         .iter()
         .map(|c| serde_json::to_value(c).unwrap())
@@ -317,17 +313,11 @@ fn a_lot_is_taken_once_and_each_fse_answered() {
 /// number mod 97) is refused `invalid_nir`, which no schema can say.
 #[test]
 fn the_api_holds_to_its_openapi_document_under_schemathesis() {
-    use clearing_pipeline::bus::local::LocalLog;
-
     common::ensure_python_modules(&[("schemathesis", "schemathesis")]);
     let dir = tempfile::tempdir().unwrap();
     let data = DataSet::small_month(&dir.path().join("data"));
     let bus = dir.path().join("bus");
-    {
-        let log = LocalLog::open(&bus).unwrap();
-        clearing_pipeline::runtime::ensure_topics(&log, 1).unwrap();
-        data.publish_references(&log);
-    }
+    data.references_only(&bus);
     // The default body limit (4 MiB): a 413 is not a refusal the document
     // can promise for a body schemathesis makes.
     let server = Server::start_with(&bus, &[]);

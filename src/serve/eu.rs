@@ -57,13 +57,7 @@ pub async fn entitlement(
         let directory = api
             .institutions
             .caught_up(api.bus.as_ref(), &api.registry)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(ApiError::unavailable)?;
         Ok(card_answer(&query, &api.rules, &directory))
     })
     .await

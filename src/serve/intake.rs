@@ -117,31 +117,23 @@ pub async fn take_lot(
         .map(axum::Json)
 }
 
-fn unavailable(what: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        what.to_string(),
-    )
-}
-
 fn take(api: &Api, lot_id: &str, fses: &[serde_json::Value]) -> Result<LotAnswer, ApiError> {
     let intake = api
         .intake
         .as_ref()
-        .ok_or_else(|| unavailable("this instance takes no lots"))?;
+        .ok_or_else(|| ApiError::unavailable("this instance takes no lots"))?;
     // One lot at a time: the check, the append and the answer kept together.
     let mut producer = intake
         .producer
         .lock()
-        .map_err(|_| unavailable("intake poisoned"))?;
-    if let Some(kept) = intake.lots.get(lot_id).map_err(unavailable)? {
-        return serde_json::from_slice(&kept).map_err(unavailable);
+        .map_err(|_| ApiError::unavailable("intake poisoned"))?;
+    if let Some(kept) = intake.lots.get(lot_id).map_err(ApiError::unavailable)? {
+        return serde_json::from_slice(&kept).map_err(ApiError::unavailable);
     }
     let partitions = api
         .bus
         .partition_count(topics::FSE_SUBMITTED)
-        .map_err(unavailable)?;
+        .map_err(ApiError::unavailable)?;
     let mut answer = LotAnswer {
         lot_id: lot_id.to_string(),
         accepted: 0,
@@ -193,7 +185,7 @@ fn take(api: &Api, lot_id: &str, fses: &[serde_json::Value]) -> Result<LotAnswer
             partitions,
             &fse,
         )
-        .map_err(unavailable)?;
+        .map_err(ApiError::unavailable)?;
         answer.fses.push(FseAnswer {
             index,
             fse_id,
@@ -203,15 +195,18 @@ fn take(api: &Api, lot_id: &str, fses: &[serde_json::Value]) -> Result<LotAnswer
             field: None,
         });
     }
-    producer.flush().map_err(unavailable)?;
+    producer.flush().map_err(ApiError::unavailable)?;
     answer.accepted = answer
         .fses
         .iter()
         .filter(|f| f.status == "accepted")
         .count();
     answer.refused = answer.fses.len() - answer.accepted;
-    let kept = serde_json::to_vec(&answer).map_err(unavailable)?;
-    intake.lots.insert(lot_id, kept).map_err(unavailable)?;
-    intake.lots.flush().map_err(unavailable)?;
+    let kept = serde_json::to_vec(&answer).map_err(ApiError::unavailable)?;
+    intake
+        .lots
+        .insert(lot_id, kept)
+        .map_err(ApiError::unavailable)?;
+    intake.lots.flush().map_err(ApiError::unavailable)?;
     Ok(answer)
 }

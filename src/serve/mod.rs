@@ -96,6 +96,15 @@ impl ApiError {
         }
     }
 
+    /// The store or the bus beneath failed: retry.
+    pub fn unavailable(what: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            what.to_string(),
+        )
+    }
+
     fn busy() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -58,20 +58,12 @@ pub async fn look_up(
         .map(axum::Json)
 }
 
-fn unavailable(what: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        what.to_string(),
-    )
-}
-
 fn answer(api: &Api, query: &RightsQuery, key: &BeneficiaryKey) -> Result<RightsAnswer, ApiError> {
     // Where ref.rights puts the key, hence which entitlement partition holds it.
     let partitions = api
         .bus
         .partition_count(topics::REF_RIGHTS)
-        .map_err(unavailable)?;
+        .map_err(ApiError::unavailable)?;
     let partition = partition_of(key.as_str().as_bytes(), partitions);
     let found = api
         .directory
@@ -113,11 +105,11 @@ fn fresh_rights(
     partition: u32,
     query: &RightsQuery,
 ) -> Result<(Option<RightsOnDate>, u64), ApiError> {
-    let applied = rights_position(&StateTxn::new(store)).map_err(unavailable)?;
+    let applied = rights_position(&StateTxn::new(store)).map_err(ApiError::unavailable)?;
     let end = api
         .bus
         .end_offset(topics::REF_RIGHTS, partition)
-        .map_err(unavailable)?;
+        .map_err(ApiError::unavailable)?;
     if query.min_rights_offset.is_some_and(|wanted| wanted > end) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -126,14 +118,14 @@ fn fresh_rights(
         ));
     }
     if end.saturating_sub(applied) > MAX_PENDING {
-        return Err(unavailable(format!(
+        return Err(ApiError::unavailable(format!(
             "the entitlement state is {} ref.rights records behind",
             end - applied
         )));
     }
-    let pending = pending_for(api, partition, applied, end, key).map_err(unavailable)?;
+    let pending = pending_for(api, partition, applied, end, key).map_err(ApiError::unavailable)?;
     let rights = rights_with_pending(store, pending, &api.pseudonyms, key, query.date)
-        .map_err(unavailable)?;
+        .map_err(ApiError::unavailable)?;
     Ok((rights, end))
 }
 

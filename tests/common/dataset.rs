@@ -101,6 +101,15 @@ impl DataSet {
         ingest.flush().unwrap();
     }
 
+    /// A local bus of one partition at `bus` holding the reference data
+    /// alone; the log is closed when it returns.
+    #[allow(dead_code)]
+    pub fn references_only(&self, bus: &Path) {
+        let log = LocalLog::open(bus).unwrap();
+        runtime::ensure_topics(&log, 1).unwrap();
+        self.publish_references(&log);
+    }
+
     /// A local bus of one partition in `dir/bus` holding the reference data,
     /// then the claims.
     pub fn published(&self, dir: &Path) -> Arc<LocalLog> {

@@ -42,6 +42,25 @@ pub struct WireRecord {
     pub timestamp: i64,
 }
 
+impl WireRecord {
+    /// Sends it to `fse.submitted` (of `partitions` partitions) under its
+    /// key, as the front door would.
+    pub fn send(
+        &self,
+        producer: &mut dyn clearing_pipeline::bus::BusProducer,
+        partitions: u32,
+    ) -> Result<(), clearing_pipeline::bus::BusError> {
+        let partition = clearing_pipeline::runtime::ingest::partition_of(&self.key, partitions);
+        producer.send(
+            clearing_pipeline::topics::FSE_SUBMITTED,
+            partition,
+            &self.key,
+            &self.value,
+            self.timestamp,
+        )
+    }
+}
+
 pub(super) fn cache_root() -> PathBuf {
     match std::env::var_os("CLEARING_LOADTEST_CACHE") {
         Some(dir) => dir.into(),

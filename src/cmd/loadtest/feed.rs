@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clearing_pipeline::bus::{Bus, BusProducer};
-use clearing_pipeline::runtime::ingest::partition_of;
-use clearing_pipeline::runtime::topics;
 
 use super::corpus::{Corpus, WireReader, WireRecord};
 use super::live::{Live, lock};
@@ -130,14 +128,7 @@ impl Feeder<'_> {
             }
         }
         for (record, _) in &self.batch {
-            let partition = partition_of(&record.key, self.partitions);
-            self.producer.send(
-                topics::FSE_SUBMITTED,
-                partition,
-                &record.key,
-                &record.value,
-                record.timestamp,
-            )?;
+            record.send(self.producer.as_mut(), self.partitions)?;
         }
         self.sent += self.batch.len() as u64;
         self.unflushed += self.batch.len();

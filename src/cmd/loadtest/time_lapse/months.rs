@@ -16,8 +16,7 @@ use anyhow::Result;
 use chrono::{Datelike, Months, NaiveDate};
 use clearing_pipeline::bus::{Bus, BusProducer};
 use clearing_pipeline::clock::insurer_date;
-use clearing_pipeline::runtime::ingest::partition_of;
-use clearing_pipeline::runtime::{self, Progress, Shared, StageKind, topics};
+use clearing_pipeline::runtime::{self, Progress, Shared, StageKind};
 use serde::Serialize;
 
 use super::super::corpus::{WireReader, WireRecord};
@@ -166,14 +165,7 @@ impl Lapse {
                 self.ahead = Some(record);
                 break;
             }
-            let partition = partition_of(&record.key, self.partitions);
-            self.producer.send(
-                topics::FSE_SUBMITTED,
-                partition,
-                &record.key,
-                &record.value,
-                record.timestamp,
-            )?;
+            record.send(self.producer.as_mut(), self.partitions)?;
             sent += 1;
         }
         self.producer.flush()?;
