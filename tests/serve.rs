@@ -23,9 +23,10 @@ struct Server {
 }
 
 impl Server {
-    /// With small bodies only (4 KiB), so that the limit is easy to cross.
+    /// With small bodies only (4 KiB), so that the limit is easy to cross,
+    /// and no signature asked (`signed_questions_…` checks the signatures).
     fn start(bus: &Path) -> Server {
-        Server::start_with(bus, &["--max-body-bytes", "4096"])
+        Server::start_with(bus, &["--max-body-bytes", "4096", "--auth", "none"])
     }
 
     fn start_with(bus: &Path, flags: &[&str]) -> Server {
@@ -84,13 +85,28 @@ impl Drop for Server {
 /// One HTTP/1.1 request, the connection closed after it: status and JSON
 /// body (`null` when the body is not JSON).
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    http_with(addr, method, path, &[], body)
+}
+
+/// [`http`] with more headers.
+fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         {extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -308,7 +324,9 @@ fn a_lot_is_taken_once_and_each_fse_answered() {
 
 /// The API holds to its OpenAPI document under schemathesis (bounded and
 /// seeded): no server error, every status, content type and body as the
-/// document says, requests outside the document refused. The check that a
+/// document says, requests outside the document refused. The server runs
+/// `--auth none` and serves its document without the signature requirement
+/// (a fuzzer cannot sign; `signed_questions_…` tests the signatures). The check that a
 /// schema-valid request is accepted is left out: a NIR's key (97 − the
 /// number mod 97) is refused `invalid_nir`, which no schema can say.
 #[test]
@@ -320,7 +338,7 @@ fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     data.references_only(&bus);
     // The default body limit (4 MiB): a 413 is not a refusal the document
     // can promise for a body schemathesis makes.
-    let server = Server::start_with(&bus, &[]);
+    let server = Server::start_with(&bus, &["--auth", "none"]);
     let schema = format!("http://{}/v1/openapi.json", server.addr);
     let out = std::process::Command::new("python3")
         .args([
@@ -394,5 +412,129 @@ fn an_eu_card_is_answered_as_routing_would() {
         "eu_institution_unknown"
     );
     assert_eq!(card(json!({"cvv": "1"})).0, 400);
+    server.stop();
+}
+
+/// Questions need a professional's signature (`--auth signed`, the
+/// default): a card of the health PKI published on `ref.pki`, valid and
+/// unrevoked today, signs the method, path, date and body's digest.
+#[test]
+fn signed_questions_from_a_valid_card_are_answered_and_others_refused() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use clearing_pipeline::bus::local::LocalLog;
+    use clearing_pipeline::events::SchemaRegistry;
+    use clearing_pipeline::pki::{PkiRecord, SignatureAlg, SigningKey};
+    use clearing_pipeline::pseudonym::PseudonymKey;
+    use clearing_pipeline::runtime::ingest::Ingest;
+    use sha2::{Digest, Sha256};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::small_month(&dir.path().join("data"));
+    let bus = dir.path().join("bus");
+    data.references_only(&bus);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let today = chrono::DateTime::from_timestamp(now(), 0)
+        .unwrap()
+        .date_naive();
+    let key = SigningKey::generate(SignatureAlg::EcdsaP256Sha256, [7; 32]);
+    let publish = |record: PkiRecord| {
+        let log = LocalLog::open(&bus).unwrap();
+        let (registry, pseudonyms) = (SchemaRegistry::new().unwrap(), PseudonymKey::development());
+        let mut ingest = Ingest::new(
+            &log,
+            &registry,
+            &pseudonyms,
+            clearing_pipeline::clock::IngestClock::Wall,
+        )
+        .unwrap();
+        ingest.pki(&record).unwrap();
+        ingest.flush().unwrap();
+    };
+    publish(PkiRecord::Certificate {
+        id: "CPS-TEST-1".into(),
+        rpps: "10000123454".into(),
+        alg: SignatureAlg::EcdsaP256Sha256,
+        public_key: BASE64.encode(key.public_key_der()),
+        issuer: "IGC-SANTE-ROOT".into(),
+        not_before: today - chrono::Days::new(30),
+        not_after: today + chrono::Days::new(365),
+    });
+    let institution = &data.institutions[0];
+    let body = json!({
+        "country": institution.country, "institution_id": institution.institution_id,
+        "card_id": "80276001234567890123", "expiry": "2030-12-31", "date": "2025-03-15"
+    })
+    .to_string();
+    let path = "/v1/eu/entitlement";
+    let signed = |cert: &str, at: i64, signed_body: &str| {
+        let date = chrono::DateTime::from_timestamp(at, 0)
+            .unwrap()
+            .to_rfc3339();
+        let text = format!(
+            "POST\n{path}\n{date}\n{}",
+            hex::encode(Sha256::digest(signed_body.as_bytes()))
+        );
+        vec![
+            ("Clearing-Cert".to_string(), cert.to_string()),
+            ("Clearing-Date".to_string(), date),
+            (
+                "Clearing-Signature".to_string(),
+                BASE64.encode(key.sign(text.as_bytes())),
+            ),
+        ]
+    };
+
+    let server = Server::start_with(&bus, &[]);
+    let ask = |headers: &[(String, String)]| {
+        let (status, answer) = http_with(&server.addr, "POST", path, headers, body.as_bytes());
+        (status, answer["error"].as_str().map(str::to_string))
+    };
+    assert_eq!(ask(&signed("CPS-TEST-1", now(), &body)).0, 200);
+    let unauthenticated = (401, Some("unauthenticated".to_string()));
+    assert_eq!(ask(&[]), unauthenticated, "no signature");
+    assert_eq!(
+        ask(&signed("CPS-TEST-1", now(), "{}")),
+        unauthenticated,
+        "another body's"
+    );
+    assert_eq!(
+        ask(&signed("CPS-TEST-1", now() - 600, &body)),
+        unauthenticated,
+        "stale"
+    );
+    assert_eq!(
+        ask(&signed("CPS-UNKNOWN", now(), &body)),
+        unauthenticated,
+        "unknown card"
+    );
+    // Health and the document stay open.
+    assert_eq!(http(&server.addr, "GET", "/health", b"").0, 200);
+    assert_eq!(http(&server.addr, "GET", "/v1/openapi.json", b"").0, 200);
+    server.stop();
+
+    // Revoked today: refused, whoever holds the key.
+    publish(PkiRecord::Revocation {
+        cert: "CPS-TEST-1".into(),
+        revoked_on: today,
+    });
+    let server = Server::start_with(&bus, &[]);
+    let (status, answer) = http_with(
+        &server.addr,
+        "POST",
+        path,
+        &signed("CPS-TEST-1", now(), &body),
+        body.as_bytes(),
+    );
+    assert_eq!(
+        (status, &answer["error"]),
+        (403, &json!("forbidden")),
+        "{answer}"
+    );
     server.stop();
 }

@@ -16,7 +16,7 @@ use clearing_pipeline::runtime::{self, Progress};
 
 use super::pseudonym_key;
 use super::stream::{RunArgs, open_run_bus, parse_stages, shared};
-use crate::serve::{Api, Intake, Limits};
+use crate::serve::{Api, Intake, Limits, Parts, Professionals};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Longest a look-up may take, milliseconds; beyond it, 503.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+    /// `signed`: every question signed by a professional of the health PKI
+    /// (`ref.pki`); `none`: anyone may ask (development and tests only).
+    #[arg(long, default_value = "signed", value_parser = ["signed", "none"])]
+    pub auth: String,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -50,19 +54,20 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     let intake = Intake::open(bus.as_ref(), &shared.state_dir)?;
-    let api = Api::new(
+    let api = Api::new(Parts {
         directory,
-        bus.clone(),
-        shared.registry.clone(),
-        pseudonym_key()?,
-        shared.rules.clone(),
-        Limits {
+        bus: bus.clone(),
+        registry: shared.registry.clone(),
+        pseudonyms: pseudonym_key()?,
+        rules: shared.rules.clone(),
+        limits: Limits {
             body_bytes: args.max_body_bytes,
             in_flight: args.max_in_flight,
             timeout: Duration::from_millis(args.timeout_ms),
         },
-        Some(intake),
-    );
+        intake: Some(intake),
+        professionals: (args.auth == "signed").then(|| Arc::new(Professionals::default())),
+    });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

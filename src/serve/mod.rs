@@ -7,11 +7,13 @@
 //! (a look-up that takes longer is answered 503). No request body, NIR or
 //! key is ever logged: a log line names the method, the route and the status.
 
+mod auth;
 mod eu;
 mod intake;
 mod openapi;
 mod rights;
 
+pub use auth::Professionals;
 pub use intake::Intake;
 
 use std::net::SocketAddr;
@@ -51,29 +53,39 @@ pub struct Api {
     /// The rule tables the stages run (the EU card answer reads them).
     pub rules: Arc<clearing_pipeline::rules::Rules>,
     institutions: eu::Institutions,
+    /// Who may ask (`None`: anyone, `--auth none`, for development only).
+    pub professionals: Option<Arc<Professionals>>,
+    /// The OpenAPI document as this server serves it.
+    document: String,
     permits: Semaphore,
 }
 
+/// What an [`Api`] is made of.
+pub struct Parts {
+    pub directory: Arc<StateDirectory>,
+    pub bus: Arc<dyn Bus>,
+    pub registry: Arc<SchemaRegistry>,
+    pub pseudonyms: PseudonymKey,
+    pub rules: Arc<clearing_pipeline::rules::Rules>,
+    pub limits: Limits,
+    pub intake: Option<Intake>,
+    pub professionals: Option<Arc<Professionals>>,
+}
+
 impl Api {
-    pub fn new(
-        directory: Arc<StateDirectory>,
-        bus: Arc<dyn Bus>,
-        registry: Arc<SchemaRegistry>,
-        pseudonyms: PseudonymKey,
-        rules: Arc<clearing_pipeline::rules::Rules>,
-        limits: Limits,
-        intake: Option<Intake>,
-    ) -> Arc<Api> {
+    pub fn new(parts: Parts) -> Arc<Api> {
         Arc::new(Api {
-            directory,
-            bus,
-            registry,
-            pseudonyms,
-            limits,
-            intake,
-            rules,
+            document: openapi::served(parts.professionals.is_some()),
+            permits: Semaphore::new(parts.limits.in_flight),
+            directory: parts.directory,
+            bus: parts.bus,
+            registry: parts.registry,
+            pseudonyms: parts.pseudonyms,
+            limits: parts.limits,
+            intake: parts.intake,
+            rules: parts.rules,
             institutions: eu::Institutions::default(),
-            permits: Semaphore::new(limits.in_flight),
+            professionals: parts.professionals,
         })
     }
 }
@@ -148,12 +160,20 @@ pub async fn bounded<T: Send + 'static>(
 
 pub fn router(api: Arc<Api>) -> Router {
     let body_limit = api.limits.body_bytes;
-    Router::new()
-        .route("/health", get(health))
-        .route("/v1/openapi.json", get(openapi::document))
+    // The questions need a professional's signature; health and the
+    // document do not.
+    let questions = Router::new()
         .route("/v1/rights", post(rights::look_up))
         .route("/v1/lots", post(intake::take_lot))
         .route("/v1/eu/entitlement", post(eu::entitlement))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_signature,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/openapi.json", get(openapi::document))
+        .merge(questions)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(api)
 }
