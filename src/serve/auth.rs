@@ -23,7 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use clearing_pipeline::bus::{Bus, BusError};
+use clearing_pipeline::bus::{Bus, BusError, read_until};
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::convert;
 use clearing_pipeline::events::model::PkiEvent;
@@ -61,20 +61,15 @@ impl Professionals {
         check: impl FnOnce(&Pki) -> T,
     ) -> Result<T, BusError> {
         let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        let end = bus.end_offset(topics::REF_PKI, 0)?;
-        while read.1 < end {
-            let chunk = bus.read(topics::REF_PKI, 0, read.1, 1000)?;
-            let Some(last) = chunk.last() else { break };
-            read.1 = last.offset + 1;
-            for record in &chunk {
-                if let Ok(event) = registry.decode_single::<PkiEvent>(&record.value)
-                    && let Ok(pki_record) = convert::pki_record(&event)
-                {
-                    let _skipped = read.0.apply(pki_record);
-                }
+        let (pki, position) = &mut *read;
+        read_until(bus, topics::REF_PKI, 0, position, None, |record| {
+            if let Ok(event) = registry.decode_single::<PkiEvent>(&record.value)
+                && let Ok(pki_record) = convert::pki_record(&event)
+            {
+                let _skipped = pki.apply(pki_record);
             }
-        }
-        Ok(check(&read.0))
+        })?;
+        Ok(check(pki))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use clearing_pipeline::bus::{Bus, BusError};
+use clearing_pipeline::bus::{Bus, BusError, read_until};
 use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::events::convert;
 use clearing_pipeline::events::model::EuInstitutionRecord;
@@ -32,18 +32,20 @@ impl Institutions {
         registry: &SchemaRegistry,
     ) -> Result<InstitutionDirectory, BusError> {
         let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        let end = bus.end_offset(topics::REF_EU_INSTITUTIONS, 0)?;
-        while read.1 < end {
-            let chunk = bus.read(topics::REF_EU_INSTITUTIONS, 0, read.1, 1000)?;
-            let Some(last) = chunk.last() else { break };
-            read.1 = last.offset + 1;
-            for record in &chunk {
+        let (directory, position) = &mut *read;
+        read_until(
+            bus,
+            topics::REF_EU_INSTITUTIONS,
+            0,
+            position,
+            None,
+            |record| {
                 if let Ok(rec) = registry.decode_single::<EuInstitutionRecord>(&record.value) {
-                    let _skipped = read.0.upsert(convert::institution_input(rec));
+                    let _skipped = directory.upsert(convert::institution_input(rec));
                 }
-            }
-        }
-        Ok(read.0.clone())
+            },
+        )?;
+        Ok(directory.clone())
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use clearing_pipeline::bus::BusError;
+use clearing_pipeline::bus::{BusError, read_until};
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::events::convert;
 use clearing_pipeline::events::model::RightsRecord;
@@ -138,19 +138,21 @@ fn pending_for(
     key: &BeneficiaryKey,
 ) -> Result<Vec<RightsInput>, BusError> {
     let mut pending = Vec::new();
-    let mut next = from;
-    while next < end {
-        let chunk = api.bus.read(topics::REF_RIGHTS, partition, next, 1000)?;
-        let Some(last) = chunk.last() else { break };
-        next = last.offset + 1;
-        for record in chunk
-            .iter()
-            .filter(|r| r.offset < end && r.key == key.as_str().as_bytes())
-        {
-            if let Ok(rec) = api.registry.decode_single::<RightsRecord>(&record.value) {
+    let mut position = from;
+    let bus = api.bus.as_ref();
+    read_until(
+        bus,
+        topics::REF_RIGHTS,
+        partition,
+        &mut position,
+        Some(end),
+        |record| {
+            if record.key == key.as_str().as_bytes()
+                && let Ok(rec) = api.registry.decode_single::<RightsRecord>(&record.value)
+            {
                 pending.push(convert::rights_input(&rec));
             }
-        }
-    }
+        },
+    )?;
     Ok(pending)
 }
