@@ -23,8 +23,10 @@ use clearing_pipeline::bus::{Bus, BusProducer};
 use clearing_pipeline::clock::IngestClock;
 use clearing_pipeline::domain::{FseInput, json};
 use clearing_pipeline::events::convert::submitted_from_input;
+use clearing_pipeline::events::model::FseSubmitted;
 use clearing_pipeline::runtime::ingest::send_submitted;
 use clearing_pipeline::runtime::topics;
+use clearing_pipeline::stages::validation;
 use serde::{Deserialize, Serialize};
 
 use super::{Api, ApiError, bounded};
@@ -117,6 +119,30 @@ pub async fn take_lot(
         .map(axum::Json)
 }
 
+/// One FSE of a lot read as `clearing submit` reads it: the wire FSE, or
+/// the code and field of its refusal, as validation words a malformed FSE.
+fn shaped(
+    value: &serde_json::Value,
+    rules: &clearing_pipeline::rules::Rules,
+) -> Result<FseSubmitted, (&'static str, String)> {
+    let input: FseInput = json::from_value(value, FSE_OBJECTS).map_err(|e| {
+        let decision = validation::malformed(None, &e, rules);
+        let code = decision
+            .reasons
+            .first()
+            .map_or("malformed", |r| r.code.as_str());
+        (code, e.path)
+    })?;
+    submitted_from_input(&input).map_err(|e| {
+        let code = if e.problem == "required" {
+            "missing_field"
+        } else {
+            "malformed"
+        };
+        (code, e.field)
+    })
+}
+
 fn take(api: &Api, lot_id: &str, fses: &[serde_json::Value]) -> Result<LotAnswer, ApiError> {
     let intake = api
         .intake
@@ -145,35 +171,17 @@ fn take(api: &Api, lot_id: &str, fses: &[serde_json::Value]) -> Result<LotAnswer
             .get("fse_id")
             .and_then(|v| v.as_str())
             .map(str::to_string);
-        let refused = |code: &str, field: String| FseAnswer {
-            index,
-            fse_id: fse_id.clone(),
-            status: "refused".into(),
-            partition: None,
-            code: Some(code.into()),
-            field: Some(field),
-        };
-        let input: FseInput = match json::from_value(value, FSE_OBJECTS) {
-            Ok(input) => input,
-            Err(e) => {
-                let code = if e.what == "missing" {
-                    "missing_field"
-                } else {
-                    "malformed"
-                };
-                answer.fses.push(refused(code, e.path));
-                continue;
-            }
-        };
-        let mut fse = match submitted_from_input(&input) {
+        let mut fse = match shaped(value, &api.rules) {
             Ok(fse) => fse,
-            Err(e) => {
-                let code = if e.problem == "required" {
-                    "missing_field"
-                } else {
-                    "malformed"
-                };
-                answer.fses.push(refused(code, e.field));
+            Err((code, field)) => {
+                answer.fses.push(FseAnswer {
+                    index,
+                    fse_id,
+                    status: "refused".into(),
+                    partition: None,
+                    code: Some(code.into()),
+                    field: Some(field),
+                });
                 continue;
             }
         };

@@ -243,14 +243,15 @@ fn window(plan: &Plan, rules: &Rules, margin_days: Option<u64>) -> Result<Window
         .value
         .barred_from(first_year_end)
         .context("the time-bar of the first year is out of range")?;
-    let retention_margin = rules
-        .general
-        .retention
-        .as_ref()
-        .and_then(|r| r.at(plan.start))
-        .map_or(0, |r| u64::from(r.value.margin_days));
-    let margin_days = margin_days.unwrap_or(retention_margin);
-    let settled = barred_from + Days::new(margin_days);
+    let settled = match margin_days {
+        Some(days) => barred_from + Days::new(days),
+        // What the stages keep longest: the first year's caps.
+        None => rules
+            .general
+            .year_kept_until(plan.start.year())
+            .unwrap_or(barred_from),
+    };
+    let margin_days = u64::try_from((settled - barred_from).num_days()).unwrap_or(0);
     let steady_from = months::months(plan.start, plan.end)
         .into_iter()
         .find(|m| *m >= settled)
