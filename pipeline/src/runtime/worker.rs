@@ -140,11 +140,14 @@ pub struct StageStore {
 
 impl StageStore {
     pub fn open(kind: StageKind, shared: &Shared) -> Result<StageStore, RuntimeError> {
-        // A corrupt store is moved aside and restored from the changelogs.
-        let (db, rebuilt) =
-            SledStore::open_or_rebuild(&shared.state_dir.join(kind.name()), "meta")?;
-        if let Some(rebuilt) = rebuilt {
+        // A corrupt store is moved aside and restored from the changelogs;
+        // one bloated by sled's dead space is rewritten.
+        let (db, notes) = SledStore::open_or_rebuild(&shared.state_dir.join(kind.name()), "meta")?;
+        if let Some(rebuilt) = notes.rebuilt {
             eprintln!("{}: {rebuilt}; restoring from the changelog", kind.name());
+        }
+        if let Some(rewritten) = notes.rewritten {
+            eprintln!("{}: {rewritten}", kind.name());
         }
         let persister = Arc::new(Persister::start(kind.name())?);
         Ok(StageStore { db, persister })

@@ -10,13 +10,15 @@ pub mod expiry;
 pub mod keys;
 mod mem;
 mod mirror;
+mod sled_rewrite;
 mod sled_store;
 
 use std::collections::BTreeMap;
 
 pub use mem::MemStore;
 pub use mirror::{Mirror, Persister};
-pub use sled_store::{Rebuilt, SledStore};
+pub use sled_rewrite::{RewritePolicy, Rewritten};
+pub use sled_store::{OpenNotes, Rebuilt, SledStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -203,8 +205,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("validation");
         filled(&path);
-        let (store, rebuilt) = SledStore::open_or_rebuild(&path, "meta").unwrap();
-        assert_eq!(rebuilt, None);
+        let (store, notes) = SledStore::open_or_rebuild(&path, "meta").unwrap();
+        assert_eq!((notes.rebuilt, notes.rewritten), (None, None));
         assert_eq!(
             store.tree("p3").unwrap().scan_prefix(b"k").unwrap().len(),
             2000
@@ -230,8 +232,8 @@ mod tests {
                 file.write_all(&[0; 4096]).unwrap();
             }
         }
-        let (store, rebuilt) = SledStore::open_or_rebuild(&path, "meta").unwrap();
-        let rebuilt = rebuilt.expect("detected");
+        let (store, notes) = SledStore::open_or_rebuild(&path, "meta").unwrap();
+        let rebuilt = notes.rebuilt.expect("detected");
         assert_eq!(rebuilt.aside, dir.path().join("validation.corrupt.1"));
         assert!(rebuilt.aside.join("db").exists(), "kept for inspection");
         assert!(
@@ -246,7 +248,7 @@ mod tests {
         drop(store);
         // Reopened: the new store is sound, nothing more is moved.
         let (_, again) = SledStore::open_or_rebuild(&path, "meta").unwrap();
-        assert_eq!(again, None);
+        assert_eq!(again.rebuilt, None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use super::sled_rewrite::{self, RewritePolicy, Rewritten};
 use super::{KeyValue, StateRead, StateStore, StoreError, WriteBatch};
 
 pub struct SledStore {
@@ -37,14 +38,14 @@ pub struct SledStore {
 const FLUSHED: &str = "flushed";
 const TRACKED: &str = "crash-tracked";
 
-fn beside(dir: &Path, suffix: &str) -> PathBuf {
+pub(super) fn beside(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir.as_os_str().to_owned();
     name.push(format!(".{suffix}"));
     PathBuf::from(name)
 }
 
 /// Copies a directory tree (sled's: files and a `blobs` directory).
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(super) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -58,7 +59,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn remove_tree(path: &Path) -> std::io::Result<()> {
+pub(super) fn remove_tree(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -85,7 +86,7 @@ fn keep_flushed_copy(dir: &Path) -> std::io::Result<()> {
 
 /// sled's I/O errors as ours, naming the directory (a full disk must say
 /// which store it stopped); other sled errors as they are.
-fn sled_error(dir: &Path, doing: &str, error: sled::Error) -> StoreError {
+pub(super) fn sled_error(dir: &Path, doing: &str, error: sled::Error) -> StoreError {
     match error {
         sled::Error::Io(source) => StoreError::Io {
             context: format!("{doing} {}", dir.display()),
@@ -172,13 +173,54 @@ impl SledStore {
     /// `<dir>.corrupt.<n>` (kept for inspection) and an empty store is
     /// opened in its place: the caller restores it from the changelog. Any
     /// other failure (I/O, permissions, a full disk) is returned as is: the
-    /// store may be fine and must not be discarded.
-    pub fn open_or_rebuild(
+    /// store may be fine and must not be discarded. A sound store whose
+    /// files hold far more than its keys is rewritten first
+    /// ([`RewritePolicy::DEFAULT`], `state::sled_rewrite`).
+    pub fn open_or_rebuild(dir: &Path, name: &str) -> Result<(SledStore, OpenNotes), StoreError> {
+        SledStore::open_or_rebuild_with(dir, name, RewritePolicy::DEFAULT)
+    }
+
+    /// [`SledStore::open_or_rebuild`] with a rewrite policy of its own.
+    pub fn open_or_rebuild_with(
         dir: &Path,
         name: &str,
-    ) -> Result<(SledStore, Option<Rebuilt>), StoreError> {
+        policy: RewritePolicy,
+    ) -> Result<(SledStore, OpenNotes), StoreError> {
+        sled_rewrite::recover(dir)?;
         let error = match open_checked(dir, name) {
-            Ok(store) => return Ok((store, None)),
+            Ok((store, live_bytes)) => {
+                let disk_bytes_before = store
+                    .db
+                    .size_on_disk()
+                    .map_err(|e| sled_error(dir, "measuring", e))?;
+                let measured = OpenNotes {
+                    disk_bytes: disk_bytes_before,
+                    live_bytes,
+                    ..OpenNotes::default()
+                };
+                if !policy.wants(disk_bytes_before, live_bytes) {
+                    return Ok((store, measured));
+                }
+                drop(store);
+                sled_rewrite::rewrite(dir)?;
+                let store = SledStore::open(dir, name)?;
+                let disk_bytes_after = store
+                    .db
+                    .size_on_disk()
+                    .map_err(|e| sled_error(dir, "measuring", e))?;
+                let rewritten = Rewritten {
+                    disk_bytes_before,
+                    disk_bytes_after,
+                    live_bytes,
+                };
+                return Ok((
+                    store,
+                    OpenNotes {
+                        rewritten: Some(rewritten),
+                        ..measured
+                    },
+                ));
+            }
             Err(Damage::Store(e)) => return Err(e),
             Err(Damage::Corrupt(error)) => error,
         };
@@ -195,7 +237,14 @@ impl SledStore {
             source,
         })?;
         let store = SledStore::open(dir, name)?;
-        Ok((store, Some(Rebuilt { aside, error })))
+        let rebuilt = Rebuilt { aside, error };
+        Ok((
+            store,
+            OpenNotes {
+                rebuilt: Some(rebuilt),
+                ..OpenNotes::default()
+            },
+        ))
     }
 
     /// Another handle on the same tree (for the background persister).
@@ -228,7 +277,7 @@ impl SledStore {
 /// handle is dropped. Another process holding the lock is reported after it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+pub(super) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(5);
     loop {
@@ -261,6 +310,19 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// What opening a store found and did, for the runtime to report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenNotes {
+    /// sled's files and the live keys and values, as opened (a store
+    /// rewritten: before the rewrite).
+    pub disk_bytes: u64,
+    pub live_bytes: u64,
+    /// Found corrupt and replaced by an empty store.
+    pub rebuilt: Option<Rebuilt>,
+    /// Rewritten to give sled's dead space back.
+    pub rewritten: Option<Rewritten>,
+}
+
 /// A store found corrupt and replaced by an empty one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebuilt {
@@ -288,22 +350,25 @@ enum Damage {
 
 /// Opens and reads every key of every tree: sled reads pages lazily, so
 /// damage past the log's recovery point only shows when a page is read.
-fn open_checked(dir: &Path, name: &str) -> Result<SledStore, Damage> {
-    let attempt = std::panic::catch_unwind(|| -> Result<SledStore, StoreError> {
+/// Returns the store and the bytes of its live keys and values.
+fn open_checked(dir: &Path, name: &str) -> Result<(SledStore, u64), Damage> {
+    let attempt = std::panic::catch_unwind(|| -> Result<(SledStore, u64), StoreError> {
         let store = SledStore::open(dir, name)?;
+        let mut live_bytes = 0u64;
         for tree_name in store.db.tree_names() {
             let tree = store
                 .db
                 .open_tree(&tree_name)
                 .map_err(|e| sled_error(dir, "reading", e))?;
             for item in tree.iter() {
-                item.map_err(|e| sled_error(dir, "reading", e))?;
+                let (key, value) = item.map_err(|e| sled_error(dir, "reading", e))?;
+                live_bytes += (key.len() + value.len()) as u64;
             }
         }
-        Ok(store)
+        Ok((store, live_bytes))
     });
     match attempt {
-        Ok(Ok(store)) => Ok(store),
+        Ok(Ok(opened)) => Ok(opened),
         Ok(Err(StoreError::Sled(
             e @ (sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)),
         ))) => Err(Damage::Corrupt(e.to_string())),
