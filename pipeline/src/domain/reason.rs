@@ -125,6 +125,9 @@ reason_codes! {
     PathwayNotHonoured => "pathway_not_honoured", None, "The declared pathway is not honoured: it claims the declared GP the rights do not name, or a referral or direct access without a declared GP or outside the categories that may claim it, or it is blank and the executant is not the declared GP (warning: outside-pathway rate applies).";
     DepassementUnderCss => "depassement_under_css", None, "A fee above the base for a CSS beneficiary (warning).";
     NoAuthorityTariff => "no_authority_tariff", None, "A sector 3 act with no tarif d'autorite: reimbursed on a zero base (warning).";
+    UnknownProduct => "unknown_product", None, "The line's CIP13 has no listed base on the date of care (not in the product list, or not on that date).";
+    ProductBandMismatch => "product_band_mismatch", None, "The prestation code's rate is not the product's rate band on the date of care.";
+    GenericRefused => "generic_refused", None, "A princeps dispensed without a justified non-substitution mention: reimbursed on its dearest generic's base (warning).";
 }
 
 impl fmt::Display for ReasonCode {

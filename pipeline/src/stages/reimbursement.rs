@@ -23,7 +23,7 @@ use crate::money::{Cents, Hundredths, Rate};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
     Act, BaseKind, CarePathwayValue, Exemption, ExemptionValue, Family, FlatFeeSpares,
-    FranchiseKind, FranchiseValue, Pricing, Rules,
+    FranchiseKind, FranchiseValue, ListedPrice, Pricing, Rules, Unlisted,
 };
 use crate::state::{StateTxn, StoreError, expiry, keys};
 use crate::topics;
@@ -202,6 +202,13 @@ fn pathway_penalty(routed: &Routed, rules: &Rules) -> (bool, Option<Reason>) {
     }
 }
 
+/// Whether the prescriber justified a "non substituable" mention on the line:
+/// the FSE carries no prescription yet, so a princeps is always a refused
+/// generic where the generics rule applies.
+fn substitution_excluded(_line: &ActLine) -> bool {
+    false
+}
+
 /// Base, rate and gross AMO share of each line.
 fn price_lines<'r>(
     routed: &'r Routed,
@@ -304,6 +311,25 @@ impl<'r> ClaimPricing<'r, '_> {
     ) -> Result<(Vec<Cents>, String), Reason> {
         let care = self.care;
         let (mut components, tariff_tag) = match act.pricing {
+            Pricing::DeclaredPrice if self.rules.acts.products.in_force(care) => {
+                let listed = self.listed(act, line, n)?;
+                if listed.generic_refused {
+                    warnings.push(
+                        Reason::new(
+                            Stage::Reimbursement,
+                            ReasonCode::GenericRefused,
+                            "princeps without a justified non-substitution mention: \
+                             reimbursed on its dearest generic's base",
+                        )
+                        .field(format!("acts[{}].product", n - 1))
+                        .line(n),
+                    );
+                }
+                (
+                    vec![listed.unit_base.times(Hundredths::ONE, line.quantity)],
+                    listed.tag,
+                )
+            }
             Pricing::DeclaredPrice => {
                 let price = line.unit_price.ok_or_else(|| self.not_billable(line, n))?;
                 (
@@ -352,6 +378,46 @@ impl<'r> ClaimPricing<'r, '_> {
             components = vec![line.charged];
         }
         Ok((components, tariff_tag))
+    }
+
+    /// The listed price of a pharmacy line's product (rules/products.rs): an
+    /// unlisted CIP13, or a prestation code whose rate is not the product's
+    /// band, is a rejection.
+    fn listed(&self, act: &Act, line: &ActLine, n: usize) -> Result<ListedPrice, Reason> {
+        let field = format!("acts[{}].product", n - 1);
+        let unlisted = |message: String| {
+            Reason::new(Stage::Reimbursement, ReasonCode::UnknownProduct, message)
+                .field(field.clone())
+                .line(n)
+        };
+        let cip = (line.product.as_ref())
+            .ok_or_else(|| unlisted("a pharmacy line without a CIP13".into()))?;
+        let listed = (self.rules.acts.products)
+            .price(cip.as_str(), self.care, substitution_excluded(line))
+            .map_err(|why| match why {
+                Unlisted::Unknown => unlisted(format!("{cip} is not in the product list")),
+                Unlisted::NotOnDate => {
+                    unlisted(format!("{cip} has no listed base on {}", self.care))
+                }
+            })?;
+        let code_rate = act
+            .rate_override()
+            .and_then(|r| r.at(self.care))
+            .map(|v| v.value.percent);
+        if code_rate != Some(listed.band) {
+            return Err(Reason::new(
+                Stage::Reimbursement,
+                ReasonCode::ProductBandMismatch,
+                format!(
+                    "{cip} is in the {} % band, {} is not",
+                    listed.band.percent(),
+                    line.code
+                ),
+            )
+            .field(field)
+            .line(n));
+        }
+        Ok(listed)
     }
 
     /// The line's rate: its family's (or its own), lowered outside the care

@@ -246,7 +246,7 @@ struct Visit<'r> {
     care: NaiveDate,
 }
 
-impl Visit<'_> {
+impl<'r> Visit<'r> {
     /// The tariff of `code` for this professional's base kind.
     fn tariff(&self, code: &str) -> i64 {
         tariff_cents(self.rules, code, self.category, self.kind, self.care)
@@ -332,6 +332,27 @@ impl Visit<'_> {
             .collect()
     }
 
+    /// The listed products of `code`'s rate band with their base on the
+    /// date of care, in CIP13 order; empty where no list is in force.
+    fn listed_products(&self, code: &str) -> Vec<(&'r str, i64)> {
+        let products = &self.rules.acts.products;
+        if !products.in_force(self.care) {
+            return Vec::new();
+        }
+        let band = (self.rules.acts.find(code, self.category))
+            .and_then(|a| a.rate_override())
+            .and_then(|r| r.at(self.care))
+            .map(|v| v.value.percent);
+        products
+            .products()
+            .filter_map(|p| {
+                let version = p.price.at(self.care)?;
+                let base = version.value.base?;
+                (Some(version.value.band) == band).then_some((p.cip13.as_str(), base.get()))
+            })
+            .collect()
+    }
+
     fn pharmacy(&self, rng: &mut Rng) -> Vec<ActLineRec> {
         let count = rng.range(1, 3);
         (0..count)
@@ -340,10 +361,20 @@ impl Visit<'_> {
                 let code = if self.billable(code) { code } else { "PH7" };
                 let boxes = rng.range(1, 5) as i32;
                 let max_price = if code == "PH1" { 80_000 } else { 8_000 };
-                let price = rng.range(150, max_price);
-                let product = Cip13::from_body(&format!("34009{:07}", rng.range(0, 9_999_999)))
-                    .map(|c| c.as_str().to_string())
-                    .ok();
+                let mut price = rng.range(150, max_price);
+                let draw = rng.range(0, 9_999_999);
+                // Where the product list is in force, a listed product of the
+                // code's band at its listed price (the same draws as before).
+                let listed = self.listed_products(code);
+                let product = if listed.is_empty() {
+                    Cip13::from_body(&format!("34009{draw:07}"))
+                        .map(|c| c.as_str().to_string())
+                        .ok()
+                } else {
+                    let (cip, base) = listed[draw as usize % listed.len()];
+                    price = base;
+                    Some(cip.to_string())
+                };
                 let mut l = line(code, boxes, 100, price * i64::from(boxes));
                 l.product = product;
                 l.unit_price_cents = Some(price);
