@@ -405,3 +405,154 @@ fn an_unlisted_product_or_a_wrong_band_is_rejected() {
         assert_eq!(d.reasons[0].field.as_deref(), Some("acts[0].product"));
     }
 }
+
+// --- Prescriptions (issue 20, items 1 and 3; docs/rules.md, "Prescriptions") --
+
+fn prescribed(cip: &str, boxes: u32, unit: &str, prescription: Value) -> Value {
+    let charged = format!("{:.2}", unit.parse::<f64>().unwrap() * f64::from(boxes));
+    json!([{"code": "PH7", "quantity": boxes, "product": cip, "unit_price": unit,
+            "charged": charged, "prescription": prescription}])
+}
+
+fn numbered(mut claim: Value, invoice: u32) -> Value {
+    claim["fse_id"] = json!(format!("12345678-{invoice:09}"));
+    claim
+}
+
+fn rejected_with(a: &mut Adjudicator, claim: Value) -> Vec<(String, Option<usize>)> {
+    let d = a.decide_line(&claim.to_string()).unwrap();
+    assert_eq!(d.status, Status::Rejected, "{d:#?}");
+    d.reasons
+        .iter()
+        .map(|r| (r.code.as_str().to_string(), r.line))
+        .collect()
+}
+
+/// A prescribed pharmacy line priced from the list: the GP's prescription
+/// (RPPS, Luhn-valid) of 20 Jan 2025 for 2 boxes of DOLIPRANE 1000 mg,
+/// dispensed on 4 Feb: paid on the listed EUR 2.18 a box.
+#[test]
+fn a_prescribed_pharmacy_line_is_priced_from_the_list() {
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-01-20",
+                    "number": "ON000000000001", "quantity": 2});
+    let d = decide(
+        &mut a,
+        pharmacy("2025-02-04", prescribed("3400935955838", 2, "2.18", rx)),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "4.36");
+    assert_money(&d, "0.83", "0.00", "0.00", "3.53");
+}
+
+/// The generics rule with a justified "non substituable" mention (MTE): the
+/// princeps keeps its own base (EUR 2.39), no warning; without it, the
+/// dearest generic's (EUR 1.61; golden test above).
+#[test]
+fn a_justified_non_substitution_keeps_the_princeps_base() {
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-01-20",
+                    "non_substitution": "mte"});
+    let d = decide(
+        &mut a,
+        pharmacy("2025-02-04", prescribed("3400932644551", 1, "2.39", rx)),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "2.39");
+    assert!(reason_codes(&d).is_empty(), "{:?}", reason_codes(&d));
+}
+
+/// Partial dispensing: a prescription of 3 boxes (a hospital's, by FINESS
+/// 750000010), 2 dispensed on 4 Feb, the remaining 1 on 20 Feb; a third
+/// dispensing on 1 Mar is refused (`prescription_exhausted`), and so is the
+/// same box sent again by another pharmacy invoice.
+#[test]
+fn a_partial_dispensing_its_remainder_and_a_double_dispensing() {
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "finess", "prescriber": "750000010",
+                    "date": "2025-02-01", "quantity": 3});
+    let first = decide(
+        &mut a,
+        numbered(
+            pharmacy(
+                "2025-02-04",
+                prescribed("3400935955838", 2, "2.18", rx.clone()),
+            ),
+            1,
+        ),
+    );
+    assert_eq!(first.lines[0].base.to_string(), "4.36");
+    let remainder = decide(
+        &mut a,
+        numbered(
+            pharmacy(
+                "2025-02-20",
+                prescribed("3400935955838", 1, "2.18", rx.clone()),
+            ),
+            2,
+        ),
+    );
+    assert_eq!(remainder.lines[0].base.to_string(), "2.18");
+    let again = numbered(
+        pharmacy("2025-03-01", prescribed("3400935955838", 1, "2.18", rx)),
+        3,
+    );
+    assert_eq!(
+        rejected_with(&mut a, again),
+        vec![("prescription_exhausted".to_string(), Some(1))]
+    );
+}
+
+/// Validation of the prescription (domain.md 1.3 "Prescription", 2.2, 2.4):
+/// dated after the care, expired (medicines: 3 months, art. R.5132-22 CSP),
+/// a FINESS failing its Luhn key, an unknown prescriber kind; and, from
+/// 2027 (our date), a prescribed line without one.
+#[test]
+fn prescriptions_are_checked_and_required_from_2027() {
+    let cases = [
+        (
+            "2025-02-04",
+            json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-02-05"}),
+            "prescription_after_care",
+        ),
+        (
+            "2025-06-04",
+            json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-02-03"}),
+            "prescription_expired",
+        ),
+        (
+            "2025-02-04",
+            json!({"prescriber_kind": "finess", "prescriber": "750000011", "date": "2025-02-01"}),
+            "invalid_prescriber",
+        ),
+        (
+            "2025-02-04",
+            json!({"prescriber_kind": "adeli", "prescriber": GP, "date": "2025-02-01"}),
+            "invalid_prescriber",
+        ),
+    ];
+    for (care, rx, code) in cases {
+        let mut a = adjudicator(rights(json!({})));
+        let claim = pharmacy(care, prescribed("3400935955838", 1, "2.18", rx));
+        assert_eq!(
+            rejected_with(&mut a, claim),
+            vec![(code.to_string(), Some(1))],
+            "{code}"
+        );
+    }
+    // The same prescription on its last valid day is paid.
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-02-03"});
+    decide(
+        &mut a,
+        pharmacy("2025-05-03", prescribed("3400935955838", 1, "2.18", rx)),
+    );
+    // Without a prescription: paid in 2026, rejected from 2027.
+    let bare = json!([{"code": "PH7", "quantity": 1, "product": "3400935955838",
+                       "unit_price": "2.18", "charged": "2.18"}]);
+    let mut a = adjudicator(rights(json!({})));
+    decide(&mut a, pharmacy("2026-12-31", bare.clone()));
+    let mut a = adjudicator(rights(json!({})));
+    assert_eq!(
+        rejected_with(&mut a, pharmacy("2027-01-04", bare)),
+        vec![("prescription_missing".to_string(), Some(1))]
+    );
+}

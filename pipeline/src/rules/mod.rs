@@ -12,6 +12,7 @@
 
 pub mod dated;
 mod outbound_tables;
+pub mod prescriptions;
 pub mod products;
 mod published;
 mod tables;

@@ -172,6 +172,8 @@ struct ActsFile {
     product: Vec<super::products::Product>,
     #[serde(default)]
     generic_group: Vec<super::products::GenericGroup>,
+    #[serde(default)]
+    prescribed: Vec<super::prescriptions::Prescribed>,
 }
 
 /// The nomenclature: acts by code, each for some professional categories.
@@ -183,6 +185,8 @@ pub struct ActTable {
     acts: Vec<Act>,
     /// The product list (pharmacy), empty before 2026-12-06.
     pub products: super::products::ProductTable,
+    /// Prescribed care, empty before 2026-12-06.
+    pub prescriptions: super::prescriptions::PrescriptionTable,
 }
 
 impl ActTable {
@@ -223,11 +227,13 @@ impl ActTable {
                 product: file.product,
                 generic_group: file.generic_group,
             })?;
+        let prescriptions = super::prescriptions::PrescriptionTable::new(file.prescribed)?;
         Ok(ActTable {
             by_code_category,
             codes,
             acts: file.act,
             products,
+            prescriptions,
         })
     }
 

@@ -202,11 +202,90 @@ fn pathway_penalty(routed: &Routed, rules: &Rules) -> (bool, Option<Reason>) {
     }
 }
 
-/// Whether the prescriber justified a "non substituable" mention on the line:
-/// the FSE carries no prescription yet, so a princeps is always a refused
-/// generic where the generics rule applies.
-fn substitution_excluded(_line: &ActLine) -> bool {
-    false
+/// Whether the prescriber justified a "non substituable" mention on the
+/// line's prescription (MTE, EFG or CIF): without one, a princeps is a
+/// refused generic where the generics rule applies.
+fn substitution_excluded(line: &ActLine) -> bool {
+    line.prescription
+        .as_ref()
+        .is_some_and(|p| p.non_substitution.is_some())
+}
+
+/// Partial dispensing (issue 20, item 3; docs/rules.md, "Prescriptions"):
+/// what each item of a prescription allows, less what paid claims already
+/// dispensed of it, kept per beneficiary (`rx/<beneficiary>/<prescription>/
+/// <item>`). A claim that would take more than remains is rejected
+/// (`prescription_exhausted`) before anything is counted; a paid one adds
+/// its quantities. Counted only for the families the rule set lists as
+/// prescribed (none before 2026-12-06), and only once the claim is paid
+/// here: a claim rejected by any stage never uses up its prescription.
+struct Dispensing {
+    key: Vec<u8>,
+    done: i64,
+    taken: i64,
+    until: Option<chrono::NaiveDate>,
+}
+
+fn check_dispensing(
+    calcs: &[LineCalc<'_>],
+    state: &mut StateTxn<'_>,
+    rules: &Rules,
+    who: &BeneficiaryKey,
+) -> Result<Result<Vec<Dispensing>, Reason>, StoreError> {
+    let table = &rules.acts.prescriptions;
+    let mut items: Vec<(Dispensing, i64, usize)> = Vec::new();
+    for (index, calc) in calcs.iter().enumerate() {
+        let Some(p) = &calc.line.prescription else {
+            continue;
+        };
+        if !table.covers(calc.act.family) {
+            continue;
+        }
+        let item = match &calc.line.product {
+            Some(cip) => cip.as_str().to_string(),
+            None => calc.line.code.clone(),
+        };
+        let key = keys::dispensed(who, &p.identity(), &item);
+        let quantity = i64::from(calc.line.quantity);
+        let allowed = i64::from(p.quantity.unwrap_or(calc.line.quantity));
+        match items.iter_mut().find(|(d, _, _)| d.key == key) {
+            Some((d, _, _)) => d.taken += quantity,
+            None => {
+                let done = state.get_i64(&key)?;
+                let until = (table.valid_until(calc.act.family, p.date))
+                    .and_then(|last| rules.general.kept_until(last));
+                let dispensing = Dispensing {
+                    key,
+                    done,
+                    taken: quantity,
+                    until,
+                };
+                items.push((dispensing, allowed, index + 1));
+            }
+        }
+    }
+    for (d, allowed, n) in &items {
+        if d.done + d.taken > *allowed {
+            return Ok(Err(Reason::new(
+                Stage::Reimbursement,
+                ReasonCode::PrescriptionExhausted,
+                format!(
+                    "the prescription allows {allowed}, {} already dispensed: {} more refused",
+                    d.done, d.taken
+                ),
+            )
+            .field(format!("acts[{}].prescription", n - 1))
+            .line(*n)));
+        }
+    }
+    Ok(Ok(items.into_iter().map(|(d, _, _)| d).collect()))
+}
+
+fn count_dispensing(state: &mut StateTxn<'_>, items: Vec<Dispensing>) -> Result<(), StoreError> {
+    for d in items {
+        put_kept(state, d.key, d.done + d.taken, d.until)?;
+    }
+    Ok(())
 }
 
 /// Base, rate and gross AMO share of each line.
@@ -804,6 +883,11 @@ pub fn reimburse(
         Ok(calcs) => calcs,
         Err(reason) => return reject(reason),
     };
+    let dispensed = match check_dispensing(&calcs, state, rules, who)? {
+        Ok(dispensed) => dispensed,
+        Err(reason) => return reject(reason),
+    };
+    count_dispensing(state, dispensed)?;
     let flat_fee = take_deductions(&mut calcs, state, rules, &input, ex)?;
     if ent.css && ex.css.ticket_paid_by_css {
         warnings.extend(css_pays_the_ticket(&mut calcs));

@@ -183,6 +183,7 @@ fn line(code: &str, quantity: i32, coefficient_hundredths: i32, charged_cents: i
         product: None,
         unit_price_cents: None,
         leg: None,
+        prescription: None,
     }
 }
 
@@ -534,7 +535,53 @@ fn good_claim(
         // Stamped by the front door (`submit`), never by the sender.
         ingested_at_millis: None,
     };
+    let mut fse = fse;
+    prescribe(&mut fse, rules, world, index);
     (fse, pro_index, rng)
+}
+
+/// Synthetic establishments that prescribe (FINESS, Luhn-valid; domain.md 2.4).
+const PRESCRIBING_ESTABLISHMENTS: [&str; 2] = ["750000010", "130000011"];
+
+/// The prescription of each prescribed line (the families the rules list):
+/// a GP of the world, or now and then an establishment, some days before
+/// the care; an ordonnance numérique number on two claims in three; now and
+/// then more than the line dispenses (a remainder for a later claim), and a
+/// justified non-substitution mention on a princeps in four. Drawn from the
+/// claim's index, not from its random stream, so every other field of the
+/// data set stays what it was.
+fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize) {
+    let category = fse.professional.category;
+    let gps: Vec<&Professional> = (world.professionals.iter())
+        .filter(|p| p.category == Category::Gp)
+        .collect();
+    for (n, line) in fse.acts.iter_mut().enumerate() {
+        let Some(act) = rules.acts.find(&line.code, category) else {
+            continue;
+        };
+        if !rules.acts.prescriptions.covers(act.family) {
+            continue;
+        }
+        let seed = index.wrapping_mul(31).wrapping_add(n);
+        let (prescriber_kind, prescriber_id) = match gps.get(seed % gps.len().max(1)) {
+            Some(gp) if seed % 7 != 0 => (PrescriberKind::Rpps, gp.rpps.as_str().to_string()),
+            _ => (
+                PrescriberKind::Finess,
+                PRESCRIBING_ESTABLISHMENTS[seed % 2].to_string(),
+            ),
+        };
+        let princeps = (line.product.as_deref())
+            .and_then(|cip| rules.acts.products.product(cip))
+            .is_some_and(|p| p.kind == crate::rules::ProductKind::Princeps);
+        line.prescription = Some(PrescriptionRec {
+            prescriber_kind,
+            prescriber_id,
+            date: date_plus(fse.care_date, -((seed % 30) as i64)),
+            number: (!index.is_multiple_of(3)).then(|| format!("ON{index:012}")),
+            quantity: Some(line.quantity + i32::from(seed % 4 == 0)),
+            non_substitution: (princeps && seed % 4 == 1).then_some(NonSubstitution::Mte),
+        });
+    }
 }
 
 /// The professional of a claim of `category` on `care`, and whether they
