@@ -864,6 +864,14 @@ fn check_prescription(
         }
         return;
     };
+    // A date of care already refused (after receipt, before birth) would
+    // only repeat itself as a prescription out of date.
+    if c.reasons
+        .iter()
+        .any(|r| r.field.as_deref() == Some("care_date"))
+    {
+        return;
+    }
     if p.date > care {
         c.fail_line(
             ReasonCode::PrescriptionAfterCare,

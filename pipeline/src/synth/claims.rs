@@ -540,6 +540,20 @@ fn good_claim(
     (fse, pro_index, rng)
 }
 
+/// A prescription some days (up to 29) before the care.
+fn prescription_date(care: NaiveDate, seed: usize) -> NaiveDate {
+    date_plus(care, -((seed % 30) as i64))
+}
+
+/// The prescriptions of claim `index` dated again from its date of care.
+fn redate_prescriptions(fse: &mut FseSubmitted, index: usize) {
+    for (n, line) in fse.acts.iter_mut().enumerate() {
+        if let Some(p) = &mut line.prescription {
+            p.date = prescription_date(fse.care_date, index.wrapping_mul(31).wrapping_add(n));
+        }
+    }
+}
+
 /// Synthetic establishments that prescribe (FINESS, Luhn-valid; domain.md 2.4).
 const PRESCRIBING_ESTABLISHMENTS: [&str; 2] = ["750000010", "130000011"];
 
@@ -576,7 +590,7 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
         line.prescription = Some(PrescriptionRec {
             prescriber_kind,
             prescriber_id,
-            date: date_plus(fse.care_date, -((seed % 30) as i64)),
+            date: prescription_date(fse.care_date, seed),
             number: (!index.is_multiple_of(3)).then(|| format!("ON{index:012}")),
             quantity: Some(line.quantity + i32::from(seed % 4 == 0)),
             non_substitution: (princeps && seed % 4 == 1).then_some(NonSubstitution::Mte),
@@ -688,6 +702,9 @@ pub fn claim_dated(
     let Some(signing) = bad.spoil(kind, &mut fse, &mut rng) else {
         return good_instead(fse, &pros[pro_index], registry);
     };
+    // A kind that moved the date of care moves the prescriptions with it:
+    // the claim is bad for its own reason only.
+    redate_prescriptions(&mut fse, index);
     sign(&mut fse, &pros[signing.signer], registry);
     if let Some(tamper) = signing.after_signing {
         tamper(&mut fse);
