@@ -547,9 +547,9 @@ fn prescription_date(care: NaiveDate, seed: usize) -> NaiveDate {
 
 /// The prescriptions of claim `index` dated again from its date of care.
 fn redate_prescriptions(fse: &mut FseSubmitted, index: usize) {
-    for (n, line) in fse.acts.iter_mut().enumerate() {
+    for line in &mut fse.acts {
         if let Some(p) = &mut line.prescription {
-            p.date = prescription_date(fse.care_date, index.wrapping_mul(31).wrapping_add(n));
+            p.date = prescription_date(fse.care_date, index.wrapping_mul(31));
         }
     }
 }
@@ -569,6 +569,13 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
     let gps: Vec<&Professional> = (world.professionals.iter())
         .filter(|p| p.category == Category::Gp)
         .collect();
+    // One prescription per claim covers every line of the same item (two
+    // transport legs, two lines of one medicine): it allows their sum.
+    let item = |line: &ActLineRec| line.product.clone().unwrap_or_else(|| line.code.clone());
+    let mut per_item: std::collections::BTreeMap<String, i32> = std::collections::BTreeMap::new();
+    for line in &fse.acts {
+        *per_item.entry(item(line)).or_default() += line.quantity;
+    }
     for (n, line) in fse.acts.iter_mut().enumerate() {
         let Some(act) = rules.acts.find(&line.code, category) else {
             continue;
@@ -576,7 +583,8 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
         if !rules.acts.prescriptions.covers(act.family) {
             continue;
         }
-        let seed = index.wrapping_mul(31).wrapping_add(n);
+        // The claim's one prescriber and date (every line shares them).
+        let seed = index.wrapping_mul(31);
         let (prescriber_kind, prescriber_id) = match gps.get(seed % gps.len().max(1)) {
             Some(gp) if seed % 7 != 0 => (PrescriberKind::Rpps, gp.rpps.as_str().to_string()),
             _ => (
@@ -592,8 +600,11 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
             prescriber_id,
             date: prescription_date(fse.care_date, seed),
             number: (!index.is_multiple_of(3)).then(|| format!("ON{index:012}")),
-            quantity: Some(line.quantity + i32::from(seed % 4 == 0)),
-            non_substitution: (princeps && seed % 4 == 1).then_some(NonSubstitution::Mte),
+            quantity: Some(
+                per_item.get(&item(line)).copied().unwrap_or(line.quantity)
+                    + i32::from(index % 4 == 0),
+            ),
+            non_substitution: (princeps && (seed + n) % 4 == 1).then_some(NonSubstitution::Mte),
         });
     }
 }
