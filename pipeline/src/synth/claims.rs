@@ -586,7 +586,9 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
         // The claim's one prescriber and date (every line shares them).
         let seed = index.wrapping_mul(31);
         let (prescriber_kind, prescriber_id) = match gps.get(seed % gps.len().max(1)) {
-            Some(gp) if seed % 7 != 0 => (PrescriberKind::Rpps, gp.rpps.as_str().to_string()),
+            Some(gp) if !seed.is_multiple_of(7) => {
+                (PrescriberKind::Rpps, gp.rpps.as_str().to_string())
+            }
             _ => (
                 PrescriberKind::Finess,
                 PRESCRIBING_ESTABLISHMENTS[seed % 2].to_string(),
@@ -602,7 +604,7 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
             number: (!index.is_multiple_of(3)).then(|| format!("ON{index:012}")),
             quantity: Some(
                 per_item.get(&item(line)).copied().unwrap_or(line.quantity)
-                    + i32::from(index % 4 == 0),
+                    + i32::from(index.is_multiple_of(4)),
             ),
             non_substitution: (princeps && (seed + n) % 4 == 1).then_some(NonSubstitution::Mte),
         });
