@@ -29,6 +29,7 @@ fn claim() -> FseSubmitted {
         product: product.map(str::to_owned),
         unit_price_cents: product.map(|_| charged_cents),
         leg: None,
+        prescription: None,
     };
     FseSubmitted {
         fse_id: "12345678-000000042".to_owned(),
@@ -139,6 +140,8 @@ struct ActLineS {
     product: Option<String>,
     unit_price_cents: Option<i64>,
     leg: Option<i32>,
+    /// The bench's claims carry none (`null`).
+    prescription: Option<()>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -207,6 +210,7 @@ fn claim_serde(c: &FseSubmitted) -> FseSubmittedS {
                 product: a.product.clone(),
                 unit_price_cents: a.unit_price_cents,
                 leg: a.leg,
+                prescription: None,
             })
             .collect(),
         signature: c.signature.as_ref().map(|s| SignatureS {

@@ -84,6 +84,7 @@ fn submitted() -> FseSubmitted {
                 product: None,
                 unit_price_cents: None,
                 leg: None,
+                prescription: None,
             },
             ActLineRec {
                 code: "VSL".to_owned(),
@@ -96,6 +97,7 @@ fn submitted() -> FseSubmitted {
                 product: Some("3400930000000".to_owned()),
                 unit_price_cents: Some(-1),
                 leg: Some(2),
+                prescription: None,
             },
         ],
         signature: Some(SignatureRec {

@@ -315,3 +315,244 @@ fn e14_photocoagulation_flat_fee_replaces_the_ticket() {
     assert_eq!(d.flat_fee.to_string(), "24.00");
     assert_money(&d, "101.40", "0.00", "0.00", "24.00");
 }
+
+// --- The product list (issue 20, item 2; docs/rules.md, "Products") ---------
+
+const PHARMACIST: &str = "10002727377";
+
+fn pharmacy(care_date: &str, acts: Value) -> Value {
+    let mut claim = fse(
+        care_date,
+        json!({"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"}),
+        "referred",
+        acts,
+    );
+    claim.as_object_mut().unwrap().remove("pathway");
+    claim
+}
+
+fn reason_codes(d: &Decision) -> Vec<(String, Option<usize>)> {
+    (d.reasons.iter().chain(&d.warnings))
+        .map(|r| (r.code.as_str().to_string(), r.line))
+        .collect()
+}
+
+/// A prescribed medicine priced from the list: DOLIPRANE 1000 mg box of 8
+/// (CIP13 3400935955838, BDPM; listed base EUR 2.18, UNCONFIRMED) declared at
+/// EUR 2.50 is paid on 2.18 a box, never on the declared price; 65 % band
+/// (domain.md 3.2), franchise EUR 1 a box since 31 Mar 2024 (3.4).
+#[test]
+fn a_pharmacy_line_is_paid_on_the_listed_base() {
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(
+        &mut a,
+        pharmacy(
+            "2025-02-04",
+            json!([{"code": "PH7", "quantity": 2, "product": "3400935955838",
+                    "unit_price": "2.50", "charged": "5.00"}]),
+        ),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "4.36");
+    assert_eq!(d.lines[0].rate.percent(), 65);
+    assert_eq!(d.lines[0].tariff, "3400935955838@2015-01-01");
+    // 4.36 x 65 % = 2.83, less two box franchises.
+    assert_eq!(d.franchise.to_string(), "2.00");
+    assert_money(&d, "0.83", "0.00", "0.00", "4.17");
+}
+
+/// A refused generic: XANAX 0.50 mg (princeps, CIP13 3400932644551) dispensed
+/// without a justified "non substituable" mention is reimbursed, since 1 Jan
+/// 2020 (LFSS 2019 art. 66), on its group's dearest generic (EUR 1.61, a
+/// synthetic generic of the list), with the warning `generic_refused`; the
+/// same box in 2019 was reimbursed on its own base (EUR 2.39).
+#[test]
+fn a_refused_generic_is_reimbursed_on_the_dearest_generic_from_2020() {
+    let xanax = json!([{"code": "PH7", "quantity": 1, "product": "3400932644551",
+                        "unit_price": "2.39", "charged": "2.39"}]);
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(&mut a, pharmacy("2025-02-04", xanax.clone()));
+    assert_eq!(d.lines[0].base.to_string(), "1.61");
+    assert_eq!(reason_codes(&d), vec![("generic_refused".into(), Some(1))]);
+    // 1.61 x 65 % = 1.05 (1.0465 rounded), less a EUR 1 franchise.
+    assert_money(&d, "0.05", "0.00", "0.00", "2.34");
+
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(&mut a, pharmacy("2019-06-04", xanax));
+    assert_eq!(d.lines[0].base.to_string(), "2.39");
+    assert!(reason_codes(&d).is_empty());
+    // 2.39 x 65 % = 1.55, less a EUR 0.50 franchise (2008 amounts).
+    assert_money(&d, "1.05", "0.00", "0.00", "1.34");
+}
+
+/// An unlisted CIP13 (3400949497294: a real BDPM presentation, not in our
+/// list) is a coded rejection, and so is a prestation code whose rate is not
+/// the product's band (DOLIPRANE is 65 %, PH4 is 30 %).
+#[test]
+fn an_unlisted_product_or_a_wrong_band_is_rejected() {
+    for (cip, code, reason) in [
+        ("3400949497294", "PH7", "unknown_product"),
+        ("3400935955838", "PH4", "product_band_mismatch"),
+    ] {
+        let mut a = adjudicator(rights(json!({})));
+        let claim = pharmacy(
+            "2025-02-04",
+            json!([{"code": code, "quantity": 1, "product": cip,
+                    "unit_price": "2.18", "charged": "2.18"}]),
+        );
+        let d = a.decide_line(&claim.to_string()).unwrap();
+        assert_eq!(d.status, Status::Rejected, "{d:#?}");
+        assert_eq!(reason_codes(&d), vec![(reason.to_string(), Some(1))]);
+        assert_eq!(d.reasons[0].field.as_deref(), Some("acts[0].product"));
+    }
+}
+
+// --- Prescriptions (issue 20, items 1 and 3; docs/rules.md, "Prescriptions") --
+
+fn prescribed(cip: &str, boxes: u32, unit: &str, prescription: Value) -> Value {
+    let charged = format!("{:.2}", unit.parse::<f64>().unwrap() * f64::from(boxes));
+    json!([{"code": "PH7", "quantity": boxes, "product": cip, "unit_price": unit,
+            "charged": charged, "prescription": prescription}])
+}
+
+fn numbered(mut claim: Value, invoice: u32) -> Value {
+    claim["fse_id"] = json!(format!("12345678-{invoice:09}"));
+    claim
+}
+
+fn rejected_with(a: &mut Adjudicator, claim: Value) -> Vec<(String, Option<usize>)> {
+    let d = a.decide_line(&claim.to_string()).unwrap();
+    assert_eq!(d.status, Status::Rejected, "{d:#?}");
+    d.reasons
+        .iter()
+        .map(|r| (r.code.as_str().to_string(), r.line))
+        .collect()
+}
+
+/// A prescribed pharmacy line priced from the list: the GP's prescription
+/// (RPPS, Luhn-valid) of 20 Jan 2025 for 2 boxes of DOLIPRANE 1000 mg,
+/// dispensed on 4 Feb: paid on the listed EUR 2.18 a box.
+#[test]
+fn a_prescribed_pharmacy_line_is_priced_from_the_list() {
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-01-20",
+                    "number": "ON000000000001", "quantity": 2});
+    let d = decide(
+        &mut a,
+        pharmacy("2025-02-04", prescribed("3400935955838", 2, "2.18", rx)),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "4.36");
+    assert_money(&d, "0.83", "0.00", "0.00", "3.53");
+}
+
+/// The generics rule with a justified "non substituable" mention (MTE): the
+/// princeps keeps its own base (EUR 2.39), no warning; without it, the
+/// dearest generic's (EUR 1.61; golden test above).
+#[test]
+fn a_justified_non_substitution_keeps_the_princeps_base() {
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-01-20",
+                    "non_substitution": "mte"});
+    let d = decide(
+        &mut a,
+        pharmacy("2025-02-04", prescribed("3400932644551", 1, "2.39", rx)),
+    );
+    assert_eq!(d.lines[0].base.to_string(), "2.39");
+    assert!(reason_codes(&d).is_empty(), "{:?}", reason_codes(&d));
+}
+
+/// Partial dispensing: a prescription of 3 boxes (a hospital's, by FINESS
+/// 750000010), 2 dispensed on 4 Feb, the remaining 1 on 20 Feb; a third
+/// dispensing on 1 Mar is refused (`prescription_exhausted`), and so is the
+/// same box sent again by another pharmacy invoice.
+#[test]
+fn a_partial_dispensing_its_remainder_and_a_double_dispensing() {
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "finess", "prescriber": "750000010",
+                    "date": "2025-02-01", "quantity": 3});
+    let first = decide(
+        &mut a,
+        numbered(
+            pharmacy(
+                "2025-02-04",
+                prescribed("3400935955838", 2, "2.18", rx.clone()),
+            ),
+            1,
+        ),
+    );
+    assert_eq!(first.lines[0].base.to_string(), "4.36");
+    let remainder = decide(
+        &mut a,
+        numbered(
+            pharmacy(
+                "2025-02-20",
+                prescribed("3400935955838", 1, "2.18", rx.clone()),
+            ),
+            2,
+        ),
+    );
+    assert_eq!(remainder.lines[0].base.to_string(), "2.18");
+    let again = numbered(
+        pharmacy("2025-03-01", prescribed("3400935955838", 1, "2.18", rx)),
+        3,
+    );
+    assert_eq!(
+        rejected_with(&mut a, again),
+        vec![("prescription_exhausted".to_string(), Some(1))]
+    );
+}
+
+/// Validation of the prescription (domain.md 1.3 "Prescription", 2.2, 2.4):
+/// dated after the care, expired (medicines: 3 months, art. R.5132-22 CSP),
+/// a FINESS failing its Luhn key, an unknown prescriber kind; and, from
+/// 2027 (our date), a prescribed line without one.
+#[test]
+fn prescriptions_are_checked_and_required_from_2027() {
+    let cases = [
+        (
+            "2025-02-04",
+            json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-02-05"}),
+            "prescription_after_care",
+        ),
+        (
+            "2025-06-04",
+            json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-02-03"}),
+            "prescription_expired",
+        ),
+        (
+            "2025-02-04",
+            json!({"prescriber_kind": "finess", "prescriber": "750000011", "date": "2025-02-01"}),
+            "invalid_prescriber",
+        ),
+        (
+            "2025-02-04",
+            json!({"prescriber_kind": "adeli", "prescriber": GP, "date": "2025-02-01"}),
+            "invalid_prescriber",
+        ),
+    ];
+    for (care, rx, code) in cases {
+        let mut a = adjudicator(rights(json!({})));
+        let claim = pharmacy(care, prescribed("3400935955838", 1, "2.18", rx));
+        assert_eq!(
+            rejected_with(&mut a, claim),
+            vec![(code.to_string(), Some(1))],
+            "{code}"
+        );
+    }
+    // The same prescription on its last valid day is paid.
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2025-02-03"});
+    decide(
+        &mut a,
+        pharmacy("2025-05-03", prescribed("3400935955838", 1, "2.18", rx)),
+    );
+    // Without a prescription: paid in 2026, rejected from 2027.
+    let bare = json!([{"code": "PH7", "quantity": 1, "product": "3400935955838",
+                       "unit_price": "2.18", "charged": "2.18"}]);
+    let mut a = adjudicator(rights(json!({})));
+    decide(&mut a, pharmacy("2026-12-31", bare.clone()));
+    let mut a = adjudicator(rights(json!({})));
+    assert_eq!(
+        rejected_with(&mut a, pharmacy("2027-01-04", bare)),
+        vec![("prescription_missing".to_string(), Some(1))]
+    );
+}

@@ -15,20 +15,33 @@ use crate::domain::{Fse, FseInput, Reason, ReasonCode, SignatureCheck, Stage};
 use crate::events::convert::submitted_from_input;
 use crate::events::model::FseSubmitted;
 use crate::events::registry::SchemaRegistry;
+use crate::events::{AvroField, Encoder};
 use crate::pki::{Pki, SigningDates, VerifyFailure};
 use crate::refdata::SignatureVerifier;
 
 /// The canonical signed bytes of a wire FSE: its signed form
 /// (`fse.submitted.v1`, without the insurer's stamp) with `signature: null`.
 /// Pinned to that version so that a later field of `fse.submitted` never
-/// changes what was signed.
+/// changes what was signed. When a line carries a prescription (since
+/// 2026-12-06; v1 has no such field), every line's `prescription` field
+/// follows, in line order: an FSE without one signs the bytes it always did,
+/// and one with a prescription cannot lose or gain it unnoticed.
 pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8> {
-    if fse.signature.is_none() {
-        return registry.encode_signed_form(fse);
+    let mut bytes = if fse.signature.is_none() {
+        registry.encode_signed_form(fse)
+    } else {
+        let mut unsigned = fse.clone();
+        unsigned.signature = None;
+        registry.encode_signed_form(&unsigned)
+    };
+    if fse.acts.iter().any(|a| a.prescription.is_some()) {
+        let mut tail = Encoder::from_vec(bytes);
+        for line in &fse.acts {
+            line.prescription.encode_field(&mut tail);
+        }
+        bytes = tail.into_bytes();
     }
-    let mut unsigned = fse.clone();
-    unsigned.signature = None;
-    registry.encode_signed_form(&unsigned)
+    bytes
 }
 
 /// Verifies against a PKI held in memory (the `ref.pki` table as of a watermark).

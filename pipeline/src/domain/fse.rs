@@ -101,6 +101,28 @@ pub struct ActLineInput {
     pub product: Option<String>,
     pub unit_price: Option<String>,
     pub leg: Option<u32>,
+    /// The prescription behind a prescribed line (since 2026-12-06).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prescription: Option<PrescriptionInput>,
+}
+
+/// A line's prescription as sent: the prescriber (`prescriber_kind` `rpps`,
+/// `finess` for an establishment, or `am` for an Assurance Maladie number),
+/// its date, the number of an ordonnance numérique, the quantity it allows
+/// for the line's item over all dispensings (default: the line's), and a
+/// justified non-substitution mention (`mte`, `efg`, `cif`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrescriptionInput {
+    pub prescriber_kind: Option<String>,
+    pub prescriber: Option<String>,
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_substitution: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -253,6 +275,93 @@ pub struct ActLine {
     pub product: Option<crate::ids::Cip13>,
     pub unit_price: Option<Cents>,
     pub leg: Option<u32>,
+    pub prescription: Option<Prescription>,
+}
+
+/// Who wrote a prescription: a person by RPPS, an establishment by FINESS,
+/// or a professional or establishment by its Assurance Maladie number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prescriber {
+    Rpps(Rpps),
+    Finess(crate::ids::Finess),
+    /// 9 characters: department (2, `2A`/`2B` allowed), category, order
+    /// number and key; the key rule is UNCONFIRMED (domain.md 2.3): unchecked.
+    Am(String),
+}
+
+impl Prescriber {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Prescriber::Rpps(_) => "rpps",
+            Prescriber::Finess(_) => "finess",
+            Prescriber::Am(_) => "am",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Prescriber::Rpps(r) => r.as_str(),
+            Prescriber::Finess(f) => f.as_str(),
+            Prescriber::Am(a) => a,
+        }
+    }
+}
+
+/// A justified "non substituable" mention (since 2020).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonSubstitution {
+    /// Narrow therapeutic margin.
+    Mte,
+    /// Child under 6 with no suitable generic form.
+    Efg,
+    /// Formal contraindication to an excipient of the generics.
+    Cif,
+}
+
+impl NonSubstitution {
+    pub fn parse(text: &str) -> Option<NonSubstitution> {
+        match text {
+            "mte" => Some(NonSubstitution::Mte),
+            "efg" => Some(NonSubstitution::Efg),
+            "cif" => Some(NonSubstitution::Cif),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonSubstitution::Mte => "mte",
+            NonSubstitution::Efg => "efg",
+            NonSubstitution::Cif => "cif",
+        }
+    }
+}
+
+/// A checked prescription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prescription {
+    pub prescriber: Prescriber,
+    pub date: NaiveDate,
+    pub number: Option<String>,
+    /// What it allows for the line's item; `None`: the line's quantity.
+    pub quantity: Option<u32>,
+    pub non_substitution: Option<NonSubstitution>,
+}
+
+impl Prescription {
+    /// The prescription's identity for its dispensing count: the number of
+    /// an ordonnance numérique, else prescriber and date.
+    pub fn identity(&self) -> String {
+        match &self.number {
+            Some(number) => format!("n:{number}"),
+            None => format!(
+                "{}:{}:{}",
+                self.prescriber.kind(),
+                self.prescriber.id(),
+                self.date
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -104,6 +104,12 @@ reason_codes! {
     InvalidProduct => "invalid_product", None, "A pharmacy line needs a valid CIP13 product and a unit price.";
     BaseMismatch => "base_mismatch", None, "The base computed by the professional's software differs from the insurer's (warning: the insurer's applies).";
     Duplicate => "duplicate", Some("2900005"), "An FSE with this id was already received for this beneficiary.";
+    InvalidPrescriber => "invalid_prescriber", None, "The prescriber's kind is not rpps, finess or am, or its identifier is malformed or fails its key.";
+    PrescriberKeyWarning => "prescriber_key_warning", None, "The prescriber's RPPS does not pass the Luhn check (warning only).";
+    InvalidPrescription => "invalid_prescription", None, "A prescription's quantity, number or non-substitution mention is malformed.";
+    PrescriptionMissing => "prescription_missing", None, "Prescribed care (medicines, nursing, physiotherapy, biology, transport) without its prescription.";
+    PrescriptionAfterCare => "prescription_after_care", None, "The prescription is dated after the care.";
+    PrescriptionExpired => "prescription_expired", None, "The care is after the prescription's validity.";
     // --- validation: signature ---------------------------------------------
     MissingSignature => "missing_signature", None, "The FSE is not signed.";
     UnsupportedAlgorithm => "unsupported_algorithm", None, "The signature algorithm is not accepted.";
@@ -125,6 +131,10 @@ reason_codes! {
     PathwayNotHonoured => "pathway_not_honoured", None, "The declared pathway is not honoured: it claims the declared GP the rights do not name, or a referral or direct access without a declared GP or outside the categories that may claim it, or it is blank and the executant is not the declared GP (warning: outside-pathway rate applies).";
     DepassementUnderCss => "depassement_under_css", None, "A fee above the base for a CSS beneficiary (warning).";
     NoAuthorityTariff => "no_authority_tariff", None, "A sector 3 act with no tarif d'autorite: reimbursed on a zero base (warning).";
+    UnknownProduct => "unknown_product", None, "The line's CIP13 has no listed base on the date of care (not in the product list, or not on that date).";
+    ProductBandMismatch => "product_band_mismatch", None, "The prestation code's rate is not the product's rate band on the date of care.";
+    PrescriptionExhausted => "prescription_exhausted", None, "The prescription's item was already dispensed up to its quantity: this line would exceed it.";
+    GenericRefused => "generic_refused", None, "A princeps dispensed without a justified non-substitution mention: reimbursed on its dearest generic's base (warning).";
 }
 
 impl fmt::Display for ReasonCode {

@@ -13,7 +13,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Offset, SecondsFormat, Utc};
 
 use super::model::*;
 use crate::domain::fse::{
-    ActLineInput, BeneficiaryInput, EhicInput, ProfessionalInput, SignatureInput, TiersPayantInput,
+    ActLineInput, BeneficiaryInput, EhicInput, PrescriptionInput, ProfessionalInput,
+    SignatureInput, TiersPayantInput,
 };
 use crate::domain::rights::{
     AmcPeriod, CoveragePeriod, GpPeriod, LocalRegime, LocalRegimePeriod, Period, RightsInput,
@@ -177,7 +178,72 @@ fn act_line_rec(i: usize, line: &ActLineInput) -> Result<ActLineRec, ConvertErro
             .map(i32::try_from)
             .transpose()
             .map_err(|_| err(field("leg"), "too large"))?,
+        prescription: line
+            .prescription
+            .as_ref()
+            .map(|p| prescription_rec(i, p))
+            .transpose()?,
     })
+}
+
+/// The prescription of act line `i` (from 0).
+fn prescription_rec(i: usize, p: &PrescriptionInput) -> Result<PrescriptionRec, ConvertError> {
+    let field = |name: &str| format!("acts[{i}].prescription.{name}");
+    let kind = required(&p.prescriber_kind, &field("prescriber_kind"))?;
+    Ok(PrescriptionRec {
+        prescriber_kind: match kind.as_str() {
+            "rpps" => PrescriberKind::Rpps,
+            "finess" => PrescriberKind::Finess,
+            "am" => PrescriberKind::Am,
+            _ => return Err(err(field("prescriber_kind"), "unknown prescriber kind")),
+        },
+        prescriber_id: required(&p.prescriber, &field("prescriber"))?.clone(),
+        date: date(&p.date, &field("date"))?,
+        number: p.number.clone(),
+        quantity: p
+            .quantity
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|_| err(field("quantity"), "too large"))?,
+        non_substitution: match &p.non_substitution {
+            None => None,
+            Some(text) => Some(
+                match crate::domain::NonSubstitution::parse(text)
+                    .ok_or_else(|| err(field("non_substitution"), "unknown mention"))?
+                {
+                    crate::domain::NonSubstitution::Mte => NonSubstitution::Mte,
+                    crate::domain::NonSubstitution::Efg => NonSubstitution::Efg,
+                    crate::domain::NonSubstitution::Cif => NonSubstitution::Cif,
+                },
+            ),
+        },
+    })
+}
+
+fn prescription_input(p: &PrescriptionRec) -> PrescriptionInput {
+    PrescriptionInput {
+        prescriber_kind: Some(
+            match p.prescriber_kind {
+                PrescriberKind::Rpps => "rpps",
+                PrescriberKind::Finess => "finess",
+                PrescriberKind::Am => "am",
+            }
+            .to_string(),
+        ),
+        prescriber: Some(p.prescriber_id.clone()),
+        date: Some(p.date.to_string()),
+        number: p.number.clone(),
+        // Negative quantities become 0: rejected by validation.
+        quantity: p.quantity.map(|q| u32::try_from(q).unwrap_or(0)),
+        non_substitution: p.non_substitution.map(|n| {
+            match n {
+                NonSubstitution::Mte => "mte",
+                NonSubstitution::Efg => "efg",
+                NonSubstitution::Cif => "cif",
+            }
+            .to_string()
+        }),
+    }
 }
 
 fn signature_rec(s: &SignatureInput) -> Result<SignatureRec, ConvertError> {
@@ -236,6 +302,7 @@ fn act_line_input(a: &ActLineRec) -> ActLineInput {
         product: a.product.clone(),
         unit_price: a.unit_price_cents.map(render_cents),
         leg: a.leg.map(|l| u32::try_from(l).unwrap_or(0)),
+        prescription: a.prescription.as_ref().map(prescription_input),
     }
 }
 

@@ -117,6 +117,38 @@ pub struct ActLineRec {
     pub product: Option<String>,
     pub unit_price_cents: Option<i64>,
     pub leg: Option<i32>,
+    /// `None` on lines without one and on every record written before
+    /// 2026-12-06 (their schemas lack the field: events/codec/records.rs).
+    pub prescription: Option<PrescriptionRec>,
+}
+
+/// Avro enum `PrescriberKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrescriberKind {
+    Rpps,
+    Finess,
+    Am,
+}
+
+/// Avro enum `NonSubstitution`: the justified "non substituable" mentions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonSubstitution {
+    Mte,
+    Efg,
+    Cif,
+}
+
+/// The prescription behind a prescribed line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrescriptionRec {
+    pub prescriber_kind: PrescriberKind,
+    pub prescriber_id: String,
+    pub date: NaiveDate,
+    /// Number of an ordonnance numérique.
+    pub number: Option<String>,
+    /// What the prescription allows for the line's item over all dispensings.
+    pub quantity: Option<i32>,
+    pub non_substitution: Option<NonSubstitution>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -100,6 +100,26 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.submitted.v1.avsc"),
     ),
     history(
+        "fse.submitted",
+        2,
+        include_str!("../../../schemas/history/fse.submitted.v2.avsc"),
+    ),
+    history(
+        "fse.validated",
+        0,
+        include_str!("../../../schemas/history/fse.validated.v0.avsc"),
+    ),
+    history(
+        "fse.entitled",
+        0,
+        include_str!("../../../schemas/history/fse.entitled.v0.avsc"),
+    ),
+    history(
+        "fse.routed",
+        0,
+        include_str!("../../../schemas/history/fse.routed.v0.avsc"),
+    ),
+    history(
         "fse.decided",
         0,
         include_str!("../../../schemas/history/fse.decided.v0.avsc"),
@@ -319,6 +339,7 @@ impl SchemaRegistry {
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&signed_form_fingerprint());
         let mut encoder = Encoder::from_vec(out);
+        encoder.set_without_prescriptions(true);
         fse.encode_field(&mut encoder);
         encoder.into_bytes()
     }
@@ -326,8 +347,13 @@ impl SchemaRegistry {
     pub fn encode_single<T: AvroRecord>(&self, value: &T) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&fingerprint_of::<T>());
+        let older = value.written_as();
+        match older {
+            Some(version) => out.extend_from_slice(&history_fingerprint(T::TOPIC, version)),
+            None => out.extend_from_slice(&fingerprint_of::<T>()),
+        }
         let mut encoder = Encoder::from_vec(out);
+        encoder.set_without_prescriptions(older.is_some());
         value.encode(&mut encoder);
         encoder.into_bytes()
     }
@@ -689,6 +715,33 @@ pub fn signed_form_fingerprint() -> [u8; 8] {
             Err(e) => panic!("embedded schema fse.submitted.v1 is broken: {e}"),
         }
     })
+}
+
+/// The fingerprint of the history version `version` of `topic`'s schema.
+///
+/// # Panics
+/// If no such schema is embedded, or it does not parse: a build defect (a
+/// record names a version [`EMBEDDED_SCHEMAS`] lacks) that every test run
+/// catches, never a run-time condition.
+pub fn history_fingerprint(topic: &str, version: u32) -> [u8; 8] {
+    type Cache = std::collections::BTreeMap<(&'static str, u32), [u8; 8]>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let all = CACHE.get_or_init(|| {
+        let mut all = Cache::new();
+        for schema in EMBEDDED_SCHEMAS {
+            if let SchemaVersion::History(n) = schema.version {
+                match fingerprint_json(schema.json) {
+                    Ok(fingerprint) => all.insert((schema.topic, n), fingerprint),
+                    Err(e) => panic!("embedded schema {}.v{n} is broken: {e}", schema.topic),
+                };
+            }
+        }
+        all
+    });
+    match all.get(&(topic, version)) {
+        Some(fingerprint) => *fingerprint,
+        None => panic!("no embedded schema {topic}.v{version}"),
+    }
 }
 
 pub fn fingerprint_of<T: AvroRecord>() -> [u8; 8] {

@@ -12,6 +12,8 @@
 
 pub mod dated;
 mod outbound_tables;
+pub mod prescriptions;
+pub mod products;
 mod published;
 mod tables;
 
@@ -22,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub use dated::{Dated, Version};
 pub use outbound_tables::*;
+pub use products::{ListedPrice, ProductKind, ProductTable, Unlisted};
 pub use tables::*;
 
 /// The table files of a rule set, in the order they are hashed.

@@ -17,7 +17,7 @@ use super::{EMBEDDED, Rules, RulesError, TABLE_FILES, sha256_tag};
 const SETS: &str = include_str!("../../rules/history/sets.toml");
 
 /// The table texts no current file holds any more, by file name.
-const KEPT_FILES: [(&str, &str); 6] = [
+const KEPT_FILES: [(&str, &str); 8] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.4db9f9a607f4.toml"),
@@ -41,6 +41,14 @@ const KEPT_FILES: [(&str, &str); 6] = [
     (
         "outbound.toml",
         include_str!("../../rules/history/outbound.974f59632a62.toml"),
+    ),
+    (
+        "acts.toml",
+        include_str!("../../rules/history/acts.01b1c9d3049a.toml"),
+    ),
+    (
+        "acts.toml",
+        include_str!("../../rules/history/acts.392e16c3baf9.toml"),
     ),
 ];
 

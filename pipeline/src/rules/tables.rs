@@ -46,7 +46,8 @@ pub enum Pricing {
     Coefficient,
     /// CCAM code, transport leg, daily fee: tariff × quantity.
     Unit,
-    /// Pharmacy: the line's unit price × boxes (no price list in the tables).
+    /// Pharmacy: the line's unit price × boxes, or the listed base × boxes
+    /// where the product list is in force (rules/products.rs).
     DeclaredPrice,
 }
 
@@ -163,6 +164,16 @@ impl Act {
 #[serde(deny_unknown_fields)]
 struct ActsFile {
     act: Vec<Act>,
+    #[serde(default)]
+    product_list: Option<Dated<super::products::ListValue>>,
+    #[serde(default)]
+    generic_substitution: Option<Dated<super::products::GenericRule>>,
+    #[serde(default)]
+    product: Vec<super::products::Product>,
+    #[serde(default)]
+    generic_group: Vec<super::products::GenericGroup>,
+    #[serde(default)]
+    prescribed: Vec<super::prescriptions::Prescribed>,
 }
 
 /// The nomenclature: acts by code, each for some professional categories.
@@ -172,6 +183,10 @@ pub struct ActTable {
     by_code_category: BTreeMap<(String, Category), usize>,
     codes: BTreeSet<String>,
     acts: Vec<Act>,
+    /// The product list (pharmacy), empty before 2026-12-06.
+    pub products: super::products::ProductTable,
+    /// Prescribed care, empty before 2026-12-06.
+    pub prescriptions: super::prescriptions::PrescriptionTable,
 }
 
 impl ActTable {
@@ -205,10 +220,20 @@ impl ActTable {
             }
             codes.insert(act.code.clone());
         }
+        let products =
+            super::products::ProductTable::from_sections(super::products::ProductSections {
+                product_list: file.product_list,
+                generic_substitution: file.generic_substitution,
+                product: file.product,
+                generic_group: file.generic_group,
+            })?;
+        let prescriptions = super::prescriptions::PrescriptionTable::new(file.prescribed)?;
         Ok(ActTable {
             by_code_category,
             codes,
             acts: file.act,
+            products,
+            prescriptions,
         })
     }
 

@@ -23,7 +23,7 @@ use crate::money::{Cents, Hundredths, Rate};
 use crate::pseudonym::BeneficiaryKey;
 use crate::rules::{
     Act, BaseKind, CarePathwayValue, Exemption, ExemptionValue, Family, FlatFeeSpares,
-    FranchiseKind, FranchiseValue, Pricing, Rules,
+    FranchiseKind, FranchiseValue, ListedPrice, Pricing, Rules, Unlisted,
 };
 use crate::state::{StateTxn, StoreError, expiry, keys};
 use crate::topics;
@@ -202,6 +202,92 @@ fn pathway_penalty(routed: &Routed, rules: &Rules) -> (bool, Option<Reason>) {
     }
 }
 
+/// Whether the prescriber justified a "non substituable" mention on the
+/// line's prescription (MTE, EFG or CIF): without one, a princeps is a
+/// refused generic where the generics rule applies.
+fn substitution_excluded(line: &ActLine) -> bool {
+    line.prescription
+        .as_ref()
+        .is_some_and(|p| p.non_substitution.is_some())
+}
+
+/// Partial dispensing (issue 20, item 3; docs/rules.md, "Prescriptions"):
+/// what each item of a prescription allows, less what paid claims already
+/// dispensed of it, kept per beneficiary (`rx/<beneficiary>/<prescription>/
+/// <item>`). A claim that would take more than remains is rejected
+/// (`prescription_exhausted`) before anything is counted; a paid one adds
+/// its quantities. Counted only for the families the rule set lists as
+/// prescribed (none before 2026-12-06), and only once the claim is paid
+/// here: a claim rejected by any stage never uses up its prescription.
+struct Dispensing {
+    key: Vec<u8>,
+    done: i64,
+    taken: i64,
+    until: Option<chrono::NaiveDate>,
+}
+
+fn check_dispensing(
+    calcs: &[LineCalc<'_>],
+    state: &mut StateTxn<'_>,
+    rules: &Rules,
+    who: &BeneficiaryKey,
+) -> Result<Result<Vec<Dispensing>, Reason>, StoreError> {
+    let table = &rules.acts.prescriptions;
+    let mut items: Vec<(Dispensing, i64, usize)> = Vec::new();
+    for (index, calc) in calcs.iter().enumerate() {
+        let Some(p) = &calc.line.prescription else {
+            continue;
+        };
+        if !table.covers(calc.act.family) {
+            continue;
+        }
+        let item = match &calc.line.product {
+            Some(cip) => cip.as_str().to_string(),
+            None => calc.line.code.clone(),
+        };
+        let key = keys::dispensed(who, &p.identity(), &item);
+        let quantity = i64::from(calc.line.quantity);
+        let allowed = i64::from(p.quantity.unwrap_or(calc.line.quantity));
+        match items.iter_mut().find(|(d, _, _)| d.key == key) {
+            Some((d, _, _)) => d.taken += quantity,
+            None => {
+                let done = state.get_i64(&key)?;
+                let until = (table.valid_until(calc.act.family, p.date))
+                    .and_then(|last| rules.general.kept_until(last));
+                let dispensing = Dispensing {
+                    key,
+                    done,
+                    taken: quantity,
+                    until,
+                };
+                items.push((dispensing, allowed, index + 1));
+            }
+        }
+    }
+    for (d, allowed, n) in &items {
+        if d.done + d.taken > *allowed {
+            return Ok(Err(Reason::new(
+                Stage::Reimbursement,
+                ReasonCode::PrescriptionExhausted,
+                format!(
+                    "the prescription allows {allowed}, {} already dispensed: {} more refused",
+                    d.done, d.taken
+                ),
+            )
+            .field(format!("acts[{}].prescription", n - 1))
+            .line(*n)));
+        }
+    }
+    Ok(Ok(items.into_iter().map(|(d, _, _)| d).collect()))
+}
+
+fn count_dispensing(state: &mut StateTxn<'_>, items: Vec<Dispensing>) -> Result<(), StoreError> {
+    for d in items {
+        put_kept(state, d.key, d.done + d.taken, d.until)?;
+    }
+    Ok(())
+}
+
 /// Base, rate and gross AMO share of each line.
 fn price_lines<'r>(
     routed: &'r Routed,
@@ -304,6 +390,25 @@ impl<'r> ClaimPricing<'r, '_> {
     ) -> Result<(Vec<Cents>, String), Reason> {
         let care = self.care;
         let (mut components, tariff_tag) = match act.pricing {
+            Pricing::DeclaredPrice if self.rules.acts.products.in_force(care) => {
+                let listed = self.listed(act, line, n)?;
+                if listed.generic_refused {
+                    warnings.push(
+                        Reason::new(
+                            Stage::Reimbursement,
+                            ReasonCode::GenericRefused,
+                            "princeps without a justified non-substitution mention: \
+                             reimbursed on its dearest generic's base",
+                        )
+                        .field(format!("acts[{}].product", n - 1))
+                        .line(n),
+                    );
+                }
+                (
+                    vec![listed.unit_base.times(Hundredths::ONE, line.quantity)],
+                    listed.tag,
+                )
+            }
             Pricing::DeclaredPrice => {
                 let price = line.unit_price.ok_or_else(|| self.not_billable(line, n))?;
                 (
@@ -352,6 +457,46 @@ impl<'r> ClaimPricing<'r, '_> {
             components = vec![line.charged];
         }
         Ok((components, tariff_tag))
+    }
+
+    /// The listed price of a pharmacy line's product (rules/products.rs): an
+    /// unlisted CIP13, or a prestation code whose rate is not the product's
+    /// band, is a rejection.
+    fn listed(&self, act: &Act, line: &ActLine, n: usize) -> Result<ListedPrice, Reason> {
+        let field = format!("acts[{}].product", n - 1);
+        let unlisted = |message: String| {
+            Reason::new(Stage::Reimbursement, ReasonCode::UnknownProduct, message)
+                .field(field.clone())
+                .line(n)
+        };
+        let cip = (line.product.as_ref())
+            .ok_or_else(|| unlisted("a pharmacy line without a CIP13".into()))?;
+        let listed = (self.rules.acts.products)
+            .price(cip.as_str(), self.care, substitution_excluded(line))
+            .map_err(|why| match why {
+                Unlisted::Unknown => unlisted(format!("{cip} is not in the product list")),
+                Unlisted::NotOnDate => {
+                    unlisted(format!("{cip} has no listed base on {}", self.care))
+                }
+            })?;
+        let code_rate = act
+            .rate_override()
+            .and_then(|r| r.at(self.care))
+            .map(|v| v.value.percent);
+        if code_rate != Some(listed.band) {
+            return Err(Reason::new(
+                Stage::Reimbursement,
+                ReasonCode::ProductBandMismatch,
+                format!(
+                    "{cip} is in the {} % band, {} is not",
+                    listed.band.percent(),
+                    line.code
+                ),
+            )
+            .field(field)
+            .line(n));
+        }
+        Ok(listed)
     }
 
     /// The line's rate: its family's (or its own), lowered outside the care
@@ -738,6 +883,11 @@ pub fn reimburse(
         Ok(calcs) => calcs,
         Err(reason) => return reject(reason),
     };
+    let dispensed = match check_dispensing(&calcs, state, rules, who)? {
+        Ok(dispensed) => dispensed,
+        Err(reason) => return reject(reason),
+    };
+    count_dispensing(state, dispensed)?;
     let flat_fee = take_deductions(&mut calcs, state, rules, &input, ex)?;
     if ent.css && ex.css.ticket_paid_by_css {
         warnings.extend(css_pays_the_ticket(&mut calcs));

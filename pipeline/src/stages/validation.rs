@@ -11,20 +11,22 @@ use super::{Context, Outcome, Validated, reject};
 use crate::clock::Receipt;
 use crate::domain::fse::{
     ActLineInput, BeneficiaryInput, EhicInput, MAX_LINES, MAX_QUANTITY, MAX_TEXT_BYTES,
-    ProfessionalInput,
+    PrescriptionInput, ProfessionalInput,
 };
 use crate::domain::{
-    ActLine, Category, Complement, Ehic, Fse, FseInput, Insured, Pathway, Patient, Professional,
-    Reason, ReasonCode, Sector, Signature, Stage, TiersPayant,
+    ActLine, Category, Complement, Ehic, Fse, FseInput, Insured, NonSubstitution, Pathway, Patient,
+    Prescriber, Prescription, Professional, Reason, ReasonCode, Sector, Signature, Stage,
+    TiersPayant,
 };
 use crate::events::convert;
 use crate::events::model::{EventHeader, FseSubmitted};
 use crate::ids::{
-    CcamCode, Cip13, Country, EhicCardId, EhicInstitutionId, EhicPersonalId, NgapKey, Nir, Rpps,
+    CcamCode, Cip13, Country, EhicCardId, EhicInstitutionId, EhicPersonalId, Finess, NgapKey, Nir,
+    Rpps,
 };
 use crate::money::{Cents, Hundredths};
 use crate::pseudonym::BeneficiaryKey;
-use crate::rules::{LimitationValue, Pricing, Rules};
+use crate::rules::{Family, LimitationValue, Pricing, Rules};
 use crate::state::{StateTxn, StoreError, expiry, keys};
 use crate::topics;
 
@@ -334,6 +336,10 @@ fn parse_line(c: &mut Checker, line: usize, input: &ActLineInput) -> Option<ActL
     let unit_price = optional_amount(c, line, "unit_price", &input.unit_price);
     let product = parse_product(c, line, &input.product);
     let complement = parse_complement(c, line, &input.complement);
+    let prescription = match &input.prescription {
+        None => Some(None),
+        Some(p) => parse_prescription(c, line, p).map(Some),
+    };
     if !quantity_ok {
         return None;
     }
@@ -348,7 +354,140 @@ fn parse_line(c: &mut Checker, line: usize, input: &ActLineInput) -> Option<ActL
         product: product?,
         unit_price: unit_price?,
         leg: input.leg,
+        prescription: prescription?,
     })
+}
+
+/// A line's prescription: a prescriber of a known kind whose identifier
+/// checks (an RPPS's Luhn key is a warning, as the executant's; a FINESS
+/// key is checked; an AM number's key rule is UNCONFIRMED: its shape only),
+/// a real date, a quantity from 1, a known non-substitution mention.
+fn parse_prescription(
+    c: &mut Checker,
+    line: usize,
+    input: &PrescriptionInput,
+) -> Option<Prescription> {
+    let field = |name: &str| format!("prescription.{name}");
+    let id = input.prescriber.as_deref().unwrap_or_default();
+    let prescriber = match input.prescriber_kind.as_deref() {
+        Some("rpps") => match Rpps::parse(id) {
+            Ok(rpps) => {
+                if !rpps.luhn_ok() {
+                    c.warnings.push(
+                        Reason::new(
+                            Stage::Validation,
+                            ReasonCode::PrescriberKeyWarning,
+                            "the prescriber's RPPS does not pass the Luhn check",
+                        )
+                        .field(format!("acts[{}].prescription.prescriber", line - 1))
+                        .line(line),
+                    );
+                }
+                Some(Prescriber::Rpps(rpps))
+            }
+            Err(e) => {
+                c.fail_line(
+                    ReasonCode::InvalidPrescriber,
+                    line,
+                    &field("prescriber"),
+                    e.to_string(),
+                );
+                None
+            }
+        },
+        Some("finess") => match Finess::parse(id) {
+            Ok(finess) => Some(Prescriber::Finess(finess)),
+            Err(e) => {
+                c.fail_line(
+                    ReasonCode::InvalidPrescriber,
+                    line,
+                    &field("prescriber"),
+                    e.to_string(),
+                );
+                None
+            }
+        },
+        Some("am") if am_number_ok(id) => Some(Prescriber::Am(id.to_ascii_uppercase())),
+        Some("am") => {
+            c.fail_line(
+                ReasonCode::InvalidPrescriber,
+                line,
+                &field("prescriber"),
+                "an AM number is 9 characters: a department (2 digits, 2A or 2B) and 7 digits",
+            );
+            None
+        }
+        _ => {
+            c.fail_line(
+                ReasonCode::InvalidPrescriber,
+                line,
+                &field("prescriber_kind"),
+                "prescriber_kind must be rpps, finess or am",
+            );
+            None
+        }
+    };
+    let date = c.date(
+        &input.date,
+        &format!("acts[{}].prescription.date", line - 1),
+    );
+    let quantity = match input.quantity {
+        Some(q) if q == 0 || q > MAX_PRESCRIBED_QUANTITY => {
+            c.fail_line(
+                ReasonCode::InvalidPrescription,
+                line,
+                &field("quantity"),
+                format!("a prescribed quantity is 1 to {MAX_PRESCRIBED_QUANTITY}"),
+            );
+            None
+        }
+        q => Some(q),
+    };
+    let number = match &input.number {
+        Some(n) if n.is_empty() || n.len() > MAX_TEXT_BYTES => {
+            c.fail_line(
+                ReasonCode::InvalidPrescription,
+                line,
+                &field("number"),
+                format!("a prescription number is 1 to {MAX_TEXT_BYTES} bytes"),
+            );
+            None
+        }
+        n => Some(n.clone()),
+    };
+    let non_substitution = match &input.non_substitution {
+        None => Some(None),
+        Some(text) => NonSubstitution::parse(text).map(Some).or_else(|| {
+            c.fail_line(
+                ReasonCode::InvalidPrescription,
+                line,
+                &field("non_substitution"),
+                "non_substitution must be mte, efg or cif",
+            );
+            None
+        }),
+    };
+    Some(Prescription {
+        prescriber: prescriber?,
+        date: date?,
+        number: number?,
+        quantity: quantity?,
+        non_substitution: non_substitution?,
+    })
+}
+
+/// Bound on a prescribed quantity (a year of monthly boxes is 12; renewals
+/// of several boxes stay far below).
+const MAX_PRESCRIBED_QUANTITY: u32 = 999;
+
+/// An Assurance Maladie professional number: department (2 digits, 2A, 2B)
+/// and 7 digits (domain.md 2.3; the key's rule is UNCONFIRMED, not checked).
+fn am_number_ok(id: &str) -> bool {
+    let id = id.as_bytes();
+    id.len() == 9
+        && (id[..2].iter().all(u8::is_ascii_digit)
+            || matches!(id[..2], [b'2', b'A' | b'B' | b'a' | b'b']))
+        && id[2..].iter().all(u8::is_ascii_digit)
 }
 
 /// An act code of the shape of an NGAP key, a CCAM code or a pharmacy
@@ -676,6 +815,7 @@ fn check_line_against_rules(c: &mut Checker, fse: &Fse, n: usize, line: &ActLine
         }
         _ => {}
     }
+    check_prescription(c, fse, n, line, act.family, rules);
     if let Some(complement) = line.complement {
         let offered = rules
             .rates
@@ -694,6 +834,60 @@ fn check_line_against_rules(c: &mut Checker, fse: &Fse, n: usize, line: &ActLine
                 format!("no {complement:?} complement applies to {}", line.code),
             );
         }
+    }
+}
+
+/// Line `n`'s prescription against the rules of its family on the date of
+/// care (acts.toml `[[prescribed]]`; docs/rules.md, "Prescriptions"):
+/// present where required, written on or before the care, still valid.
+fn check_prescription(
+    c: &mut Checker,
+    fse: &Fse,
+    n: usize,
+    line: &ActLine,
+    family: Family,
+    rules: &Rules,
+) {
+    let care = fse.care_date;
+    let table = &rules.acts.prescriptions;
+    let Some(p) = &line.prescription else {
+        if table.required(family, care) {
+            c.fail_line(
+                ReasonCode::PrescriptionMissing,
+                n,
+                "prescription",
+                format!(
+                    "{} is prescribed care: the line needs its prescription",
+                    line.code
+                ),
+            );
+        }
+        return;
+    };
+    // A date of care already refused (after receipt, before birth) would
+    // only repeat itself as a prescription out of date.
+    if c.reasons
+        .iter()
+        .any(|r| r.field.as_deref() == Some("care_date"))
+    {
+        return;
+    }
+    if p.date > care {
+        c.fail_line(
+            ReasonCode::PrescriptionAfterCare,
+            n,
+            "prescription.date",
+            "the prescription is dated after the care",
+        );
+    } else if let Some(until) = table.valid_until(family, p.date)
+        && care > until
+    {
+        c.fail_line(
+            ReasonCode::PrescriptionExpired,
+            n,
+            "prescription.date",
+            format!("the prescription of {} was valid until {until}", p.date),
+        );
     }
 }
 

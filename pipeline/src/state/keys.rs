@@ -49,6 +49,12 @@ pub fn transport_franchise_day(beneficiary: &BeneficiaryKey, care: NaiveDate) ->
     key(&["ftd", beneficiary.as_str(), &care.to_string()])
 }
 
+/// Reimbursement: quantity of one item (a CIP13, else an act code) paid so
+/// far on one prescription (its identity: `Prescription::identity`).
+pub fn dispensed(beneficiary: &BeneficiaryKey, prescription: &str, item: &str) -> Vec<u8> {
+    key(&["rx", beneficiary.as_str(), prescription, item])
+}
+
 /// Reimbursement: deductions owed by the beneficiary, not yet taken (cents).
 pub fn deferred_balance(beneficiary: &BeneficiaryKey) -> Vec<u8> {
     key(&["def", beneficiary.as_str()])

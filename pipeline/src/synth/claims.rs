@@ -183,6 +183,7 @@ fn line(code: &str, quantity: i32, coefficient_hundredths: i32, charged_cents: i
         product: None,
         unit_price_cents: None,
         leg: None,
+        prescription: None,
     }
 }
 
@@ -246,7 +247,7 @@ struct Visit<'r> {
     care: NaiveDate,
 }
 
-impl Visit<'_> {
+impl<'r> Visit<'r> {
     /// The tariff of `code` for this professional's base kind.
     fn tariff(&self, code: &str) -> i64 {
         tariff_cents(self.rules, code, self.category, self.kind, self.care)
@@ -332,6 +333,27 @@ impl Visit<'_> {
             .collect()
     }
 
+    /// The listed products of `code`'s rate band with their base on the
+    /// date of care, in CIP13 order; empty where no list is in force.
+    fn listed_products(&self, code: &str) -> Vec<(&'r str, i64)> {
+        let products = &self.rules.acts.products;
+        if !products.in_force(self.care) {
+            return Vec::new();
+        }
+        let band = (self.rules.acts.find(code, self.category))
+            .and_then(|a| a.rate_override())
+            .and_then(|r| r.at(self.care))
+            .map(|v| v.value.percent);
+        products
+            .products()
+            .filter_map(|p| {
+                let version = p.price.at(self.care)?;
+                let base = version.value.base?;
+                (Some(version.value.band) == band).then_some((p.cip13.as_str(), base.get()))
+            })
+            .collect()
+    }
+
     fn pharmacy(&self, rng: &mut Rng) -> Vec<ActLineRec> {
         let count = rng.range(1, 3);
         (0..count)
@@ -340,10 +362,20 @@ impl Visit<'_> {
                 let code = if self.billable(code) { code } else { "PH7" };
                 let boxes = rng.range(1, 5) as i32;
                 let max_price = if code == "PH1" { 80_000 } else { 8_000 };
-                let price = rng.range(150, max_price);
-                let product = Cip13::from_body(&format!("34009{:07}", rng.range(0, 9_999_999)))
-                    .map(|c| c.as_str().to_string())
-                    .ok();
+                let mut price = rng.range(150, max_price);
+                let draw = rng.range(0, 9_999_999);
+                // Where the product list is in force, a listed product of the
+                // code's band at its listed price (the same draws as before).
+                let listed = self.listed_products(code);
+                let product = if listed.is_empty() {
+                    Cip13::from_body(&format!("34009{draw:07}"))
+                        .map(|c| c.as_str().to_string())
+                        .ok()
+                } else {
+                    let (cip, base) = listed[draw as usize % listed.len()];
+                    price = base;
+                    Some(cip.to_string())
+                };
                 let mut l = line(code, boxes, 100, price * i64::from(boxes));
                 l.product = product;
                 l.unit_price_cents = Some(price);
@@ -503,7 +535,80 @@ fn good_claim(
         // Stamped by the front door (`submit`), never by the sender.
         ingested_at_millis: None,
     };
+    let mut fse = fse;
+    prescribe(&mut fse, rules, world, index);
     (fse, pro_index, rng)
+}
+
+/// A prescription some days (up to 29) before the care.
+fn prescription_date(care: NaiveDate, seed: usize) -> NaiveDate {
+    date_plus(care, -((seed % 30) as i64))
+}
+
+/// The prescriptions of claim `index` dated again from its date of care.
+fn redate_prescriptions(fse: &mut FseSubmitted, index: usize) {
+    for line in &mut fse.acts {
+        if let Some(p) = &mut line.prescription {
+            p.date = prescription_date(fse.care_date, index.wrapping_mul(31));
+        }
+    }
+}
+
+/// Synthetic establishments that prescribe (FINESS, Luhn-valid; domain.md 2.4).
+const PRESCRIBING_ESTABLISHMENTS: [&str; 2] = ["750000010", "130000011"];
+
+/// The prescription of each prescribed line (the families the rules list):
+/// a GP of the world, or now and then an establishment, some days before
+/// the care; an ordonnance numérique number on two claims in three; now and
+/// then more than the line dispenses (a remainder for a later claim), and a
+/// justified non-substitution mention on a princeps in four. Drawn from the
+/// claim's index, not from its random stream, so every other field of the
+/// data set stays what it was.
+fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize) {
+    let category = fse.professional.category;
+    let gps: Vec<&Professional> = (world.professionals.iter())
+        .filter(|p| p.category == Category::Gp)
+        .collect();
+    // One prescription per claim covers every line of the same item (two
+    // transport legs, two lines of one medicine): it allows their sum.
+    let item = |line: &ActLineRec| line.product.clone().unwrap_or_else(|| line.code.clone());
+    let mut per_item: std::collections::BTreeMap<String, i32> = std::collections::BTreeMap::new();
+    for line in &fse.acts {
+        *per_item.entry(item(line)).or_default() += line.quantity;
+    }
+    for (n, line) in fse.acts.iter_mut().enumerate() {
+        let Some(act) = rules.acts.find(&line.code, category) else {
+            continue;
+        };
+        if !rules.acts.prescriptions.covers(act.family) {
+            continue;
+        }
+        // The claim's one prescriber and date (every line shares them).
+        let seed = index.wrapping_mul(31);
+        let (prescriber_kind, prescriber_id) = match gps.get(seed % gps.len().max(1)) {
+            Some(gp) if !seed.is_multiple_of(7) => {
+                (PrescriberKind::Rpps, gp.rpps.as_str().to_string())
+            }
+            _ => (
+                PrescriberKind::Finess,
+                PRESCRIBING_ESTABLISHMENTS[seed % 2].to_string(),
+            ),
+        };
+        let princeps = (line.product.as_deref())
+            .and_then(|cip| rules.acts.products.product(cip))
+            .is_some_and(|p| p.kind == crate::rules::ProductKind::Princeps);
+        line.prescription = Some(PrescriptionRec {
+            prescriber_kind,
+            prescriber_id,
+            date: prescription_date(fse.care_date, seed),
+            number: (!index.is_multiple_of(3)).then(|| format!("ON{index:012}")),
+            quantity: Some(
+                per_item.get(&item(line)).copied().unwrap_or(line.quantity)
+                    + i32::from(index.is_multiple_of(4)),
+            ),
+            non_substitution: (princeps && (seed + n) % 4 == 1).then_some(NonSubstitution::Mte),
+        });
+    }
 }
 
 /// The professional of a claim of `category` on `care`, and whether they
@@ -610,6 +715,9 @@ pub fn claim_dated(
     let Some(signing) = bad.spoil(kind, &mut fse, &mut rng) else {
         return good_instead(fse, &pros[pro_index], registry);
     };
+    // A kind that moved the date of care moves the prescriptions with it:
+    // the claim is bad for its own reason only.
+    redate_prescriptions(&mut fse, index);
     sign(&mut fse, &pros[signing.signer], registry);
     if let Some(tamper) = signing.after_signing {
         tamper(&mut fse);

@@ -7,6 +7,10 @@ use super::{AvroEnum, CodecError, MAX_ARRAY_ITEMS, MAX_BYTES_LEN, MAX_DEPTH, MAX
 #[derive(Debug, Default, Clone)]
 pub struct Encoder {
     out: Vec<u8>,
+    /// Writes act lines without their `prescription` field: the FSE's signed
+    /// form of `fse.submitted.v1`, and the versions of `fse.validated`,
+    /// `fse.entitled` and `fse.routed` from before 2026-12-06.
+    without_prescriptions: bool,
 }
 
 impl Encoder {
@@ -16,7 +20,20 @@ impl Encoder {
 
     /// Appends to `out` (e.g. after a single-object header already in it).
     pub fn from_vec(out: Vec<u8>) -> Self {
-        Self { out }
+        Self {
+            out,
+            without_prescriptions: false,
+        }
+    }
+
+    /// Whether act lines are written in their form before 2026-12-06 (no
+    /// `prescription` field).
+    pub fn set_without_prescriptions(&mut self, on: bool) {
+        self.without_prescriptions = on;
+    }
+
+    pub fn writes_prescriptions(&self) -> bool {
+        !self.without_prescriptions
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -99,6 +116,8 @@ pub struct Decoder<'a> {
     input: &'a [u8],
     pos: usize,
     depth: u32,
+    /// Act lines are read without a `prescription` field (see [`Encoder`]).
+    without_prescriptions: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -107,7 +126,17 @@ impl<'a> Decoder<'a> {
             input,
             pos: 0,
             depth: 0,
+            without_prescriptions: false,
         }
+    }
+
+    /// Whether act lines are read in their form before 2026-12-06.
+    pub fn set_without_prescriptions(&mut self, on: bool) {
+        self.without_prescriptions = on;
+    }
+
+    pub fn reads_prescriptions(&self) -> bool {
+        !self.without_prescriptions
     }
 
     /// Offset of the next byte to read.

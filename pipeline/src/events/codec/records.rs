@@ -9,10 +9,10 @@ use crate::events::model::{
     ClaimRefRec, Complement, CoverageRec, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec,
     EuClaim, EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
     FseSubmitted, FseValidated, GpPeriodRec, GuaranteeRec, LedgerEntry, LedgerOutcomeRec,
-    LocalRegimePeriodRec, LocalRegimeSymbol, Pathway, PayeeKind, PaymentOrder, PeriodRec, PkiEvent,
-    ProfessionalRec, ProfessionalReturn, RawCutRec, ReasonRec, RefOffset, ReturnKind,
-    RevocationRec, RightsRecord, Route, RoutingRec, SectorSymbol, SignatureCheck, SignatureRec,
-    SourceRef, Stage, Status, TiersPayantRec,
+    LocalRegimePeriodRec, LocalRegimeSymbol, NonSubstitution, Pathway, PayeeKind, PaymentOrder,
+    PeriodRec, PkiEvent, PrescriberKind, PrescriptionRec, ProfessionalRec, ProfessionalReturn,
+    RawCutRec, ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec,
+    SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
 };
 
 /// An Avro enum: the variants listed in declaration order with their symbols.
@@ -83,7 +83,42 @@ macro_rules! avro_record {
 }
 
 /// A record that is a topic's value: its schema file is `schemas/<topic>.avsc`.
+/// With `before_prescriptions = N`: a record carrying the FSE, written in its
+/// history version N (act lines without `prescription`) when no line has a
+/// prescription, so that a run recorded before 2026-12-06 re-runs to the
+/// same bytes (docs/audit.md), and read back from it by hand.
 macro_rules! avro_topic {
+    ($ty:ident, $topic:literal, before_prescriptions = $version:literal) => {
+        impl AvroRecord for $ty {
+            const SCHEMA_JSON: &'static str =
+                include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
+            const TOPIC: &'static str = $topic;
+            fn encode(&self, out: &mut Encoder) {
+                self.encode_field(out);
+            }
+            fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                Self::decode_field(input)
+            }
+            fn decode_older(
+                version: u32,
+                input: &mut Decoder<'_>,
+            ) -> Option<Result<Self, CodecError>> {
+                (version == $version).then(|| {
+                    input.set_without_prescriptions(true);
+                    let value = Self::decode_field(input);
+                    input.set_without_prescriptions(false);
+                    value
+                })
+            }
+            fn written_as(&self) -> Option<u32> {
+                (!self.fse.acts.iter().any(|a| a.prescription.is_some())).then_some($version)
+            }
+            fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
+                static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+                &CACHE
+            }
+        }
+    };
     ($ty:ident, $topic:literal) => {
         impl AvroRecord for $ty {
             const SCHEMA_JSON: &'static str =
@@ -217,7 +252,62 @@ avro_record!(EhicRec {
     expiry,
 });
 avro_record!(TiersPayantRec { amo, amc });
-avro_record!(ActLineRec {
+avro_enum!(
+    PrescriberKind,
+    "PrescriberKind",
+    [Rpps = "RPPS", Finess = "FINESS", Am = "AM"]
+);
+avro_enum!(
+    NonSubstitution,
+    "NonSubstitution",
+    [Mte = "MTE", Efg = "EFG", Cif = "CIF"]
+);
+avro_record!(PrescriptionRec {
+    prescriber_kind,
+    prescriber_id,
+    date,
+    number,
+    quantity,
+    non_substitution,
+});
+/// An act line: its fields up to `leg`, then `prescription` (2026-12-06),
+/// which the FSE's signed form (`fse.submitted.v1`) and the versions of the
+/// stage topics before it lack: the encoder and decoder say which form.
+macro_rules! act_line {
+    ($($field:ident),+ $(,)?) => {
+        impl AvroField for ActLineRec {
+            fn encode_field(&self, out: &mut Encoder) {
+                $(self.$field.encode_field(out);)+
+                if out.writes_prescriptions() {
+                    self.prescription.encode_field(out);
+                }
+            }
+            fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                input.enter()?;
+                let mut value = ActLineRec {
+                    $($field: AvroField::decode_field(input)?,)+
+                    prescription: None,
+                };
+                if input.reads_prescriptions() {
+                    value.prescription = AvroField::decode_field(input)?;
+                }
+                input.leave();
+                Ok(value)
+            }
+        }
+
+        #[cfg(test)]
+        impl ToAvroValue for ActLineRec {
+            fn to_avro_value(&self) -> apache_avro::types::Value {
+                apache_avro::types::Value::Record(vec![
+                    $((stringify!($field).to_owned(), self.$field.to_avro_value()),)+
+                    ("prescription".to_owned(), self.prescription.to_avro_value()),
+                ])
+            }
+        }
+    };
+}
+act_line!(
     code,
     quantity,
     coefficient_hundredths,
@@ -228,7 +318,7 @@ avro_record!(ActLineRec {
     product,
     unit_price_cents,
     leg,
-});
+);
 avro_record!(SignatureRec { alg, cert, value });
 // `FseSubmitted` as a field (inside `fse.validated` and `fse.entitled`) is
 // its signed form, the `fse.submitted.v1` record: everything but the
@@ -300,10 +390,22 @@ impl AvroRecord for FseSubmitted {
         fse.ingested_at_millis = AvroField::decode_field(input)?;
         Ok(fse)
     }
-    /// v1, the signed form, is every record written before the stamp: read
-    /// by hand (the fast path), not through apache-avro's resolution.
+    /// v1, the signed form, is every record written before the stamp; v2
+    /// every record written before prescriptions (2026-12-06): both read by
+    /// hand (the fast path), not through apache-avro's resolution.
     fn decode_older(version: u32, input: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
-        (version == SIGNED_FORM_VERSION).then(|| Self::decode_field(input))
+        if version != SIGNED_FORM_VERSION && version != BEFORE_PRESCRIPTIONS {
+            return None;
+        }
+        input.set_without_prescriptions(true);
+        let fse = Self::decode_field(input).and_then(|mut fse| {
+            if version == BEFORE_PRESCRIPTIONS {
+                fse.ingested_at_millis = AvroField::decode_field(input)?;
+            }
+            Ok(fse)
+        });
+        input.set_without_prescriptions(false);
+        Some(fse)
     }
     fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
         static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
@@ -313,6 +415,9 @@ impl AvroRecord for FseSubmitted {
 
 /// The history version of `fse.submitted` that is the FSE's signed form.
 pub const SIGNED_FORM_VERSION: u32 = 1;
+/// The history version of `fse.submitted` before act lines carried their
+/// prescription (2026-12-06).
+pub const BEFORE_PRESCRIPTIONS: u32 = 2;
 
 avro_record!(ReasonRec {
     code,
@@ -548,9 +653,9 @@ avro_record!(EuInstitutionRecord {
 });
 avro_record!(RawCutRec { length, sha256 });
 
-avro_topic!(FseValidated, "fse.validated");
-avro_topic!(FseEntitled, "fse.entitled");
-avro_topic!(FseRouted, "fse.routed");
+avro_topic!(FseValidated, "fse.validated", before_prescriptions = 0);
+avro_topic!(FseEntitled, "fse.entitled", before_prescriptions = 0);
+avro_topic!(FseRouted, "fse.routed", before_prescriptions = 0);
 avro_topic!(FseDecided, "fse.decided");
 avro_topic!(FseRejected, "fse.rejected");
 avro_topic!(PaymentOrder, "payments.orders");

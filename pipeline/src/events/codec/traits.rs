@@ -27,6 +27,14 @@ pub trait AvroRecord: Sized {
         let _ = (version, input);
         None
     }
+    /// The older version of the topic's schema this value is written in
+    /// (`None`: the current one). A record carrying the FSE whose lines have
+    /// no prescription is written as before prescriptions existed, so runs
+    /// recorded then re-run to the same bytes; the encoder is then told to
+    /// leave the field out ([`Encoder::set_without_prescriptions`]).
+    fn written_as(&self) -> Option<u32> {
+        None
+    }
     /// The cache of this record's fingerprint (one static per type; generated
     /// by `avro_topic!`). Use `registry::fingerprint_of` instead.
     #[doc(hidden)]

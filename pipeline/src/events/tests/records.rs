@@ -56,8 +56,12 @@ fn check<T: AvroRecord + ToAvroValue + PartialEq + Debug>(value: &T) -> Result<(
     // (c) single-object: magic, fingerprint, body; and back.
     let message = registry().encode_single(value);
     prop_assert_eq!(&message[..2], &MAGIC[..]);
-    prop_assert_eq!(&message[2..HEADER_LEN], &fingerprint_of::<T>()[..]);
-    prop_assert_eq!(&message[HEADER_LEN..], &body[..]);
+    // A stage record without prescriptions is written in its version from
+    // before them (evolution.rs checks those bytes): only the current one here.
+    if value.written_as().is_none() {
+        prop_assert_eq!(&message[2..HEADER_LEN], &fingerprint_of::<T>()[..]);
+        prop_assert_eq!(&message[HEADER_LEN..], &body[..]);
+    }
     let back: T = registry()
         .decode_single(&message)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;

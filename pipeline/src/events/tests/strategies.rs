@@ -196,6 +196,7 @@ pub fn act_line() -> BoxedStrategy<ActLineRec> {
         opt_text(),
         option::of(long()),
         option::of(int()),
+        option::of(prescription()),
     )
         .prop_map(
             |(
@@ -209,6 +210,7 @@ pub fn act_line() -> BoxedStrategy<ActLineRec> {
                 product,
                 unit_price_cents,
                 leg,
+                prescription,
             )| ActLineRec {
                 code,
                 quantity,
@@ -220,6 +222,31 @@ pub fn act_line() -> BoxedStrategy<ActLineRec> {
                 product,
                 unit_price_cents,
                 leg,
+                prescription,
+            },
+        )
+        .boxed()
+}
+
+pub fn prescription() -> BoxedStrategy<PrescriptionRec> {
+    (
+        symbol(),
+        text(),
+        date(),
+        opt_text(),
+        option::of(int()),
+        option::of(symbol()),
+    )
+        .prop_map(
+            |(prescriber_kind, prescriber_id, date, number, quantity, non_substitution)| {
+                PrescriptionRec {
+                    prescriber_kind,
+                    prescriber_id,
+                    date,
+                    number,
+                    quantity,
+                    non_substitution,
+                }
             },
         )
         .boxed()

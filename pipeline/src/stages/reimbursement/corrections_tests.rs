@@ -207,3 +207,53 @@ fn qzfa036_is_a_skin_lesion_excision_at_28_80() {
     assert_eq!(d.flat_fee, Cents::ZERO);
     assert_eq!(d.amo.to_string(), "18.16"); // 20.16 less the PF of 2.00
 }
+
+/// The rule set before the product list (issue 20, item 2), kept so that its
+/// runs replay as recorded.
+const BEFORE_PRODUCTS: &str =
+    "sha256:4c2af217d4a8362bb453e02c780ddaa82467cdff173e556a75741b1da355cc17";
+
+fn pharmacy_line(cip: &str, unit_price: &str) -> Value {
+    let mut fse = claim(json!({
+        "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
+        "acts": [{"code": "PH7", "quantity": 1, "product": cip,
+                  "unit_price": unit_price, "charged": unit_price}]
+    }));
+    fse.as_object_mut().unwrap().remove("pathway");
+    fse
+}
+
+/// docs/rules.md, "acts.toml — products": a line is paid on the listed base
+/// (DOLIPRANE 1000 mg, BDPM CIP13, EUR 2.18 UNCONFIRMED), never on the
+/// declared price; under the set before the list, on the declared price, as
+/// its runs recorded.
+#[test]
+fn a_pharmacy_line_is_paid_on_the_listed_base_not_the_declared_price() {
+    let fse = pharmacy_line("3400935955838", "10.00");
+    let d = decide(&kit(None, Value::Null), &fse);
+    assert_eq!(d.lines[0].base, Cents(218));
+    let before = Rules::published(BEFORE_PRODUCTS).unwrap().expect("kept");
+    let d = decide(&kit(Some(before), Value::Null), &fse);
+    assert_eq!(d.lines[0].base, Cents(1000));
+    assert_eq!(d.lines[0].tariff, "PH7@declared");
+}
+
+/// An unlisted CIP13 is rejected under the list; the set before paid it.
+#[test]
+fn an_unlisted_cip13_is_rejected_only_under_the_list() {
+    let fse = pharmacy_line("3400949497294", "3.00");
+    let kit_now = kit(None, Value::Null);
+    let routed = kit_now.routed(&fse);
+    let outcome =
+        kit_now.with_ctx(|ctx| Kit::run(&kit_now.reimbursement, |txn| reimburse(routed, txn, ctx)));
+    let Outcome::Reject(d) = outcome else {
+        panic!("an unlisted CIP13 was paid")
+    };
+    assert_eq!(
+        codes(&d.reasons),
+        vec![("unknown_product", Some("acts[0].product"))]
+    );
+    let before = Rules::published(BEFORE_PRODUCTS).unwrap().expect("kept");
+    let d = decide(&kit(Some(before), Value::Null), &fse);
+    assert_eq!(d.lines[0].base, Cents(300));
+}

@@ -370,12 +370,12 @@ fn maternity_is_exempt_from_franchises() {
         "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
         "pathway": null,
         "acts": [{"code": "PH7", "quantity": 2, "product": "3400935955838",
-                  "unit_price": "7.50", "charged": "15.00"}]
+                  "unit_price": "2.18", "charged": "4.36"}]
     }));
     // When
     let d = when_reimbursed(&kit, &fse);
-    // Then
-    assert_eq!(money(&d), expect("15.00", "0.00", "0.00", "0.00", "0.00"));
+    // Then: the listed base (2.18 a box) at 100 %, no franchise.
+    assert_eq!(money(&d), expect("4.36", "0.00", "0.00", "0.00", "0.00"));
 }
 
 #[test]
@@ -510,7 +510,9 @@ fn the_participation_is_at_most_4_acts_a_day_per_professional() {
 
 #[test]
 fn a_franchise_is_never_above_what_amo_pays_for_the_line() {
-    // Given: a 30 % medicine at 2.00 a box (AMO 0.60 a box, franchise 1.00).
+    // Given: a 30 % medicine charged 2.00 a box, below its listed 4.20 (the
+    // base is capped at the charge: AMO 0.60 a box, franchise 1.00), and a
+    // 65 % one at its listed 2.18.
     let mut kit = Kit::new();
     kit.rights(json!({}));
     let fse = claim(json!({
@@ -520,18 +522,18 @@ fn a_franchise_is_never_above_what_amo_pays_for_the_line() {
             {"code": "PH4", "quantity": 3, "product": "3400930000014",
              "unit_price": "2.00", "charged": "6.00"},
             {"code": "PH7", "quantity": 1, "product": "3400935955838",
-             "unit_price": "7.50", "charged": "7.50"}
+             "unit_price": "2.18", "charged": "2.18"}
         ]
     }));
     // When
     let d = when_reimbursed(&kit, &fse);
-    // Then: 1.80 on the PH4 line (not 3.00), 1.00 on the PH7 line.
+    // Then: 1.80 on the PH4 line (not 3.00), 1.00 on the PH7 line (1.42 - 1.00).
     assert_eq!(cents(d.lines[0].franchise), "1.80");
     assert_eq!(cents(d.lines[0].amo), "0.00");
     assert_eq!(cents(d.lines[1].franchise), "1.00");
-    assert_eq!(cents(d.lines[1].amo), "3.88");
+    assert_eq!(cents(d.lines[1].amo), "0.42");
     assert!(d.lines.iter().all(|l| !l.amo.is_negative()));
-    assert_eq!(money(&d), expect("3.88", "0.00", "0.00", "2.80", "9.62"));
+    assert_eq!(money(&d), expect("0.42", "0.00", "0.00", "2.80", "7.76"));
 }
 
 #[test]
