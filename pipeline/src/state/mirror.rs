@@ -321,8 +321,19 @@ impl Mirror {
             .is_some_and(|(seq, _)| *seq <= persisted)
         {
             if let Some((_, writes)) = inner.in_flight.pop_front() {
-                for (key, value) in writes.iter() {
-                    inner.cache.put(key.clone(), value.clone());
+                // The persister has let go of its batch once applied: its
+                // keys and values move into the cache, uncopied.
+                match Arc::try_unwrap(writes) {
+                    Ok(writes) => {
+                        for (key, value) in writes {
+                            inner.cache.put(key, value);
+                        }
+                    }
+                    Err(writes) => {
+                        for (key, value) in writes.iter() {
+                            inner.cache.put(key.clone(), value.clone());
+                        }
+                    }
                 }
             }
         }
@@ -350,12 +361,22 @@ impl StateRead for Mirror {
     }
 }
 
+impl Mirror {
+    /// [`StateStore::apply`] of a batch the caller gives up: its keys and
+    /// values move in, uncopied (the runtime's commit step).
+    pub fn apply_owned(&self, batch: WriteBatch) {
+        let mut inner = self.inner();
+        if inner.pending.is_empty() {
+            inner.pending = batch;
+        } else {
+            inner.pending.extend(batch);
+        }
+    }
+}
+
 impl StateStore for Mirror {
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        let mut inner = self.inner();
-        for (key, value) in batch {
-            inner.pending.insert(key.clone(), value.clone());
-        }
+        self.apply_owned(batch.clone());
         Ok(())
     }
 
