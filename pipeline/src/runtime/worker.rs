@@ -595,7 +595,7 @@ impl StageWorker {
             let Some(ps) = self.partitions.get_mut(&p.partition) else {
                 continue;
             };
-            ps.store.apply(&p.writes)?;
+            ps.store.apply_owned(std::mem::take(&mut p.writes))?;
             ps.store.persist_behind()?;
             ps.cursor = p.cursor;
             ps.restore = p.restore;

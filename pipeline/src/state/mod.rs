@@ -7,6 +7,7 @@
 //! about claims; [`keys`] says how each stage lays out its keys.
 
 pub mod expiry;
+mod filter;
 pub mod keys;
 mod mem;
 mod mirror;

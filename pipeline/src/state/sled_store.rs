@@ -247,6 +247,14 @@ impl SledStore {
         ))
     }
 
+    /// Calls `f` with every key of the tree, in order.
+    pub fn for_each_key(&self, mut f: impl FnMut(&[u8])) -> Result<(), StoreError> {
+        for key in self.tree.iter().keys() {
+            f(&key.map_err(|e| sled_error(&self.dir, "reading", e))?);
+        }
+        Ok(())
+    }
+
     /// Another handle on the same tree (for the background persister).
     pub fn clone_handle(&self) -> SledStore {
         SledStore {
