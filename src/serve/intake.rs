@@ -167,7 +167,7 @@ pub async fn take_lot(
 fn from_avro(
     value: &serde_json::Value,
     registry: &SchemaRegistry,
-) -> Result<FseSubmitted, (&'static str, String)> {
+) -> Result<FseSubmitted, Refusal> {
     let refused = || ("malformed", "fses_avro".to_string());
     let bytes = value
         .as_str()
@@ -181,11 +181,7 @@ fn from_avro(
 /// An FSE of the lot may be sent by the professional who signed it only:
 /// the FSE's professional is the asker, and so is the owner of the
 /// certificate it is signed with.
-fn sent_by_its_signer(
-    fse: &FseSubmitted,
-    asker: &Professional,
-    pki: &Pki,
-) -> Result<(), (&'static str, String)> {
+fn sent_by_its_signer(fse: &FseSubmitted, asker: &Professional, pki: &Pki) -> Result<(), Refusal> {
     let Some(signature) = &fse.signature else {
         return Err(("missing_signature", "signature".into()));
     };
@@ -199,6 +195,9 @@ fn sent_by_its_signer(
     }
 }
 
+/// Why an FSE of a lot is refused: its code and field.
+type Refusal = (&'static str, String);
+
 /// The refusal of an FSE another professional signed.
 pub const SENDER_NOT_SIGNER: &str = "sender_not_signer";
 
@@ -207,7 +206,7 @@ pub const SENDER_NOT_SIGNER: &str = "sender_not_signer";
 fn shaped(
     value: &serde_json::Value,
     rules: &clearing_pipeline::rules::Rules,
-) -> Result<FseSubmitted, (&'static str, String)> {
+) -> Result<FseSubmitted, Refusal> {
     let input: FseInput = json::from_value(value, FSE_OBJECTS).map_err(|e| {
         let decision = validation::malformed(None, &e, rules);
         let code = decision
@@ -266,20 +265,20 @@ fn take(
         refused: 0,
         fses: Vec::with_capacity(sent.len()),
     };
-    let each: Box<dyn Iterator<Item = (Option<String>, Result<FseSubmitted, (&str, String)>)>> =
-        match sent {
-            Sent::Json(fses) => Box::new(fses.iter().map(|value| {
-                let fse_id = value
-                    .get("fse_id")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string);
-                (fse_id, shaped(value, &api.rules))
-            })),
-            Sent::Avro(fses) => Box::new(fses.iter().map(|value| {
-                let fse = from_avro(value, &api.registry);
-                (fse.as_ref().ok().map(|f| f.fse_id.clone()), fse)
-            })),
-        };
+    let each: Box<dyn Iterator<Item = (Option<String>, Result<FseSubmitted, Refusal>)>> = match sent
+    {
+        Sent::Json(fses) => Box::new(fses.iter().map(|value| {
+            let fse_id = value
+                .get("fse_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            (fse_id, shaped(value, &api.rules))
+        })),
+        Sent::Avro(fses) => Box::new(fses.iter().map(|value| {
+            let fse = from_avro(value, &api.registry);
+            (fse.as_ref().ok().map(|f| f.fse_id.clone()), fse)
+        })),
+    };
     for (index, (fse_id, fse)) in each.enumerate() {
         let checked = fse.and_then(|fse| match (asker, &pki) {
             (Some(asker), Some(pki)) => sent_by_its_signer(&fse, asker, pki).map(|()| fse),

@@ -24,6 +24,8 @@ use clearing_pipeline::runtime::StageKind;
 use clearing_pipeline::runtime::queries::StateDirectory;
 use serde::{Deserialize, Serialize};
 
+use super::auth::now_millis;
+
 /// The claims of the online services (one partition, compacted). Not a
 /// pipeline topic: no stage reads it, no claim or person is in it.
 pub const OWNERS_TOPIC: &str = "serve.owners";
@@ -130,12 +132,6 @@ impl Owners {
         self.refresh(bus)?;
         Ok(missing.len())
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Claims what this instance's stages hold every [`ADVERTISE_EVERY`] until
