@@ -20,7 +20,7 @@
 //! held to the per-client rate ([`super::limit`]).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -54,29 +54,33 @@ pub(super) fn signed_text(method: &str, path: &str, date: &str, body: &[u8]) -> 
 /// The health PKI as far as `ref.pki` has been read.
 #[derive(Default)]
 pub struct Professionals {
-    read: Mutex<(Pki, u64)>,
+    read: RwLock<(Pki, u64)>,
 }
 
 impl Professionals {
     /// Runs `check` over the PKI with every `ref.pki` record up to the
     /// topic's end applied (a record that does not apply is skipped, as the
-    /// stages skip it).
+    /// stages skip it). The reading is one at a time; the checks (a
+    /// signature's verification each) run side by side.
     pub(super) fn with_pki<T>(
         &self,
         bus: &dyn Bus,
         registry: &SchemaRegistry,
         check: impl FnOnce(&Pki) -> T,
     ) -> Result<T, BusError> {
-        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        let (pki, position) = &mut *read;
-        read_until(bus, topics::REF_PKI, 0, position, None, |record| {
-            if let Ok(event) = registry.decode_single::<PkiEvent>(&record.value)
-                && let Ok(pki_record) = convert::pki_record(&event)
-            {
-                let _skipped = pki.apply(pki_record);
-            }
-        })?;
-        Ok(check(pki))
+        {
+            let mut read = self.read.write().unwrap_or_else(|p| p.into_inner());
+            let (pki, position) = &mut *read;
+            read_until(bus, topics::REF_PKI, 0, position, None, |record| {
+                if let Ok(event) = registry.decode_single::<PkiEvent>(&record.value)
+                    && let Ok(pki_record) = convert::pki_record(&event)
+                {
+                    let _skipped = pki.apply(pki_record);
+                }
+            })?;
+        }
+        let read = self.read.read().unwrap_or_else(|p| p.into_inner());
+        Ok(check(&read.0))
     }
 }
 
