@@ -12,9 +12,18 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use clearing_pipeline::bus::local::LocalLog;
+use clearing_pipeline::domain::FseInput;
+use clearing_pipeline::events::SchemaRegistry;
+use clearing_pipeline::pki::{PkiRecord, SignatureAlg, SigningKey};
+use clearing_pipeline::pseudonym::PseudonymKey;
+use clearing_pipeline::runtime::ingest::Ingest;
 use common::clearing;
 use common::dataset::DataSet;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 /// A `clearing serve` process on `bus`, its address read from its stdout.
 struct Server {
@@ -31,11 +40,22 @@ impl Server {
     }
 
     fn start_with(bus: &Path, flags: &[&str]) -> Server {
-        let mut child = clearing()
+        let mut command = clearing();
+        command
             .args(["serve", "--bus"])
             .arg(format!("local:{}", bus.display()))
-            .args(["--partitions", "1", "--listen", "127.0.0.1:0"])
-            .args(flags)
+            .args(["--partitions", "1"])
+            .args(flags);
+        let server = Server::spawn(command);
+        server.wait_for_partitions();
+        server
+    }
+
+    /// `command` (a `clearing serve …`) on a port of its own, once it
+    /// listens (its stages may not hold partitions yet).
+    fn spawn(mut command: std::process::Command) -> Server {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -49,9 +69,7 @@ impl Server {
             .strip_prefix("clearing serve: listening on ")
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
-        let server = Server { child, addr };
-        server.wait_for_partitions();
-        server
+        Server { child, addr }
     }
 
     /// Until the stages hold their partitions (the health check lists them).
@@ -83,6 +101,15 @@ impl Drop for Server {
     }
 }
 
+/// The partitions a server's stages hold, as its health check says.
+fn held(server: &Server) -> Vec<u64> {
+    let (_, body) = http(&server.addr, "GET", "/health", b"");
+    body["rights_partitions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
 /// One HTTP/1.1 request, the connection closed after it: status and JSON
 /// body (`null` when the body is not JSON).
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
@@ -97,22 +124,48 @@ fn http_with(
     headers: &[(String, String)],
     body: &[u8],
 ) -> (u16, Value) {
+    let (status, _, json) = exchange(addr, method, path, headers, body);
+    (status, json)
+}
+
+/// One request: its status, its head's text and its JSON body.
+fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> (u16, String, Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    stream
+        .write_all(request_head(addr, method, path, headers, body.len()).as_bytes())
+        .unwrap();
+    // A server may answer (413) before reading a large body, and close.
+    let _ = stream.write_all(body);
+    read_response(&mut stream)
+}
+
+fn request_head(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    length: usize,
+) -> String {
     let extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
-    let head = format!(
+    format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         {extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    // A server may answer (413) before reading a large body, and close.
-    let _ = stream.write_all(body);
+         {extra}Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn read_response(stream: &mut TcpStream) -> (u16, String, Value) {
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response);
@@ -121,11 +174,9 @@ fn http_with(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, head.to_lowercase(), json)
 }
 
 fn ask(server: &Server, query: &Value) -> (u16, Value) {
@@ -257,7 +308,6 @@ fn bad_questions_are_refused_with_the_pipelines_codes(server: &Server, rights: &
 /// nothing, across a restart.
 #[test]
 fn a_lot_is_taken_once_and_each_fse_answered() {
-    use clearing_pipeline::bus::local::LocalLog;
     use clearing_pipeline::events::model::FseSubmitted;
 
     let dir = tempfile::tempdir().unwrap();
@@ -416,56 +466,86 @@ fn an_eu_card_is_answered_as_routing_would() {
     server.stop();
 }
 
-/// Questions need a professional's signature (`--auth signed`, the
-/// default): a card of the health PKI published on `ref.pki`, valid and
-/// unrevoked today, signs the method, path, date and body's digest.
-#[test]
-fn signed_questions_from_a_valid_card_are_answered_and_others_refused() {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as BASE64;
-    use clearing_pipeline::bus::local::LocalLog;
-    use clearing_pipeline::events::SchemaRegistry;
-    use clearing_pipeline::pki::{PkiRecord, SignatureAlg, SigningKey};
-    use clearing_pipeline::pseudonym::PseudonymKey;
-    use clearing_pipeline::runtime::ingest::Ingest;
-    use sha2::{Digest, Sha256};
+/// A card (or its revocation) published on the local bus at `bus`.
+fn publish_card(bus: &Path, record: PkiRecord) {
+    let log = LocalLog::open(bus).unwrap();
+    let (registry, pseudonyms) = (SchemaRegistry::new().unwrap(), PseudonymKey::development());
+    let mut ingest = Ingest::new(
+        &log,
+        &registry,
+        &pseudonyms,
+        clearing_pipeline::clock::IngestClock::Wall,
+    )
+    .unwrap();
+    ingest.pki(&record).unwrap();
+    ingest.flush().unwrap();
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataSet::small_month(&dir.path().join("data"));
-    let bus = dir.path().join("bus");
-    data.references_only(&bus);
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    };
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A card for `rpps`, valid from a month ago to a year ahead, and its key.
+fn card(id: &str, rpps: &str, seed: u8) -> (PkiRecord, SigningKey) {
     let today = chrono::DateTime::from_timestamp(now(), 0)
         .unwrap()
         .date_naive();
-    let key = SigningKey::generate(SignatureAlg::EcdsaP256Sha256, [7; 32]);
-    let publish = |record: PkiRecord| {
-        let log = LocalLog::open(&bus).unwrap();
-        let (registry, pseudonyms) = (SchemaRegistry::new().unwrap(), PseudonymKey::development());
-        let mut ingest = Ingest::new(
-            &log,
-            &registry,
-            &pseudonyms,
-            clearing_pipeline::clock::IngestClock::Wall,
-        )
-        .unwrap();
-        ingest.pki(&record).unwrap();
-        ingest.flush().unwrap();
-    };
-    publish(PkiRecord::Certificate {
-        id: "CPS-TEST-1".into(),
-        rpps: "10000123454".into(),
+    let key = SigningKey::generate(SignatureAlg::EcdsaP256Sha256, [seed; 32]);
+    let record = PkiRecord::Certificate {
+        id: id.into(),
+        rpps: rpps.into(),
         alg: SignatureAlg::EcdsaP256Sha256,
         public_key: BASE64.encode(key.public_key_der()),
         issuer: "IGC-SANTE-ROOT".into(),
         not_before: today - chrono::Days::new(30),
         not_after: today + chrono::Days::new(365),
-    });
+    };
+    (record, key)
+}
+
+/// The headers of a request `POST path` with `body`, signed at `at` by
+/// `key` as the card `cert`.
+fn signed_headers(
+    key: &SigningKey,
+    cert: &str,
+    at: i64,
+    path: &str,
+    body: &str,
+) -> Vec<(String, String)> {
+    let date = chrono::DateTime::from_timestamp(at, 0)
+        .unwrap()
+        .to_rfc3339();
+    let text = format!(
+        "POST\n{path}\n{date}\n{}",
+        hex::encode(Sha256::digest(body.as_bytes()))
+    );
+    vec![
+        ("Clearing-Cert".to_string(), cert.to_string()),
+        ("Clearing-Date".to_string(), date),
+        (
+            "Clearing-Signature".to_string(),
+            BASE64.encode(key.sign(text.as_bytes())),
+        ),
+    ]
+}
+
+/// Questions need a professional's signature (`--auth signed`, the
+/// default): a card of the health PKI published on `ref.pki`, valid and
+/// unrevoked today, signs the method, path, date and body's digest.
+#[test]
+fn signed_questions_from_a_valid_card_are_answered_and_others_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::small_month(&dir.path().join("data"));
+    let bus = dir.path().join("bus");
+    data.references_only(&bus);
+    let today = chrono::DateTime::from_timestamp(now(), 0)
+        .unwrap()
+        .date_naive();
+    let (record, key) = card("CPS-TEST-1", "10000123454", 7);
+    publish_card(&bus, record);
     let institution = &data.institutions[0];
     let body = json!({
         "country": institution.country, "institution_id": institution.institution_id,
@@ -473,23 +553,8 @@ fn signed_questions_from_a_valid_card_are_answered_and_others_refused() {
     })
     .to_string();
     let path = "/v1/eu/entitlement";
-    let signed = |cert: &str, at: i64, signed_body: &str| {
-        let date = chrono::DateTime::from_timestamp(at, 0)
-            .unwrap()
-            .to_rfc3339();
-        let text = format!(
-            "POST\n{path}\n{date}\n{}",
-            hex::encode(Sha256::digest(signed_body.as_bytes()))
-        );
-        vec![
-            ("Clearing-Cert".to_string(), cert.to_string()),
-            ("Clearing-Date".to_string(), date),
-            (
-                "Clearing-Signature".to_string(),
-                BASE64.encode(key.sign(text.as_bytes())),
-            ),
-        ]
-    };
+    let signed =
+        |cert: &str, at: i64, signed_body: &str| signed_headers(&key, cert, at, path, signed_body);
 
     let server = Server::start_with(&bus, &[]);
     let ask = |headers: &[(String, String)]| {
@@ -514,16 +579,25 @@ fn signed_questions_from_a_valid_card_are_answered_and_others_refused() {
         unauthenticated,
         "unknown card"
     );
+    // A hop's header without the instances' secret: refused, not trusted.
+    let hop = vec![(
+        "Clearing-Forwarded".to_string(),
+        format!("{}000;CPS-TEST-1;10000123454;00", now()),
+    )];
+    assert_eq!(ask(&hop), unauthenticated, "a forged hop");
     // Health and the document stay open.
     assert_eq!(http(&server.addr, "GET", "/health", b"").0, 200);
     assert_eq!(http(&server.addr, "GET", "/v1/openapi.json", b"").0, 200);
     server.stop();
 
     // Revoked today: refused, whoever holds the key.
-    publish(PkiRecord::Revocation {
-        cert: "CPS-TEST-1".into(),
-        revoked_on: today,
-    });
+    publish_card(
+        &bus,
+        PkiRecord::Revocation {
+            cert: "CPS-TEST-1".into(),
+            revoked_on: today,
+        },
+    );
     let server = Server::start_with(&bus, &[]);
     let (status, answer) = http_with(
         &server.addr,
@@ -538,4 +612,291 @@ fn signed_questions_from_a_valid_card_are_answered_and_others_refused() {
         "{answer}"
     );
     server.stop();
+}
+
+/// A signed lot carries only FSEs of the professional who signed the
+/// request, each signed with one of their cards; and a lot may come as
+/// Avro single-object records of `fse.submitted` (`fses_avro`).
+#[test]
+fn a_lot_carries_only_its_senders_fses_as_json_or_avro() {
+    use clearing_pipeline::events::convert::submitted_from_input;
+    use clearing_pipeline::events::model::FseSubmitted;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::small_month(&dir.path().join("data"));
+    let bus = dir.path().join("bus");
+    data.references_only(&bus);
+    let claims: Vec<Value> = data
+        .claims
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    let rpps = |c: &Value| c["professional"]["rpps"].as_str().unwrap().to_string();
+    let own = claims[0].clone();
+    let other = claims
+        .iter()
+        .find(|c| rpps(c) != rpps(&own))
+        .expect("two professionals in the data set")
+        .clone();
+    // The sender's card for the requests: a second card of the
+    // professional whose card signed `own`.
+    let (record, key) = card("CPS-SENDER", &rpps(&own), 9);
+    publish_card(&bus, record);
+    let server = Server::start_with(&bus, &[]);
+    let send = |lot: &Value| {
+        let body = lot.to_string();
+        let headers = signed_headers(&key, "CPS-SENDER", now(), "/v1/lots", &body);
+        http_with(&server.addr, "POST", "/v1/lots", &headers, body.as_bytes())
+    };
+    let mut signed_by_other = own.clone();
+    signed_by_other["signature"]["cert"] = other["signature"]["cert"].clone();
+    let mut unsigned = own.clone();
+    unsigned.as_object_mut().unwrap().remove("signature");
+    let (status, answer) = send(&json!({"lot_id": "lot-json",
+        "fses": [own, other, signed_by_other, unsigned]}));
+    assert_eq!(status, 200, "{answer}");
+    let verdicts: Vec<(Value, Value)> = answer["fses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["code"].clone(), f["field"].clone()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Value::Null, Value::Null),
+            (json!("sender_not_signer"), json!("professional.rpps")),
+            (json!("sender_not_signer"), json!("signature.cert")),
+            (json!("missing_signature"), json!("signature")),
+        ]
+    );
+
+    // The same as Avro records.
+    let registry = SchemaRegistry::new().unwrap();
+    let avro = |claim: &FseInput| {
+        let fse = submitted_from_input(claim).unwrap();
+        BASE64.encode(registry.encode_single(&fse))
+    };
+    let own_fses: Vec<&FseInput> = data
+        .claims
+        .iter()
+        .filter(|c| {
+            c.professional.as_ref().and_then(|p| p.rpps.as_deref()) == Some(rpps(&own).as_str())
+        })
+        .collect();
+    let other_fse = data
+        .claims
+        .iter()
+        .find(|c| {
+            c.professional.as_ref().and_then(|p| p.rpps.as_deref()) == Some(rpps(&other).as_str())
+        })
+        .unwrap();
+    let lot = json!({"lot_id": "lot-avro", "fses_avro": [
+        avro(own_fses[own_fses.len() - 1]), "bm90IGF2cm8=", avro(other_fse)
+    ]});
+    let (status, answer) = send(&lot);
+    assert_eq!(status, 200, "{answer}");
+    let codes: Vec<&Value> = answer["fses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            &Value::Null,
+            &json!("malformed"),
+            &json!("sender_not_signer")
+        ]
+    );
+    assert_eq!(
+        answer["fses"][0]["fse_id"],
+        json!(own_fses[own_fses.len() - 1].fse_id)
+    );
+    // Both kinds in one lot, or neither: refused whole.
+    let both = json!({"lot_id": "lot-both", "fses": [own], "fses_avro": ["AA=="]});
+    assert_eq!(send(&both).1["error"], "malformed");
+    // Unsigned: refused before the intake.
+    assert_eq!(
+        http(&server.addr, "POST", "/v1/lots", lot.to_string().as_bytes()).0,
+        401
+    );
+    server.stop();
+    let log = LocalLog::open(&bus).unwrap();
+    let submitted = common::each_record::<FseSubmitted>(&log, "fse.submitted");
+    assert_eq!(
+        submitted.len(),
+        2,
+        "only the sender's own FSEs are appended"
+    );
+}
+
+/// Each client is held to its rate (`--rate-per-second`, `--rate-burst`):
+/// beyond it, 429 with `Retry-After`. SIGTERM lets a request in flight
+/// finish and be answered before the process exits.
+#[test]
+fn a_client_over_its_rate_is_answered_429_and_sigterm_drains_what_is_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::small_month(&dir.path().join("data"));
+    let bus = dir.path().join("bus");
+    data.references_only(&bus);
+    let server = Server::start_with(
+        &bus,
+        &[
+            "--auth",
+            "none",
+            "--rate-per-second",
+            "2",
+            "--rate-burst",
+            "3",
+        ],
+    );
+    let institution = &data.institutions[0];
+    let body = json!({
+        "country": institution.country, "institution_id": institution.institution_id,
+        "card_id": "80276001234567890123", "expiry": "2030-12-31", "date": "2025-03-15"
+    })
+    .to_string();
+    let path = "/v1/eu/entitlement";
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| exchange(&server.addr, "POST", path, &[], body.as_bytes()).0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let (status, head, answer) = exchange(&server.addr, "POST", path, &[], body.as_bytes());
+    assert_eq!((status, &answer["error"]), (429, &json!("rate_limited")));
+    assert!(head.contains("\r\nretry-after: 1"), "{head}");
+    // Health is not counted.
+    assert_eq!(http(&server.addr, "GET", "/health", b"").0, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // Half a request sent, then SIGTERM: the process waits for the rest
+    // and answers it.
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    stream
+        .write_all(request_head(&server.addr, "POST", path, &[], body.len()).as_bytes())
+        .unwrap();
+    stream.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    common::ok(std::process::Command::new("kill").args(["-TERM", &pid]));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    // No new connection is taken meanwhile.
+    stream.write_all(rest).unwrap();
+    let (status, _, answer) = read_response(&mut stream);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["valid"], true);
+    let exited = server.child.wait().unwrap();
+    assert!(exited.success(), "{exited}");
+}
+
+/// Two `clearing serve` processes on Apache Kafka split the partitions;
+/// each claims its own on `serve.owners` and forwards a question for the
+/// other's, so each answers for every beneficiary. One is SIGKILLed and
+/// restarted: once the group has settled again, both answer for everyone.
+#[test]
+fn two_instances_on_kafka_each_answer_for_every_beneficiary_across_a_kill() {
+    use clearing_pipeline::bus::kafka::KafkaBus;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::small_month(&dir.path().join("data"));
+    let ns = common::fresh_namespace("serve");
+    let url = format!("kafka://{}/{ns}", common::kafka_bootstrap());
+    let bus = KafkaBus::connect(&url).unwrap();
+    clearing_pipeline::runtime::ensure_topics(&bus, 4).unwrap();
+    data.publish_references(&bus);
+    let start = |name: &str| {
+        let mut command = clearing();
+        command
+            .args(["serve", "--simulation", "--group", "g", "--partitions", "4"])
+            .args(["--auth", "none", "--bus", &url, "--state"])
+            .arg(dir.path().join(name))
+            .env("CLEARING_PEER_SECRET", "a secret of the test's instances");
+        Server::spawn(command)
+    };
+    let a = start("a");
+    let b = start("b");
+    let split = |a: &Server, b: &Server| {
+        let (mut x, y) = (held(a), held(b));
+        let disjoint = !x.is_empty() && !y.is_empty() && x.iter().all(|p| !y.contains(p));
+        x.extend(y);
+        x.sort_unstable();
+        disjoint && x == [0, 1, 2, 3]
+    };
+    wait_until("the split", Duration::from_secs(90), || split(&a, &b));
+    let expected = answers_everywhere(&[&a, &b], &data);
+    // Each partition is answered by its holder, whoever is asked.
+    let partitions: std::collections::BTreeSet<u64> = expected
+        .iter()
+        .map(|a| a["as_of"]["partition"].as_u64().unwrap())
+        .collect();
+    assert!(partitions.len() > 1, "{partitions:?}");
+    // A hop whose MAC is not the instances' is refused.
+    let forged = vec![(
+        "Clearing-Forwarded".to_string(),
+        format!("{}000;-;-;{}", now(), "00".repeat(32)),
+    )];
+    let query = query_for(&data.rights[0], "2025-03-15").to_string();
+    let (status, _) = http_with(&a.addr, "POST", "/v1/rights", &forged, query.as_bytes());
+    assert_eq!(status, 401);
+
+    // B is killed and restarted on its store.
+    let mut b = b;
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    drop(b);
+    let b = start("b");
+    wait_until("the split again", Duration::from_secs(120), || {
+        split(&a, &b)
+    });
+    let again = answers_everywhere(&[&a, &b], &data);
+    assert_eq!(again, expected);
+    a.stop();
+    b.stop();
+}
+
+/// Waits for `done`, up to `within`.
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every beneficiary's rights on a date, asked of each server (retried
+/// while a claim is on its way: 503), the same from each; the answers.
+fn answers_everywhere(servers: &[&Server], data: &DataSet) -> Vec<Value> {
+    let mut answers = Vec::new();
+    for rights in &data.rights {
+        let query = query_for(rights, "2025-03-15");
+        let mut first: Option<Value> = None;
+        for server in servers {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let answer = loop {
+                let (status, answer) = ask(server, &query);
+                if status == 200 {
+                    break answer;
+                }
+                assert_eq!(status, 503, "{answer}");
+                assert!(Instant::now() < deadline, "{answer}");
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            match &first {
+                None => first = Some(answer),
+                Some(first) => assert_eq!(first, &answer, "the same from every instance"),
+            }
+        }
+        answers.extend(first);
+    }
+    answers
 }

@@ -1,7 +1,8 @@
 //! `clearing serve`: the stages, as `clearing run` runs them, and the online
 //! services answered from their state (docs/operations.md, "Online
 //! services"). Several instances in one group share the partitions; each
-//! answers for the partitions it holds.
+//! answers for the partitions it holds and forwards a question for another
+//! to its holder (`serve::owners`, `serve::forward`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -16,7 +17,9 @@ use clearing_pipeline::runtime::{self, Progress};
 
 use super::pseudonym_key;
 use super::stream::{RunArgs, open_run_bus, parse_stages, shared};
-use crate::serve::{Api, Intake, Limits, Parts, Professionals};
+use crate::serve::{
+    Api, Intake, Limits, Owners, Parts, PeerKey, Professionals, RateLimit, advertise_until,
+};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -39,6 +42,22 @@ pub struct ServeArgs {
     /// (`ref.pki`); `none`: anyone may ask (development and tests only).
     #[arg(long, default_value = "signed", value_parser = ["signed", "none"])]
     pub auth: String,
+    /// Requests a second per client (the signing certificate; the peer's
+    /// IP address under `--auth none`); beyond them, 429. 0: no limit.
+    #[arg(long, default_value_t = 100)]
+    pub rate_per_second: u32,
+    /// Requests a client may make at once after being idle.
+    #[arg(long, default_value_t = 200)]
+    pub rate_burst: u32,
+    /// The address (`HOST:PORT`) the other instances reach this one at, for
+    /// the partitions it holds; default: the address bound. Forwarding is on
+    /// when `CLEARING_PEER_SECRET` is set (docs/operations.md).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Longest a question forwarded to another instance may take,
+    /// milliseconds; beyond it, 503.
+    #[arg(long, default_value_t = 1000)]
+    pub forward_timeout_ms: u64,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -49,25 +68,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let directory = StateDirectory::new();
     shared.queries = Some(directory.clone());
     let shared = Arc::new(shared);
+    // SIGINT or SIGTERM stops the HTTP API first (the requests in flight
+    // answered), then the stages, which those requests read.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let intake = Intake::open(bus.as_ref(), &shared.state_dir)?;
-    let api = Api::new(Parts {
-        directory,
-        bus: bus.clone(),
-        registry: shared.registry.clone(),
-        pseudonyms: pseudonym_key()?,
-        rules: shared.rules.clone(),
-        limits: Limits {
-            body_bytes: args.max_body_bytes,
-            in_flight: args.max_in_flight,
-            timeout: Duration::from_millis(args.timeout_ms),
-        },
-        intake: Some(intake),
-        professionals: (args.auth == "signed").then(|| Arc::new(Professionals::default())),
-    });
+    let stages_stop = Arc::new(AtomicBool::new(false));
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -76,17 +83,53 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind(args.listen))
         .with_context(|| format!("listening on {}", args.listen))?;
-    println!(
-        "clearing serve: listening on {}",
-        crate::serve::bound(&listener)?
-    );
+    let bound = crate::serve::bound(&listener)?;
+    let peer_key = PeerKey::from_env();
+    let owners = match &peer_key {
+        Some(_) => {
+            let own = args.advertise.clone().unwrap_or_else(|| bound.to_string());
+            Some(Arc::new(Owners::open(bus.as_ref(), &args.run.group, own)?))
+        }
+        None => None,
+    };
+    let intake = Intake::open(bus.as_ref(), &shared.state_dir)?;
+    let api = Api::new(Parts {
+        directory: directory.clone(),
+        bus: bus.clone(),
+        registry: shared.registry.clone(),
+        pseudonyms: pseudonym_key()?,
+        rules: shared.rules.clone(),
+        limits: Limits {
+            body_bytes: args.max_body_bytes,
+            in_flight: args.max_in_flight,
+            timeout: Duration::from_millis(args.timeout_ms),
+            forward_timeout: Duration::from_millis(args.forward_timeout_ms),
+        },
+        intake: Some(intake),
+        professionals: (args.auth == "signed").then(|| Arc::new(Professionals::default())),
+        rate_limit: RateLimit::new(args.rate_per_second, args.rate_burst),
+        owners: owners.clone(),
+        peer_key,
+    });
+    println!("clearing serve: listening on {bound}");
     eprintln!(
-        "clearing serve: stages {:?} on {}; SIGINT or SIGTERM stops",
+        "clearing serve: stages {:?} on {}; {}; SIGINT or SIGTERM stops",
         stages.iter().map(|s| s.name()).collect::<Vec<_>>(),
-        bus.describe()
+        bus.describe(),
+        owners.as_ref().map_or_else(
+            || "no forwarding (CLEARING_PEER_SECRET unset)".to_string(),
+            |o| format!("claims its partitions for {}", o.own_address())
+        ),
     );
+    let advertiser = match owners {
+        Some(owners) => Some(std::thread::Builder::new().name("claims".into()).spawn({
+            let (bus, directory, stop) = (bus.clone(), directory.clone(), stages_stop.clone());
+            move || advertise_until(bus, owners, directory, stop)
+        })?),
+        None => None,
+    };
     let stages_thread = std::thread::Builder::new().name("stages".into()).spawn({
-        let (stop, shared) = (stop.clone(), shared.clone());
+        let (stop, shared, http_stop) = (stages_stop.clone(), shared.clone(), stop.clone());
         move || {
             let report = |_: &Progress| {};
             let ran = runtime::run_stages(
@@ -98,12 +141,17 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 &report,
             );
             // The API without its stages would answer from stale state.
-            stop.store(true, Ordering::Relaxed);
+            http_stop.store(true, Ordering::Relaxed);
             ran
         }
     })?;
     let served = tokio.block_on(crate::serve::serve(listener, api, stop.clone()));
-    stop.store(true, Ordering::Relaxed);
+    stages_stop.store(true, Ordering::Relaxed);
+    if let Some(advertiser) = advertiser {
+        advertiser
+            .join()
+            .map_err(|_| anyhow::anyhow!("the claims' thread panicked"))?;
+    }
     let ran = stages_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the stages' thread panicked"))?;

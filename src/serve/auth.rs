@@ -13,12 +13,18 @@
 //! certificate unknown or the signature wrong; 403 (`forbidden`) when the
 //! certificate is revoked or not valid today. The certificate is judged on
 //! the insurer's date now, as an FSE is on its receipt.
+//!
+//! A request another instance forwards carries the edge's word for who
+//! asked instead ([`super::forward`]). Whoever asked, as judged here, rides
+//! on the request ([`Professional`], [`Hop`]) for the handlers, and is then
+//! held to the per-client rate ([`super::limit`]).
 
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -31,6 +37,7 @@ use clearing_pipeline::pki::{Pki, VerifyFailure};
 use clearing_pipeline::runtime::topics;
 use sha2::{Digest, Sha256};
 
+use super::forward::FORWARDED;
 use super::{Api, ApiError};
 
 /// How far a request's date may be from the server's clock.
@@ -47,34 +54,51 @@ pub(super) fn signed_text(method: &str, path: &str, date: &str, body: &[u8]) -> 
 /// The health PKI as far as `ref.pki` has been read.
 #[derive(Default)]
 pub struct Professionals {
-    read: Mutex<(Pki, u64)>,
+    read: RwLock<(Pki, u64)>,
 }
 
 impl Professionals {
     /// Runs `check` over the PKI with every `ref.pki` record up to the
     /// topic's end applied (a record that does not apply is skipped, as the
-    /// stages skip it).
-    fn with_pki<T>(
+    /// stages skip it). The reading is one at a time; the checks (a
+    /// signature's verification each) run side by side.
+    pub(super) fn with_pki<T>(
         &self,
         bus: &dyn Bus,
         registry: &SchemaRegistry,
         check: impl FnOnce(&Pki) -> T,
     ) -> Result<T, BusError> {
-        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        let (pki, position) = &mut *read;
-        read_until(bus, topics::REF_PKI, 0, position, None, |record| {
-            if let Ok(event) = registry.decode_single::<PkiEvent>(&record.value)
-                && let Ok(pki_record) = convert::pki_record(&event)
-            {
-                let _skipped = pki.apply(pki_record);
-            }
-        })?;
-        Ok(check(pki))
+        {
+            let mut read = self.read.write().unwrap_or_else(|p| p.into_inner());
+            let (pki, position) = &mut *read;
+            read_until(bus, topics::REF_PKI, 0, position, None, |record| {
+                if let Ok(event) = registry.decode_single::<PkiEvent>(&record.value)
+                    && let Ok(pki_record) = convert::pki_record(&event)
+                {
+                    let _skipped = pki.apply(pki_record);
+                }
+            })?;
+        }
+        let read = self.read.read().unwrap_or_else(|p| p.into_inner());
+        Ok(check(&read.0))
     }
 }
 
+/// Who asked, as judged at the edge: the certificate that signed the
+/// request and the professional (RPPS) it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Professional {
+    pub cert: String,
+    pub rpps: String,
+}
+
+/// Set on a request another instance forwarded: it is answered here or
+/// refused, never forwarded again.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop;
+
 /// The machine's clock: the shell's, never a decision's.
-fn now_millis() -> i64 {
+pub(super) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -95,10 +119,9 @@ struct Signed {
     signature: Vec<u8>,
 }
 
-fn headers(request: &Request) -> Result<Signed, Box<Response>> {
+fn headers(headers: &axum::http::HeaderMap) -> Result<Signed, Box<Response>> {
     let header = |name: &str| {
-        request
-            .headers()
+        headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
@@ -130,21 +153,16 @@ fn headers(request: &Request) -> Result<Signed, Box<Response>> {
     })
 }
 
-/// The middleware: the request goes on only if signed by a professional
-/// whose certificate is valid and unrevoked today.
-pub async fn require_signature(
+/// The middleware: who asked (a hop's word, a professional's signature,
+/// or nobody under `--auth none`), then the client's rate; the request goes
+/// on with [`Professional`] (and [`Hop`]) among its extensions.
+pub async fn admit(
     State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(professionals) = api.professionals.clone() else {
-        return next.run(request).await;
-    };
-    let signed = match headers(&request) {
-        Ok(signed) => signed,
-        Err(refusal) => return *refusal,
-    };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, api.limits.body_bytes).await else {
         return refused(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -152,12 +170,65 @@ pub async fn require_signature(
             "the body is over the limit",
         );
     };
-    let text = signed_text(
-        parts.method.as_str(),
-        parts.uri.path(),
-        &signed.date,
-        &bytes,
-    );
+    let hop = parts
+        .headers
+        .get(FORWARDED)
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    let asker = match hop {
+        Some(hop) => {
+            let Some(peers) = &api.peer_key else {
+                return unauthenticated("this instance takes no forwarded requests");
+            };
+            match peers.verify(&hop, parts.method.as_str(), parts.uri.path(), &bytes) {
+                Ok(asker) => {
+                    parts.extensions.insert(Hop);
+                    asker
+                }
+                Err(why) => return unauthenticated(why),
+            }
+        }
+        None => match &api.professionals {
+            Some(professionals) => match signer(&api, professionals, &parts, &bytes).await {
+                Ok(professional) => Some(professional),
+                Err(refusal) => return *refusal,
+            },
+            None => None,
+        },
+    };
+    if let (Some(limit), None) = (&api.rate_limit, parts.extensions.get::<Hop>()) {
+        let client = asker
+            .as_ref()
+            .map_or_else(|| peer.ip().to_string(), |p| format!("cert:{}", p.cert));
+        if let Err(wait) = limit.take(&client, std::time::Instant::now()) {
+            let mut answer = refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this client; retry after the time given",
+            );
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            return answer;
+        }
+    }
+    if let Some(asker) = asker {
+        parts.extensions.insert(asker);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// The professional whose card signed the request, valid and unrevoked
+/// today; the refusal otherwise.
+async fn signer(
+    api: &Arc<Api>,
+    professionals: &Arc<Professionals>,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+) -> Result<Professional, Box<Response>> {
+    let signed = headers(&parts.headers)?;
+    let text = signed_text(parts.method.as_str(), parts.uri.path(), &signed.date, bytes);
     let today = clearing_pipeline::clock::insurer_date(now_millis()).unwrap_or_default();
     let checked = {
         let (api, professionals) = (api.clone(), professionals.clone());
@@ -174,15 +245,16 @@ pub async fn require_signature(
                     text.as_bytes(),
                     &signed.signature,
                 )
+                .map(|()| Professional {
+                    cert: signed.cert.clone(),
+                    rpps: cert.rpps.clone(),
+                })
             })
         })
         .await
     };
-    match checked {
-        Ok(Ok(Ok(()))) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+    let refusal = match checked {
+        Ok(Ok(Ok(professional))) => return Ok(professional),
         Ok(Ok(Err(VerifyFailure::Revoked))) => refused(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -197,5 +269,6 @@ pub async fn require_signature(
         Ok(Ok(Err(_))) => unauthenticated("the signature does not verify"),
         Ok(Err(e)) => ApiError::unavailable(e).into_response(),
         Err(_) => ApiError::unavailable("the check failed").into_response(),
-    }
+    };
+    Err(Box::new(refusal))
 }

@@ -9,12 +9,18 @@
 
 mod auth;
 mod eu;
+mod forward;
 mod intake;
+mod limit;
 mod openapi;
+mod owners;
 mod rights;
 
 pub use auth::Professionals;
+pub use forward::PeerKey;
 pub use intake::Intake;
+pub use limit::RateLimit;
+pub use owners::{Owners, advertise_until};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +45,8 @@ pub struct Limits {
     pub body_bytes: usize,
     pub in_flight: usize,
     pub timeout: Duration,
+    /// Longest a forward to a partition's owner may take.
+    pub forward_timeout: Duration,
 }
 
 /// What the handlers share.
@@ -55,6 +63,14 @@ pub struct Api {
     institutions: eu::Institutions,
     /// Who may ask (`None`: anyone, `--auth none`, for development only).
     pub professionals: Option<Arc<Professionals>>,
+    /// Requests per client (`None`: no limit).
+    pub rate_limit: Option<RateLimit>,
+    /// Who holds which partition (`None`: no forwarding; a question for a
+    /// partition held elsewhere is answered 421).
+    pub owners: Option<Arc<Owners>>,
+    /// The secret a hop between instances is signed with.
+    pub peer_key: Option<PeerKey>,
+    peers: forward::Peers,
     /// The OpenAPI document as this server serves it.
     document: String,
     permits: Semaphore,
@@ -70,6 +86,9 @@ pub struct Parts {
     pub limits: Limits,
     pub intake: Option<Intake>,
     pub professionals: Option<Arc<Professionals>>,
+    pub rate_limit: Option<RateLimit>,
+    pub owners: Option<Arc<Owners>>,
+    pub peer_key: Option<PeerKey>,
 }
 
 impl Api {
@@ -86,6 +105,10 @@ impl Api {
             rules: parts.rules,
             institutions: eu::Institutions::default(),
             professionals: parts.professionals,
+            rate_limit: parts.rate_limit,
+            owners: parts.owners,
+            peer_key: parts.peer_key,
+            peers: forward::Peers::default(),
         })
     }
 }
@@ -160,15 +183,15 @@ pub async fn bounded<T: Send + 'static>(
 
 pub fn router(api: Arc<Api>) -> Router {
     let body_limit = api.limits.body_bytes;
-    // The questions need a professional's signature; health and the
-    // document do not.
+    // The questions need a professional's signature (or a hop's word) and
+    // are held to the client's rate; health and the document are not.
     let questions = Router::new()
         .route("/v1/rights", post(rights::look_up))
         .route("/v1/lots", post(intake::take_lot))
         .route("/v1/eu/entitlement", post(eu::entitlement))
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
-            auth::require_signature,
+            auth::admit,
         ));
     Router::new()
         .route("/health", get(health))
@@ -194,8 +217,9 @@ async fn health(axum::extract::State(api): axum::extract::State<Arc<Api>>) -> ax
     })
 }
 
-/// Serves on `listener` until `stop` is set (SIGINT, SIGTERM), then lets the
-/// requests in flight finish.
+/// Serves on `listener` until `stop` is set (SIGINT, SIGTERM), then takes
+/// no new connection and lets the requests in flight finish (a connection
+/// between requests is closed, one mid-request is answered first).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Arc<Api>,
@@ -206,7 +230,9 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    axum::serve(listener, router(api))
+    // The peer's address keys the rate of a client that does not sign.
+    let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

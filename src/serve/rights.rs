@@ -1,12 +1,15 @@
 //! `POST /v1/rights`: a beneficiary's rights on a date (CDRi-like). The
 //! question travels in the body, so that the NIR never sits in a URL or an
-//! access log; it becomes the pseudonymous key at once.
+//! access log; it becomes the pseudonymous key at once. A beneficiary whose
+//! partition another instance holds is asked of that instance
+//! ([`super::forward`]), so that any instance answers for anyone.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use clearing_pipeline::bus::{BusError, read_until};
 use clearing_pipeline::domain::rights::RightsInput;
 use clearing_pipeline::events::convert;
@@ -19,6 +22,8 @@ use clearing_pipeline::runtime::{StageKind, topics};
 use clearing_pipeline::state::{StateRead, StateTxn};
 use serde::Serialize;
 
+use super::auth::{Hop, Professional};
+use super::forward::Forwarded;
 use super::{Api, ApiError, bounded};
 
 /// `ref.rights` records not yet applied by the stage that a look-up reads
@@ -44,8 +49,10 @@ pub struct AsOf {
 
 pub async fn look_up(
     State(api): State<Arc<Api>>,
+    hop: Option<Extension<Hop>>,
+    asker: Option<Extension<Professional>>,
     body: Bytes,
-) -> Result<axum::Json<RightsAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let query: RightsQuery = serde_json::from_slice(&body).map_err(|e| {
         // The parser's message names a field or a position, never a value.
         ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
@@ -53,31 +60,98 @@ pub async fn look_up(
     let key = query
         .beneficiary(&api.pseudonyms)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    bounded(&api, move |api| answer(api, &query, &key))
-        .await
-        .map(axum::Json)
+    let partition = match bounded(&api, move |api| answer(api, &query, &key)).await? {
+        Here::Answered(answer) => return Ok(axum::Json(answer).into_response()),
+        Here::HeldElsewhere(partition) => partition,
+    };
+    let not_owner = || {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not_owner",
+            format!("partition {partition} is served by another instance"),
+        )
+    };
+    // A hop is answered here or not at all; without the table, no forward.
+    let (None, Some(owners), Some(peer_key)) = (hop, &api.owners, &api.peer_key) else {
+        return Err(not_owner());
+    };
+    let hop = peer_key.header(asker.as_ref().map(|a| &a.0), "POST", PATH, &body);
+    // The table as last read, then read again once if it was stale (no
+    // owner known, or one that no longer holds the partition).
+    for fresh in [false, true] {
+        if fresh {
+            let reading = api.clone();
+            tokio::task::spawn_blocking(move || owners_refresh(&reading))
+                .await
+                .map_err(|_| ApiError::unavailable("reading the owners failed"))??;
+        }
+        let owner = owners
+            .owner(StageKind::Entitlement, partition)
+            .filter(|address| address != owners.own_address());
+        let Some(address) = owner else {
+            continue;
+        };
+        let forwarded = api
+            .peers
+            .forward(
+                &address,
+                PATH,
+                &hop,
+                body.clone(),
+                api.limits.forward_timeout,
+                api.limits.body_bytes,
+            )
+            .await;
+        match forwarded {
+            Ok(Forwarded::Answer(answer)) => return Ok(answer),
+            Ok(Forwarded::NotOwner) => {}
+            // Unreachable, perhaps gone: the table is read again first.
+            Err(e) if fresh => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "owner_unknown",
+        format!("no instance is known to hold partition {partition} now; retry"),
+    ))
 }
 
-fn answer(api: &Api, query: &RightsQuery, key: &BeneficiaryKey) -> Result<RightsAnswer, ApiError> {
+/// The route, as a hop names it.
+const PATH: &str = "/v1/rights";
+
+fn owners_refresh(api: &Api) -> Result<(), ApiError> {
+    match &api.owners {
+        Some(owners) => owners
+            .refresh(api.bus.as_ref())
+            .map_err(ApiError::unavailable),
+        None => Ok(()),
+    }
+}
+
+/// A look-up's end in this instance.
+enum Here {
+    Answered(RightsAnswer),
+    /// The beneficiary's partition is not held here.
+    HeldElsewhere(u32),
+}
+
+fn answer(api: &Api, query: &RightsQuery, key: &BeneficiaryKey) -> Result<Here, ApiError> {
     // Where ref.rights puts the key, hence which entitlement partition holds it.
     let partitions = api
         .bus
         .partition_count(topics::REF_RIGHTS)
         .map_err(ApiError::unavailable)?;
     let partition = partition_of(key.as_str().as_bytes(), partitions);
-    let found = api
+    let Some(found) = api
         .directory
         .read(StageKind::Entitlement, partition, |store| {
             fresh_rights(api, store, key, partition, query)
         })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "not_owner",
-                format!("partition {partition} is served by another instance"),
-            )
-        })??;
-    let (rights, rights_offset) = found;
+    else {
+        return Ok(Here::HeldElsewhere(partition));
+    };
+    let (rights, rights_offset) = found?;
     let rights = rights.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -85,7 +159,7 @@ fn answer(api: &Api, query: &RightsQuery, key: &BeneficiaryKey) -> Result<Rights
             "no rights are known for this beneficiary",
         )
     })?;
-    Ok(RightsAnswer {
+    Ok(Here::Answered(RightsAnswer {
         beneficiary: key.as_str().to_string(),
         date: query.date,
         rights,
@@ -93,7 +167,7 @@ fn answer(api: &Api, query: &RightsQuery, key: &BeneficiaryKey) -> Result<Rights
             partition,
             rights_offset,
         },
-    })
+    }))
 }
 
 /// The rights from the partition's store and the `ref.rights` records it
