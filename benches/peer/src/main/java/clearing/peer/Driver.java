@@ -65,6 +65,7 @@ final class Driver {
     p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
     p.put(ProducerConfig.ACKS_CONFIG, "all");
     p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+    AtomicLong failed = new AtomicLong();
     long start;
     long fedAt;
     try (KafkaProducer<byte[], byte[]> producer =
@@ -84,10 +85,19 @@ final class Driver {
           at = System.nanoTime();
         }
         due.computeIfAbsent(c.fseId(), k -> new ArrayDeque<>()).add(at);
-        producer.send(new ProducerRecord<>(t.submitted(), c.partition(), c.timestamp(), c.key(), c.value()));
+        producer.send(
+            new ProducerRecord<>(t.submitted(), c.partition(), c.timestamp(), c.key(), c.value()),
+            (meta, e) -> {
+              if (e != null && failed.getAndIncrement() == 0) {
+                System.err.println("drive: a claim was not written: " + e);
+              }
+            });
       }
       producer.flush();
       fedAt = System.nanoTime();
+    }
+    if (failed.get() > 0) {
+      System.err.println("drive: " + failed.get() + " claims were not written");
     }
     readerThread.join(TimeUnit.SECONDS.toMillis(timeoutS));
     reader.stop = true;

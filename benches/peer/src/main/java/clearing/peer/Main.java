@@ -81,11 +81,22 @@ public final class Main {
     try (Admin admin = admin(need(a, "bootstrap"))) {
       List<NewTopic> topics = new ArrayList<>();
       for (String name : List.of(t.submitted(), t.decided(), t.rejected(), t.dlq())) {
-        topics.add(new NewTopic(name, partitions, (short) 1));
+        topics.add(new NewTopic(name, partitions, (short) 1).configs(EVENT_TIME_TOPIC));
       }
       admin.createTopics(topics).all().get(60, TimeUnit.SECONDS);
     }
   }
+
+  /**
+   * As ours makes its topics (pipeline/src/bus/kafka/mod.rs): a record's timestamp is its event
+   * time (an FSE's receipt, months old or dated ahead), so no time-based retention and any
+   * timestamp accepted; Apache Kafka 4's defaults would delete or refuse such records.
+   */
+  static final Map<String, String> EVENT_TIME_TOPIC =
+      Map.of(
+          "retention.ms", "-1",
+          "message.timestamp.before.max.ms", String.valueOf(Long.MAX_VALUE),
+          "message.timestamp.after.max.ms", String.valueOf(Long.MAX_VALUE));
 
   static Admin admin(String bootstrap) {
     Properties p = new Properties();
@@ -109,6 +120,8 @@ public final class Main {
       p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, a.get("commit-ms"));
     }
     p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+    // The changelogs carry the claims' event times too.
+    EVENT_TIME_TOPIC.forEach((k, v) -> p.put(StreamsConfig.topicPrefix(k), v));
     // Streams' own default (100 ms) would add a tenth of a second to every at-least-once
     // decision; ours flushes within a few ms. Under exactly-once the commit flushes anyway.
     p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), a.getOrDefault("linger-ms", "5"));
