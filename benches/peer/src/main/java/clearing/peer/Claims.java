@@ -217,6 +217,11 @@ final class Claims {
         break;
       }
     }
+    // AME (state medical aid) entitles without a coverage period, as ours.
+    if (fund == null
+        && ((List<?>) rights.get("ame")).stream().anyMatch(p -> covers((GenericRecord) p, care))) {
+      fund = "AME";
+    }
     if (fund == null) {
       return new Entitlement("not_covered_on_care_date", null);
     }

@@ -272,7 +272,8 @@ final class Driver {
               + "\"warm_up_s\": %.1f, \"latency\": %s, \"latency_all\": %s}\n",
           claims, rate, outcomes >= claims, outcomes, accepted.get(), rejected.get(), deadLetters.get(),
           unmatched, reasonsJson, feedS, wallS, outcomes / Math.max(wallS, 1e-9), steady, warmUpS,
-          percentiles(steadyNs), percentiles(latencyNs));
+          // A run too short to have claims after its warm-up is timed over all its claims.
+          percentiles(steadyNs.isEmpty() ? latencyNs : steadyNs), percentiles(latencyNs));
     }
 
     static String percentiles(List<Long> ns) {
