@@ -1,0 +1,31 @@
+package clearing.peer;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import org.apache.avro.Schema;
+
+/** The repository's Avro schemas (schemas/*.avsc, packed into the jar by the POM) and the peer's own. */
+final class Schemas {
+  /** fse.submitted as the loadtest writes it (the current version). */
+  static final Schema SUBMITTED = load("schemas/fse.submitted.avsc");
+  /** The signed form: fse.submitted.v1, encoded with signature null (docs/signatures.md). */
+  static final Schema SIGNED_FORM = load("schemas/history/fse.submitted.v1.avsc");
+  static final Schema PKI = load("schemas/ref.pki.avsc");
+  static final Schema RIGHTS = load("schemas/ref.rights.avsc");
+  static final Schema DECISION = load("peer/peer.decision.avsc");
+
+  private Schemas() {}
+
+  private static Schema load(String resource) {
+    try (InputStream in = Schemas.class.getClassLoader().getResourceAsStream(resource)) {
+      if (in == null) {
+        throw new IllegalStateException(resource + " is not in the jar");
+      }
+      // One parser per file: the files share type names.
+      return new Schema.Parser().parse(in);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+}
