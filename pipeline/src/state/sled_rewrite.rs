@@ -243,7 +243,7 @@ mod tests {
         let rewritten = notes
             .rewritten
             .clone()
-            .expect(&format!("rewritten: {notes:?}"));
+            .unwrap_or_else(|| panic!("not rewritten: {notes:?}"));
         assert!(
             rewritten.disk_bytes_after < rewritten.disk_bytes_before
                 && rewritten.disk_bytes_after <= 5 * rewritten.live_bytes,
