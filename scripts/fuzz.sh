@@ -9,8 +9,8 @@
 #
 # cargo-fuzz (libFuzzer, AddressSanitizer) wants a nightly rustc for its -Z
 # flags; the machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets the
-# stable compiler accept them. cargo-fuzz is installed from crates.io if
-# missing. The corpus grows across runs outside the checkout
+# stable compiler accept them. cargo-fuzz is installed with `cargo install`
+# if missing. The corpus grows across runs outside the checkout
 # (FUZZ_CORPUS, default ~/.cache/clearing/fuzz-corpus); the committed seeds
 # (fuzz/seeds, written by examples/fuzz_seeds.rs) are read, never written.
 # Reproduce a crash: RUSTC_BOOTSTRAP=1 cargo fuzz run -O TARGET fuzz/artifacts/TARGET/crash-…
