@@ -369,9 +369,9 @@ fn parse_prescription(
 ) -> Option<Prescription> {
     let field = |name: &str| format!("prescription.{name}");
     let id = input.prescriber.as_deref().unwrap_or_default();
-    let prescriber = match input.prescriber_kind.as_deref() {
-        Some("rpps") => match Rpps::parse(id) {
-            Ok(rpps) => {
+    let parsed = match input.prescriber_kind.as_deref() {
+        Some("rpps") => Rpps::parse(id)
+            .map(|rpps| {
                 if !rpps.luhn_ok() {
                     c.warnings.push(
                         Reason::new(
@@ -383,47 +383,26 @@ fn parse_prescription(
                         .line(line),
                     );
                 }
-                Some(Prescriber::Rpps(rpps))
-            }
-            Err(e) => {
-                c.fail_line(
-                    ReasonCode::InvalidPrescriber,
-                    line,
-                    &field("prescriber"),
-                    e.to_string(),
-                );
-                None
-            }
-        },
-        Some("finess") => match Finess::parse(id) {
-            Ok(finess) => Some(Prescriber::Finess(finess)),
-            Err(e) => {
-                c.fail_line(
-                    ReasonCode::InvalidPrescriber,
-                    line,
-                    &field("prescriber"),
-                    e.to_string(),
-                );
-                None
-            }
-        },
-        Some("am") if am_number_ok(id) => Some(Prescriber::Am(id.to_ascii_uppercase())),
-        Some("am") => {
-            c.fail_line(
-                ReasonCode::InvalidPrescriber,
-                line,
-                &field("prescriber"),
-                "an AM number is 9 characters: a department (2 digits, 2A or 2B) and 7 digits",
-            );
-            None
-        }
-        _ => {
-            c.fail_line(
-                ReasonCode::InvalidPrescriber,
-                line,
-                &field("prescriber_kind"),
-                "prescriber_kind must be rpps, finess or am",
-            );
+                Prescriber::Rpps(rpps)
+            })
+            .map_err(|e| ("prescriber", e.to_string())),
+        Some("finess") => Finess::parse(id)
+            .map(Prescriber::Finess)
+            .map_err(|e| ("prescriber", e.to_string())),
+        Some("am") if am_number_ok(id) => Ok(Prescriber::Am(id.to_ascii_uppercase())),
+        Some("am") => Err((
+            "prescriber",
+            "an AM number is 9 characters: a department (2 digits, 2A or 2B) and 7 digits".into(),
+        )),
+        _ => Err((
+            "prescriber_kind",
+            "prescriber_kind must be rpps, finess or am".into(),
+        )),
+    };
+    let prescriber = match parsed {
+        Ok(prescriber) => Some(prescriber),
+        Err((name, message)) => {
+            c.fail_line(ReasonCode::InvalidPrescriber, line, &field(name), message);
             None
         }
     };

@@ -9,9 +9,12 @@ import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.avro.AvroRuntimeException;
+import org.apache.avro.generic.GenericDatumWriter;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.message.BinaryMessageDecoder;
+import org.apache.avro.io.BinaryEncoder;
+import org.apache.avro.io.EncoderFactory;
 import org.apache.avro.message.BinaryMessageEncoder;
 
 /**
@@ -44,6 +47,21 @@ final class Claims {
       new BinaryMessageEncoder<>(GenericData.get(), Schemas.DECISION);
   private final ByteArrayOutputStream buffer = new ByteArrayOutputStream(1024);
   private final int signaturePos = Schemas.SUBMITTED.getField("signature").pos();
+  /** A line's prescription field (a union with null), as it follows the signed form. */
+  private final GenericDatumWriter<Object> prescriptionWriter =
+      new GenericDatumWriter<>(
+          Schemas.SUBMITTED
+              .getField("acts")
+              .schema()
+              .getElementType()
+              .getField("prescription")
+              .schema());
+  private BinaryEncoder tail;
+
+  Claims() {
+    // Records written before prescriptions resolve into the current schema (prescription null).
+    submitted.addSchema(Schemas.SUBMITTED_V2);
+  }
 
   /** A record that is not a single-object fse.submitted of a known schema. */
   static final class BadRecord extends Exception {
@@ -76,7 +94,9 @@ final class Claims {
 
   /**
    * The canonical signed bytes: the signed form (fse.submitted.v1, whose fields are the current
-   * schema's up to signature, in the same order) with signature null, single-object encoded.
+   * schema's up to signature, in the same order) with signature null, single-object encoded;
+   * when a line carries a prescription, every line's prescription field follows, in line order
+   * (pipeline/src/signatures.rs).
    */
   byte[] canonicalBytes(GenericRecord fse) {
     Object signature = fse.get(signaturePos);
@@ -84,6 +104,15 @@ final class Claims {
     try {
       buffer.reset();
       signedForm.encode(fse, buffer);
+      @SuppressWarnings("unchecked")
+      List<GenericRecord> acts = (List<GenericRecord>) fse.get("acts");
+      if (acts.stream().anyMatch(line -> line.get("prescription") != null)) {
+        tail = EncoderFactory.get().directBinaryEncoder(buffer, tail);
+        for (GenericRecord line : acts) {
+          prescriptionWriter.write(line.get("prescription"), tail);
+        }
+        tail.flush();
+      }
       return buffer.toByteArray();
     } catch (IOException e) {
       throw new IllegalStateException("encoding into memory", e);

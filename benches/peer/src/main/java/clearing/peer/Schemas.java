@@ -9,6 +9,8 @@ import org.apache.avro.Schema;
 final class Schemas {
   /** fse.submitted as the loadtest writes it (the current version). */
   static final Schema SUBMITTED = load("schemas/fse.submitted.avsc");
+  /** fse.submitted before prescriptions (records written before 2026-12-06 and the fixture). */
+  static final Schema SUBMITTED_V2 = load("schemas/history/fse.submitted.v2.avsc");
   /** The signed form: fse.submitted.v1, encoded with signature null (docs/signatures.md). */
   static final Schema SIGNED_FORM = load("schemas/history/fse.submitted.v1.avsc");
   static final Schema PKI = load("schemas/ref.pki.avsc");
