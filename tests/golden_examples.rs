@@ -384,6 +384,63 @@ fn a_refused_generic_is_reimbursed_on_the_dearest_generic_from_2020() {
     assert_money(&d, "1.05", "0.00", "0.00", "1.34");
 }
 
+/// Tiers payant contre génériques (art. L.162-16-7 CSS, national agreement
+/// of 2012; applied from 1 Jul 2012, UNCONFIRMED): the XANAX box above, under
+/// tiers payant and refused against its generic, is paid as without tiers
+/// payant: to the insured, the franchise taken from the payment
+/// (`tiers_payant_withdrawn`). In 2019 the box keeps its own base but loses
+/// tiers payant all the same. The set before (`sha256:96902476…`) paid the
+/// pharmacist and deferred the franchise.
+#[test]
+fn a_refused_generic_under_tiers_payant_is_paid_to_the_insured() {
+    let xanax = json!([{"code": "PH7", "quantity": 1, "product": "3400932644551",
+                        "unit_price": "2.39", "charged": "2.39"}]);
+    let under_tiers_payant = |care: &str| {
+        let mut claim = pharmacy(care, xanax.clone());
+        claim["tiers_payant"] = json!({"amo": true, "amc": false});
+        claim
+    };
+    let payees = |d: &Decision| {
+        [d.paid_to_insured, d.paid_to_professional, d.deferred].map(|c| c.to_string())
+    };
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(&mut a, under_tiers_payant("2025-02-04"));
+    assert_eq!(
+        reason_codes(&d),
+        vec![
+            ("generic_refused".into(), Some(1)),
+            ("tiers_payant_withdrawn".into(), Some(1))
+        ]
+    );
+    // 1.61 x 65 % = 1.05, less the EUR 1 franchise: 0.05 to the insured.
+    assert_money(&d, "0.05", "0.00", "0.00", "2.34");
+    assert_eq!(payees(&d), ["0.05", "0.00", "0.00"]);
+
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(&mut a, under_tiers_payant("2019-06-04"));
+    assert_eq!(
+        reason_codes(&d),
+        vec![("tiers_payant_withdrawn".into(), Some(1))]
+    );
+    // 2.39 x 65 % = 1.55, less EUR 0.50: 1.05 to the insured.
+    assert_eq!(payees(&d), ["1.05", "0.00", "0.00"]);
+
+    let before =
+        Rules::published("sha256:969024769ca7d52542ff4009f818265c41c350260769a30cfca26e95c7107b37")
+            .unwrap()
+            .expect("the set before tiers payant contre generiques is kept");
+    let mut a = Adjudicator::new(
+        (*before).clone(),
+        PseudonymKey::development(),
+        Box::new(TrustUnsigned),
+    );
+    a.load_rights_line(&rights(json!({})).to_string()).unwrap();
+    let d = decide(&mut a, under_tiers_payant("2025-02-04"));
+    assert_eq!(reason_codes(&d), vec![("generic_refused".into(), Some(1))]);
+    // The pharmacist is paid the whole 1.05; the EUR 1 franchise deferred.
+    assert_eq!(payees(&d), ["0.00", "1.05", "1.00"]);
+}
+
 /// An unlisted CIP13 (3400949497294: a real BDPM presentation, not in our
 /// list) is a coded rejection, and so is a prestation code whose rate is not
 /// the product's band (DOLIPRANE is 65 %, PH4 is 30 %).

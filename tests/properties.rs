@@ -327,3 +327,123 @@ fn yearly_caps_count_by_reimbursement_date() {
     assert_eq!(taken_2024.to_string(), "50.00");
     assert!(taken_2025 > Cents::ZERO && taken_2025 <= Cents::new(5000));
 }
+
+// --- Tiers payant contre génériques (docs/rules.md, "Products") -------------
+
+const XANAX: &str = "3400932644551";
+const ALPRAZOLAM: &str = "3400940000004";
+/// The set before tiers payant contre génériques (rules/history/sets.toml).
+const BEFORE_TP_GENERICS: &str =
+    "sha256:969024769ca7d52542ff4009f818265c41c350260769a30cfca26e95c7107b37";
+
+/// One pharmacy claim of alprazolam: the princeps (XANAX) or a generic.
+#[derive(Debug, Clone)]
+struct Dispensing {
+    /// Days after 2010-01-01: across the rule (1 Jul 2012), the product list
+    /// (1 Jan 2015) and the dearest-generic base (1 Jan 2020).
+    care_day: i64,
+    tiers_payant: bool,
+    princeps: bool,
+    /// A justified "non substituable" mention (MTE) on the prescription.
+    mention: bool,
+    boxes: u32,
+}
+
+fn dispensing() -> impl Strategy<Value = Dispensing> {
+    (
+        0..6000i64,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        1..4u32,
+    )
+        .prop_map(
+            |(care_day, tiers_payant, princeps, mention, boxes)| Dispensing {
+                care_day,
+                tiers_payant,
+                princeps,
+                mention,
+                boxes,
+            },
+        )
+}
+
+fn dispensing_care(d: &Dispensing) -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap() + chrono::Duration::days(d.care_day)
+}
+
+fn dispensing_json(beneficiary: u32, d: &Dispensing) -> Value {
+    let care = dispensing_care(d);
+    let (cip, price) = if d.princeps {
+        (XANAX, 239)
+    } else {
+        (ALPRAZOLAM, 155)
+    };
+    let mut line = json!({"code": "PH7", "quantity": d.boxes, "product": cip,
+                          "unit_price": Cents::new(price).to_string(),
+                          "charged": Cents::new(price * i64::from(d.boxes)).to_string()});
+    if d.mention {
+        line["prescription"] = json!({"prescriber_kind": "rpps", "prescriber": GPS[0],
+                                      "date": care.to_string(), "non_substitution": "mte"});
+    }
+    json!({
+        "fse_id": format!("{beneficiary:08}-000000001"),
+        "received_at": format!("{care}T10:00:00+01:00"),
+        "care_date": care.to_string(),
+        "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
+        "beneficiary": {"nir": nir(beneficiary), "birth_date": "1985-05-12", "rank": 1},
+        "pathway": "referred",
+        "tiers_payant": {"amo": d.tiers_payant, "amc": false},
+        "acts": [line],
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Under the current set, a princeps dispensed under tiers payant without
+    /// a justified mention is paid to the insured, nothing deferred, the same
+    /// money as the set before paid the pharmacist; every other claim is
+    /// decided as the set before decided it. The rule is in force from
+    /// 1 Jul 2012, but a princeps is known only from the list (1 Jan 2015).
+    #[test]
+    fn a_refused_generic_loses_tiers_payant_and_nothing_else_changes(
+        claims in prop::collection::vec(dispensing(), 1..24),
+    ) {
+        let before = Rules::published(BEFORE_TP_GENERICS).unwrap().expect("kept");
+        let mut old = Adjudicator::new(
+            (*before).clone(),
+            PseudonymKey::development(),
+            Box::new(TrustUnsigned),
+        );
+        let beneficiaries: Vec<u32> = (1..=claims.len() as u32).collect();
+        let mut new = adjudicator(&beneficiaries);
+        for n in &beneficiaries {
+            old.load_rights_line(&rights_line(*n)).unwrap();
+        }
+        let list_from = chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap();
+        for (n, c) in beneficiaries.iter().zip(&claims) {
+            let line = dispensing_json(*n, c).to_string();
+            let d = new.decide_line(&line).unwrap();
+            let mut was = old.decide_line(&line).unwrap();
+            prop_assert_eq!(d.status, Status::Paid, "{:?}", d.reasons);
+            d.check_invariants().map_err(TestCaseError::fail)?;
+            let withdrawn = c.tiers_payant && c.princeps && !c.mention
+                && dispensing_care(c) >= list_from;
+            let warned = d.warnings.iter().any(|w| w.code.as_str() == "tiers_payant_withdrawn");
+            prop_assert_eq!(warned, withdrawn, "{:?}", d.warnings);
+            if withdrawn {
+                prop_assert_eq!(d.paid_to_professional, Cents::ZERO);
+                prop_assert_eq!(d.deferred, Cents::ZERO);
+                prop_assert_eq!(
+                    (d.amo, d.css, d.participation, d.franchise, d.patient),
+                    (was.amo, was.css, was.participation, was.franchise, was.patient)
+                );
+                prop_assert_eq!(d.paid_to_insured, was.paid_to_professional - was.deferred);
+            } else {
+                was.rules_version = d.rules_version.clone();
+                prop_assert_eq!(d, was);
+            }
+        }
+    }
+}

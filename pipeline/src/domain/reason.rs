@@ -135,6 +135,7 @@ reason_codes! {
     ProductBandMismatch => "product_band_mismatch", None, "The prestation code's rate is not the product's rate band on the date of care.";
     PrescriptionExhausted => "prescription_exhausted", None, "The prescription's item was already dispensed up to its quantity: this line would exceed it.";
     GenericRefused => "generic_refused", None, "A princeps dispensed without a justified non-substitution mention: reimbursed on its dearest generic's base (warning).";
+    TiersPayantWithdrawn => "tiers_payant_withdrawn", None, "A princeps dispensed against its generic without a justified non-substitution mention: the claim is paid to the insured, its deductions taken from the payment, not deferred (tiers payant contre generiques; warning).";
 }
 
 impl fmt::Display for ReasonCode {

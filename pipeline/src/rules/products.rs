@@ -96,6 +96,11 @@ pub enum RefusedBase {
 #[serde(deny_unknown_fields)]
 pub struct GenericRule {
     pub refused_base: RefusedBase,
+    /// A claim dispensing a princeps against its generic is paid as without
+    /// tiers payant ("tiers payant contre génériques", art. L.162-16-7 CSS).
+    /// Absent (every set before 2026-12-06): the FSE's flags decide.
+    #[serde(default)]
+    pub withdraws_tiers_payant: bool,
 }
 
 /// The product list's TOML shapes inside acts.toml (all absent before 2026-12-06).
@@ -129,6 +134,10 @@ pub struct ListedPrice {
     pub tag: String,
     /// The princeps was priced as its dearest generic (the patient refused it).
     pub generic_refused: bool,
+    /// A princeps dispensed against a generic of its group listed on the
+    /// date, without a justified mention nor a TFR, under a rule that then
+    /// withdraws tiers payant from the claim.
+    pub withdraws_tiers_payant: bool,
 }
 
 /// Why a CIP13 cannot be priced from the list.
@@ -219,6 +228,7 @@ impl ProductTable {
             band: version.value.band,
             tag: format!("{cip13}@{}", version.from),
             generic_refused: false,
+            withdraws_tiers_payant: false,
         };
         let group = product.group.as_ref().and_then(|g| self.groups.get(g));
         if let Some(group) = group {
@@ -232,16 +242,19 @@ impl ProductTable {
             }
             let rule = (self.generic_rule.as_ref())
                 .and_then(|r| r.at(care))
-                .map(|v| v.value.refused_base);
-            if product.kind == ProductKind::Princeps
-                && !substitution_excluded
-                && rule == Some(RefusedBase::DearestGeneric)
-                && let Some(generic) = self.dearest_generic(&group.id, care)
-                && generic < listed.unit_base
-            {
-                listed.unit_base = generic;
-                listed.tag = format!("{cip13}@generic-{}", version.from);
-                listed.generic_refused = true;
+                .map(|v| v.value);
+            // The patient refused the generic: a princeps without a
+            // justified mention, a generic of its group listed that day.
+            let refused = (product.kind == ProductKind::Princeps && !substitution_excluded)
+                .then(|| self.dearest_generic(&group.id, care))
+                .flatten();
+            if let (Some(rule), Some(generic)) = (rule, refused) {
+                listed.withdraws_tiers_payant = rule.withdraws_tiers_payant;
+                if rule.refused_base == RefusedBase::DearestGeneric && generic < listed.unit_base {
+                    listed.unit_base = generic;
+                    listed.tag = format!("{cip13}@generic-{}", version.from);
+                    listed.generic_refused = true;
+                }
             }
         }
         Ok(listed)
@@ -271,7 +284,8 @@ mod tests {
 product_list = [{{ from = "2015-01-01", in_force = true }}]
 generic_substitution = [
   {{ from = "2000-01-01", refused_base = "own" }},
-  {{ from = "2020-01-01", refused_base = "dearest_generic" }},
+  {{ from = "2012-07-01", refused_base = "own", withdraws_tiers_payant = true }},
+  {{ from = "2020-01-01", refused_base = "dearest_generic", withdraws_tiers_payant = true }},
 ]
 [[generic_group]]
 id = "G1"
@@ -307,6 +321,76 @@ price = [{{ from = "2015-01-01", base = "2.00", band = 65 }}]
         assert_eq!((after.unit_base, after.generic_refused), (Cents(200), true));
         let justified = t.price("3400932644551", d("2020-01-01"), true).unwrap();
         assert_eq!(justified.unit_base, Cents(300));
+    }
+
+    /// Tiers payant is withdrawn from a refused generic while the rule in
+    /// force says so, whatever the base; never with a justified mention,
+    /// for a generic, under a TFR, or before the rule (the entry of 2000
+    /// lacks the field).
+    #[test]
+    fn a_refused_generic_withdraws_tiers_payant_from_the_rule_date() {
+        let listed_from_2010 = r#"
+[[generic_group]]
+id = "G3"
+label = "a group listed from 2010, under a TFR from 2013"
+tfr = [{ from = "2013-01-01", tfr = "2.50" }]
+[[product]]
+cip13 = "3400935955838"
+label = "princeps"
+kind = "princeps"
+group = "G3"
+price = [{ from = "2010-01-01", base = "3.00", band = 65 }]
+[[product]]
+cip13 = "3400950000018"
+label = "generic"
+kind = "generic"
+group = "G3"
+price = [{ from = "2010-01-01", base = "2.00", band = 65 }]
+"#;
+        let t = table(listed_from_2010).unwrap();
+        let withdrawn = |cip: &str, care: &str, excluded: bool| {
+            t.price(cip, d(care), excluded)
+                .unwrap()
+                .withdraws_tiers_payant
+        };
+        assert!(!withdrawn("3400935955838", "2012-06-30", false));
+        assert!(withdrawn("3400935955838", "2012-07-01", false));
+        assert!(!withdrawn("3400935955838", "2013-01-01", false), "TFR");
+        assert!(withdrawn("3400932644551", "2015-03-01", false));
+        assert!(withdrawn("3400932644551", "2020-01-01", false));
+        assert!(!withdrawn("3400932644551", "2020-01-01", true));
+        assert!(!withdrawn("3400930000014", "2020-01-01", false));
+        // Before 2020 the princeps keeps its base but still loses tiers payant.
+        let before = t.price("3400932644551", d("2019-12-31"), false).unwrap();
+        assert_eq!(
+            (before.unit_base, before.generic_refused),
+            (Cents(300), false)
+        );
+        // Without the field (every set before 2026-12-06), never withdrawn.
+        let old: ProductSections = toml::from_str(
+            r#"
+generic_substitution = [{ from = "2000-01-01", refused_base = "dearest_generic" }]
+[[generic_group]]
+id = "G1"
+label = "a group"
+[[product]]
+cip13 = "3400932644551"
+label = "princeps"
+kind = "princeps"
+group = "G1"
+price = [{ from = "2015-01-01", base = "3.00", band = 65 }]
+[[product]]
+cip13 = "3400930000014"
+label = "generic"
+kind = "generic"
+group = "G1"
+price = [{ from = "2015-01-01", base = "2.00", band = 65 }]
+"#,
+        )
+        .unwrap();
+        let old = ProductTable::from_sections(old).unwrap();
+        let p = old.price("3400932644551", d("2024-01-01"), false).unwrap();
+        assert!(p.generic_refused && !p.withdraws_tiers_payant);
     }
 
     #[test]

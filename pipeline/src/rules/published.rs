@@ -17,7 +17,7 @@ use super::{EMBEDDED, Rules, RulesError, TABLE_FILES, sha256_tag};
 const SETS: &str = include_str!("../../rules/history/sets.toml");
 
 /// The table texts no current file holds any more, by file name.
-const KEPT_FILES: [(&str, &str); 8] = [
+const KEPT_FILES: [(&str, &str); 9] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.4db9f9a607f4.toml"),
@@ -49,6 +49,10 @@ const KEPT_FILES: [(&str, &str); 8] = [
     (
         "acts.toml",
         include_str!("../../rules/history/acts.392e16c3baf9.toml"),
+    ),
+    (
+        "acts.toml",
+        include_str!("../../rules/history/acts.13e76e810f61.toml"),
     ),
 ];
 

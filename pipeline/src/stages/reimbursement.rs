@@ -101,6 +101,9 @@ struct LineCalc<'r> {
     /// The line is one of the acts the flat fee applied to (§3.5).
     under_flat_fee: bool,
     tariff_tag: String,
+    /// A princeps dispensed against its generic under a rule that withdraws
+    /// tiers payant from the claim (art. L.162-16-7 CSS).
+    withdraws_tiers_payant: bool,
 }
 
 /// The situations of the beneficiary that are active for this claim.
@@ -339,7 +342,8 @@ impl<'r> ClaimPricing<'r, '_> {
         let n = index + 1;
         let act = (self.rules.acts.find(&line.code, self.category))
             .ok_or_else(|| self.not_billable(line, n))?;
-        let (components, tariff_tag) = self.base_components(act, line, n, warnings)?;
+        let (components, tariff_tag, withdraws_tiers_payant) =
+            self.base_components(act, line, n, warnings)?;
         let base: Cents = components.iter().copied().sum();
         let rate = self.rate(act, line, n)?;
         let gross = components.iter().map(|c| c.apply_rate(rate)).sum();
@@ -367,6 +371,7 @@ impl<'r> ClaimPricing<'r, '_> {
             franchise: Cents::ZERO,
             under_flat_fee: false,
             tariff_tag,
+            withdraws_tiers_payant,
         })
     }
 
@@ -380,15 +385,17 @@ impl<'r> ClaimPricing<'r, '_> {
     }
 
     /// The base's components: the tariff (or declared price), plus any
-    /// complement; never more than was charged. With the tariff's tag.
+    /// complement; never more than was charged. With the tariff's tag and
+    /// whether the line withdraws tiers payant (a refused generic).
     fn base_components(
         &self,
         act: &Act,
         line: &ActLine,
         n: usize,
         warnings: &mut Vec<Reason>,
-    ) -> Result<(Vec<Cents>, String), Reason> {
+    ) -> Result<(Vec<Cents>, String, bool), Reason> {
         let care = self.care;
+        let mut withdraws_tiers_payant = false;
         let (mut components, tariff_tag) = match act.pricing {
             Pricing::DeclaredPrice if self.rules.acts.products.in_force(care) => {
                 let listed = self.listed(act, line, n)?;
@@ -404,6 +411,7 @@ impl<'r> ClaimPricing<'r, '_> {
                         .line(n),
                     );
                 }
+                withdraws_tiers_payant = listed.withdraws_tiers_payant;
                 (
                     vec![listed.unit_base.times(Hundredths::ONE, line.quantity)],
                     listed.tag,
@@ -456,7 +464,7 @@ impl<'r> ClaimPricing<'r, '_> {
             // Never reimburse more than was charged.
             components = vec![line.charged];
         }
-        Ok((components, tariff_tag))
+        Ok((components, tariff_tag, withdraws_tiers_payant))
     }
 
     /// The listed price of a pharmacy line's product (rules/products.rs): an
@@ -802,6 +810,24 @@ fn decision_lines(calcs: &[LineCalc<'_>]) -> Vec<DecisionLine> {
         .collect()
 }
 
+/// Tiers payant contre génériques (art. L.162-16-7 CSS): a claim under
+/// tiers payant with a princeps dispensed against its generic, under a rule
+/// that withdraws it, is paid as without tiers payant; the warning names the
+/// first such line.
+fn tiers_payant_withdrawn(tiers_payant: bool, calcs: &[LineCalc<'_>]) -> Option<Reason> {
+    let n = calcs.iter().position(|c| c.withdraws_tiers_payant)? + 1;
+    tiers_payant.then(|| {
+        Reason::new(
+            Stage::Reimbursement,
+            ReasonCode::TiersPayantWithdrawn,
+            "princeps dispensed against its generic without a justified mention: \
+             paid to the insured, deductions not deferred",
+        )
+        .field("tiers_payant.amo")
+        .line(n)
+    })
+}
+
 /// Who is paid what, and what the insured owes or repays.
 struct Payees {
     deferred: Cents,
@@ -898,10 +924,13 @@ pub fn reimburse(
     let participation: Cents = lines.iter().map(|l| l.participation).sum();
     let franchise: Cents = lines.iter().map(|l| l.franchise).sum();
     let charged: Cents = lines.iter().map(|l| l.charged).sum();
+    let withdrawn = tiers_payant_withdrawn(fse.tiers_payant.amo, &calcs);
+    let tiers_payant = fse.tiers_payant.amo && withdrawn.is_none();
+    warnings.extend(withdrawn);
     let payees = pay(
         state,
         who,
-        fse.tiers_payant.amo,
+        tiers_payant,
         (amo, css),
         participation + franchise,
     )?;

@@ -659,3 +659,67 @@ fn a_settled_deferred_balance_leaves_no_key() {
     assert_eq!(cents(second.imputed), "2.00");
     assert!(!kinds(&kit).contains(&"def".to_string()));
 }
+
+/// Tiers payant contre génériques (art. L.162-16-7 CSS): XANAX (princeps)
+/// dispensed under tiers payant without a justified mention is paid to the
+/// insured, its franchises taken from the payment; with the mention (MTE) the
+/// same claim stays under tiers payant, its franchises deferred.
+#[test]
+fn a_refused_generic_under_tiers_payant_is_paid_to_the_insured() {
+    // Given
+    let mut kit = Kit::new();
+    kit.rights(json!({}));
+    let xanax = |fse_id: &str, mention: Option<&str>| {
+        let mut line = json!({"code": "PH7", "quantity": 2, "product": "3400932644551",
+                              "unit_price": "2.39", "charged": "4.78"});
+        if let Some(mention) = mention {
+            line["prescription"] = json!({"prescriber_kind": "rpps", "prescriber": GP,
+                                          "date": "2025-05-20", "non_substitution": mention});
+        }
+        claim(json!({
+            "fse_id": fse_id,
+            "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
+            "pathway": null,
+            "tiers_payant": {"amo": true, "amc": false},
+            "acts": [line]
+        }))
+    };
+    // When
+    let refused = when_reimbursed(&kit, &xanax("12345678-000000042", None));
+    let justified = when_reimbursed(&kit, &xanax("12345678-000000043", Some("mte")));
+    // Then: 2 × 1.61 (dearest generic) at 65 % = 2.09, less EUR 2 of
+    // franchises, paid to the insured; nothing deferred.
+    assert_eq!(
+        codes(&refused.warnings),
+        [
+            ("generic_refused", Some("acts[0].product")),
+            ("tiers_payant_withdrawn", Some("tiers_payant.amo"))
+        ]
+    );
+    assert_eq!(refused.warnings[1].line, Some(1));
+    assert_eq!(
+        money(&refused),
+        expect("0.09", "0.00", "0.00", "2.00", "4.69")
+    );
+    assert_eq!(
+        [
+            refused.paid_to_insured,
+            refused.paid_to_professional,
+            refused.deferred
+        ]
+        .map(cents),
+        ["0.09", "0.00", "0.00"]
+    );
+    // 2 × 2.39 at 65 % = 3.11 to the pharmacist; the EUR 2 deferred.
+    assert!(justified.warnings.is_empty(), "{:?}", justified.warnings);
+    assert_eq!(
+        [
+            justified.paid_to_insured,
+            justified.paid_to_professional,
+            justified.deferred
+        ]
+        .map(cents),
+        ["0.00", "3.11", "2.00"]
+    );
+    assert_eq!(refused.rules_version, justified.rules_version);
+}
