@@ -660,8 +660,17 @@ fn what_if_nursing_at_65_changes_only_nurses_from_2025(dir: &Path, archive: &Pat
     for (category, m) in r["by_category"].as_object().unwrap() {
         if category != "nurse" {
             assert_eq!(m["changed"], 0, "{category}: {m}");
+            assert_eq!(m["baseline_payees"], m["what_if_payees"], "{category}");
         }
     }
+    // The nurses' higher AMO share reaches a payee: the nurse under tiers
+    // payant or the insured.
+    let nurse = &r["by_category"]["nurse"];
+    let paid = |side: &str| {
+        let p = &nurse[side];
+        p["to_professional_cents"].as_i64().unwrap() + p["to_insured_cents"].as_i64().unwrap()
+    };
+    assert!(paid("what_if_payees") > paid("baseline_payees"), "{nurse}");
     for (month, m) in r["by_month"].as_object().unwrap() {
         if month.as_str() < "2025-01" {
             assert_eq!(m["changed"], 0, "{month}: {m}");

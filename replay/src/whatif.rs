@@ -24,6 +24,33 @@ use serde::Serialize;
 use crate::archive::append_copy;
 use crate::verify::ReplayError;
 
+/// Who a group of claims pays, in cents: the professionals (tiers payant),
+/// the insured (less what they owed), and the deductions deferred to a
+/// later benefit. A rule can move money between them and leave the
+/// AMO + CSS total as it was.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Payees {
+    pub to_professional_cents: i64,
+    pub to_insured_cents: i64,
+    pub deferred_cents: i64,
+}
+
+impl Payees {
+    fn of(list: &[DecisionRec]) -> Payees {
+        list.iter().fold(Payees::default(), |p, d| Payees {
+            to_professional_cents: p.to_professional_cents + d.paid_to_professional_cents,
+            to_insured_cents: p.to_insured_cents + d.paid_to_insured_cents,
+            deferred_cents: p.deferred_cents + d.deferred_cents,
+        })
+    }
+
+    fn add(&mut self, other: Payees) {
+        self.to_professional_cents += other.to_professional_cents;
+        self.to_insured_cents += other.to_insured_cents;
+        self.deferred_cents += other.deferred_cents;
+    }
+}
+
 /// Money moved by a group of claims, in cents, on each side.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Money {
@@ -32,6 +59,8 @@ pub struct Money {
     pub baseline_cents: i64,
     pub what_if_cents: i64,
     pub difference_cents: i64,
+    pub baseline_payees: Payees,
+    pub what_if_payees: Payees,
 }
 
 /// One claim whose decision changes.
@@ -326,6 +355,8 @@ impl WhatIfReport {
             money.baseline_cents += b_paid;
             money.what_if_cents += a_paid;
             money.difference_cents += a_paid - b_paid;
+            money.baseline_payees.add(Payees::of(b));
+            money.what_if_payees.add(Payees::of(a));
         }
         self.claims += 1;
         if changed {

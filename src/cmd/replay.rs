@@ -355,6 +355,16 @@ fn what_if(
         euros(report.total.difference_cents),
         report.seconds
     );
+    let (b, a) = (&report.total.baseline_payees, &report.total.what_if_payees);
+    println!(
+        "  paid to professionals {} -> {} EUR, to the insured {} -> {} EUR; deferred {} -> {} EUR",
+        euros(b.to_professional_cents),
+        euros(a.to_professional_cents),
+        euros(b.to_insured_cents),
+        euros(a.to_insured_cents),
+        euros(b.deferred_cents),
+        euros(a.deferred_cents)
+    );
     for (title, groups) in [
         ("route", &report.by_route),
         ("category", &report.by_category),
