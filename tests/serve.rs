@@ -991,7 +991,7 @@ fn nice_by_thread(pid: u32) -> Vec<(String, i64)> {
 
 /// The stages run at `--stages-nice`, their sled writers ten further
 /// behind, and what answers the clients (the readers, the async threads)
-/// at nice 0.
+/// at the process's own nice value (0 as usually started).
 #[cfg(target_os = "linux")]
 #[test]
 fn the_stages_yield_to_the_readers() {
@@ -1011,6 +1011,10 @@ fn the_stages_yield_to_the_readers() {
         ],
     );
     let threads = nice_by_thread(server.child.id());
+    // The server starts at this test's nice value (0 unless the tests run
+    // niced); without privilege a nice value is only ever raised, so tests
+    // run above 7 may see the stages left at it.
+    let own = nice_by_thread(std::process::id())[0].1;
     let nice_of = |prefix: &str| -> Vec<i64> {
         threads
             .iter()
@@ -1018,16 +1022,22 @@ fn the_stages_yield_to_the_readers() {
             .map(|(_, nice)| *nice)
             .collect()
     };
-    assert_eq!(nice_of("lookup-"), [0, 0, 0], "{threads:?}");
+    assert_eq!(nice_of("lookup-"), [own; 3], "{threads:?}");
     let stages = nice_of("st-");
     assert!(!stages.is_empty(), "{threads:?}");
-    assert!(stages.iter().all(|&n| n == 7), "{threads:?}");
+    let stages_nice = stages[0];
+    assert!(
+        stages_nice == 7 || (own > 7 && stages_nice == own),
+        "{threads:?}"
+    );
+    assert!(stages.iter().all(|&n| n == stages_nice), "{threads:?}");
     let writers = nice_of("persist-");
     assert!(!writers.is_empty(), "{threads:?}");
-    assert!(writers.iter().all(|&n| n == 17), "{threads:?}");
+    let writers_nice = (stages_nice + 10).min(19);
+    assert!(writers.iter().all(|&n| n == writers_nice), "{threads:?}");
     let api = nice_of("serve");
     assert!(
-        !api.is_empty() && api.iter().all(|&n| n == 0),
+        !api.is_empty() && api.iter().all(|&n| n == own),
         "{threads:?}"
     );
     // A look-up is answered by the readers meanwhile.

@@ -29,7 +29,8 @@ pub enum Refused {
 
 struct Queue {
     jobs: VecDeque<Job>,
-    /// Jobs taken and not finished: waiting, or running on a reader.
+    /// Jobs taken and not finished: waiting, or running on a reader (each
+    /// holds a [`Place`]).
     in_flight: usize,
     stopping: bool,
 }
@@ -94,10 +95,6 @@ impl Readers {
         W: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            // A receiver gone (the request timed out) wants no answer.
-            let _ = tx.send(work());
-        });
         {
             let mut queue = self.shared.lock();
             if queue.stopping {
@@ -107,7 +104,19 @@ impl Readers {
                 return Err(Refused::Busy);
             }
             queue.in_flight += 1;
-            queue.jobs.push_back(job);
+            let place = Place(self.shared.clone());
+            queue.jobs.push_back(Box::new(move || {
+                // Bound in this order, a panic drops the place first.
+                let (tx, place) = (tx, place);
+                let answer = work();
+                // The place is free before the answer is sent, so that a
+                // caller who asks again at once finds it free; a panicking
+                // job frees it as it unwinds, before its sender is dropped
+                // unanswered.
+                drop(place);
+                // A receiver gone (the request timed out) wants no answer.
+                let _ = tx.send(answer);
+            }));
         }
         self.shared.ready.notify_one();
         // A job that panicked drops its sender unanswered.
@@ -157,7 +166,15 @@ fn read_until_stopped(shared: &Shared) {
         // A panicking job answers nothing (its caller sees `Failed`) and
         // leaves the reader running.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-        shared.lock().in_flight -= 1;
+    }
+}
+
+/// A job's place in the queue's room, given back when dropped.
+struct Place(Arc<Shared>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.lock().in_flight -= 1;
     }
 }
 
