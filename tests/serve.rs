@@ -1023,6 +1023,7 @@ fn the_stages_yield_to_the_readers() {
             .collect()
     };
     assert_eq!(nice_of("lookup-"), [own; 3], "{threads:?}");
+    assert_eq!(nice_of("lots-"), [own], "{threads:?}");
     let stages = nice_of("st-");
     assert!(!stages.is_empty(), "{threads:?}");
     let stages_nice = stages[0];

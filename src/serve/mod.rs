@@ -6,8 +6,10 @@
 //! in flight (beyond them, 503 at once rather than a queue), and its time
 //! (a look-up that takes longer is answered 503). The blocking work (store
 //! reads, signature checks) runs on a few reader threads of its own
-//! ([`readers`]), not on the async threads nor on tokio's blocking pool. No request body, NIR or
-//! key is ever logged: a log line names the method, the route and the status.
+//! ([`readers`]), not on the async threads nor on tokio's blocking pool;
+//! lots on a thread of theirs, so that a look-up never waits behind a lot.
+//! No request body, NIR or key is ever logged: a log line names the
+//! method, the route and the status.
 
 mod auth;
 mod eu;
@@ -47,8 +49,8 @@ use readers::{Readers, Refused};
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub body_bytes: usize,
-    /// Blocking jobs (look-ups, signature checks) waiting or running at
-    /// once; beyond them, 503 at once.
+    /// Blocking jobs (look-ups, signature checks; lots apart) waiting or
+    /// running at once; beyond them, 503 at once.
     pub in_flight: usize,
     /// The reader threads that run them.
     pub readers: usize,
@@ -82,6 +84,8 @@ pub struct Api {
     /// The OpenAPI document as this server serves it.
     document: String,
     readers: Readers,
+    /// The lots' own reader (they go one at a time, under the intake's lock).
+    lot_reader: Readers,
 }
 
 /// What an [`Api`] is made of.
@@ -100,13 +104,15 @@ pub struct Parts {
 }
 
 impl Api {
-    /// The API and its reader threads (named `lookup-N`; they start with
-    /// the calling thread's priority).
+    /// The API and its reader threads (named `lookup-N`, and `lots-0`; they
+    /// start with the calling thread's priority).
     pub fn new(parts: Parts) -> std::io::Result<Arc<Api>> {
         let readers = Readers::start("lookup", parts.limits.readers, parts.limits.in_flight)?;
+        let lot_reader = Readers::start("lots", 1, parts.limits.in_flight)?;
         Ok(Arc::new(Api {
             document: openapi::served(parts.professionals.is_some()),
             readers,
+            lot_reader,
             directory: parts.directory,
             bus: parts.bus,
             registry: parts.registry,
@@ -178,15 +184,36 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Which readers run a job.
+#[derive(Debug, Clone, Copy)]
+pub enum Pool {
+    /// Look-ups and the other short reads.
+    Lookups,
+    /// Lots (one at a time), apart so that look-ups never wait behind them.
+    Lots,
+}
+
 /// Runs `work` (a blocking read of a store) on a reader, within the
 /// in-flight bound and the time bound.
 pub async fn bounded<T: Send + 'static>(
     api: &Arc<Api>,
     work: impl FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    bounded_on(api, Pool::Lookups, work).await
+}
+
+/// [`bounded`] on the readers of `pool`.
+pub async fn bounded_on<T: Send + 'static>(
+    api: &Arc<Api>,
+    pool: Pool,
+    work: impl FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let readers = match pool {
+        Pool::Lookups => &api.readers,
+        Pool::Lots => &api.lot_reader,
+    };
     let shared = api.clone();
-    let answer = api
-        .readers
+    let answer = readers
         .submit(move || work(&shared))
         .map_err(ApiError::refused)?;
     match tokio::time::timeout(api.limits.timeout, answer).await {
