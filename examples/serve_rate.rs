@@ -75,6 +75,8 @@ fn sign(key: &SigningKey, cert: &str, path: &str, body: &str) -> [(&'static str,
 
 struct Tally {
     latencies: Histogram<u64>,
+    /// The latencies of the requests due in each second of the run.
+    by_second: Vec<Histogram<u64>>,
     statuses: std::collections::BTreeMap<u16, u64>,
     errors: u64,
 }
@@ -104,6 +106,9 @@ async fn run(
     let permits = Arc::new(tokio::sync::Semaphore::new(connections));
     let tally = Arc::new(Mutex::new(Tally {
         latencies: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        by_second: (0..seconds.max(1))
+            .map(|_| Histogram::new_with_bounds(1, 60_000_000, 2))
+            .collect::<Result<_, _>>()?,
         statuses: Default::default(),
         errors: 0,
     }));
@@ -166,6 +171,8 @@ async fn run(
                         *tally.statuses.entry(status).or_default() += 1;
                         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
                         let _ = tally.latencies.record(micros);
+                        let second = ((i as f64 / rate) as usize).min(tally.by_second.len() - 1);
+                        let _ = tally.by_second[second].record(micros);
                     }
                     None => tally.errors += 1,
                 }
@@ -195,6 +202,26 @@ async fn run(
         ms(0.99),
         ms(0.999),
         h.max() as f64 / 1000.0
+    );
+    // Where the tail sits in time: a stall shows as a second or two.
+    let p99s: Vec<(usize, f64)> = tally
+        .by_second
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(second, h)| (second, h.value_at_quantile(0.99) as f64 / 1000.0))
+        .collect();
+    let mut slowest = p99s.clone();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let named: Vec<String> = slowest
+        .iter()
+        .take(3)
+        .map(|(second, p99)| format!("second {second}: {p99:.2} ms"))
+        .collect();
+    let after_first = p99s.iter().skip(1).map(|s| s.1).fold(0.0, f64::max);
+    println!(
+        "slowest seconds (p99 of the requests due in each): {}; after the first second at most {after_first:.2} ms",
+        named.join(", ")
     );
     Ok(())
 }

@@ -13,7 +13,8 @@
 #      (default 2,000).
 #   scripts/serve-load.sh [CLAIMS] [SECONDS] [CONNECTIONS] [OUT_DIR]   (default: 20000 20 32)
 # Environment: CLEARING (the binary; default: the release build, built if missing), RATE, LOTS,
-# RATE_SIGNED, SKIP_WRK=1 (the fixed-rate runs only).
+# RATE_SIGNED, SKIP_WRK=1 (the fixed-rate runs only), SERVE_FLAGS (more `clearing serve` flags
+# for every run, e.g. "--stages-nice 0 --lookup-threads 8"; not for a binary without them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +49,8 @@ head -100 "$OUT/gen/claims.jsonl" | jq -cs '.' > "$OUT/lot-fses.json"
 
 # Starts `clearing serve` on $BUS with the flags given; sets SERVE (its pid) and ADDR.
 start_serve() {
-  "$BIN" serve --bus "$BUS" --listen 127.0.0.1:0 --max-in-flight 1024 "$@" > "$OUT/serve.out" 2> "$OUT/serve.err" &
+  # shellcheck disable=SC2086 # SERVE_FLAGS is a list of words
+  "$BIN" serve --bus "$BUS" --listen 127.0.0.1:0 --max-in-flight 1024 ${SERVE_FLAGS:-} "$@" > "$OUT/serve.out" 2> "$OUT/serve.err" &
   SERVE=$!
   for _ in $(seq 100); do
     ADDR="$(sed -n 's/^clearing serve: listening on //p' "$OUT/serve.out")"

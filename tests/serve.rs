@@ -2,7 +2,8 @@
 //! from the entitlement stage's state of a real process on a local log, bad
 //! input refused with the pipeline's codes, a rights update published while
 //! no claim flows answered at once (the records the stage has not applied
-//! yet are read by the look-up), and a clean stop on SIGTERM.
+//! yet are read by the look-up), a clean stop on SIGTERM, a question that
+//! finds the readers taken answered 503 at once, and the threads' priorities.
 
 mod common;
 
@@ -899,4 +900,149 @@ fn answers_everywhere(servers: &[&Server], data: &DataSet) -> Vec<Value> {
         answers.extend(first);
     }
     answers
+}
+
+/// One reader and room for one request: of questions sent side by side,
+/// those that find the reader taken are answered 503 `busy` at once, the
+/// others as usual. Waves of them are sent until one meets a taken reader
+/// (the first almost always does); each answer is checked.
+#[test]
+fn a_question_that_finds_the_readers_taken_is_answered_busy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::small_month(&dir.path().join("data"));
+    let bus = dir.path().join("bus");
+    data.references_only(&bus);
+    let server = Server::start_with(
+        &bus,
+        &[
+            "--auth",
+            "none",
+            "--rate-per-second",
+            "0",
+            "--lookup-threads",
+            "1",
+            "--max-in-flight",
+            "1",
+        ],
+    );
+    let queries: Vec<String> = data
+        .rights
+        .iter()
+        .map(|r| query_for(r, "2025-03-15").to_string())
+        .collect();
+    let (mut answered, mut busy) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while busy == 0 || answered == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{answered} answered, {busy} busy"
+        );
+        let start = std::sync::Barrier::new(16);
+        let wave: Vec<(u16, Value)> = std::thread::scope(|scope| {
+            let asks: Vec<_> = (0..16)
+                .map(|i| {
+                    let (start, addr, query) = (&start, &server.addr, &queries[i % queries.len()]);
+                    scope.spawn(move || {
+                        start.wait();
+                        http(addr, "POST", "/v1/rights", query.as_bytes())
+                    })
+                })
+                .collect();
+            asks.into_iter().map(|a| a.join().unwrap()).collect()
+        });
+        for (status, answer) in wave {
+            match status {
+                200 => {
+                    assert!(answer["as_of"]["rights_offset"].as_u64().unwrap() > 0);
+                    answered += 1;
+                }
+                503 => {
+                    assert_eq!(answer["error"], "busy", "{answer}");
+                    busy += 1;
+                }
+                _ => panic!("{status} {answer}"),
+            }
+        }
+    }
+    // The readers are free again once the wave is answered.
+    assert_eq!(ask(&server, &json!(null)).0, 400);
+    let (status, answer) = ask(&server, &query_for(&data.rights[0], "2025-03-15"));
+    assert_eq!(status, 200, "{answer}");
+    server.stop();
+}
+
+/// The nice value (field 19 of /proc/PID/task/TID/stat) of each thread of
+/// process `pid`, by the thread's name.
+fn nice_by_thread(pid: u32) -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // a thread that ended meanwhile
+        };
+        // "TID (NAME) STATE …": the name may hold spaces and parentheses,
+        // so the fields are counted from its last ')', field 3 first.
+        let (head, fields) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_string();
+        let nice = fields.split_whitespace().nth(19 - 3).unwrap();
+        threads.push((name, nice.parse().unwrap()));
+    }
+    threads
+}
+
+/// The stages run at `--stages-nice`, their sled writers ten further
+/// behind, and what answers the clients (the readers, the async threads)
+/// at the process's own nice value (0 as usually started).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_stages_yield_to_the_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::small_month(&dir.path().join("data"));
+    let bus = dir.path().join("bus");
+    data.references_only(&bus);
+    let server = Server::start_with(
+        &bus,
+        &[
+            "--auth",
+            "none",
+            "--lookup-threads",
+            "3",
+            "--stages-nice",
+            "7",
+        ],
+    );
+    let threads = nice_by_thread(server.child.id());
+    // The server starts at this test's nice value (0 unless the tests run
+    // niced); without privilege a nice value is only ever raised, so tests
+    // run above 7 may see the stages left at it.
+    let own = nice_by_thread(std::process::id())[0].1;
+    let nice_of = |prefix: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    assert_eq!(nice_of("lookup-"), [own; 3], "{threads:?}");
+    assert_eq!(nice_of("lots-"), [own], "{threads:?}");
+    let stages = nice_of("st-");
+    assert!(!stages.is_empty(), "{threads:?}");
+    let stages_nice = stages[0];
+    assert!(
+        stages_nice == 7 || (own > 7 && stages_nice == own),
+        "{threads:?}"
+    );
+    assert!(stages.iter().all(|&n| n == stages_nice), "{threads:?}");
+    let writers = nice_of("persist-");
+    assert!(!writers.is_empty(), "{threads:?}");
+    let writers_nice = (stages_nice + 10).min(19);
+    assert!(writers.iter().all(|&n| n == writers_nice), "{threads:?}");
+    let api = nice_of("serve");
+    assert!(
+        !api.is_empty() && api.iter().all(|&n| n == own),
+        "{threads:?}"
+    );
+    // A look-up is answered by the readers meanwhile.
+    let (status, answer) = ask(&server, &query_for(&data.rights[0], "2025-03-15"));
+    assert_eq!(status, 200, "{answer}");
+    server.stop();
 }

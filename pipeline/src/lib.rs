@@ -16,6 +16,7 @@ pub mod money;
 pub mod online;
 pub mod outbound;
 pub mod pki;
+pub mod priority;
 pub mod pseudonym;
 pub mod refdata;
 pub mod rules;

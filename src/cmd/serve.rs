@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use clearing_pipeline::priority;
 use clearing_pipeline::runtime::queries::StateDirectory;
 use clearing_pipeline::runtime::{self, Progress};
 
@@ -32,9 +33,19 @@ pub struct ServeArgs {
     /// Largest request body, bytes (a lot of 1,000 FSEs is about 1.5 MB).
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Requests handled at once; beyond them, 503 at once.
+    /// Requests handled at once (look-ups and signature checks waiting for
+    /// a reader or running on one); beyond them, 503 at once.
     #[arg(long, default_value_t = 256)]
     pub max_in_flight: usize,
+    /// Threads that do the requests' blocking work (store reads, signature
+    /// checks), at the API's priority.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub lookup_threads: u16,
+    /// The stages' nice value (0-19): on contended cores the scheduler
+    /// answers the API first, and the stages' sled writers run 10 further
+    /// behind (Linux; best effort elsewhere).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub stages_nice: i32,
     /// Longest a look-up may take, milliseconds; beyond it, 503.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
@@ -102,6 +113,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         limits: Limits {
             body_bytes: args.max_body_bytes,
             in_flight: args.max_in_flight,
+            readers: usize::from(args.lookup_threads),
             timeout: Duration::from_millis(args.timeout_ms),
             forward_timeout: Duration::from_millis(args.forward_timeout_ms),
         },
@@ -110,7 +122,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         rate_limit: RateLimit::new(args.rate_per_second, args.rate_burst),
         owners: owners.clone(),
         peer_key,
-    });
+    })
+    .context("starting the reader threads")?;
     println!("clearing serve: listening on {bound}");
     eprintln!(
         "clearing serve: stages {:?} on {}; {}; SIGINT or SIGTERM stops",
@@ -128,9 +141,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         })?),
         None => None,
     };
+    let stages_nice = args.stages_nice;
     let stages_thread = std::thread::Builder::new().name("stages".into()).spawn({
         let (stop, shared, http_stop) = (stages_stop.clone(), shared.clone(), stop.clone());
         move || {
+            // Before the stages' threads start: they, and the writers
+            // behind them, take their priority from this thread's.
+            if let Err(e) = priority::set_current(stages_nice) {
+                eprintln!("clearing serve: the stages run at the API's priority ({e})");
+            }
             let report = |_: &Progress| {};
             let ran = runtime::run_stages(
                 shared,

@@ -38,6 +38,7 @@ use clearing_pipeline::runtime::topics;
 use sha2::{Digest, Sha256};
 
 use super::forward::FORWARDED;
+use super::readers::Refused;
 use super::{Api, ApiError};
 
 /// How far a request's date may be from the server's clock.
@@ -231,27 +232,28 @@ async fn signer(
     let text = signed_text(parts.method.as_str(), parts.uri.path(), &signed.date, bytes);
     let today = clearing_pipeline::clock::insurer_date(now_millis()).unwrap_or_default();
     let checked = {
-        let (api, professionals) = (api.clone(), professionals.clone());
-        tokio::task::spawn_blocking(move || {
-            professionals.with_pki(api.bus.as_ref(), &api.registry, |pki| {
-                let Some(cert) = pki.certificate(&signed.cert) else {
-                    return Err(VerifyFailure::UnknownCertificate);
-                };
-                pki.verify(
-                    &signed.cert,
-                    &cert.rpps,
-                    cert.alg.as_str(),
-                    today,
-                    text.as_bytes(),
-                    &signed.signature,
-                )
-                .map(|()| Professional {
-                    cert: signed.cert.clone(),
-                    rpps: cert.rpps.clone(),
+        let (shared, professionals) = (api.clone(), professionals.clone());
+        api.readers
+            .run(move || {
+                professionals.with_pki(shared.bus.as_ref(), &shared.registry, |pki| {
+                    let Some(cert) = pki.certificate(&signed.cert) else {
+                        return Err(VerifyFailure::UnknownCertificate);
+                    };
+                    pki.verify(
+                        &signed.cert,
+                        &cert.rpps,
+                        cert.alg.as_str(),
+                        today,
+                        text.as_bytes(),
+                        &signed.signature,
+                    )
+                    .map(|()| Professional {
+                        cert: signed.cert.clone(),
+                        rpps: cert.rpps.clone(),
+                    })
                 })
             })
-        })
-        .await
+            .await
     };
     let refusal = match checked {
         Ok(Ok(Ok(professional))) => return Ok(professional),
@@ -268,7 +270,8 @@ async fn signer(
         Ok(Ok(Err(VerifyFailure::UnknownCertificate))) => unauthenticated("unknown certificate"),
         Ok(Ok(Err(_))) => unauthenticated("the signature does not verify"),
         Ok(Err(e)) => ApiError::unavailable(e).into_response(),
-        Err(_) => ApiError::unavailable("the check failed").into_response(),
+        Err(Refused::Busy) => ApiError::busy().into_response(),
+        Err(Refused::Failed) => ApiError::unavailable("the check failed").into_response(),
     };
     Err(Box::new(refusal))
 }

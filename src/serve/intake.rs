@@ -38,7 +38,7 @@ use clearing_pipeline::stages::validation;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Professional;
-use super::{Api, ApiError, bounded};
+use super::{Api, ApiError, Pool, bounded_on};
 
 /// Most FSEs in a lot.
 pub const MAX_LOT: usize = 1000;
@@ -157,9 +157,11 @@ pub async fn take_lot(
         return Err(malformed("a lot has lot_id and fses (or fses_avro) only"));
     }
     let asker = asker.map(|a| a.0);
-    bounded(&api, move |api| take(api, asker.as_ref(), &lot_id, &sent))
-        .await
-        .map(axum::Json)
+    bounded_on(&api, Pool::Lots, move |api| {
+        take(api, asker.as_ref(), &lot_id, &sent)
+    })
+    .await
+    .map(axum::Json)
 }
 
 /// An FSE of an Avro lot: base64 of a single-object record of

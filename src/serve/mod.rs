@@ -4,8 +4,12 @@
 //!
 //! Every request is bounded: its body ([`Limits::body_bytes`]), the requests
 //! in flight (beyond them, 503 at once rather than a queue), and its time
-//! (a look-up that takes longer is answered 503). No request body, NIR or
-//! key is ever logged: a log line names the method, the route and the status.
+//! (a look-up that takes longer is answered 503). The blocking work (store
+//! reads, signature checks) runs on a few reader threads of its own
+//! ([`readers`]), not on the async threads nor on tokio's blocking pool;
+//! lots on a thread of theirs, so that a look-up never waits behind a lot.
+//! No request body, NIR or key is ever logged: a log line names the
+//! method, the route and the status.
 
 mod auth;
 mod eu;
@@ -14,6 +18,7 @@ mod intake;
 mod limit;
 mod openapi;
 mod owners;
+mod readers;
 mod rights;
 
 pub use auth::Professionals;
@@ -37,13 +42,18 @@ use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::runtime::queries::StateDirectory;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+
+use readers::{Readers, Refused};
 
 /// The bounds every request is held to.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub body_bytes: usize,
+    /// Blocking jobs (look-ups, signature checks; lots apart) waiting or
+    /// running at once; beyond them, 503 at once.
     pub in_flight: usize,
+    /// The reader threads that run them.
+    pub readers: usize,
     pub timeout: Duration,
     /// Longest a forward to a partition's owner may take.
     pub forward_timeout: Duration,
@@ -73,7 +83,9 @@ pub struct Api {
     peers: forward::Peers,
     /// The OpenAPI document as this server serves it.
     document: String,
-    permits: Semaphore,
+    readers: Readers,
+    /// The lots' own reader (they go one at a time, under the intake's lock).
+    lot_reader: Readers,
 }
 
 /// What an [`Api`] is made of.
@@ -92,10 +104,15 @@ pub struct Parts {
 }
 
 impl Api {
-    pub fn new(parts: Parts) -> Arc<Api> {
-        Arc::new(Api {
+    /// The API and its reader threads (named `lookup-N`, and `lots-0`; they
+    /// start with the calling thread's priority).
+    pub fn new(parts: Parts) -> std::io::Result<Arc<Api>> {
+        let readers = Readers::start("lookup", parts.limits.readers, parts.limits.in_flight)?;
+        let lot_reader = Readers::start("lots", 1, parts.limits.in_flight)?;
+        Ok(Arc::new(Api {
             document: openapi::served(parts.professionals.is_some()),
-            permits: Semaphore::new(parts.limits.in_flight),
+            readers,
+            lot_reader,
             directory: parts.directory,
             bus: parts.bus,
             registry: parts.registry,
@@ -109,7 +126,7 @@ impl Api {
             owners: parts.owners,
             peer_key: parts.peer_key,
             peers: forward::Peers::default(),
-        })
+        }))
     }
 }
 
@@ -147,6 +164,18 @@ impl ApiError {
             "too many requests in flight; retry",
         )
     }
+
+    /// A job the readers did not do: busy (retry), or failed.
+    fn refused(refused: Refused) -> ApiError {
+        match refused {
+            Refused::Busy => ApiError::busy(),
+            Refused::Failed => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the look-up failed",
+            ),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -155,24 +184,41 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Runs `work` (a blocking read of a store) off the async threads, within
-/// the in-flight bound and the time bound.
+/// Which readers run a job.
+#[derive(Debug, Clone, Copy)]
+pub enum Pool {
+    /// Look-ups and the other short reads.
+    Lookups,
+    /// Lots (one at a time), apart so that look-ups never wait behind them.
+    Lots,
+}
+
+/// Runs `work` (a blocking read of a store) on a reader, within the
+/// in-flight bound and the time bound.
 pub async fn bounded<T: Send + 'static>(
     api: &Arc<Api>,
     work: impl FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let Ok(_permit) = api.permits.try_acquire() else {
-        return Err(ApiError::busy());
+    bounded_on(api, Pool::Lookups, work).await
+}
+
+/// [`bounded`] on the readers of `pool`.
+pub async fn bounded_on<T: Send + 'static>(
+    api: &Arc<Api>,
+    pool: Pool,
+    work: impl FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let readers = match pool {
+        Pool::Lookups => &api.readers,
+        Pool::Lots => &api.lot_reader,
     };
     let shared = api.clone();
-    let task = tokio::task::spawn_blocking(move || work(&shared));
-    match tokio::time::timeout(api.limits.timeout, task).await {
+    let answer = readers
+        .submit(move || work(&shared))
+        .map_err(ApiError::refused)?;
+    match tokio::time::timeout(api.limits.timeout, answer).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(_)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the look-up failed",
-        )),
+        Ok(Err(refused)) => Err(ApiError::refused(refused)),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",

@@ -81,9 +81,10 @@ pub async fn look_up(
     for fresh in [false, true] {
         if fresh {
             let reading = api.clone();
-            tokio::task::spawn_blocking(move || owners_refresh(&reading))
+            api.readers
+                .run(move || owners_refresh(&reading))
                 .await
-                .map_err(|_| ApiError::unavailable("reading the owners failed"))??;
+                .map_err(ApiError::refused)??;
         }
         let owner = owners
             .owner(StageKind::Entitlement, partition)

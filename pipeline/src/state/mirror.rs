@@ -114,19 +114,15 @@ impl Persister {
 }
 
 /// The persister runs behind the stages by design: on a contended core the
-/// scheduler should run a stage (a claim waiting) before it. Nice 10 leaves
-/// it the idle time and about a tenth of a contended core; the bounded
-/// queue to it still makes a stage that outruns it wait. It lowered the p99
-/// (docs/performance.md, "Kept, and what each gave").
-/// Best effort: a refusal leaves the default priority.
+/// scheduler should run a stage (a claim waiting) before it. Nice 10 below
+/// the stage that starts it (10 under `clearing run`, `--stages-nice` + 10
+/// under `clearing serve`: crate::priority) leaves it the idle time and
+/// about a tenth of a contended core; the bounded queue to it still makes a
+/// stage that outruns it wait. It lowered the p99 (docs/performance.md,
+/// "Kept, and what each gave"). Best effort: a refusal leaves the priority
+/// it started with.
 fn yield_to_the_stages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid has no preconditions; setpriority on this thread's id
-    // changes only this thread's nice value (Linux threads are tasks).
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
-    }
+    crate::priority::fall_behind_the_stages();
 }
 
 fn persist_loop(rx: &Receiver<Job>, failed: &Mutex<Option<String>>) {
