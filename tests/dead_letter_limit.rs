@@ -134,6 +134,7 @@ fn shared(bus: &Arc<dyn Bus>, state: &std::path::Path) -> Arc<Shared> {
         verify_threads: 1,
         workers_per_stage: 1,
         queries: None,
+        store_rewrite: clearing_pipeline::state::RewritePolicy::DEFAULT,
     })
 }
 

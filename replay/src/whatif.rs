@@ -201,6 +201,7 @@ fn run(
         verify_threads: clearing_pipeline::runtime::cores(),
         workers_per_stage: clearing_pipeline::runtime::DEFAULT_WORKERS_PER_STAGE,
         queries: None,
+        store_rewrite: clearing_pipeline::state::RewritePolicy::DEFAULT,
     });
     runtime::run_to_end(shared).map_err(|e| ReplayError::Other(e.to_string()))?;
     Ok(log)

@@ -10,6 +10,7 @@ use clearing_pipeline::bus::Bus;
 use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::{self, Shared};
+use clearing_pipeline::state::RewritePolicy;
 
 use super::{load_rules, open_bus, pseudonym_key};
 
@@ -111,6 +112,14 @@ pub struct WorkerArgs {
     /// each (default 1).
     #[arg(long)]
     pub workers_per_stage: Option<u32>,
+    /// Rewrite a stage's store when it is opened and its files exceed this
+    /// many times its live keys and values (sled's dead space; default 8).
+    #[arg(long, value_name = "TIMES", value_parser = clap::value_parser!(u64).range(2..))]
+    pub store_rewrite_amplification: Option<u64>,
+    /// Also rewrite it when its files have grown this many percent past
+    /// the amplification its last copy had (default: not on growth).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_rewrite_growth: Option<u64>,
 }
 
 impl Default for WorkerArgs {
@@ -120,6 +129,8 @@ impl Default for WorkerArgs {
             batch: DEFAULT_BATCH,
             verify_threads: None,
             workers_per_stage: None,
+            store_rewrite_amplification: None,
+            store_rewrite_growth: None,
         }
     }
 }
@@ -129,6 +140,19 @@ impl WorkerArgs {
     pub fn workers_per_stage(&self) -> u32 {
         self.workers_per_stage
             .unwrap_or(runtime::DEFAULT_WORKERS_PER_STAGE)
+    }
+
+    /// `--store-rewrite-amplification` and `--store-rewrite-growth` over
+    /// the default policy.
+    pub fn store_rewrite(&self) -> RewritePolicy {
+        let default = RewritePolicy::DEFAULT;
+        RewritePolicy {
+            amplification: self
+                .store_rewrite_amplification
+                .unwrap_or(default.amplification),
+            growth_pct: self.store_rewrite_growth.or(default.growth_pct),
+            ..default
+        }
     }
 
     /// `--batch`, within what the runtime takes.
@@ -153,6 +177,7 @@ impl WorkerArgs {
                 .unwrap_or_else(clearing_pipeline::runtime::cores),
             workers_per_stage: self.workers_per_stage(),
             queries: None,
+            store_rewrite: self.store_rewrite(),
         }))
     }
 }

@@ -153,6 +153,7 @@ pub fn shared_with(
         verify_threads,
         workers_per_stage,
         queries: None,
+        store_rewrite: clearing_pipeline::state::RewritePolicy::DEFAULT,
     })
 }
 

@@ -41,7 +41,9 @@ use crate::refdata::{RefView, SignatureVerifier, TrustUnsigned};
 use crate::rules::Rules;
 use crate::signatures::PkiVerifier;
 use crate::stages::Context;
-use crate::state::{Mirror, Persister, SledStore, StateStore, StateTxn, StoreError, WriteBatch};
+use crate::state::{
+    Mirror, Persister, RewritePolicy, SledStore, StateStore, StateTxn, StoreError, WriteBatch,
+};
 
 use crate::state::keys::reserved::{CHANGELOG_END, OUT_END};
 
@@ -86,6 +88,9 @@ pub struct Shared {
     /// Where the online services find the stores this process holds
     /// (`clearing serve`); `None` when nothing queries them.
     pub queries: Option<Arc<super::queries::StateDirectory>>,
+    /// When a stage's store is rewritten at open to give back sled's dead
+    /// space (`state::sled_rewrite`).
+    pub store_rewrite: RewritePolicy,
 }
 
 pub(super) struct PartitionState {
@@ -142,7 +147,11 @@ impl StageStore {
     pub fn open(kind: StageKind, shared: &Shared) -> Result<StageStore, RuntimeError> {
         // A corrupt store is moved aside and restored from the changelogs;
         // one bloated by sled's dead space is rewritten.
-        let (db, notes) = SledStore::open_or_rebuild(&shared.state_dir.join(kind.name()), "meta")?;
+        let (db, notes) = SledStore::open_or_rebuild_with(
+            &shared.state_dir.join(kind.name()),
+            "meta",
+            shared.store_rewrite,
+        )?;
         if let Some(rebuilt) = notes.rebuilt {
             eprintln!("{}: {rebuilt}; restoring from the changelog", kind.name());
         }

@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use super::sled_rewrite::{self, RewritePolicy, Rewritten};
+use super::sled_rewrite::{self, Baseline, RewritePolicy, Rewritten};
 use super::{KeyValue, StateRead, StateStore, StoreError, WriteBatch};
 
 pub struct SledStore {
@@ -198,7 +198,7 @@ impl SledStore {
                     live_bytes,
                     ..OpenNotes::default()
                 };
-                if !policy.wants(disk_bytes_before, live_bytes) {
+                if !policy.wants(disk_bytes_before, live_bytes, Baseline::read(dir)) {
                     return Ok((store, measured));
                 }
                 drop(store);
@@ -208,6 +208,11 @@ impl SledStore {
                     .db
                     .size_on_disk()
                     .map_err(|e| sled_error(dir, "measuring", e))?;
+                Baseline {
+                    disk_bytes: disk_bytes_after,
+                    live_bytes,
+                }
+                .write(dir)?;
                 let rewritten = Rewritten {
                     disk_bytes_before,
                     disk_bytes_after,
@@ -236,6 +241,7 @@ impl SledStore {
             context: format!("moving the corrupt store {} aside", dir.display()),
             source,
         })?;
+        Baseline::remove(dir)?;
         let store = SledStore::open(dir, name)?;
         let rebuilt = Rebuilt { aside, error };
         Ok((
@@ -286,6 +292,11 @@ impl SledStore {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    open_db_cached(dir, 1024 * 1024 * 1024)
+}
+
+/// [`open_db`] with a page cache of `cache_bytes`.
+pub(super) fn open_db_cached(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(5);
     loop {
@@ -299,10 +310,11 @@ pub(super) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             // periodic, stalled the stages' log fsyncs behind them on this
             // disk (docs/performance.md, "Kept, and what each gave").
             .flush_every_ms(None)
-            // The library's page cache: reads are mostly served above sled
-            // (state/mirror.rs), but a smaller cache made sled 0.34 slower and
-            // no leaner (docs/performance.md, "Kept, and what each gave").
-            .cache_capacity(1024 * 1024 * 1024)
+            // The library's page cache (1 GiB for a stage's store): reads
+            // are mostly served above sled (state/mirror.rs), but a smaller
+            // cache made sled 0.34 slower and no leaner (docs/performance.md,
+            // "Kept, and what each gave").
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open();
         match opened {

@@ -88,6 +88,9 @@ pub struct Config {
     pub corpus_reused: bool,
     pub generate_seconds: Option<f64>,
     pub rules_version: String,
+    /// When a stage's store is rewritten at open (`--store-rewrite-*`).
+    pub store_rewrite_amplification: u64,
+    pub store_rewrite_growth_pct: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +191,8 @@ fn config(
         corpus_reused: corpus.reused,
         generate_seconds: corpus.generate_seconds,
         rules_version: rules.version.clone(),
+        store_rewrite_amplification: args.workers.store_rewrite().amplification,
+        store_rewrite_growth_pct: args.workers.store_rewrite().growth_pct,
     }
 }
 
