@@ -97,7 +97,21 @@ fn submitted() -> FseSubmitted {
                 product: Some("3400930000000".to_owned()),
                 unit_price_cents: Some(-1),
                 leg: Some(2),
-                prescription: None,
+                // A foreign ePrescription: the FSE is written with the
+                // current schema (without one, in fse.submitted.v3).
+                prescription: Some(PrescriptionRec {
+                    prescriber_kind: PrescriberKind::Rpps,
+                    prescriber_id: String::new(),
+                    date: date(2025, 1, 18),
+                    number: None,
+                    quantity: Some(3),
+                    non_substitution: None,
+                    foreign: Some(ForeignPrescriptionRec {
+                        country: "DE".to_owned(),
+                        id: "DE-RX-1".to_owned(),
+                        atc: "N02BE01".to_owned(),
+                    }),
+                }),
             },
         ],
         signature: Some(SignatureRec {
@@ -304,6 +318,12 @@ fn submitted_reads_back(fse: &Value) {
     assert_eq!(fse["acts"][1]["charged_cents"], i64::MAX);
     assert_eq!(fse["acts"][1]["unit_price_cents"], -1);
     assert_eq!(fse["acts"][1]["leg"], 2);
+    assert_eq!(fse["acts"][0]["prescription"], Value::Null);
+    let prescription = &fse["acts"][1]["prescription"];
+    assert_eq!(prescription["date"], "2025-01-18");
+    assert_eq!(prescription["quantity"], 3);
+    assert_eq!(prescription["foreign"]["country"], "DE");
+    assert_eq!(prescription["foreign"]["atc"], "N02BE01");
     assert_eq!(fse["signature"]["value"], "deadbeef");
 }
 

@@ -5,7 +5,7 @@
 //! ticket modérateur, 100 %) contradict E4's 90 % — docs/rules.md explains.
 
 use clearing_pipeline::adjudicate::Adjudicator;
-use clearing_pipeline::domain::{Decision, Status};
+use clearing_pipeline::domain::{Decision, Route, Status};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::refdata::TrustUnsigned;
 use clearing_pipeline::rules::Rules;
@@ -611,5 +611,112 @@ fn prescriptions_are_checked_and_required_from_2027() {
     assert_eq!(
         rejected_with(&mut a, pharmacy("2027-01-04", bare)),
         vec![("prescription_missing".to_string(), Some(1))]
+    );
+}
+
+// --- EU ePrescriptions (issue 20, item 4; docs/rules.md, "EU ePrescriptions") --
+
+/// A German ePrescription (MyHealth@EU) of 28 Nov 2026 for paracetamol
+/// (ATC N02BE01), `boxes` boxes of DOLIPRANE 1000 mg dispensed; no French
+/// prescriber.
+fn german_eprescription(boxes: u32, atc: &str) -> Value {
+    let rx = json!({"date": "2026-11-28", "quantity": boxes,
+                    "foreign": {"country": "DE", "id": "160.000.000.000.042", "atc": atc}});
+    prescribed("3400935955838", boxes, "2.18", rx)
+}
+
+/// An EHIC visitor (German card, AOK) has a German ePrescription dispensed
+/// in a French pharmacy on 3 Dec 2026, after the service's start (1 Dec
+/// 2026, UNCONFIRMED): the line is priced as any (2 × 2.18 = 4.36 at the
+/// 65 % band = 2.83, less EUR 2 of franchises, EUR 1 a box) and the AMO
+/// share goes to the card's institution (route EU).
+#[test]
+fn a_foreign_eprescription_for_an_ehic_visitor_is_billed_to_the_card_institution() {
+    let mut a = adjudicator(rights(json!({})));
+    a.load_institution_line(
+        &json!({"country": "DE", "institution_id": "108310400",
+                "name": "AOK Baden-Wuerttemberg", "from": "2004-06-01"})
+        .to_string(),
+    )
+    .unwrap();
+    let mut claim = pharmacy("2026-12-03", german_eprescription(2, "N02BE01"));
+    claim.as_object_mut().unwrap().remove("beneficiary");
+    claim["ehic"] = json!({"country": "DE", "institution_id": "108310400",
+                           "card_id": "80276001234567890123", "personal_id": "X123456789",
+                           "surname": "Muster", "given_names": "Erika",
+                           "birth_date": "1970-01-31", "expiry": "2027-12-31"});
+    let d = decide(&mut a, claim);
+    assert_eq!(d.route, Some(Route::Eu));
+    assert_eq!(d.lines[0].base.to_string(), "4.36");
+    assert_eq!(d.lines[0].rate.percent(), 65);
+    assert!(reason_codes(&d).is_empty(), "{:?}", reason_codes(&d));
+    assert_money(&d, "0.83", "0.00", "0.00", "3.53");
+    assert_eq!(d.franchise.to_string(), "2.00");
+}
+
+/// A patient identified by a NIR whose coverage ended on 30 Jun 2026, and
+/// who holds no EHIC, has the same German ePrescription dispensed: accepted
+/// with no mandatory share (`eu_eprescription_no_mandatory_share`), AMO 0,
+/// the patient pays the whole 2.18, no franchise. The same claim without a
+/// foreign ePrescription is refused as before (`not_covered_on_care_date`).
+#[test]
+fn a_foreign_eprescription_for_a_patient_without_coverage_has_no_mandatory_share() {
+    let ended = json!({"coverage": [{"from": "2000-01-01", "to": "2026-06-30",
+                                      "regime": "01", "fund": "751"}]});
+    let mut a = adjudicator(rights(ended.clone()));
+    let d = decide(
+        &mut a,
+        pharmacy("2026-12-03", german_eprescription(1, "N02BE01")),
+    );
+    assert_eq!(d.route, Some(Route::Domestic));
+    assert_eq!(
+        reason_codes(&d),
+        vec![("eu_eprescription_no_mandatory_share".to_string(), None)]
+    );
+    assert_money(&d, "0.00", "0.00", "0.00", "2.18");
+    assert_eq!(d.franchise.to_string(), "0.00");
+    assert_eq!(d.lines[0].rate.percent(), 0);
+
+    let french = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2026-11-28"});
+    let mut a = adjudicator(rights(ended));
+    assert_eq!(
+        rejected_with(
+            &mut a,
+            pharmacy("2026-12-03", prescribed("3400935955838", 1, "2.18", french))
+        ),
+        vec![("not_covered_on_care_date".to_string(), None)]
+    );
+}
+
+/// Refused: before the service's start (30 Nov 2026), and a product that is
+/// not the prescribed substance (XANAX is alprazolam, N05BA12; a level-4
+/// code, N02BE, leaves the substance open and matches no product).
+#[test]
+fn a_foreign_eprescription_before_the_service_or_of_another_substance_is_refused() {
+    let mut a = adjudicator(rights(json!({})));
+    assert_eq!(
+        rejected_with(
+            &mut a,
+            pharmacy("2026-11-30", german_eprescription(1, "N02BE01"))
+        ),
+        vec![("eu_eprescription_not_in_service".to_string(), Some(1))]
+    );
+    let rx = json!({"date": "2026-11-28",
+                    "foreign": {"country": "DE", "id": "160.000.000.000.043", "atc": "N02BE01"}});
+    let mut a = adjudicator(rights(json!({})));
+    assert_eq!(
+        rejected_with(
+            &mut a,
+            pharmacy("2026-12-03", prescribed("3400932644551", 1, "2.39", rx))
+        ),
+        vec![("eu_eprescription_substance_mismatch".to_string(), Some(1))]
+    );
+    let mut a = adjudicator(rights(json!({})));
+    assert_eq!(
+        rejected_with(
+            &mut a,
+            pharmacy("2026-12-03", german_eprescription(1, "N02BE"))
+        ),
+        vec![("eu_eprescription_substance_mismatch".to_string(), Some(1))]
     );
 }

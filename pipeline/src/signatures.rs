@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::clock::Receipt;
 use crate::domain::{Fse, FseInput, Reason, ReasonCode, SignatureCheck, Stage};
 use crate::events::convert::submitted_from_input;
-use crate::events::model::FseSubmitted;
+use crate::events::model::{ActLineRec, FseSubmitted};
 use crate::events::registry::SchemaRegistry;
 use crate::events::{AvroField, Encoder};
 use crate::pki::{Pki, SigningDates, VerifyFailure};
@@ -25,7 +25,11 @@ use crate::refdata::SignatureVerifier;
 /// changes what was signed. When a line carries a prescription (since
 /// 2026-12-06; v1 has no such field), every line's `prescription` field
 /// follows, in line order: an FSE without one signs the bytes it always did,
-/// and one with a prescription cannot lose or gain it unnoticed.
+/// and one with a prescription cannot lose or gain it unnoticed. Those
+/// prescriptions are written without their `foreign` field; when a line
+/// carries a foreign ePrescription (since 2026-12-06), every line's foreign
+/// ePrescription (null when none) follows in turn, so the bytes signed before
+/// that field are unchanged.
 pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8> {
     let mut bytes = if fse.signature.is_none() {
         registry.encode_signed_form(fse)
@@ -36,8 +40,16 @@ pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8>
     };
     if fse.acts.iter().any(|a| a.prescription.is_some()) {
         let mut tail = Encoder::from_vec(bytes);
+        tail.set_without_foreign(true);
         for line in &fse.acts {
             line.prescription.encode_field(&mut tail);
+        }
+        let foreign =
+            |line: &ActLineRec| line.prescription.as_ref().and_then(|p| p.foreign.clone());
+        if fse.acts.iter().any(|a| foreign(a).is_some()) {
+            for line in &fse.acts {
+                foreign(line).encode_field(&mut tail);
+            }
         }
         bytes = tail.into_bytes();
     }

@@ -123,6 +123,20 @@ pub struct PrescriptionInput {
     pub quantity: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub non_substitution: Option<String>,
+    /// An ePrescription issued in another EU/EEA country (since
+    /// 2026-12-06): then no French prescriber is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign: Option<ForeignPrescriptionInput>,
+}
+
+/// A foreign ePrescription as sent: the issuing country (ISO 3166-1
+/// alpha-2), its id there, the prescribed substance (ATC code).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignPrescriptionInput {
+    pub country: Option<String>,
+    pub id: Option<String>,
+    pub atc: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -287,6 +301,8 @@ pub enum Prescriber {
     /// 9 characters: department (2, `2A`/`2B` allowed), category, order
     /// number and key; the key rule is UNCONFIRMED (domain.md 2.3): unchecked.
     Am(String),
+    /// The prescriber of a foreign ePrescription, known abroad only.
+    Foreign,
 }
 
 impl Prescriber {
@@ -295,6 +311,7 @@ impl Prescriber {
             Prescriber::Rpps(_) => "rpps",
             Prescriber::Finess(_) => "finess",
             Prescriber::Am(_) => "am",
+            Prescriber::Foreign => "foreign",
         }
     }
 
@@ -303,6 +320,7 @@ impl Prescriber {
             Prescriber::Rpps(r) => r.as_str(),
             Prescriber::Finess(f) => f.as_str(),
             Prescriber::Am(a) => a,
+            Prescriber::Foreign => "",
         }
     }
 }
@@ -346,12 +364,26 @@ pub struct Prescription {
     /// What it allows for the line's item; `None`: the line's quantity.
     pub quantity: Option<u32>,
     pub non_substitution: Option<NonSubstitution>,
+    pub foreign: Option<ForeignPrescription>,
+}
+
+/// A checked foreign ePrescription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignPrescription {
+    pub country: crate::ids::Country,
+    pub id: String,
+    /// The prescribed substance: an ATC code of any level (1 to 7 characters).
+    pub atc: String,
 }
 
 impl Prescription {
-    /// The prescription's identity for its dispensing count: the number of
-    /// an ordonnance numérique, else prescriber and date.
+    /// The prescription's identity for its dispensing count: a foreign
+    /// ePrescription's country and id, else the number of an ordonnance
+    /// numérique, else prescriber and date.
     pub fn identity(&self) -> String {
+        if let Some(f) = &self.foreign {
+            return format!("eu:{}:{}", f.country.as_str(), f.id);
+        }
         match &self.number {
             Some(number) => format!("n:{number}"),
             None => format!(

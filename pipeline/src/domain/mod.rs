@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 pub use decision::{Decision, DecisionLine, Route, SignatureCheck, Status};
 pub use fse::{
-    ActLine, Complement, Ehic, Fse, FseInput, Insured, NonSubstitution, Pathway, Patient,
-    Prescriber, Prescription, PrescriptionInput, Professional, Sector, Signature, TiersPayant,
+    ActLine, Complement, Ehic, ForeignPrescription, Fse, FseInput, Insured, NonSubstitution,
+    Pathway, Patient, Prescriber, Prescription, PrescriptionInput, Professional, Sector, Signature,
+    TiersPayant,
 };
 pub use reason::{Reason, ReasonCode, Stage};
 pub use rights::{Period, Rights, RightsInput};

@@ -110,6 +110,9 @@ reason_codes! {
     PrescriptionMissing => "prescription_missing", None, "Prescribed care (medicines, nursing, physiotherapy, biology, transport) without its prescription.";
     PrescriptionAfterCare => "prescription_after_care", None, "The prescription is dated after the care.";
     PrescriptionExpired => "prescription_expired", None, "The care is after the prescription's validity.";
+    EuEprescriptionNotInService => "eu_eprescription_not_in_service", None, "A foreign ePrescription on a date of care when France does not dispense them (before the service's start in the rule tables).";
+    EuEprescriptionCountry => "eu_eprescription_country", None, "A foreign ePrescription whose country is not an EU/EEA state other than France on the date of care.";
+    EuEprescriptionSubstanceMismatch => "eu_eprescription_substance_mismatch", None, "The dispensed CIP13 is not a listed product of the substance (ATC code) the foreign ePrescription names.";
     // --- validation: signature ---------------------------------------------
     MissingSignature => "missing_signature", None, "The FSE is not signed.";
     UnsupportedAlgorithm => "unsupported_algorithm", None, "The signature algorithm is not accepted.";
@@ -122,6 +125,7 @@ reason_codes! {
     UnknownBeneficiary => "unknown_beneficiary", Some("0250050"), "No rights record for this beneficiary.";
     NotCoveredOnCareDate => "not_covered_on_care_date", Some("0250050"), "The beneficiary had no coverage on the date of care.";
     ExonerationNotFound => "exoneration_not_found", Some("0450072"), "An ALD-related line, but no ALD in the rights on the date of care.";
+    EuEprescriptionNoMandatoryShare => "eu_eprescription_no_mandatory_share", None, "Foreign ePrescriptions dispensed to a patient neither covered nor on an EHIC: accepted with no mandatory share, the patient pays the whole (warning).";
     // --- routing ------------------------------------------------------------
     EhicFrenchCard => "ehic_french_card", None, "A French EHIC is not usable in France.";
     EhicStateNotAccepted => "ehic_state_not_accepted", None, "The card's state is not under coordination on the date of care.";

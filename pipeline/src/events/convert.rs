@@ -13,8 +13,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Offset, SecondsFormat, Utc};
 
 use super::model::*;
 use crate::domain::fse::{
-    ActLineInput, BeneficiaryInput, EhicInput, PrescriptionInput, ProfessionalInput,
-    SignatureInput, TiersPayantInput,
+    ActLineInput, BeneficiaryInput, EhicInput, ForeignPrescriptionInput, PrescriptionInput,
+    ProfessionalInput, SignatureInput, TiersPayantInput,
 };
 use crate::domain::rights::{
     AmcPeriod, CoveragePeriod, GpPeriod, LocalRegime, LocalRegimePeriod, Period, RightsInput,
@@ -189,6 +189,37 @@ fn act_line_rec(i: usize, line: &ActLineInput) -> Result<ActLineRec, ConvertErro
 /// The prescription of act line `i` (from 0).
 fn prescription_rec(i: usize, p: &PrescriptionInput) -> Result<PrescriptionRec, ConvertError> {
     let field = |name: &str| format!("acts[{i}].prescription.{name}");
+    let foreign = match &p.foreign {
+        None => None,
+        Some(_) if p.prescriber_kind.is_some() || p.prescriber.is_some() => {
+            return Err(err(
+                field("prescriber"),
+                "a foreign ePrescription names no French prescriber",
+            ));
+        }
+        Some(f) => Some(ForeignPrescriptionRec {
+            country: required(&f.country, &field("foreign.country"))?.clone(),
+            id: required(&f.id, &field("foreign.id"))?.clone(),
+            atc: required(&f.atc, &field("foreign.atc"))?.clone(),
+        }),
+    };
+    if foreign.is_some() {
+        // The wire's prescriber fields are required: a foreign
+        // ePrescription's are RPPS and empty (schemas/fse.submitted.avsc).
+        return Ok(PrescriptionRec {
+            prescriber_kind: PrescriberKind::Rpps,
+            prescriber_id: String::new(),
+            date: date(&p.date, &field("date"))?,
+            number: p.number.clone(),
+            quantity: p
+                .quantity
+                .map(i32::try_from)
+                .transpose()
+                .map_err(|_| err(field("quantity"), "too large"))?,
+            non_substitution: non_substitution_rec(p, &field)?,
+            foreign,
+        });
+    }
     let kind = required(&p.prescriber_kind, &field("prescriber_kind"))?;
     Ok(PrescriptionRec {
         prescriber_kind: match kind.as_str() {
@@ -205,32 +236,46 @@ fn prescription_rec(i: usize, p: &PrescriptionInput) -> Result<PrescriptionRec, 
             .map(i32::try_from)
             .transpose()
             .map_err(|_| err(field("quantity"), "too large"))?,
-        non_substitution: match &p.non_substitution {
-            None => None,
-            Some(text) => Some(
-                match crate::domain::NonSubstitution::parse(text)
-                    .ok_or_else(|| err(field("non_substitution"), "unknown mention"))?
-                {
-                    crate::domain::NonSubstitution::Mte => NonSubstitution::Mte,
-                    crate::domain::NonSubstitution::Efg => NonSubstitution::Efg,
-                    crate::domain::NonSubstitution::Cif => NonSubstitution::Cif,
-                },
-            ),
-        },
+        non_substitution: non_substitution_rec(p, &field)?,
+        foreign: None,
+    })
+}
+
+fn non_substitution_rec(
+    p: &PrescriptionInput,
+    field: &dyn Fn(&str) -> String,
+) -> Result<Option<NonSubstitution>, ConvertError> {
+    Ok(match &p.non_substitution {
+        None => None,
+        Some(text) => Some(
+            match crate::domain::NonSubstitution::parse(text)
+                .ok_or_else(|| err(field("non_substitution"), "unknown mention"))?
+            {
+                crate::domain::NonSubstitution::Mte => NonSubstitution::Mte,
+                crate::domain::NonSubstitution::Efg => NonSubstitution::Efg,
+                crate::domain::NonSubstitution::Cif => NonSubstitution::Cif,
+            },
+        ),
     })
 }
 
 fn prescription_input(p: &PrescriptionRec) -> PrescriptionInput {
+    let foreign = p.foreign.as_ref().map(|f| ForeignPrescriptionInput {
+        country: Some(f.country.clone()),
+        id: Some(f.id.clone()),
+        atc: Some(f.atc.clone()),
+    });
+    let french = foreign.is_none();
     PrescriptionInput {
-        prescriber_kind: Some(
+        prescriber_kind: french.then(|| {
             match p.prescriber_kind {
                 PrescriberKind::Rpps => "rpps",
                 PrescriberKind::Finess => "finess",
                 PrescriberKind::Am => "am",
             }
-            .to_string(),
-        ),
-        prescriber: Some(p.prescriber_id.clone()),
+            .to_string()
+        }),
+        prescriber: french.then(|| p.prescriber_id.clone()),
         date: Some(p.date.to_string()),
         number: p.number.clone(),
         // Negative quantities become 0: rejected by validation.
@@ -243,6 +288,7 @@ fn prescription_input(p: &PrescriptionRec) -> PrescriptionInput {
             }
             .to_string()
         }),
+        foreign,
     }
 }
 
@@ -849,6 +895,44 @@ mod tests {
         assert_eq!(
             submitted_from_input(&input).unwrap().acts[0].charged_cents,
             -150
+        );
+    }
+
+    /// A foreign ePrescription names no French prescriber: the wire carries
+    /// RPPS and an empty id, read back as none, so the trip is exact; a
+    /// French prescriber beside it is refused.
+    #[test]
+    fn a_foreign_eprescription_survives_a_trip_without_a_french_prescriber() {
+        let mut input = example();
+        let foreign = PrescriptionInput {
+            date: Some("2025-01-18".into()),
+            foreign: Some(ForeignPrescriptionInput {
+                country: Some("DE".into()),
+                id: Some("DE-RX-1".into()),
+                atc: Some("N02BE01".into()),
+            }),
+            ..PrescriptionInput::default()
+        };
+        input.acts.as_mut().unwrap()[0].prescription = Some(foreign.clone());
+        let submitted = submitted_from_input(&input).unwrap();
+        let p = submitted.acts[0].prescription.as_ref().unwrap();
+        assert_eq!(
+            (p.prescriber_kind, p.prescriber_id.as_str()),
+            (PrescriberKind::Rpps, "")
+        );
+        assert_eq!(p.foreign.as_ref().unwrap().atc, "N02BE01");
+        let back = input_from_submitted(&submitted);
+        assert_eq!(back.acts.unwrap()[0].prescription, Some(foreign.clone()));
+
+        let mut both = example();
+        both.acts.as_mut().unwrap()[0].prescription = Some(PrescriptionInput {
+            prescriber_kind: Some("rpps".into()),
+            prescriber: Some("10000123454".into()),
+            ..foreign
+        });
+        assert_eq!(
+            submitted_from_input(&both).unwrap_err().field,
+            "acts[0].prescription.prescriber"
         );
     }
 }

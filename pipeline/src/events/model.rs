@@ -149,6 +149,18 @@ pub struct PrescriptionRec {
     /// What the prescription allows for the line's item over all dispensings.
     pub quantity: Option<i32>,
     pub non_substitution: Option<NonSubstitution>,
+    /// A foreign ePrescription (EU/EEA, MyHealth@EU); `None` for a French
+    /// one and on every record written before this field (2026-12-06).
+    pub foreign: Option<ForeignPrescriptionRec>,
+}
+
+/// A foreign ePrescription: issuing country (ISO 3166-1 alpha-2), its id
+/// there and the prescribed substance (ATC code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignPrescriptionRec {
+    pub country: String,
+    pub id: String,
+    pub atc: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,8 +22,8 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use thiserror::Error;
 
 use super::codec::{
-    AvroField, AvroRecord, CodecError, Decoder, Encoder, MAX_BYTES_LEN, SIGNED_FORM_VERSION,
-    decode_body,
+    AvroField, AvroRecord, BEFORE_FOREIGN, CodecError, Decoder, Encoder, MAX_BYTES_LEN,
+    SIGNED_FORM_VERSION, decode_body,
 };
 use super::model::{
     AmcClaim, AuditCheckpoint, DeadLetter, EuClaim, EuInstitutionRecord, FseDecided, FseEntitled,
@@ -105,9 +105,19 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.submitted.v2.avsc"),
     ),
     history(
+        "fse.submitted",
+        BEFORE_FOREIGN,
+        include_str!("../../../schemas/history/fse.submitted.v3.avsc"),
+    ),
+    history(
         "fse.validated",
         0,
         include_str!("../../../schemas/history/fse.validated.v0.avsc"),
+    ),
+    history(
+        "fse.validated",
+        1,
+        include_str!("../../../schemas/history/fse.validated.v1.avsc"),
     ),
     history(
         "fse.entitled",
@@ -115,9 +125,19 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.entitled.v0.avsc"),
     ),
     history(
+        "fse.entitled",
+        1,
+        include_str!("../../../schemas/history/fse.entitled.v1.avsc"),
+    ),
+    history(
         "fse.routed",
         0,
         include_str!("../../../schemas/history/fse.routed.v0.avsc"),
+    ),
+    history(
+        "fse.routed",
+        1,
+        include_str!("../../../schemas/history/fse.routed.v1.avsc"),
     ),
     history(
         "fse.decided",
@@ -353,7 +373,9 @@ impl SchemaRegistry {
             None => out.extend_from_slice(&fingerprint_of::<T>()),
         }
         let mut encoder = Encoder::from_vec(out);
-        encoder.set_without_prescriptions(older.is_some());
+        if let Some(version) = older {
+            T::older_form(version, &mut encoder);
+        }
         value.encode(&mut encoder);
         encoder.into_bytes()
     }

@@ -17,7 +17,7 @@ use super::{EMBEDDED, Rules, RulesError, TABLE_FILES, sha256_tag};
 const SETS: &str = include_str!("../../rules/history/sets.toml");
 
 /// The table texts no current file holds any more, by file name.
-const KEPT_FILES: [(&str, &str); 9] = [
+const KEPT_FILES: [(&str, &str); 10] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.4db9f9a607f4.toml"),
@@ -53,6 +53,10 @@ const KEPT_FILES: [(&str, &str); 9] = [
     (
         "acts.toml",
         include_str!("../../rules/history/acts.13e76e810f61.toml"),
+    ),
+    (
+        "general.toml",
+        include_str!("../../rules/history/general.311064dfae74.toml"),
     ),
 ];
 

@@ -547,12 +547,26 @@ struct GeneralFile {
     /// so runs recorded under them replay as they ran.
     #[serde(default)]
     retention: Vec<Version<RetentionValue>>,
+    /// Absent from rule sets before 2026-12-06: no foreign ePrescription
+    /// is in service under them.
+    #[serde(default)]
+    eu_eprescription: Vec<Version<EuEprescriptionValue>>,
+}
+
+/// Whether French pharmacies dispense ePrescriptions issued in another
+/// EU/EEA country (MyHealth@EU) from a date (docs/rules.md, "EU
+/// ePrescriptions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EuEprescriptionValue {
+    pub in_force: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct GeneralTable {
     pub limitation: Dated<LimitationValue>,
     pub retention: Option<Dated<RetentionValue>>,
+    pub eu_eprescription: Option<Dated<EuEprescriptionValue>>,
 }
 
 impl GeneralTable {
@@ -570,10 +584,25 @@ impl GeneralTable {
             true => None,
             false => Some(Dated::new(file.retention, "retention")?),
         };
+        let eu_eprescription = match file.eu_eprescription.is_empty() {
+            true => None,
+            false => Some(Dated::new(file.eu_eprescription, "eu_eprescription")?),
+        };
         Ok(GeneralTable {
             limitation: Dated::new(file.limitation, "limitation")?,
             retention,
+            eu_eprescription,
         })
+    }
+
+    /// Whether a foreign ePrescription can be dispensed on `care`: an entry
+    /// in force on that date (none before the first, nor in a set without
+    /// the entry).
+    pub fn eu_eprescription_in_service(&self, care: NaiveDate) -> bool {
+        self.eu_eprescription
+            .as_ref()
+            .and_then(|d| d.at(care))
+            .is_some_and(|v| v.value.in_force)
     }
 
     /// The first date on which state kept for a claim with care on `care`
@@ -728,5 +757,23 @@ mod tests {
         assert!(table("days = 730").is_ok());
         assert!(table("days = 730\nyears_from_next_quarter = 2").is_err());
         assert!(table("").is_err());
+    }
+
+    #[test]
+    fn eu_eprescriptions_are_in_service_from_their_entry_while_in_force() {
+        let limitation =
+            "[[limitation]]\nfrom = \"2000-01-01\"\nsource = \"s\"\nyears_from_next_quarter = 2\n";
+        let table = GeneralTable::parse(&format!(
+            "{limitation}[[eu_eprescription]]\nfrom = \"2026-12-01\"\nsource = \"s\"\nin_force = true\n\
+             [[eu_eprescription]]\nfrom = \"2027-03-01\"\nsource = \"s\"\nin_force = false\n"
+        ))
+        .unwrap();
+        assert!(!table.eu_eprescription_in_service(date("2026-11-30")));
+        assert!(table.eu_eprescription_in_service(date("2026-12-01")));
+        assert!(table.eu_eprescription_in_service(date("2027-02-28")));
+        assert!(!table.eu_eprescription_in_service(date("2027-03-01")));
+        // A set without the entry (every set before 2026-12-06): never.
+        let without = GeneralTable::parse(limitation).unwrap();
+        assert!(!without.eu_eprescription_in_service(date("2030-01-01")));
     }
 }

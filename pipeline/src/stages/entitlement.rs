@@ -142,6 +142,12 @@ pub fn entitle(
         Patient::Visitor(_) => visitor_entitlement(ages),
         Patient::Insured(_) => {
             let Some((rights, digest)) = load_rights(state, &input.beneficiary)? else {
+                if foreign_eprescriptions_only(fse) {
+                    return Ok(Outcome::Pass(Entitled {
+                        entitlement: uncovered_entitlement(ages, None),
+                        validated: input,
+                    }));
+                }
                 return reject(
                     Reason::new(
                         Stage::Entitlement,
@@ -188,6 +194,28 @@ fn visitor_entitlement(ages: Ages) -> Entitlement {
     }
 }
 
+/// Whether every line dispenses a foreign ePrescription: a patient neither
+/// covered nor on an EHIC may have those dispensed, paying them with no
+/// mandatory share (docs/rules.md, "EU ePrescriptions").
+fn foreign_eprescriptions_only(fse: &Fse) -> bool {
+    !fse.lines.is_empty()
+        && fse
+            .lines
+            .iter()
+            .all(|l| l.prescription.as_ref().is_some_and(|p| p.foreign.is_some()))
+}
+
+/// A patient identified as insured but without coverage on the date of care
+/// (or without rights at all), whose claim is only foreign ePrescriptions:
+/// no regime and no AME, which reimbursement reads as no mandatory share
+/// ([`Entitlement::covered`]).
+fn uncovered_entitlement(ages: Ages, rights_digest: Option<String>) -> Entitlement {
+    Entitlement {
+        rights_digest,
+        ..visitor_entitlement(ages)
+    }
+}
+
 /// An insured beneficiary's, from their rights on the date of care; the
 /// reason when they are not covered, or a line claims an ALD they lack.
 fn insured_entitlement(
@@ -200,6 +228,9 @@ fn insured_entitlement(
     let coverage = rights.coverage_on(care);
     let ame = Rights::any_on(&rights.ame, care);
     if coverage.is_none() && !ame {
+        if foreign_eprescriptions_only(fse) {
+            return Ok(uncovered_entitlement(ages, Some(digest)));
+        }
         return Err(Reason::new(
             Stage::Entitlement,
             ReasonCode::NotCoveredOnCareDate,

@@ -53,7 +53,8 @@ pub struct Validated {
 /// What the beneficiary's situation is on the date of care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entitlement {
-    /// `None` for EHIC visitors.
+    /// `None` for EHIC visitors, and for an insured patient without coverage
+    /// whose claim is only foreign ePrescriptions (see [`Self::covered`]).
     pub regime: Option<String>,
     pub fund: Option<String>,
     pub ald: bool,
@@ -69,6 +70,16 @@ pub struct Entitlement {
     pub amc: Option<String>,
     /// `sha256:` of the rights record used (`None` for visitors).
     pub rights_digest: Option<String>,
+}
+
+impl Entitlement {
+    /// Whether a patient identified as insured has a mandatory share: a
+    /// regime or AME on the date of care. Entitlement passes an insured
+    /// patient without either only for foreign ePrescriptions, paid with no
+    /// mandatory share (docs/rules.md, "EU ePrescriptions").
+    pub fn covered(&self) -> bool {
+        self.regime.is_some() || self.ame
+    }
 }
 
 /// Output of entitlement (`fse.entitled`).

@@ -793,6 +793,22 @@ fn css_pays_the_ticket(calcs: &mut [LineCalc<'_>]) -> Option<Reason> {
     })
 }
 
+/// Foreign ePrescriptions dispensed to a patient neither covered nor on an
+/// EHIC (entitlement passes no other uncovered claim): no mandatory share on
+/// any line, so nothing to deduct from it; the patient pays the whole.
+fn without_mandatory_share(calcs: &mut [LineCalc<'_>]) -> Reason {
+    for calc in calcs.iter_mut() {
+        calc.rate = Rate::ZERO;
+        calc.gross = Cents::ZERO;
+    }
+    Reason::new(
+        Stage::Reimbursement,
+        ReasonCode::EuEprescriptionNoMandatoryShare,
+        "foreign ePrescriptions for a patient neither covered nor on an EHIC: \
+         no mandatory share, paid by the patient",
+    )
+}
+
 fn decision_lines(calcs: &[LineCalc<'_>]) -> Vec<DecisionLine> {
     calcs
         .iter()
@@ -914,7 +930,13 @@ pub fn reimburse(
         Err(reason) => return reject(reason),
     };
     count_dispensing(state, dispensed)?;
-    let flat_fee = take_deductions(&mut calcs, state, rules, &input, ex)?;
+    let no_mandatory_share = matches!(fse.patient, Patient::Insured(_)) && !ent.covered();
+    let flat_fee = if no_mandatory_share {
+        warnings.push(without_mandatory_share(&mut calcs));
+        Cents::ZERO
+    } else {
+        take_deductions(&mut calcs, state, rules, &input, ex)?
+    };
     if ent.css && ex.css.ticket_paid_by_css {
         warnings.extend(css_pays_the_ticket(&mut calcs));
     }
@@ -971,5 +993,7 @@ pub fn reimburse(
 
 #[cfg(test)]
 mod corrections_tests;
+#[cfg(test)]
+mod eu_eprescription_tests;
 #[cfg(test)]
 mod tests;

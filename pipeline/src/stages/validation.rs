@@ -10,13 +10,13 @@ use super::emit::{Inputs, claim_ref};
 use super::{Context, Outcome, Validated, reject};
 use crate::clock::Receipt;
 use crate::domain::fse::{
-    ActLineInput, BeneficiaryInput, EhicInput, MAX_LINES, MAX_QUANTITY, MAX_TEXT_BYTES,
-    PrescriptionInput, ProfessionalInput,
+    ActLineInput, BeneficiaryInput, EhicInput, ForeignPrescriptionInput, MAX_LINES, MAX_QUANTITY,
+    MAX_TEXT_BYTES, PrescriptionInput, ProfessionalInput,
 };
 use crate::domain::{
-    ActLine, Category, Complement, Ehic, Fse, FseInput, Insured, NonSubstitution, Pathway, Patient,
-    Prescriber, Prescription, Professional, Reason, ReasonCode, Sector, Signature, Stage,
-    TiersPayant,
+    ActLine, Category, Complement, Ehic, ForeignPrescription, Fse, FseInput, Insured,
+    NonSubstitution, Pathway, Patient, Prescriber, Prescription, Professional, Reason, ReasonCode,
+    Sector, Signature, Stage, TiersPayant,
 };
 use crate::events::convert;
 use crate::events::model::{EventHeader, FseSubmitted};
@@ -370,6 +370,12 @@ fn parse_prescription(
     let field = |name: &str| format!("prescription.{name}");
     let id = input.prescriber.as_deref().unwrap_or_default();
     let parsed = match input.prescriber_kind.as_deref() {
+        // A foreign ePrescription's prescriber is known abroad only.
+        None if input.foreign.is_some() && input.prescriber.is_none() => Ok(Prescriber::Foreign),
+        Some(_) if input.foreign.is_some() => Err((
+            "prescriber_kind",
+            "a foreign ePrescription names no French prescriber".into(),
+        )),
         Some("rpps") => Rpps::parse(id)
             .map(|rpps| {
                 if !rpps.luhn_ok() {
@@ -446,12 +452,83 @@ fn parse_prescription(
             None
         }),
     };
+    let foreign = match &input.foreign {
+        None => Some(None),
+        Some(f) => parse_foreign(c, line, f).map(Some),
+    };
     Some(Prescription {
         prescriber: prescriber?,
         date: date?,
         number: number?,
         quantity: quantity?,
         non_substitution: non_substitution?,
+        foreign: foreign?,
+    })
+}
+
+/// A foreign ePrescription's shape: a known country code, an id of 1 to
+/// `MAX_TEXT_BYTES` bytes, an ATC code of any level. Whether the country
+/// may issue one, and the substance against the product, are checked
+/// against the rules ([`check_foreign`]).
+fn parse_foreign(
+    c: &mut Checker,
+    line: usize,
+    input: &ForeignPrescriptionInput,
+) -> Option<ForeignPrescription> {
+    let fail = |c: &mut Checker, name: &str, message: &str| {
+        c.fail_line(
+            ReasonCode::InvalidPrescription,
+            line,
+            &format!("prescription.foreign.{name}"),
+            message,
+        );
+    };
+    let country = match input.country.as_deref().map(Country::parse) {
+        Some(Ok(country)) => Some(country),
+        _ => {
+            fail(c, "country", "country must be a 2-letter country code");
+            None
+        }
+    };
+    let id = match &input.id {
+        Some(id) if !id.is_empty() && id.len() <= MAX_TEXT_BYTES => Some(id.clone()),
+        _ => {
+            fail(
+                c,
+                "id",
+                &format!("a foreign ePrescription id is 1 to {MAX_TEXT_BYTES} bytes"),
+            );
+            None
+        }
+    };
+    let atc = match input.atc.as_deref() {
+        Some(atc) if atc_code_ok(atc) => Some(atc.to_string()),
+        _ => {
+            fail(
+                c,
+                "atc",
+                "atc must be an ATC code (A, A10, A10B, A10BA, A10BA02)",
+            );
+            None
+        }
+    };
+    Some(ForeignPrescription {
+        country: country?,
+        id: id?,
+        atc: atc?,
+    })
+}
+
+/// An ATC code of one of its five levels: a letter; two digits; a letter; a
+/// letter; two digits (A, A10, A10B, A10BA, A10BA02). Upper case only.
+pub fn atc_code_ok(code: &str) -> bool {
+    let b = code.as_bytes();
+    if !matches!(b.len(), 1 | 3 | 4 | 5 | 7) {
+        return false;
+    }
+    b.iter().enumerate().all(|(i, c)| match i {
+        0 | 3 | 4 => c.is_ascii_uppercase(),
+        _ => c.is_ascii_digit(),
     })
 }
 
@@ -868,6 +945,64 @@ fn check_prescription(
             format!("the prescription of {} was valid until {until}", p.date),
         );
     }
+    if let Some(foreign) = &p.foreign {
+        check_foreign(c, care, n, line, foreign, rules);
+    }
+}
+
+/// States under coordination (eu.toml) outside MyHealth@EU, which links the
+/// EU/EEA states only.
+const OUTSIDE_MYHEALTH_EU: [&str; 2] = ["CH", "UK"];
+
+/// Line `n`'s foreign ePrescription on the date of care (docs/rules.md,
+/// "EU ePrescriptions"): the service in force (general.toml
+/// `eu_eprescription`), an issuing EU/EEA state other than France (eu.toml,
+/// less CH and UK), and a dispensed CIP13 listed with exactly the prescribed
+/// substance (the ATC code at its fifth level: a broader level would leave
+/// the substance to the pharmacist).
+fn check_foreign(
+    c: &mut Checker,
+    care: NaiveDate,
+    n: usize,
+    line: &ActLine,
+    foreign: &ForeignPrescription,
+    rules: &Rules,
+) {
+    if !rules.general.eu_eprescription_in_service(care) {
+        c.fail_line(
+            ReasonCode::EuEprescriptionNotInService,
+            n,
+            "prescription.foreign",
+            "foreign ePrescriptions are not dispensed in France on the date of care",
+        );
+        return;
+    }
+    let country = foreign.country;
+    if !rules.eu.accepts(country, care) || OUTSIDE_MYHEALTH_EU.contains(&country.as_str()) {
+        c.fail_line(
+            ReasonCode::EuEprescriptionCountry,
+            n,
+            "prescription.foreign.country",
+            format!(
+                "{} is not an EU/EEA state other than France on the date of care",
+                country.as_str()
+            ),
+        );
+    }
+    let listed_atc = (line.product.as_ref())
+        .and_then(|cip| rules.acts.products.product(cip.as_str()))
+        .and_then(|p| p.atc.as_deref());
+    if listed_atc != Some(foreign.atc.as_str()) {
+        c.fail_line(
+            ReasonCode::EuEprescriptionSubstanceMismatch,
+            n,
+            "product",
+            format!(
+                "the dispensed product is not a listed product of the prescribed substance {}",
+                foreign.atc
+            ),
+        );
+    }
 }
 
 /// Re-checks an FSE that validation passed before, as a later stage reads it
@@ -982,4 +1117,21 @@ pub fn malformed(
         Vec::new(),
         &rules.version,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::atc_code_ok;
+
+    #[test]
+    fn an_atc_code_is_one_of_its_five_levels() {
+        for code in ["N", "N02", "N02B", "N02BE", "N02BE01"] {
+            assert!(atc_code_ok(code), "{code}");
+        }
+        for code in [
+            "", "n02be01", "N2", "N02BE0", "N02BE011", "N0ABE01", "N02B1", "02BE01A",
+        ] {
+            assert!(!atc_code_ok(code), "{code}");
+        }
+    }
 }

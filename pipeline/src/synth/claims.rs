@@ -607,6 +607,7 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
                     + i32::from(index.is_multiple_of(4)),
             ),
             non_substitution: (princeps && (seed + n) % 4 == 1).then_some(NonSubstitution::Mte),
+            foreign: None,
         });
     }
 }

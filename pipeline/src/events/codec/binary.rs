@@ -11,6 +11,10 @@ pub struct Encoder {
     /// form of `fse.submitted.v1`, and the versions of `fse.validated`,
     /// `fse.entitled` and `fse.routed` from before 2026-12-06.
     without_prescriptions: bool,
+    /// Writes prescriptions without their `foreign` field: the versions of
+    /// the FSE's topics from before foreign ePrescriptions (2026-12-06), and
+    /// the prescriptions' part of the signed bytes.
+    without_foreign: bool,
 }
 
 impl Encoder {
@@ -23,6 +27,7 @@ impl Encoder {
         Self {
             out,
             without_prescriptions: false,
+            without_foreign: false,
         }
     }
 
@@ -34,6 +39,16 @@ impl Encoder {
 
     pub fn writes_prescriptions(&self) -> bool {
         !self.without_prescriptions
+    }
+
+    /// Whether prescriptions are written in their form before foreign
+    /// ePrescriptions (no `foreign` field).
+    pub fn set_without_foreign(&mut self, on: bool) {
+        self.without_foreign = on;
+    }
+
+    pub fn writes_foreign(&self) -> bool {
+        !self.without_foreign
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -118,6 +133,8 @@ pub struct Decoder<'a> {
     depth: u32,
     /// Act lines are read without a `prescription` field (see [`Encoder`]).
     without_prescriptions: bool,
+    /// Prescriptions are read without a `foreign` field (see [`Encoder`]).
+    without_foreign: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -127,6 +144,7 @@ impl<'a> Decoder<'a> {
             pos: 0,
             depth: 0,
             without_prescriptions: false,
+            without_foreign: false,
         }
     }
 
@@ -137,6 +155,16 @@ impl<'a> Decoder<'a> {
 
     pub fn reads_prescriptions(&self) -> bool {
         !self.without_prescriptions
+    }
+
+    /// Whether prescriptions are read in their form before foreign
+    /// ePrescriptions.
+    pub fn set_without_foreign(&mut self, on: bool) {
+        self.without_foreign = on;
+    }
+
+    pub fn reads_foreign(&self) -> bool {
+        !self.without_foreign
     }
 
     /// Offset of the next byte to read.

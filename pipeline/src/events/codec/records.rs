@@ -7,12 +7,13 @@ use super::{AvroEnum, AvroField, AvroRecord, CodecError, Decoder, Encoder};
 use crate::events::model::{
     ActLineRec, AmcClaim, AmcPeriodRec, AuditCheckpoint, BeneficiaryRec, Category, CertificateRec,
     ClaimRefRec, Complement, CoverageRec, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec,
-    EuClaim, EuInstitutionRecord, EventHeader, FseDecided, FseEntitled, FseRejected, FseRouted,
-    FseSubmitted, FseValidated, GpPeriodRec, GuaranteeRec, LedgerEntry, LedgerOutcomeRec,
-    LocalRegimePeriodRec, LocalRegimeSymbol, NonSubstitution, Pathway, PayeeKind, PaymentOrder,
-    PeriodRec, PkiEvent, PrescriberKind, PrescriptionRec, ProfessionalRec, ProfessionalReturn,
-    RawCutRec, ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec,
-    SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
+    EuClaim, EuInstitutionRecord, EventHeader, ForeignPrescriptionRec, FseDecided, FseEntitled,
+    FseRejected, FseRouted, FseSubmitted, FseValidated, GpPeriodRec, GuaranteeRec, LedgerEntry,
+    LedgerOutcomeRec, LocalRegimePeriodRec, LocalRegimeSymbol, NonSubstitution, Pathway, PayeeKind,
+    PaymentOrder, PeriodRec, PkiEvent, PrescriberKind, PrescriptionRec, ProfessionalRec,
+    ProfessionalReturn, RawCutRec, ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord,
+    Route, RoutingRec, SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage, Status,
+    TiersPayantRec,
 };
 
 /// An Avro enum: the variants listed in declaration order with their symbols.
@@ -83,12 +84,14 @@ macro_rules! avro_record {
 }
 
 /// A record that is a topic's value: its schema file is `schemas/<topic>.avsc`.
-/// With `before_prescriptions = N`: a record carrying the FSE, written in its
-/// history version N (act lines without `prescription`) when no line has a
-/// prescription, so that a run recorded before 2026-12-06 re-runs to the
-/// same bytes (docs/audit.md), and read back from it by hand.
+/// With `before_prescriptions = N, before_foreign = M`: a record carrying
+/// the FSE, written in its history version N (act lines without
+/// `prescription`) when no line has a prescription, and in its version M
+/// (prescriptions without `foreign`) when no prescription is foreign, so that
+/// a run recorded before either field existed re-runs to the same bytes
+/// (docs/audit.md); both read back by hand.
 macro_rules! avro_topic {
-    ($ty:ident, $topic:literal, before_prescriptions = $version:literal) => {
+    ($ty:ident, $topic:literal, before_prescriptions = $v0:literal, before_foreign = $v1:literal) => {
         impl AvroRecord for $ty {
             const SCHEMA_JSON: &'static str =
                 include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
@@ -103,15 +106,24 @@ macro_rules! avro_topic {
                 version: u32,
                 input: &mut Decoder<'_>,
             ) -> Option<Result<Self, CodecError>> {
-                (version == $version).then(|| {
-                    input.set_without_prescriptions(true);
-                    let value = Self::decode_field(input);
-                    input.set_without_prescriptions(false);
-                    value
-                })
+                let (without_prescriptions, without_foreign) = older_act_form(version, $v0, $v1)?;
+                input.set_without_prescriptions(without_prescriptions);
+                input.set_without_foreign(without_foreign);
+                let value = Self::decode_field(input);
+                input.set_without_prescriptions(false);
+                input.set_without_foreign(false);
+                Some(value)
             }
             fn written_as(&self) -> Option<u32> {
-                (!self.fse.acts.iter().any(|a| a.prescription.is_some())).then_some($version)
+                written_as_before(&self.fse.acts, $v0, $v1)
+            }
+            fn older_form(version: u32, out: &mut Encoder) {
+                if let Some((without_prescriptions, without_foreign)) =
+                    older_act_form(version, $v0, $v1)
+                {
+                    out.set_without_prescriptions(without_prescriptions);
+                    out.set_without_foreign(without_foreign);
+                }
             }
             fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
                 static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
@@ -262,14 +274,53 @@ avro_enum!(
     "NonSubstitution",
     [Mte = "MTE", Efg = "EFG", Cif = "CIF"]
 );
-avro_record!(PrescriptionRec {
+avro_record!(ForeignPrescriptionRec { country, id, atc });
+/// A prescription: its fields up to `non_substitution`, then `foreign`
+/// (2026-12-06), which the versions of the FSE's topics before it lack, and
+/// which the signed bytes carry apart (signatures.rs): the encoder and
+/// decoder say which form.
+macro_rules! prescription {
+    ($($field:ident),+ $(,)?) => {
+        impl AvroField for PrescriptionRec {
+            fn encode_field(&self, out: &mut Encoder) {
+                $(self.$field.encode_field(out);)+
+                if out.writes_foreign() {
+                    self.foreign.encode_field(out);
+                }
+            }
+            fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                input.enter()?;
+                let mut value = PrescriptionRec {
+                    $($field: AvroField::decode_field(input)?,)+
+                    foreign: None,
+                };
+                if input.reads_foreign() {
+                    value.foreign = AvroField::decode_field(input)?;
+                }
+                input.leave();
+                Ok(value)
+            }
+        }
+
+        #[cfg(test)]
+        impl ToAvroValue for PrescriptionRec {
+            fn to_avro_value(&self) -> apache_avro::types::Value {
+                apache_avro::types::Value::Record(vec![
+                    $((stringify!($field).to_owned(), self.$field.to_avro_value()),)+
+                    ("foreign".to_owned(), self.foreign.to_avro_value()),
+                ])
+            }
+        }
+    };
+}
+prescription!(
     prescriber_kind,
     prescriber_id,
     date,
     number,
     quantity,
     non_substitution,
-});
+);
 /// An act line: its fields up to `leg`, then `prescription` (2026-12-06),
 /// which the FSE's signed form (`fse.submitted.v1`) and the versions of the
 /// stage topics before it lack: the encoder and decoder say which form.
@@ -391,21 +442,41 @@ impl AvroRecord for FseSubmitted {
         Ok(fse)
     }
     /// v1, the signed form, is every record written before the stamp; v2
-    /// every record written before prescriptions (2026-12-06): both read by
-    /// hand (the fast path), not through apache-avro's resolution.
+    /// every record written before prescriptions, v3 before foreign
+    /// ePrescriptions (both 2026-12-06): all read by hand (the fast path),
+    /// not through apache-avro's resolution.
     fn decode_older(version: u32, input: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
-        if version != SIGNED_FORM_VERSION && version != BEFORE_PRESCRIPTIONS {
-            return None;
-        }
-        input.set_without_prescriptions(true);
+        let (without_prescriptions, without_foreign) = match version {
+            SIGNED_FORM_VERSION | BEFORE_PRESCRIPTIONS => (true, true),
+            BEFORE_FOREIGN => (false, true),
+            _ => return None,
+        };
+        input.set_without_prescriptions(without_prescriptions);
+        input.set_without_foreign(without_foreign);
         let fse = Self::decode_field(input).and_then(|mut fse| {
-            if version == BEFORE_PRESCRIPTIONS {
+            if version != SIGNED_FORM_VERSION {
                 fse.ingested_at_millis = AvroField::decode_field(input)?;
             }
             Ok(fse)
         });
         input.set_without_prescriptions(false);
+        input.set_without_foreign(false);
         Some(fse)
+    }
+    /// An FSE without a foreign ePrescription is written in v3, as every
+    /// FSE was before the field (a line's prescription null or French), so
+    /// that `clearing gen` and the readers of the topic see the bytes they did.
+    fn written_as(&self) -> Option<u32> {
+        (!self
+            .acts
+            .iter()
+            .any(|a| a.prescription.as_ref().is_some_and(|p| p.foreign.is_some())))
+        .then_some(BEFORE_FOREIGN)
+    }
+    fn older_form(version: u32, out: &mut Encoder) {
+        if version == BEFORE_FOREIGN {
+            out.set_without_foreign(true);
+        }
     }
     fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
         static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
@@ -418,6 +489,9 @@ pub const SIGNED_FORM_VERSION: u32 = 1;
 /// The history version of `fse.submitted` before act lines carried their
 /// prescription (2026-12-06).
 pub const BEFORE_PRESCRIPTIONS: u32 = 2;
+/// The history version of `fse.submitted` before a prescription could be a
+/// foreign ePrescription (2026-12-06).
+pub const BEFORE_FOREIGN: u32 = 3;
 
 avro_record!(ReasonRec {
     code,
@@ -653,9 +727,61 @@ avro_record!(EuInstitutionRecord {
 });
 avro_record!(RawCutRec { length, sha256 });
 
-avro_topic!(FseValidated, "fse.validated", before_prescriptions = 0);
-avro_topic!(FseEntitled, "fse.entitled", before_prescriptions = 0);
-avro_topic!(FseRouted, "fse.routed", before_prescriptions = 0);
+avro_topic!(
+    FseValidated,
+    "fse.validated",
+    before_prescriptions = 0,
+    before_foreign = 1
+);
+avro_topic!(
+    FseEntitled,
+    "fse.entitled",
+    before_prescriptions = 0,
+    before_foreign = 1
+);
+avro_topic!(
+    FseRouted,
+    "fse.routed",
+    before_prescriptions = 0,
+    before_foreign = 1
+);
+
+/// The act lines' form of history version `version` of a topic whose
+/// versions `before_prescriptions` and `before_foreign` lack those fields:
+/// (without prescriptions, without foreign), or `None` for another version.
+fn older_act_form(
+    version: u32,
+    before_prescriptions: u32,
+    before_foreign: u32,
+) -> Option<(bool, bool)> {
+    if version == before_prescriptions {
+        Some((true, true))
+    } else if version == before_foreign {
+        Some((false, true))
+    } else {
+        None
+    }
+}
+
+/// The oldest of those two versions that can hold `acts` unchanged, or
+/// `None` when a line carries a foreign ePrescription (the current version).
+fn written_as_before(
+    acts: &[ActLineRec],
+    before_prescriptions: u32,
+    before_foreign: u32,
+) -> Option<u32> {
+    let mut prescriptions = acts
+        .iter()
+        .filter_map(|a| a.prescription.as_ref())
+        .peekable();
+    if prescriptions.peek().is_none() {
+        Some(before_prescriptions)
+    } else if prescriptions.all(|p| p.foreign.is_none()) {
+        Some(before_foreign)
+    } else {
+        None
+    }
+}
 avro_topic!(FseDecided, "fse.decided");
 avro_topic!(FseRejected, "fse.rejected");
 avro_topic!(PaymentOrder, "payments.orders");

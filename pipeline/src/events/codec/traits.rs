@@ -35,6 +35,13 @@ pub trait AvroRecord: Sized {
     fn written_as(&self) -> Option<u32> {
         None
     }
+    /// Sets the encoder to write the form of history version `version` (one
+    /// [`written_as`](Self::written_as) returned): by default act lines
+    /// without their prescriptions.
+    fn older_form(version: u32, out: &mut Encoder) {
+        let _ = version;
+        out.set_without_prescriptions(true);
+    }
     /// The cache of this record's fingerprint (one static per type; generated
     /// by `avro_topic!`). Use `registry::fingerprint_of` instead.
     #[doc(hidden)]

@@ -137,6 +137,40 @@ fn strip_prescriptions(value: &mut Value) {
     }
 }
 
+/// `value` with every prescription's `foreign` left out (none).
+fn without_foreign(value: &FseSubmitted) -> FseSubmitted {
+    let mut expected = value.clone();
+    for p in expected
+        .acts
+        .iter_mut()
+        .filter_map(|a| a.prescription.as_mut())
+    {
+        p.foreign = None;
+    }
+    expected
+}
+
+/// An apache-avro value with every prescription's `foreign` left out, for a
+/// schema from before foreign ePrescriptions (2026-12-06).
+fn strip_foreign(value: &mut Value) {
+    match value {
+        Value::Record(fields) => {
+            fields.retain(|(name, _)| name != "foreign");
+            for (_, field) in fields.iter_mut() {
+                strip_foreign(field);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_foreign),
+        Value::Union(_, inner) => strip_foreign(inner),
+        _ => {}
+    }
+}
+
+fn has_foreign(acts: &[ActLineRec]) -> bool {
+    acts.iter()
+        .any(|a| a.prescription.as_ref().is_some_and(|p| p.foreign.is_some()))
+}
+
 #[test]
 fn a_v0_message_decodes_into_the_current_struct_with_leg_none() {
     let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
@@ -443,9 +477,11 @@ proptest! {
 
     /// A stage record whose FSE has no prescription is written exactly as
     /// before prescriptions existed (the v0 schema and fingerprint, the
-    /// bytes apache-avro writes with it), so runs recorded before re-run to
-    /// the same bytes; one with a prescription under the current schema.
-    /// Both read back to the same value.
+    /// bytes apache-avro writes with it), one whose prescriptions are all
+    /// French exactly as before foreign ePrescriptions (v1), so runs
+    /// recorded before re-run to the same bytes; one with a foreign
+    /// ePrescription under the current schema. All read back to the same
+    /// value.
     #[test]
     fn a_validated_fse_without_prescriptions_is_written_as_before(
         value in super::strategies::fse_validated()
@@ -453,21 +489,89 @@ proptest! {
         let registry = registry();
         let bytes = registry.encode_single(&value);
         let has_prescription = value.fse.acts.iter().any(|a| a.prescription.is_some());
-        if has_prescription {
+        if has_foreign(&value.fse.acts) {
             prop_assert_eq!(&bytes[2..10], &crate::events::fingerprint_of::<FseValidated>()[..]);
         } else {
-            let v0 = history("fse.validated", 0);
+            let older = history("fse.validated", u32::from(has_prescription));
             let mut record = value.to_avro_value();
-            strip_prescriptions(&mut record);
-            let theirs = apache_avro::to_avro_datum(&v0.schema, record)
+            if has_prescription {
+                strip_foreign(&mut record);
+            } else {
+                strip_prescriptions(&mut record);
+            }
+            let theirs = apache_avro::to_avro_datum(&older.schema, record)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(&bytes[2..10], &v0.fingerprint[..]);
+            prop_assert_eq!(&bytes[2..10], &older.fingerprint[..]);
             prop_assert_eq!(&bytes[10..], &theirs[..]);
         }
         let back: FseValidated = registry
             .decode_single(&bytes)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(back, value);
+    }
+
+    /// An `fse.submitted` without a foreign ePrescription is written in v3,
+    /// as before the field, and one with it in the current schema; a v3
+    /// message written by apache-avro reads by the fast path with none.
+    #[test]
+    fn an_fse_without_foreign_eprescription_is_written_in_v3(value in fse_submitted()) {
+        let registry = registry();
+        let v3 = history("fse.submitted", 3);
+        let bytes = registry.encode_single(&value);
+        if has_foreign(&value.acts) {
+            prop_assert_eq!(&bytes[2..10], &crate::events::fingerprint_of::<FseSubmitted>()[..]);
+        } else {
+            prop_assert_eq!(&bytes[2..10], &v3.fingerprint[..]);
+        }
+        let back: FseSubmitted = registry
+            .decode_single(&bytes)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&back, &value);
+        let mut record = value.to_avro_record_value();
+        strip_foreign(&mut record);
+        let body = apache_avro::to_avro_datum(&v3.schema, record)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let message = [&MAGIC[..], &v3.fingerprint[..], &body[..]].concat();
+        let decoded: FseSubmitted = registry
+            .decode_single(&message)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(decoded, without_foreign(&value));
+    }
+
+    /// A foreign ePrescription is inside the signed bytes: removing it
+    /// changes them; an FSE without one signs the bytes it did before the
+    /// field (its prescriptions as v3 writes them, after the signed form).
+    #[test]
+    fn a_foreign_eprescription_is_signed(value in signed_fse()) {
+        let registry = registry();
+        let bare = without_foreign(&value);
+        let signed = crate::signatures::canonical_bytes(registry, &value);
+        let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
+        prop_assert_eq!(signed != bare_signed, has_foreign(&value.acts));
+        if bare.acts.iter().any(|a| a.prescription.is_some()) {
+            let v3 = history("fse.submitted", 3);
+            let Schema::Record(fse) = &v3.schema else {
+                return Err(TestCaseError::fail("v3 is a record"));
+            };
+            let acts = &fse.fields[fse.lookup["acts"]].schema;
+            let Schema::Array(line) = acts else {
+                return Err(TestCaseError::fail("acts is an array"));
+            };
+            let Schema::Record(line) = line.items.as_ref() else {
+                return Err(TestCaseError::fail("a line is a record"));
+            };
+            let field = &line.fields[line.lookup["prescription"]].schema;
+            let unsigned = FseSubmitted { signature: None, ..bare.clone() };
+            let mut expected = registry.encode_signed_form(&unsigned);
+            for act in &bare.acts {
+                let mut value = act.prescription.to_avro_value();
+                strip_foreign(&mut value);
+                let bytes = apache_avro::to_avro_datum(field, value)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                expected.extend_from_slice(&bytes);
+            }
+            prop_assert_eq!(bare_signed, expected);
+        }
     }
 
     /// A `fse.submitted` written before prescriptions (v2, stamped) reads

@@ -236,9 +236,18 @@ pub fn prescription() -> BoxedStrategy<PrescriptionRec> {
         opt_text(),
         option::of(int()),
         option::of(symbol()),
+        option::of((text(), text(), text())),
     )
         .prop_map(
-            |(prescriber_kind, prescriber_id, date, number, quantity, non_substitution)| {
+            |(
+                prescriber_kind,
+                prescriber_id,
+                date,
+                number,
+                quantity,
+                non_substitution,
+                foreign,
+            )| {
                 PrescriptionRec {
                     prescriber_kind,
                     prescriber_id,
@@ -246,6 +255,11 @@ pub fn prescription() -> BoxedStrategy<PrescriptionRec> {
                     number,
                     quantity,
                     non_substitution,
+                    foreign: foreign.map(|(country, id, atc)| ForeignPrescriptionRec {
+                        country,
+                        id,
+                        atc,
+                    }),
                 }
             },
         )

@@ -47,20 +47,38 @@ final class Claims {
       new BinaryMessageEncoder<>(GenericData.get(), Schemas.DECISION);
   private final ByteArrayOutputStream buffer = new ByteArrayOutputStream(1024);
   private final int signaturePos = Schemas.SUBMITTED.getField("signature").pos();
-  /** A line's prescription field (a union with null), as it follows the signed form. */
+  /**
+   * A line's prescription field (a union with null), as it follows the signed form: as v3 writes
+   * it, without its foreign ePrescription.
+   */
   private final GenericDatumWriter<Object> prescriptionWriter =
+      new GenericDatumWriter<>(
+          Schemas.SUBMITTED_V3
+              .getField("acts")
+              .schema()
+              .getElementType()
+              .getField("prescription")
+              .schema());
+  /** A prescription's foreign ePrescription (a union with null), as it follows the prescriptions. */
+  private final GenericDatumWriter<Object> foreignWriter =
       new GenericDatumWriter<>(
           Schemas.SUBMITTED
               .getField("acts")
               .schema()
               .getElementType()
               .getField("prescription")
+              .schema()
+              .getTypes()
+              .get(1)
+              .getField("foreign")
               .schema());
   private BinaryEncoder tail;
 
   Claims() {
     // Records written before prescriptions resolve into the current schema (prescription null).
     submitted.addSchema(Schemas.SUBMITTED_V2);
+    // Records without a foreign ePrescription are written in v3 (foreign null).
+    submitted.addSchema(Schemas.SUBMITTED_V3);
   }
 
   /** A record that is not a single-object fse.submitted of a known schema. */
@@ -95,8 +113,9 @@ final class Claims {
   /**
    * The canonical signed bytes: the signed form (fse.submitted.v1, whose fields are the current
    * schema's up to signature, in the same order) with signature null, single-object encoded;
-   * when a line carries a prescription, every line's prescription field follows, in line order
-   * (pipeline/src/signatures.rs).
+   * when a line carries a prescription, every line's prescription field follows, in line order,
+   * without its foreign ePrescription, and when a line carries one, every line's foreign
+   * ePrescription after them (pipeline/src/signatures.rs).
    */
   byte[] canonicalBytes(GenericRecord fse) {
     Object signature = fse.get(signaturePos);
@@ -111,6 +130,11 @@ final class Claims {
         for (GenericRecord line : acts) {
           prescriptionWriter.write(line.get("prescription"), tail);
         }
+        if (acts.stream().anyMatch(line -> foreign(line) != null)) {
+          for (GenericRecord line : acts) {
+            foreignWriter.write(foreign(line), tail);
+          }
+        }
         tail.flush();
       }
       return buffer.toByteArray();
@@ -119,6 +143,12 @@ final class Claims {
     } finally {
       fse.put(signaturePos, signature);
     }
+  }
+
+  /** A line's foreign ePrescription, or null. */
+  private static Object foreign(GenericRecord line) {
+    GenericRecord prescription = (GenericRecord) line.get("prescription");
+    return prescription == null ? null : prescription.get("foreign");
   }
 
   byte[] encodeDecision(GenericRecord decision) {
