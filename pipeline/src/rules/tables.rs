@@ -554,12 +554,15 @@ struct GeneralFile {
 }
 
 /// Whether French pharmacies dispense ePrescriptions issued in another
-/// EU/EEA country (MyHealth@EU) from a date (docs/rules.md, "EU
-/// ePrescriptions").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// EU/EEA country (MyHealth@EU) from a date, and from which states
+/// (docs/rules.md, "EU ePrescriptions"): states join the service one by
+/// one, so the list is dated data like the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EuEprescriptionValue {
     pub in_force: bool,
+    /// The issuing states (EU convention codes, as eu.toml), France never.
+    pub countries: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -584,6 +587,20 @@ impl GeneralTable {
             true => None,
             false => Some(Dated::new(file.retention, "retention")?),
         };
+        for version in &file.eu_eprescription {
+            for code in &version.value.countries {
+                match crate::ids::country::Country::parse(code) {
+                    Ok(c) if c.as_str() == code && code != "FR" => {}
+                    _ => {
+                        return Err(format!(
+                            "eu_eprescription from {}: {code:?} is not a state other than \
+                             France in its EU convention code",
+                            version.from
+                        ));
+                    }
+                }
+            }
+        }
         let eu_eprescription = match file.eu_eprescription.is_empty() {
             true => None,
             false => Some(Dated::new(file.eu_eprescription, "eu_eprescription")?),
@@ -595,14 +612,15 @@ impl GeneralTable {
         })
     }
 
-    /// Whether a foreign ePrescription can be dispensed on `care`: an entry
-    /// in force on that date (none before the first, nor in a set without
-    /// the entry).
-    pub fn eu_eprescription_in_service(&self, care: NaiveDate) -> bool {
+    /// The states whose ePrescriptions can be dispensed on `care`: those of
+    /// the entry in force on that date; `None` when none is (before the
+    /// first entry, or in a set without the entry).
+    pub fn eu_eprescription_countries(&self, care: NaiveDate) -> Option<&[String]> {
         self.eu_eprescription
             .as_ref()
             .and_then(|d| d.at(care))
-            .is_some_and(|v| v.value.in_force)
+            .filter(|v| v.value.in_force)
+            .map(|v| v.value.countries.as_slice())
     }
 
     /// The first date on which state kept for a claim with care on `care`
@@ -765,15 +783,26 @@ mod tests {
             "[[limitation]]\nfrom = \"2000-01-01\"\nsource = \"s\"\nyears_from_next_quarter = 2\n";
         let table = GeneralTable::parse(&format!(
             "{limitation}[[eu_eprescription]]\nfrom = \"2026-12-01\"\nsource = \"s\"\nin_force = true\n\
-             [[eu_eprescription]]\nfrom = \"2027-03-01\"\nsource = \"s\"\nin_force = false\n"
+             countries = [\"DE\", \"EL\"]\n\
+             [[eu_eprescription]]\nfrom = \"2027-03-01\"\nsource = \"s\"\nin_force = false\ncountries = []\n"
         ))
         .unwrap();
-        assert!(!table.eu_eprescription_in_service(date("2026-11-30")));
-        assert!(table.eu_eprescription_in_service(date("2026-12-01")));
-        assert!(table.eu_eprescription_in_service(date("2027-02-28")));
-        assert!(!table.eu_eprescription_in_service(date("2027-03-01")));
+        let countries = table.eu_eprescription_countries(date("2026-12-01"));
+        assert_eq!(countries, Some(&["DE".to_string(), "EL".to_string()][..]));
+        for bad in ["FR", "GR", "XX", "de"] {
+            let text = format!(
+                "{limitation}[[eu_eprescription]]\nfrom = \"2026-12-01\"\nsource = \"s\"\n\
+                 in_force = true\ncountries = [\"{bad}\"]\n"
+            );
+            assert!(GeneralTable::parse(&text).is_err(), "{bad} accepted");
+        }
+        let in_service = |d| table.eu_eprescription_countries(date(d)).is_some();
+        assert!(!in_service("2026-11-30"));
+        assert!(in_service("2026-12-01"));
+        assert!(in_service("2027-02-28"));
+        assert!(!in_service("2027-03-01"));
         // A set without the entry (every set before 2026-12-06): never.
         let without = GeneralTable::parse(limitation).unwrap();
-        assert!(!without.eu_eprescription_in_service(date("2030-01-01")));
+        assert_eq!(without.eu_eprescription_countries(date("2030-01-01")), None);
     }
 }

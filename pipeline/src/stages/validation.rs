@@ -950,14 +950,10 @@ fn check_prescription(
     }
 }
 
-/// States under coordination (eu.toml) outside MyHealth@EU, which links the
-/// EU/EEA states only.
-const OUTSIDE_MYHEALTH_EU: [&str; 2] = ["CH", "UK"];
-
 /// Line `n`'s foreign ePrescription on the date of care (docs/rules.md,
 /// "EU ePrescriptions"): the service in force (general.toml
-/// `eu_eprescription`), an issuing EU/EEA state other than France (eu.toml,
-/// less CH and UK), and a dispensed CIP13 listed with exactly the prescribed
+/// `eu_eprescription`), an issuing state the entry lists and eu.toml
+/// accepts on that date, and a dispensed CIP13 listed with exactly the prescribed
 /// substance (the ATC code at its fifth level: a broader level would leave
 /// the substance to the pharmacist).
 fn check_foreign(
@@ -968,7 +964,7 @@ fn check_foreign(
     foreign: &ForeignPrescription,
     rules: &Rules,
 ) {
-    if !rules.general.eu_eprescription_in_service(care) {
+    let Some(countries) = rules.general.eu_eprescription_countries(care) else {
         c.fail_line(
             ReasonCode::EuEprescriptionNotInService,
             n,
@@ -976,15 +972,15 @@ fn check_foreign(
             "foreign ePrescriptions are not dispensed in France on the date of care",
         );
         return;
-    }
+    };
     let country = foreign.country;
-    if !rules.eu.accepts(country, care) || OUTSIDE_MYHEALTH_EU.contains(&country.as_str()) {
+    if !rules.eu.accepts(country, care) || !countries.iter().any(|c| c == country.as_str()) {
         c.fail_line(
             ReasonCode::EuEprescriptionCountry,
             n,
             "prescription.foreign.country",
             format!(
-                "{} is not an EU/EEA state other than France on the date of care",
+                "{} is not a state whose ePrescriptions France dispenses on the date of care",
                 country.as_str()
             ),
         );
