@@ -243,7 +243,7 @@ fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 /// Slope (per minute) of y over t by least squares.
-fn slope_per_min(points: &[(f64, f64)]) -> f64 {
+pub(super) fn slope_per_min(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
     if points.len() < 2 {
         return 0.0;

@@ -130,6 +130,11 @@ impl Feeder<'_> {
         for (record, _) in &self.batch {
             record.send(self.producer.as_mut(), self.partitions)?;
         }
+        if let Some((last, _)) = self.batch.last() {
+            self.live
+                .last_stamp
+                .store(last.timestamp, Ordering::Relaxed);
+        }
         self.sent += self.batch.len() as u64;
         self.unflushed += self.batch.len();
         Ok(())

@@ -2,7 +2,7 @@
 //! sampler share while the run goes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -20,6 +20,9 @@ pub struct Live {
     pub unmatched: AtomicU64,
     pub feeding_done: AtomicBool,
     pub wraps: AtomicU64,
+    /// The `received_at` stamp (ms) of the last claim fed: where a corpus
+    /// of simulated time (the continuous time-lapse) has got to.
+    pub last_stamp: AtomicI64,
     /// Start times by FSE id, oldest first (a duplicate shares its id).
     pub sent: Mutex<HashMap<String, VecDeque<Instant>>>,
     pub latency: Mutex<Histogram<u64>>,
@@ -51,6 +54,7 @@ impl Live {
             unmatched: AtomicU64::new(0),
             feeding_done: AtomicBool::new(false),
             wraps: AtomicU64::new(0),
+            last_stamp: AtomicI64::new(0),
             sent: Mutex::new(HashMap::new()),
             latency: Mutex::new(histogram()?),
             latency_steady: Mutex::new(histogram()?),

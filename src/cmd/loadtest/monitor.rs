@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ use super::{GROUP, sample};
 pub struct Monitor<'a> {
     bus: &'a dyn Bus,
     live: &'a Live,
+    /// Where the stages' stores are (`<dir>/<stage>`).
+    state_dir: &'a Path,
     /// Outcomes the progress bar counts towards.
     expected: u64,
     pub started: Instant,
@@ -34,7 +37,13 @@ pub struct Monitor<'a> {
 }
 
 impl<'a> Monitor<'a> {
-    pub fn new(bus: &'a dyn Bus, live: &'a Live, expected: u64, cpu_start: f64) -> Monitor<'a> {
+    pub fn new(
+        bus: &'a dyn Bus,
+        live: &'a Live,
+        state_dir: &'a Path,
+        expected: u64,
+        cpu_start: f64,
+    ) -> Monitor<'a> {
         // The origin, so every chart starts at zero.
         let origin = Sample {
             t_s: 0.0,
@@ -49,10 +58,13 @@ impl<'a> Monitor<'a> {
             state_memory_mb: 0.0,
             stage_inputs: vec![0; StageKind::DECIDING.len()],
             lag: vec![0; StageKind::DECIDING.len()],
+            store_bytes: store_bytes(state_dir),
+            fed_stamp_ms: 0,
         };
         Monitor {
             bus,
             live,
+            state_dir,
             expected,
             started: Instant::now(),
             interactive: std::io::stderr().is_terminal(),
@@ -125,7 +137,14 @@ impl<'a> Monitor<'a> {
     fn sample(&mut self) {
         let dt = self.last_sample.elapsed().as_secs_f64();
         self.last_sample = Instant::now();
-        let s = take_sample(self.bus, self.live, self.started, dt, self.prev);
+        let s = take_sample(
+            self.bus,
+            self.live,
+            self.state_dir,
+            self.started,
+            dt,
+            self.prev,
+        );
         self.prev = (s.fed, s.outcomes, sample::process_cpu_s());
         self.read_thread_cpu();
         self.timeline.push(s);
@@ -168,6 +187,7 @@ impl<'a> Monitor<'a> {
 fn take_sample(
     bus: &dyn Bus,
     live: &Live,
+    state_dir: &Path,
     run_started: Instant,
     dt: f64,
     (prev_fed, prev_out, prev_cpu): (u64, u64, f64),
@@ -220,7 +240,17 @@ fn take_sample(
         state_memory_mb,
         stage_inputs,
         lag: lags(bus),
+        store_bytes: store_bytes(state_dir),
+        fed_stamp_ms: live.last_stamp.load(Ordering::Relaxed),
     }
+}
+
+/// Bytes of each stage's store files, pipeline order.
+fn store_bytes(state_dir: &Path) -> Vec<u64> {
+    StageKind::DECIDING
+        .iter()
+        .map(|kind| sample::dir_bytes(&state_dir.join(kind.name())))
+        .collect()
 }
 
 /// Records on each stage's input not yet committed by its group.

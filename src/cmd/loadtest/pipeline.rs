@@ -63,7 +63,13 @@ pub fn run(args: &LoadtestArgs, plan: &Plan, setup: &Setup, live: &Live) -> Resu
         stop_feeder: AtomicBool::new(false),
     };
     let (cpu_start, rss_start) = (sample::process_cpu_s(), sample::rss_bytes());
-    let mut monitor = Monitor::new(setup.bus.as_ref(), live, plan.expected(), cpu_start);
+    let mut monitor = Monitor::new(
+        setup.bus.as_ref(),
+        live,
+        &setup.state_dir,
+        plan.expected(),
+        cpu_start,
+    );
     let drain_timeout = Duration::from_secs(args.drain_timeout);
     std::thread::scope(|scope| {
         let threads = run.spawn(scope)?;

@@ -197,6 +197,11 @@ pub struct Sample {
     pub stage_inputs: Vec<u64>,
     /// Consumer lag of each stage (records on its input not yet committed).
     pub lag: Vec<u64>,
+    /// Bytes of the files of each stage's sled store, pipeline order (read
+    /// from the directory while the stores are open).
+    pub store_bytes: Vec<u64>,
+    /// The `received_at` stamp (ms) of the last claim fed.
+    pub fed_stamp_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -115,11 +115,22 @@ fn flat_memory(r: &Report) -> Target {
             resources.rss_max_mb,
             resources.state_memory_slope_mb_per_min
         ),
-        // Flat: growing less than 1 % of the peak per 10 minutes.
-        met: (wall_s >= 1500.0)
-            .then_some(resources.rss_slope_mb_per_min * 10.0 < 0.01 * resources.rss_max_mb),
+        met: (wall_s >= 1500.0).then_some(memory_flat(
+            resources.rss_slope_mb_per_min,
+            resources.rss_max_mb,
+        )),
     }
 }
+
+/// The live report's rule for flat memory: growing less than 1 % of the
+/// peak per 10 minutes.
+pub fn memory_flat(slope_mb_per_min: f64, max_mb: f64) -> bool {
+    slope_mb_per_min * 10.0 < 0.01 * max_mb
+}
+
+/// The rule of [`memory_flat`] in words, for the reports.
+pub const MEMORY_FLAT_RULE: &str = "flat when the least-squares slope of RSS (MB/min) times \
+     10 minutes is under 1 % of the highest RSS of the same samples";
 
 /// What bounds the rate, read from the figures: the stage whose input
 /// queued up, its cost per claim, and the raw limits.

@@ -3,8 +3,10 @@
 //! month by simulated month, with the stores' size on disk, their live keys
 //! by kind and the process's memory after each month; then whether they are
 //! flat once the time-bar window has passed (docs/performance.md,
-//! "Time-lapse").
+//! "Time-lapse"). With `--rate`, the same corpus through one process that
+//! never stops, at that real rate (`continuous`).
 
+mod continuous;
 mod corpus;
 mod html;
 mod months;
@@ -34,7 +36,9 @@ use crate::cmd::{load_rules, open_bus, pseudonym_key, publish_reference, remove_
 
 #[derive(Args, Clone, Debug)]
 pub struct TimeLapseArgs {
-    /// Time-lapse: claims received each simulated day.
+    /// Time-lapse: claims received each simulated day. (With --rate, the
+    /// time-lapse runs continuously: one process, the stages never stopped,
+    /// the claims sent at that real rate for at most --duration seconds.)
     #[arg(long, default_value_t = 40)]
     pub per_day: u32,
     /// Time-lapse: the first simulated day (YYYY-MM-DD).
@@ -145,6 +149,19 @@ pub fn run(args: &LoadtestArgs, years: u32) -> Result<ExitCode> {
         },
     )?;
     let window = window(&plan, &rules, t.margin_days)?;
+    if args.rate > 0.0 {
+        return continuous::run(continuous::Prepared {
+            args,
+            config: config(args, years, &plan, &corpus, &rules),
+            corpus,
+            rules,
+            bus,
+            bus_url,
+            shared,
+            state_dir,
+            window,
+        });
+    }
     let started = Instant::now();
     let rows = run_months(
         bus.as_ref(),
