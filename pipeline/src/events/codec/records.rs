@@ -275,27 +275,26 @@ avro_enum!(
     [Mte = "MTE", Efg = "EFG", Cif = "CIF"]
 );
 avro_record!(ForeignPrescriptionRec { country, id, atc });
-/// A prescription: its fields up to `non_substitution`, then `foreign`
-/// (2026-12-06), which the versions of the FSE's topics before it lack, and
-/// which the signed bytes carry apart (signatures.rs): the encoder and
-/// decoder say which form.
-macro_rules! prescription {
-    ($($field:ident),+ $(,)?) => {
-        impl AvroField for PrescriptionRec {
+/// A record whose last field came later than the others: it is written and
+/// read only when the encoder's or decoder's form has it (`$writes`,
+/// `$reads`), so one type serves the versions before and after it.
+macro_rules! record_with_later_field {
+    ($record:ident { $($field:ident),+ $(,)? } then $later:ident if $writes:ident / $reads:ident) => {
+        impl AvroField for $record {
             fn encode_field(&self, out: &mut Encoder) {
                 $(self.$field.encode_field(out);)+
-                if out.writes_foreign() {
-                    self.foreign.encode_field(out);
+                if out.$writes() {
+                    self.$later.encode_field(out);
                 }
             }
             fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
                 input.enter()?;
-                let mut value = PrescriptionRec {
+                let mut value = $record {
                     $($field: AvroField::decode_field(input)?,)+
-                    foreign: None,
+                    $later: None,
                 };
-                if input.reads_foreign() {
-                    value.foreign = AvroField::decode_field(input)?;
+                if input.$reads() {
+                    value.$later = AvroField::decode_field(input)?;
                 }
                 input.leave();
                 Ok(value)
@@ -303,72 +302,45 @@ macro_rules! prescription {
         }
 
         #[cfg(test)]
-        impl ToAvroValue for PrescriptionRec {
+        impl ToAvroValue for $record {
             fn to_avro_value(&self) -> apache_avro::types::Value {
                 apache_avro::types::Value::Record(vec![
                     $((stringify!($field).to_owned(), self.$field.to_avro_value()),)+
-                    ("foreign".to_owned(), self.foreign.to_avro_value()),
+                    (stringify!($later).to_owned(), self.$later.to_avro_value()),
                 ])
             }
         }
     };
 }
-prescription!(
-    prescriber_kind,
-    prescriber_id,
-    date,
-    number,
-    quantity,
-    non_substitution,
+// A prescription: its fields up to `non_substitution`, then `foreign`
+// (2026-12-06), which the versions of the FSE's topics before it lack, and
+// which the signed bytes carry apart (signatures.rs).
+record_with_later_field!(
+    PrescriptionRec {
+        prescriber_kind,
+        prescriber_id,
+        date,
+        number,
+        quantity,
+        non_substitution,
+    } then foreign if writes_foreign / reads_foreign
 );
-/// An act line: its fields up to `leg`, then `prescription` (2026-12-06),
-/// which the FSE's signed form (`fse.submitted.v1`) and the versions of the
-/// stage topics before it lack: the encoder and decoder say which form.
-macro_rules! act_line {
-    ($($field:ident),+ $(,)?) => {
-        impl AvroField for ActLineRec {
-            fn encode_field(&self, out: &mut Encoder) {
-                $(self.$field.encode_field(out);)+
-                if out.writes_prescriptions() {
-                    self.prescription.encode_field(out);
-                }
-            }
-            fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
-                input.enter()?;
-                let mut value = ActLineRec {
-                    $($field: AvroField::decode_field(input)?,)+
-                    prescription: None,
-                };
-                if input.reads_prescriptions() {
-                    value.prescription = AvroField::decode_field(input)?;
-                }
-                input.leave();
-                Ok(value)
-            }
-        }
-
-        #[cfg(test)]
-        impl ToAvroValue for ActLineRec {
-            fn to_avro_value(&self) -> apache_avro::types::Value {
-                apache_avro::types::Value::Record(vec![
-                    $((stringify!($field).to_owned(), self.$field.to_avro_value()),)+
-                    ("prescription".to_owned(), self.prescription.to_avro_value()),
-                ])
-            }
-        }
-    };
-}
-act_line!(
-    code,
-    quantity,
-    coefficient_hundredths,
-    charged_cents,
-    complement,
-    ald_related,
-    base_cents,
-    product,
-    unit_price_cents,
-    leg,
+// An act line: its fields up to `leg`, then `prescription` (2026-12-06),
+// which the FSE's signed form (`fse.submitted.v1`) and the versions of the
+// stage topics before it lack.
+record_with_later_field!(
+    ActLineRec {
+        code,
+        quantity,
+        coefficient_hundredths,
+        charged_cents,
+        complement,
+        ald_related,
+        base_cents,
+        product,
+        unit_price_cents,
+        leg,
+    } then prescription if writes_prescriptions / reads_prescriptions
 );
 avro_record!(SignatureRec { alg, cert, value });
 // `FseSubmitted` as a field (inside `fse.validated` and `fse.entitled`) is
