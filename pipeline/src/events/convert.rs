@@ -203,32 +203,22 @@ fn prescription_rec(i: usize, p: &PrescriptionInput) -> Result<PrescriptionRec, 
             atc: required(&f.atc, &field("foreign.atc"))?.clone(),
         }),
     };
-    if foreign.is_some() {
+    let (prescriber_kind, prescriber_id) = if foreign.is_some() {
         // The wire's prescriber fields are required: a foreign
         // ePrescription's are RPPS and empty (schemas/fse.submitted.avsc).
-        return Ok(PrescriptionRec {
-            prescriber_kind: PrescriberKind::Rpps,
-            prescriber_id: String::new(),
-            date: date(&p.date, &field("date"))?,
-            number: p.number.clone(),
-            quantity: p
-                .quantity
-                .map(i32::try_from)
-                .transpose()
-                .map_err(|_| err(field("quantity"), "too large"))?,
-            non_substitution: non_substitution_rec(p, &field)?,
-            foreign,
-        });
-    }
-    let kind = required(&p.prescriber_kind, &field("prescriber_kind"))?;
-    Ok(PrescriptionRec {
-        prescriber_kind: match kind.as_str() {
+        (PrescriberKind::Rpps, String::new())
+    } else {
+        let kind = match required(&p.prescriber_kind, &field("prescriber_kind"))?.as_str() {
             "rpps" => PrescriberKind::Rpps,
             "finess" => PrescriberKind::Finess,
             "am" => PrescriberKind::Am,
             _ => return Err(err(field("prescriber_kind"), "unknown prescriber kind")),
-        },
-        prescriber_id: required(&p.prescriber, &field("prescriber"))?.clone(),
+        };
+        (kind, required(&p.prescriber, &field("prescriber"))?.clone())
+    };
+    Ok(PrescriptionRec {
+        prescriber_kind,
+        prescriber_id,
         date: date(&p.date, &field("date"))?,
         number: p.number.clone(),
         quantity: p
@@ -237,7 +227,7 @@ fn prescription_rec(i: usize, p: &PrescriptionInput) -> Result<PrescriptionRec, 
             .transpose()
             .map_err(|_| err(field("quantity"), "too large"))?,
         non_substitution: non_substitution_rec(p, &field)?,
-        foreign: None,
+        foreign,
     })
 }
 
