@@ -115,18 +115,7 @@ fn a_four_year_time_lapse_has_a_row_per_month_expires_its_keys_and_replays_ident
         assert!(s["flat"].is_boolean() && s["slope_pct_per_month"].is_number());
     }
 
-    let replay = clearing()
-        .args(["replay", "--bus"])
-        .arg(format!("local:{}", out.join("bus").display()))
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&replay.stdout);
-    assert!(
-        replay.status.success() && said.contains("IDENTICAL"),
-        "replay: {said}{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    common::assert_replays_identical(&out.join("bus"));
 
     // Again from the cached corpus: the same stores, month by month.
     let again = time_lapse(&dir.path().join("again"), &corpus);

@@ -96,16 +96,5 @@ fn a_continuous_time_lapse_judges_memory_after_the_window_and_replays_identicall
     assert!(r["keys_expired"]["validation"].as_u64().unwrap() > 0, "{r}");
     assert!(r["keys_after"]["validation"].as_u64().unwrap() > 0, "{r}");
 
-    let replay = clearing()
-        .args(["replay", "--bus"])
-        .arg(format!("local:{}", out.join("bus").display()))
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&replay.stdout);
-    assert!(
-        replay.status.success() && said.contains("IDENTICAL"),
-        "replay: {said}{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    common::assert_replays_identical(&out.join("bus"));
 }

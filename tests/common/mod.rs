@@ -52,6 +52,22 @@ pub fn clearing() -> Command {
     command
 }
 
+/// `clearing replay` of the local log in `bus_dir` says IDENTICAL.
+pub fn assert_replays_identical(bus_dir: &Path) {
+    let replay = clearing()
+        .args(["replay", "--bus"])
+        .arg(format!("local:{}", bus_dir.display()))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success() && said.contains("IDENTICAL"),
+        "replay: {said}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+}
+
 /// Runs a command and asserts it succeeded, showing its stderr if not.
 pub fn ok(command: &mut Command) {
     let output = command.output().unwrap();
