@@ -42,7 +42,8 @@ use crate::rules::Rules;
 use crate::signatures::PkiVerifier;
 use crate::stages::Context;
 use crate::state::{
-    Mirror, Persister, RewritePolicy, SledStore, StateStore, StateTxn, StoreError, WriteBatch,
+    MemoryParts, Mirror, Persister, RewritePolicy, SledStore, StateStore, StateTxn, StoreError,
+    WriteBatch,
 };
 
 use crate::state::keys::reserved::{CHANGELOG_END, OUT_END};
@@ -126,9 +127,12 @@ pub struct WorkerStats {
     pub restored_outputs_suppressed: u64,
     pub ref_errors: u64,
     pub batches: u64,
-    /// State held in memory over sled (writes on their way, the cache) at
-    /// the last batch, all partitions.
+    /// State held in memory over sled (writes on their way, the cache, the
+    /// key filter) at the last sample, all partitions.
     pub state_memory_bytes: u64,
+    /// Of which the key filters and the caches.
+    pub state_filter_bytes: u64,
+    pub state_cache_bytes: u64,
     /// CPU time of the worker's steps on its thread and of the threads it
     /// verified signatures on, nanoseconds: per-stage CPU whatever the layout.
     pub cpu_ns: u64,
@@ -185,6 +189,8 @@ impl WorkerStats {
         self.ref_errors += other.ref_errors;
         self.batches += other.batches;
         self.state_memory_bytes += other.state_memory_bytes;
+        self.state_filter_bytes += other.state_filter_bytes;
+        self.state_cache_bytes += other.state_cache_bytes;
         self.cpu_ns += other.cpu_ns;
     }
 }
@@ -425,11 +431,12 @@ impl StageWorker {
             .is_none_or(|at| at.elapsed() >= PROBE_EVERY)
         {
             self.memory_sampled = Some(std::time::Instant::now());
-            self.stats.state_memory_bytes = self
-                .partitions
-                .values()
-                .map(|p| p.store.memory_bytes() as u64)
-                .sum();
+            let parts: Vec<MemoryParts> =
+                self.partitions.values().map(|p| p.store.memory()).collect();
+            let sum = |part: fn(&MemoryParts) -> usize| parts.iter().map(|p| part(p) as u64).sum();
+            self.stats.state_memory_bytes = sum(MemoryParts::total);
+            self.stats.state_filter_bytes = sum(|p| p.filter);
+            self.stats.state_cache_bytes = sum(|p| p.cache);
         }
     }
 

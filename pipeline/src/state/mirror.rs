@@ -237,6 +237,23 @@ pub struct Mirror {
     inner: Mutex<Inner>,
 }
 
+/// What a partition's state holds in memory over sled, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryParts {
+    /// Writes on their way to sled, keys and values.
+    pub writes: usize,
+    /// Values read or written lately (bounded by the cache's size).
+    pub cache: usize,
+    /// The key filter.
+    pub filter: usize,
+}
+
+impl MemoryParts {
+    pub fn total(&self) -> usize {
+        self.writes + self.cache + self.filter
+    }
+}
+
 struct Inner {
     /// Applied, not yet handed to the persister.
     pending: WriteBatch,
@@ -248,6 +265,11 @@ struct Inner {
     /// Every key sled may hold: those it held at open and every key written
     /// since. A read of a key it has never seen is answered without sled.
     filter: KeyFilter,
+    /// Keys found live when the filter was last built: the next build's
+    /// size. Not the keys inserted since, which include those deleted
+    /// meanwhile (retention's churn), or the filter would double at every
+    /// build while the store stays the same size.
+    live_at_build: usize,
 }
 
 impl Mirror {
@@ -263,7 +285,7 @@ impl Mirror {
         cache_bytes: usize,
     ) -> Result<Mirror, StoreError> {
         persister.sync()?;
-        let filter = filter_of(&tree, 0, [])?;
+        let (filter, live_at_build) = filter_of(&tree, 0, [])?;
         Ok(Mirror {
             tree,
             persister,
@@ -275,6 +297,7 @@ impl Mirror {
                 next_seq: 1,
                 cache: Cache::new(cache_bytes),
                 filter,
+                live_at_build,
             }),
         })
     }
@@ -283,9 +306,8 @@ impl Mirror {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Bytes held in memory for this partition: writes on their way to sled
-    /// and the cache.
-    pub fn memory_bytes(&self) -> usize {
+    /// Bytes held in memory for this partition, by part.
+    pub fn memory(&self) -> MemoryParts {
         let mut inner = self.inner();
         self.settle(&mut inner);
         let writes = |w: &WriteBatch| -> usize {
@@ -293,14 +315,16 @@ impl Mirror {
                 .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
                 .sum()
         };
-        writes(&inner.pending)
-            + inner.filter.bytes()
-            + inner
-                .in_flight
-                .iter()
-                .map(|(_, w)| writes(w))
-                .sum::<usize>()
-            + inner.cache.bytes()
+        MemoryParts {
+            writes: writes(&inner.pending)
+                + inner
+                    .in_flight
+                    .iter()
+                    .map(|(_, w)| writes(w))
+                    .sum::<usize>(),
+            cache: inner.cache.bytes(),
+            filter: inner.filter.bytes(),
+        }
     }
 
     /// Hands the held-back writes to the persister once there are enough of
@@ -404,7 +428,8 @@ impl Mirror {
                 .iter()
                 .map(|(_, w)| w.as_ref())
                 .chain([&inner.pending, &batch]);
-            inner.filter = filter_of(&self.tree, inner.filter.inserted(), later)?;
+            (inner.filter, inner.live_at_build) =
+                filter_of(&self.tree, inner.live_at_build, later)?;
         }
         if inner.pending.is_empty() {
             inner.pending = batch;
@@ -416,14 +441,15 @@ impl Mirror {
 }
 
 /// A filter of the keys in `tree` and in the writes on their way to it,
-/// with room for twice `at_least` keys and twice those found. Under the
+/// with room for twice `live` keys (the count at the last build) or, when
+/// more are found, twice those found; and the count found. Under the
 /// mirror's lock (or before it exists): a batch the persister lands in
 /// sled meanwhile is among `writes`.
 fn filter_of<'w>(
     tree: &SledStore,
-    at_least: usize,
+    live: usize,
     writes: impl IntoIterator<Item = &'w WriteBatch> + Clone,
-) -> Result<KeyFilter, StoreError> {
+) -> Result<(KeyFilter, usize), StoreError> {
     let fill = |filter: &mut KeyFilter| -> Result<(), StoreError> {
         tree.for_each_key(|key| filter.insert(key))?;
         for batch in writes.clone() {
@@ -433,14 +459,15 @@ fn filter_of<'w>(
         }
         Ok(())
     };
-    let mut filter = KeyFilter::with_room(2 * at_least);
+    let mut filter = KeyFilter::with_room(2 * live);
     fill(&mut filter)?;
     if filter.is_full() {
         // Larger than guessed: once more, at its size.
-        filter = KeyFilter::with_room(2 * filter.inserted());
+        filter = KeyFilter::with_room(2 * filter.distinct());
         fill(&mut filter)?;
     }
-    Ok(filter)
+    let found = filter.distinct();
+    Ok((filter, found))
 }
 
 impl StateStore for Mirror {
@@ -594,6 +621,56 @@ mod tests {
         }
         for n in (150_000..160_000).step_by(7) {
             assert_eq!(mirror.get(&key(n)).unwrap(), None);
+        }
+    }
+
+    /// Retention's churn: keys come and go while the store keeps the same
+    /// size, and counters are rewritten at every claim. The filter is
+    /// rebuilt when new keys fill it, at the size of the keys still live.
+    #[test]
+    fn a_key_filter_under_churn_stays_the_size_of_the_live_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
+        let persister = Arc::new(Persister::start("test").unwrap());
+        let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
+        let first = mirror.inner().filter.bytes();
+        let key = |n: u32| format!("dup/{n:08}").into_bytes();
+        // 20 windows of 30,000 keys: each written, its counter rewritten
+        // 5 times, then deleted when the next window is written.
+        for window in 0..20u32 {
+            let keys = window * 30_000..(window + 1) * 30_000;
+            for _ in 0..5 {
+                let counters: WriteBatch = (0..1000u32)
+                    .map(|n| (format!("amt/{n}").into_bytes(), Some(vec![window as u8])))
+                    .collect();
+                mirror.apply_owned(counters).unwrap();
+            }
+            let mut batch: WriteBatch = keys.clone().map(|n| (key(n), Some(vec![1]))).collect();
+            if let Some(last) = window.checked_sub(1) {
+                batch.extend((last * 30_000..window * 30_000).map(|n| (key(n), None)));
+            }
+            mirror.apply_owned(batch).unwrap();
+            mirror.hand_over(&mut mirror.inner()).unwrap();
+            persister.sync().unwrap();
+            // As the stage's every batch does: batches landed leave the
+            // list of those on their way.
+            mirror.persist_behind().unwrap();
+        }
+        // 600,000 keys written, never more than about 61,000 live (two
+        // windows and the counters): the filter was rebuilt once new keys
+        // filled it (its first size holds about 100,000), each time with
+        // room for twice the keys live. Sized from the keys inserted
+        // (repeats and deleted keys included), it grew at every rebuild.
+        let bytes = mirror.inner().filter.bytes();
+        assert!(
+            bytes > first && bytes <= 4 * first,
+            "{bytes} bytes against {first} at open"
+        );
+        for n in (570_000..600_000).step_by(13) {
+            assert_eq!(mirror.get(&key(n)).unwrap(), Some(vec![1]), "key {n}");
+        }
+        for n in (0..570_000).step_by(101) {
+            assert_eq!(mirror.get(&key(n)).unwrap(), None, "key {n}");
         }
     }
 

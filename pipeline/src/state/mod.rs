@@ -17,7 +17,7 @@ mod sled_store;
 use std::collections::BTreeMap;
 
 pub use mem::MemStore;
-pub use mirror::{Mirror, Persister};
+pub use mirror::{MemoryParts, Mirror, Persister};
 pub use sled_rewrite::{RewritePolicy, Rewritten};
 pub use sled_store::{OpenNotes, Rebuilt, SledStore};
 

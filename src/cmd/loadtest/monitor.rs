@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clearing_pipeline::bus::Bus;
-use clearing_pipeline::runtime::StageKind;
+use clearing_pipeline::runtime::{StageKind, WorkerStats};
 
 use super::live::{Live, lock};
 use super::report::{BILLION_A_YEAR_PER_S, Sample};
@@ -56,6 +56,8 @@ impl<'a> Monitor<'a> {
             cpu_percent: 0.0,
             rss_mb: sample::rss_bytes() as f64 / 1e6,
             state_memory_mb: 0.0,
+            state_filter_mb: 0.0,
+            state_cache_mb: 0.0,
             stage_inputs: vec![0; StageKind::DECIDING.len()],
             lag: vec![0; StageKind::DECIDING.len()],
             store_bytes: store_bytes(state_dir),
@@ -207,13 +209,20 @@ fn take_sample(
         interval.reset();
         figures
     };
-    let (state_memory_mb, stage_inputs) = {
+    let ([state_memory_mb, state_filter_mb, state_cache_mb], stage_inputs) = {
         let progress = lock(&live.progress);
-        let memory = progress
-            .stats
-            .iter()
-            .map(|(_, s)| s.state_memory_bytes as f64 / 1e6)
-            .sum();
+        let mb = |part: fn(&WorkerStats) -> u64| -> f64 {
+            progress
+                .stats
+                .iter()
+                .map(|(_, s)| part(s) as f64 / 1e6)
+                .sum()
+        };
+        let memory = [
+            mb(|s| s.state_memory_bytes),
+            mb(|s| s.state_filter_bytes),
+            mb(|s| s.state_cache_bytes),
+        ];
         let inputs = StageKind::DECIDING
             .iter()
             .map(|k| {
@@ -238,6 +247,8 @@ fn take_sample(
         cpu_percent: 100.0 * (sample::process_cpu_s() - prev_cpu) / dt,
         rss_mb: sample::rss_bytes() as f64 / 1e6,
         state_memory_mb,
+        state_filter_mb,
+        state_cache_mb,
         stage_inputs,
         lag: lags(bus),
         store_bytes: store_bytes(state_dir),

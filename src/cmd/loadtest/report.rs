@@ -190,9 +190,12 @@ pub struct Sample {
     pub p99_ms: f64,
     pub cpu_percent: f64,
     pub rss_mb: f64,
-    /// State the four stages hold in memory over sled (bounded caches and
-    /// writes on their way), MB.
+    /// State the four stages hold in memory over sled (bounded caches,
+    /// writes on their way, key filters), MB.
     pub state_memory_mb: f64,
+    /// Of which the key filters and the caches, MB.
+    pub state_filter_mb: f64,
+    pub state_cache_mb: f64,
     /// Inputs of each stage so far, pipeline order.
     pub stage_inputs: Vec<u64>,
     /// Consumer lag of each stage (records on its input not yet committed).

@@ -58,6 +58,8 @@ pub struct MonthPoint {
     pub fed: u64,
     pub rss_mb: f64,
     pub state_memory_mb: f64,
+    pub state_filter_mb: f64,
+    pub state_cache_mb: f64,
     /// Bytes of each stage's store files, pipeline order.
     pub store_bytes: Vec<u64>,
 }
@@ -76,6 +78,9 @@ pub struct MemoryVerdict {
     pub rss_max_mb: f64,
     pub rss_slope_mb_per_min: f64,
     pub state_memory_slope_mb_per_min: f64,
+    /// Of which the key filters' and the caches'.
+    pub state_filter_slope_mb_per_min: f64,
+    pub state_cache_slope_mb_per_min: f64,
     /// `None`: fewer than 2 samples after the window.
     pub flat: Option<bool>,
 }
@@ -217,6 +222,8 @@ pub fn month_points(timeline: &[Sample]) -> Vec<MonthPoint> {
             fed: s.fed,
             rss_mb: s.rss_mb,
             state_memory_mb: s.state_memory_mb,
+            state_filter_mb: s.state_filter_mb,
+            state_cache_mb: s.state_cache_mb,
             store_bytes: s.store_bytes.clone(),
         };
         match out.last_mut() {
@@ -243,7 +250,9 @@ pub fn memory_after(
         None => Vec::new(),
     };
     let rss: Vec<(f64, f64)> = after.iter().map(|s| (s.t_s, s.rss_mb)).collect();
-    let state: Vec<(f64, f64)> = after.iter().map(|s| (s.t_s, s.state_memory_mb)).collect();
+    let series = |part: fn(&Sample) -> f64| -> Vec<(f64, f64)> {
+        after.iter().map(|s| (s.t_s, part(s))).collect()
+    };
     let rss_max_mb = rss.iter().map(|p| p.1).fold(0.0, f64::max);
     let rss_slope_mb_per_min = slope_per_min(&rss);
     MemoryVerdict {
@@ -255,7 +264,9 @@ pub fn memory_after(
         rss_last_mb: rss.last().map_or(0.0, |p| p.1),
         rss_max_mb,
         rss_slope_mb_per_min,
-        state_memory_slope_mb_per_min: slope_per_min(&state),
+        state_memory_slope_mb_per_min: slope_per_min(&series(|s| s.state_memory_mb)),
+        state_filter_slope_mb_per_min: slope_per_min(&series(|s| s.state_filter_mb)),
+        state_cache_slope_mb_per_min: slope_per_min(&series(|s| s.state_cache_mb)),
         flat: (rss.len() >= 2).then(|| memory_flat(rss_slope_mb_per_min, rss_max_mb)),
     }
 }
@@ -313,7 +324,7 @@ fn summary(r: &ContinuousReport) {
     );
     let m = &r.memory;
     println!(
-        "  rss after the window ({} samples from {} s to {:.0} s): {:.0} → {:.0} MB (max {:.0}), slope {:+.3} MB/min, state in memory {:+.3} MB/min: {}",
+        "  rss after the window ({} samples from {} s to {:.0} s): {:.0} → {:.0} MB (max {:.0}), slope {:+.3} MB/min, state in memory {:+.3} MB/min (key filters {:+.3}, caches {:+.3}): {}",
         m.samples,
         m.from_s.map_or("-".to_string(), |t| format!("{t:.0}")),
         m.to_s,
@@ -322,6 +333,8 @@ fn summary(r: &ContinuousReport) {
         m.rss_max_mb,
         m.rss_slope_mb_per_min,
         m.state_memory_slope_mb_per_min,
+        m.state_filter_slope_mb_per_min,
+        m.state_cache_slope_mb_per_min,
         match m.flat {
             Some(true) => "FLAT",
             Some(false) => "NOT FLAT",
@@ -373,6 +386,8 @@ mod tests {
             cpu_percent: 0.0,
             rss_mb,
             state_memory_mb: 1.0,
+            state_filter_mb: 0.5,
+            state_cache_mb: 0.25,
             stage_inputs: vec![],
             lag: vec![],
             store_bytes: vec![store, 2 * store, 0, 0],
