@@ -18,6 +18,7 @@ mod intake;
 mod limit;
 mod openapi;
 mod owners;
+mod pending;
 mod readers;
 mod rights;
 
@@ -84,6 +85,8 @@ pub struct Api {
     /// The OpenAPI document as this server serves it.
     document: String,
     readers: Readers,
+    /// The `ref.rights` records the stage has yet to apply, by beneficiary.
+    pending: pending::PendingRights,
     /// The lots' own reader (they go one at a time, under the intake's lock).
     lot_reader: Readers,
 }
@@ -112,6 +115,7 @@ impl Api {
         Ok(Arc::new(Api {
             document: openapi::served(parts.professionals.is_some()),
             readers,
+            pending: pending::PendingRights::default(),
             lot_reader,
             directory: parts.directory,
             bus: parts.bus,

@@ -10,10 +10,6 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use clearing_pipeline::bus::{BusError, read_until};
-use clearing_pipeline::domain::rights::RightsInput;
-use clearing_pipeline::events::convert;
-use clearing_pipeline::events::model::RightsRecord;
 use clearing_pipeline::online::rights::{RightsOnDate, RightsQuery, rights_with_pending};
 use clearing_pipeline::pseudonym::BeneficiaryKey;
 use clearing_pipeline::runtime::ingest::partition_of;
@@ -198,36 +194,18 @@ fn fresh_rights(
             end - applied
         )));
     }
-    let pending = pending_for(api, partition, applied, end, key).map_err(ApiError::unavailable)?;
+    let pending = api
+        .pending
+        .for_key(
+            api.bus.as_ref(),
+            &api.registry,
+            partition,
+            applied,
+            end,
+            key.as_str().as_bytes(),
+        )
+        .map_err(ApiError::unavailable)?;
     let rights = rights_with_pending(store, pending, &api.pseudonyms, key, query.date)
         .map_err(ApiError::unavailable)?;
     Ok((rights, end))
-}
-
-/// The key's `ref.rights` records in `[from, end)`, in order.
-fn pending_for(
-    api: &Api,
-    partition: u32,
-    from: u64,
-    end: u64,
-    key: &BeneficiaryKey,
-) -> Result<Vec<RightsInput>, BusError> {
-    let mut pending = Vec::new();
-    let mut position = from;
-    let bus = api.bus.as_ref();
-    read_until(
-        bus,
-        topics::REF_RIGHTS,
-        partition,
-        &mut position,
-        Some(end),
-        |record| {
-            if record.key == key.as_str().as_bytes()
-                && let Ok(rec) = api.registry.decode_single::<RightsRecord>(&record.value)
-            {
-                pending.push(convert::rights_input(&rec));
-            }
-        },
-    )?;
-    Ok(pending)
 }
