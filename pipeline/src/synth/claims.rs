@@ -727,9 +727,7 @@ pub fn claim_dated(
         sign(&mut fse, &pros[pro_index], registry);
         return GeneratedClaim { fse, bad: None };
     }
-    let foreign_possible = (fse.acts.iter()).any(|l| {
-        l.prescription.is_some() && eprescription::substance(rules, fse.care_date, l).is_some()
-    });
+    let foreign_possible = eprescription::spoilable(&fse.acts, rules, fse.care_date);
     let kind = BadKind::draw(&mut rng, foreign_possible);
     if kind == BadKind::Duplicate {
         // The professional's software sends an earlier claim again, byte

@@ -43,6 +43,25 @@ pub(super) fn substance<'r>(
     rules.acts.products.product(cip)?.atc.as_deref()
 }
 
+/// The first of `acts` that is prescribed and can carry a foreign
+/// ePrescription on `care`, and the substance it would name.
+fn first_carrier<'r>(
+    acts: &[ActLineRec],
+    rules: &'r Rules,
+    care: NaiveDate,
+) -> Option<(usize, &'r str)> {
+    acts.iter().enumerate().find_map(|(n, line)| {
+        line.prescription.as_ref()?;
+        substance(rules, care, line).map(|atc| (n, atc))
+    })
+}
+
+/// Whether a bad kind that spoils a foreign ePrescription can apply to
+/// these lines on `care` ([`spoil`]).
+pub(super) fn spoilable(acts: &[ActLineRec], rules: &Rules, care: NaiveDate) -> bool {
+    first_carrier(acts, rules, care).is_some()
+}
+
 /// Whether claim `index` dispenses foreign ePrescriptions where it can.
 pub(super) fn drawn(index: usize, ehic: Option<&EhicRec>) -> bool {
     index % ONE_IN == RESIDUE || (ehic.is_some() && index % VISITOR_ONE_IN == 2)
@@ -130,10 +149,7 @@ pub(super) fn spoil(
     index: usize,
 ) -> Option<()> {
     let countries = rules.general.eu_eprescription_countries(care)?;
-    let (n, atc) = acts.iter().enumerate().find_map(|(n, line)| {
-        line.prescription.as_ref()?;
-        substance(rules, care, line).map(|atc| (n, atc))
-    })?;
+    let (n, atc) = first_carrier(acts, rules, care)?;
     let mut foreign = issued(rules, care, ehic, index, atc)?;
     match kind {
         BadKind::EuEprescriptionCountry => {
