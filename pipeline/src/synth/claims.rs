@@ -4,6 +4,7 @@
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
 
+use super::eprescription;
 use super::rng::Rng;
 use super::world::{Professional, World};
 use crate::domain::rights::RightsInput;
@@ -37,10 +38,14 @@ pub enum BadKind {
     EuInstitutionUnknown,
     EhicFrenchCard,
     InvalidAmount,
+    /// A foreign ePrescription from a state outside the service's list.
+    EuEprescriptionCountry,
+    /// A foreign ePrescription naming a substance the product is not.
+    EuEprescriptionSubstance,
 }
 
 impl BadKind {
-    pub const ALL: [BadKind; 18] = [
+    pub const ALL: [BadKind; 20] = [
         BadKind::Duplicate,
         BadKind::BadNirKey,
         BadKind::UnknownActCode,
@@ -59,7 +64,20 @@ impl BadKind {
         BadKind::EuInstitutionUnknown,
         BadKind::EhicFrenchCard,
         BadKind::InvalidAmount,
+        BadKind::EuEprescriptionCountry,
+        BadKind::EuEprescriptionSubstance,
     ];
+
+    /// A kind drawn uniformly among those that can apply: the foreign
+    /// ePrescription ones only to a claim with a line that can carry one
+    /// (`foreign_possible`), so any other claim draws what it drew before
+    /// them (2026-12-06).
+    fn draw(rng: &mut Rng, foreign_possible: bool) -> BadKind {
+        let kinds: Vec<BadKind> = (BadKind::ALL.iter().copied())
+            .filter(|k| foreign_possible || !eprescription::needs_one(*k))
+            .collect();
+        *rng.pick(&kinds)
+    }
 
     /// The reason code the pipeline must give for this kind.
     pub fn expected(self) -> &'static str {
@@ -82,6 +100,8 @@ impl BadKind {
             BadKind::EuInstitutionUnknown => "eu_institution_unknown",
             BadKind::EhicFrenchCard => "ehic_french_card",
             BadKind::InvalidAmount => "invalid_amount",
+            BadKind::EuEprescriptionCountry => "eu_eprescription_country",
+            BadKind::EuEprescriptionSubstance => "eu_eprescription_substance_mismatch",
         }
     }
 }
@@ -561,9 +581,12 @@ const PRESCRIBING_ESTABLISHMENTS: [&str; 2] = ["750000010", "130000011"];
 /// a GP of the world, or now and then an establishment, some days before
 /// the care; an ordonnance numérique number on two claims in three; now and
 /// then more than the line dispenses (a remainder for a later claim), and a
-/// justified non-substitution mention on a princeps in four. Drawn from the
-/// claim's index, not from its random stream, so every other field of the
-/// data set stays what it was.
+/// justified non-substitution mention on a princeps in four. Where the
+/// rules have foreign ePrescriptions in service on the date of care, about
+/// one claim in 50 (one in 5 of an EHIC visitor's) dispenses its listed
+/// substances on one instead ([`eprescription`]). Drawn from the claim's
+/// index, not from its random stream, so every other field of the data set
+/// stays what it was.
 fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize) {
     let category = fse.professional.category;
     let gps: Vec<&Professional> = (world.professionals.iter())
@@ -609,6 +632,15 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
             non_substitution: (princeps && (seed + n) % 4 == 1).then_some(NonSubstitution::Mte),
             foreign: None,
         });
+    }
+    if eprescription::drawn(index, fse.ehic.as_ref()) {
+        eprescription::dispense(
+            &mut fse.acts,
+            rules,
+            fse.care_date,
+            fse.ehic.as_ref(),
+            index,
+        );
     }
 }
 
@@ -695,7 +727,8 @@ pub fn claim_dated(
         sign(&mut fse, &pros[pro_index], registry);
         return GeneratedClaim { fse, bad: None };
     }
-    let kind = *rng.pick(&BadKind::ALL);
+    let foreign_possible = eprescription::spoilable(&fse.acts, rules, fse.care_date);
+    let kind = BadKind::draw(&mut rng, foreign_possible);
     if kind == BadKind::Duplicate {
         // The professional's software sends an earlier claim again, byte
         // for byte (its signature covers received_at, so nothing changes).
@@ -710,6 +743,7 @@ pub fn claim_dated(
     }
     let bad = Bad {
         world,
+        rules,
         index,
         pro_index,
     };
@@ -746,6 +780,7 @@ struct Signing {
 /// What spoiling good claim `index` (of the professional `pro_index`) needs.
 struct Bad<'w> {
     world: &'w World,
+    rules: &'w Rules,
     index: usize,
     pro_index: usize,
 }
@@ -792,6 +827,16 @@ impl Bad<'_> {
                 self.ehic(kind, fse, rng)
             }
             BadKind::InvalidAmount => fse.acts[0].charged_cents = -rng.range(1, 5000),
+            BadKind::EuEprescriptionCountry | BadKind::EuEprescriptionSubstance => {
+                eprescription::spoil(
+                    kind,
+                    &mut fse.acts,
+                    self.rules,
+                    fse.care_date,
+                    fse.ehic.as_ref(),
+                    self.index,
+                )?
+            }
         }
         Some(signed)
     }
@@ -855,6 +900,15 @@ impl Bad<'_> {
     /// visitor's claim (or when the world has no such beneficiary).
     fn beneficiary(&self, kind: BadKind, fse: &mut FseSubmitted, rng: &mut Rng) -> Option<()> {
         let world = self.world;
+        // Foreign ePrescriptions alone are dispensed to a patient without
+        // rights, with no mandatory share: such a claim is not refused.
+        if matches!(
+            kind,
+            BadKind::UnknownBeneficiary | BadKind::NotCoveredOnCareDate
+        ) && eprescription::only_foreign(&fse.acts)
+        {
+            return None;
+        }
         match kind {
             BadKind::BadNirKey => {
                 let b = fse.beneficiary.as_mut()?;

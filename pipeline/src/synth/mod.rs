@@ -6,6 +6,7 @@
 //! ranges and written in index order.
 
 pub mod claims;
+mod eprescription;
 pub mod rng;
 pub mod world;
 
@@ -21,6 +22,11 @@ use crate::events::convert::input_from_submitted;
 use crate::events::registry::SchemaRegistry;
 use crate::pki::PkiRecord;
 use crate::rules::Rules;
+
+/// The generator's revision: raised when the same seed, dates and rules
+/// make other claims, so that a cache of its output made before is made
+/// again. 1: foreign ePrescriptions from their service date (2026-12-06).
+pub const REVISION: u32 = 1;
 
 /// Claims generated and written per chunk: bounds memory whatever the count.
 const CHUNK: usize = 16_384;

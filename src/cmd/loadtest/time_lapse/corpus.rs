@@ -112,6 +112,10 @@ pub struct Manifest {
     /// Bad claims made, by the reason the pipeline must give.
     pub bad_claims: std::collections::BTreeMap<String, u64>,
     pub rules_version: String,
+    /// The generator's revision ([`clearing_pipeline::synth::REVISION`]);
+    /// 0 in a corpus made before it was recorded (2026-12-06).
+    #[serde(default)]
+    pub generator: u32,
 }
 
 pub struct Corpus {
@@ -145,7 +149,7 @@ pub fn prepare(
         },
         Path::to_path_buf,
     );
-    if let Some(manifest) = reusable(&dir, plan, registry, pseudonyms) {
+    if let Some(manifest) = reusable(&dir, plan, rules, registry, pseudonyms) {
         return Ok(Corpus {
             dir,
             manifest,
@@ -171,17 +175,24 @@ pub fn prepare(
     })
 }
 
-/// The manifest of a corpus already in `dir` for this plan, if its records
-/// are keyed with this pseudonym key.
+/// The manifest of a corpus already in `dir` for this plan, made by this
+/// generator under these rules, if its records are keyed with this
+/// pseudonym key.
 fn reusable(
     dir: &Path,
     plan: &Plan,
+    rules: &Rules,
     registry: &SchemaRegistry,
     pseudonyms: &PseudonymKey,
 ) -> Option<Manifest> {
     let text = std::fs::read(dir.join(MANIFEST)).ok()?;
     let manifest: Manifest = serde_json::from_slice(&text).ok()?;
-    if manifest.plan != *plan {
+    // Claims depend on the generator and on the rules it prices and dates
+    // them by: a corpus made by another of either is made again.
+    if manifest.plan != *plan
+        || manifest.generator != clearing_pipeline::synth::REVISION
+        || manifest.rules_version != rules.version
+    {
         return None;
     }
     let first = WireReader::open(&dir.join(WIRE_FILE))
@@ -240,6 +251,7 @@ fn generate(
         in_period: 0,
         bad_claims: Default::default(),
         rules_version: rules.version.clone(),
+        generator: clearing_pipeline::synth::REVISION,
     };
     // (stamp, index, offset in the unsorted file) of the claims in the period.
     let mut order: Vec<(i64, usize, u64)> = Vec::new();
