@@ -51,6 +51,7 @@ fn submitted() -> FseSubmitted {
             category: Category::Gp,
             sector: SectorSymbol::S2,
             optam: true,
+            billing: None,
         },
         beneficiary: Some(BeneficiaryRec {
             nir: "185057800604830".to_owned(),

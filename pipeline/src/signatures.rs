@@ -29,7 +29,8 @@ use crate::refdata::SignatureVerifier;
 /// prescriptions are written without their `foreign` field; when a line
 /// carries a foreign ePrescription (since 2026-12-06), every line's foreign
 /// ePrescription (null when none) follows in turn, so the bytes signed before
-/// that field are unchanged.
+/// that field are unchanged. Last, when the professional names a billing
+/// identifier (since 2026-12-06), its `billing` field: who is paid is signed.
 pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8> {
     let mut bytes = if fse.signature.is_none() {
         registry.encode_signed_form(fse)
@@ -51,6 +52,11 @@ pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8>
                 foreign(line).encode_field(&mut tail);
             }
         }
+        bytes = tail.into_bytes();
+    }
+    if fse.professional.billing.is_some() {
+        let mut tail = Encoder::from_vec(bytes);
+        fse.professional.billing.encode_field(&mut tail);
         bytes = tail.into_bytes();
     }
     bytes

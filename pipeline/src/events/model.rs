@@ -61,10 +61,28 @@ pub struct EventHeader {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfessionalRec {
+    /// The signer, whoever bills.
     pub rpps: String,
     pub category: Category,
     pub sector: SectorSymbol,
     pub optam: bool,
+    /// The number the care is billed under, when not the RPPS (since
+    /// 2026-12-06; the versions of the FSE's topics before it lack it).
+    pub billing: Option<BillingRec>,
+}
+
+/// Avro enum `BillingKind`: what a billing identifier is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingKind {
+    Am,
+    Finess,
+}
+
+/// An executant's billing identifier: an AM number or a FINESS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingRec {
+    pub kind: BillingKind,
+    pub id: String,
 }
 
 #[derive(Clone, PartialEq, Eq)]

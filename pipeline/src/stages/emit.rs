@@ -438,6 +438,7 @@ mod tests {
                 category: crate::domain::Category::Gp,
                 sector: crate::events::model::SectorSymbol::S1,
                 optam: false,
+                billing: None,
             },
             beneficiary: None,
             ehic: None,

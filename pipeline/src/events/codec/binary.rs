@@ -15,6 +15,10 @@ pub struct Encoder {
     /// the FSE's topics from before foreign ePrescriptions (2026-12-06), and
     /// the prescriptions' part of the signed bytes.
     without_foreign: bool,
+    /// Writes the professional without its `billing` field: the versions of
+    /// the FSE's topics from before billing identifiers (2026-12-06), and the
+    /// FSE's signed form.
+    without_billing: bool,
 }
 
 impl Encoder {
@@ -28,6 +32,7 @@ impl Encoder {
             out,
             without_prescriptions: false,
             without_foreign: false,
+            without_billing: false,
         }
     }
 
@@ -49,6 +54,16 @@ impl Encoder {
 
     pub fn writes_foreign(&self) -> bool {
         !self.without_foreign
+    }
+
+    /// Whether the professional is written in its form before billing
+    /// identifiers (no `billing` field).
+    pub fn set_without_billing(&mut self, on: bool) {
+        self.without_billing = on;
+    }
+
+    pub fn writes_billing(&self) -> bool {
+        !self.without_billing
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -135,6 +150,8 @@ pub struct Decoder<'a> {
     without_prescriptions: bool,
     /// Prescriptions are read without a `foreign` field (see [`Encoder`]).
     without_foreign: bool,
+    /// The professional is read without a `billing` field (see [`Encoder`]).
+    without_billing: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -145,6 +162,7 @@ impl<'a> Decoder<'a> {
             depth: 0,
             without_prescriptions: false,
             without_foreign: false,
+            without_billing: false,
         }
     }
 
@@ -165,6 +183,16 @@ impl<'a> Decoder<'a> {
 
     pub fn reads_foreign(&self) -> bool {
         !self.without_foreign
+    }
+
+    /// Whether the professional is read in its form before billing
+    /// identifiers.
+    pub fn set_without_billing(&mut self, on: bool) {
+        self.without_billing = on;
+    }
+
+    pub fn reads_billing(&self) -> bool {
+        !self.without_billing
     }
 
     /// Offset of the next byte to read.

@@ -127,12 +127,19 @@ pub fn header() -> BoxedStrategy<EventHeader> {
 }
 
 pub fn professional() -> BoxedStrategy<ProfessionalRec> {
-    (text(), symbol(), symbol(), any::<bool>())
-        .prop_map(|(rpps, category, sector, optam)| ProfessionalRec {
+    (
+        text(),
+        symbol(),
+        symbol(),
+        any::<bool>(),
+        option::of((symbol(), text())),
+    )
+        .prop_map(|(rpps, category, sector, optam, billing)| ProfessionalRec {
             rpps,
             category,
             sector,
             optam,
+            billing: billing.map(|(kind, id)| BillingRec { kind, id }),
         })
         .boxed()
 }
