@@ -176,6 +176,7 @@ fn decided() -> FseDecided {
             amc: Some("AMC000042".to_owned()),
             eu_country: None,
             eu_institution_id: None,
+            payee: None,
         }),
     }
 }

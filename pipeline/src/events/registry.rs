@@ -165,9 +165,19 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.decided.v0.avsc"),
     ),
     history(
+        "fse.decided",
+        1,
+        include_str!("../../../schemas/history/fse.decided.v1.avsc"),
+    ),
+    history(
         "fse.rejected",
         0,
         include_str!("../../../schemas/history/fse.rejected.v0.avsc"),
+    ),
+    history(
+        "fse.rejected",
+        1,
+        include_str!("../../../schemas/history/fse.rejected.v1.avsc"),
     ),
     history(
         "payments.orders",
@@ -178,6 +188,16 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         "returns.professional",
         0,
         include_str!("../../../schemas/history/returns.professional.v0.avsc"),
+    ),
+    history(
+        "returns.professional",
+        1,
+        include_str!("../../../schemas/history/returns.professional.v1.avsc"),
+    ),
+    history(
+        "outbound.ledger",
+        0,
+        include_str!("../../../schemas/history/outbound.ledger.v0.avsc"),
     ),
     history(
         "dlq",

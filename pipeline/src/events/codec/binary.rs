@@ -19,6 +19,10 @@ pub struct Encoder {
     /// the FSE's topics from before billing identifiers (2026-12-06), and the
     /// FSE's signed form.
     without_billing: bool,
+    /// Writes the claim reference, the ledger outcome and the professional
+    /// return without their `payee` field: their versions from before
+    /// billing identifiers (2026-12-06).
+    without_payee: bool,
 }
 
 impl Encoder {
@@ -33,6 +37,7 @@ impl Encoder {
             without_prescriptions: false,
             without_foreign: false,
             without_billing: false,
+            without_payee: false,
         }
     }
 
@@ -64,6 +69,15 @@ impl Encoder {
 
     pub fn writes_billing(&self) -> bool {
         !self.without_billing
+    }
+
+    /// Whether records ending in `payee` are written without it.
+    pub fn set_without_payee(&mut self, on: bool) {
+        self.without_payee = on;
+    }
+
+    pub fn writes_payee(&self) -> bool {
+        !self.without_payee
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -152,6 +166,8 @@ pub struct Decoder<'a> {
     without_foreign: bool,
     /// The professional is read without a `billing` field (see [`Encoder`]).
     without_billing: bool,
+    /// Records ending in `payee` are read without it (see [`Encoder`]).
+    without_payee: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -163,6 +179,7 @@ impl<'a> Decoder<'a> {
             without_prescriptions: false,
             without_foreign: false,
             without_billing: false,
+            without_payee: false,
         }
     }
 
@@ -193,6 +210,15 @@ impl<'a> Decoder<'a> {
 
     pub fn reads_billing(&self) -> bool {
         !self.without_billing
+    }
+
+    /// Whether records ending in `payee` are read without it.
+    pub fn set_without_payee(&mut self, on: bool) {
+        self.without_payee = on;
+    }
+
+    pub fn reads_payee(&self) -> bool {
+        !self.without_payee
     }
 
     /// Offset of the next byte to read.

@@ -128,6 +128,46 @@ macro_rules! avro_topic {
             }
         }
     };
+    ($ty:ident, $topic:literal, before_payee = $v:literal, $payee:expr) => {
+        impl AvroRecord for $ty {
+            const SCHEMA_JSON: &'static str =
+                include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
+            const TOPIC: &'static str = $topic;
+            fn encode(&self, out: &mut Encoder) {
+                self.encode_field(out);
+            }
+            fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                Self::decode_field(input)
+            }
+            fn decode_older(
+                version: u32,
+                input: &mut Decoder<'_>,
+            ) -> Option<Result<Self, CodecError>> {
+                if version != $v {
+                    return None;
+                }
+                input.set_without_payee(true);
+                let value = Self::decode_field(input);
+                input.set_without_payee(false);
+                Some(value)
+            }
+            /// Without a billing identifier to pay, the version from before
+            /// the field, so runs recorded then re-run to the same bytes.
+            fn written_as(&self) -> Option<u32> {
+                let payee: fn(&Self) -> bool = $payee;
+                (!payee(self)).then_some($v)
+            }
+            fn older_form(version: u32, out: &mut Encoder) {
+                if version == $v {
+                    out.set_without_payee(true);
+                }
+            }
+            fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
+                static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+                &CACHE
+            }
+        }
+    };
     ($ty:ident, $topic:literal) => {
         impl AvroRecord for $ty {
             const SCHEMA_JSON: &'static str =
@@ -550,14 +590,17 @@ avro_record!(DecisionRec {
     care_date,
     reimbursement_date,
 });
-avro_record!(ClaimRefRec {
+// Its last field, `payee` (2026-12-06), is left out of the version before it.
+record_with_later_field!(
+    ClaimRefRec {
     rpps,
     received_on,
     tiers_payant,
     amc,
     eu_country,
     eu_institution_id,
-});
+} then payee if writes_payee / reads_payee
+);
 avro_record!(FseDecided {
     header,
     decision,
@@ -589,7 +632,9 @@ avro_record!(GuaranteeRec {
     late,
     penalty_cents,
 });
-avro_record!(ProfessionalReturn {
+// Its last field, `payee` (2026-12-06), is left out of the version before it.
+record_with_later_field!(
+    ProfessionalReturn {
     header,
     kind,
     rpps,
@@ -598,8 +643,11 @@ avro_record!(ProfessionalReturn {
     amount_cents,
     reasons,
     fse_count,
-});
-avro_record!(LedgerOutcomeRec {
+} then payee if writes_payee / reads_payee
+);
+// Its last field, `payee` (2026-12-06), is left out of the version before it.
+record_with_later_field!(
+    LedgerOutcomeRec {
     fse_id,
     beneficiary_key,
     rpps,
@@ -614,7 +662,8 @@ avro_record!(LedgerOutcomeRec {
     imputed_cents,
     eu_country,
     eu_institution_id,
-});
+} then payee if writes_payee / reads_payee
+);
 avro_record!(LedgerEntry {
     header,
     close_on,
@@ -792,13 +841,27 @@ fn written_as_before(
         Some(before_billing)
     }
 }
-avro_topic!(FseDecided, "fse.decided");
-avro_topic!(FseRejected, "fse.rejected");
+avro_topic!(FseDecided, "fse.decided", before_payee = 1, |d| d
+    .claim
+    .as_ref()
+    .is_some_and(|c| c.payee.is_some()));
+avro_topic!(FseRejected, "fse.rejected", before_payee = 1, |d| d
+    .claim
+    .as_ref()
+    .is_some_and(|c| c.payee.is_some()));
 avro_topic!(PaymentOrder, "payments.orders");
-avro_topic!(ProfessionalReturn, "returns.professional");
+avro_topic!(
+    ProfessionalReturn,
+    "returns.professional",
+    before_payee = 1,
+    |r| r.payee.is_some()
+);
 avro_topic!(EuClaim, "eu.claims");
 avro_topic!(AmcClaim, "amc.claims");
-avro_topic!(LedgerEntry, "outbound.ledger");
+avro_topic!(LedgerEntry, "outbound.ledger", before_payee = 0, |e| e
+    .outcome
+    .as_ref()
+    .is_some_and(|o| o.payee.is_some()));
 avro_topic!(AuditCheckpoint, "audit.checkpoints");
 avro_topic!(RightsRecord, "ref.rights");
 avro_topic!(PkiEvent, "ref.pki");
