@@ -41,6 +41,7 @@ fn claim() -> FseSubmitted {
             category: Category::Gp,
             sector: SectorSymbol::S1,
             optam: false,
+            billing: None,
         },
         beneficiary: Some(BeneficiaryRec {
             nir: "185057800604830".to_owned(),

@@ -51,6 +51,12 @@ fn submitted() -> FseSubmitted {
             category: Category::Gp,
             sector: SectorSymbol::S2,
             optam: true,
+            // A health centre's FINESS: the FSE is written with the current
+            // schema, billing and all.
+            billing: Some(BillingRec {
+                kind: BillingKind::Finess,
+                id: "750000010".to_owned(),
+            }),
         },
         beneficiary: Some(BeneficiaryRec {
             nir: "185057800604830".to_owned(),
@@ -175,6 +181,7 @@ fn decided() -> FseDecided {
             amc: Some("AMC000042".to_owned()),
             eu_country: None,
             eu_institution_id: None,
+            payee: Some("750000010".to_owned()),
         }),
     }
 }
@@ -306,6 +313,8 @@ fn submitted_reads_back(fse: &Value) {
     assert_eq!(fse["care_date"], "2025-01-20");
     assert_eq!(fse["professional"]["category"], "GP");
     assert_eq!(fse["professional"]["sector"], "S2");
+    assert_eq!(fse["professional"]["billing"]["kind"], "FINESS");
+    assert_eq!(fse["professional"]["billing"]["id"], "750000010");
     assert_eq!(fse["beneficiary"]["birth_date"], "1985-05-12");
     assert_eq!(fse["ehic"]["country"], "DE");
     assert_eq!(fse["ehic"]["surname"], "Müller");
@@ -344,6 +353,7 @@ fn decided_reads_back(record: &Value) {
     assert_eq!(claim["tiers_payant"]["amo"], true);
     assert_eq!(claim["amc"], "AMC000042");
     assert_eq!(claim["eu_country"], Value::Null);
+    assert_eq!(claim["payee"], "750000010");
 }
 
 /// The union [Certificate, Revocation]: the branch by name.

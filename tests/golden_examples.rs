@@ -720,3 +720,108 @@ fn a_foreign_eprescription_before_the_service_or_of_another_substance_is_refused
         vec![("eu_eprescription_substance_mismatch".to_string(), Some(1))]
     );
 }
+
+/// `professional` billing under another number than its RPPS (issue 20,
+/// item 5).
+fn billing_under(mut professional: Value, kind: &str, id: &str) -> Value {
+    professional["billing"] = json!({"kind": kind, "id": id});
+    professional
+}
+
+/// A salaried GP of a health centre bills the centre's consultation under
+/// its FINESS (750000010, Luhn-valid, synthetic; domain.md 2.4): decided as
+/// the same consultation billed on the RPPS (E8: G at EUR 30 on 20 Jan 2025,
+/// AMO 19.00 after the EUR 2 participation), the RPPS still signing.
+#[test]
+fn a_health_centre_bills_a_consultation_by_finess() {
+    let mut a = adjudicator(rights(json!({})));
+    let d = decide(
+        &mut a,
+        fse(
+            "2025-01-20",
+            billing_under(gp("1", false), "finess", "750000010"),
+            "mt",
+            json!([{"code": "G", "charged": "30.00"}]),
+        ),
+    );
+    assert_money(&d, "19.00", "0.00", "2.00", "11.00");
+    assert_eq!(d.paid_to_insured.to_string(), "19.00");
+    assert_eq!(d.lines[0].tariff, "G@2024-12-22");
+    assert!(reason_codes(&d).is_empty(), "{d:#?}");
+}
+
+/// A pharmacy bills under its AM number (13 department, category 2
+/// "supplier": pharmacy; domain.md 2.3), in tiers payant: DOLIPRANE 1000 mg
+/// 2 boxes on 4 Feb 2025 on the listed base EUR 2.18 a box, 65 %, two EUR 1
+/// box franchises: AMO 0.83; in tiers payant the pharmacy is paid the
+/// whole 2.83 and the franchises are deferred (the payment order pays its
+/// AM number: `outbound::ledger::tests::a_payment_order_pays_the_billing_identifier_the_fses_name`).
+#[test]
+fn a_pharmacy_bills_by_its_am_number() {
+    let mut a = adjudicator(rights(json!({})));
+    let mut claim = pharmacy(
+        "2025-02-04",
+        json!([{"code": "PH7", "quantity": 2, "product": "3400935955838",
+                "unit_price": "2.18", "charged": "4.36"}]),
+    );
+    claim["professional"] = billing_under(claim["professional"].clone(), "am", "132123456");
+    claim["tiers_payant"] = json!({"amo": true, "amc": false});
+    let d = decide(&mut a, claim);
+    assert_eq!(d.lines[0].base.to_string(), "4.36");
+    assert_eq!(d.franchise.to_string(), "2.00");
+    assert_money(&d, "0.83", "0.00", "0.00", "3.53");
+    assert_eq!(
+        [d.paid_to_professional, d.deferred].map(|c| c.to_string()),
+        ["2.83", "2.00"]
+    );
+}
+
+/// The two refusals: a FINESS whose Luhn key fails (750000011), and a
+/// pharmacist billing under a doctor's AM number (category 1).
+#[test]
+fn a_malformed_billing_identifier_or_another_categorys_am_number_is_refused() {
+    let mut a = adjudicator(rights(json!({})));
+    let consultation = |professional| {
+        fse(
+            "2025-01-20",
+            professional,
+            "mt",
+            json!([{"code": "G", "charged": "30.00"}]),
+        )
+    };
+    let d = a
+        .decide_line(
+            &consultation(billing_under(gp("1", false), "finess", "750000011")).to_string(),
+        )
+        .unwrap();
+    assert_eq!(d.status, Status::Rejected);
+    let refusal = |d: &Decision| {
+        d.reasons
+            .iter()
+            .map(|r| (r.code.as_str().to_string(), r.field.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        refusal(&d),
+        [(
+            "invalid_billing_id".to_string(),
+            Some("professional.billing.id".to_string())
+        )]
+    );
+    let mut claim = pharmacy(
+        "2025-02-04",
+        json!([{"code": "PH7", "quantity": 2, "product": "3400935955838",
+                "unit_price": "2.18", "charged": "4.36"}]),
+    );
+    claim["fse_id"] = json!("12345678-000000043");
+    claim["professional"] = billing_under(claim["professional"].clone(), "am", "131123456");
+    let d = a.decide_line(&claim.to_string()).unwrap();
+    assert_eq!(d.status, Status::Rejected);
+    assert_eq!(
+        refusal(&d),
+        [(
+            "billing_category_mismatch".to_string(),
+            Some("professional.billing.id".to_string())
+        )]
+    );
+}

@@ -29,7 +29,8 @@ use crate::refdata::SignatureVerifier;
 /// prescriptions are written without their `foreign` field; when a line
 /// carries a foreign ePrescription (since 2026-12-06), every line's foreign
 /// ePrescription (null when none) follows in turn, so the bytes signed before
-/// that field are unchanged.
+/// that field are unchanged. Last, when the professional names a billing
+/// identifier (since 2026-12-06), its `billing` field: who is paid is signed.
 pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8> {
     let mut bytes = if fse.signature.is_none() {
         registry.encode_signed_form(fse)
@@ -51,6 +52,11 @@ pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8>
                 foreign(line).encode_field(&mut tail);
             }
         }
+        bytes = tail.into_bytes();
+    }
+    if fse.professional.billing.is_some() {
+        let mut tail = Encoder::from_vec(bytes);
+        fse.professional.billing.encode_field(&mut tail);
         bytes = tail.into_bytes();
     }
     bytes
@@ -149,5 +155,117 @@ impl SignatureVerifier for OwnedPkiVerifier {
             registry: &self.registry,
         }
         .check(submission, fse, receipt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given a GP's FSE billed under a health centre's FINESS and signed by
+    //! the GP's card, when validation checks it against the health PKI, then
+    //! it verifies against the RPPS's certificate, and the billing identifier
+    //! cannot be changed, added or removed after signing.
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use chrono::NaiveDate;
+    use serde_json::json;
+
+    use super::*;
+    use crate::adjudicate::Adjudicator;
+    use crate::domain::Status;
+    use crate::domain::fse::{BillingInput, SignatureInput};
+    use crate::pki::{PkiRecord, SignatureAlg, SigningKey, certificate_for};
+    use crate::pseudonym::PseudonymKey;
+    use crate::rules::Rules;
+
+    const GP: &str = "10000123454";
+    const CARD: &str = "CPS-GP";
+
+    fn key() -> SigningKey {
+        SigningKey::generate(SignatureAlg::EcdsaP256Sha256, [23; 32])
+    }
+
+    fn adjudicator() -> Adjudicator {
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let mut pki = Pki::default();
+        let cert = certificate_for(
+            &key(),
+            CARD,
+            GP,
+            "IGC-SANTE-TEST",
+            date(2020, 1, 1),
+            date(2027, 12, 31),
+        );
+        pki.apply(PkiRecord::from(&cert)).unwrap();
+        let mut a = Adjudicator::new(
+            Rules::embedded().unwrap(),
+            PseudonymKey::development(),
+            Box::new(OwnedPkiVerifier::new(pki).unwrap()),
+        );
+        a.load_rights_line(
+            &json!({"nir": "185057800604830", "birth_date": "1985-05-12", "rank": 1,
+                    "coverage": [{"from": "2000-01-01", "to": null, "regime": "01", "fund": "751"}],
+                    "ald": [], "css": [], "ame": [], "maternity": [],
+                    "local_regime": null, "declared_gp": GP})
+            .to_string(),
+        )
+        .unwrap();
+        a
+    }
+
+    fn billing(id: &str) -> Option<BillingInput> {
+        Some(BillingInput {
+            kind: Some("finess".into()),
+            id: Some(id.into()),
+        })
+    }
+
+    /// The G consultation of 20 Jan 2025, billed under `billed`, signed as
+    /// billed under `signed`.
+    fn consultation(signed: Option<BillingInput>, billed: Option<BillingInput>) -> FseInput {
+        let mut input: FseInput = serde_json::from_value(json!({
+            "fse_id": "12345678-000000042", "received_at": "2025-01-20T18:00:00+01:00",
+            "care_date": "2025-01-20",
+            "professional": {"rpps": GP, "category": "gp", "sector": "1"},
+            "beneficiary": {"nir": "185057800604830", "birth_date": "1985-05-12", "rank": 1},
+            "pathway": "mt", "tiers_payant": {"amo": false, "amc": false},
+            "acts": [{"code": "G", "charged": "30.00"}]}))
+        .unwrap();
+        let registry = SchemaRegistry::new().unwrap();
+        if let Some(p) = input.professional.as_mut() {
+            p.billing = signed;
+        }
+        let wire = submitted_from_input(&input).unwrap();
+        let value = key().sign(&canonical_bytes(&registry, &wire));
+        input.signature = Some(SignatureInput {
+            alg: Some(key().alg().as_str().into()),
+            cert: Some(CARD.into()),
+            value: Some(BASE64.encode(value)),
+        });
+        if let Some(p) = input.professional.as_mut() {
+            p.billing = billed;
+        }
+        input
+    }
+
+    fn codes(input: &FseInput) -> (Status, Vec<&'static str>) {
+        let d = adjudicator().decide(input).unwrap();
+        (
+            d.status,
+            d.reasons.iter().map(|r| r.code.as_str()).collect(),
+        )
+    }
+
+    #[test]
+    fn the_rpps_signs_what_a_finess_bills_and_the_finess_is_signed() {
+        let centre = || billing("750000010");
+        assert_eq!(
+            codes(&consultation(centre(), centre())),
+            (Status::Paid, vec![])
+        );
+        let bad = (Status::Rejected, vec!["bad_signature"]);
+        assert_eq!(codes(&consultation(centre(), billing("130000011"))), bad);
+        assert_eq!(codes(&consultation(None, centre())), bad);
+        assert_eq!(codes(&consultation(centre(), None)), bad);
     }
 }

@@ -9,7 +9,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Category;
-use crate::ids::{Country, EhicCardId, EhicInstitutionId, EhicPersonalId, Nir, Rpps};
+use crate::ids::{
+    AmNumber, Country, EhicCardId, EhicInstitutionId, EhicPersonalId, Finess, Nir, Rpps,
+};
 use crate::money::{Cents, Hundredths};
 
 /// Bound on act lines per FSE: far above a real care sheet (a pharmacy FSE
@@ -43,6 +45,18 @@ pub struct ProfessionalInput {
     pub sector: Option<String>,
     #[serde(default)]
     pub optam: bool,
+    /// The number the care is billed under when it is not the RPPS (since
+    /// 2026-12-06): the practice's AM number or the establishment's FINESS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<BillingInput>,
+}
+
+/// A billing identifier as sent: `kind` `am` or `finess`, and the number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingInput {
+    pub kind: Option<String>,
+    pub id: Option<String>,
 }
 
 #[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -218,10 +232,46 @@ impl Complement {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Professional {
+    /// The signer (the CPS card's holder), whoever is paid.
     pub rpps: Rpps,
     pub category: Category,
     pub sector: Sector,
     pub optam: bool,
+    /// `None`: the RPPS bills, as before billing identifiers existed.
+    pub billing: Option<Billing>,
+}
+
+impl Professional {
+    /// Who is paid: the billing identifier when there is one, else the RPPS.
+    pub fn payee(&self) -> &str {
+        self.billing
+            .as_ref()
+            .map_or(self.rpps.as_str(), Billing::id)
+    }
+}
+
+/// The number an executant bills under (domain.md 1.1, 2.3, 2.4): a
+/// practice location's AM number, or an establishment's FINESS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Billing {
+    Am(AmNumber),
+    Finess(Finess),
+}
+
+impl Billing {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Billing::Am(_) => "am",
+            Billing::Finess(_) => "finess",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Billing::Am(a) => a.as_str(),
+            Billing::Finess(f) => f.as_str(),
+        }
+    }
 }
 
 /// A beneficiary of the French scheme: the insured's NIR, birth date, rank.

@@ -92,6 +92,8 @@ reason_codes! {
     RppsKeyWarning => "rpps_key_warning", None, "The RPPS does not pass the Luhn check (warning only).";
     InvalidCategory => "invalid_category", None, "Unknown professional category.";
     InvalidSector => "invalid_sector", None, "Sector is not 1, 2 or 3.";
+    InvalidBillingId => "invalid_billing_id", None, "The professional's billing identifier is not of kind am or finess, or is malformed, or its FINESS fails its key.";
+    BillingCategoryMismatch => "billing_category_mismatch", None, "The category character of the AM number billed under is not the professional's category (an establishment's number accepts any).";
     InvalidPathway => "invalid_pathway", None, "Unknown care pathway.";
     InvalidActCode => "invalid_act_code", None, "The act code is neither an NGAP key, a CCAM code nor a prestation code.";
     UnknownActCode => "unknown_act_code", None, "The act code is not in the nomenclature.";

@@ -13,8 +13,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Offset, SecondsFormat, Utc};
 
 use super::model::*;
 use crate::domain::fse::{
-    ActLineInput, BeneficiaryInput, EhicInput, ForeignPrescriptionInput, PrescriptionInput,
-    ProfessionalInput, SignatureInput, TiersPayantInput,
+    ActLineInput, BeneficiaryInput, BillingInput, EhicInput, ForeignPrescriptionInput,
+    PrescriptionInput, ProfessionalInput, SignatureInput, TiersPayantInput,
 };
 use crate::domain::rights::{
     AmcPeriod, CoveragePeriod, GpPeriod, LocalRegime, LocalRegimePeriod, Period, RightsInput,
@@ -107,6 +107,7 @@ pub fn submitted_from_input(input: &FseInput) -> Result<FseSubmitted, ConvertErr
             category,
             sector: sector_symbol(sector),
             optam: professional.optam,
+            billing: professional.billing.as_ref().map(billing_rec).transpose()?,
         },
         beneficiary,
         ehic,
@@ -117,6 +118,25 @@ pub fn submitted_from_input(input: &FseInput) -> Result<FseSubmitted, ConvertErr
         },
         acts,
         signature,
+    })
+}
+
+/// The professional's billing identifier: a known kind and an id (its
+/// checks are validation's).
+fn billing_rec(b: &BillingInput) -> Result<BillingRec, ConvertError> {
+    let kind = match required(&b.kind, "professional.billing.kind")?.as_str() {
+        "am" => BillingKind::Am,
+        "finess" => BillingKind::Finess,
+        _ => {
+            return Err(err(
+                "professional.billing.kind",
+                "unknown billing kind (am or finess)",
+            ));
+        }
+    };
+    Ok(BillingRec {
+        kind,
+        id: required(&b.id, "professional.billing.id")?.clone(),
     })
 }
 
@@ -357,6 +377,16 @@ pub fn input_from_submitted(fse: &FseSubmitted) -> FseInput {
             category: Some(fse.professional.category.as_str().to_string()),
             sector: Some(sector_str(fse.professional.sector).to_string()),
             optam: fse.professional.optam,
+            billing: fse.professional.billing.as_ref().map(|b| BillingInput {
+                kind: Some(
+                    match b.kind {
+                        BillingKind::Am => "am",
+                        BillingKind::Finess => "finess",
+                    }
+                    .to_string(),
+                ),
+                id: Some(b.id.clone()),
+            }),
         }),
         beneficiary: fse.beneficiary.as_ref().map(|b| BeneficiaryInput {
             nir: Some(b.nir.clone()),
@@ -866,6 +896,33 @@ mod tests {
         assert_eq!(submitted.acts[0].coefficient_hundredths, 150);
         let again = submitted_from_input(&input_from_submitted(&submitted)).unwrap();
         assert_eq!(again, submitted);
+    }
+
+    #[test]
+    fn a_billing_identifier_survives_a_trip_and_its_kind_is_typed() {
+        let mut input = example();
+        let professional = input.professional.as_mut().unwrap();
+        professional.billing = Some(BillingInput {
+            kind: Some("finess".into()),
+            id: Some("750000010".into()),
+        });
+        let submitted = submitted_from_input(&input).unwrap();
+        assert_eq!(
+            submitted.professional.billing,
+            Some(BillingRec {
+                kind: BillingKind::Finess,
+                id: "750000010".into()
+            })
+        );
+        assert_eq!(input_from_submitted(&submitted), input);
+        input.professional.as_mut().unwrap().billing = Some(BillingInput {
+            kind: Some("siret".into()),
+            id: Some("750000010".into()),
+        });
+        assert_eq!(
+            submitted_from_input(&input).unwrap_err().field,
+            "professional.billing.kind"
+        );
     }
 
     #[test]

@@ -61,10 +61,28 @@ pub struct EventHeader {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfessionalRec {
+    /// The signer, whoever bills.
     pub rpps: String,
     pub category: Category,
     pub sector: SectorSymbol,
     pub optam: bool,
+    /// The number the care is billed under, when not the RPPS (since
+    /// 2026-12-06; the versions of the FSE's topics before it lack it).
+    pub billing: Option<BillingRec>,
+}
+
+/// Avro enum `BillingKind`: what a billing identifier is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingKind {
+    Am,
+    Finess,
+}
+
+/// An executant's billing identifier: an AM number or a FINESS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingRec {
+    pub kind: BillingKind,
+    pub id: String,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -312,6 +330,9 @@ pub struct ClaimRefRec {
     pub amc: Option<String>,
     pub eu_country: Option<String>,
     pub eu_institution_id: Option<String>,
+    /// The billing identifier the professional's share is paid to; `None`:
+    /// the RPPS (and every record written before 2026-12-06).
+    pub payee: Option<String>,
 }
 
 /// `fse.decided` (status paid).
@@ -344,7 +365,9 @@ pub struct PaymentOrder {
     pub header: EventHeader,
     pub order_id: String,
     pub payee_kind: PayeeKind,
-    /// RPPS for a professional, pseudonymous key for an insured.
+    /// For a professional, the billing identifier the FSEs name (an AM
+    /// number or a FINESS) or else the RPPS; for an insured, the
+    /// pseudonymous key.
     pub payee: String,
     pub value_date: NaiveDate,
     pub amount_cents: i64,
@@ -390,6 +413,9 @@ pub struct ProfessionalReturn {
     pub reasons: Vec<ReasonRec>,
     /// ARL: how many FSEs the batch holds.
     pub fse_count: Option<i32>,
+    /// RSP payment: the billing identifier paid, when not the RPPS (since
+    /// 2026-12-06).
+    pub payee: Option<String>,
 }
 
 /// An FSE's final outcome, as the ledger accumulations need it.
@@ -409,6 +435,8 @@ pub struct LedgerOutcomeRec {
     pub imputed_cents: i64,
     pub eu_country: Option<String>,
     pub eu_institution_id: Option<String>,
+    /// The billing identifier paid, when not the RPPS (since 2026-12-06).
+    pub payee: Option<String>,
 }
 
 /// `outbound.ledger`: an FSE outcome to accumulate, or a close event.

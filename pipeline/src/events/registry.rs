@@ -22,8 +22,8 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use thiserror::Error;
 
 use super::codec::{
-    AvroField, AvroRecord, BEFORE_FOREIGN, CodecError, Decoder, Encoder, MAX_BYTES_LEN,
-    SIGNED_FORM_VERSION, decode_body,
+    AvroField, AvroRecord, BEFORE_BILLING, BEFORE_FOREIGN, CodecError, Decoder, Encoder,
+    MAX_BYTES_LEN, SIGNED_FORM_VERSION, decode_body,
 };
 use super::model::{
     AmcClaim, AuditCheckpoint, DeadLetter, EuClaim, EuInstitutionRecord, FseDecided, FseEntitled,
@@ -110,6 +110,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.submitted.v3.avsc"),
     ),
     history(
+        "fse.submitted",
+        BEFORE_BILLING,
+        include_str!("../../../schemas/history/fse.submitted.v4.avsc"),
+    ),
+    history(
         "fse.validated",
         0,
         include_str!("../../../schemas/history/fse.validated.v0.avsc"),
@@ -118,6 +123,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         "fse.validated",
         1,
         include_str!("../../../schemas/history/fse.validated.v1.avsc"),
+    ),
+    history(
+        "fse.validated",
+        2,
+        include_str!("../../../schemas/history/fse.validated.v2.avsc"),
     ),
     history(
         "fse.entitled",
@@ -130,6 +140,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.entitled.v1.avsc"),
     ),
     history(
+        "fse.entitled",
+        2,
+        include_str!("../../../schemas/history/fse.entitled.v2.avsc"),
+    ),
+    history(
         "fse.routed",
         0,
         include_str!("../../../schemas/history/fse.routed.v0.avsc"),
@@ -140,14 +155,29 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.routed.v1.avsc"),
     ),
     history(
+        "fse.routed",
+        2,
+        include_str!("../../../schemas/history/fse.routed.v2.avsc"),
+    ),
+    history(
         "fse.decided",
         0,
         include_str!("../../../schemas/history/fse.decided.v0.avsc"),
     ),
     history(
+        "fse.decided",
+        1,
+        include_str!("../../../schemas/history/fse.decided.v1.avsc"),
+    ),
+    history(
         "fse.rejected",
         0,
         include_str!("../../../schemas/history/fse.rejected.v0.avsc"),
+    ),
+    history(
+        "fse.rejected",
+        1,
+        include_str!("../../../schemas/history/fse.rejected.v1.avsc"),
     ),
     history(
         "payments.orders",
@@ -158,6 +188,16 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         "returns.professional",
         0,
         include_str!("../../../schemas/history/returns.professional.v0.avsc"),
+    ),
+    history(
+        "returns.professional",
+        1,
+        include_str!("../../../schemas/history/returns.professional.v1.avsc"),
+    ),
+    history(
+        "outbound.ledger",
+        0,
+        include_str!("../../../schemas/history/outbound.ledger.v0.avsc"),
     ),
     history(
         "dlq",
@@ -360,6 +400,7 @@ impl SchemaRegistry {
         out.extend_from_slice(&signed_form_fingerprint());
         let mut encoder = Encoder::from_vec(out);
         encoder.set_without_prescriptions(true);
+        encoder.set_without_billing(true);
         fse.encode_field(&mut encoder);
         encoder.into_bytes()
     }

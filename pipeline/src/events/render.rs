@@ -78,12 +78,22 @@ fn payee_kind(kind: PayeeKind) -> &'static str {
 
 /// A return to the professional (`returns.professional`).
 pub fn professional_return(r: &ProfessionalReturn) -> Value {
-    json!({
+    let mut v = json!({
         "kind": return_kind(r.kind), "rpps": r.rpps, "batch_id": r.batch_id,
         "fse_id": r.fse_id, "amount": r.amount_cents.map(money),
         "reasons": reasons(&r.reasons), "fse_count": r.fse_count,
         "header": header(&r.header),
-    })
+    });
+    with_payee(&mut v, &r.payee);
+    v
+}
+
+/// Adds `payee` only when a billing identifier is paid, so that every other
+/// record renders as it did before the field.
+fn with_payee(v: &mut Value, payee: &Option<String>) {
+    if let (Some(payee), Some(map)) = (payee, v.as_object_mut()) {
+        map.insert("payee".into(), json!(payee));
+    }
 }
 
 /// A payment order (`payments.orders`).
@@ -125,15 +135,19 @@ pub fn amc_claim(c: &AmcClaim) -> Value {
 fn ledger_entry(e: &LedgerEntry) -> Value {
     json!({
         "close_on": e.close_on,
-        "outcome": e.outcome.as_ref().map(|o| json!({
-            "fse_id": o.fse_id, "beneficiary_key": o.beneficiary_key, "rpps": o.rpps,
-            "received_on": o.received_on, "status": o.status,
-            "validation_rejected": o.validation_rejected, "reason_codes": o.reason_codes,
-            "tiers_payant_amo": o.tiers_payant_amo, "amo": money(o.amo_cents),
-            "paid_to_professional": money(o.paid_to_professional_cents),
-            "paid_to_insured": money(o.paid_to_insured_cents),
-            "imputed": money(o.imputed_cents), "eu_country": o.eu_country,
-            "eu_institution_id": o.eu_institution_id})),
+        "outcome": e.outcome.as_ref().map(|o| {
+            let mut v = json!({
+                "fse_id": o.fse_id, "beneficiary_key": o.beneficiary_key, "rpps": o.rpps,
+                "received_on": o.received_on, "status": o.status,
+                "validation_rejected": o.validation_rejected, "reason_codes": o.reason_codes,
+                "tiers_payant_amo": o.tiers_payant_amo, "amo": money(o.amo_cents),
+                "paid_to_professional": money(o.paid_to_professional_cents),
+                "paid_to_insured": money(o.paid_to_insured_cents),
+                "imputed": money(o.imputed_cents), "eu_country": o.eu_country,
+                "eu_institution_id": o.eu_institution_id});
+            with_payee(&mut v, &o.payee);
+            v
+        }),
         "header": header(&e.header),
     })
 }

@@ -5,6 +5,7 @@
 //! Personal identifiers (NIR, EHIC card number, EHIC personal id) never show
 //! their value in `Debug` or in errors; they are read through `expose()`.
 
+pub mod am;
 pub mod ccam;
 pub mod cip13;
 pub mod country;
@@ -15,6 +16,7 @@ pub mod ngap;
 pub mod nir;
 pub mod rpps;
 
+pub use am::{AmCategory, AmNumber};
 pub use ccam::CcamCode;
 pub use cip13::Cip13;
 pub use country::Country;

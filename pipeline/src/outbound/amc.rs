@@ -128,6 +128,7 @@ mod tests {
             amc: amc.map(str::to_string),
             eu_country: None,
             eu_institution_id: None,
+            payee: None,
         }
     }
 

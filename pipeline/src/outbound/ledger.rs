@@ -61,8 +61,10 @@ enum Acc {
         key: String,
         received_on: NaiveDate,
     },
+    /// What one payee (a billing identifier, or the RPPS) is owed from one
+    /// day of receipt.
     PayProfessional {
-        rpps: String,
+        payee: String,
         received_on: NaiveDate,
     },
     Eu {
@@ -108,8 +110,8 @@ impl Acc {
         match self {
             Acc::Lot { rpps, received_on } => format!("lot/{}/{received_on}", esc(rpps)),
             Acc::PayInsured { key, received_on } => format!("payi/{}/{received_on}", esc(key)),
-            Acc::PayProfessional { rpps, received_on } => {
-                format!("payp/{}/{received_on}", esc(rpps))
+            Acc::PayProfessional { payee, received_on } => {
+                format!("payp/{}/{received_on}", esc(payee))
             }
             Acc::Eu {
                 country,
@@ -131,8 +133,8 @@ impl Acc {
                 key: unpart(key),
                 received_on: date(on)?,
             }),
-            ["payp", rpps, on] => Some(Acc::PayProfessional {
-                rpps: unpart(rpps),
+            ["payp", payee, on] => Some(Acc::PayProfessional {
+                payee: unpart(payee),
                 received_on: date(on)?,
             }),
             ["eu", country, institution, half] => Some(Acc::Eu {
@@ -303,6 +305,9 @@ fn accumulate(
     ctx: &LedgerCtx<'_>,
 ) -> Result<(), OutboundError> {
     part(&o.rpps)?;
+    if let Some(payee) = &o.payee {
+        part(payee)?;
+    }
     // Every accumulator is due on a date counted from the receipt: outside
     // the calendar it would never close (year 9999), or make every later
     // close walk past its bound and fail (year 1899), stopping the stage.
@@ -388,8 +393,9 @@ impl<'o> Paid<'o> {
             guaranteed,
         };
         if o.paid_to_professional_cents > 0 {
-            let rpps = o.rpps.clone();
-            let acc = Acc::PayProfessional { rpps, received_on };
+            // Paid to the billing identifier the FSE names, else the RPPS.
+            let payee = o.payee.clone().unwrap_or_else(|| o.rpps.clone());
+            let acc = Acc::PayProfessional { payee, received_on };
             add(
                 state,
                 &acc,
@@ -525,9 +531,12 @@ impl Due {
                 let payee = self.pay.entry((PayeeKind::Insured, key)).or_default();
                 payee.extend(entries);
             }
-            Acc::PayProfessional { rpps, .. } => {
+            Acc::PayProfessional { payee, .. } => {
                 let entries: Vec<PayEntry> = take(state, &id)?;
-                let payee = self.pay.entry((PayeeKind::Professional, rpps)).or_default();
+                let payee = self
+                    .pay
+                    .entry((PayeeKind::Professional, payee))
+                    .or_default();
                 payee.extend(entries);
             }
             Acc::Eu {
@@ -580,6 +589,7 @@ mod tests {
             imputed_cents: 0,
             eu_country: None,
             eu_institution_id: None,
+            payee: None,
         }
     }
 
@@ -708,6 +718,36 @@ mod tests {
         assert_eq!(p[0].fse_ids, ["F5"]);
         assert_eq!(p[0].value_date, d("2025-01-13"));
         assert!(g.when(close_on("2025-01-09")).is_empty(), "nothing left");
+    }
+
+    /// A health centre's two GPs bill under its FINESS: one order pays the
+    /// centre for both; a third GP without a billing identifier is paid on
+    /// its RPPS; each professional's batch is still acknowledged by RPPS.
+    #[test]
+    fn a_payment_order_pays_the_billing_identifier_the_fses_name() {
+        let g = Given::new();
+        let centre = |x: LedgerOutcomeRec| LedgerOutcomeRec {
+            payee: Some("750000010".into()),
+            ..x
+        };
+        g.when(o(centre(outcome("F1", "P1", "2025-01-06", 2300, true))));
+        g.when(o(centre(outcome("F2", "P2", "2025-01-06", 1000, true))));
+        g.when(o(outcome("F3", "P3", "2025-01-06", 500, true)));
+        let out = g.when(close_on("2025-01-07"));
+        let paid: Vec<(&str, &[String], i64)> = orders(&out)
+            .iter()
+            .map(|p| (p.payee.as_str(), p.fse_ids.as_slice(), p.amount_cents))
+            .collect();
+        assert_eq!(
+            paid,
+            [
+                ("750000010", &["F1".to_string(), "F2".to_string()][..], 3300),
+                ("P3", &["F3".to_string()][..], 500),
+            ]
+        );
+        let mut acknowledged: Vec<&str> = arls(&out).iter().map(|a| a.rpps.as_str()).collect();
+        acknowledged.sort_unstable();
+        assert_eq!(acknowledged, ["P1", "P2", "P3"]);
     }
 
     #[test]

@@ -140,6 +140,7 @@ fn outcome(decision: &DecisionRec, claim: &ClaimRefRec) -> LedgerOutcomeRec {
         imputed_cents: decision.imputed_cents,
         eu_country: claim.eu_country.clone(),
         eu_institution_id: claim.eu_institution_id.clone(),
+        payee: claim.payee.clone(),
     }
 }
 

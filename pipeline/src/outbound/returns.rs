@@ -21,7 +21,8 @@ use crate::events::model::{
 pub const MAX_ARL_REASONS: usize = 20;
 
 /// RSP payment: what the professional is paid for this FSE (zero without
-/// tiers payant: the insured is paid), with the decision's warnings.
+/// tiers payant: the insured is paid), with the decision's warnings, and the
+/// billing identifier it is paid to when not the RPPS.
 pub fn payment_return(decision: &DecisionRec, claim: &ClaimRefRec) -> ProfessionalReturn {
     ProfessionalReturn {
         header: blank_header(),
@@ -32,6 +33,7 @@ pub fn payment_return(decision: &DecisionRec, claim: &ClaimRefRec) -> Profession
         amount_cents: Some(decision.paid_to_professional_cents),
         reasons: decision.warnings.clone(),
         fse_count: None,
+        payee: claim.payee.clone(),
     }
 }
 
@@ -46,6 +48,7 @@ pub fn rejection_return(decision: &DecisionRec, claim: &ClaimRefRec) -> Professi
         amount_cents: None,
         reasons: decision.reasons.clone(),
         fse_count: None,
+        payee: None,
     }
 }
 
@@ -123,6 +126,8 @@ pub fn acknowledgement(
         amount_cents: None,
         reasons,
         fse_count: Some(i32::try_from(entries.len()).unwrap_or(i32::MAX)),
+        // A batch is what one professional (RPPS) sent, whoever bills.
+        payee: None,
     }
 }
 

@@ -9,11 +9,12 @@ use crate::bus::Record;
 use crate::events::codec::AvroRecord;
 use crate::events::convert;
 use crate::events::model::{
-    ClaimRefRec, DeadLetter, EventHeader, FseRejected, FseSubmitted, RawCutRec, RefOffset,
-    SourceRef,
+    BillingKind, BillingRec, ClaimRefRec, DeadLetter, EventHeader, FseRejected, FseSubmitted,
+    RawCutRec, RefOffset, SourceRef,
 };
 use crate::events::registry::SchemaRegistry;
 use crate::events::wire;
+use crate::ids::{AmNumber, Finess};
 use crate::outbound::{Emit, OutboundError};
 use crate::topics;
 
@@ -145,7 +146,19 @@ pub(crate) fn claim_ref(
         amc: amc.map(str::to_string),
         eu_country: eu.map(|(c, _)| c.to_string()),
         eu_institution_id: eu.map(|(_, i)| i.to_string()),
+        payee: fse.professional.billing.as_ref().map(payee),
     })
+}
+
+/// The billing identifier as validation checked it (trimmed, uppercase), or
+/// as sent when it does not check (the claim is then refused: nothing is
+/// paid to it).
+fn payee(billing: &BillingRec) -> String {
+    let checked = match billing.kind {
+        BillingKind::Am => AmNumber::parse(&billing.id).map(|a| a.as_str().to_string()),
+        BillingKind::Finess => Finess::parse(&billing.id).map(|f| f.as_str().to_string()),
+    };
+    checked.unwrap_or_else(|_| billing.id.clone())
 }
 
 /// The id of the `ordinal`-th output of `input` at `stage`: replaying the same
@@ -438,6 +451,7 @@ mod tests {
                 category: crate::domain::Category::Gp,
                 sector: crate::events::model::SectorSymbol::S1,
                 optam: false,
+                billing: None,
             },
             beneficiary: None,
             ehic: None,
@@ -456,5 +470,19 @@ mod tests {
         let claim = claim_ref(&fse, Some("AMC1"), Some(("DE", "DE-1"))).unwrap();
         assert_eq!(claim.eu_institution_id.as_deref(), Some("DE-1"));
         assert!(claim.tiers_payant.amo);
+        assert_eq!(claim.payee, None, "the RPPS is paid");
+        // The payee is the billing identifier as validation checked it.
+        for (kind, id, payee) in [
+            (BillingKind::Am, " 2a1123456", "2A1123456"),
+            (BillingKind::Finess, "750000010", "750000010"),
+            (BillingKind::Finess, "75000001", "75000001"),
+        ] {
+            fse.professional.billing = Some(BillingRec {
+                kind,
+                id: id.into(),
+            });
+            let claim = claim_ref(&fse, None, None).unwrap();
+            assert_eq!(claim.payee.as_deref(), Some(payee), "{id}");
+        }
     }
 }

@@ -10,19 +10,19 @@ use super::emit::{Inputs, claim_ref};
 use super::{Context, Outcome, Validated, reject};
 use crate::clock::Receipt;
 use crate::domain::fse::{
-    ActLineInput, BeneficiaryInput, EhicInput, ForeignPrescriptionInput, MAX_LINES, MAX_QUANTITY,
-    MAX_TEXT_BYTES, PrescriptionInput, ProfessionalInput,
+    ActLineInput, BeneficiaryInput, BillingInput, EhicInput, ForeignPrescriptionInput, MAX_LINES,
+    MAX_QUANTITY, MAX_TEXT_BYTES, PrescriptionInput, ProfessionalInput,
 };
 use crate::domain::{
-    ActLine, Category, Complement, Ehic, ForeignPrescription, Fse, FseInput, Insured,
+    ActLine, Billing, Category, Complement, Ehic, ForeignPrescription, Fse, FseInput, Insured,
     NonSubstitution, Pathway, Patient, Prescriber, Prescription, Professional, Reason, ReasonCode,
     Sector, Signature, Stage, TiersPayant,
 };
 use crate::events::convert;
 use crate::events::model::{EventHeader, FseSubmitted};
 use crate::ids::{
-    CcamCode, Cip13, Country, EhicCardId, EhicInstitutionId, EhicPersonalId, Finess, NgapKey, Nir,
-    Rpps,
+    AmNumber, CcamCode, Cip13, Country, EhicCardId, EhicInstitutionId, EhicPersonalId, Finess,
+    NgapKey, Nir, Rpps,
 };
 use crate::money::{Cents, Hundredths};
 use crate::pseudonym::BeneficiaryKey;
@@ -221,12 +221,54 @@ fn parse_professional(c: &mut Checker, input: &ProfessionalInput) -> Option<Prof
                 None
             })
         });
+    let billing = match &input.billing {
+        None => Some(None),
+        Some(b) => parse_billing(c, b, category).map(Some),
+    };
     Some(Professional {
         rpps: rpps?,
         category: category?,
         sector: sector?,
         optam: input.optam,
+        billing: billing?,
     })
+}
+
+/// The executant's billing identifier: an AM number of the right shape whose
+/// category character fits the professional's category (checked once that
+/// category is known), or a FINESS whose Luhn key checks (2A/2B unchecked,
+/// as for a prescriber); the AM key rule is UNCONFIRMED: shape only.
+fn parse_billing(
+    c: &mut Checker,
+    input: &BillingInput,
+    category: Option<Category>,
+) -> Option<Billing> {
+    let kind = c.required(&input.kind, "professional.billing.kind")?;
+    let id = c.required(&input.id, "professional.billing.id")?;
+    let field = "professional.billing.id";
+    let parsed = match kind.as_str() {
+        "finess" => Finess::parse(id)
+            .map(Billing::Finess)
+            .map_err(|e| (ReasonCode::InvalidBillingId, field, e.to_string())),
+        "am" => AmNumber::parse(id)
+            .map_err(|e| (ReasonCode::InvalidBillingId, field, e.to_string()))
+            .and_then(|am| match category {
+                Some(cat) if !cat.bills_under(am.category()) => Err((
+                    ReasonCode::BillingCategoryMismatch,
+                    field,
+                    "the AM number's category character is not the professional's category".into(),
+                )),
+                _ => Ok(Billing::Am(am)),
+            }),
+        _ => Err((
+            ReasonCode::InvalidBillingId,
+            "professional.billing.kind",
+            "billing kind must be am or finess".into(),
+        )),
+    };
+    parsed
+        .map_err(|(code, field, message)| c.fail(code, field, message))
+        .ok()
 }
 
 fn parse_insured(c: &mut Checker, input: &BeneficiaryInput) -> Option<Insured> {
@@ -395,11 +437,9 @@ fn parse_prescription(
         Some("finess") => Finess::parse(id)
             .map(Prescriber::Finess)
             .map_err(|e| ("prescriber", e.to_string())),
-        Some("am") if am_number_ok(id) => Ok(Prescriber::Am(id.to_ascii_uppercase())),
-        Some("am") => Err((
-            "prescriber",
-            "an AM number is 9 characters: a department (2 digits, 2A or 2B) and 7 digits".into(),
-        )),
+        Some("am") => AmNumber::parse(id)
+            .map(|am| Prescriber::Am(am.as_str().to_string()))
+            .map_err(|e| ("prescriber", e.to_string())),
         _ => Err((
             "prescriber_kind",
             "prescriber_kind must be rpps, finess or am".into(),
@@ -535,16 +575,6 @@ pub fn atc_code_ok(code: &str) -> bool {
 /// Bound on a prescribed quantity (a year of monthly boxes is 12; renewals
 /// of several boxes stay far below).
 const MAX_PRESCRIBED_QUANTITY: u32 = 999;
-
-/// An Assurance Maladie professional number: department (2 digits, 2A, 2B)
-/// and 7 digits (domain.md 2.3; the key's rule is UNCONFIRMED, not checked).
-fn am_number_ok(id: &str) -> bool {
-    let id = id.as_bytes();
-    id.len() == 9
-        && (id[..2].iter().all(u8::is_ascii_digit)
-            || matches!(id[..2], [b'2', b'A' | b'B' | b'a' | b'b']))
-        && id[2..].iter().all(u8::is_ascii_digit)
-}
 
 /// An act code of the shape of an NGAP key, a CCAM code or a pharmacy
 /// prestation code (`PH` and a digit).
@@ -1114,6 +1144,9 @@ pub fn malformed(
         &rules.version,
     )
 }
+
+#[cfg(test)]
+mod billing_tests;
 
 #[cfg(test)]
 mod tests {

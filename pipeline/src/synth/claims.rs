@@ -695,6 +695,7 @@ fn professional_rec(pro: &Professional) -> ProfessionalRec {
             _ => SectorSymbol::S1,
         },
         optam: pro.optam,
+        billing: None,
     }
 }
 

@@ -15,6 +15,14 @@ pub struct Encoder {
     /// the FSE's topics from before foreign ePrescriptions (2026-12-06), and
     /// the prescriptions' part of the signed bytes.
     without_foreign: bool,
+    /// Writes the professional without its `billing` field: the versions of
+    /// the FSE's topics from before billing identifiers (2026-12-06), and the
+    /// FSE's signed form.
+    without_billing: bool,
+    /// Writes the claim reference, the ledger outcome and the professional
+    /// return without their `payee` field: their versions from before
+    /// billing identifiers (2026-12-06).
+    without_payee: bool,
 }
 
 impl Encoder {
@@ -28,6 +36,8 @@ impl Encoder {
             out,
             without_prescriptions: false,
             without_foreign: false,
+            without_billing: false,
+            without_payee: false,
         }
     }
 
@@ -49,6 +59,25 @@ impl Encoder {
 
     pub fn writes_foreign(&self) -> bool {
         !self.without_foreign
+    }
+
+    /// Whether the professional is written in its form before billing
+    /// identifiers (no `billing` field).
+    pub fn set_without_billing(&mut self, on: bool) {
+        self.without_billing = on;
+    }
+
+    pub fn writes_billing(&self) -> bool {
+        !self.without_billing
+    }
+
+    /// Whether records ending in `payee` are written without it.
+    pub fn set_without_payee(&mut self, on: bool) {
+        self.without_payee = on;
+    }
+
+    pub fn writes_payee(&self) -> bool {
+        !self.without_payee
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -135,6 +164,10 @@ pub struct Decoder<'a> {
     without_prescriptions: bool,
     /// Prescriptions are read without a `foreign` field (see [`Encoder`]).
     without_foreign: bool,
+    /// The professional is read without a `billing` field (see [`Encoder`]).
+    without_billing: bool,
+    /// Records ending in `payee` are read without it (see [`Encoder`]).
+    without_payee: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -145,6 +178,8 @@ impl<'a> Decoder<'a> {
             depth: 0,
             without_prescriptions: false,
             without_foreign: false,
+            without_billing: false,
+            without_payee: false,
         }
     }
 
@@ -165,6 +200,25 @@ impl<'a> Decoder<'a> {
 
     pub fn reads_foreign(&self) -> bool {
         !self.without_foreign
+    }
+
+    /// Whether the professional is read in its form before billing
+    /// identifiers.
+    pub fn set_without_billing(&mut self, on: bool) {
+        self.without_billing = on;
+    }
+
+    pub fn reads_billing(&self) -> bool {
+        !self.without_billing
+    }
+
+    /// Whether records ending in `payee` are read without it.
+    pub fn set_without_payee(&mut self, on: bool) {
+        self.without_payee = on;
+    }
+
+    pub fn reads_payee(&self) -> bool {
+        !self.without_payee
     }
 
     /// Offset of the next byte to read.

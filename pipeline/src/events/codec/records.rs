@@ -5,15 +5,15 @@
 use super::ToAvroValue;
 use super::{AvroEnum, AvroField, AvroRecord, CodecError, Decoder, Encoder};
 use crate::events::model::{
-    ActLineRec, AmcClaim, AmcPeriodRec, AuditCheckpoint, BeneficiaryRec, Category, CertificateRec,
-    ClaimRefRec, Complement, CoverageRec, DecisionLineRec, DecisionRec, EhicRec, EntitlementRec,
-    EuClaim, EuInstitutionRecord, EventHeader, ForeignPrescriptionRec, FseDecided, FseEntitled,
-    FseRejected, FseRouted, FseSubmitted, FseValidated, GpPeriodRec, GuaranteeRec, LedgerEntry,
-    LedgerOutcomeRec, LocalRegimePeriodRec, LocalRegimeSymbol, NonSubstitution, Pathway, PayeeKind,
-    PaymentOrder, PeriodRec, PkiEvent, PrescriberKind, PrescriptionRec, ProfessionalRec,
-    ProfessionalReturn, RawCutRec, ReasonRec, RefOffset, ReturnKind, RevocationRec, RightsRecord,
-    Route, RoutingRec, SectorSymbol, SignatureCheck, SignatureRec, SourceRef, Stage, Status,
-    TiersPayantRec,
+    ActLineRec, AmcClaim, AmcPeriodRec, AuditCheckpoint, BeneficiaryRec, BillingKind, BillingRec,
+    Category, CertificateRec, ClaimRefRec, Complement, CoverageRec, DecisionLineRec, DecisionRec,
+    EhicRec, EntitlementRec, EuClaim, EuInstitutionRecord, EventHeader, ForeignPrescriptionRec,
+    FseDecided, FseEntitled, FseRejected, FseRouted, FseSubmitted, FseValidated, GpPeriodRec,
+    GuaranteeRec, LedgerEntry, LedgerOutcomeRec, LocalRegimePeriodRec, LocalRegimeSymbol,
+    NonSubstitution, Pathway, PayeeKind, PaymentOrder, PeriodRec, PkiEvent, PrescriberKind,
+    PrescriptionRec, ProfessionalRec, ProfessionalReturn, RawCutRec, ReasonRec, RefOffset,
+    ReturnKind, RevocationRec, RightsRecord, Route, RoutingRec, SectorSymbol, SignatureCheck,
+    SignatureRec, SourceRef, Stage, Status, TiersPayantRec,
 };
 
 /// An Avro enum: the variants listed in declaration order with their symbols.
@@ -84,14 +84,16 @@ macro_rules! avro_record {
 }
 
 /// A record that is a topic's value: its schema file is `schemas/<topic>.avsc`.
-/// With `before_prescriptions = N, before_foreign = M`: a record carrying
-/// the FSE, written in its history version N (act lines without
-/// `prescription`) when no line has a prescription, and in its version M
-/// (prescriptions without `foreign`) when no prescription is foreign, so that
-/// a run recorded before either field existed re-runs to the same bytes
-/// (docs/audit.md); both read back by hand.
+/// With `before_prescriptions = N, before_foreign = M, before_billing = B`: a
+/// record carrying the FSE, written in its history version N (act lines
+/// without `prescription`) when no line has a prescription, in its version M
+/// (prescriptions without `foreign`) when no prescription is foreign, and in
+/// its version B (the professional without `billing`) when the professional
+/// names no billing identifier, so that a run recorded before any of those
+/// fields existed re-runs to the same bytes (docs/audit.md); all read back by
+/// hand.
 macro_rules! avro_topic {
-    ($ty:ident, $topic:literal, before_prescriptions = $v0:literal, before_foreign = $v1:literal) => {
+    ($ty:ident, $topic:literal, before_prescriptions = $v0:literal, before_foreign = $v1:literal, before_billing = $v2:literal) => {
         impl AvroRecord for $ty {
             const SCHEMA_JSON: &'static str =
                 include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
@@ -106,23 +108,58 @@ macro_rules! avro_topic {
                 version: u32,
                 input: &mut Decoder<'_>,
             ) -> Option<Result<Self, CodecError>> {
-                let (without_prescriptions, without_foreign) = older_act_form(version, $v0, $v1)?;
-                input.set_without_prescriptions(without_prescriptions);
-                input.set_without_foreign(without_foreign);
+                let form = OlderForm::of(version, $v0, [$v0, $v1, $v2])?;
+                form.read_with(input);
                 let value = Self::decode_field(input);
-                input.set_without_prescriptions(false);
-                input.set_without_foreign(false);
+                OlderForm::CURRENT.read_with(input);
                 Some(value)
             }
             fn written_as(&self) -> Option<u32> {
-                written_as_before(&self.fse.acts, $v0, $v1)
+                written_as_before(&self.fse, Some($v0), $v1, $v2)
             }
             fn older_form(version: u32, out: &mut Encoder) {
-                if let Some((without_prescriptions, without_foreign)) =
-                    older_act_form(version, $v0, $v1)
-                {
-                    out.set_without_prescriptions(without_prescriptions);
-                    out.set_without_foreign(without_foreign);
+                if let Some(form) = OlderForm::of(version, $v0, [$v0, $v1, $v2]) {
+                    form.write_with(out);
+                }
+            }
+            fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
+                static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+                &CACHE
+            }
+        }
+    };
+    ($ty:ident, $topic:literal, before_payee = $v:literal, $payee:expr) => {
+        impl AvroRecord for $ty {
+            const SCHEMA_JSON: &'static str =
+                include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
+            const TOPIC: &'static str = $topic;
+            fn encode(&self, out: &mut Encoder) {
+                self.encode_field(out);
+            }
+            fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                Self::decode_field(input)
+            }
+            fn decode_older(
+                version: u32,
+                input: &mut Decoder<'_>,
+            ) -> Option<Result<Self, CodecError>> {
+                if version != $v {
+                    return None;
+                }
+                input.set_without_payee(true);
+                let value = Self::decode_field(input);
+                input.set_without_payee(false);
+                Some(value)
+            }
+            /// Without a billing identifier to pay, the version from before
+            /// the field, so runs recorded then re-run to the same bytes.
+            fn written_as(&self) -> Option<u32> {
+                let payee: fn(&Self) -> bool = $payee;
+                (!payee(self)).then_some($v)
+            }
+            fn older_form(version: u32, out: &mut Encoder) {
+                if version == $v {
+                    out.set_without_payee(true);
                 }
             }
             fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
@@ -242,12 +279,6 @@ avro_record!(EventHeader {
     ref_watermark,
     rules_version,
 });
-avro_record!(ProfessionalRec {
-    rpps,
-    category,
-    sector,
-    optam
-});
 avro_record!(BeneficiaryRec {
     nir,
     birth_date,
@@ -342,6 +373,19 @@ record_with_later_field!(
         leg,
     } then prescription if writes_prescriptions / reads_prescriptions
 );
+avro_enum!(BillingKind, "BillingKind", [Am = "AM", Finess = "FINESS"]);
+avro_record!(BillingRec { kind, id });
+// The professional: its fields up to `optam`, then `billing` (2026-12-06),
+// which the versions of the FSE's topics before it lack, and which the signed
+// bytes carry apart (signatures.rs).
+record_with_later_field!(
+    ProfessionalRec {
+        rpps,
+        category,
+        sector,
+        optam,
+    } then billing if writes_billing / reads_billing
+);
 avro_record!(SignatureRec { alg, cert, value });
 // `FseSubmitted` as a field (inside `fse.validated` and `fse.entitled`) is
 // its signed form, the `fse.submitted.v1` record: everything but the
@@ -415,39 +459,31 @@ impl AvroRecord for FseSubmitted {
     }
     /// v1, the signed form, is every record written before the stamp; v2
     /// every record written before prescriptions, v3 before foreign
-    /// ePrescriptions (both 2026-12-06): all read by hand (the fast path),
-    /// not through apache-avro's resolution.
+    /// ePrescriptions, v4 before billing identifiers (all 2026-12-06): all
+    /// read by hand (the fast path), not through apache-avro's resolution.
     fn decode_older(version: u32, input: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
-        let (without_prescriptions, without_foreign) = match version {
-            SIGNED_FORM_VERSION | BEFORE_PRESCRIPTIONS => (true, true),
-            BEFORE_FOREIGN => (false, true),
-            _ => return None,
-        };
-        input.set_without_prescriptions(without_prescriptions);
-        input.set_without_foreign(without_foreign);
+        let form = OlderForm::of(version, SIGNED_FORM_VERSION, SUBMITTED_BEFORE)?;
+        form.read_with(input);
         let fse = Self::decode_field(input).and_then(|mut fse| {
             if version != SIGNED_FORM_VERSION {
                 fse.ingested_at_millis = AvroField::decode_field(input)?;
             }
             Ok(fse)
         });
-        input.set_without_prescriptions(false);
-        input.set_without_foreign(false);
+        OlderForm::CURRENT.read_with(input);
         Some(fse)
     }
-    /// An FSE without a foreign ePrescription is written in v3, as every
-    /// FSE was before the field (a line's prescription null or French), so
-    /// that `clearing gen` and the readers of the topic see the bytes they did.
+    /// An FSE without a foreign ePrescription or a billing identifier is
+    /// written in v3, as every FSE was before those fields (a line's
+    /// prescription null or French), and one with a foreign ePrescription
+    /// but no billing identifier in v4, so that `clearing gen` and the
+    /// readers of the topic see the bytes they did.
     fn written_as(&self) -> Option<u32> {
-        (!self
-            .acts
-            .iter()
-            .any(|a| a.prescription.as_ref().is_some_and(|p| p.foreign.is_some())))
-        .then_some(BEFORE_FOREIGN)
+        written_as_before(self, None, BEFORE_FOREIGN, BEFORE_BILLING)
     }
     fn older_form(version: u32, out: &mut Encoder) {
-        if version == BEFORE_FOREIGN {
-            out.set_without_foreign(true);
+        if let Some(form) = OlderForm::of(version, SIGNED_FORM_VERSION, SUBMITTED_BEFORE) {
+            form.write_with(out);
         }
     }
     fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
@@ -464,6 +500,11 @@ pub const BEFORE_PRESCRIPTIONS: u32 = 2;
 /// The history version of `fse.submitted` before a prescription could be a
 /// foreign ePrescription (2026-12-06).
 pub const BEFORE_FOREIGN: u32 = 3;
+/// The history version of `fse.submitted` before the professional could name
+/// a billing identifier (2026-12-06).
+pub const BEFORE_BILLING: u32 = 4;
+/// The versions of `fse.submitted` before each later field.
+const SUBMITTED_BEFORE: [u32; 3] = [BEFORE_PRESCRIPTIONS, BEFORE_FOREIGN, BEFORE_BILLING];
 
 avro_record!(ReasonRec {
     code,
@@ -549,14 +590,17 @@ avro_record!(DecisionRec {
     care_date,
     reimbursement_date,
 });
-avro_record!(ClaimRefRec {
+// Its last field, `payee` (2026-12-06), is left out of the version before it.
+record_with_later_field!(
+    ClaimRefRec {
     rpps,
     received_on,
     tiers_payant,
     amc,
     eu_country,
     eu_institution_id,
-});
+} then payee if writes_payee / reads_payee
+);
 avro_record!(FseDecided {
     header,
     decision,
@@ -588,7 +632,9 @@ avro_record!(GuaranteeRec {
     late,
     penalty_cents,
 });
-avro_record!(ProfessionalReturn {
+// Its last field, `payee` (2026-12-06), is left out of the version before it.
+record_with_later_field!(
+    ProfessionalReturn {
     header,
     kind,
     rpps,
@@ -597,8 +643,11 @@ avro_record!(ProfessionalReturn {
     amount_cents,
     reasons,
     fse_count,
-});
-avro_record!(LedgerOutcomeRec {
+} then payee if writes_payee / reads_payee
+);
+// Its last field, `payee` (2026-12-06), is left out of the version before it.
+record_with_later_field!(
+    LedgerOutcomeRec {
     fse_id,
     beneficiary_key,
     rpps,
@@ -613,7 +662,8 @@ avro_record!(LedgerOutcomeRec {
     imputed_cents,
     eu_country,
     eu_institution_id,
-});
+} then payee if writes_payee / reads_payee
+);
 avro_record!(LedgerEntry {
     header,
     close_on,
@@ -703,64 +753,115 @@ avro_topic!(
     FseValidated,
     "fse.validated",
     before_prescriptions = 0,
-    before_foreign = 1
+    before_foreign = 1,
+    before_billing = 2
 );
 avro_topic!(
     FseEntitled,
     "fse.entitled",
     before_prescriptions = 0,
-    before_foreign = 1
+    before_foreign = 1,
+    before_billing = 2
 );
 avro_topic!(
     FseRouted,
     "fse.routed",
     before_prescriptions = 0,
-    before_foreign = 1
+    before_foreign = 1,
+    before_billing = 2
 );
 
-/// The act lines' form of history version `version` of a topic whose
-/// versions `before_prescriptions` and `before_foreign` lack those fields:
-/// (without prescriptions, without foreign), or `None` for another version.
-fn older_act_form(
-    version: u32,
-    before_prescriptions: u32,
-    before_foreign: u32,
-) -> Option<(bool, bool)> {
-    if version == before_prescriptions {
-        Some((true, true))
-    } else if version == before_foreign {
-        Some((false, true))
-    } else {
-        None
+/// The fields a history version of a topic carrying the FSE lacks, each of
+/// which came later: a line's `prescription`, a prescription's `foreign`, the
+/// professional's `billing`.
+#[derive(Debug, Clone, Copy)]
+struct OlderForm {
+    without_prescriptions: bool,
+    without_foreign: bool,
+    without_billing: bool,
+}
+
+impl OlderForm {
+    const CURRENT: OlderForm = OlderForm {
+        without_prescriptions: false,
+        without_foreign: false,
+        without_billing: false,
+    };
+
+    /// The form of history version `version`, given the last versions before
+    /// each later field (`before`: prescriptions, foreign, billing), or
+    /// `None` for a version outside `oldest..=` the last of them (another
+    /// form, read by the registry's generic path).
+    fn of(version: u32, oldest: u32, before: [u32; 3]) -> Option<OlderForm> {
+        let [prescriptions, foreign, billing] = before;
+        (oldest..=billing).contains(&version).then_some(OlderForm {
+            without_prescriptions: version <= prescriptions,
+            without_foreign: version <= foreign,
+            without_billing: version <= billing,
+        })
+    }
+
+    fn write_with(self, out: &mut Encoder) {
+        out.set_without_prescriptions(self.without_prescriptions);
+        out.set_without_foreign(self.without_foreign);
+        out.set_without_billing(self.without_billing);
+    }
+
+    fn read_with(self, input: &mut Decoder<'_>) {
+        input.set_without_prescriptions(self.without_prescriptions);
+        input.set_without_foreign(self.without_foreign);
+        input.set_without_billing(self.without_billing);
     }
 }
 
-/// The oldest of those two versions that can hold `acts` unchanged, or
-/// `None` when a line carries a foreign ePrescription (the current version).
+/// The oldest version that holds `fse` unchanged, or `None` when its
+/// professional names a billing identifier (the current version): the
+/// version before billing when a line carries a foreign ePrescription, else
+/// the one before foreign ePrescriptions, or before prescriptions when no
+/// line has one and the topic writes that version (`before_prescriptions`).
 fn written_as_before(
-    acts: &[ActLineRec],
-    before_prescriptions: u32,
+    fse: &FseSubmitted,
+    before_prescriptions: Option<u32>,
     before_foreign: u32,
+    before_billing: u32,
 ) -> Option<u32> {
-    let mut prescriptions = acts
+    if fse.professional.billing.is_some() {
+        return None;
+    }
+    let mut prescriptions = fse
+        .acts
         .iter()
         .filter_map(|a| a.prescription.as_ref())
         .peekable();
     if prescriptions.peek().is_none() {
-        Some(before_prescriptions)
+        Some(before_prescriptions.unwrap_or(before_foreign))
     } else if prescriptions.all(|p| p.foreign.is_none()) {
         Some(before_foreign)
     } else {
-        None
+        Some(before_billing)
     }
 }
-avro_topic!(FseDecided, "fse.decided");
-avro_topic!(FseRejected, "fse.rejected");
+avro_topic!(FseDecided, "fse.decided", before_payee = 1, |d| d
+    .claim
+    .as_ref()
+    .is_some_and(|c| c.payee.is_some()));
+avro_topic!(FseRejected, "fse.rejected", before_payee = 1, |d| d
+    .claim
+    .as_ref()
+    .is_some_and(|c| c.payee.is_some()));
 avro_topic!(PaymentOrder, "payments.orders");
-avro_topic!(ProfessionalReturn, "returns.professional");
+avro_topic!(
+    ProfessionalReturn,
+    "returns.professional",
+    before_payee = 1,
+    |r| r.payee.is_some()
+);
 avro_topic!(EuClaim, "eu.claims");
 avro_topic!(AmcClaim, "amc.claims");
-avro_topic!(LedgerEntry, "outbound.ledger");
+avro_topic!(LedgerEntry, "outbound.ledger", before_payee = 0, |e| e
+    .outcome
+    .as_ref()
+    .is_some_and(|o| o.payee.is_some()));
 avro_topic!(AuditCheckpoint, "audit.checkpoints");
 avro_topic!(RightsRecord, "ref.rights");
 avro_topic!(PkiEvent, "ref.pki");

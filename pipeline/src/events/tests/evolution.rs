@@ -89,6 +89,7 @@ fn v0_message(value: &FseSubmitted) -> Vec<u8> {
         .find(|s| s.topic == "fse.submitted" && s.version == SchemaVersion::History(0))
         .expect("v0 registered");
     let mut record = value.to_avro_value();
+    strip_billing(&mut record);
     if let Value::Record(fields) = &mut record {
         for (name, field) in fields.iter_mut() {
             if let (true, Value::Array(acts)) = (name == "acts", field) {
@@ -105,7 +106,7 @@ fn v0_message(value: &FseSubmitted) -> Vec<u8> {
 }
 
 fn without_legs(value: &FseSubmitted) -> FseSubmitted {
-    let mut expected = without_prescriptions(value);
+    let mut expected = without_billing(&without_prescriptions(value));
     for act in &mut expected.acts {
         act.leg = None;
     }
@@ -166,6 +167,29 @@ fn strip_foreign(value: &mut Value) {
     }
 }
 
+/// `value` with the professional's `billing` left out (none).
+fn without_billing(value: &FseSubmitted) -> FseSubmitted {
+    let mut expected = value.clone();
+    expected.professional.billing = None;
+    expected
+}
+
+/// An apache-avro value with the professional's `billing` left out, for a
+/// schema from before billing identifiers (2026-12-06).
+fn strip_billing(value: &mut Value) {
+    match value {
+        Value::Record(fields) => {
+            fields.retain(|(name, _)| name != "billing");
+            for (_, field) in fields.iter_mut() {
+                strip_billing(field);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_billing),
+        Value::Union(_, inner) => strip_billing(inner),
+        _ => {}
+    }
+}
+
 fn has_foreign(acts: &[ActLineRec]) -> bool {
     acts.iter()
         .any(|a| a.prescription.as_ref().is_some_and(|p| p.foreign.is_some()))
@@ -197,6 +221,7 @@ fn a_v0_message_decodes_into_the_current_struct_with_leg_none() {
             category: Category::Transport,
             sector: SectorSymbol::S1,
             optam: false,
+            billing: None,
         },
         beneficiary: Some(BeneficiaryRec {
             nir: "185057800604830".to_owned(),
@@ -262,6 +287,7 @@ fn a_v0_message_with_trailing_bytes_is_refused() {
             category: Category::Gp,
             sector: SectorSymbol::S1,
             optam: false,
+            billing: None,
         },
         beneficiary: None,
         ehic: None,
@@ -406,6 +432,7 @@ proptest! {
         let ours = registry().encode_signed_form(&value);
         let mut record = value.to_avro_value();
         strip_prescriptions(&mut record);
+        strip_billing(&mut record);
         let theirs = apache_avro::to_avro_datum(&v1.schema, record)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&ours[2..10], &v1.fingerprint[..]);
@@ -420,7 +447,7 @@ proptest! {
         let decoded: FseSubmitted = registry()
             .decode_single(&v1_message)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(&decoded, &without_prescriptions(&value));
+        prop_assert_eq!(&decoded, &without_billing(&without_prescriptions(&value)));
         let stamped = FseSubmitted { ingested_at_millis: Some(stamp), ..value };
         let back: FseSubmitted = registry()
             .decode_single(&registry().encode_single(&stamped))
@@ -442,6 +469,7 @@ fn the_stamp_is_outside_the_signed_bytes() {
             category: Category::Gp,
             sector: SectorSymbol::S1,
             optam: false,
+            billing: None,
         },
         beneficiary: None,
         ehic: None,
@@ -478,10 +506,11 @@ proptest! {
     /// A stage record whose FSE has no prescription is written exactly as
     /// before prescriptions existed (the v0 schema and fingerprint, the
     /// bytes apache-avro writes with it), one whose prescriptions are all
-    /// French exactly as before foreign ePrescriptions (v1), so runs
-    /// recorded before re-run to the same bytes; one with a foreign
-    /// ePrescription under the current schema. All read back to the same
-    /// value.
+    /// French exactly as before foreign ePrescriptions (v1), one with a
+    /// foreign ePrescription as before billing identifiers (v2), so runs
+    /// recorded before re-run to the same bytes; one whose professional
+    /// names a billing identifier under the current schema. All read back
+    /// to the same value.
     #[test]
     fn a_validated_fse_without_prescriptions_is_written_as_before(
         value in super::strategies::fse_validated()
@@ -489,15 +518,17 @@ proptest! {
         let registry = registry();
         let bytes = registry.encode_single(&value);
         let has_prescription = value.fse.acts.iter().any(|a| a.prescription.is_some());
-        if has_foreign(&value.fse.acts) {
+        if value.fse.professional.billing.is_some() {
             prop_assert_eq!(&bytes[2..10], &crate::events::fingerprint_of::<FseValidated>()[..]);
         } else {
-            let older = history("fse.validated", u32::from(has_prescription));
+            let version = if has_foreign(&value.fse.acts) { 2 } else { u32::from(has_prescription) };
+            let older = history("fse.validated", version);
             let mut record = value.to_avro_value();
-            if has_prescription {
-                strip_foreign(&mut record);
-            } else {
-                strip_prescriptions(&mut record);
+            strip_billing(&mut record);
+            match version {
+                0 => strip_prescriptions(&mut record),
+                1 => strip_foreign(&mut record),
+                _ => {}
             }
             let theirs = apache_avro::to_avro_datum(&older.schema, record)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -510,16 +541,21 @@ proptest! {
         prop_assert_eq!(back, value);
     }
 
-    /// An `fse.submitted` without a foreign ePrescription is written in v3,
-    /// as before the field, and one with it in the current schema; a v3
-    /// message written by apache-avro reads by the fast path with none.
+    /// An `fse.submitted` without a foreign ePrescription or a billing
+    /// identifier is written in v3, as before those fields, one with a
+    /// foreign ePrescription only in v4, and one with a billing identifier in
+    /// the current schema; a v3 or v4 message written by apache-avro reads by
+    /// the fast path without the fields its version lacks.
     #[test]
     fn an_fse_without_foreign_eprescription_is_written_in_v3(value in fse_submitted()) {
         let registry = registry();
         let v3 = history("fse.submitted", 3);
+        let v4 = history("fse.submitted", 4);
         let bytes = registry.encode_single(&value);
-        if has_foreign(&value.acts) {
+        if value.professional.billing.is_some() {
             prop_assert_eq!(&bytes[2..10], &crate::events::fingerprint_of::<FseSubmitted>()[..]);
+        } else if has_foreign(&value.acts) {
+            prop_assert_eq!(&bytes[2..10], &v4.fingerprint[..]);
         } else {
             prop_assert_eq!(&bytes[2..10], &v3.fingerprint[..]);
         }
@@ -528,6 +564,14 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&back, &value);
         let mut record = value.to_avro_record_value();
+        strip_billing(&mut record);
+        let body = apache_avro::to_avro_datum(&v4.schema, record.clone())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let message = [&MAGIC[..], &v4.fingerprint[..], &body[..]].concat();
+        let decoded: FseSubmitted = registry
+            .decode_single(&message)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(decoded, without_billing(&value));
         strip_foreign(&mut record);
         let body = apache_avro::to_avro_datum(&v3.schema, record)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -535,7 +579,7 @@ proptest! {
         let decoded: FseSubmitted = registry
             .decode_single(&message)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(decoded, without_foreign(&value));
+        prop_assert_eq!(decoded, without_billing(&without_foreign(&value)));
     }
 
     /// A foreign ePrescription is inside the signed bytes: removing it
@@ -548,6 +592,8 @@ proptest! {
         let signed = crate::signatures::canonical_bytes(registry, &value);
         let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
         prop_assert_eq!(signed != bare_signed, has_foreign(&value.acts));
+        let bare = without_billing(&bare);
+        let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
         if bare.acts.iter().any(|a| a.prescription.is_some()) {
             let v3 = history("fse.submitted", 3);
             let Schema::Record(fse) = &v3.schema else {
@@ -581,13 +627,14 @@ proptest! {
         let v2 = history("fse.submitted", 2);
         let mut record = value.to_avro_record_value();
         strip_prescriptions(&mut record);
+        strip_billing(&mut record);
         let body = apache_avro::to_avro_datum(&v2.schema, record)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let message = [&MAGIC[..], &v2.fingerprint[..], &body[..]].concat();
         let decoded: FseSubmitted = registry()
             .decode_single(&message)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(decoded, without_prescriptions(&value));
+        prop_assert_eq!(decoded, without_billing(&without_prescriptions(&value)));
     }
 
     /// A prescription is inside the signed bytes: removing it changes them,
@@ -595,6 +642,7 @@ proptest! {
     #[test]
     fn a_prescription_is_signed(value in signed_fse()) {
         let registry = registry();
+        let value = without_billing(&value);
         let bare = without_prescriptions(&value);
         let signed = crate::signatures::canonical_bytes(registry, &value);
         let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
@@ -602,5 +650,103 @@ proptest! {
         prop_assert_eq!(&bare_signed, &registry.encode_signed_form(&unsigned));
         let has_prescription = value.acts.iter().any(|a| a.prescription.is_some());
         prop_assert_eq!(signed != bare_signed, has_prescription);
+    }
+
+    /// A billing identifier is inside the signed bytes: it is the last part
+    /// of them, the professional's `billing` field as the current schema
+    /// writes it, so that who is paid cannot change unnoticed; an FSE
+    /// without one signs the bytes it did before the field.
+    #[test]
+    fn a_billing_identifier_is_signed(value in signed_fse()) {
+        let registry = registry();
+        let bare = without_billing(&value);
+        let signed = crate::signatures::canonical_bytes(registry, &value);
+        let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
+        let Some(billing) = &value.professional.billing else {
+            prop_assert_eq!(signed, bare_signed);
+            return Ok(());
+        };
+        let Schema::Record(fse) = &registry.current("fse.submitted").expect("current").schema else {
+            return Err(TestCaseError::fail("fse.submitted is a record"));
+        };
+        let Schema::Record(professional) = &fse.fields[fse.lookup["professional"]].schema else {
+            return Err(TestCaseError::fail("professional is a record"));
+        };
+        let field = &professional.fields[professional.lookup["billing"]].schema;
+        let tail = apache_avro::to_avro_datum(field, Some(billing.clone()).to_avro_value())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&signed, &[&bare_signed[..], &tail[..]].concat());
+        let mut other = value.clone();
+        if let Some(b) = other.professional.billing.as_mut() {
+            b.id.push('0');
+        }
+        prop_assert_ne!(crate::signatures::canonical_bytes(registry, &other), signed);
+    }
+}
+
+/// An apache-avro value with every field named `payee` that is a union
+/// (the claim's, the ledger outcome's, the return's; a payment order's
+/// `payee` is a plain string, always there) left out.
+fn strip_optional_payee(value: &mut Value) {
+    match value {
+        Value::Record(fields) => {
+            fields.retain(|(name, v)| !(name == "payee" && matches!(v, Value::Union(..))));
+            for (_, field) in fields.iter_mut() {
+                strip_optional_payee(field);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_optional_payee),
+        Value::Union(_, inner) => strip_optional_payee(inner),
+        _ => {}
+    }
+}
+
+/// `value`, encoded by the registry: without a payee it must be exactly
+/// what apache-avro writes with the topic's history version `before` and its
+/// fingerprint (as recorded before the field), with one the current schema;
+/// either way it reads back to `value`.
+fn written_before_payee<T>(value: &T, has_payee: bool, before: u32) -> Result<(), TestCaseError>
+where
+    T: AvroRecord + ToAvroValue + PartialEq + std::fmt::Debug,
+{
+    let registry = registry();
+    let bytes = registry.encode_single(value);
+    if has_payee {
+        prop_assert_eq!(&bytes[2..10], &crate::events::fingerprint_of::<T>()[..]);
+    } else {
+        let older = history(T::TOPIC, before);
+        let mut record = value.to_avro_value();
+        strip_optional_payee(&mut record);
+        let theirs = apache_avro::to_avro_datum(&older.schema, record)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&bytes[2..10], &older.fingerprint[..]);
+        prop_assert_eq!(&bytes[10..], &theirs[..]);
+    }
+    let back: T = registry
+        .decode_single(&bytes)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&back, value);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A decision, ledger entry or return that pays no billing identifier
+    /// is written in the version from before `payee` (2026-12-06), so runs
+    /// recorded before re-run to the same bytes.
+    #[test]
+    fn a_record_without_payee_is_written_as_before(
+        decided in super::strategies::fse_decided(),
+        rejected in super::strategies::fse_rejected(),
+        entry in super::strategies::ledger_entry(),
+        ret in super::strategies::professional_return(),
+    ) {
+        let claim_payee = |c: &Option<ClaimRefRec>| c.as_ref().is_some_and(|c| c.payee.is_some());
+        written_before_payee(&decided, claim_payee(&decided.claim), 1)?;
+        written_before_payee(&rejected, claim_payee(&rejected.claim), 1)?;
+        let outcome_payee = entry.outcome.as_ref().is_some_and(|o| o.payee.is_some());
+        written_before_payee(&entry, outcome_payee, 0)?;
+        written_before_payee(&ret, ret.payee.is_some(), 1)?;
     }
 }

@@ -294,23 +294,30 @@ fn named_types_agree_across_files_and_with_rust() {
     symbols::<ReturnKind>(&defined);
     symbols::<PrescriberKind>(&defined);
     symbols::<NonSubstitution>(&defined);
+    symbols::<BillingKind>(&defined);
     let enums = defined
         .values()
         .filter(|(_, d)| d["type"] == "enum")
         .count();
-    assert_eq!(enums, 13, "every Avro enum is checked against a Rust enum");
+    assert_eq!(enums, 14, "every Avro enum is checked against a Rust enum");
 }
 
-/// A schema with the `prescription` field of its act lines left out.
-fn without_prescription_field(schema: &Value) -> Value {
+/// A schema with the fields the signed form lacks left out: its act lines'
+/// `prescription` and its professional's `billing` (2026-12-06).
+fn without_later_fields(schema: &Value) -> Value {
     let mut schema = schema.clone();
     fn strip(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                if map.get("name").and_then(Value::as_str) == Some("ActLine")
+                let later = match map.get("name").and_then(Value::as_str) {
+                    Some("ActLine") => Some("prescription"),
+                    Some("Professional") => Some("billing"),
+                    _ => None,
+                };
+                if let Some(later) = later
                     && let Some(Value::Array(fields)) = map.get_mut("fields")
                 {
-                    fields.retain(|f| f["name"] != "prescription");
+                    fields.retain(|f| f["name"] != later);
                 }
                 map.values_mut().for_each(strip);
             }
@@ -325,7 +332,8 @@ fn without_prescription_field(schema: &Value) -> Value {
 /// fse.submitted without its receipt stamp: the FSE as the stage events
 /// embed it, which is the signed form (history/fse.submitted.v1.avsc) with
 /// the current documentation and, since 2026-12-06, each act line's
-/// `prescription` (outside v1: signatures.rs appends it).
+/// `prescription` and the professional's `billing` (outside v1:
+/// signatures.rs appends them).
 fn signed_form_of(current: &Value) -> Value {
     let mut form = current.clone();
     let fields = form["fields"].as_array_mut().expect("fields");
@@ -341,9 +349,9 @@ fn signed_form_of(current: &Value) -> Value {
     .expect("JSON");
     form["doc"] = v1["doc"].clone();
     assert_eq!(
-        without_prescription_field(&form),
+        without_later_fields(&form),
         v1,
-        "fse.submitted is the signed form, prescriptions and the stamp"
+        "fse.submitted is the signed form, prescriptions, billing and the stamp"
     );
     form
 }

@@ -127,12 +127,19 @@ pub fn header() -> BoxedStrategy<EventHeader> {
 }
 
 pub fn professional() -> BoxedStrategy<ProfessionalRec> {
-    (text(), symbol(), symbol(), any::<bool>())
-        .prop_map(|(rpps, category, sector, optam)| ProfessionalRec {
+    (
+        text(),
+        symbol(),
+        symbol(),
+        any::<bool>(),
+        option::of((symbol(), text())),
+    )
+        .prop_map(|(rpps, category, sector, optam, billing)| ProfessionalRec {
             rpps,
             category,
             sector,
             optam,
+            billing: billing.map(|(kind, id)| BillingRec { kind, id }),
         })
         .boxed()
 }
@@ -524,15 +531,19 @@ pub fn claim_ref() -> BoxedStrategy<ClaimRefRec> {
         opt_text(),
         opt_text(),
         opt_text(),
+        opt_text(),
     )
         .prop_map(
-            |(rpps, received_on, (amo, amc), amc_id, eu_country, eu_institution_id)| ClaimRefRec {
-                rpps,
-                received_on,
-                tiers_payant: TiersPayantRec { amo, amc },
-                amc: amc_id,
-                eu_country,
-                eu_institution_id,
+            |(rpps, received_on, (amo, amc), amc_id, eu_country, eu_institution_id, payee)| {
+                ClaimRefRec {
+                    rpps,
+                    received_on,
+                    tiers_payant: TiersPayantRec { amo, amc },
+                    amc: amc_id,
+                    eu_country,
+                    eu_institution_id,
+                    payee,
+                }
             },
         )
         .boxed()
@@ -578,14 +589,14 @@ pub fn ledger_outcome() -> BoxedStrategy<LedgerOutcomeRec> {
         (opt_text(), opt_text(), text(), date(), symbol()),
         (any::<bool>(), items(text()), any::<bool>()),
         (long(), long(), long(), long()),
-        (opt_text(), opt_text()),
+        (opt_text(), opt_text(), opt_text()),
     )
         .prop_map(
             |(
                 (fse_id, beneficiary_key, rpps, received_on, status),
                 (validation_rejected, reason_codes, tiers_payant_amo),
                 (amo_cents, paid_to_professional_cents, paid_to_insured_cents, imputed_cents),
-                (eu_country, eu_institution_id),
+                (eu_country, eu_institution_id, payee),
             )| LedgerOutcomeRec {
                 fse_id,
                 beneficiary_key,
@@ -601,6 +612,7 @@ pub fn ledger_outcome() -> BoxedStrategy<LedgerOutcomeRec> {
                 imputed_cents,
                 eu_country,
                 eu_institution_id,
+                payee,
             },
         )
         .boxed()
@@ -670,9 +682,10 @@ pub fn professional_return() -> BoxedStrategy<ProfessionalReturn> {
         option::of(long()),
         items(reason()),
         option::of(int()),
+        opt_text(),
     )
         .prop_map(
-            |(header, kind, rpps, batch_id, fse_id, amount_cents, reasons, fse_count)| {
+            |(header, kind, rpps, batch_id, fse_id, amount_cents, reasons, fse_count, payee)| {
                 ProfessionalReturn {
                     header,
                     kind,
@@ -682,6 +695,7 @@ pub fn professional_return() -> BoxedStrategy<ProfessionalReturn> {
                     amount_cents,
                     reasons,
                     fse_count,
+                    payee,
                 }
             },
         )

@@ -72,6 +72,11 @@ final class Claims {
               .get(1)
               .getField("foreign")
               .schema());
+  /** The professional's billing identifier (a union with null), the signed bytes' last part. */
+  private final GenericDatumWriter<Object> billingWriter =
+      new GenericDatumWriter<>(
+          Schemas.SUBMITTED.getField("professional").schema().getField("billing").schema());
+
   private BinaryEncoder tail;
 
   Claims() {
@@ -79,6 +84,8 @@ final class Claims {
     submitted.addSchema(Schemas.SUBMITTED_V2);
     // Records without a foreign ePrescription are written in v3 (foreign null).
     submitted.addSchema(Schemas.SUBMITTED_V3);
+    // Records without a billing identifier but with a foreign ePrescription in v4 (billing null).
+    submitted.addSchema(Schemas.SUBMITTED_V4);
   }
 
   /** A record that is not a single-object fse.submitted of a known schema. */
@@ -115,7 +122,8 @@ final class Claims {
    * schema's up to signature, in the same order) with signature null, single-object encoded;
    * when a line carries a prescription, every line's prescription field follows, in line order,
    * without its foreign ePrescription, and when a line carries one, every line's foreign
-   * ePrescription after them (pipeline/src/signatures.rs).
+   * ePrescription after them; last, when the professional names a billing identifier, its billing
+   * field (pipeline/src/signatures.rs).
    */
   byte[] canonicalBytes(GenericRecord fse) {
     Object signature = fse.get(signaturePos);
@@ -135,6 +143,12 @@ final class Claims {
             foreignWriter.write(foreign(line), tail);
           }
         }
+        tail.flush();
+      }
+      Object billing = ((GenericRecord) fse.get("professional")).get("billing");
+      if (billing != null) {
+        tail = EncoderFactory.get().directBinaryEncoder(buffer, tail);
+        billingWriter.write(billing, tail);
         tail.flush();
       }
       return buffer.toByteArray();

@@ -20,7 +20,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.apache.avro.Schema;
 import org.apache.avro.SchemaNormalization;
+import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
 import org.junit.jupiter.api.Test;
 
@@ -167,6 +169,30 @@ class ClaimsTest {
     assertTrue(verified >= 55, "verified " + verified + " of 60; failures " + failures);
     assertTrue(rsa >= 1, "the mix holds RSA signatures too");
     assertEquals(verified, tamperedCaught);
+  }
+
+  /**
+   * A billing identifier is the last part of the canonical bytes, as docs/signatures.md lays it
+   * out and pipeline/src/signatures.rs writes it: the union's branch 1, the kind's index
+   * (FINESS: 1), the id as an Avro string; an FSE without one signs the bytes it did before.
+   */
+  @Test
+  void aBillingIdentifierIsSignedLast() throws Exception {
+    Claims claims = new Claims();
+    GenericRecord fse = claims.decodeSubmitted(wire().get(0).value());
+    GenericRecord professional = (GenericRecord) fse.get("professional");
+    assertNull(professional.get("billing"), "the corpus names no billing identifier");
+    byte[] bare = claims.canonicalBytes(fse);
+    Schema billingSchema = professional.getSchema().getField("billing").schema().getTypes().get(1);
+    GenericRecord billing = new GenericData.Record(billingSchema);
+    billing.put("kind", new GenericData.EnumSymbol(billingSchema.getField("kind").schema(), "FINESS"));
+    billing.put("id", "750000010");
+    professional.put("billing", billing);
+    byte[] billed = claims.canonicalBytes(fse);
+    byte[] tail = "\u0002\u0002\u0012750000010".getBytes(StandardCharsets.US_ASCII);
+    byte[] expected = java.util.Arrays.copyOf(bare, bare.length + tail.length);
+    System.arraycopy(tail, 0, expected, bare.length, tail.length);
+    assertArrayEquals(expected, billed);
   }
 
   @Test
