@@ -95,12 +95,14 @@ fn assert_planted_rejections(
     for (code, planted) in &manifest.bad_claims {
         let got = rejected.get(code).copied().unwrap_or(0);
         // Good claims can meet some rejections naturally (coverage that ended,
-        // a revoked card still used), never the signature, format or foreign
-        // ePrescription ones.
+        // a revoked card still used), never the signature, format, foreign
+        // ePrescription or billing identifier ones.
         assert!(got >= *planted, "{code}: planted {planted}, rejected {got}");
         if code.contains("signature")
             || code.contains("certificate") && code != "certificate_revoked"
             || code.starts_with("eu_eprescription")
+            || code.starts_with("billing_")
+            || code == "invalid_billing_id"
         {
             assert_eq!(got, *planted, "{code}: planted {planted}, rejected {got}");
         }
@@ -155,6 +157,20 @@ fn every_planted_rejection_comes_back_with_its_code_and_good_claims_verify() {
         decided.iter().filter(|(c, _)| foreign_lines(c) > 0).count(),
         0
     );
+    // Billing identifiers: both refusals planted, and claims billed under
+    // a practice's AM number and a health centre's FINESS paid.
+    for code in ["invalid_billing_id", "billing_category_mismatch"] {
+        let planted = manifest.bad_claims.get(code).copied().unwrap_or(0);
+        assert!(planted >= 3, "{code}: planted {planted}");
+    }
+    for kind in ["am", "finess"] {
+        let paid = (decided.iter())
+            .filter(|(c, d)| {
+                c["professional"]["billing"]["kind"] == kind && d.status == Status::Paid
+            })
+            .count();
+        assert!(paid >= 20, "{kind}: {paid} paid");
+    }
 }
 
 /// The lines of `claim` that dispense a foreign ePrescription.

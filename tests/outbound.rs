@@ -103,6 +103,7 @@ fn outbound_flows_reconcile_with_the_decisions() {
     );
     returns_match_the_decisions(&bus, &decisions);
     payment_orders_add_up(&bus, &decisions);
+    orders_pay_each_billing_identifier(&bus);
     eu_claims_carry_their_art_67_dates(&bus, &decisions);
 
     // Complementary claims only under tiers payant on the AMC part.
@@ -181,6 +182,47 @@ fn payment_orders_add_up(bus: &Path, decisions: &[DecisionRec]) {
         "one order per payee, partition and value date"
     );
     guarantees_track_tiers_payant(&orders, decisions);
+}
+
+/// The generator's pharmacies, laboratories and transporters bill under
+/// their AM number and some GPs under a health centre's FINESS: every FSE
+/// paying a professional is in an order to its payee (the billing
+/// identifier, else the RPPS), and a centre's order pays several GPs' FSEs.
+fn orders_pay_each_billing_identifier(bus: &Path) {
+    let mut payee_of: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for e in each::<FseDecided>(bus, "fse.decided") {
+        let claim = e.claim.unwrap();
+        if e.decision.paid_to_professional_cents > 0 {
+            let payee = claim.payee.clone().unwrap_or_else(|| claim.rpps.clone());
+            payee_of.insert(e.decision.fse_id.unwrap(), (payee, claim.rpps));
+        }
+    }
+    let billed = payee_of.values().filter(|(p, r)| p != r).count();
+    assert!(billed > 100, "{billed} FSEs paid to a billing identifier");
+    let orders = each::<PaymentOrder>(bus, "payments.orders");
+    let mut in_orders = 0;
+    // The most RPPS one order to a billing identifier pays for.
+    let mut most_rpps = 0;
+    for o in orders
+        .iter()
+        .filter(|o| o.payee_kind == PayeeKind::Professional)
+    {
+        let mut rpps_paid = std::collections::BTreeSet::new();
+        for id in &o.fse_ids {
+            let (payee, rpps) = &payee_of[id];
+            assert_eq!(payee, &o.payee, "{id} paid to its payee");
+            in_orders += 1;
+            if payee != rpps {
+                rpps_paid.insert(rpps);
+            }
+        }
+        most_rpps = most_rpps.max(rpps_paid.len());
+    }
+    assert_eq!(in_orders, payee_of.len(), "every FSE in one order");
+    assert!(
+        most_rpps > 1,
+        "no order pays a health centre for several GPs"
+    );
 }
 
 /// The guarantee: every tiers-payant payment to a professional is tracked,

@@ -4,6 +4,7 @@
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
 
+use super::billing;
 use super::eprescription;
 use super::rng::Rng;
 use super::world::{Professional, World};
@@ -42,10 +43,15 @@ pub enum BadKind {
     EuEprescriptionCountry,
     /// A foreign ePrescription naming a substance the product is not.
     EuEprescriptionSubstance,
+    /// A billing identifier failing its check (a FINESS's key, an AM
+    /// number's shape).
+    InvalidBillingId,
+    /// An AM number of a category the professional does not bill under.
+    BillingCategoryMismatch,
 }
 
 impl BadKind {
-    pub const ALL: [BadKind; 20] = [
+    pub const ALL: [BadKind; 22] = [
         BadKind::Duplicate,
         BadKind::BadNirKey,
         BadKind::UnknownActCode,
@@ -66,15 +72,19 @@ impl BadKind {
         BadKind::InvalidAmount,
         BadKind::EuEprescriptionCountry,
         BadKind::EuEprescriptionSubstance,
+        BadKind::InvalidBillingId,
+        BadKind::BillingCategoryMismatch,
     ];
 
     /// A kind drawn uniformly among those that can apply: the foreign
     /// ePrescription ones only to a claim with a line that can carry one
-    /// (`foreign_possible`), so any other claim draws what it drew before
-    /// them (2026-12-06).
-    fn draw(rng: &mut Rng, foreign_possible: bool) -> BadKind {
+    /// (`foreign_possible`), the billing ones only to a claim that names a
+    /// billing identifier (`billing_possible`), so any other claim draws
+    /// what it drew before them (2026-12-06).
+    fn draw(rng: &mut Rng, foreign_possible: bool, billing_possible: bool) -> BadKind {
         let kinds: Vec<BadKind> = (BadKind::ALL.iter().copied())
             .filter(|k| foreign_possible || !eprescription::needs_one(*k))
+            .filter(|k| billing_possible || !billing::needs_one(*k))
             .collect();
         *rng.pick(&kinds)
     }
@@ -102,6 +112,8 @@ impl BadKind {
             BadKind::InvalidAmount => "invalid_amount",
             BadKind::EuEprescriptionCountry => "eu_eprescription_country",
             BadKind::EuEprescriptionSubstance => "eu_eprescription_substance_mismatch",
+            BadKind::InvalidBillingId => "invalid_billing_id",
+            BadKind::BillingCategoryMismatch => "billing_category_mismatch",
         }
     }
 }
@@ -695,7 +707,7 @@ fn professional_rec(pro: &Professional) -> ProfessionalRec {
             _ => SectorSymbol::S1,
         },
         optam: pro.optam,
-        billing: None,
+        billing: pro.billing.clone(),
     }
 }
 
@@ -729,7 +741,8 @@ pub fn claim_dated(
         return GeneratedClaim { fse, bad: None };
     }
     let foreign_possible = eprescription::spoilable(&fse.acts, rules, fse.care_date);
-    let kind = BadKind::draw(&mut rng, foreign_possible);
+    let billing_possible = fse.professional.billing.is_some();
+    let kind = BadKind::draw(&mut rng, foreign_possible, billing_possible);
     if kind == BadKind::Duplicate {
         // The professional's software sends an earlier claim again, byte
         // for byte (its signature covers received_at, so nothing changes).
@@ -838,6 +851,10 @@ impl Bad<'_> {
                     self.index,
                 )?
             }
+            BadKind::InvalidBillingId | BadKind::BillingCategoryMismatch => {
+                let category = fse.professional.category;
+                billing::spoil(kind, fse.professional.billing.as_mut()?, category)?
+            }
         }
         Some(signed)
     }
@@ -880,6 +897,7 @@ impl Bad<'_> {
                 signed.signer = revoked;
                 let p = &pros[revoked];
                 fse.professional.rpps = p.rpps.as_str().to_string();
+                fse.professional.billing = p.billing.clone();
                 fse.fse_id = format!("{}-{:09}", p.billing_number, self.index % 1_000_000_000);
                 let on = p.revoked_on.unwrap_or(fse.care_date);
                 let shift = (on - fse.care_date).num_days() + rng.range(0, 20);

@@ -5,6 +5,7 @@
 //! not depend on the number of threads. Work is split over threads in index
 //! ranges and written in index order.
 
+mod billing;
 pub mod claims;
 mod eprescription;
 pub mod rng;
@@ -25,8 +26,10 @@ use crate::rules::Rules;
 
 /// The generator's revision: raised when the same seed, dates and rules
 /// make other claims, so that a cache of its output made before is made
-/// again. 1: foreign ePrescriptions from their service date (2026-12-06).
-pub const REVISION: u32 = 1;
+/// again. 1: foreign ePrescriptions from their service date (2026-12-06);
+/// 2: billing identifiers (AM numbers, health centres' FINESS) and their
+/// two bad kinds (2026-12-06).
+pub const REVISION: u32 = 2;
 
 /// Claims generated and written per chunk: bounds memory whatever the count.
 const CHUNK: usize = 16_384;

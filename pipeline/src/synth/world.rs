@@ -11,6 +11,7 @@ use crate::domain::Category;
 use crate::domain::rights::{
     AmcPeriod, CoveragePeriod, GpPeriod, LocalRegime, Period, RightsInput,
 };
+use crate::events::model::BillingRec;
 use crate::ids::{Nir, Rpps};
 use crate::pki::{Certificate, SignatureAlg, SigningKey, certificate_for};
 use crate::refdata::EuInstitutionInput;
@@ -32,6 +33,9 @@ pub struct Professional {
     pub sector: &'static str,
     pub optam: bool,
     pub billing_number: String,
+    /// The AM number or FINESS their FSEs are billed under, if not the
+    /// RPPS ([`super::billing`]).
+    pub billing: Option<BillingRec>,
     pub key: SigningKey,
     pub certificate: Certificate,
     /// Set for a few: revoked from this date (bad claims use it).
@@ -199,6 +203,7 @@ fn professional(config: &WorldConfig, index: usize) -> Professional {
         sector,
         optam,
         billing_number,
+        billing: super::billing::billing_for(index, category),
         key,
         certificate,
         revoked_on,
