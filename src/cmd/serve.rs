@@ -141,6 +141,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         })?),
         None => None,
     };
+    // Every 100 ms, the unapplied ref.rights of the partitions held, read
+    // ahead of the look-ups, at the API's priority.
+    let backlog_reader = std::thread::Builder::new()
+        .name("rights-backlog".into())
+        .spawn({
+            let (api, stop) = (api.clone(), stages_stop.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    crate::serve::read_backlogs(&api);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })?;
     let stages_nice = args.stages_nice;
     let stages_thread = std::thread::Builder::new().name("stages".into()).spawn({
         let (stop, shared, http_stop) = (stages_stop.clone(), shared.clone(), stop.clone());
@@ -171,6 +184,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             .join()
             .map_err(|_| anyhow::anyhow!("the claims' thread panicked"))?;
     }
+    backlog_reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the rights backlog's thread panicked"))?;
     let ran = stages_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the stages' thread panicked"))?;

@@ -27,6 +27,7 @@ pub use forward::PeerKey;
 pub use intake::Intake;
 pub use limit::RateLimit;
 pub use owners::{Owners, advertise_until};
+pub use rights::read_backlogs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -72,7 +72,67 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Backlog {
+    /// Reads `partition`'s records from where it stopped up to `end`.
+    fn read_to(
+        &mut self,
+        bus: &dyn Bus,
+        registry: &SchemaRegistry,
+        partition: u32,
+        end: u64,
+    ) -> Result<(), BusError> {
+        if self.read_to >= end {
+            return Ok(());
+        }
+        let Backlog {
+            read_to,
+            keys,
+            by_key,
+            ..
+        } = self;
+        let mut position = *read_to;
+        let read = read_until(
+            bus,
+            topics::REF_RIGHTS,
+            partition,
+            &mut position,
+            Some(end),
+            |record| {
+                if let Ok(rec) = registry.decode_single::<RightsRecord>(&record.value) {
+                    keys.insert(record.offset, record.key.clone());
+                    (by_key.entry(record.key).or_default())
+                        .insert(record.offset, convert::rights_input(&rec));
+                }
+            },
+        );
+        // What was read before a failure is kept, and where it stopped.
+        *read_to = position;
+        read
+    }
+}
+
 impl PendingRights {
+    fn backlog(&self, partition: u32) -> Arc<Mutex<Backlog>> {
+        lock(&self.partitions).entry(partition).or_default().clone()
+    }
+
+    /// Reads `partition`'s records up to `end` and forgets those below
+    /// `applied`, ahead of the look-ups (`clearing serve`'s `rights-backlog`
+    /// thread), so that none of them waits for a backlog read at start-up.
+    pub fn advance(
+        &self,
+        bus: &dyn Bus,
+        registry: &SchemaRegistry,
+        partition: u32,
+        applied: u64,
+        end: u64,
+    ) -> Result<(), BusError> {
+        let backlog = self.backlog(partition);
+        let mut backlog = lock(&backlog);
+        backlog.forget_below(applied);
+        backlog.read_to(bus, registry, partition, end)
+    }
+
     /// `key`'s records of `partition` in `[applied, end)`, in order, having
     /// read what was not read yet. A record that does not decode is left
     /// out, as the stage turns it into a dead letter.
@@ -85,35 +145,10 @@ impl PendingRights {
         end: u64,
         key: &[u8],
     ) -> Result<Vec<RightsInput>, BusError> {
-        let backlog = lock(&self.partitions).entry(partition).or_default().clone();
+        let backlog = self.backlog(partition);
         let mut backlog = lock(&backlog);
         backlog.forget_below(applied);
-        if backlog.read_to < end {
-            let Backlog {
-                read_to,
-                keys,
-                by_key,
-                ..
-            } = &mut *backlog;
-            let mut position = *read_to;
-            let read = read_until(
-                bus,
-                topics::REF_RIGHTS,
-                partition,
-                &mut position,
-                Some(end),
-                |record| {
-                    if let Ok(rec) = registry.decode_single::<RightsRecord>(&record.value) {
-                        keys.insert(record.offset, record.key.clone());
-                        (by_key.entry(record.key).or_default())
-                            .insert(record.offset, convert::rights_input(&rec));
-                    }
-                },
-            );
-            // What was read before a failure is kept, and where it stopped.
-            *read_to = position;
-            read?;
-        }
+        backlog.read_to(bus, registry, partition, end)?;
         Ok(backlog.by_key.get(key).map_or_else(Vec::new, |records| {
             records
                 .range(applied..end)
@@ -210,5 +245,11 @@ mod tests {
         let got = pending.for_key(&bus, &registry, 0, 7, 10, &other).unwrap();
         assert_eq!(dates(got), ["2007-01-01"]);
         assert_eq!(pending.held(), 3);
+        // Read ahead of the look-ups, then looked up.
+        publish(10);
+        pending.advance(&bus, &registry, 0, 8, 11).unwrap();
+        assert_eq!(pending.held(), 3, "offset 7 applied, 10 read");
+        let got = pending.for_key(&bus, &registry, 0, 8, 11, &first).unwrap();
+        assert_eq!(dates(got), ["2008-01-01", "2009-01-01"]);
     }
 }

@@ -209,3 +209,29 @@ fn fresh_rights(
         .map_err(ApiError::unavailable)?;
     Ok((rights, end))
 }
+
+/// Reads each held partition's unapplied `ref.rights` ahead of the
+/// look-ups ([`super::pending`]), from `clearing serve`'s `rights-backlog`
+/// thread: the first look-ups of a partition then do not wait for its whole
+/// backlog to be read. A failure is left to the look-ups, which read (and
+/// report) themselves.
+pub fn read_backlogs(api: &Api) {
+    for partition in api.directory.partitions(StageKind::Entitlement) {
+        let applied = api
+            .directory
+            .read(StageKind::Entitlement, partition, |store| {
+                rights_position(&StateTxn::new(store))
+            });
+        let (Some(Ok(applied)), Ok(end)) =
+            (applied, api.bus.end_offset(topics::REF_RIGHTS, partition))
+        else {
+            continue;
+        };
+        // Too far behind: the look-ups are refused, nothing to read ahead.
+        if end.saturating_sub(applied) <= MAX_PENDING {
+            let _ = api
+                .pending
+                .advance(api.bus.as_ref(), &api.registry, partition, applied, end);
+        }
+    }
+}
