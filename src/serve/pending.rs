@@ -127,10 +127,7 @@ impl PendingRights {
         applied: u64,
         end: u64,
     ) -> Result<(), BusError> {
-        let backlog = self.backlog(partition);
-        let mut backlog = lock(&backlog);
-        backlog.forget_below(applied);
-        backlog.read_to(bus, registry, partition, end)
+        self.caught_up(bus, registry, partition, applied, end, |_| ())
     }
 
     /// `key`'s records of `partition` in `[applied, end)`, in order, having
@@ -145,16 +142,31 @@ impl PendingRights {
         end: u64,
         key: &[u8],
     ) -> Result<Vec<RightsInput>, BusError> {
+        self.caught_up(bus, registry, partition, applied, end, |backlog| {
+            backlog.by_key.get(key).map_or_else(Vec::new, |records| {
+                records
+                    .range(applied..end)
+                    .map(|(_, input)| input.clone())
+                    .collect()
+            })
+        })
+    }
+
+    /// `then` over `partition`'s backlog once it holds `[applied, end)`.
+    fn caught_up<T>(
+        &self,
+        bus: &dyn Bus,
+        registry: &SchemaRegistry,
+        partition: u32,
+        applied: u64,
+        end: u64,
+        then: impl FnOnce(&Backlog) -> T,
+    ) -> Result<T, BusError> {
         let backlog = self.backlog(partition);
         let mut backlog = lock(&backlog);
         backlog.forget_below(applied);
         backlog.read_to(bus, registry, partition, end)?;
-        Ok(backlog.by_key.get(key).map_or_else(Vec::new, |records| {
-            records
-                .range(applied..end)
-                .map(|(_, input)| input.clone())
-                .collect()
-        }))
+        Ok(then(&backlog))
     }
 
     /// Records held, all partitions.
