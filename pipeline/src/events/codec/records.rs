@@ -83,6 +83,26 @@ macro_rules! avro_record {
     };
 }
 
+/// The items every topic's [`AvroRecord`] has alike: its schema, its topic,
+/// the plain encode and decode, and its fingerprint's cache.
+macro_rules! avro_topic_items {
+    ($topic:literal) => {
+        const SCHEMA_JSON: &'static str =
+            include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
+        const TOPIC: &'static str = $topic;
+        fn encode(&self, out: &mut Encoder) {
+            self.encode_field(out);
+        }
+        fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+            Self::decode_field(input)
+        }
+        fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
+            static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+            &CACHE
+        }
+    };
+}
+
 /// A record that is a topic's value: its schema file is `schemas/<topic>.avsc`.
 /// With `before_prescriptions = N, before_foreign = M, before_billing = B`: a
 /// record carrying the FSE, written in its history version N (act lines
@@ -95,15 +115,7 @@ macro_rules! avro_record {
 macro_rules! avro_topic {
     ($ty:ident, $topic:literal, before_prescriptions = $v0:literal, before_foreign = $v1:literal, before_billing = $v2:literal) => {
         impl AvroRecord for $ty {
-            const SCHEMA_JSON: &'static str =
-                include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
-            const TOPIC: &'static str = $topic;
-            fn encode(&self, out: &mut Encoder) {
-                self.encode_field(out);
-            }
-            fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
-                Self::decode_field(input)
-            }
+            avro_topic_items!($topic);
             fn decode_older(
                 version: u32,
                 input: &mut Decoder<'_>,
@@ -122,23 +134,11 @@ macro_rules! avro_topic {
                     form.write_with(out);
                 }
             }
-            fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
-                static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
-                &CACHE
-            }
         }
     };
     ($ty:ident, $topic:literal, before_payee = $v:literal, $payee:expr) => {
         impl AvroRecord for $ty {
-            const SCHEMA_JSON: &'static str =
-                include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
-            const TOPIC: &'static str = $topic;
-            fn encode(&self, out: &mut Encoder) {
-                self.encode_field(out);
-            }
-            fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
-                Self::decode_field(input)
-            }
+            avro_topic_items!($topic);
             fn decode_older(
                 version: u32,
                 input: &mut Decoder<'_>,
@@ -162,27 +162,11 @@ macro_rules! avro_topic {
                     out.set_without_payee(true);
                 }
             }
-            fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
-                static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
-                &CACHE
-            }
         }
     };
     ($ty:ident, $topic:literal) => {
         impl AvroRecord for $ty {
-            const SCHEMA_JSON: &'static str =
-                include_str!(concat!("../../../../schemas/", $topic, ".avsc"));
-            const TOPIC: &'static str = $topic;
-            fn encode(&self, out: &mut Encoder) {
-                self.encode_field(out);
-            }
-            fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
-                Self::decode_field(input)
-            }
-            fn fingerprint_cache() -> &'static std::sync::OnceLock<[u8; 8]> {
-                static CACHE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
-                &CACHE
-            }
+            avro_topic_items!($topic);
         }
     };
 }
