@@ -3,8 +3,6 @@
 //! allowed), a category character, an order number and a key, 9 characters
 //! in all. The key rule is UNCONFIRMED, so only the shape is checked.
 
-use std::fmt;
-
 use super::IdError;
 
 const KIND: &str = "AM number";
@@ -13,6 +11,8 @@ const EXPECTED: &str = "9 characters: a department (2 digits, 2A or 2B) and 7 di
 /// An AM number, stored uppercase (`2a` is accepted as `2A`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AmNumber(String);
+
+super::public_text!(AmNumber);
 
 /// The category of an AM number (its third character, domain.md 2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +49,6 @@ impl AmNumber {
         Ok(AmNumber(s.to_ascii_uppercase()))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The category its third character names.
     pub fn category(&self) -> AmCategory {
         match self.0.as_bytes().get(2) {
@@ -68,12 +64,6 @@ impl AmNumber {
             // Parsing admits digits only there: '9'.
             _ => AmCategory::SpeechOrOrthoptist,
         }
-    }
-}
-
-impl fmt::Display for AmNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -2,15 +2,13 @@
 //! letters then three digits, e.g. `DEQP003`. Format only; whether the code
 //! exists is checked against the tariff tables elsewhere.
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
-
 use super::IdError;
 
 /// A CCAM act code matching `^[A-Z]{4}[0-9]{3}$`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CcamCode(String);
+
+super::public_text!(CcamCode);
 
 impl CcamCode {
     /// Parses a CCAM code (trimmed). Uppercase only: lowercase is rejected
@@ -31,22 +29,6 @@ impl CcamCode {
             });
         }
         Ok(CcamCode(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CcamCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for CcamCode {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

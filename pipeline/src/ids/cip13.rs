@@ -1,10 +1,6 @@
 //! CIP13 code: the 13-digit EAN identifier of a medicine presentation
 //! (prefix 34009). Also owns the EAN-13 check used for UCD13 codes.
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
-
 use super::{IdError, all_digits, digit_value};
 
 const KIND: &str = "CIP13";
@@ -13,6 +9,8 @@ const PREFIX: &str = "34009";
 /// A CIP13 code: 13 digits, prefix 34009, valid EAN-13 key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cip13(String);
+
+super::public_text!(Cip13);
 
 /// EAN-13 check digit for 12 ASCII digits: weights 1,3,1,3… from the left,
 /// key = (10 − sum mod 10) mod 10. `None` unless exactly 12 digits.
@@ -69,22 +67,6 @@ impl Cip13 {
         }
         let key = ean13_check_digit(body).ok_or(bad)?;
         Ok(Cip13(format!("{body}{key}")))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Cip13 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for Cip13 {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

@@ -17,47 +17,21 @@ pub enum CountryGroup {
     UnitedKingdom,
 }
 
-/// A coordination state. Variants are in the alphabetical order of their EU
-/// codes, so the derived `Ord` matches the order of `as_str()`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Country {
-    Austria,
-    Belgium,
-    Bulgaria,
-    Switzerland,
-    Cyprus,
-    Czechia,
-    Germany,
-    Denmark,
-    Estonia,
-    Greece,
-    Spain,
-    Finland,
-    France,
-    Croatia,
-    Hungary,
-    Ireland,
-    Iceland,
-    Italy,
-    Liechtenstein,
-    Lithuania,
-    Luxembourg,
-    Latvia,
-    Malta,
-    Netherlands,
-    Norway,
-    Poland,
-    Portugal,
-    Romania,
-    Sweden,
-    Slovenia,
-    Slovakia,
-    UnitedKingdom,
+/// Declares the states once: the enum and the list of all of them.
+macro_rules! countries {
+    ($($state:ident),+ $(,)?) => {
+        /// A coordination state. Variants are in the alphabetical order of their EU
+        /// codes, so the derived `Ord` matches the order of `as_str()`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Country {
+            $($state),+
+        }
+
+        const ALL: [Country; 32] = [$(Country::$state),+];
+    };
 }
 
-use Country::*;
-
-const ALL: [Country; 32] = [
+countries!(
     Austria,
     Belgium,
     Bulgaria,
@@ -90,7 +64,9 @@ const ALL: [Country; 32] = [
     Slovenia,
     Slovakia,
     UnitedKingdom,
-];
+);
+
+use Country::*;
 
 impl Country {
     /// Parses a 2-letter code, case-insensitive, trimmed. Both the EU

@@ -5,8 +5,6 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
-
 use super::luhn::luhn_valid;
 use super::{IdError, all_digits};
 
@@ -60,6 +58,8 @@ impl fmt::Debug for EhicCardId {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EhicInstitutionId(String);
 
+super::public_text!(EhicInstitutionId);
+
 impl EhicInstitutionId {
     /// Parses an institution id (trimmed). Lowercase is rejected, not fixed:
     /// the field is printed in uppercase, and a silent change would make
@@ -76,22 +76,6 @@ impl EhicInstitutionId {
             });
         }
         Ok(EhicInstitutionId(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for EhicInstitutionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for EhicInstitutionId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

@@ -1,10 +1,6 @@
 //! FINESS number: the 9-character identifier of a health or social care
 //! establishment (department + 6 digits + Luhn key).
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
-
 use super::luhn::{luhn_check_digit, luhn_valid};
 use super::{IdError, all_digits};
 
@@ -15,6 +11,8 @@ const EXPECTED_BODY: &str = "8 digits (no key is computed for 2A/2B departments)
 /// A FINESS number. Stored uppercase (`2a` is accepted as `2A`, as for NIR).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Finess(String);
+
+super::public_text!(Finess);
 
 fn is_corsica(s: &str) -> bool {
     matches!(s.as_bytes(), [b'2', b'A' | b'B', ..])
@@ -67,10 +65,6 @@ impl Finess {
         Ok(Finess(format!("{body}{key}")))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The department part (2 digits, `2A` or `2B`).
     pub fn department(&self) -> &str {
         self.0.get(..2).unwrap_or_default()
@@ -79,18 +73,6 @@ impl Finess {
     /// Whether the Luhn key was verified: false for 2A/2B departments.
     pub fn key_checked(&self) -> bool {
         !is_corsica(&self.0)
-    }
-}
-
-impl fmt::Display for Finess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for Finess {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

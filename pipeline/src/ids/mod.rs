@@ -5,6 +5,32 @@
 //! Personal identifiers (NIR, EHIC card number, EHIC personal id) never show
 //! their value in `Debug` or in errors; they are read through `expose()`.
 
+/// An identifier that is not personal data reads, shows and serialises as
+/// its text (a personal one is read through `expose()` and redacted in
+/// `Debug`). `$id` is a newtype over its normalised `String`.
+macro_rules! public_text {
+    ($id:ident) => {
+        impl $id {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl serde::Serialize for $id {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use public_text;
+
 pub mod am;
 pub mod ccam;
 pub mod cip13;

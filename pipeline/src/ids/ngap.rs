@@ -2,15 +2,13 @@
 //! `C`, `CS`, `AMI`. Format only: membership in the tariff tables is checked
 //! elsewhere.
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
-
 use super::IdError;
 
 /// An NGAP key: 1 to 4 ASCII uppercase letters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NgapKey(String);
+
+super::public_text!(NgapKey);
 
 impl NgapKey {
     /// Parses an NGAP key (trimmed). Uppercase only, like the tables.
@@ -23,22 +21,6 @@ impl NgapKey {
             });
         }
         Ok(NgapKey(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for NgapKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for NgapKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

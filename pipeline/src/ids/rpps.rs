@@ -2,10 +2,6 @@
 //! identifier of a health professional. Format is enforced; the Luhn key is
 //! only reported, because its use on RPPS is not officially confirmed.
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
-
 use super::luhn::{luhn_check_digit, luhn_valid};
 use super::{IdError, all_digits};
 
@@ -14,6 +10,8 @@ const KIND: &str = "RPPS";
 /// An 11-digit RPPS number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rpps(String);
+
+super::public_text!(Rpps);
 
 impl Rpps {
     /// Parses exactly 11 ASCII digits (surrounding whitespace trimmed). The
@@ -43,26 +41,10 @@ impl Rpps {
         Ok(Rpps(format!("{body}{key}")))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Whether the last digit is a valid Luhn key. A warning-level check
     /// only: the RPPS key algorithm is not officially confirmed.
     pub fn luhn_ok(&self) -> bool {
         luhn_valid(&self.0)
-    }
-}
-
-impl fmt::Display for Rpps {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for Rpps {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 
