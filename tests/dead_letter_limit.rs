@@ -38,29 +38,20 @@ struct LimitedProducer {
 }
 
 impl BusProducer for LimitedProducer {
-    fn send(
+    fn produce(
         &mut self,
         topic: &str,
         partition: u32,
         key: &[u8],
-        value: &[u8],
+        value: Option<&[u8]>,
         timestamp_millis: i64,
     ) -> Result<(), BusError> {
-        if key.len() + value.len() > self.limit {
-            return Err(BusError::TooLarge(key.len() + value.len()));
+        let size = key.len() + value.map_or(0, <[u8]>::len);
+        if size > self.limit {
+            return Err(BusError::TooLarge(size));
         }
         self.inner
-            .send(topic, partition, key, value, timestamp_millis)
-    }
-    fn send_tombstone(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        key: &[u8],
-        timestamp_millis: i64,
-    ) -> Result<(), BusError> {
-        self.inner
-            .send_tombstone(topic, partition, key, timestamp_millis)
+            .produce(topic, partition, key, value, timestamp_millis)
     }
     fn flush(&mut self) -> Result<(), BusError> {
         self.inner.flush()

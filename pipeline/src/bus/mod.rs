@@ -270,7 +270,18 @@ pub trait Bus: Send + Sync {
 }
 
 pub trait BusProducer: Send {
-    /// Queues a record for an explicit partition.
+    /// Queues a record for an explicit partition, or a tombstone if `value`
+    /// is `None` (Kafka's null value, or the local log's frame without
+    /// value): a compacted topic drops the key's earlier records, then in
+    /// time the tombstone itself.
+    fn produce(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp_millis: i64,
+    ) -> Result<(), BusError>;
     fn send(
         &mut self,
         topic: &str,
@@ -278,18 +289,18 @@ pub trait BusProducer: Send {
         key: &[u8],
         value: &[u8],
         timestamp_millis: i64,
-    ) -> Result<(), BusError>;
-    /// Queues a tombstone (a record with a null value: Kafka's, or the
-    /// local log's frame without value) for an explicit partition: a
-    /// compacted topic drops the key's earlier records, then in time the
-    /// tombstone itself.
+    ) -> Result<(), BusError> {
+        self.produce(topic, partition, key, Some(value), timestamp_millis)
+    }
     fn send_tombstone(
         &mut self,
         topic: &str,
         partition: u32,
         key: &[u8],
         timestamp_millis: i64,
-    ) -> Result<(), BusError>;
+    ) -> Result<(), BusError> {
+        self.produce(topic, partition, key, None, timestamp_millis)
+    }
     /// Returns once every queued record is acknowledged (durable).
     fn flush(&mut self) -> Result<(), BusError>;
     /// The offset after the last record this producer has had acknowledged

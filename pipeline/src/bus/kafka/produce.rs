@@ -235,7 +235,7 @@ impl KafkaProducer {
     }
 }
 
-impl KafkaProducer {
+impl BusProducer for KafkaProducer {
     /// Queues a record, or a tombstone (no payload: Kafka's null) if
     /// `value` is `None`.
     fn produce(
@@ -286,29 +286,6 @@ impl KafkaProducer {
         }
         self.producer.poll(Duration::ZERO);
         Ok(())
-    }
-}
-
-impl BusProducer for KafkaProducer {
-    fn send(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        key: &[u8],
-        value: &[u8],
-        timestamp_millis: i64,
-    ) -> Result<(), BusError> {
-        self.produce(topic, partition, key, Some(value), timestamp_millis)
-    }
-
-    fn send_tombstone(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        key: &[u8],
-        timestamp_millis: i64,
-    ) -> Result<(), BusError> {
-        self.produce(topic, partition, key, None, timestamp_millis)
     }
 
     fn flush(&mut self) -> Result<(), BusError> {

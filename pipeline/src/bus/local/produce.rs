@@ -29,9 +29,9 @@ impl LocalProducer {
     }
 }
 
-impl LocalProducer {
+impl BusProducer for LocalProducer {
     /// Appends a record, or a tombstone if `value` is `None`.
-    fn append(
+    fn produce(
         &mut self,
         topic: &str,
         partition: u32,
@@ -52,29 +52,6 @@ impl LocalProducer {
         self.appended
             .insert((topic.to_string(), partition), offset + 1);
         Ok(())
-    }
-}
-
-impl BusProducer for LocalProducer {
-    fn send(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        key: &[u8],
-        value: &[u8],
-        timestamp_millis: i64,
-    ) -> Result<(), BusError> {
-        self.append(topic, partition, key, Some(value), timestamp_millis)
-    }
-
-    fn send_tombstone(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        key: &[u8],
-        timestamp_millis: i64,
-    ) -> Result<(), BusError> {
-        self.append(topic, partition, key, None, timestamp_millis)
     }
 
     fn flush(&mut self) -> Result<(), BusError> {
