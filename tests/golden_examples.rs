@@ -6,6 +6,9 @@
 
 use clearing_pipeline::adjudicate::Adjudicator;
 use clearing_pipeline::domain::{Decision, Route, Status};
+use clearing_pipeline::events::convert::decision_rec;
+use clearing_pipeline::events::model::{AmcClaim, ClaimRefRec, FseDecided, TiersPayantRec};
+use clearing_pipeline::outbound::{Emit, blank_header, settle};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::refdata::TrustUnsigned;
 use clearing_pipeline::rules::Rules;
@@ -439,6 +442,109 @@ fn a_refused_generic_under_tiers_payant_is_paid_to_the_insured() {
     assert_eq!(reason_codes(&d), vec![("generic_refused".into(), Some(1))]);
     // The pharmacist is paid the whole 1.05; the EUR 1 franchise deferred.
     assert_eq!(payees(&d), ["0.00", "1.05", "1.00"]);
+}
+
+/// The set before tiers payant was withdrawn from the AMC part too, and
+/// before the rule applied ahead of the product list (rules/history/sets.toml).
+const BEFORE_WITHDRAWS_AMC: &str =
+    "sha256:baba004200863a94fc45436e999c5044261482a63516e77d9514bfdf28da6033";
+
+/// The complementary claims settlement sends for a paid decision of an FSE
+/// under tiers payant on both parts, its beneficiary insured by AMC000042.
+fn amc_claims(d: &Decision, received_on: &str, rules: &Rules) -> Vec<AmcClaim> {
+    let decided = FseDecided {
+        header: blank_header(),
+        decision: decision_rec(d),
+        claim: Some(ClaimRefRec {
+            rpps: PHARMACIST.into(),
+            received_on: received_on.parse().unwrap(),
+            tiers_payant: TiersPayantRec {
+                amo: true,
+                amc: true,
+            },
+            amc: Some("AMC000042".into()),
+            eu_country: None,
+            eu_institution_id: None,
+            payee: None,
+        }),
+    };
+    settle(&decided, rules)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            Emit::Amc(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Tiers payant contre génériques withdraws tiers payant as a whole (art.
+/// L.162-16-7 CSS: the patient pays the pharmacist): the XANAX box refused
+/// against its generic, under tiers payant on the AMO and AMC parts, sends
+/// no complementary claim; the insured's complementary reimbursement is
+/// outside tiers payant. The rule applies from 1 Jul 2012, before the list:
+/// in 2013 the box keeps its declared price and still loses tiers payant.
+/// The set before withdrew the AMO part only, from the list on: its runs
+/// settle as they did, the AMC's 1.34 forwarded.
+#[test]
+fn a_withdrawn_tiers_payant_sends_nothing_to_the_amc() {
+    let xanax = json!([{"code": "PH7", "quantity": 1, "product": "3400932644551",
+                        "unit_price": "2.39", "charged": "2.39"}]);
+    let under_tiers_payant = |care: &str| {
+        let mut claim = pharmacy(care, xanax.clone());
+        claim["tiers_payant"] = json!({"amo": true, "amc": true});
+        claim["fse_id"] = json!(format!("12345678-0{}", care.replace('-', "")));
+        claim
+    };
+    let before = Rules::published(BEFORE_WITHDRAWS_AMC)
+        .unwrap()
+        .expect("the set before is kept");
+    let mut old = Adjudicator::new(
+        (*before).clone(),
+        PseudonymKey::development(),
+        Box::new(TrustUnsigned),
+    );
+    old.load_rights_line(&rights(json!({})).to_string())
+        .unwrap();
+    let mut a = adjudicator(rights(json!({})));
+
+    let d = decide(&mut a, under_tiers_payant("2025-02-04"));
+    assert_eq!(
+        reason_codes(&d),
+        vec![
+            ("generic_refused".into(), Some(1)),
+            ("tiers_payant_withdrawn".into(), Some(1))
+        ]
+    );
+    assert_eq!(amc_claims(&d, "2025-02-04", a.rules()), vec![]);
+    let was = decide(&mut old, under_tiers_payant("2025-02-04"));
+    assert_eq!(reason_codes(&was), reason_codes(&d));
+    // Ticket 1.61 − 1.05 = 0.56, overrun 2.39 − 1.61 = 0.78.
+    let forwarded = amc_claims(&was, "2025-02-04", &before);
+    assert_eq!(
+        forwarded
+            .iter()
+            .map(|c| (c.ticket_cents, c.depassement_cents, c.amount_cents))
+            .collect::<Vec<_>>(),
+        vec![(56, 78, 134)]
+    );
+
+    // Before the list: the declared 2.39, tiers payant withdrawn all the same.
+    let d = decide(&mut a, under_tiers_payant("2013-03-05"));
+    assert_eq!(
+        reason_codes(&d),
+        vec![("tiers_payant_withdrawn".into(), Some(1))]
+    );
+    assert_eq!(d.lines[0].base.to_string(), "2.39");
+    assert_eq!(
+        [d.paid_to_insured, d.paid_to_professional, d.deferred].map(|c| c.to_string()),
+        ["1.05", "0.00", "0.00"]
+    );
+    assert_eq!(amc_claims(&d, "2013-03-05", a.rules()), vec![]);
+    // The set before waited for the list: the pharmacist and the AMC paid.
+    let was = decide(&mut old, under_tiers_payant("2013-03-05"));
+    assert!(reason_codes(&was).is_empty());
+    assert_eq!(amc_claims(&was, "2013-03-05", &before).len(), 1);
 }
 
 /// An unlisted CIP13 (3400949497294: a real BDPM presentation, not in our

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 
 use clearing_pipeline::adjudicate::Adjudicator;
 use clearing_pipeline::domain::{Decision, Status};
+use clearing_pipeline::events::convert::decision_rec;
+use clearing_pipeline::events::model::{ClaimRefRec, FseDecided, TiersPayantRec};
 use clearing_pipeline::ids::Nir;
 use clearing_pipeline::money::Cents;
+use clearing_pipeline::outbound::{Emit, blank_header, settle};
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::refdata::TrustUnsigned;
 use clearing_pipeline::rules::Rules;
@@ -368,6 +371,35 @@ fn dispensing() -> impl Strategy<Value = Dispensing> {
         )
 }
 
+/// The complementary claims settlement sends for `d`, were its FSE under
+/// tiers payant on the AMC part too, its beneficiary insured by AMC000042.
+fn amc_claims(
+    d: &Decision,
+    received_on: chrono::NaiveDate,
+    tiers_payant_amo: bool,
+    rules: &Rules,
+) -> Vec<Emit> {
+    let decided = FseDecided {
+        header: blank_header(),
+        decision: decision_rec(d),
+        claim: Some(ClaimRefRec {
+            rpps: PHARMACIST.into(),
+            received_on,
+            tiers_payant: TiersPayantRec {
+                amo: tiers_payant_amo,
+                amc: true,
+            },
+            amc: Some("AMC000042".into()),
+            eu_country: None,
+            eu_institution_id: None,
+            payee: None,
+        }),
+    };
+    (settle(&decided, rules).unwrap().into_iter())
+        .filter(|e| matches!(e, Emit::Amc(_)))
+        .collect()
+}
+
 fn dispensing_care(d: &Dispensing) -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap() + chrono::Duration::days(d.care_day)
 }
@@ -405,7 +437,9 @@ proptest! {
     /// a justified mention is paid to the insured, nothing deferred, the same
     /// money as the set before paid the pharmacist; every other claim is
     /// decided as the set before decided it. The rule is in force from
-    /// 1 Jul 2012, but a princeps is known only from the list (1 Jan 2015).
+    /// 1 Jul 2012, before the list (1 Jan 2015) too: a princeps is told by
+    /// its group. No complementary claim ever accompanies a withdrawn
+    /// decision: tiers payant is withdrawn as a whole.
     #[test]
     fn a_refused_generic_loses_tiers_payant_and_nothing_else_changes(
         claims in prop::collection::vec(dispensing(), 1..24),
@@ -421,7 +455,7 @@ proptest! {
         for n in &beneficiaries {
             old.load_rights_line(&rights_line(*n)).unwrap();
         }
-        let list_from = chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap();
+        let rule_from = chrono::NaiveDate::from_ymd_opt(2012, 7, 1).unwrap();
         for (n, c) in beneficiaries.iter().zip(&claims) {
             let line = dispensing_json(*n, c).to_string();
             let d = new.decide_line(&line).unwrap();
@@ -429,9 +463,11 @@ proptest! {
             prop_assert_eq!(d.status, Status::Paid, "{:?}", d.reasons);
             d.check_invariants().map_err(TestCaseError::fail)?;
             let withdrawn = c.tiers_payant && c.princeps && !c.mention
-                && dispensing_care(c) >= list_from;
+                && dispensing_care(c) >= rule_from;
             let warned = d.warnings.iter().any(|w| w.code.as_str() == "tiers_payant_withdrawn");
             prop_assert_eq!(warned, withdrawn, "{:?}", d.warnings);
+            let amc = amc_claims(&d, dispensing_care(c), c.tiers_payant, new.rules());
+            prop_assert!(!withdrawn || amc.is_empty(), "{:?}", amc);
             if withdrawn {
                 prop_assert_eq!(d.paid_to_professional, Cents::ZERO);
                 prop_assert_eq!(d.deferred, Cents::ZERO);

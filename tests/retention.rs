@@ -144,9 +144,19 @@ fn a_duplicate_key_lives_through_the_time_bar_and_its_expiry_lets_no_resend_thro
     let state = dir.path().join("state");
     let pseudonyms = PseudonymKey::development();
     let record_key = fse_key(&submitted_from_input(&claim).unwrap(), &pseudonyms);
+    // Per beneficiary, RPPS and FSE id (general.toml's `invoice_number`).
     let dup_key = [
         b"dup/".as_slice(),
         &record_key,
+        b"/",
+        claim
+            .professional
+            .as_ref()
+            .unwrap()
+            .rpps
+            .as_deref()
+            .unwrap()
+            .as_bytes(),
         b"/",
         claim.fse_id.as_deref().unwrap().as_bytes(),
     ]

@@ -8,13 +8,17 @@
 //! included, since it replaces the ticket); participation and franchises are
 //! never forwarded. Overrun = charged − base.
 
+use chrono::NaiveDate;
+
 use super::{OutboundError, blank_header};
+use crate::domain::ReasonCode;
 use crate::events::model::{AmcClaim, ClaimRefRec, DecisionRec};
 use crate::money::round_half_up_div;
 use crate::rules::Rules;
 
 /// The claim on the complementary insurer, if one is due: `None` without a
-/// named insurer, without tiers payant on its part, or with nothing to forward.
+/// named insurer, without tiers payant on its part, with tiers payant
+/// withdrawn as a whole, or with nothing to forward.
 pub fn claim(
     decision: &DecisionRec,
     claim: &ClaimRefRec,
@@ -24,6 +28,9 @@ pub fn claim(
         return Ok(None);
     };
     let on = decision.care_date.unwrap_or(claim.received_on);
+    if withdrawn_from_amc(decision, rules, on) {
+        return Ok(None);
+    }
     let Some(contract) = rules.outbound.amc_contract(amc, on) else {
         return Err(OutboundError::Input(format!(
             "no complementary contract in force on {on}"
@@ -70,11 +77,27 @@ pub fn claim(
     }))
 }
 
+/// Tiers payant contre génériques (art. L.162-16-7 CSS) withdraws tiers
+/// payant as a whole: the patient pays the pharmacist, so nothing is due to
+/// the pharmacist from the AMC either; the insured's complementary
+/// reimbursement takes the ordinary path, outside this flow. Only where the
+/// rule in force on the date of care says so (`withdraws_amc`): older sets
+/// forwarded it, and their runs settle as they did.
+fn withdrawn_from_amc(decision: &DecisionRec, rules: &Rules, care: NaiveDate) -> bool {
+    let withdrawn = decision
+        .warnings
+        .iter()
+        .any(|w| w.code == ReasonCode::TiersPayantWithdrawn.as_str());
+    withdrawn
+        && (rules.acts.products)
+            .generic_rule(care)
+            .is_some_and(|r| r.withdraws_amc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::model::{DecisionLineRec, Status, TiersPayantRec};
-    use chrono::NaiveDate;
+    use crate::events::model::{DecisionLineRec, ReasonRec, Status, TiersPayantRec};
     use proptest::prelude::*;
 
     fn line(charged: i64, base: i64, amo: i64, pf: i64, css: i64) -> DecisionLineRec {
@@ -178,6 +201,43 @@ mod tests {
         assert_eq!(
             claim(&css, &claim_ref(Some("AMC1"), true), &rules()).unwrap(),
             None
+        );
+    }
+
+    /// The set in force before tiers payant was withdrawn from the AMC part.
+    const BEFORE_WITHDRAWS_AMC: &str =
+        "sha256:baba004200863a94fc45436e999c5044261482a63516e77d9514bfdf28da6033";
+
+    fn withdrawn(mut d: DecisionRec) -> DecisionRec {
+        d.warnings.push(ReasonRec {
+            code: ReasonCode::TiersPayantWithdrawn.as_str().into(),
+            stage: crate::domain::Stage::Reimbursement,
+            message: String::new(),
+            field: Some("tiers_payant.amo".into()),
+            line: Some(1),
+        });
+        d
+    }
+
+    /// Tiers payant withdrawn (a refused generic) is withdrawn from the AMC
+    /// too under the current set; the set before forwarded it, and a run
+    /// recorded under it settles as it did.
+    #[test]
+    fn a_withdrawn_tiers_payant_forwards_nothing_to_the_amc() {
+        let d = withdrawn(decision(vec![line(3000, 3000, 1900, 200, 0)]));
+        let c = claim_ref(Some("AMC000042"), true);
+        assert_eq!(claim(&d, &c, &rules()).unwrap(), None);
+        let before = Rules::published(BEFORE_WITHDRAWS_AMC)
+            .unwrap()
+            .expect("the set before is kept");
+        let forwarded = claim(&d, &c, &before).unwrap().unwrap();
+        assert_eq!(forwarded.amount_cents, 900);
+        // Before the rule's date (1 Jul 2012) nothing withdraws it.
+        let mut early = d.clone();
+        early.care_date = NaiveDate::from_ymd_opt(2012, 6, 30);
+        assert_eq!(
+            claim(&early, &c, &rules()).unwrap().unwrap().amount_cents,
+            900
         );
     }
 

@@ -101,6 +101,16 @@ pub struct GenericRule {
     /// Absent (every set before 2026-12-06): the FSE's flags decide.
     #[serde(default)]
     pub withdraws_tiers_payant: bool,
+    /// The withdrawal is of tiers payant as a whole: no tiers-payant claim
+    /// on the complementary insurer either (art. L.162-16-7 CSS). Absent
+    /// (every set before 2026-12-07): the AMC part is still forwarded.
+    #[serde(default)]
+    pub withdraws_amc: bool,
+    /// Before the list prices care, a princeps is told by its group
+    /// membership alone (the line keeps its declared price). Absent (every
+    /// set before 2026-12-07): the rule waits for the list.
+    #[serde(default)]
+    pub before_list: bool,
 }
 
 /// The product list's TOML shapes inside acts.toml (all absent before 2026-12-06).
@@ -240,9 +250,7 @@ impl ProductTable {
                 listed.tag = format!("{cip13}@tfr-{}", tfr.0);
                 return Ok(listed);
             }
-            let rule = (self.generic_rule.as_ref())
-                .and_then(|r| r.at(care))
-                .map(|v| v.value);
+            let rule = self.generic_rule(care);
             // The patient refused the generic: a princeps without a
             // justified mention, a generic of its group listed that day.
             let refused = (product.kind == ProductKind::Princeps && !substitution_excluded)
@@ -258,6 +266,49 @@ impl ProductTable {
             }
         }
         Ok(listed)
+    }
+
+    /// The generics rule in force on `care`, if the set has one.
+    pub fn generic_rule(&self, care: NaiveDate) -> Option<GenericRule> {
+        (self.generic_rule.as_ref())
+            .and_then(|r| r.at(care))
+            .map(|v| v.value)
+    }
+
+    /// Before the list prices care (no listed price to compare), whether a
+    /// line dispensing `cip13` withdraws tiers payant: the table knows it as
+    /// a princeps, without a justified mention, of a group that has a
+    /// generic and no TFR on `care`, under a rule that says so
+    /// (`before_list`). Group membership is identity, not price: a generic
+    /// of the group counts whatever its listed dates (docs/rules.md).
+    pub fn withdraws_before_list(
+        &self,
+        cip13: &str,
+        care: NaiveDate,
+        substitution_excluded: bool,
+    ) -> bool {
+        let Some(rule) = self.generic_rule(care) else {
+            return false;
+        };
+        let Some(product) = self.products.get(cip13) else {
+            return false;
+        };
+        let Some(group) = product.group.as_ref().and_then(|g| self.groups.get(g)) else {
+            return false;
+        };
+        let under_tfr = (group.tfr.as_ref())
+            .and_then(|t| t.at(care))
+            .is_some_and(|v| v.value.tfr.is_some());
+        let has_generic = self
+            .products
+            .values()
+            .any(|p| p.kind == ProductKind::Generic && p.group.as_deref() == Some(&group.id));
+        rule.withdraws_tiers_payant
+            && rule.before_list
+            && product.kind == ProductKind::Princeps
+            && !substitution_excluded
+            && !under_tfr
+            && has_generic
     }
 
     /// The dearest base among the group's generics on `care`.
@@ -391,6 +442,72 @@ price = [{ from = "2015-01-01", base = "2.00", band = 65 }]
         let old = ProductTable::from_sections(old).unwrap();
         let p = old.price("3400932644551", d("2024-01-01"), false).unwrap();
         assert!(p.generic_refused && !p.withdraws_tiers_payant);
+    }
+
+    /// Between the rule (1 Jul 2012) and the list (2015) a princeps is told
+    /// by its group: the group has a generic, whatever the generic's dates.
+    /// A set whose entries lack `before_list` waits for the list.
+    #[test]
+    fn before_the_list_a_princeps_is_told_by_its_group() {
+        let rule = |before_list: bool| {
+            format!(
+                r#"
+generic_substitution = [
+  {{ from = "2000-01-01", refused_base = "own" }},
+  {{ from = "2012-07-01", refused_base = "own", withdraws_tiers_payant = true, before_list = {before_list} }},
+]
+[[generic_group]]
+id = "G1"
+label = "a group"
+[[generic_group]]
+id = "G2"
+label = "a group under TFR from 2013"
+tfr = [{{ from = "2013-01-01", tfr = "1.50" }}]
+[[product]]
+cip13 = "3400932644551"
+label = "princeps"
+kind = "princeps"
+group = "G1"
+price = [{{ from = "2015-01-01", base = "3.00", band = 65 }}]
+[[product]]
+cip13 = "3400930000014"
+label = "generic"
+kind = "generic"
+group = "G1"
+price = [{{ from = "2015-01-01", base = "2.00", band = 65 }}]
+[[product]]
+cip13 = "3400935955838"
+label = "princeps under TFR"
+kind = "princeps"
+group = "G2"
+price = [{{ from = "2015-01-01", base = "2.18", band = 65 }}]
+[[product]]
+cip13 = "3400950000018"
+label = "generic under TFR"
+kind = "generic"
+group = "G2"
+price = [{{ from = "2015-01-01", base = "1.50", band = 65 }}]
+"#
+            )
+        };
+        let load =
+            |text: String| ProductTable::from_sections(toml::from_str(&text).unwrap()).unwrap();
+        let t = load(rule(true));
+        let withdrawn =
+            |cip: &str, care: &str, excluded: bool| t.withdraws_before_list(cip, d(care), excluded);
+        assert!(!withdrawn("3400932644551", "2012-06-30", false));
+        assert!(withdrawn("3400932644551", "2012-07-01", false));
+        assert!(withdrawn("3400932644551", "2014-12-31", false));
+        assert!(!withdrawn("3400932644551", "2012-07-01", true), "justified");
+        assert!(
+            !withdrawn("3400930000014", "2012-07-01", false),
+            "a generic"
+        );
+        assert!(!withdrawn("3400935955838", "2013-01-01", false), "TFR");
+        assert!(withdrawn("3400935955838", "2012-12-31", false));
+        assert!(!withdrawn("3400935955839", "2013-01-01", false), "unknown");
+        let old = load(rule(false));
+        assert!(!old.withdraws_before_list("3400932644551", d("2012-07-01"), false));
     }
 
     #[test]

@@ -551,6 +551,21 @@ struct GeneralFile {
     /// is in service under them.
     #[serde(default)]
     eu_eprescription: Vec<Version<EuEprescriptionValue>>,
+    /// Absent from rule sets before 2026-12-07: an FSE number is a
+    /// duplicate for its beneficiary whoever sent it.
+    #[serde(default)]
+    invoice_number: Vec<Version<InvoiceNumberValue>>,
+}
+
+/// Whose FSE (invoice) numbers must differ (docs/rules.md, "Billing
+/// identifiers"): each professional numbers their own, so several
+/// professionals billing under one AM number may use the same number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceNumberValue {
+    /// A duplicate is the same number for the same beneficiary from the
+    /// same RPPS (false: from anyone).
+    pub per_professional: bool,
 }
 
 /// Whether French pharmacies dispense ePrescriptions issued in another
@@ -570,6 +585,7 @@ pub struct GeneralTable {
     pub limitation: Dated<LimitationValue>,
     pub retention: Option<Dated<RetentionValue>>,
     pub eu_eprescription: Option<Dated<EuEprescriptionValue>>,
+    pub invoice_number: Option<Dated<InvoiceNumberValue>>,
 }
 
 impl GeneralTable {
@@ -605,11 +621,24 @@ impl GeneralTable {
             true => None,
             false => Some(Dated::new(file.eu_eprescription, "eu_eprescription")?),
         };
+        let invoice_number = match file.invoice_number.is_empty() {
+            true => None,
+            false => Some(Dated::new(file.invoice_number, "invoice_number")?),
+        };
         Ok(GeneralTable {
             limitation: Dated::new(file.limitation, "limitation")?,
             retention,
             eu_eprescription,
+            invoice_number,
         })
+    }
+
+    /// Whether an FSE with care on `care` is a duplicate only of one from
+    /// the same RPPS (else of any with its number for its beneficiary).
+    pub fn invoice_number_per_professional(&self, care: NaiveDate) -> bool {
+        (self.invoice_number.as_ref())
+            .and_then(|d| d.at(care))
+            .is_some_and(|v| v.value.per_professional)
     }
 
     /// The states whose ePrescriptions can be dispensed on `care`: those of

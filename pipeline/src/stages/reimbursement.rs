@@ -419,6 +419,15 @@ impl<'r> ClaimPricing<'r, '_> {
             }
             Pricing::DeclaredPrice => {
                 let price = line.unit_price.ok_or_else(|| self.not_billable(line, n))?;
+                // No listed price yet, but the generics rule may already
+                // apply: the table tells a princeps by its group.
+                withdraws_tiers_payant = line.product.as_ref().is_some_and(|cip| {
+                    (self.rules.acts.products).withdraws_before_list(
+                        cip.as_str(),
+                        care,
+                        substitution_excluded(line),
+                    )
+                });
                 (
                     vec![price.times(Hundredths::ONE, line.quantity)],
                     format!("{}@declared", act.code),

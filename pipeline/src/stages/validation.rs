@@ -1088,8 +1088,17 @@ pub fn validate(
         }
     };
     let beneficiary = beneficiary_key(&fse, ctx);
-    let seen = keys::seen_fse(&beneficiary, &fse.fse_id);
-    if state.get(&seen)?.is_some() {
+    // Each professional numbers their own FSEs (several may bill under one
+    // AM number): where the rule says so, a duplicate is per RPPS. The key
+    // without the RPPS, which stores of older sets hold, still counts, so
+    // an FSE received before the change is refused when resent.
+    let legacy = keys::seen_fse(&beneficiary, &fse.fse_id);
+    let per_professional = (ctx.rules.general).invoice_number_per_professional(fse.care_date);
+    let seen = match per_professional {
+        true => keys::seen_fse_of(&beneficiary, fse.professional.rpps.as_str(), &fse.fse_id),
+        false => legacy.clone(),
+    };
+    if state.get(&seen)?.is_some() || (per_professional && state.get(&legacy)?.is_some()) {
         let reason = Reason::new(
             Stage::Validation,
             ReasonCode::Duplicate,

@@ -10,9 +10,17 @@ fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("/").into_bytes()
 }
 
-/// Validation: an FSE id already received for this beneficiary.
+/// Validation: an FSE id already received for this beneficiary (rule sets
+/// before 2026-12-07, and stores they wrote).
 pub fn seen_fse(beneficiary: &BeneficiaryKey, fse_id: &str) -> Vec<u8> {
     key(&["dup", beneficiary.as_str(), fse_id])
+}
+
+/// Validation: an FSE id already received for this beneficiary from this
+/// professional (RPPS). Never equal to a [`seen_fse`] key: its third part
+/// is an RPPS (11 digits), theirs an FSE id (with a '-').
+pub fn seen_fse_of(beneficiary: &BeneficiaryKey, rpps: &str, fse_id: &str) -> Vec<u8> {
+    key(&["dup", beneficiary.as_str(), rpps, fse_id])
 }
 
 /// Entitlement: the beneficiary's rights record.

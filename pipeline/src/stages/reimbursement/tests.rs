@@ -723,3 +723,55 @@ fn a_refused_generic_under_tiers_payant_is_paid_to_the_insured() {
     );
     assert_eq!(refused.rules_version, justified.rules_version);
 }
+
+/// Tiers payant contre génériques from its own date (1 Jul 2012), before the
+/// list prices care (2015): XANAX, a princeps the table knows in a group
+/// with a generic, dispensed under tiers payant without a justified mention,
+/// is paid to the insured on the price declared. The day before, and under
+/// the set before (which waited for the list), the pharmacist is paid.
+#[test]
+fn before_the_list_a_refused_generic_withdraws_tiers_payant_from_1_july_2012() {
+    // Given
+    let xanax = |care: &str| {
+        claim(json!({
+            "fse_id": format!("12345678-0{}", care.replace('-', "")),
+            "care_date": care,
+            "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
+            "pathway": null,
+            "tiers_payant": {"amo": true, "amc": false},
+            "acts": [{"code": "PH7", "quantity": 1, "product": "3400932644551",
+                      "unit_price": "2.39", "charged": "2.39"}]
+        }))
+    };
+    let payees = |d: &Decision| [d.paid_to_insured, d.paid_to_professional, d.deferred].map(cents);
+    let mut kit = Kit::new();
+    kit.rights(json!({}));
+    // When
+    let before = when_reimbursed(&kit, &xanax("2012-06-30"));
+    let from = when_reimbursed(&kit, &xanax("2012-07-01"));
+    // Then: 2.39 at 65 % = 1.55, less the EUR 0.50 franchise.
+    assert!(before.warnings.is_empty(), "{:?}", before.warnings);
+    assert_eq!(payees(&before), ["0.00", "1.55", "0.50"]);
+    assert_eq!(
+        codes(&from.warnings),
+        [("tiers_payant_withdrawn", Some("tiers_payant.amo"))]
+    );
+    assert_eq!(from.lines[0].base, Cents(239));
+    assert_eq!(from.lines[0].tariff, "PH7@declared");
+    // 1.05 to the insured, less the EUR 0.50 deferred the day before.
+    assert_eq!(payees(&from), ["0.55", "0.00", "0.00"]);
+    assert_eq!(cents(from.imputed), "0.50");
+
+    // The set before waited for the list: the pharmacist is paid.
+    let mut kit = Kit::new();
+    kit.rules = (*Rules::published(
+        "sha256:baba004200863a94fc45436e999c5044261482a63516e77d9514bfdf28da6033",
+    )
+    .unwrap()
+    .expect("the set before is kept"))
+    .clone();
+    kit.rights(json!({}));
+    let old = when_reimbursed(&kit, &xanax("2012-07-01"));
+    assert!(old.warnings.is_empty(), "{:?}", old.warnings);
+    assert_eq!(payees(&old), ["0.00", "1.55", "0.50"]);
+}

@@ -7,8 +7,13 @@
 use serde_json::{Value, json};
 
 use crate::domain::{Billing, FseInput};
-use crate::stages::tests::{GP, Kit, claim, codes};
+use crate::rules::Rules;
+use crate::stages::tests::{GP, Kit, PHARMACIST, claim, codes};
 use crate::stages::{Outcome, Validated};
+use crate::state::keys;
+
+/// The set before FSE numbers were per professional (rules/history/sets.toml).
+const BEFORE: &str = "sha256:baba004200863a94fc45436e999c5044261482a63516e77d9514bfdf28da6033";
 
 fn gp_billing(billing: Value) -> Value {
     claim(
@@ -106,4 +111,51 @@ fn a_malformed_billing_identifier_is_refused() {
 fn a_corsican_finess_is_accepted_unchecked_as_for_a_prescriber() {
     let v = Kit::new().validated(&gp_billing(json!({"kind": "finess", "id": "2A0000019"})));
     assert_eq!(v.fse.professional.payee(), "2A0000019");
+}
+
+/// Two pharmacists of one pharmacy, billing under its AM number, number
+/// their FSEs each on their own: the same number for the same patient is
+/// no duplicate; the same pharmacist's resend is. A store written under the
+/// set before (its key without the RPPS) still refuses the resend; under
+/// that set the second pharmacist is refused, as it was.
+#[test]
+fn two_pharmacists_may_use_the_same_fse_number() {
+    let pharmacist = |rpps: &str| {
+        claim(json!({
+            "professional": {"rpps": rpps, "category": "pharmacist", "sector": "1",
+                             "billing": {"kind": "am", "id": "752000017"}},
+            "pathway": null,
+            "acts": [{"code": "PH7", "quantity": 1, "product": "3400940000004",
+                      "unit_price": "1.61", "charged": "1.61"}]
+        }))
+    };
+    let (first, second) = (pharmacist(PHARMACIST), pharmacist("10002727385"));
+    let is_duplicate = |kit: &Kit, fse: &Value| match validate(kit, fse) {
+        Outcome::Pass(_) => false,
+        Outcome::Reject(d) => codes(&d.reasons) == [("duplicate", Some("fse_id"))],
+    };
+    let kit = Kit::new();
+    assert!(!is_duplicate(&kit, &first));
+    assert!(!is_duplicate(&kit, &second));
+    assert!(is_duplicate(&kit, &first));
+    assert!(is_duplicate(&kit, &second));
+
+    // A store of the set before holds the key without the RPPS.
+    let kit = Kit::new();
+    // The same development key: the same beneficiary key.
+    let beneficiary = Kit::new().validated(&first).beneficiary;
+    let legacy = keys::seen_fse(&beneficiary, "12345678-000000042");
+    Kit::run(&kit.validation, |txn| {
+        txn.put(legacy, b"2025-06-03".to_vec());
+        Ok(())
+    });
+    assert!(is_duplicate(&kit, &first));
+
+    let mut kit = Kit::new();
+    kit.rules = (*Rules::published(BEFORE)
+        .unwrap()
+        .expect("the set before is kept"))
+    .clone();
+    assert!(!is_duplicate(&kit, &first));
+    assert!(is_duplicate(&kit, &second));
 }
