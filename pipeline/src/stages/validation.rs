@@ -496,6 +496,18 @@ fn parse_prescription(
         None => Some(None),
         Some(f) => parse_foreign(c, line, f).map(Some),
     };
+    let renewals = match input.renewals {
+        Some(r) if r > MAX_RENEWALS => {
+            c.fail_line(
+                ReasonCode::InvalidPrescription,
+                line,
+                &field("renewals"),
+                format!("a prescription is renewed 0 to {MAX_RENEWALS} times"),
+            );
+            None
+        }
+        r => Some(r),
+    };
     Some(Prescription {
         prescriber: prescriber?,
         date: date?,
@@ -503,6 +515,7 @@ fn parse_prescription(
         quantity: quantity?,
         non_substitution: non_substitution?,
         foreign: foreign?,
+        renewals: renewals?,
     })
 }
 
@@ -575,6 +588,9 @@ pub fn atc_code_ok(code: &str) -> bool {
 /// Bound on a prescribed quantity (a year of monthly boxes is 12; renewals
 /// of several boxes stay far below).
 const MAX_PRESCRIBED_QUANTITY: u32 = 999;
+/// At most one dispensing a week over the 12 months a prescription may
+/// cover (art. R.5132-21 CSP); the treatment's length is the rules' to cap.
+const MAX_RENEWALS: u32 = 52;
 
 /// An act code of the shape of an NGAP key, a CCAM code or a pharmacy
 /// prestation code (`PH` and a digit).

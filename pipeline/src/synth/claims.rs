@@ -643,6 +643,7 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
             ),
             non_substitution: (princeps && (seed + n) % 4 == 1).then_some(NonSubstitution::Mte),
             foreign: None,
+            renewals: None,
         });
     }
     if eprescription::drawn(index, fse.ehic.as_ref()) {
