@@ -17,7 +17,7 @@ use super::{EMBEDDED, Rules, RulesError, TABLE_FILES, sha256_tag};
 const SETS: &str = include_str!("../../rules/history/sets.toml");
 
 /// The table texts no current file holds any more, by file name.
-const KEPT_FILES: [(&str, &str); 10] = [
+const KEPT_FILES: [(&str, &str); 11] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.4db9f9a607f4.toml"),
@@ -57,6 +57,10 @@ const KEPT_FILES: [(&str, &str); 10] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.311064dfae74.toml"),
+    ),
+    (
+        "acts.toml",
+        include_str!("../../rules/history/acts.3708f1b62ed1.toml"),
     ),
 ];
 

@@ -941,7 +941,10 @@ fn check_line_against_rules(c: &mut Checker, fse: &Fse, n: usize, line: &ActLine
 
 /// Line `n`'s prescription against the rules of its family on the date of
 /// care (acts.toml `[[prescribed]]`; docs/rules.md, "Prescriptions"):
-/// present where required, written on or before the care, still valid.
+/// present where required, written on or before the care, still valid: the
+/// care within the last day any dispensing may be made (a renewable
+/// prescription's treatment). Whether a first dispensing came within the
+/// validity needs the dispensings already paid: reimbursement judges it.
 fn check_prescription(
     c: &mut Checker,
     fse: &Fse,
@@ -981,7 +984,7 @@ fn check_prescription(
             "prescription.date",
             "the prescription is dated after the care",
         );
-    } else if let Some(until) = table.valid_until(family, p.date)
+    } else if let Some(until) = table.last_day(family, p.date, p.renewals)
         && care > until
     {
         c.fail_line(
