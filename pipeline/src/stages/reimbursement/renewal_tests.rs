@@ -168,3 +168,18 @@ fn an_older_rule_set_ignores_renewals() {
         ("prescription_expired", Some(1))
     );
 }
+
+/// More renewals than one a week over 12 months is no prescription: a
+/// coded refusal naming the field; 52 is taken (and capped at 12 months).
+#[test]
+fn more_than_fifty_two_renewals_are_refused() {
+    let mut a = current();
+    let d = decide(&mut a, &dispensing("2026-12-12", 1, Some(53)));
+    assert_eq!(d.status, Status::Rejected, "{d:#?}");
+    assert_eq!(d.reasons[0].code.as_str(), "invalid_prescription");
+    assert_eq!(
+        d.reasons[0].field.as_deref(),
+        Some("acts[0].prescription.renewals")
+    );
+    paid(&mut a, &dispensing("2026-12-12", 2, Some(52)));
+}
