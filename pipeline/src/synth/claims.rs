@@ -441,17 +441,22 @@ fn pathway_for(rng: &mut Rng, category: Category, is_declared_gp: bool) -> Optio
     }
 }
 
-/// Milliseconds and offset of a receipt on `date`, in working hours, with a
-/// summer/winter offset approximating Paris time.
 /// A good claim reaches the insurer at most this many days after the care.
 const RECEIPT_DELAY_DAYS: i64 = 8;
 
-fn receipt(rng: &mut Rng, date: NaiveDate) -> (i64, i32) {
-    let offset_minutes = if (4..=10).contains(&date.month()) {
+/// The summer/winter offset approximating Paris time on `date` (minutes).
+pub(super) fn paris_offset_minutes(date: NaiveDate) -> i32 {
+    if (4..=10).contains(&date.month()) {
         120
     } else {
         60
-    };
+    }
+}
+
+/// Milliseconds and offset of a receipt on `date`, in working hours, with a
+/// summer/winter offset approximating Paris time.
+fn receipt(rng: &mut Rng, date: NaiveDate) -> (i64, i32) {
+    let offset_minutes = paris_offset_minutes(date);
     let seconds = rng.range(8 * 3600, 20 * 3600 - 1);
     let time =
         NaiveTime::from_num_seconds_from_midnight_opt(u32::try_from(seconds).unwrap_or(0), 0)

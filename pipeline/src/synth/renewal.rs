@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Months, NaiveDate};
 
+use super::claims::paris_offset_minutes;
 use crate::domain::Category;
 use crate::events::model::{ActLineRec, FseSubmitted};
 use crate::rules::Rules;
@@ -105,12 +106,20 @@ pub(super) fn renewed(
     if care > last_care {
         return None;
     }
-    let shift = (care - head.care_date).num_milliseconds();
+    // Received the same number of days after the care, at the same local
+    // time, in the offset of its own season.
+    let minute = 60_000;
+    let old_offset = i64::from(head.received_offset_minutes) * minute;
+    let shifted =
+        (head.received_at_millis).checked_add((care - head.care_date).num_milliseconds())?;
+    let local = chrono::DateTime::from_timestamp_millis(shifted.checked_add(old_offset)?)?;
+    let offset = paris_offset_minutes(local.date_naive());
     let billing = head.fse_id.rsplit_once('-')?.0;
     let mut fse = head.clone();
     fse.fse_id = format!("{billing}-{:09}", index % 1_000_000_000);
     fse.care_date = care;
-    fse.received_at_millis = head.received_at_millis.checked_add(shift)?;
+    fse.received_at_millis = shifted - (i64::from(offset) * minute - old_offset);
+    fse.received_offset_minutes = offset;
     fse.signature = None;
     Some(fse)
 }
