@@ -183,3 +183,17 @@ fn more_than_fifty_two_renewals_are_refused() {
     );
     paid(&mut a, &dispensing("2026-12-12", 2, Some(52)));
 }
+
+/// A negative or fractional count is bad input: a coded refusal naming the
+/// field, never a crash nor a count read as none.
+#[test]
+fn a_count_that_is_no_count_is_refused() {
+    for bad in [json!(-1), json!(1.5), json!("5")] {
+        let mut claim: Value = serde_json::from_str(&dispensing("2026-12-12", 1, None)).unwrap();
+        claim["acts"][0]["prescription"]["renewals"] = bad.clone();
+        let d = decide(&mut current(), &claim.to_string());
+        assert_eq!(d.status, Status::Rejected, "{bad}: {d:#?}");
+        let field = d.reasons[0].field.as_deref().unwrap_or_default();
+        assert!(field.contains("renewals"), "{bad}: {:?}", d.reasons);
+    }
+}
