@@ -51,8 +51,8 @@ fn submitted() -> FseSubmitted {
             category: Category::Gp,
             sector: SectorSymbol::S2,
             optam: true,
-            // A health centre's FINESS: the FSE is written with the current
-            // schema, billing and all.
+            // A health centre's FINESS: written with the fields since
+            // billing identifiers, billing and all.
             billing: Some(BillingRec {
                 kind: BillingKind::Finess,
                 id: "750000010".to_owned(),
@@ -103,8 +103,9 @@ fn submitted() -> FseSubmitted {
                 product: Some("3400930000000".to_owned()),
                 unit_price_cents: Some(-1),
                 leg: Some(2),
-                // A foreign ePrescription: the FSE is written with the
-                // current schema (without one, in fse.submitted.v3).
+                // A foreign ePrescription, renewable: the FSE is written
+                // with the current schema (without renewals, in
+                // fse.submitted.v5).
                 prescription: Some(PrescriptionRec {
                     prescriber_kind: PrescriberKind::Rpps,
                     prescriber_id: String::new(),
@@ -117,6 +118,7 @@ fn submitted() -> FseSubmitted {
                         id: "DE-RX-1".to_owned(),
                         atc: "N02BE01".to_owned(),
                     }),
+                    renewals: Some(2),
                 }),
             },
         ],
@@ -333,6 +335,7 @@ fn submitted_reads_back(fse: &Value) {
     assert_eq!(prescription["quantity"], 3);
     assert_eq!(prescription["foreign"]["country"], "DE");
     assert_eq!(prescription["foreign"]["atc"], "N02BE01");
+    assert_eq!(prescription["renewals"], 2);
     assert_eq!(fse["signature"]["value"], "deadbeef");
 }
 

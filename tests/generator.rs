@@ -171,6 +171,38 @@ fn every_planted_rejection_comes_back_with_its_code_and_good_claims_verify() {
             .count();
         assert!(paid >= 20, "{kind}: {paid} paid");
     }
+    // Renewable prescriptions: a series' head is a claim like any other
+    // (it may be planted bad); every renewal after it (the next claims, one
+    // month apart) is paid, some past the 3 months of a first dispensing.
+    let index = |c: &serde_json::Value| -> usize {
+        let id = c["fse_id"].as_str().unwrap();
+        id.rsplit_once('-').unwrap().1.parse().unwrap()
+    };
+    let renewed: Vec<_> = (decided.iter())
+        .filter(|(c, _)| c["acts"][0]["prescription"]["renewals"].is_u64() && index(c) % 50 != 36)
+        .collect();
+    let late = (renewed.iter())
+        .filter(|(c, d)| {
+            let date = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(|s| s.parse::<chrono::NaiveDate>().ok())
+                    .unwrap()
+            };
+            let rx = date(&c["acts"][0]["prescription"]["date"]);
+            d.status == Status::Paid
+                && date(&c["care_date"]) > rx.checked_add_months(chrono::Months::new(3)).unwrap()
+        })
+        .count();
+    let refused: Vec<_> = (renewed.iter())
+        .filter(|(_, d)| d.status == Status::Rejected)
+        .map(|(c, d)| (c["fse_id"].clone(), d.reasons[0].code.as_str()))
+        .collect();
+    assert!(renewed.len() >= 10, "{} renewable", renewed.len());
+    assert!(late >= 1, "{late} paid past 3 months");
+    assert!(
+        refused.iter().all(|(_, code)| *code == "duplicate"),
+        "{refused:?}"
+    );
 }
 
 /// The lines of `claim` that dispense a foreign ePrescription.

@@ -664,6 +664,43 @@ fn a_partial_dispensing_its_remainder_and_a_double_dispensing() {
     );
 }
 
+/// A renewed prescription (docs/rules.md, "Prescriptions", renewals): the
+/// GP's "QSP 1 mois, à renouveler 5 fois" of 10 Dec 2026 for DOLIPRANE
+/// 1000 mg, one box a month from 12 Dec; the dispensing of 12 Apr 2027, four
+/// months on and past the 3 months of a first dispensing (art. R.5132-22
+/// CSP), is paid on the listed EUR 2.18 like the first: 65 % = 1.42, less
+/// the EUR 1 franchise on the box.
+#[test]
+fn a_renewed_prescriptions_month_four_dispensing_is_paid() {
+    let mut a = adjudicator(rights(json!({})));
+    let rx = json!({"prescriber_kind": "rpps", "prescriber": GP, "date": "2026-12-10",
+                    "number": "ON000000000078", "renewals": 5});
+    for (invoice, care) in [
+        (1, "2026-12-12"),
+        (2, "2027-01-12"),
+        (3, "2027-02-12"),
+        (4, "2027-03-12"),
+    ] {
+        decide(
+            &mut a,
+            numbered(
+                pharmacy(care, prescribed("3400935955838", 1, "2.18", rx.clone())),
+                invoice,
+            ),
+        );
+    }
+    let month_four = decide(
+        &mut a,
+        numbered(
+            pharmacy("2027-04-12", prescribed("3400935955838", 1, "2.18", rx)),
+            5,
+        ),
+    );
+    assert_eq!(month_four.lines[0].base.to_string(), "2.18");
+    assert_eq!(month_four.amo.to_string(), "0.42");
+    assert_eq!(month_four.patient.to_string(), "1.76");
+}
+
 /// Validation of the prescription (domain.md 1.3 "Prescription", 2.2, 2.4):
 /// dated after the care, expired (medicines: 3 months, art. R.5132-22 CSP),
 /// a FINESS failing its Luhn key, an unknown prescriber kind; and, from

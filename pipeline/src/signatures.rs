@@ -29,8 +29,12 @@ use crate::refdata::SignatureVerifier;
 /// prescriptions are written without their `foreign` field; when a line
 /// carries a foreign ePrescription (since 2026-12-06), every line's foreign
 /// ePrescription (null when none) follows in turn, so the bytes signed before
-/// that field are unchanged. Last, when the professional names a billing
+/// that field are unchanged. Then, when the professional names a billing
 /// identifier (since 2026-12-06), its `billing` field: who is paid is signed.
+/// Last, when a prescription says how many times it may be renewed (since
+/// 2026-12-07; the prescriptions above are written without it), every line's
+/// renewals (null for a line without a prescription or without renewals), so
+/// that the treatment a prescription covers cannot be lengthened unnoticed.
 pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8> {
     let mut bytes = if fse.signature.is_none() {
         registry.encode_signed_form(fse)
@@ -42,6 +46,7 @@ pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8>
     if fse.acts.iter().any(|a| a.prescription.is_some()) {
         let mut tail = Encoder::from_vec(bytes);
         tail.set_without_foreign(true);
+        tail.set_without_renewals(true);
         for line in &fse.acts {
             line.prescription.encode_field(&mut tail);
         }
@@ -57,6 +62,14 @@ pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8>
     if fse.professional.billing.is_some() {
         let mut tail = Encoder::from_vec(bytes);
         fse.professional.billing.encode_field(&mut tail);
+        bytes = tail.into_bytes();
+    }
+    let renewals = |line: &ActLineRec| line.prescription.as_ref().and_then(|p| p.renewals);
+    if fse.acts.iter().any(|a| renewals(a).is_some()) {
+        let mut tail = Encoder::from_vec(bytes);
+        for line in &fse.acts {
+            renewals(line).encode_field(&mut tail);
+        }
         bytes = tail.into_bytes();
     }
     bytes

@@ -141,6 +141,10 @@ pub struct PrescriptionInput {
     /// 2026-12-06): then no French prescriber is named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foreign: Option<ForeignPrescriptionInput>,
+    /// How many times it may be renewed, "à renouveler N fois" (since
+    /// 2026-12-07); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewals: Option<u32>,
 }
 
 /// A foreign ePrescription as sent: the issuing country (ISO 3166-1
@@ -415,6 +419,9 @@ pub struct Prescription {
     pub quantity: Option<u32>,
     pub non_substitution: Option<NonSubstitution>,
     pub foreign: Option<ForeignPrescription>,
+    /// How many times it may be renewed; `None`: none (docs/rules.md,
+    /// "Prescriptions").
+    pub renewals: Option<u32>,
 }
 
 /// A checked foreign ePrescription.

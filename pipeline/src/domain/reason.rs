@@ -111,7 +111,7 @@ reason_codes! {
     InvalidPrescription => "invalid_prescription", None, "A prescription's quantity, number or non-substitution mention is malformed.";
     PrescriptionMissing => "prescription_missing", None, "Prescribed care (medicines, nursing, physiotherapy, biology, transport) without its prescription.";
     PrescriptionAfterCare => "prescription_after_care", None, "The prescription is dated after the care.";
-    PrescriptionExpired => "prescription_expired", None, "The care is after the prescription's validity.";
+    PrescriptionExpired => "prescription_expired", None, "The care is after the prescription's validity, or a renewable prescription's first dispensing after the validity of a first dispensing.";
     EuEprescriptionNotInService => "eu_eprescription_not_in_service", None, "A foreign ePrescription on a date of care when France does not dispense them (before the service's start in the rule tables).";
     EuEprescriptionCountry => "eu_eprescription_country", None, "A foreign ePrescription whose country is not an EU/EEA state other than France on the date of care.";
     EuEprescriptionSubstanceMismatch => "eu_eprescription_substance_mismatch", None, "The dispensed CIP13 is not a listed product of the substance (ATC code) the foreign ePrescription names.";
@@ -139,7 +139,7 @@ reason_codes! {
     NoAuthorityTariff => "no_authority_tariff", None, "A sector 3 act with no tarif d'autorite: reimbursed on a zero base (warning).";
     UnknownProduct => "unknown_product", None, "The line's CIP13 has no listed base on the date of care (not in the product list, or not on that date).";
     ProductBandMismatch => "product_band_mismatch", None, "The prestation code's rate is not the product's rate band on the date of care.";
-    PrescriptionExhausted => "prescription_exhausted", None, "The prescription's item was already dispensed up to its quantity: this line would exceed it.";
+    PrescriptionExhausted => "prescription_exhausted", None, "The prescription's item was already dispensed up to its quantity, or a renewable prescription all the dispensings its renewals allow: this line would exceed it.";
     GenericRefused => "generic_refused", None, "A princeps dispensed without a justified non-substitution mention: reimbursed on its dearest generic's base (warning).";
     TiersPayantWithdrawn => "tiers_payant_withdrawn", None, "A princeps dispensed against its generic without a justified non-substitution mention: the claim is paid to the insured, its deductions taken from the payment, not deferred (tiers payant contre generiques; warning).";
 }

@@ -31,7 +31,7 @@ mod test_values;
 mod traits;
 
 pub use binary::{Decoder, Encoder};
-pub use records::{BEFORE_BILLING, BEFORE_FOREIGN, SIGNED_FORM_VERSION};
+pub use records::{BEFORE_BILLING, BEFORE_FOREIGN, BEFORE_RENEWALS, SIGNED_FORM_VERSION};
 #[cfg(test)]
 pub(crate) use traits::ToAvroValue;
 pub use traits::{

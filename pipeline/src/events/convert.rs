@@ -248,6 +248,11 @@ fn prescription_rec(i: usize, p: &PrescriptionInput) -> Result<PrescriptionRec, 
             .map_err(|_| err(field("quantity"), "too large"))?,
         non_substitution: non_substitution_rec(p, &field)?,
         foreign,
+        renewals: p
+            .renewals
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|_| err(field("renewals"), "too large"))?,
     })
 }
 
@@ -299,6 +304,8 @@ fn prescription_input(p: &PrescriptionRec) -> PrescriptionInput {
             .to_string()
         }),
         foreign,
+        // Negative renewals become u32::MAX: rejected by validation.
+        renewals: p.renewals.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
     }
 }
 
@@ -980,6 +987,46 @@ mod tests {
         assert_eq!(
             submitted_from_input(&both).unwrap_err().field,
             "acts[0].prescription.prescriber"
+        );
+    }
+
+    /// Renewals survive the trip; a count too large for the wire's int is
+    /// refused with its field, and a negative one read off the wire comes
+    /// back out of range, for validation to refuse rather than to read as
+    /// none.
+    #[test]
+    fn renewals_survive_a_trip() {
+        let mut input = example();
+        let renewable = PrescriptionInput {
+            prescriber_kind: Some("rpps".into()),
+            prescriber: Some("10000123454".into()),
+            date: Some("2025-01-18".into()),
+            renewals: Some(5),
+            ..PrescriptionInput::default()
+        };
+        input.acts.as_mut().unwrap()[0].prescription = Some(renewable.clone());
+        let mut submitted = submitted_from_input(&input).unwrap();
+        let p = submitted.acts[0].prescription.as_mut().unwrap();
+        assert_eq!(p.renewals, Some(5));
+        let back = input_from_submitted(&submitted);
+        assert_eq!(back.acts.unwrap()[0].prescription, Some(renewable.clone()));
+
+        submitted.acts[0].prescription.as_mut().unwrap().renewals = Some(-1);
+        let back = input_from_submitted(&submitted);
+        let renewals = back.acts.unwrap()[0]
+            .prescription
+            .as_ref()
+            .unwrap()
+            .renewals;
+        assert_eq!(renewals, Some(u32::MAX));
+
+        input.acts.as_mut().unwrap()[0].prescription = Some(PrescriptionInput {
+            renewals: Some(u32::MAX),
+            ..renewable
+        });
+        assert_eq!(
+            submitted_from_input(&input).unwrap_err().field,
+            "acts[0].prescription.renewals"
         );
     }
 }

@@ -170,6 +170,9 @@ pub struct PrescriptionRec {
     /// A foreign ePrescription (EU/EEA, MyHealth@EU); `None` for a French
     /// one and on every record written before this field (2026-12-06).
     pub foreign: Option<ForeignPrescriptionRec>,
+    /// How many times it may be renewed ("à renouveler N fois"); `None` for
+    /// none and on every record written before this field (2026-12-07).
+    pub renewals: Option<i32>,
 }
 
 /// A foreign ePrescription: issuing country (ISO 3166-1 alpha-2), its id

@@ -22,8 +22,8 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use thiserror::Error;
 
 use super::codec::{
-    AvroField, AvroRecord, BEFORE_BILLING, BEFORE_FOREIGN, CodecError, Decoder, Encoder,
-    MAX_BYTES_LEN, SIGNED_FORM_VERSION, decode_body,
+    AvroField, AvroRecord, BEFORE_BILLING, BEFORE_FOREIGN, BEFORE_RENEWALS, CodecError, Decoder,
+    Encoder, MAX_BYTES_LEN, SIGNED_FORM_VERSION, decode_body,
 };
 use super::model::{
     AmcClaim, AuditCheckpoint, DeadLetter, EuClaim, EuInstitutionRecord, FseDecided, FseEntitled,
@@ -115,6 +115,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.submitted.v4.avsc"),
     ),
     history(
+        "fse.submitted",
+        BEFORE_RENEWALS,
+        include_str!("../../../schemas/history/fse.submitted.v5.avsc"),
+    ),
+    history(
         "fse.validated",
         0,
         include_str!("../../../schemas/history/fse.validated.v0.avsc"),
@@ -128,6 +133,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         "fse.validated",
         2,
         include_str!("../../../schemas/history/fse.validated.v2.avsc"),
+    ),
+    history(
+        "fse.validated",
+        3,
+        include_str!("../../../schemas/history/fse.validated.v3.avsc"),
     ),
     history(
         "fse.entitled",
@@ -145,6 +155,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         include_str!("../../../schemas/history/fse.entitled.v2.avsc"),
     ),
     history(
+        "fse.entitled",
+        3,
+        include_str!("../../../schemas/history/fse.entitled.v3.avsc"),
+    ),
+    history(
         "fse.routed",
         0,
         include_str!("../../../schemas/history/fse.routed.v0.avsc"),
@@ -158,6 +173,11 @@ pub const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[
         "fse.routed",
         2,
         include_str!("../../../schemas/history/fse.routed.v2.avsc"),
+    ),
+    history(
+        "fse.routed",
+        3,
+        include_str!("../../../schemas/history/fse.routed.v3.avsc"),
     ),
     history(
         "fse.decided",

@@ -17,7 +17,7 @@ use super::{EMBEDDED, Rules, RulesError, TABLE_FILES, sha256_tag};
 const SETS: &str = include_str!("../../rules/history/sets.toml");
 
 /// The table texts no current file holds any more, by file name.
-const KEPT_FILES: [(&str, &str); 12] = [
+const KEPT_FILES: [(&str, &str); 13] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.4db9f9a607f4.toml"),
@@ -65,6 +65,10 @@ const KEPT_FILES: [(&str, &str); 12] = [
     (
         "general.toml",
         include_str!("../../rules/history/general.f0235fca9e25.toml"),
+    ),
+    (
+        "acts.toml",
+        include_str!("../../rules/history/acts.4741f5d238e0.toml"),
     ),
 ];
 

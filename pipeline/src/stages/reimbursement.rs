@@ -222,6 +222,13 @@ fn substitution_excluded(line: &ActLine) -> bool {
 /// its quantities. Counted only for the families the rule set lists as
 /// prescribed (none before 2026-12-06), and only once the claim is paid
 /// here: a claim rejected by any stage never uses up its prescription.
+///
+/// A renewable prescription (renewals the rule set honours, since
+/// 2026-12-07) also counts its paid dispensings (`rxd/<beneficiary>/
+/// <prescription>`, one per claim): validation let its care through up to
+/// the end of its treatment, so here its first dispensing must still come
+/// within the validity (`prescription_expired`), and no more than 1 +
+/// renewals dispensings are paid (`prescription_exhausted`).
 struct Dispensing {
     key: Vec<u8>,
     done: i64,
@@ -229,19 +236,32 @@ struct Dispensing {
     until: Option<chrono::NaiveDate>,
 }
 
+/// A renewable prescription's dispensings on one claim: the count, how many
+/// it allows, the last day of its first dispensing and the first line
+/// naming it.
+struct Renewed {
+    count: Dispensing,
+    allowed: i64,
+    first_by: Option<chrono::NaiveDate>,
+    line: usize,
+}
+
 fn check_dispensing(
     calcs: &[LineCalc<'_>],
     state: &mut StateTxn<'_>,
     rules: &Rules,
     who: &BeneficiaryKey,
+    care: chrono::NaiveDate,
 ) -> Result<Result<Vec<Dispensing>, Reason>, StoreError> {
     let table = &rules.acts.prescriptions;
     let mut items: Vec<(Dispensing, i64, usize)> = Vec::new();
+    let mut renewed: Vec<Renewed> = Vec::new();
     for (index, calc) in calcs.iter().enumerate() {
         let Some(p) = &calc.line.prescription else {
             continue;
         };
-        if !table.covers(calc.act.family) {
+        let family = calc.act.family;
+        if !table.covers(family) {
             continue;
         }
         let item = match &calc.line.product {
@@ -250,13 +270,20 @@ fn check_dispensing(
         };
         let key = keys::dispensed(who, &p.identity(), &item);
         let quantity = i64::from(calc.line.quantity);
-        let allowed = i64::from(p.quantity.unwrap_or(calc.line.quantity));
+        // Renewals the rule set honours: 1 + renewals dispensings, each of
+        // the line's quantity unless the prescription says its total.
+        let renewable =
+            (p.renewals).filter(|_| table.treatment_until(family, p.date, p.renewals).is_some());
+        let dispensings = renewable.map_or(1, |n| i64::from(n) + 1);
+        let allowed = p
+            .quantity
+            .map_or(quantity.saturating_mul(dispensings), i64::from);
+        let until = (table.last_day(family, p.date, p.renewals))
+            .and_then(|last| rules.general.kept_until(last));
         match items.iter_mut().find(|(d, _, _)| d.key == key) {
             Some((d, _, _)) => d.taken += quantity,
             None => {
                 let done = state.get_i64(&key)?;
-                let until = (table.valid_until(calc.act.family, p.date))
-                    .and_then(|last| rules.general.kept_until(last));
                 let dispensing = Dispensing {
                     key,
                     done,
@@ -266,22 +293,70 @@ fn check_dispensing(
                 items.push((dispensing, allowed, index + 1));
             }
         }
+        if renewable.is_some() {
+            let key = keys::dispensings(who, &p.identity());
+            if !renewed.iter().any(|r| r.count.key == key) {
+                let done = state.get_i64(&key)?;
+                renewed.push(Renewed {
+                    count: Dispensing {
+                        key,
+                        done,
+                        taken: 1,
+                        until,
+                    },
+                    allowed: dispensings,
+                    first_by: table.valid_until(family, p.date),
+                    line: index + 1,
+                });
+            }
+        }
+    }
+    let refuse = |code, message: String, n: usize| {
+        Ok(Err(Reason::new(Stage::Reimbursement, code, message)
+            .field(format!("acts[{}].prescription", n - 1))
+            .line(n)))
+    };
+    for r in &renewed {
+        if r.count.done == 0
+            && let Some(by) = r.first_by
+            && care > by
+        {
+            return refuse(
+                ReasonCode::PrescriptionExpired,
+                format!("the first dispensing of a renewable prescription was due by {by}"),
+                r.line,
+            );
+        }
     }
     for (d, allowed, n) in &items {
         if d.done + d.taken > *allowed {
-            return Ok(Err(Reason::new(
-                Stage::Reimbursement,
+            return refuse(
                 ReasonCode::PrescriptionExhausted,
                 format!(
                     "the prescription allows {allowed}, {} already dispensed: {} more refused",
                     d.done, d.taken
                 ),
-            )
-            .field(format!("acts[{}].prescription", n - 1))
-            .line(*n)));
+                *n,
+            );
         }
     }
-    Ok(Ok(items.into_iter().map(|(d, _, _)| d).collect()))
+    for r in &renewed {
+        if r.count.done + r.count.taken > r.allowed {
+            return refuse(
+                ReasonCode::PrescriptionExhausted,
+                format!(
+                    "the prescription allows {} dispensings, all {} already paid",
+                    r.allowed, r.count.done
+                ),
+                r.line,
+            );
+        }
+    }
+    Ok(Ok(items
+        .into_iter()
+        .map(|(d, _, _)| d)
+        .chain(renewed.into_iter().map(|r| r.count))
+        .collect()))
 }
 
 fn count_dispensing(state: &mut StateTxn<'_>, items: Vec<Dispensing>) -> Result<(), StoreError> {
@@ -934,7 +1009,7 @@ pub fn reimburse(
         Ok(calcs) => calcs,
         Err(reason) => return reject(reason),
     };
-    let dispensed = match check_dispensing(&calcs, state, rules, who)? {
+    let dispensed = match check_dispensing(&calcs, state, rules, who, care)? {
         Ok(dispensed) => dispensed,
         Err(reason) => return reject(reason),
     };
@@ -1004,5 +1079,7 @@ pub fn reimburse(
 mod corrections_tests;
 #[cfg(test)]
 mod eu_eprescription_tests;
+#[cfg(test)]
+mod renewal_tests;
 #[cfg(test)]
 mod tests;

@@ -496,6 +496,18 @@ fn parse_prescription(
         None => Some(None),
         Some(f) => parse_foreign(c, line, f).map(Some),
     };
+    let renewals = match input.renewals {
+        Some(r) if r > MAX_RENEWALS => {
+            c.fail_line(
+                ReasonCode::InvalidPrescription,
+                line,
+                &field("renewals"),
+                format!("a prescription is renewed 0 to {MAX_RENEWALS} times"),
+            );
+            None
+        }
+        r => Some(r),
+    };
     Some(Prescription {
         prescriber: prescriber?,
         date: date?,
@@ -503,6 +515,7 @@ fn parse_prescription(
         quantity: quantity?,
         non_substitution: non_substitution?,
         foreign: foreign?,
+        renewals: renewals?,
     })
 }
 
@@ -575,6 +588,9 @@ pub fn atc_code_ok(code: &str) -> bool {
 /// Bound on a prescribed quantity (a year of monthly boxes is 12; renewals
 /// of several boxes stay far below).
 const MAX_PRESCRIBED_QUANTITY: u32 = 999;
+/// At most one dispensing a week over the 12 months a prescription may
+/// cover (art. R.5132-21 CSP); the treatment's length is the rules' to cap.
+const MAX_RENEWALS: u32 = 52;
 
 /// An act code of the shape of an NGAP key, a CCAM code or a pharmacy
 /// prestation code (`PH` and a digit).
@@ -925,7 +941,10 @@ fn check_line_against_rules(c: &mut Checker, fse: &Fse, n: usize, line: &ActLine
 
 /// Line `n`'s prescription against the rules of its family on the date of
 /// care (acts.toml `[[prescribed]]`; docs/rules.md, "Prescriptions"):
-/// present where required, written on or before the care, still valid.
+/// present where required, written on or before the care, still valid: the
+/// care within the last day any dispensing may be made (a renewable
+/// prescription's treatment). Whether a first dispensing came within the
+/// validity needs the dispensings already paid: reimbursement judges it.
 fn check_prescription(
     c: &mut Checker,
     fse: &Fse,
@@ -965,7 +984,7 @@ fn check_prescription(
             "prescription.date",
             "the prescription is dated after the care",
         );
-    } else if let Some(until) = table.valid_until(family, p.date)
+    } else if let Some(until) = table.last_day(family, p.date, p.renewals)
         && care > until
     {
         c.fail_line(

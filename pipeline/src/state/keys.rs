@@ -63,6 +63,12 @@ pub fn dispensed(beneficiary: &BeneficiaryKey, prescription: &str, item: &str) -
     key(&["rx", beneficiary.as_str(), prescription, item])
 }
 
+/// Reimbursement: number of paid dispensings of a renewable prescription
+/// (its identity). `rxd`, not `rx`: a prescription number may hold a `/`.
+pub fn dispensings(beneficiary: &BeneficiaryKey, prescription: &str) -> Vec<u8> {
+    key(&["rxd", beneficiary.as_str(), prescription])
+}
+
 /// Reimbursement: deductions owed by the beneficiary, not yet taken (cents).
 pub fn deferred_balance(beneficiary: &BeneficiaryKey) -> Vec<u8> {
     key(&["def", beneficiary.as_str()])

@@ -6,6 +6,7 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
 
 use super::billing;
 use super::eprescription;
+use super::renewal;
 use super::rng::Rng;
 use super::world::{Professional, World};
 use crate::domain::rights::RightsInput;
@@ -440,17 +441,22 @@ fn pathway_for(rng: &mut Rng, category: Category, is_declared_gp: bool) -> Optio
     }
 }
 
-/// Milliseconds and offset of a receipt on `date`, in working hours, with a
-/// summer/winter offset approximating Paris time.
 /// A good claim reaches the insurer at most this many days after the care.
 const RECEIPT_DELAY_DAYS: i64 = 8;
 
-fn receipt(rng: &mut Rng, date: NaiveDate) -> (i64, i32) {
-    let offset_minutes = if (4..=10).contains(&date.month()) {
+/// The summer/winter offset approximating Paris time on `date` (minutes).
+pub(super) fn paris_offset_minutes(date: NaiveDate) -> i32 {
+    if (4..=10).contains(&date.month()) {
         120
     } else {
         60
-    };
+    }
+}
+
+/// Milliseconds and offset of a receipt on `date`, in working hours, with a
+/// summer/winter offset approximating Paris time.
+fn receipt(rng: &mut Rng, date: NaiveDate) -> (i64, i32) {
+    let offset_minutes = paris_offset_minutes(date);
     let seconds = rng.range(8 * 3600, 20 * 3600 - 1);
     let time =
         NaiveTime::from_num_seconds_from_midnight_opt(u32::try_from(seconds).unwrap_or(0), 0)
@@ -596,7 +602,9 @@ const PRESCRIBING_ESTABLISHMENTS: [&str; 2] = ["750000010", "130000011"];
 /// justified non-substitution mention on a princeps in four. Where the
 /// rules have foreign ePrescriptions in service on the date of care, about
 /// one claim in 50 (one in 5 of an EHIC visitor's) dispenses its listed
-/// substances on one instead ([`eprescription`]). Drawn from the claim's
+/// substances on one instead ([`eprescription`]); one pharmacist's claim in
+/// 50 is on a renewable prescription, its next three claims its monthly
+/// renewals ([`renewal`]). Drawn from the claim's
 /// index, not from its random stream, so every other field of the data set
 /// stays what it was.
 fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize) {
@@ -643,6 +651,7 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
             ),
             non_substitution: (princeps && (seed + n) % 4 == 1).then_some(NonSubstitution::Mte),
             foreign: None,
+            renewals: None,
         });
     }
     if eprescription::drawn(index, fse.ehic.as_ref()) {
@@ -654,6 +663,7 @@ fn prescribe(fse: &mut FseSubmitted, rules: &Rules, world: &World, index: usize)
             index,
         );
     }
+    renewal::make_renewable(fse, rules, index);
 }
 
 /// The professional of a claim of `category` on `care`, and whether they
@@ -733,9 +743,27 @@ pub fn claim_dated(
     index: usize,
     date_of: DateOf<'_>,
 ) -> GeneratedClaim {
+    let pros = &world.professionals;
+    // A renewal replaces the claim (never when the caller chooses the
+    // dates: a month later is not the day chosen).
+    if date_of.is_none()
+        && let Some((head, months)) = renewal::renewal_of(index)
+    {
+        let (head_fse, pro_index, mut rng) = good_claim(config, world, rules, head, None);
+        let head_good = head == 0 || !rng.chance(config.bad_per_mille);
+        let pro = &pros[pro_index];
+        if head_good
+            && let Some(mut fse) = renewal::renewed(&head_fse, months, index, world.last_care_date)
+            && pro
+                .revoked_on
+                .is_none_or(|r| r > date_plus(fse.care_date, RECEIPT_DELAY_DAYS))
+        {
+            sign(&mut fse, pro, registry);
+            return GeneratedClaim { fse, bad: None };
+        }
+    }
     let dating = date_of.map(|f| f(index));
     let (mut fse, pro_index, mut rng) = good_claim(config, world, rules, index, dating);
-    let pros = &world.professionals;
     if index == 0 || !rng.chance(config.bad_per_mille) {
         sign(&mut fse, &pros[pro_index], registry);
         return GeneratedClaim { fse, bad: None };

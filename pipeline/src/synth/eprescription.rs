@@ -220,6 +220,7 @@ mod tests {
                 quantity: Some(1),
                 non_substitution: None,
                 foreign: None,
+                renewals: None,
             }),
         }
     }

@@ -8,6 +8,7 @@
 mod billing;
 pub mod claims;
 mod eprescription;
+mod renewal;
 pub mod rng;
 pub mod world;
 
@@ -28,8 +29,9 @@ use crate::rules::Rules;
 /// make other claims, so that a cache of its output made before is made
 /// again. 1: foreign ePrescriptions from their service date (2026-12-06);
 /// 2: billing identifiers (AM numbers, health centres' FINESS) and their
-/// two bad kinds (2026-12-06).
-pub const REVISION: u32 = 2;
+/// two bad kinds (2026-12-06); 3: renewable prescriptions, a head's claim
+/// and its monthly renewals (2026-12-07).
+pub const REVISION: u32 = 3;
 
 /// Claims generated and written per chunk: bounds memory whatever the count.
 const CHUNK: usize = 16_384;

@@ -23,6 +23,10 @@ pub struct Encoder {
     /// return without their `payee` field: their versions from before
     /// billing identifiers (2026-12-06).
     without_payee: bool,
+    /// Writes prescriptions without their `renewals` field: the versions of
+    /// the FSE's topics from before renewable prescriptions (2026-12-07), and
+    /// the prescriptions' part of the signed bytes.
+    without_renewals: bool,
 }
 
 impl Encoder {
@@ -38,6 +42,7 @@ impl Encoder {
             without_foreign: false,
             without_billing: false,
             without_payee: false,
+            without_renewals: false,
         }
     }
 
@@ -69,6 +74,16 @@ impl Encoder {
 
     pub fn writes_billing(&self) -> bool {
         !self.without_billing
+    }
+
+    /// Whether prescriptions are written in their form before renewals (no
+    /// `renewals` field).
+    pub fn set_without_renewals(&mut self, on: bool) {
+        self.without_renewals = on;
+    }
+
+    pub fn writes_renewals(&self) -> bool {
+        !self.without_renewals
     }
 
     /// Whether records ending in `payee` are written without it.
@@ -168,6 +183,8 @@ pub struct Decoder<'a> {
     without_billing: bool,
     /// Records ending in `payee` are read without it (see [`Encoder`]).
     without_payee: bool,
+    /// Prescriptions are read without a `renewals` field (see [`Encoder`]).
+    without_renewals: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -180,6 +197,7 @@ impl<'a> Decoder<'a> {
             without_foreign: false,
             without_billing: false,
             without_payee: false,
+            without_renewals: false,
         }
     }
 
@@ -210,6 +228,15 @@ impl<'a> Decoder<'a> {
 
     pub fn reads_billing(&self) -> bool {
         !self.without_billing
+    }
+
+    /// Whether prescriptions are read in their form before renewals.
+    pub fn set_without_renewals(&mut self, on: bool) {
+        self.without_renewals = on;
+    }
+
+    pub fn reads_renewals(&self) -> bool {
+        !self.without_renewals
     }
 
     /// Whether records ending in `payee` are read without it.

@@ -109,28 +109,29 @@ macro_rules! avro_topic_items {
 /// without `prescription`) when no line has a prescription, in its version M
 /// (prescriptions without `foreign`) when no prescription is foreign, and in
 /// its version B (the professional without `billing`) when the professional
-/// names no billing identifier, so that a run recorded before any of those
-/// fields existed re-runs to the same bytes (docs/audit.md); all read back by
-/// hand.
+/// names no billing identifier, and in its version R (prescriptions without
+/// `renewals`) when no prescription is renewable, so that a run recorded
+/// before any of those fields existed re-runs to the same bytes
+/// (docs/audit.md); all read back by hand.
 macro_rules! avro_topic {
-    ($ty:ident, $topic:literal, before_prescriptions = $v0:literal, before_foreign = $v1:literal, before_billing = $v2:literal) => {
+    ($ty:ident, $topic:literal, before_prescriptions = $v0:literal, before_foreign = $v1:literal, before_billing = $v2:literal, before_renewals = $v3:literal) => {
         impl AvroRecord for $ty {
             avro_topic_items!($topic);
             fn decode_older(
                 version: u32,
                 input: &mut Decoder<'_>,
             ) -> Option<Result<Self, CodecError>> {
-                let form = OlderForm::of(version, $v0, [$v0, $v1, $v2])?;
+                let form = OlderForm::of(version, $v0, [$v0, $v1, $v2, $v3])?;
                 form.read_with(input);
                 let value = Self::decode_field(input);
                 OlderForm::CURRENT.read_with(input);
                 Some(value)
             }
             fn written_as(&self) -> Option<u32> {
-                written_as_before(&self.fse, Some($v0), $v1, $v2)
+                written_as_before(&self.fse, Some($v0), [$v1, $v2, $v3])
             }
             fn older_form(version: u32, out: &mut Encoder) {
-                if let Some(form) = OlderForm::of(version, $v0, [$v0, $v1, $v2]) {
+                if let Some(form) = OlderForm::of(version, $v0, [$v0, $v1, $v2, $v3]) {
                     form.write_with(out);
                 }
             }
@@ -290,27 +291,28 @@ avro_enum!(
     [Mte = "MTE", Efg = "EFG", Cif = "CIF"]
 );
 avro_record!(ForeignPrescriptionRec { country, id, atc });
-/// A record whose last field came later than the others: it is written and
-/// read only when the encoder's or decoder's form has it (`$writes`,
-/// `$reads`), so one type serves the versions before and after it.
+/// A record whose last fields came later than the others, in order: each is
+/// written and read only when the encoder's or decoder's form has it
+/// (`$writes`, `$reads`), so one type serves the versions before and after
+/// them.
 macro_rules! record_with_later_field {
-    ($record:ident { $($field:ident),+ $(,)? } then $later:ident if $writes:ident / $reads:ident) => {
+    ($record:ident { $($field:ident),+ $(,)? } then $($later:ident if $writes:ident / $reads:ident),+) => {
         impl AvroField for $record {
             fn encode_field(&self, out: &mut Encoder) {
                 $(self.$field.encode_field(out);)+
-                if out.$writes() {
+                $(if out.$writes() {
                     self.$later.encode_field(out);
-                }
+                })+
             }
             fn decode_field(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
                 input.enter()?;
                 let mut value = $record {
                     $($field: AvroField::decode_field(input)?,)+
-                    $later: None,
+                    $($later: None,)+
                 };
-                if input.$reads() {
+                $(if input.$reads() {
                     value.$later = AvroField::decode_field(input)?;
-                }
+                })+
                 input.leave();
                 Ok(value)
             }
@@ -321,15 +323,16 @@ macro_rules! record_with_later_field {
             fn to_avro_value(&self) -> apache_avro::types::Value {
                 apache_avro::types::Value::Record(vec![
                     $((stringify!($field).to_owned(), self.$field.to_avro_value()),)+
-                    (stringify!($later).to_owned(), self.$later.to_avro_value()),
+                    $((stringify!($later).to_owned(), self.$later.to_avro_value()),)+
                 ])
             }
         }
     };
 }
 // A prescription: its fields up to `non_substitution`, then `foreign`
-// (2026-12-06), which the versions of the FSE's topics before it lack, and
-// which the signed bytes carry apart (signatures.rs).
+// (2026-12-06) and `renewals` (2026-12-07), which the versions of the FSE's
+// topics before each lack, and which the signed bytes carry apart
+// (signatures.rs).
 record_with_later_field!(
     PrescriptionRec {
         prescriber_kind,
@@ -338,7 +341,8 @@ record_with_later_field!(
         number,
         quantity,
         non_substitution,
-    } then foreign if writes_foreign / reads_foreign
+    } then foreign if writes_foreign / reads_foreign,
+        renewals if writes_renewals / reads_renewals
 );
 // An act line: its fields up to `leg`, then `prescription` (2026-12-06),
 // which the FSE's signed form (`fse.submitted.v1`) and the versions of the
@@ -443,8 +447,9 @@ impl AvroRecord for FseSubmitted {
     }
     /// v1, the signed form, is every record written before the stamp; v2
     /// every record written before prescriptions, v3 before foreign
-    /// ePrescriptions, v4 before billing identifiers (all 2026-12-06): all
-    /// read by hand (the fast path), not through apache-avro's resolution.
+    /// ePrescriptions, v4 before billing identifiers (all 2026-12-06), v5
+    /// before renewable prescriptions (2026-12-07): all read by hand (the
+    /// fast path), not through apache-avro's resolution.
     fn decode_older(version: u32, input: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
         let form = OlderForm::of(version, SIGNED_FORM_VERSION, SUBMITTED_BEFORE)?;
         form.read_with(input);
@@ -457,13 +462,18 @@ impl AvroRecord for FseSubmitted {
         OlderForm::CURRENT.read_with(input);
         Some(fse)
     }
-    /// An FSE without a foreign ePrescription or a billing identifier is
-    /// written in v3, as every FSE was before those fields (a line's
-    /// prescription null or French), and one with a foreign ePrescription
-    /// but no billing identifier in v4, so that `clearing gen` and the
-    /// readers of the topic see the bytes they did.
+    /// An FSE is written in the oldest version that holds it: v3 without a
+    /// foreign ePrescription, a billing identifier or a renewable
+    /// prescription (as every FSE was before those fields), v4 with a
+    /// foreign ePrescription only, v5 with a billing identifier but no
+    /// renewals, so that `clearing gen` and the readers of the topic see the
+    /// bytes they did.
     fn written_as(&self) -> Option<u32> {
-        written_as_before(self, None, BEFORE_FOREIGN, BEFORE_BILLING)
+        written_as_before(
+            self,
+            None,
+            [BEFORE_FOREIGN, BEFORE_BILLING, BEFORE_RENEWALS],
+        )
     }
     fn older_form(version: u32, out: &mut Encoder) {
         if let Some(form) = OlderForm::of(version, SIGNED_FORM_VERSION, SUBMITTED_BEFORE) {
@@ -487,8 +497,16 @@ pub const BEFORE_FOREIGN: u32 = 3;
 /// The history version of `fse.submitted` before the professional could name
 /// a billing identifier (2026-12-06).
 pub const BEFORE_BILLING: u32 = 4;
+/// The history version of `fse.submitted` before a prescription could say
+/// how many times it may be renewed (2026-12-07).
+pub const BEFORE_RENEWALS: u32 = 5;
 /// The versions of `fse.submitted` before each later field.
-const SUBMITTED_BEFORE: [u32; 3] = [BEFORE_PRESCRIPTIONS, BEFORE_FOREIGN, BEFORE_BILLING];
+const SUBMITTED_BEFORE: [u32; 4] = [
+    BEFORE_PRESCRIPTIONS,
+    BEFORE_FOREIGN,
+    BEFORE_BILLING,
+    BEFORE_RENEWALS,
+];
 
 avro_record!(ReasonRec {
     code,
@@ -738,31 +756,35 @@ avro_topic!(
     "fse.validated",
     before_prescriptions = 0,
     before_foreign = 1,
-    before_billing = 2
+    before_billing = 2,
+    before_renewals = 3
 );
 avro_topic!(
     FseEntitled,
     "fse.entitled",
     before_prescriptions = 0,
     before_foreign = 1,
-    before_billing = 2
+    before_billing = 2,
+    before_renewals = 3
 );
 avro_topic!(
     FseRouted,
     "fse.routed",
     before_prescriptions = 0,
     before_foreign = 1,
-    before_billing = 2
+    before_billing = 2,
+    before_renewals = 3
 );
 
 /// The fields a history version of a topic carrying the FSE lacks, each of
 /// which came later: a line's `prescription`, a prescription's `foreign`, the
-/// professional's `billing`.
+/// professional's `billing`, a prescription's `renewals`.
 #[derive(Debug, Clone, Copy)]
 struct OlderForm {
     without_prescriptions: bool,
     without_foreign: bool,
     without_billing: bool,
+    without_renewals: bool,
 }
 
 impl OlderForm {
@@ -770,18 +792,20 @@ impl OlderForm {
         without_prescriptions: false,
         without_foreign: false,
         without_billing: false,
+        without_renewals: false,
     };
 
     /// The form of history version `version`, given the last versions before
-    /// each later field (`before`: prescriptions, foreign, billing), or
-    /// `None` for a version outside `oldest..=` the last of them (another
-    /// form, read by the registry's generic path).
-    fn of(version: u32, oldest: u32, before: [u32; 3]) -> Option<OlderForm> {
-        let [prescriptions, foreign, billing] = before;
-        (oldest..=billing).contains(&version).then_some(OlderForm {
+    /// each later field (`before`: prescriptions, foreign, billing,
+    /// renewals), or `None` for a version outside `oldest..=` the last of
+    /// them (another form, read by the registry's generic path).
+    fn of(version: u32, oldest: u32, before: [u32; 4]) -> Option<OlderForm> {
+        let [prescriptions, foreign, billing, renewals] = before;
+        (oldest..=renewals).contains(&version).then_some(OlderForm {
             without_prescriptions: version <= prescriptions,
             without_foreign: version <= foreign,
             without_billing: version <= billing,
+            without_renewals: version <= renewals,
         })
     }
 
@@ -789,40 +813,42 @@ impl OlderForm {
         out.set_without_prescriptions(self.without_prescriptions);
         out.set_without_foreign(self.without_foreign);
         out.set_without_billing(self.without_billing);
+        out.set_without_renewals(self.without_renewals);
     }
 
     fn read_with(self, input: &mut Decoder<'_>) {
         input.set_without_prescriptions(self.without_prescriptions);
         input.set_without_foreign(self.without_foreign);
         input.set_without_billing(self.without_billing);
+        input.set_without_renewals(self.without_renewals);
     }
 }
 
-/// The oldest version that holds `fse` unchanged, or `None` when its
-/// professional names a billing identifier (the current version): the
-/// version before billing when a line carries a foreign ePrescription, else
-/// the one before foreign ePrescriptions, or before prescriptions when no
-/// line has one and the topic writes that version (`before_prescriptions`).
+/// The oldest version that holds `fse` unchanged, or `None` when a
+/// prescription says how many times it may be renewed (the current version):
+/// the version before renewals when the professional names a billing
+/// identifier, else the one before billing when a line carries a foreign
+/// ePrescription, else the one before foreign ePrescriptions, or before
+/// prescriptions when no line has one and the topic writes that version
+/// (`before_prescriptions`). `before` holds the versions before foreign,
+/// billing and renewals.
 fn written_as_before(
     fse: &FseSubmitted,
     before_prescriptions: Option<u32>,
-    before_foreign: u32,
-    before_billing: u32,
+    before: [u32; 3],
 ) -> Option<u32> {
-    if fse.professional.billing.is_some() {
-        return None;
-    }
-    let mut prescriptions = fse
-        .acts
-        .iter()
-        .filter_map(|a| a.prescription.as_ref())
-        .peekable();
-    if prescriptions.peek().is_none() {
-        Some(before_prescriptions.unwrap_or(before_foreign))
-    } else if prescriptions.all(|p| p.foreign.is_none()) {
+    let [before_foreign, before_billing, before_renewals] = before;
+    let prescriptions = || fse.acts.iter().filter_map(|a| a.prescription.as_ref());
+    if prescriptions().any(|p| p.renewals.is_some()) {
+        None
+    } else if fse.professional.billing.is_some() {
+        Some(before_renewals)
+    } else if prescriptions().any(|p| p.foreign.is_some()) {
+        Some(before_billing)
+    } else if prescriptions().next().is_some() {
         Some(before_foreign)
     } else {
-        Some(before_billing)
+        Some(before_prescriptions.unwrap_or(before_foreign))
     }
 }
 avro_topic!(FseDecided, "fse.decided", before_payee = 1, |d| d

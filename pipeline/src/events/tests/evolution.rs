@@ -122,20 +122,26 @@ fn without_prescriptions(value: &FseSubmitted) -> FseSubmitted {
     expected
 }
 
+/// An apache-avro value with every record field named `later` left out,
+/// for a schema from before that field.
+fn strip_field(value: &mut Value, later: &str) {
+    match value {
+        Value::Record(fields) => {
+            fields.retain(|(name, _)| name != later);
+            for (_, field) in fields.iter_mut() {
+                strip_field(field, later);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| strip_field(v, later)),
+        Value::Union(_, inner) => strip_field(inner, later),
+        _ => {}
+    }
+}
+
 /// An apache-avro value with every act line's `prescription` left out, for
 /// a schema from before 2026-12-06.
 fn strip_prescriptions(value: &mut Value) {
-    match value {
-        Value::Record(fields) => {
-            fields.retain(|(name, _)| name != "prescription");
-            for (_, field) in fields.iter_mut() {
-                strip_prescriptions(field);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_prescriptions),
-        Value::Union(_, inner) => strip_prescriptions(inner),
-        _ => {}
-    }
+    strip_field(value, "prescription");
 }
 
 /// `value` with every prescription's `foreign` left out (none).
@@ -154,17 +160,7 @@ fn without_foreign(value: &FseSubmitted) -> FseSubmitted {
 /// An apache-avro value with every prescription's `foreign` left out, for a
 /// schema from before foreign ePrescriptions (2026-12-06).
 fn strip_foreign(value: &mut Value) {
-    match value {
-        Value::Record(fields) => {
-            fields.retain(|(name, _)| name != "foreign");
-            for (_, field) in fields.iter_mut() {
-                strip_foreign(field);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_foreign),
-        Value::Union(_, inner) => strip_foreign(inner),
-        _ => {}
-    }
+    strip_field(value, "foreign");
 }
 
 /// `value` with the professional's `billing` left out (none).
@@ -177,22 +173,39 @@ fn without_billing(value: &FseSubmitted) -> FseSubmitted {
 /// An apache-avro value with the professional's `billing` left out, for a
 /// schema from before billing identifiers (2026-12-06).
 fn strip_billing(value: &mut Value) {
-    match value {
-        Value::Record(fields) => {
-            fields.retain(|(name, _)| name != "billing");
-            for (_, field) in fields.iter_mut() {
-                strip_billing(field);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_billing),
-        Value::Union(_, inner) => strip_billing(inner),
-        _ => {}
+    strip_field(value, "billing");
+}
+
+/// `value` with every prescription's `renewals` left out (none).
+fn without_renewals(value: &FseSubmitted) -> FseSubmitted {
+    let mut expected = value.clone();
+    for p in expected
+        .acts
+        .iter_mut()
+        .filter_map(|a| a.prescription.as_mut())
+    {
+        p.renewals = None;
     }
+    expected
+}
+
+/// An apache-avro value with every prescription's `renewals` left out, for
+/// a schema from before renewable prescriptions (2026-12-07).
+fn strip_renewals(value: &mut Value) {
+    strip_field(value, "renewals");
 }
 
 fn has_foreign(acts: &[ActLineRec]) -> bool {
     acts.iter()
         .any(|a| a.prescription.as_ref().is_some_and(|p| p.foreign.is_some()))
+}
+
+fn has_renewals(acts: &[ActLineRec]) -> bool {
+    acts.iter().any(|a| {
+        a.prescription
+            .as_ref()
+            .is_some_and(|p| p.renewals.is_some())
+    })
 }
 
 #[test]
@@ -507,10 +520,11 @@ proptest! {
     /// before prescriptions existed (the v0 schema and fingerprint, the
     /// bytes apache-avro writes with it), one whose prescriptions are all
     /// French exactly as before foreign ePrescriptions (v1), one with a
-    /// foreign ePrescription as before billing identifiers (v2), so runs
-    /// recorded before re-run to the same bytes; one whose professional
-    /// names a billing identifier under the current schema. All read back
-    /// to the same value.
+    /// foreign ePrescription as before billing identifiers (v2), one whose
+    /// professional names a billing identifier as before renewals (v3), so
+    /// runs recorded before re-run to the same bytes; one with a renewable
+    /// prescription under the current schema. All read back to the same
+    /// value.
     #[test]
     fn a_validated_fse_without_prescriptions_is_written_as_before(
         value in super::strategies::fse_validated()
@@ -518,13 +532,22 @@ proptest! {
         let registry = registry();
         let bytes = registry.encode_single(&value);
         let has_prescription = value.fse.acts.iter().any(|a| a.prescription.is_some());
-        if value.fse.professional.billing.is_some() {
+        if has_renewals(&value.fse.acts) {
             prop_assert_eq!(&bytes[2..10], &crate::events::fingerprint_of::<FseValidated>()[..]);
         } else {
-            let version = if has_foreign(&value.fse.acts) { 2 } else { u32::from(has_prescription) };
+            let version = if value.fse.professional.billing.is_some() {
+                3
+            } else if has_foreign(&value.fse.acts) {
+                2
+            } else {
+                u32::from(has_prescription)
+            };
             let older = history("fse.validated", version);
             let mut record = value.to_avro_value();
-            strip_billing(&mut record);
+            strip_renewals(&mut record);
+            if version < 3 {
+                strip_billing(&mut record);
+            }
             match version {
                 0 => strip_prescriptions(&mut record),
                 1 => strip_foreign(&mut record),
@@ -541,19 +564,23 @@ proptest! {
         prop_assert_eq!(back, value);
     }
 
-    /// An `fse.submitted` without a foreign ePrescription or a billing
-    /// identifier is written in v3, as before those fields, one with a
-    /// foreign ePrescription only in v4, and one with a billing identifier in
-    /// the current schema; a v3 or v4 message written by apache-avro reads by
-    /// the fast path without the fields its version lacks.
+    /// An `fse.submitted` without a foreign ePrescription, a billing
+    /// identifier or renewals is written in v3, as before those fields, one
+    /// with a foreign ePrescription only in v4, one with a billing
+    /// identifier but no renewals in v5, and one with renewals in the current
+    /// schema; a v3, v4 or v5 message written by apache-avro reads by the
+    /// fast path without the fields its version lacks.
     #[test]
     fn an_fse_without_foreign_eprescription_is_written_in_v3(value in fse_submitted()) {
         let registry = registry();
         let v3 = history("fse.submitted", 3);
         let v4 = history("fse.submitted", 4);
+        let v5 = history("fse.submitted", 5);
         let bytes = registry.encode_single(&value);
-        if value.professional.billing.is_some() {
+        if has_renewals(&value.acts) {
             prop_assert_eq!(&bytes[2..10], &crate::events::fingerprint_of::<FseSubmitted>()[..]);
+        } else if value.professional.billing.is_some() {
+            prop_assert_eq!(&bytes[2..10], &v5.fingerprint[..]);
         } else if has_foreign(&value.acts) {
             prop_assert_eq!(&bytes[2..10], &v4.fingerprint[..]);
         } else {
@@ -564,6 +591,15 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&back, &value);
         let mut record = value.to_avro_record_value();
+        strip_renewals(&mut record);
+        let body = apache_avro::to_avro_datum(&v5.schema, record.clone())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let message = [&MAGIC[..], &v5.fingerprint[..], &body[..]].concat();
+        let decoded: FseSubmitted = registry
+            .decode_single(&message)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let value = without_renewals(&value);
+        prop_assert_eq!(&decoded, &value);
         strip_billing(&mut record);
         let body = apache_avro::to_avro_datum(&v4.schema, record.clone())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -592,7 +628,7 @@ proptest! {
         let signed = crate::signatures::canonical_bytes(registry, &value);
         let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
         prop_assert_eq!(signed != bare_signed, has_foreign(&value.acts));
-        let bare = without_billing(&bare);
+        let bare = without_renewals(&without_billing(&bare));
         let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
         if bare.acts.iter().any(|a| a.prescription.is_some()) {
             let v3 = history("fse.submitted", 3);
@@ -612,6 +648,7 @@ proptest! {
             for act in &bare.acts {
                 let mut value = act.prescription.to_avro_value();
                 strip_foreign(&mut value);
+                strip_renewals(&mut value);
                 let bytes = apache_avro::to_avro_datum(field, value)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 expected.extend_from_slice(&bytes);
@@ -659,6 +696,7 @@ proptest! {
     #[test]
     fn a_billing_identifier_is_signed(value in signed_fse()) {
         let registry = registry();
+        let value = without_renewals(&value);
         let bare = without_billing(&value);
         let signed = crate::signatures::canonical_bytes(registry, &value);
         let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
@@ -679,6 +717,43 @@ proptest! {
         let mut other = value.clone();
         if let Some(b) = other.professional.billing.as_mut() {
             b.id.push('0');
+        }
+        prop_assert_ne!(crate::signatures::canonical_bytes(registry, &other), signed);
+    }
+
+    /// Renewals are inside the signed bytes: every line's `renewals` (null
+    /// without a prescription or renewals) as the current schema writes it
+    /// is the last part of them when some prescription has renewals, so that
+    /// the treatment a prescription covers cannot be lengthened unnoticed;
+    /// an FSE without renewals signs the bytes it did before the field.
+    #[test]
+    fn renewals_are_signed(value in signed_fse()) {
+        let registry = registry();
+        let bare = without_renewals(&value);
+        let signed = crate::signatures::canonical_bytes(registry, &value);
+        let bare_signed = crate::signatures::canonical_bytes(registry, &bare);
+        if !has_renewals(&value.acts) {
+            prop_assert_eq!(signed, bare_signed);
+            return Ok(());
+        }
+        let field = Schema::Union(
+            apache_avro::schema::UnionSchema::new(vec![Schema::Null, Schema::Int])
+                .map_err(|e| TestCaseError::fail(e.to_string()))?,
+        );
+        let mut tail = Vec::new();
+        for act in &value.acts {
+            let renewals = act.prescription.as_ref().and_then(|p| p.renewals);
+            tail.extend(
+                apache_avro::to_avro_datum(&field, renewals.to_avro_value())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?,
+            );
+        }
+        prop_assert_eq!(&signed, &[&bare_signed[..], &tail[..]].concat());
+        let mut other = value.clone();
+        if let Some(p) = other.acts.iter_mut().find_map(|a| {
+            a.prescription.as_mut().filter(|p| p.renewals.is_some())
+        }) {
+            p.renewals = p.renewals.map(|r| r.wrapping_add(1));
         }
         prop_assert_ne!(crate::signatures::canonical_bytes(registry, &other), signed);
     }

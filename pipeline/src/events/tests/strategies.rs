@@ -244,6 +244,7 @@ pub fn prescription() -> BoxedStrategy<PrescriptionRec> {
         option::of(int()),
         option::of(symbol()),
         option::of((text(), text(), text())),
+        option::of(int()),
     )
         .prop_map(
             |(
@@ -254,6 +255,7 @@ pub fn prescription() -> BoxedStrategy<PrescriptionRec> {
                 quantity,
                 non_substitution,
                 foreign,
+                renewals,
             )| {
                 PrescriptionRec {
                     prescriber_kind,
@@ -267,6 +269,7 @@ pub fn prescription() -> BoxedStrategy<PrescriptionRec> {
                         id,
                         atc,
                     }),
+                    renewals,
                 }
             },
         )

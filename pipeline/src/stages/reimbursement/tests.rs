@@ -644,6 +644,40 @@ fn daily_counters_expire_after_the_time_bar_of_their_day_and_yearly_ones_after_t
     assert_eq!(kit.reimbursement.scan_prefix(b"").unwrap().len(), 1);
 }
 
+/// A renewable prescription's counts (`rx` quantities, `rxd` dispensings)
+/// are kept until the time-bar of its treatment's last day, not of its 3
+/// months: "à renouveler 5 fois" of 10 Dec 2026 ends on 10 Jun 2027 (Q2),
+/// barred from 2029-07-01, kept 31 days more; the claim's own counters
+/// (care in December 2026) are gone long before.
+#[test]
+fn a_renewable_prescription_is_counted_until_the_time_bar_of_its_treatment() {
+    let mut kit = Kit::new();
+    kit.rights(json!({}));
+    clock_reaches(&kit, "2026-12-12");
+    when_reimbursed(
+        &kit,
+        &claim(json!({
+            "care_date": "2026-12-12",
+            "received_at": "2026-12-12T18:00:00+01:00",
+            "professional": {"rpps": PHARMACIST, "category": "pharmacist", "sector": "1"},
+            "pathway": null,
+            "acts": [{"code": "PH7", "quantity": 1, "product": "3400935955838",
+                      "unit_price": "2.18", "charged": "2.18",
+                      "prescription": {"prescriber_kind": "rpps", "prescriber": GP,
+                                       "date": "2026-12-10", "renewals": 5}}]
+        })),
+    );
+    assert!(
+        kinds(&kit).contains(&"rxd".to_string()),
+        "{:?}",
+        kinds(&kit)
+    );
+    clock_reaches(&kit, "2029-07-31");
+    assert_eq!(kinds(&kit), ["rx", "rxd"]);
+    clock_reaches(&kit, "2029-08-01");
+    assert_eq!(kinds(&kit), Vec::<String>::new());
+}
+
 #[test]
 fn a_settled_deferred_balance_leaves_no_key() {
     let mut kit = Kit::new();

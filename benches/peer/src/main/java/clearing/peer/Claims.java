@@ -72,10 +72,23 @@ final class Claims {
               .get(1)
               .getField("foreign")
               .schema());
-  /** The professional's billing identifier (a union with null), the signed bytes' last part. */
+  /** The professional's billing identifier (a union with null), after the prescriptions. */
   private final GenericDatumWriter<Object> billingWriter =
       new GenericDatumWriter<>(
           Schemas.SUBMITTED.getField("professional").schema().getField("billing").schema());
+  /** A prescription's renewals (a union with null), the signed bytes' last part. */
+  private final GenericDatumWriter<Object> renewalsWriter =
+      new GenericDatumWriter<>(
+          Schemas.SUBMITTED
+              .getField("acts")
+              .schema()
+              .getElementType()
+              .getField("prescription")
+              .schema()
+              .getTypes()
+              .get(1)
+              .getField("renewals")
+              .schema());
 
   private BinaryEncoder tail;
 
@@ -86,6 +99,8 @@ final class Claims {
     submitted.addSchema(Schemas.SUBMITTED_V3);
     // Records without a billing identifier but with a foreign ePrescription in v4 (billing null).
     submitted.addSchema(Schemas.SUBMITTED_V4);
+    // Records without renewals but with a billing identifier in v5 (renewals null).
+    submitted.addSchema(Schemas.SUBMITTED_V5);
   }
 
   /** A record that is not a single-object fse.submitted of a known schema. */
@@ -122,8 +137,9 @@ final class Claims {
    * schema's up to signature, in the same order) with signature null, single-object encoded;
    * when a line carries a prescription, every line's prescription field follows, in line order,
    * without its foreign ePrescription, and when a line carries one, every line's foreign
-   * ePrescription after them; last, when the professional names a billing identifier, its billing
-   * field (pipeline/src/signatures.rs).
+   * ePrescription after them; then, when the professional names a billing identifier, its billing
+   * field; last, when a prescription says renewals, every line's renewals (null without)
+   * (pipeline/src/signatures.rs).
    */
   byte[] canonicalBytes(GenericRecord fse) {
     Object signature = fse.get(signaturePos);
@@ -151,12 +167,25 @@ final class Claims {
         billingWriter.write(billing, tail);
         tail.flush();
       }
+      if (acts.stream().anyMatch(line -> renewals(line) != null)) {
+        tail = EncoderFactory.get().directBinaryEncoder(buffer, tail);
+        for (GenericRecord line : acts) {
+          renewalsWriter.write(renewals(line), tail);
+        }
+        tail.flush();
+      }
       return buffer.toByteArray();
     } catch (IOException e) {
       throw new IllegalStateException("encoding into memory", e);
     } finally {
       fse.put(signaturePos, signature);
     }
+  }
+
+  /** A line's prescription's renewals, or null. */
+  private static Object renewals(GenericRecord line) {
+    GenericRecord prescription = (GenericRecord) line.get("prescription");
+    return prescription == null ? null : prescription.get("renewals");
   }
 
   /** A line's foreign ePrescription, or null. */

@@ -15,6 +15,8 @@ final class Schemas {
   static final Schema SUBMITTED_V3 = load("schemas/history/fse.submitted.v3.avsc");
   /** fse.submitted before billing identifiers: every record without one (2026-12-06). */
   static final Schema SUBMITTED_V4 = load("schemas/history/fse.submitted.v4.avsc");
+  /** fse.submitted before renewable prescriptions: every record without renewals (2026-12-07). */
+  static final Schema SUBMITTED_V5 = load("schemas/history/fse.submitted.v5.avsc");
   /** The signed form: fse.submitted.v1, encoded with signature null (docs/signatures.md). */
   static final Schema SIGNED_FORM = load("schemas/history/fse.submitted.v1.avsc");
   static final Schema PKI = load("schemas/ref.pki.avsc");

@@ -195,6 +195,37 @@ class ClaimsTest {
     assertArrayEquals(expected, billed);
   }
 
+  /**
+   * Renewals are the last part of the canonical bytes when a prescription says them, as
+   * docs/signatures.md lays them out and pipeline/src/signatures.rs writes them: every line's
+   * union, branch 1 and the zigzag int for the renewable one, branch 0 for the others.
+   */
+  @Test
+  void renewalsAreSignedLast() throws Exception {
+    Claims claims = new Claims();
+    GenericRecord fse = claims.decodeSubmitted(wire().get(0).value());
+    @SuppressWarnings("unchecked")
+    List<GenericRecord> acts = (List<GenericRecord>) fse.get("acts");
+    GenericRecord line = acts.get(0);
+    Schema prescriptionSchema = line.getSchema().getField("prescription").schema().getTypes().get(1);
+    GenericRecord prescription = new GenericData.Record(prescriptionSchema);
+    prescription.put(
+        "prescriber_kind",
+        new GenericData.EnumSymbol(prescriptionSchema.getField("prescriber_kind").schema(), "RPPS"));
+    prescription.put("prescriber_id", "10000123454");
+    prescription.put("date", 20_000);
+    line.put("prescription", prescription);
+    byte[] bare = claims.canonicalBytes(fse);
+    prescription.put("renewals", 5);
+    byte[] renewable = claims.canonicalBytes(fse);
+    byte[] tail = new byte[acts.size() + 1];
+    tail[0] = 2;
+    tail[1] = 10;
+    byte[] expected = java.util.Arrays.copyOf(bare, bare.length + tail.length);
+    System.arraycopy(tail, 0, expected, bare.length, tail.length);
+    assertArrayEquals(expected, renewable);
+  }
+
   @Test
   void nirKeysAndTheTimeBar() {
     assertTrue(Claims.nirValid("185057800608491"));
