@@ -89,10 +89,15 @@ fn count(state: &StateTxn<'_>, key: &[u8]) -> Result<i64, StoreError> {
     Ok(n)
 }
 
-/// Appends `key` to a chunk's bytes.
-fn push_entry(chunk: &mut Vec<u8>, key: &[u8]) -> Result<(), StoreError> {
-    let len = u32::try_from(key.len())
-        .map_err(|_| corrupt(key, "a key too long for the expiry index"))?;
+/// Appends `key` to the bytes of the chunk under `chunk_key` (named in the
+/// error, not the key: a stage key can hold a beneficiary's number).
+fn push_entry(chunk_key: &[u8], chunk: &mut Vec<u8>, key: &[u8]) -> Result<(), StoreError> {
+    let len = u32::try_from(key.len()).map_err(|_| {
+        corrupt(
+            chunk_key,
+            format!("a key of {} bytes, too long to index", key.len()),
+        )
+    })?;
     chunk.extend_from_slice(&len.to_be_bytes());
     chunk.extend_from_slice(key);
     Ok(())
@@ -143,7 +148,7 @@ pub fn expire_on(state: &mut StateTxn<'_>, key: &[u8], on: NaiveDate) -> Result<
             .get(&chunk_key)?
             .ok_or_else(|| corrupt(&chunk_key, "hole in the expiry index"))?
     };
-    push_entry(&mut chunk, key)?;
+    push_entry(&chunk_key, &mut chunk, key)?;
     state.put(chunk_key, chunk);
     state.put_i64(count_key, n + 1);
     Ok(())

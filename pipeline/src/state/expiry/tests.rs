@@ -413,7 +413,7 @@ fn a_corrupt_chunk_is_a_store_error_not_a_panic() {
     let count = |n: i64| (day_key(day), n.to_be_bytes().to_vec());
     let chunk = |bytes: &[u8]| (chunk_key(day, 0), bytes.to_vec());
     let mut one = Vec::new();
-    push_entry(&mut one, b"dup/a").unwrap();
+    push_entry(b"chunk", &mut one, b"dup/a").unwrap();
     let cases = [
         (
             "a length past the end",
