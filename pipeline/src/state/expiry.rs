@@ -34,13 +34,16 @@ use super::{StateTxn, StoreError};
 
 const NEXT: &[u8] = b"\x02exp/next";
 
-/// Keys to a chunk. Scheduling N keys on a day inserts about N/32 new sled
+/// Keys to a chunk. Scheduling N keys on a day inserts about N/16 new sled
 /// keys instead of N (an insert rewrites a sled leaf, about ten times the
-/// cost of an overwrite). A chunk of duplicate keys (about 60 bytes each) is
-/// about 2 KB, which every scheduling copies in the overlay: larger chunks
-/// would save few inserts more for larger copies and sled values. And
-/// [`KEYS_PER_INPUT`] is two chunks, so a sweep mostly deletes whole chunks.
-pub const CHUNK_KEYS: i64 = 32;
+/// cost of an overwrite). The last chunk is rewritten whole by every
+/// scheduling, and a batch's changelog carries it once per batch: at 100×
+/// the mean, batches of about 8 claims, chunks of 32 keys (about 2 KB of
+/// duplicate keys) made validation's changelog about twice its bytes with
+/// one entry per key, chunks of 16 about 1.55 times, for the same CPU per
+/// claim flat out (docs/performance.md, "Kept, and what each gave"). And
+/// [`KEYS_PER_INPUT`] is four chunks, so a sweep mostly deletes whole chunks.
+pub const CHUNK_KEYS: i64 = 16;
 
 /// Bytes of the length before each key in a chunk.
 const LEN_BYTES: usize = 4;

@@ -343,7 +343,7 @@ fn scheduling_a_day_s_keys_writes_a_chunk_per_chunk_keys() {
         .map(|(_, key)| key)
         .collect();
     assert_eq!(keys.len(), 5);
-    assert_eq!(keys[0], b"dup/96");
+    assert_eq!(keys[0], format!("dup/{}", 3 * CHUNK_KEYS).as_bytes());
 }
 
 #[test]
