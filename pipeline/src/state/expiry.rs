@@ -11,9 +11,22 @@
 //! State (its keys start with STX, which no stage key starts with):
 //! - `\x02exp/next`: the first day not yet swept (absent before the first
 //!   input); the clock never goes back, so a late input sweeps nothing;
-//! - `\x02exp/<date>`: how many keys are scheduled on that day, and
-//!   `\x02exp/<date>/<i>` each of them (scheduling is O(1) whatever the
-//!   day's size, and no scan is needed: the pure core only gets and puts).
+//! - `\x02exc/<date>`: how many keys are scheduled on that day, and
+//!   `\x02exc/<date>/<c>` the chunks holding them, [`CHUNK_KEYS`] to a chunk
+//!   in the order scheduled, each key as a 4-byte big-endian length and its
+//!   bytes. Scheduling gets and puts the day's count and last chunk (O(1)
+//!   whatever the day's size, and no scan: the pure core only gets and puts),
+//!   and writes a new sled key only once per chunk: the rest are rewrites of
+//!   the last chunk, which the mirror coalesces (state/mirror.rs).
+//! - Stores written before 2026-12-07 also hold the one-key-per-entry layout
+//!   it replaced: `\x02exp/<date>` counts and `\x02exp/<date>/<i>` entries,
+//!   in their stores and changelogs. Nothing is scheduled there any more;
+//!   [`advance`] sweeps it under the same clock, after the day's chunks.
+//!
+//! Within a day keys go from the last scheduled back (the chunks' newest
+//! first, then the older layout's, which was scheduled before them): the
+//! order, and so the keys each input deletes, is the one-key-per-entry
+//! layout's.
 
 use chrono::NaiveDate;
 
@@ -21,11 +34,34 @@ use super::{StateTxn, StoreError};
 
 const NEXT: &[u8] = b"\x02exp/next";
 
+/// Keys to a chunk. Scheduling N keys on a day inserts about N/16 new sled
+/// keys instead of N (an insert rewrites a sled leaf, about ten times the
+/// cost of an overwrite). The last chunk is rewritten whole by every
+/// scheduling, and a batch's changelog carries it once per batch: at 100×
+/// the mean, batches of about 8 claims, chunks of 32 keys (about 2 KB of
+/// duplicate keys) made validation's changelog about twice its bytes with
+/// one entry per key, chunks of 16 about 1.55 times, for the same CPU per
+/// claim flat out (docs/performance.md, "Kept, and what each gave"). And
+/// [`KEYS_PER_INPUT`] is four chunks, so a sweep mostly deletes whole chunks.
+pub const CHUNK_KEYS: i64 = 16;
+
+/// Bytes of the length before each key in a chunk.
+const LEN_BYTES: usize = 4;
+
 fn day_key(day: NaiveDate) -> Vec<u8> {
+    format!("\x02exc/{day}").into_bytes()
+}
+
+fn chunk_key(day: NaiveDate, chunk: i64) -> Vec<u8> {
+    format!("\x02exc/{day}/{chunk:010}").into_bytes()
+}
+
+/// The layout before 2026-12-07: one index entry per key.
+fn old_day_key(day: NaiveDate) -> Vec<u8> {
     format!("\x02exp/{day}").into_bytes()
 }
 
-fn item_key(day: NaiveDate, index: i64) -> Vec<u8> {
+fn old_item_key(day: NaiveDate, index: i64) -> Vec<u8> {
     format!("\x02exp/{day}/{index:010}").into_bytes()
 }
 
@@ -47,6 +83,56 @@ fn next_day(state: &StateTxn<'_>) -> Result<Option<NaiveDate>, StoreError> {
     }
 }
 
+/// A day's count of keys still scheduled; a negative one is corrupt.
+fn count(state: &StateTxn<'_>, key: &[u8]) -> Result<i64, StoreError> {
+    let n = state.get_i64(key)?;
+    if n < 0 {
+        return Err(corrupt(key, format!("a count of {n}")));
+    }
+    Ok(n)
+}
+
+/// Appends `key` to the bytes of the chunk under `chunk_key` (named in the
+/// error, not the key: a stage key can hold a beneficiary's number).
+fn push_entry(chunk_key: &[u8], chunk: &mut Vec<u8>, key: &[u8]) -> Result<(), StoreError> {
+    let len = u32::try_from(key.len()).map_err(|_| {
+        corrupt(
+            chunk_key,
+            format!("a key of {} bytes, too long to index", key.len()),
+        )
+    })?;
+    chunk.extend_from_slice(&len.to_be_bytes());
+    chunk.extend_from_slice(key);
+    Ok(())
+}
+
+/// A chunk's keys in the order scheduled, each with the offset its entry
+/// starts at (where the chunk is cut to drop it and the keys after it).
+fn entries<'v>(chunk_key: &[u8], chunk: &'v [u8]) -> Result<Vec<(usize, &'v [u8])>, StoreError> {
+    let mut keys = Vec::new();
+    let mut at = 0;
+    while at < chunk.len() {
+        let len = chunk
+            .get(at..at + LEN_BYTES)
+            .and_then(|bytes| <[u8; LEN_BYTES]>::try_from(bytes).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| corrupt(chunk_key, format!("a length cut short at byte {at}")))?;
+        let start = at + LEN_BYTES;
+        let key = usize::try_from(len)
+            .ok()
+            .and_then(|len| chunk.get(start..start.checked_add(len)?))
+            .ok_or_else(|| {
+                corrupt(
+                    chunk_key,
+                    format!("a key of {len} bytes at byte {at} past the chunk's end"),
+                )
+            })?;
+        keys.push((at, key));
+        at = start + key.len();
+    }
+    Ok(keys)
+}
+
 /// Schedules the deletion of `key` on `on`. Call it when the key is created
 /// (a key is scheduled once: its date is a function of the key itself). A
 /// date the clock has already passed is swept by the next input.
@@ -56,8 +142,17 @@ pub fn expire_on(state: &mut StateTxn<'_>, key: &[u8], on: NaiveDate) -> Result<
         None => on,
     };
     let count_key = day_key(day);
-    let n = state.get_i64(&count_key)?;
-    state.put(item_key(day, n), key.to_vec());
+    let n = count(state, &count_key)?;
+    let chunk_key = chunk_key(day, n / CHUNK_KEYS);
+    let mut chunk = if n % CHUNK_KEYS == 0 {
+        Vec::new()
+    } else {
+        state
+            .get(&chunk_key)?
+            .ok_or_else(|| corrupt(&chunk_key, "hole in the expiry index"))?
+    };
+    push_entry(&chunk_key, &mut chunk, key)?;
+    state.put(chunk_key, chunk);
     state.put_i64(count_key, n + 1);
     Ok(())
 }
@@ -96,25 +191,11 @@ pub fn advance(
     };
     let start = day;
     while day <= today && swept.keys < budget {
-        let count_key = day_key(day);
-        let mut left = state.get_i64(&count_key)?;
-        // From the last scheduled: the count is what is left to delete.
-        while left > 0 && swept.keys < budget {
-            let item = item_key(day, left - 1);
-            let key = state
-                .get(&item)?
-                .ok_or_else(|| corrupt(&item, "hole in the expiry index"))?;
-            state.delete(key);
-            state.delete(item);
-            left -= 1;
-            swept.keys += 1;
-        }
-        if left > 0 {
-            state.put_i64(count_key, left);
+        // The chunks hold the day's later schedulings: they go first.
+        if !sweep_chunks(state, day, budget, &mut swept)?
+            || !sweep_old_entries(state, day, budget, &mut swept)?
+        {
             break;
-        }
-        if state.get(&count_key)?.is_some() {
-            state.delete(count_key);
         }
         swept.days += 1;
         day = day
@@ -127,6 +208,94 @@ pub fn advance(
     Ok(swept)
 }
 
+/// Deletes the keys of `day`'s chunks, from the last scheduled, while the
+/// budget lasts; true once none is left.
+fn sweep_chunks(
+    state: &mut StateTxn<'_>,
+    day: NaiveDate,
+    budget: u64,
+    swept: &mut Swept,
+) -> Result<bool, StoreError> {
+    let count_key = day_key(day);
+    let held_before = count(state, &count_key)?;
+    let mut left = held_before;
+    while left > 0 && swept.keys < budget {
+        let last = (left - 1) / CHUNK_KEYS;
+        let chunk_key = chunk_key(day, last);
+        let chunk = state
+            .get(&chunk_key)?
+            .ok_or_else(|| corrupt(&chunk_key, "hole in the expiry index"))?;
+        let keys = entries(&chunk_key, &chunk)?;
+        // The count says how many of the chunk's keys are left: a partly
+        // swept chunk was cut to them.
+        let held = left - last * CHUNK_KEYS;
+        if i64::try_from(keys.len()).ok() != Some(held) {
+            return Err(corrupt(
+                &chunk_key,
+                format!("{} keys where the count leaves {held}", keys.len()),
+            ));
+        }
+        let room = usize::try_from(budget - swept.keys).unwrap_or(usize::MAX);
+        let keep = keys.len().saturating_sub(room);
+        for (_, key) in keys[keep..].iter().rev() {
+            state.delete(key.to_vec());
+        }
+        let deleted = keys.len() - keep;
+        swept.keys += deleted as u64;
+        left -= deleted as i64;
+        match keys.get(keep) {
+            Some(&(cut, _)) if keep > 0 => state.put(chunk_key, chunk[..cut].to_vec()),
+            _ => state.delete(chunk_key),
+        }
+    }
+    finish_day(state, count_key, held_before, left)
+}
+
+/// Deletes the keys of `day` in the layout before 2026-12-07, from the last
+/// scheduled, while the budget lasts; true once none is left.
+fn sweep_old_entries(
+    state: &mut StateTxn<'_>,
+    day: NaiveDate,
+    budget: u64,
+    swept: &mut Swept,
+) -> Result<bool, StoreError> {
+    let count_key = old_day_key(day);
+    // The count is what is left to delete.
+    let held_before = count(state, &count_key)?;
+    let mut left = held_before;
+    while left > 0 && swept.keys < budget {
+        let item = old_item_key(day, left - 1);
+        let key = state
+            .get(&item)?
+            .ok_or_else(|| corrupt(&item, "hole in the expiry index"))?;
+        state.delete(key);
+        state.delete(item);
+        left -= 1;
+        swept.keys += 1;
+    }
+    finish_day(state, count_key, held_before, left)
+}
+
+/// Records what is left of a day's count (`held` before the sweep), or drops
+/// it once nothing is; true then.
+fn finish_day(
+    state: &mut StateTxn<'_>,
+    count_key: Vec<u8>,
+    held: i64,
+    left: i64,
+) -> Result<bool, StoreError> {
+    if left > 0 {
+        if left != held {
+            state.put_i64(count_key, left);
+        }
+        return Ok(false);
+    }
+    if state.get(&count_key)?.is_some() {
+        state.delete(count_key);
+    }
+    Ok(true)
+}
+
 fn put_next(state: &mut StateTxn<'_>, today: NaiveDate) -> Result<(), StoreError> {
     let next = today
         .succ_opt()
@@ -136,179 +305,4 @@ fn put_next(state: &mut StateTxn<'_>, today: NaiveDate) -> Result<(), StoreError
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::{MemStore, StateStore};
-    use proptest::prelude::*;
-
-    fn date(text: &str) -> NaiveDate {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn a_key_lives_until_the_clock_reaches_its_day() {
-        let store = MemStore::default();
-        let mut txn = StateTxn::new(&store);
-        advance(&mut txn, date("2025-01-01"), u64::MAX).unwrap();
-        txn.put(b"dup/a".to_vec(), b"x".to_vec());
-        expire_on(&mut txn, b"dup/a", date("2025-01-03")).unwrap();
-        assert_eq!(
-            advance(&mut txn, date("2025-01-02"), u64::MAX)
-                .unwrap()
-                .keys,
-            0
-        );
-        assert!(txn.get(b"dup/a").unwrap().is_some());
-        // A late input does not move the clock back.
-        assert_eq!(
-            advance(&mut txn, date("2024-06-01"), u64::MAX)
-                .unwrap()
-                .days,
-            0
-        );
-        let swept = advance(&mut txn, date("2025-01-03"), u64::MAX).unwrap();
-        assert_eq!(swept.keys, 1);
-        assert_eq!(txn.get(b"dup/a").unwrap(), None);
-        // Nothing of the index is left behind but the clock.
-        store.apply(&txn.into_writes()).unwrap();
-        let left = store.scan_prefix(b"").unwrap();
-        assert_eq!(
-            left,
-            vec![(NEXT.to_vec(), b"2025-01-04".to_vec())],
-            "{left:?}"
-        );
-    }
-
-    #[test]
-    fn a_day_already_passed_is_swept_by_the_next_input() {
-        let store = MemStore::default();
-        let mut txn = StateTxn::new(&store);
-        advance(&mut txn, date("2025-03-10"), u64::MAX).unwrap();
-        txn.put(b"k".to_vec(), vec![1]);
-        expire_on(&mut txn, b"k", date("2025-01-01")).unwrap();
-        assert_eq!(
-            advance(&mut txn, date("2025-03-10"), u64::MAX)
-                .unwrap()
-                .keys,
-            0
-        );
-        assert_eq!(
-            advance(&mut txn, date("2025-03-11"), u64::MAX)
-                .unwrap()
-                .keys,
-            1
-        );
-        assert_eq!(txn.get(b"k").unwrap(), None);
-    }
-
-    #[test]
-    fn a_day_of_many_keys_is_swept_a_share_per_input() {
-        let store = MemStore::default();
-        let mut txn = StateTxn::new(&store);
-        advance(&mut txn, date("2025-01-01"), 4).unwrap();
-        for n in 0..10 {
-            let key = format!("k/{n}").into_bytes();
-            txn.put(key.clone(), vec![1]);
-            expire_on(&mut txn, &key, date("2025-02-01")).unwrap();
-        }
-        let left = |txn: &StateTxn<'_>| {
-            (0..10)
-                .filter(|n| txn.get(format!("k/{n}").as_bytes()).unwrap().is_some())
-                .count()
-        };
-        assert_eq!(advance(&mut txn, date("2025-02-01"), 4).unwrap().keys, 4);
-        assert_eq!(left(&txn), 6);
-        // A key scheduled meanwhile on the day being swept joins it.
-        txn.put(b"late".to_vec(), vec![1]);
-        expire_on(&mut txn, b"late", date("2025-01-15")).unwrap();
-        assert_eq!(
-            advance(&mut txn, date("2025-02-01"), 4).unwrap(),
-            Swept { days: 0, keys: 4 }
-        );
-        assert_eq!(
-            advance(&mut txn, date("2025-02-02"), 4).unwrap(),
-            Swept { days: 2, keys: 3 }
-        );
-        assert_eq!((left(&txn), txn.get(b"late").unwrap()), (0, None));
-        store.apply(&txn.into_writes()).unwrap();
-        assert_eq!(
-            store.scan_prefix(b"").unwrap(),
-            vec![(NEXT.to_vec(), b"2025-02-03".to_vec())]
-        );
-    }
-
-    proptest! {
-        /// With a budget per input, no key goes before its day, no input
-        /// deletes more than the budget, and the backlog clears.
-        #[test]
-        fn a_bounded_sweep_is_never_early_and_catches_up(
-            steps in proptest::collection::vec((0u64..40, 0u64..30), 1..60),
-            budget in 1u64..5,
-        ) {
-            let start = date("2025-01-01");
-            let store = MemStore::default();
-            let mut txn = StateTxn::new(&store);
-            let mut due: std::collections::BTreeMap<Vec<u8>, NaiveDate> = std::collections::BTreeMap::new();
-            let mut clock: Option<NaiveDate> = None;
-            for (n, (at, ttl)) in steps.into_iter().enumerate() {
-                let today = start + chrono::Days::new(at);
-                let before: Vec<Vec<u8>> = due.keys().filter(|k| txn.get(k).unwrap().is_some()).cloned().collect();
-                let swept = advance(&mut txn, today, budget).unwrap();
-                prop_assert!(swept.keys <= budget);
-                let now = clock.map_or(today, |c: NaiveDate| c.max(today));
-                clock = Some(now);
-                for key in before {
-                    if txn.get(&key).unwrap().is_none() {
-                        prop_assert!(due[&key] <= now, "deleted before its day");
-                    }
-                }
-                let key = format!("k/{n}").into_bytes();
-                txn.put(key.clone(), vec![1]);
-                let on = today + chrono::Days::new(ttl);
-                expire_on(&mut txn, &key, on).unwrap();
-                due.insert(key, on);
-            }
-            let end = clock.unwrap() + chrono::Days::new(100);
-            for _ in 0..due.len() {
-                advance(&mut txn, end, budget).unwrap();
-            }
-            for key in due.keys() {
-                prop_assert!(txn.get(key).unwrap().is_none());
-            }
-        }
-
-
-        /// Whatever the order inputs arrive in, a key is present exactly
-        /// while the clock (the latest date seen) is before the day it was
-        /// scheduled on, or, scheduled on a day already passed, the day after
-        /// the clock then; and the index empties as the clock passes.
-        #[test]
-        fn keys_live_exactly_until_their_day(
-            steps in proptest::collection::vec((0u64..60, 0u64..90), 1..80)
-        ) {
-            let start = date("2025-01-01");
-            let store = MemStore::default();
-            let mut txn = StateTxn::new(&store);
-            let mut clock: Option<NaiveDate> = None;
-            let mut due = std::collections::BTreeMap::new();
-            for (n, (at, ttl)) in steps.into_iter().enumerate() {
-                let today = start + chrono::Days::new(at);
-                advance(&mut txn, today, u64::MAX).unwrap();
-                let now = clock.map_or(today, |c: NaiveDate| c.max(today));
-                clock = Some(now);
-                let key = format!("k/{n}").into_bytes();
-                let on = today + chrono::Days::new(ttl);
-                txn.put(key.clone(), vec![1]);
-                expire_on(&mut txn, &key, on).unwrap();
-                due.insert(key, on.max(now.succ_opt().unwrap()));
-                for (key, day) in &due {
-                    prop_assert_eq!(txn.get(key).unwrap().is_some(), *day > now);
-                }
-            }
-            let end = clock.unwrap() + chrono::Days::new(200);
-            advance(&mut txn, end, u64::MAX).unwrap();
-            store.apply(&txn.into_writes()).unwrap();
-            prop_assert_eq!(store.scan_prefix(b"").unwrap().len(), 1);
-        }
-    }
-}
+mod tests;
