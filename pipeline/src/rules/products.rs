@@ -329,6 +329,23 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A generic group with its princeps and a generic, listed from 2015.
+    const GROUP_G1: &str = r#"[[generic_group]]
+id = "G1"
+label = "a group"
+[[product]]
+cip13 = "3400932644551"
+label = "princeps"
+kind = "princeps"
+group = "G1"
+price = [{ from = "2015-01-01", base = "3.00", band = 65 }]
+[[product]]
+cip13 = "3400930000014"
+label = "generic"
+kind = "generic"
+group = "G1"
+price = [{ from = "2015-01-01", base = "2.00", band = 65 }]"#;
+
     fn table(extra: &str) -> Result<ProductTable, String> {
         let text = format!(
             r#"
@@ -338,21 +355,7 @@ generic_substitution = [
   {{ from = "2012-07-01", refused_base = "own", withdraws_tiers_payant = true }},
   {{ from = "2020-01-01", refused_base = "dearest_generic", withdraws_tiers_payant = true }},
 ]
-[[generic_group]]
-id = "G1"
-label = "a group"
-[[product]]
-cip13 = "3400932644551"
-label = "princeps"
-kind = "princeps"
-group = "G1"
-price = [{{ from = "2015-01-01", base = "3.00", band = 65 }}]
-[[product]]
-cip13 = "3400930000014"
-label = "generic"
-kind = "generic"
-group = "G1"
-price = [{{ from = "2015-01-01", base = "2.00", band = 65 }}]
+{GROUP_G1}
 {extra}
 "#
         );
@@ -456,25 +459,11 @@ generic_substitution = [
   {{ from = "2000-01-01", refused_base = "own" }},
   {{ from = "2012-07-01", refused_base = "own", withdraws_tiers_payant = true, before_list = {before_list} }},
 ]
-[[generic_group]]
-id = "G1"
-label = "a group"
+{GROUP_G1}
 [[generic_group]]
 id = "G2"
 label = "a group under TFR from 2013"
 tfr = [{{ from = "2013-01-01", tfr = "1.50" }}]
-[[product]]
-cip13 = "3400932644551"
-label = "princeps"
-kind = "princeps"
-group = "G1"
-price = [{{ from = "2015-01-01", base = "3.00", band = 65 }}]
-[[product]]
-cip13 = "3400930000014"
-label = "generic"
-kind = "generic"
-group = "G1"
-price = [{{ from = "2015-01-01", base = "2.00", band = 65 }}]
 [[product]]
 cip13 = "3400935955838"
 label = "princeps under TFR"

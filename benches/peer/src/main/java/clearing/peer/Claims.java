@@ -9,6 +9,7 @@ import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.avro.AvroRuntimeException;
+import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericDatumWriter;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
@@ -61,36 +62,30 @@ final class Claims {
               .schema());
   /** A prescription's foreign ePrescription (a union with null), as it follows the prescriptions. */
   private final GenericDatumWriter<Object> foreignWriter =
-      new GenericDatumWriter<>(
-          Schemas.SUBMITTED
-              .getField("acts")
-              .schema()
-              .getElementType()
-              .getField("prescription")
-              .schema()
-              .getTypes()
-              .get(1)
-              .getField("foreign")
-              .schema());
+      new GenericDatumWriter<>(prescriptionField("foreign"));
   /** The professional's billing identifier (a union with null), after the prescriptions. */
   private final GenericDatumWriter<Object> billingWriter =
       new GenericDatumWriter<>(
           Schemas.SUBMITTED.getField("professional").schema().getField("billing").schema());
   /** A prescription's renewals (a union with null), the signed bytes' last part. */
   private final GenericDatumWriter<Object> renewalsWriter =
-      new GenericDatumWriter<>(
-          Schemas.SUBMITTED
-              .getField("acts")
-              .schema()
-              .getElementType()
-              .getField("prescription")
-              .schema()
-              .getTypes()
-              .get(1)
-              .getField("renewals")
-              .schema());
+      new GenericDatumWriter<>(prescriptionField("renewals"));
 
   private BinaryEncoder tail;
+
+  /** A field of an act line's prescription record (the second branch of its union with null). */
+  private static Schema prescriptionField(String name) {
+    return Schemas.SUBMITTED
+        .getField("acts")
+        .schema()
+        .getElementType()
+        .getField("prescription")
+        .schema()
+        .getTypes()
+        .get(1)
+        .getField(name)
+        .schema();
+  }
 
   Claims() {
     // Records written before prescriptions resolve into the current schema (prescription null).
