@@ -45,8 +45,8 @@ pub fn canonical_bytes(registry: &SchemaRegistry, fse: &FseSubmitted) -> Vec<u8>
     };
     if fse.acts.iter().any(|a| a.prescription.is_some()) {
         let mut tail = Encoder::from_vec(bytes);
-        tail.set_without_foreign(true);
-        tail.set_without_renewals(true);
+        tail.without.foreign = true;
+        tail.without.renewals = true;
         for line in &fse.acts {
             line.prescription.encode_field(&mut tail);
         }

@@ -30,7 +30,7 @@ mod records;
 mod test_values;
 mod traits;
 
-pub use binary::{Decoder, Encoder};
+pub use binary::{Decoder, Encoder, Without};
 pub use records::{BEFORE_BILLING, BEFORE_FOREIGN, BEFORE_RENEWALS, SIGNED_FORM_VERSION};
 #[cfg(test)]
 pub(crate) use traits::ToAvroValue;

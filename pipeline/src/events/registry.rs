@@ -419,8 +419,8 @@ impl SchemaRegistry {
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&signed_form_fingerprint());
         let mut encoder = Encoder::from_vec(out);
-        encoder.set_without_prescriptions(true);
-        encoder.set_without_billing(true);
+        encoder.without.prescriptions = true;
+        encoder.without.billing = true;
         fse.encode_field(&mut encoder);
         encoder.into_bytes()
     }

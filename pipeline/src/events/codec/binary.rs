@@ -3,30 +3,39 @@
 
 use super::{AvroEnum, CodecError, MAX_ARRAY_ITEMS, MAX_BYTES_LEN, MAX_DEPTH, MAX_VARINT_BYTES};
 
+/// The fields that came later than their records, which an older form of
+/// a record leaves out when written and when read (each `true`: as before
+/// the field). One set for the encoder and the decoder: the form a version
+/// is written in is the form it is read in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Without {
+    /// Act lines' `prescription`: the FSE's signed form of
+    /// `fse.submitted.v1`, and the versions of `fse.validated`,
+    /// `fse.entitled` and `fse.routed` from before 2026-12-06.
+    pub prescriptions: bool,
+    /// Prescriptions' `foreign`: the versions of the FSE's topics from before
+    /// foreign ePrescriptions (2026-12-06), and the prescriptions' part of
+    /// the signed bytes.
+    pub foreign: bool,
+    /// The professional's `billing`: the versions of the FSE's topics from
+    /// before billing identifiers (2026-12-06), and the FSE's signed form.
+    pub billing: bool,
+    /// The claim reference's, the ledger outcome's and the professional
+    /// return's `payee`: their versions from before billing identifiers
+    /// (2026-12-06).
+    pub payee: bool,
+    /// Prescriptions' `renewals`: the versions of the FSE's topics from
+    /// before renewable prescriptions (2026-12-07), and the prescriptions'
+    /// part of the signed bytes.
+    pub renewals: bool,
+}
+
 /// Appends the Avro binary encoding of values to a byte vector.
 #[derive(Debug, Default, Clone)]
 pub struct Encoder {
     out: Vec<u8>,
-    /// Writes act lines without their `prescription` field: the FSE's signed
-    /// form of `fse.submitted.v1`, and the versions of `fse.validated`,
-    /// `fse.entitled` and `fse.routed` from before 2026-12-06.
-    without_prescriptions: bool,
-    /// Writes prescriptions without their `foreign` field: the versions of
-    /// the FSE's topics from before foreign ePrescriptions (2026-12-06), and
-    /// the prescriptions' part of the signed bytes.
-    without_foreign: bool,
-    /// Writes the professional without its `billing` field: the versions of
-    /// the FSE's topics from before billing identifiers (2026-12-06), and the
-    /// FSE's signed form.
-    without_billing: bool,
-    /// Writes the claim reference, the ledger outcome and the professional
-    /// return without their `payee` field: their versions from before
-    /// billing identifiers (2026-12-06).
-    without_payee: bool,
-    /// Writes prescriptions without their `renewals` field: the versions of
-    /// the FSE's topics from before renewable prescriptions (2026-12-07), and
-    /// the prescriptions' part of the signed bytes.
-    without_renewals: bool,
+    /// The later fields this encoder leaves out (an older form).
+    pub without: Without,
 }
 
 impl Encoder {
@@ -38,61 +47,8 @@ impl Encoder {
     pub fn from_vec(out: Vec<u8>) -> Self {
         Self {
             out,
-            without_prescriptions: false,
-            without_foreign: false,
-            without_billing: false,
-            without_payee: false,
-            without_renewals: false,
+            without: Without::default(),
         }
-    }
-
-    /// Whether act lines are written in their form before 2026-12-06 (no
-    /// `prescription` field).
-    pub fn set_without_prescriptions(&mut self, on: bool) {
-        self.without_prescriptions = on;
-    }
-
-    pub fn writes_prescriptions(&self) -> bool {
-        !self.without_prescriptions
-    }
-
-    /// Whether prescriptions are written in their form before foreign
-    /// ePrescriptions (no `foreign` field).
-    pub fn set_without_foreign(&mut self, on: bool) {
-        self.without_foreign = on;
-    }
-
-    pub fn writes_foreign(&self) -> bool {
-        !self.without_foreign
-    }
-
-    /// Whether the professional is written in its form before billing
-    /// identifiers (no `billing` field).
-    pub fn set_without_billing(&mut self, on: bool) {
-        self.without_billing = on;
-    }
-
-    pub fn writes_billing(&self) -> bool {
-        !self.without_billing
-    }
-
-    /// Whether prescriptions are written in their form before renewals (no
-    /// `renewals` field).
-    pub fn set_without_renewals(&mut self, on: bool) {
-        self.without_renewals = on;
-    }
-
-    pub fn writes_renewals(&self) -> bool {
-        !self.without_renewals
-    }
-
-    /// Whether records ending in `payee` are written without it.
-    pub fn set_without_payee(&mut self, on: bool) {
-        self.without_payee = on;
-    }
-
-    pub fn writes_payee(&self) -> bool {
-        !self.without_payee
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -175,16 +131,8 @@ pub struct Decoder<'a> {
     input: &'a [u8],
     pos: usize,
     depth: u32,
-    /// Act lines are read without a `prescription` field (see [`Encoder`]).
-    without_prescriptions: bool,
-    /// Prescriptions are read without a `foreign` field (see [`Encoder`]).
-    without_foreign: bool,
-    /// The professional is read without a `billing` field (see [`Encoder`]).
-    without_billing: bool,
-    /// Records ending in `payee` are read without it (see [`Encoder`]).
-    without_payee: bool,
-    /// Prescriptions are read without a `renewals` field (see [`Encoder`]).
-    without_renewals: bool,
+    /// The later fields this decoder reads as absent (an older form).
+    pub without: Without,
 }
 
 impl<'a> Decoder<'a> {
@@ -193,59 +141,8 @@ impl<'a> Decoder<'a> {
             input,
             pos: 0,
             depth: 0,
-            without_prescriptions: false,
-            without_foreign: false,
-            without_billing: false,
-            without_payee: false,
-            without_renewals: false,
+            without: Without::default(),
         }
-    }
-
-    /// Whether act lines are read in their form before 2026-12-06.
-    pub fn set_without_prescriptions(&mut self, on: bool) {
-        self.without_prescriptions = on;
-    }
-
-    pub fn reads_prescriptions(&self) -> bool {
-        !self.without_prescriptions
-    }
-
-    /// Whether prescriptions are read in their form before foreign
-    /// ePrescriptions.
-    pub fn set_without_foreign(&mut self, on: bool) {
-        self.without_foreign = on;
-    }
-
-    pub fn reads_foreign(&self) -> bool {
-        !self.without_foreign
-    }
-
-    /// Whether the professional is read in its form before billing
-    /// identifiers.
-    pub fn set_without_billing(&mut self, on: bool) {
-        self.without_billing = on;
-    }
-
-    pub fn reads_billing(&self) -> bool {
-        !self.without_billing
-    }
-
-    /// Whether prescriptions are read in their form before renewals.
-    pub fn set_without_renewals(&mut self, on: bool) {
-        self.without_renewals = on;
-    }
-
-    pub fn reads_renewals(&self) -> bool {
-        !self.without_renewals
-    }
-
-    /// Whether records ending in `payee` are read without it.
-    pub fn set_without_payee(&mut self, on: bool) {
-        self.without_payee = on;
-    }
-
-    pub fn reads_payee(&self) -> bool {
-        !self.without_payee
     }
 
     /// Offset of the next byte to read.

@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 use super::ToAvroValue;
-use super::{AvroEnum, AvroField, AvroRecord, CodecError, Decoder, Encoder};
+use super::{AvroEnum, AvroField, AvroRecord, CodecError, Decoder, Encoder, Without};
 use crate::events::model::{
     ActLineRec, AmcClaim, AmcPeriodRec, AuditCheckpoint, BeneficiaryRec, BillingKind, BillingRec,
     Category, CertificateRec, ClaimRefRec, Complement, CoverageRec, DecisionLineRec, DecisionRec,
@@ -147,9 +147,9 @@ macro_rules! avro_topic {
                 if version != $v {
                     return None;
                 }
-                input.set_without_payee(true);
+                input.without.payee = true;
                 let value = Self::decode_field(input);
-                input.set_without_payee(false);
+                input.without.payee = false;
                 Some(value)
             }
             /// Without a billing identifier to pay, the version from before
@@ -160,7 +160,7 @@ macro_rules! avro_topic {
             }
             fn older_form(version: u32, out: &mut Encoder) {
                 if version == $v {
-                    out.set_without_payee(true);
+                    out.without.payee = true;
                 }
             }
         }
@@ -292,15 +292,15 @@ avro_enum!(
 );
 avro_record!(ForeignPrescriptionRec { country, id, atc });
 /// A record whose last fields came later than the others, in order: each is
-/// written and read only when the encoder's or decoder's form has it
-/// (`$writes`, `$reads`), so one type serves the versions before and after
-/// them.
+/// written and read only when the encoder's or decoder's form has it (its
+/// flag in [`Without`] unset), so one type serves the versions before and
+/// after them.
 macro_rules! record_with_later_field {
-    ($record:ident { $($field:ident),+ $(,)? } then $($later:ident if $writes:ident / $reads:ident),+) => {
+    ($record:ident { $($field:ident),+ $(,)? } then $($later:ident unless $without:ident),+) => {
         impl AvroField for $record {
             fn encode_field(&self, out: &mut Encoder) {
                 $(self.$field.encode_field(out);)+
-                $(if out.$writes() {
+                $(if !out.without.$without {
                     self.$later.encode_field(out);
                 })+
             }
@@ -310,7 +310,7 @@ macro_rules! record_with_later_field {
                     $($field: AvroField::decode_field(input)?,)+
                     $($later: None,)+
                 };
-                $(if input.$reads() {
+                $(if !input.without.$without {
                     value.$later = AvroField::decode_field(input)?;
                 })+
                 input.leave();
@@ -341,8 +341,8 @@ record_with_later_field!(
         number,
         quantity,
         non_substitution,
-    } then foreign if writes_foreign / reads_foreign,
-        renewals if writes_renewals / reads_renewals
+    } then foreign unless foreign,
+        renewals unless renewals
 );
 // An act line: its fields up to `leg`, then `prescription` (2026-12-06),
 // which the FSE's signed form (`fse.submitted.v1`) and the versions of the
@@ -359,7 +359,7 @@ record_with_later_field!(
         product,
         unit_price_cents,
         leg,
-    } then prescription if writes_prescriptions / reads_prescriptions
+    } then prescription unless prescriptions
 );
 avro_enum!(BillingKind, "BillingKind", [Am = "AM", Finess = "FINESS"]);
 avro_record!(BillingRec { kind, id });
@@ -372,7 +372,7 @@ record_with_later_field!(
         category,
         sector,
         optam,
-    } then billing if writes_billing / reads_billing
+    } then billing unless billing
 );
 avro_record!(SignatureRec { alg, cert, value });
 // `FseSubmitted` as a field (inside `fse.validated` and `fse.entitled`) is
@@ -601,7 +601,7 @@ record_with_later_field!(
     amc,
     eu_country,
     eu_institution_id,
-} then payee if writes_payee / reads_payee
+} then payee unless payee
 );
 avro_record!(FseDecided {
     header,
@@ -645,7 +645,7 @@ record_with_later_field!(
     amount_cents,
     reasons,
     fse_count,
-} then payee if writes_payee / reads_payee
+} then payee unless payee
 );
 // Its last field, `payee` (2026-12-06), is left out of the version before it.
 record_with_later_field!(
@@ -664,7 +664,7 @@ record_with_later_field!(
     imputed_cents,
     eu_country,
     eu_institution_id,
-} then payee if writes_payee / reads_payee
+} then payee unless payee
 );
 avro_record!(LedgerEntry {
     header,
@@ -780,20 +780,16 @@ avro_topic!(
 /// which came later: a line's `prescription`, a prescription's `foreign`, the
 /// professional's `billing`, a prescription's `renewals`.
 #[derive(Debug, Clone, Copy)]
-struct OlderForm {
-    without_prescriptions: bool,
-    without_foreign: bool,
-    without_billing: bool,
-    without_renewals: bool,
-}
+struct OlderForm(Without);
 
 impl OlderForm {
-    const CURRENT: OlderForm = OlderForm {
-        without_prescriptions: false,
-        without_foreign: false,
-        without_billing: false,
-        without_renewals: false,
-    };
+    const CURRENT: OlderForm = OlderForm(Without {
+        prescriptions: false,
+        foreign: false,
+        billing: false,
+        payee: false,
+        renewals: false,
+    });
 
     /// The form of history version `version`, given the last versions before
     /// each later field (`before`: prescriptions, foreign, billing,
@@ -801,26 +797,30 @@ impl OlderForm {
     /// them (another form, read by the registry's generic path).
     fn of(version: u32, oldest: u32, before: [u32; 4]) -> Option<OlderForm> {
         let [prescriptions, foreign, billing, renewals] = before;
-        (oldest..=renewals).contains(&version).then_some(OlderForm {
-            without_prescriptions: version <= prescriptions,
-            without_foreign: version <= foreign,
-            without_billing: version <= billing,
-            without_renewals: version <= renewals,
-        })
+        (oldest..=renewals)
+            .contains(&version)
+            .then_some(OlderForm(Without {
+                prescriptions: version <= prescriptions,
+                foreign: version <= foreign,
+                billing: version <= billing,
+                payee: false,
+                renewals: version <= renewals,
+            }))
     }
 
+    /// The FSE's fields of this form; `payee`, not the FSE's, is left as is.
     fn write_with(self, out: &mut Encoder) {
-        out.set_without_prescriptions(self.without_prescriptions);
-        out.set_without_foreign(self.without_foreign);
-        out.set_without_billing(self.without_billing);
-        out.set_without_renewals(self.without_renewals);
+        out.without = Without {
+            payee: out.without.payee,
+            ..self.0
+        };
     }
 
     fn read_with(self, input: &mut Decoder<'_>) {
-        input.set_without_prescriptions(self.without_prescriptions);
-        input.set_without_foreign(self.without_foreign);
-        input.set_without_billing(self.without_billing);
-        input.set_without_renewals(self.without_renewals);
+        input.without = Without {
+            payee: input.without.payee,
+            ..self.0
+        };
     }
 }
 

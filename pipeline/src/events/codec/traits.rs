@@ -31,7 +31,7 @@ pub trait AvroRecord: Sized {
     /// (`None`: the current one). A record carrying the FSE whose lines have
     /// no prescription is written as before prescriptions existed, so runs
     /// recorded then re-run to the same bytes; the encoder is then told to
-    /// leave the field out ([`Encoder::set_without_prescriptions`]).
+    /// leave the field out ([`Encoder::without`]).
     fn written_as(&self) -> Option<u32> {
         None
     }
@@ -40,7 +40,7 @@ pub trait AvroRecord: Sized {
     /// without their prescriptions.
     fn older_form(version: u32, out: &mut Encoder) {
         let _ = version;
-        out.set_without_prescriptions(true);
+        out.without.prescriptions = true;
     }
     /// The cache of this record's fingerprint (one static per type; generated
     /// by `avro_topic!`). Use `registry::fingerprint_of` instead.
