@@ -222,6 +222,25 @@ impl Cache {
         self.young.insert(key, value);
     }
 
+    /// Whether `key` is held (read lately).
+    fn holds(&self, key: &[u8]) -> bool {
+        self.young.contains_key(key) || self.old.contains_key(key)
+    }
+
+    /// The value sled now holds for `key`, kept only where `key` is held
+    /// already. A key written and not read since (a duplicate-check key, an
+    /// expired one's delete) stays out: a cache of every write filled to its
+    /// bound in a long run, with keys nobody reads again.
+    fn refresh(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let size = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
+        if let Some(slot) = self.young.get_mut(&key) {
+            self.young_bytes = (self.young_bytes + size(&value)).saturating_sub(size(slot));
+            *slot = value;
+        } else if self.old.contains_key(&key) {
+            self.put(key, value);
+        }
+    }
+
     fn bytes(&self) -> usize {
         // The old generation is at most as large as the young one was.
         self.young_bytes + self.old.len() * 64
@@ -242,7 +261,8 @@ pub struct Mirror {
 pub struct MemoryParts {
     /// Writes on their way to sled, keys and values.
     pub writes: usize,
-    /// Values read or written lately (bounded by the cache's size).
+    /// Values read lately, refreshed as they are written (bounded by the
+    /// cache's size).
     pub cache: usize,
     /// The key filter.
     pub filter: usize,
@@ -358,8 +378,9 @@ impl Mirror {
         })
     }
 
-    /// Batches sled now holds leave the in-flight list; their values stay
-    /// warm in the cache.
+    /// Batches sled now holds leave the in-flight list; the values of the
+    /// keys the cache holds are refreshed there, the others read from sled
+    /// when next asked.
     fn settle(&self, inner: &mut Inner) {
         let persisted = self.persisted.load(Ordering::Acquire);
         while inner
@@ -368,17 +389,19 @@ impl Mirror {
             .is_some_and(|(seq, _)| *seq <= persisted)
         {
             if let Some((_, writes)) = inner.in_flight.pop_front() {
-                // The persister has let go of its batch once applied: its
-                // keys and values move into the cache, uncopied.
+                // The persister has let go of its batch once applied: the
+                // keys the cache holds take their values, uncopied.
                 match Arc::try_unwrap(writes) {
                     Ok(writes) => {
                         for (key, value) in writes {
-                            inner.cache.put(key, value);
+                            inner.cache.refresh(key, value);
                         }
                     }
                     Err(writes) => {
                         for (key, value) in writes.iter() {
-                            inner.cache.put(key.clone(), value.clone());
+                            if inner.cache.holds(key) {
+                                inner.cache.refresh(key.clone(), value.clone());
+                            }
                         }
                     }
                 }
@@ -594,6 +617,44 @@ mod tests {
             mirror.persist_behind().unwrap();
             assert!(mirror.inner().in_flight.is_empty(), "batch {n} stayed");
         }
+    }
+
+    /// A persisted write refreshes a key the cache holds and leaves the
+    /// others out: keys written once (duplicate checks) no longer fill it.
+    #[test]
+    fn the_cache_keeps_what_was_read_not_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
+        let persister = Arc::new(Persister::start("test").unwrap());
+        let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
+        let settle = |m: &Mirror| {
+            m.hand_over(&mut m.inner()).unwrap();
+            persister.sync().unwrap();
+            m.persist_behind().unwrap();
+        };
+        mirror.apply(&batch(&[("counter", Some("1"))])).unwrap();
+        settle(&mirror);
+        assert_eq!(mirror.get(b"counter").unwrap(), Some(b"1".to_vec()));
+        let held = mirror.memory().cache;
+        assert!(held > 0, "a key read from sled is held");
+        for n in 0..1000 {
+            let key = format!("dup/{n}");
+            mirror.apply(&batch(&[(key.as_str(), Some("x"))])).unwrap();
+        }
+        mirror.apply(&batch(&[("counter", Some("2"))])).unwrap();
+        settle(&mirror);
+        assert_eq!(mirror.memory().cache, held, "written once: not cached");
+        // The held key took its new value: read from the cache, not sled.
+        db.tree("p0")
+            .unwrap()
+            .apply(&batch(&[("counter", Some("stale"))]))
+            .unwrap();
+        assert_eq!(mirror.get(b"counter").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(
+            mirror.get(b"dup/7").unwrap(),
+            Some(b"x".to_vec()),
+            "from sled"
+        );
     }
 
     #[test]
