@@ -201,22 +201,18 @@ validity = [{ from = "2000-01-01", months = 12 }]
             table.treatment_until(Family::Pharmacy, date, Some(5)),
             Some(d("2027-06-10"))
         );
-        assert_eq!(
-            table.last_day(Family::Pharmacy, date, Some(5)),
-            Some(d("2027-06-10"))
-        );
-        assert_eq!(
-            table.last_day(Family::Pharmacy, date, Some(1)),
-            Some(d("2027-03-10"))
-        );
-        assert_eq!(
-            table.last_day(Family::Pharmacy, date, Some(0)),
-            Some(d("2027-03-10"))
-        );
-        assert_eq!(
-            table.last_day(Family::Pharmacy, date, None),
-            Some(d("2027-03-10"))
-        );
+        for (renewals, last) in [
+            (Some(5), "2027-06-10"),
+            (Some(1), "2027-03-10"),
+            (Some(0), "2027-03-10"),
+            (None, "2027-03-10"),
+        ] {
+            assert_eq!(
+                table.last_day(Family::Pharmacy, date, renewals),
+                Some(d(last)),
+                "{renewals:?}"
+            );
+        }
     }
 
     /// Art. R.5132-21 CSP: at most 12 months of treatment, however many
@@ -224,19 +220,13 @@ validity = [{ from = "2000-01-01", months = 12 }]
     #[test]
     fn a_treatment_is_capped_at_twelve_months() {
         let table = renewing();
-        let date = d("2026-12-10");
-        assert_eq!(
-            table.last_day(Family::Pharmacy, date, Some(11)),
-            Some(d("2027-12-10"))
-        );
-        assert_eq!(
-            table.last_day(Family::Pharmacy, date, Some(52)),
-            Some(d("2027-12-10"))
-        );
-        assert_eq!(
-            table.last_day(Family::Pharmacy, date, Some(u32::MAX)),
-            Some(d("2027-12-10"))
-        );
+        for renewals in [11, 52, u32::MAX] {
+            assert_eq!(
+                table.last_day(Family::Pharmacy, d("2026-12-10"), Some(renewals)),
+                Some(d("2027-12-10")),
+                "{renewals}"
+            );
+        }
     }
 
     /// Renewals count only where and when the rule set says so: a family

@@ -558,6 +558,22 @@ mod tests {
     use crate::state::MemStore;
     use proptest::prelude::*;
 
+    /// A sled database in a temporary directory (kept while the first part
+    /// lives) and a persister behind it.
+    fn sled_and_persister() -> (tempfile::TempDir, SledStore, Arc<Persister>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
+        (dir, db, Arc::new(Persister::start("test").unwrap()))
+    }
+
+    /// Hands the mirror's writes to the persister, waits until sled holds
+    /// them, and lets the mirror learn it.
+    fn persist_now(mirror: &Mirror, persister: &Persister) {
+        mirror.hand_over(&mut mirror.inner()).unwrap();
+        persister.sync().unwrap();
+        mirror.persist_behind().unwrap();
+    }
+
     fn batch(pairs: &[(&str, Option<&str>)]) -> WriteBatch {
         pairs
             .iter()
@@ -567,9 +583,7 @@ mod tests {
 
     #[test]
     fn reads_see_every_write_at_once_and_sled_gets_them_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
-        let persister = Arc::new(Persister::start("test").unwrap());
+        let (_dir, db, persister) = sled_and_persister();
         let tree = db.tree("p0").unwrap();
         tree.apply(&batch(&[("old", Some("1"))])).unwrap();
         let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
@@ -606,15 +620,11 @@ mod tests {
 
     #[test]
     fn batches_sled_holds_leave_the_in_flight_list_without_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
-        let persister = Arc::new(Persister::start("test").unwrap());
+        let (_dir, db, persister) = sled_and_persister();
         let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
         for n in 0..50u8 {
             mirror.apply(&batch(&[("k", Some("v"))])).unwrap();
-            mirror.hand_over(&mut mirror.inner()).unwrap();
-            persister.sync().unwrap();
-            mirror.persist_behind().unwrap();
+            persist_now(&mirror, &persister);
             assert!(mirror.inner().in_flight.is_empty(), "batch {n} stayed");
         }
     }
@@ -623,17 +633,10 @@ mod tests {
     /// others out: keys written once (duplicate checks) no longer fill it.
     #[test]
     fn the_cache_keeps_what_was_read_not_what_was_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
-        let persister = Arc::new(Persister::start("test").unwrap());
+        let (_dir, db, persister) = sled_and_persister();
         let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
-        let settle = |m: &Mirror| {
-            m.hand_over(&mut m.inner()).unwrap();
-            persister.sync().unwrap();
-            m.persist_behind().unwrap();
-        };
         mirror.apply(&batch(&[("counter", Some("1"))])).unwrap();
-        settle(&mirror);
+        persist_now(&mirror, &persister);
         assert_eq!(mirror.get(b"counter").unwrap(), Some(b"1".to_vec()));
         let held = mirror.memory().cache;
         assert!(held > 0, "a key read from sled is held");
@@ -642,7 +645,7 @@ mod tests {
             mirror.apply(&batch(&[(key.as_str(), Some("x"))])).unwrap();
         }
         mirror.apply(&batch(&[("counter", Some("2"))])).unwrap();
-        settle(&mirror);
+        persist_now(&mirror, &persister);
         assert_eq!(mirror.memory().cache, held, "written once: not cached");
         // The held key took its new value: read from the cache, not sled.
         db.tree("p0")
@@ -659,9 +662,7 @@ mod tests {
 
     #[test]
     fn a_key_filter_that_fills_is_rebuilt_larger_and_knows_every_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
-        let persister = Arc::new(Persister::start("test").unwrap());
+        let (_dir, db, persister) = sled_and_persister();
         let key = |n: u32| format!("dup/{n:08}").into_bytes();
         let stored: WriteBatch = (0..1000).map(|n| (key(n), Some(vec![1]))).collect();
         db.tree("p0").unwrap().apply(&stored).unwrap();
@@ -690,9 +691,7 @@ mod tests {
     /// rebuilt when new keys fill it, at the size of the keys still live.
     #[test]
     fn a_key_filter_under_churn_stays_the_size_of_the_live_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
-        let persister = Arc::new(Persister::start("test").unwrap());
+        let (_dir, db, persister) = sled_and_persister();
         let mirror = Mirror::open(db.tree("p0").unwrap(), persister.clone()).unwrap();
         let first = mirror.inner().filter.bytes();
         let key = |n: u32| format!("dup/{n:08}").into_bytes();
@@ -754,9 +753,7 @@ mod tests {
             flush_every in 1usize..6,
             stored in prop::collection::btree_map(0u8..40, 0u8..5, 0..20),
         ) {
-            let dir = tempfile::tempdir().unwrap();
-            let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
-            let persister = Arc::new(Persister::start("test").unwrap());
+            let (_dir, db, persister) = sled_and_persister();
             // What sled holds before the mirror opens (its key filter
             // starts from it).
             let before: WriteBatch = stored

@@ -3,6 +3,13 @@ use crate::state::{MemStore, StateRead, StateStore};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The keys `store` holds under `prefix`, in order.
+fn keys_under(store: &MemStore, prefix: &[u8]) -> Vec<Vec<u8>> {
+    (store.scan_prefix(prefix).unwrap().into_iter())
+        .map(|(key, _)| key)
+        .collect()
+}
+
 fn date(text: &str) -> NaiveDate {
     text.parse().unwrap()
 }
@@ -304,12 +311,7 @@ impl<'s> Harness<'s> {
         assert!(self.model.days.is_empty());
         assert_eq!(self.deleted.len(), self.due.len());
         store.apply(&self.txn.into_writes()).unwrap();
-        let left: Vec<Vec<u8>> = store
-            .scan_prefix(b"")
-            .unwrap()
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect();
+        let left = keys_under(&store, b"");
         assert_eq!(left, vec![NEXT.to_vec()]);
     }
 }
@@ -324,12 +326,7 @@ fn scheduling_a_day_s_keys_writes_a_chunk_per_chunk_keys() {
         expire_on(&mut txn, format!("dup/{i}").as_bytes(), date("2027-10-01")).unwrap();
     }
     store.apply(&txn.into_writes()).unwrap();
-    let index: Vec<Vec<u8>> = store
-        .scan_prefix(b"\x02exc/")
-        .unwrap()
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect();
+    let index = keys_under(&store, b"\x02exc/");
     // The count and four chunks, not one entry per key.
     assert_eq!(index.len(), 1 + 4, "{index:?}");
     assert!(store.scan_prefix(b"\x02exp/2").unwrap().is_empty());
