@@ -311,7 +311,7 @@ impl<'s> Harness<'s> {
         assert!(self.model.days.is_empty());
         assert_eq!(self.deleted.len(), self.due.len());
         store.apply(&self.txn.into_writes()).unwrap();
-        let left = keys_under(&store, b"");
+        let left = keys_under(store, b"");
         assert_eq!(left, vec![NEXT.to_vec()]);
     }
 }
