@@ -246,10 +246,12 @@ fn soak(claims: usize, kills: usize, seed: u64) {
         landed - early
     );
 
+    let root = dir.path().to_path_buf();
     if std::env::var_os("CRASH_SOAK_KEEP").is_some() {
         let _ = dir.keep();
     }
-    let (written, paid, amo, payments_total) = assert_same_as_the_clean_run(&clean, &crashed);
+    let (written, paid, amo, payments_total) =
+        with_runs_log(&root, || assert_same_as_the_clean_run(&clean, &crashed));
     eprintln!(
         "identical: {written} output records; {paid} paid, AMO {amo} cents, paid out {payments_total} cents"
     );
@@ -261,6 +263,24 @@ fn soak(claims: usize, kills: usize, seed: u64) {
         "outbound: {outbound} events identical after {kills_at_close} kills while the closes ran; \
          {checked} FSEs' outcomes are adjudicate's"
     );
+}
+
+/// Runs the soak's comparisons; if one fails, prints what the killed runs
+/// said (their restores and catch-ups) before failing, since a soak's
+/// directory is gone by the time anyone reads the failure.
+fn with_runs_log<T>(dir: &Path, compare: impl FnOnce() -> T + std::panic::UnwindSafe) -> T {
+    match std::panic::catch_unwind(compare) {
+        Ok(result) => result,
+        Err(failure) => {
+            let said = std::fs::read_to_string(dir.join("runs.log")).unwrap_or_default();
+            let lines: Vec<&str> = said.lines().collect();
+            eprintln!("the killed runs said (last 200 of {} lines):", lines.len());
+            for line in &lines[lines.len().saturating_sub(200)..] {
+                eprintln!("  {line}");
+            }
+            std::panic::resume_unwind(failure)
+        }
+    }
 }
 
 /// The closes on both runs (after their claims, as on Kafka: an outbound
@@ -477,6 +497,7 @@ fn power_loss_soak(claims: usize, kills: usize, seed: u64) {
         losses.stores_put_back,
         losses.stores_removed
     );
+    let root = dir.path().to_path_buf();
     if std::env::var_os("CRASH_SOAK_KEEP").is_some() {
         let _ = dir.keep();
     }
@@ -485,7 +506,8 @@ fn power_loss_soak(claims: usize, kills: usize, seed: u64) {
         records(&LocalLog::open(&clean).unwrap(), "fse.submitted"),
         "fse.submitted differs from the clean run's"
     );
-    let (written, paid, amo, payments_total) = assert_same_as_the_clean_run(&clean, &crashed);
+    let (written, paid, amo, payments_total) =
+        with_runs_log(&root, || assert_same_as_the_clean_run(&clean, &crashed));
     eprintln!(
         "identical: {written} output records and {submitted_so_far} submitted; {paid} paid, AMO {amo} cents, paid out {payments_total} cents"
     );

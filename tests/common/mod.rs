@@ -209,15 +209,56 @@ pub fn assert_same_outputs(want: &Outputs, got: &Outputs) {
             // Duplicates are the usual way a crash shows: count them.
             let distinct: std::collections::BTreeSet<_> = other.iter().collect();
             panic!(
-                "{}/{}: {} records ({} distinct), {} expected; first difference at position {i}",
+                "{}/{}: {} records ({} distinct), {} expected; first difference at position {i}{}",
                 partition.0,
                 partition.1,
                 other.len(),
                 distinct.len(),
-                records.len()
+                records.len(),
+                describe_difference(&partition.0, records, other)
             );
         }
     }
+}
+
+/// The records one side has more of than the other (multisets), rendered
+/// with their headers, so that a failed soak says which stage's outputs,
+/// of which inputs, were lost or written twice.
+fn describe_difference(
+    topic: &str,
+    want: &[(Vec<u8>, Vec<u8>)],
+    got: &[(Vec<u8>, Vec<u8>)],
+) -> String {
+    let count = |records: &[(Vec<u8>, Vec<u8>)]| {
+        let mut counts: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        for (_, value) in records {
+            *counts.entry(value.clone()).or_default() += 1;
+        }
+        counts
+    };
+    let (mut balance, got) = (count(want), count(got));
+    for (value, n) in got {
+        *balance.entry(value).or_default() -= n;
+    }
+    let Ok(registry) = clearing_pipeline::events::registry::SchemaRegistry::new() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for (label, sign) in [("missing", 1), ("extra", -1)] {
+        let differing: Vec<(&Vec<u8>, i64)> = balance
+            .iter()
+            .filter(|(_, n)| **n * sign > 0)
+            .map(|(v, n)| (v, n * sign))
+            .collect();
+        out += &format!("\n{label}: {} records", differing.len());
+        for (value, n) in differing.iter().take(12) {
+            let shown = clearing_pipeline::events::render::render(&registry, topic, value)
+                .map_or_else(|e| format!("undecodable: {e}"), |v| v.to_string());
+            let shown: String = shown.chars().take(700).collect();
+            out += &format!("\n  {n}x {shown}");
+        }
+    }
+    out
 }
 
 /// The closes the outbound tests and soaks publish: mid H1 2025 (H2 2024
