@@ -145,6 +145,11 @@ impl LocalLog {
         } else {
             None
         };
+        // The topics' entries, durable from now on: a process killed
+        // between creating a topic's directory and syncing this one left
+        // it in the page cache only (partitions' and segments' entries are
+        // synced as their partitions open).
+        sync_dir(dir, journal.as_deref())?;
         Ok(Arc::new(LocalLog {
             dir: dir.to_path_buf(),
             journal,

@@ -431,4 +431,57 @@ mod tests {
             "records handed to a reader were lost by a power loss"
         );
     }
+
+    /// A process killed between creating an entry and syncing its
+    /// directory leaves it in the page cache only, and the next process
+    /// finds it there and writes into it: the records it acknowledges must
+    /// not go with the entry in a power loss. The soak found it (2026-12-07):
+    /// a partition's first batch of decisions, synced and committed, gone
+    /// with its segment, and the next batch written at offset 0.
+    #[test]
+    fn an_entry_left_unsynced_by_a_killed_process_is_made_durable_by_the_next_open() {
+        use std::io::Write as _;
+        // Where the killed process stopped: after creating the topic's
+        // directory, the partition's, or its first segment, each journaled
+        // and its directory not yet synced.
+        for left in ["t", "t/0", "t/0/00000000000000000000.log"] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            {
+                let log = LocalLog::open_with(root, true).unwrap();
+                if left != "t" {
+                    log.ensure_topic(&spec("t")).unwrap();
+                }
+                if left.ends_with(".log") {
+                    // Opens the partition, creating its directory.
+                    log.read("t", 0, 0, 1).unwrap();
+                }
+            }
+            let path = root.join(left);
+            if left.ends_with(".log") {
+                std::fs::File::create(&path).unwrap();
+            } else {
+                std::fs::create_dir(&path).unwrap();
+            }
+            let mut journal = std::fs::OpenOptions::new()
+                .append(true)
+                .open(root.join(super::JOURNAL))
+                .unwrap();
+            writeln!(journal, "C\t{left}").unwrap();
+            // The next process: its records acknowledged.
+            {
+                let log = LocalLog::open_with(root, true).unwrap();
+                log.ensure_topic(&spec("t")).unwrap();
+                let mut producer = log.producer().unwrap();
+                producer.send("t", 0, b"k", &[4; 10], 0).unwrap();
+                producer.flush().unwrap();
+            }
+            let image = LocalLog::crash_image(root, None).unwrap();
+            assert_eq!(
+                (image.entries_removed, values(root)),
+                (0, vec![4]),
+                "left unsynced: {left}; acknowledged records lost by a power loss"
+            );
+        }
+    }
 }
