@@ -497,4 +497,29 @@ mod tests {
             }
         }
     }
+
+    /// A segment a power loss left empty (created, never synced) is named
+    /// by no journal line at the next open: what is appended to it and
+    /// never synced must still go at the next power loss.
+    #[test]
+    fn an_unsynced_append_to_a_segment_left_empty_disappears() {
+        let dir = tempfile::tempdir().unwrap();
+        let append_unflushed = |value: u8| {
+            let log = LocalLog::open_with(dir.path(), true).unwrap();
+            log.ensure_topic(&spec("t")).unwrap();
+            let mut producer = log.producer().unwrap();
+            producer.send("t", 0, b"k", &[value; 100], 0).unwrap();
+            // Dropped unflushed: the close writes the record, unsynced.
+        };
+        append_unflushed(1);
+        LocalLog::crash_image(dir.path(), None).unwrap();
+        assert_eq!(std::fs::metadata(segment(dir.path())).unwrap().len(), 0);
+        append_unflushed(2);
+        LocalLog::crash_image(dir.path(), None).unwrap();
+        assert_eq!(
+            values(dir.path()),
+            Vec::<u8>::new(),
+            "a record never synced survived"
+        );
+    }
 }
