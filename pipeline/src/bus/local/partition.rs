@@ -156,16 +156,21 @@ impl PartitionLog {
             file.set_len(scan.end).map_err(|e| io(context())(e))?;
             file.sync_all().map_err(|e| io(context())(e))?;
             note_synced(self.journal.as_deref(), &scan.path, scan.end, scan.end)?;
-        } else if last && scan.end > 0 {
+        } else if last {
             // Every record on disk becomes visible now, and the last
             // segment may hold some that were written and never synced
             // (a process that stopped between its appends and its
             // flush): a reader must not be handed a record a power loss
             // can still take away, once it has made what it derived
             // from it durable. A closed segment was synced at its roll.
-            File::open(&scan.path)
-                .and_then(|f| f.sync_data())
-                .map_err(|e| io(context())(e))?;
+            if scan.end > 0 {
+                File::open(&scan.path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| io(context())(e))?;
+            }
+            // Journaled even when empty: a segment the journal does not
+            // name is left whole by a crash image, appends never synced
+            // included.
             note_synced(self.journal.as_deref(), &scan.path, scan.end, scan.len)?;
         }
         self.index.extend(
