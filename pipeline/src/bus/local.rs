@@ -145,11 +145,15 @@ impl LocalLog {
         } else {
             None
         };
-        // The topics' entries, durable from now on: a process killed
-        // between creating a topic's directory and syncing this one left
-        // it in the page cache only (partitions' and segments' entries are
-        // synced as their partitions open).
+        // The entries a killed process created and never synced, durable
+        // from now on (records acknowledged into them later would go with
+        // them in a power loss): the topics' in the root, each topic's
+        // partitions and `topic.json` in its directory, once per open; the
+        // segments' as their partition opens.
         sync_dir(dir, journal.as_deref())?;
+        for topic in topics.keys() {
+            sync_dir(&dir.join(topic), journal.as_deref())?;
+        }
         Ok(Arc::new(LocalLog {
             dir: dir.to_path_buf(),
             journal,

@@ -101,14 +101,14 @@ impl PartitionLog {
             // between creating a segment and syncing the directory left
             // the entry in the page cache only, and records acknowledged
             // into that segment later would go with it in a power loss.
+            // (The partition's own entry: `LocalLog::open_with`.)
             sync_dir(&dir, journal.as_deref())?;
         } else {
             fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
             note_created(journal.as_deref(), &dir)?;
-        }
-        // The partition's own entry (and its topic's `topic.json`), the same.
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent, journal.as_deref())?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent, journal.as_deref())?;
+            }
         }
         let inspected = inspect_partition(&dir, topic, partition, gaps)?;
         if let Some(damage) = inspected.iter().find_map(|i| match &i.tail {
