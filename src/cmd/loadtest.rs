@@ -132,7 +132,7 @@ pub fn run(args: LoadtestArgs) -> Result<ExitCode> {
     }
     let plan = Plan::new(&args)?;
     let setup = setup::prepare(&args, &plan)?;
-    let live = Live::new()?;
+    let live = Live::new(plan.claims.is_some())?;
     announce(&args, &plan);
     let measured = pipeline::run(&args, &plan, &setup, &live)?;
     let state = inventory::inventory(&setup.state_dir, args.partitions.count);

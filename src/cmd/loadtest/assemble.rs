@@ -1,6 +1,7 @@
 //! `report.json`'s figures, from what the run measured.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use clearing_pipeline::runtime::{Progress, StageKind};
 use hdrhistogram::Histogram;
@@ -27,7 +28,8 @@ pub struct Assembly<'a> {
 pub fn assemble(a: Assembly<'_>) -> Report {
     let live = a.live;
     let run = run_counts(live, &a.measured);
-    let throughput = throughput(&run, &a.measured);
+    let read_times = live.read_times.as_ref().map(|times| lock(times).clone());
+    let throughput = throughput(&run, &a.measured, read_times.as_deref());
     let stages = stage_figures(&lock(&live.progress), &a.measured.timeline, run.wall_s);
     let resources = resources(&a.measured, &run);
     let raw = with_ratios(
@@ -109,26 +111,54 @@ fn outcomes(run: &RunCounts) -> u64 {
     run.paid + run.rejected + run.dead_letters
 }
 
-fn throughput(run: &RunCounts, measured: &Measured) -> Throughput {
+fn throughput(
+    run: &RunCounts,
+    measured: &Measured,
+    read_times: Option<&[(u64, Instant)]>,
+) -> Throughput {
     let overall = outcomes(run) as f64 / run.wall_s.max(1e-9);
-    // Steady: between the samples at 10 % and 90 % of the outcomes.
-    let timeline = &measured.timeline;
-    let total = timeline.last().map_or(0, |s| s.outcomes).max(1);
-    let at = |share: f64| {
-        timeline
-            .iter()
-            .find(|s| s.outcomes as f64 >= share * total as f64)
-    };
-    let steady = match (at(0.1), at(0.9)) {
-        (Some(x), Some(y)) if y.t_s > x.t_s => (y.outcomes - x.outcomes) as f64 / (y.t_s - x.t_s),
-        _ => overall,
-    };
+    let steady = read_times
+        .and_then(steady_by_reads)
+        .unwrap_or_else(|| steady_by_samples(&measured.timeline, overall));
     Throughput {
         overall_per_s: overall,
         steady_per_s: steady,
         fed_per_s: run.submitted as f64 / measured.feed_s.max(1e-9),
         overall_x_mean: overall / BILLION_A_YEAR_PER_S,
         steady_x_mean: steady / BILLION_A_YEAR_PER_S,
+    }
+}
+
+/// Steady throughput as the peer's driver computes it (benches/peer,
+/// `Driver.java`): the decisions from the ⌈10 %⌉-th to the ⌈90 %⌉-th over the
+/// time between their reads. None when they were read at once.
+fn steady_by_reads(reads: &[(u64, Instant)]) -> Option<f64> {
+    let total = reads.last()?.0;
+    let (lo, hi) = (total.div_ceil(10), (9 * total).div_ceil(10));
+    let read_at = |k: u64| {
+        reads
+            .iter()
+            .find(|(count, _)| *count >= k)
+            .map(|(_, at)| *at)
+    };
+    let seconds = read_at(hi)?
+        .saturating_duration_since(read_at(lo.max(1))?)
+        .as_secs_f64();
+    (hi > lo && seconds > 0.0).then(|| (hi - lo) as f64 / seconds)
+}
+
+/// Steady throughput between the once-a-second samples at 10 % and 90 % of
+/// the outcomes: a run of a set duration, which keeps no read times.
+fn steady_by_samples(timeline: &[Sample], overall: f64) -> f64 {
+    let total = timeline.last().map_or(0, |s| s.outcomes).max(1);
+    let at = |share: f64| {
+        timeline
+            .iter()
+            .find(|s| s.outcomes as f64 >= share * total as f64)
+    };
+    match (at(0.1), at(0.9)) {
+        (Some(x), Some(y)) if y.t_s > x.t_s => (y.outcomes - x.outcomes) as f64 / (y.t_s - x.t_s),
+        _ => overall,
     }
 }
 
@@ -321,5 +351,22 @@ mod tests {
         assert_eq!(slope_per_min(&points[..1]), 0.0);
         let flat: Vec<(f64, f64)> = (0..10).map(|t| (f64::from(t), 42.0)).collect();
         assert_eq!(slope_per_min(&flat), 0.0);
+    }
+
+    #[test]
+    fn steady_throughput_is_timed_between_the_reads_of_the_tenth_and_ninth_tenths() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        // 100 decisions: nothing for 5 s (the group's start), then 10 every 100 ms.
+        let reads: Vec<(u64, Instant)> = (1..=10).map(|i| (10 * i, at(5_000 + 100 * i))).collect();
+        // The 10th decision read at 5.1 s, the 90th at 5.9 s: 80 in 0.8 s.
+        let steady = steady_by_reads(&reads).unwrap();
+        assert!((steady - 100.0).abs() < 1e-6, "{steady}");
+        // Everything read at once, or nothing: no rate to time.
+        assert_eq!(steady_by_reads(&[(100, at(1))]), None);
+        assert_eq!(steady_by_reads(&[]), None);
+        // Read one by one: the 1st (not the 0th) to the 9th of 10, 8 in 8 s.
+        let one_by_one: Vec<(u64, Instant)> = (1..=10).map(|i| (i, at(1_000 * i))).collect();
+        assert!((steady_by_reads(&one_by_one).unwrap() - 1.0).abs() < 1e-9);
     }
 }

@@ -67,6 +67,9 @@ fn count(live: &Live, topic: &str, records: &[Record], warm_up: Duration) {
     };
     counter.fetch_add(records.len() as u64, Ordering::Relaxed);
     *lock(&live.last_outcome) = Some(now);
+    if let Some(times) = &live.read_times {
+        lock(times).push((live.decided(), now));
+    }
 }
 
 /// Each decision's latency (µs) and whether its claim started after the

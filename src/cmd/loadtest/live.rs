@@ -33,6 +33,12 @@ pub struct Live {
     pub progress: Mutex<Progress>,
     pub first_sent: Mutex<Option<Instant>>,
     pub last_outcome: Mutex<Option<Instant>>,
+    /// After each read of decisions, how many were read so far and when:
+    /// kept for a run of a set number of claims only (a list no longer than
+    /// its claims), whose steady throughput is then timed read by read, as
+    /// the peer's driver times it, rather than by the once-a-second samples
+    /// (which, in a run of a few seconds, moved it by half).
+    pub read_times: Option<Mutex<Vec<(u64, Instant)>>>,
 }
 
 /// A lock that survives a panicked holder: the counters stay readable for
@@ -46,7 +52,7 @@ fn histogram() -> Result<Histogram<u64>> {
 }
 
 impl Live {
-    pub fn new() -> Result<Live> {
+    pub fn new(keep_read_times: bool) -> Result<Live> {
         Ok(Live {
             fed: AtomicU64::new(0),
             paid: AtomicU64::new(0),
@@ -62,6 +68,7 @@ impl Live {
             progress: Mutex::new(Progress::default()),
             first_sent: Mutex::new(None),
             last_outcome: Mutex::new(None),
+            read_times: keep_read_times.then(|| Mutex::new(Vec::new())),
         })
     }
 

@@ -91,7 +91,9 @@ pub struct RunCounts {
 pub struct Throughput {
     /// Outcomes over the whole run (first send to last decision).
     pub overall_per_s: f64,
-    /// Outcomes per second between 10 % and 90 % of the outcomes.
+    /// Decisions per second from the ⌈10 %⌉-th read to the ⌈90 %⌉-th (a run
+    /// of a set number of claims), or between the samples at 10 % and 90 %
+    /// of the outcomes (a run of a set duration).
     pub steady_per_s: f64,
     pub fed_per_s: f64,
     pub overall_x_mean: f64,

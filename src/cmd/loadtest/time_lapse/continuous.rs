@@ -145,7 +145,7 @@ pub fn run(p: Prepared<'_>) -> Result<ExitCode> {
         args.duration
             .map_or(String::new(), |d| format!(" for at most {d:.0} s"))
     );
-    let live = Live::new()?;
+    let live = Live::new(false)?;
     let measured = pipeline::run(args, &plan, &setup, &live)?;
     let state = inventory::inventory(&setup.state_dir, args.partitions.count);
     let keys_after = state.iter().map(|s| (s.stage, s.keys)).collect();
