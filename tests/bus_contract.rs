@@ -471,6 +471,49 @@ fn a_second_owner_fences_the_first(s: &Subject) {
     assert_eq!(values(&read), [b"committed".to_vec(), b"second".to_vec()]);
 }
 
+/// Once a partition is settled, a reader sees every record committed to
+/// it. On Kafka a commit returns before the broker writes the markers that
+/// make its records readable, so right after it the end a reader sees may
+/// stop short; and a transaction still open keeps the partition unsettled.
+/// The local log makes a commit readable before it returns: always settled.
+fn once_settled_every_committed_record_is_readable(s: &Subject) {
+    let bus = s.bus.as_ref();
+    bus.ensure_topic(&TopicSpec::new("s", 2)).unwrap();
+    let mut producer = match bus.fenced_producer("settling").unwrap() {
+        Some(fenced) => fenced,
+        None => s.producer(),
+    };
+    let data = |partition: u32| -> usize {
+        let end = bus.end_offset("s", partition).unwrap();
+        let mut count = 0;
+        read_until(bus, "s", partition, &mut 0, Some(end), |_| count += 1).unwrap();
+        count
+    };
+    for round in 1..=20 {
+        for i in 0..3u32 {
+            producer
+                .send("s", i % 2, b"k", &i.to_be_bytes(), 1)
+                .unwrap();
+        }
+        if round == 20 && s.is_kafka() {
+            // Open, its records on the broker but not yet readable.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while bus.settled("s", 0).unwrap() {
+                assert!(
+                    Instant::now() < deadline,
+                    "an open transaction left s/0 settled"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(data(0), 2 * 19, "an open transaction's records were read");
+        }
+        producer.flush().unwrap();
+        let unsettled = bus::await_settled(bus, &["s"], Duration::from_secs(30)).unwrap();
+        assert_eq!(unsettled, Vec::<(String, u32)>::new(), "round {round}");
+        assert_eq!((data(0), data(1)), (2 * round, round), "round {round}");
+    }
+}
+
 /// A tombstone (a null value) on a compacted topic reads back as one,
 /// directly and through a group, and is not an empty value: a changelog's
 /// delete, which compaction drops in time.
@@ -536,4 +579,5 @@ contract!(
     members_of_a_group_share_its_partitions,
     a_second_owner_fences_the_first,
     a_null_value_round_trips_as_a_tombstone,
+    once_settled_every_committed_record_is_readable,
 );

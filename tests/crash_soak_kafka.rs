@@ -349,8 +349,11 @@ fn await_caught_up(bus: &KafkaBus, stages: &[&str]) {
         let group = format!("soak.{stage}");
         loop {
             let behind = (0..bus.partition_count(input).unwrap()).any(|p| {
+                // Settled first: until the upstream commit's markers are
+                // written, the end hides its records.
+                let settled = bus.settled(input, p).unwrap();
                 let end = bus.end_offset(input, p).unwrap();
-                end > 0 && bus.committed(&group, input, p).unwrap() != Some(end)
+                !settled || (end > 0 && bus.committed(&group, input, p).unwrap() != Some(end))
             });
             if !behind {
                 break;

@@ -16,7 +16,7 @@ pub mod local;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -222,13 +222,54 @@ pub fn read_until(
     }
 }
 
+/// Waits, up to `timeout`, until every partition of `topics` is
+/// [`Bus::settled`]; returns those still not settled then.
+pub fn await_settled(
+    bus: &dyn Bus,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<(String, u32)>, BusError> {
+    let deadline = Instant::now() + timeout;
+    let mut waiting = Vec::new();
+    for topic in topics {
+        for partition in 0..bus.partition_count(topic)? {
+            waiting.push((topic.to_string(), partition));
+        }
+    }
+    loop {
+        let mut still = Vec::new();
+        for (topic, partition) in waiting {
+            if !bus.settled(&topic, partition)? {
+                still.push((topic, partition));
+            }
+        }
+        if still.is_empty() || Instant::now() >= deadline {
+            return Ok(still);
+        }
+        waiting = still;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub trait Bus: Send + Sync {
     /// `local:DIR` or `kafka://HOST:PORT`, for logs and reports.
     fn describe(&self) -> String;
     fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), BusError>;
     fn partition_count(&self, topic: &str) -> Result<u32, BusError>;
-    /// The offset the next record of the partition will get (high watermark).
+    /// The end of what a reader can read: the offset after the last
+    /// committed record (on Kafka the last stable offset, which a
+    /// transaction still open holds back).
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError>;
+    /// Whether everything written to the partition so far is readable: no
+    /// transaction writing to it is open or waiting for its markers. Kafka
+    /// answers a transaction's commit before it writes the commit markers,
+    /// so just after an upstream commit a reader at [`Bus::end_offset`] may
+    /// still have records to come. A bus whose commits are readable when
+    /// they return (the local log) is always settled.
+    fn settled(&self, topic: &str, partition: u32) -> Result<bool, BusError> {
+        let _ = (topic, partition);
+        Ok(true)
+    }
     /// Up to `max` records from `from`, directly (no group).
     fn read(
         &self,

@@ -15,6 +15,7 @@ pub mod worker;
 pub use crate::stages::StageKind;
 pub use crate::topics;
 
+use crate::bus::Bus;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -234,9 +235,45 @@ pub fn run_stages(
     for result in results {
         result?;
     }
+    if drain && !stop.load(Ordering::Relaxed) {
+        await_outputs_readable(shared.bus.as_ref(), stages)?;
+    }
     let progress = run.snapshot(stages);
     report(&progress);
     Ok(progress)
+}
+
+/// How long a drained run waits for Kafka to write its last commits'
+/// markers (milliseconds, on a healthy broker).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until what the drained stages wrote is readable, so that a reader
+/// started when the run returns (a script after `clearing run
+/// --until-caught-up`, a test) sees all of it: Kafka answers a commit
+/// before it writes the markers that make its records readable.
+fn await_outputs_readable(bus: &dyn Bus, stages: &[StageKind]) -> Result<(), RuntimeError> {
+    let mut topics: Vec<&str> = stages
+        .iter()
+        .flat_map(|kind| {
+            let mut topics = kind.output_topics();
+            topics.push(kind.changelog_topic());
+            topics
+        })
+        .collect();
+    topics.sort_unstable();
+    topics.dedup();
+    let unsettled = crate::bus::await_settled(bus, &topics, SETTLE_TIMEOUT)?;
+    if !unsettled.is_empty() {
+        // Another writer's transaction may still be open on a shared
+        // topic: what this run committed is durable all the same.
+        eprintln!(
+            "clearing run: {} partitions still had a transaction open or unmarked {SETTLE_TIMEOUT:?} after the run's last commit (first: {}/{})",
+            unsettled.len(),
+            unsettled[0].0,
+            unsettled[0].1
+        );
+    }
+    Ok(())
 }
 
 /// Runs every stage until each has applied its input to the end, reporting

@@ -677,11 +677,11 @@ impl StageWorker {
                 .consumer
                 .position(self.kind.input_topic(), *partition)
                 .map_or(ps.cursor.raw, |p| p.max(ps.cursor.raw));
-            if read
-                < self
-                    .shared
-                    .bus
-                    .end_offset(self.kind.input_topic(), *partition)?
+            let input = self.kind.input_topic();
+            // Settled too: an upstream commit returns before Kafka writes
+            // its markers, and until then the end hides its records.
+            if read < self.shared.bus.end_offset(input, *partition)?
+                || !self.shared.bus.settled(input, *partition)?
             {
                 return Ok(false);
             }

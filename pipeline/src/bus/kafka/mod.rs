@@ -270,6 +270,9 @@ pub(super) struct Inner {
     names: Names,
     /// Metadata, watermarks: no group, never assigned, shared by threads.
     meta: BaseConsumer<LogContext>,
+    /// Watermarks as a reader of uncommitted records sees them: the high
+    /// watermark, past records of transactions not yet settled.
+    meta_uncommitted: BaseConsumer<LogContext>,
     admin: AdminClient<LogContext>,
     /// Partition counts by broker topic name.
     partitions: Mutex<HashMap<String, u32>>,
@@ -328,6 +331,10 @@ impl KafkaBus {
         let meta: BaseConsumer<LogContext> = reader_config(&bootstrap, None)
             .create_with_context(context)
             .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
+        let meta_uncommitted: BaseConsumer<LogContext> = reader_config(&bootstrap, None)
+            .set("isolation.level", "read_uncommitted")
+            .create_with_context(context)
+            .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
         let admin: AdminClient<LogContext> = base_config(&bootstrap, "clearing-admin")
             .create_with_context(context)
             .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
@@ -363,6 +370,7 @@ impl KafkaBus {
                 bootstrap,
                 names,
                 meta,
+                meta_uncommitted,
                 admin,
                 partitions: Mutex::new(partitions),
                 offset_clients: Mutex::new(HashMap::new()),
@@ -551,10 +559,19 @@ impl Inner {
 
     /// (low, high) watermarks of a partition. A retriable error is
     /// retried for up to [`REQUEST_TIMEOUT`]; any other is returned.
+    /// (log start, last stable offset) of a partition.
     fn watermarks(&self, name: &str, partition: u32) -> Result<(u64, u64), BusError> {
+        Self::watermarks_of(&self.meta, name, partition)
+    }
+
+    fn watermarks_of(
+        client: &BaseConsumer<LogContext>,
+        name: &str,
+        partition: u32,
+    ) -> Result<(u64, u64), BusError> {
         let p = partition_i32(partition)?;
         let (low, high) = error::retrying(|| {
-            self.meta
+            client
                 .fetch_watermarks(name, p, REQUEST_TIMEOUT)
                 .map_err(|e| broker(format!("watermarks of {name}/{partition}"), e))
         })?;
@@ -676,6 +693,15 @@ impl Bus for KafkaBus {
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError> {
         let name = self.inner.check(topic, partition)?;
         Ok(self.inner.watermarks(&name, partition)?.1)
+    }
+
+    fn settled(&self, topic: &str, partition: u32) -> Result<bool, BusError> {
+        let name = self.inner.check(topic, partition)?;
+        // The stable end first: a record appended between the two requests
+        // can then only make the answer "not settled", never the reverse.
+        let stable = self.inner.watermarks(&name, partition)?.1;
+        let written = Inner::watermarks_of(&self.inner.meta_uncommitted, &name, partition)?.1;
+        Ok(stable >= written)
     }
 
     fn read(
