@@ -185,11 +185,28 @@ impl Drop for Persister {
 /// dropped whole when the younger fills (an approximation of LRU that costs
 /// one hash lookup or two). Which entries it holds never changes a value
 /// read, only where it is read from.
+///
+/// The bound is on what the entries hold on the heap: their buffers'
+/// capacities and the map's slot, both generations. Until 2026-12-07 it
+/// counted lengths, and the old generation at 64 bytes an entry, so a
+/// partition's cache held about twice its bound and the report's "state"
+/// missed the difference.
 struct Cache {
     young: HashMap<Vec<u8>, Option<Vec<u8>>>,
     old: HashMap<Vec<u8>, Option<Vec<u8>>>,
     young_bytes: usize,
+    old_bytes: usize,
     limit: usize,
+}
+
+/// A map slot (a key's and a value's `Vec` headers, its control byte, the
+/// free slots of a map 7/8 full) and the allocator's rounding of the two
+/// buffers.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// The heap bytes an entry of the cache holds.
+fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::capacity) + ENTRY_OVERHEAD
 }
 
 impl Cache {
@@ -198,6 +215,7 @@ impl Cache {
             young: HashMap::new(),
             old: HashMap::new(),
             young_bytes: 0,
+            old_bytes: 0,
             limit,
         }
     }
@@ -206,20 +224,34 @@ impl Cache {
         if let Some(value) = self.young.get(key) {
             return Some(value.clone());
         }
-        let value = self.old.remove(key)?;
-        self.put(key.to_vec(), value.clone());
+        let (key, value) = self.old.remove_entry(key)?;
+        self.old_bytes = self.old_bytes.saturating_sub(entry_bytes(&key, &value));
+        self.put(key, value.clone());
         Some(value)
     }
 
-    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let size = key.len() + value.as_ref().map_or(0, Vec::len) + 64;
+    /// `key` must not be held (its value was just read from sled, or taken
+    /// out of the old generation).
+    fn put(&mut self, mut key: Vec<u8>, mut value: Option<Vec<u8>>) {
+        // Buffers kept as long as the cache keeps them hold no slack.
+        key.shrink_to_fit();
+        if let Some(v) = &mut value {
+            v.shrink_to_fit();
+        }
+        let size = entry_bytes(&key, &value);
         if self.young_bytes + size > self.limit / 2 {
             self.old = std::mem::take(&mut self.young);
-            self.young_bytes = 0;
+            self.old_bytes = std::mem::take(&mut self.young_bytes);
         }
         self.young_bytes += size;
-        self.old.remove(&key);
-        self.young.insert(key, value);
+        if let Some(value) = self.old.remove(&key) {
+            self.old_bytes = self.old_bytes.saturating_sub(entry_bytes(&key, &value));
+        }
+        if let Some(replaced) = self.young.insert(key, value) {
+            self.young_bytes = self
+                .young_bytes
+                .saturating_sub(replaced.as_ref().map_or(0, Vec::capacity));
+        }
     }
 
     /// Whether `key` is held (read lately).
@@ -231,19 +263,23 @@ impl Cache {
     /// already. A key written and not read since (a duplicate-check key, an
     /// expired one's delete) stays out: a cache of every write filled to its
     /// bound in a long run, with keys nobody reads again.
-    fn refresh(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let size = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
+    fn refresh(&mut self, key: Vec<u8>, mut value: Option<Vec<u8>>) {
+        let capacity = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::capacity);
         if let Some(slot) = self.young.get_mut(&key) {
-            self.young_bytes = (self.young_bytes + size(&value)).saturating_sub(size(slot));
+            // A value built by appends (an expiry chunk) has room to spare.
+            if let Some(v) = &mut value {
+                v.shrink_to_fit();
+            }
+            self.young_bytes = (self.young_bytes + capacity(&value)).saturating_sub(capacity(slot));
             *slot = value;
-        } else if self.old.contains_key(&key) {
+        } else if let Some(held) = self.old.remove(&key) {
+            self.old_bytes = self.old_bytes.saturating_sub(entry_bytes(&key, &held));
             self.put(key, value);
         }
     }
 
     fn bytes(&self) -> usize {
-        // The old generation is at most as large as the young one was.
-        self.young_bytes + self.old.len() * 64
+        self.young_bytes + self.old_bytes
     }
 }
 
@@ -579,6 +615,70 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
             .collect()
+    }
+
+    /// What a cache's entries hold on the heap, both generations.
+    fn held(cache: &Cache) -> usize {
+        cache
+            .young
+            .iter()
+            .chain(&cache.old)
+            .map(|(k, v)| k.capacity() + v.as_ref().map_or(0, Vec::capacity) + ENTRY_OVERHEAD)
+            .sum()
+    }
+
+    /// A value built by appends, as an expiry chunk is: room to spare.
+    fn appended(len: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..len {
+            v.push(i as u8);
+        }
+        v
+    }
+
+    /// The cache's count is what its entries hold, both generations, and
+    /// stays under its bound however values come in: read from sled, taken
+    /// back from the old generation, refreshed by a write built by appends.
+    /// Counted by lengths with the old generation at 64 bytes an entry (the
+    /// count before 2026-12-07), the same entries held about 2.5 times it.
+    #[test]
+    fn the_cache_counts_what_both_generations_hold_and_stays_under_its_bound() {
+        let limit = 64 * 1024;
+        let mut cache = Cache::new(limit);
+        for round in 0..4 {
+            for n in 0..400 {
+                let key = format!("\x02exc/2027-01-{:02}/{n:010}", round + 1).into_bytes();
+                if cache.get(&key).is_none() {
+                    cache.put(key.clone(), Some(appended(100 + n % 600)));
+                }
+                if n % 3 == 0 {
+                    cache.refresh(key, Some(appended(120 + n % 600)));
+                }
+                assert_eq!(cache.bytes(), held(&cache), "round {round}, key {n}");
+                assert!(
+                    cache.bytes() <= limit,
+                    "round {round}, key {n}: {}",
+                    cache.bytes()
+                );
+            }
+        }
+        assert!(!cache.old.is_empty() && !cache.young.is_empty());
+        let by_lengths: usize = cache
+            .young
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 64)
+            .sum::<usize>()
+            + cache.old.len() * 64;
+        eprintln!(
+            "held {} bytes, {by_lengths} by the count before 2026-12-07",
+            held(&cache)
+        );
+        assert!(by_lengths * 2 < held(&cache));
+        // Taken back from the old generation: moved, still counted once.
+        let back = cache.old.keys().next().cloned().unwrap();
+        assert!(cache.get(&back).is_some());
+        assert!(cache.young.contains_key(&back) && !cache.old.contains_key(&back));
+        assert_eq!(cache.bytes(), held(&cache));
     }
 
     #[test]
