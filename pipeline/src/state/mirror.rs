@@ -188,9 +188,9 @@ impl Drop for Persister {
 ///
 /// The bound is on what the entries hold on the heap: their buffers'
 /// capacities and the map's slot, both generations. Until 2026-12-07 it
-/// counted lengths, and the old generation at 64 bytes an entry, so a
-/// partition's cache held about twice its bound and the report's "state"
-/// missed the difference.
+/// counted lengths, and the old generation at 64 bytes an entry, so a full
+/// cache could hold about 2.5 times its bound, and values taken from
+/// persisted writes kept their spare room uncounted.
 struct Cache {
     young: HashMap<Vec<u8>, Option<Vec<u8>>>,
     old: HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -247,10 +247,11 @@ impl Cache {
         if let Some(value) = self.old.remove(&key) {
             self.old_bytes = self.old_bytes.saturating_sub(entry_bytes(&key, &value));
         }
+        let key_len = key.len();
         if let Some(replaced) = self.young.insert(key, value) {
-            self.young_bytes = self
-                .young_bytes
-                .saturating_sub(replaced.as_ref().map_or(0, Vec::capacity));
+            self.young_bytes = self.young_bytes.saturating_sub(
+                key_len + replaced.as_ref().map_or(0, Vec::capacity) + ENTRY_OVERHEAD,
+            );
         }
     }
 
