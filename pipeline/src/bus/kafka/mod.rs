@@ -271,8 +271,9 @@ pub(super) struct Inner {
     /// Metadata, watermarks: no group, never assigned, shared by threads.
     meta: BaseConsumer<LogContext>,
     /// Watermarks as a reader of uncommitted records sees them: the high
-    /// watermark, past records of transactions not yet settled.
-    meta_uncommitted: BaseConsumer<LogContext>,
+    /// watermark, past records of transactions not yet settled. Made at the
+    /// first [`Bus::settled`]: most processes (submit, serve) never ask.
+    meta_uncommitted: std::sync::OnceLock<BaseConsumer<LogContext>>,
     admin: AdminClient<LogContext>,
     /// Partition counts by broker topic name.
     partitions: Mutex<HashMap<String, u32>>,
@@ -331,10 +332,6 @@ impl KafkaBus {
         let meta: BaseConsumer<LogContext> = reader_config(&bootstrap, None)
             .create_with_context(context)
             .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
-        let meta_uncommitted: BaseConsumer<LogContext> = reader_config(&bootstrap, None)
-            .set("isolation.level", "read_uncommitted")
-            .create_with_context(context)
-            .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
         let admin: AdminClient<LogContext> = base_config(&bootstrap, "clearing-admin")
             .create_with_context(context)
             .map_err(|e| BusError::Config(format!("{url}: {e}")))?;
@@ -370,7 +367,7 @@ impl KafkaBus {
                 bootstrap,
                 names,
                 meta,
-                meta_uncommitted,
+                meta_uncommitted: std::sync::OnceLock::new(),
                 admin,
                 partitions: Mutex::new(partitions),
                 offset_clients: Mutex::new(HashMap::new()),
@@ -700,7 +697,18 @@ impl Bus for KafkaBus {
         // The stable end first: a record appended between the two requests
         // can then only make the answer "not settled", never the reverse.
         let stable = self.inner.watermarks(&name, partition)?.1;
-        let written = Inner::watermarks_of(&self.inner.meta_uncommitted, &name, partition)?.1;
+        let uncommitted = match self.inner.meta_uncommitted.get() {
+            Some(client) => client,
+            None => {
+                let client: BaseConsumer<LogContext> = reader_config(&self.inner.bootstrap, None)
+                    .set("isolation.level", "read_uncommitted")
+                    .create_with_context(LogContext::from_env())
+                    .map_err(|e| broker("a read_uncommitted client", e))?;
+                // Another thread may have set one meanwhile: either serves.
+                self.inner.meta_uncommitted.get_or_init(|| client)
+            }
+        };
+        let written = Inner::watermarks_of(uncommitted, &name, partition)?.1;
         Ok(stable >= written)
     }
 
