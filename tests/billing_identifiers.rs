@@ -91,6 +91,7 @@ fn pharmacists_under_one_am_number_are_paid_together_and_answered_apart() {
         workers_per_stage: 1,
         queries: None,
         store_rewrite: clearing_pipeline::state::RewritePolicy::DEFAULT,
+        store_engine: clearing_pipeline::state::Engine::default(),
     });
     run_to_end(&shared, &StageKind::ALL);
 

@@ -18,7 +18,7 @@ use clearing_pipeline::events::SchemaRegistry;
 use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::runtime::ingest::Ingest;
 use clearing_pipeline::runtime::{self, StageKind};
-use clearing_pipeline::state::{SledStore, StateStore};
+use clearing_pipeline::state::{Engine, StateStore, StoreTree};
 use clearing_pipeline::synth::GenConfig;
 use common::dataset::{DataSet, run_to_end, shared_with};
 
@@ -26,7 +26,8 @@ use common::dataset::{DataSet, run_to_end, shared_with};
 fn stores(state: &Path) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
     let mut all = BTreeMap::new();
     for kind in StageKind::DECIDING {
-        let db = SledStore::open(&state.join(kind.name()), "meta").unwrap();
+        let dir = state.join(kind.name());
+        let db = StoreTree::open(Engine::of_store(&dir), &dir, "meta").unwrap();
         for (key, value) in db.tree("p0").unwrap().scan_prefix(b"").unwrap() {
             all.insert((kind.name().to_string(), key), value);
         }

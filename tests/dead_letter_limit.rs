@@ -126,6 +126,7 @@ fn shared(bus: &Arc<dyn Bus>, state: &std::path::Path) -> Arc<Shared> {
         workers_per_stage: 1,
         queries: None,
         store_rewrite: clearing_pipeline::state::RewritePolicy::DEFAULT,
+        store_engine: clearing_pipeline::state::Engine::default(),
     })
 }
 

@@ -23,7 +23,7 @@ use clearing_pipeline::pseudonym::PseudonymKey;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::ingest::{Ingest, fse_key};
 use clearing_pipeline::runtime::{self, StageKind, topics};
-use clearing_pipeline::state::{SledStore, StateRead};
+use clearing_pipeline::state::{Engine, StateRead, StoreTree};
 use common::dataset::{DataSet, assert_replay_identical, run_to_end, shared};
 use common::each_record;
 
@@ -89,7 +89,8 @@ fn last_rejection(bus: &Arc<LocalLog>) -> Vec<String> {
 
 /// Whether the validation stage's store holds `key` (the stage stopped).
 fn stored(state: &Path, key: &[u8]) -> bool {
-    let db = SledStore::open(&state.join(StageKind::Validation.name()), "meta").unwrap();
+    let dir = state.join(StageKind::Validation.name());
+    let db = StoreTree::open(Engine::of_store(&dir), &dir, "meta").unwrap();
     db.tree("p0").unwrap().get(key).unwrap().is_some()
 }
 

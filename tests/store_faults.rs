@@ -1,5 +1,6 @@
 //! Faults of the stages' local stores, with real processes on the local log:
-//! a corrupt sled store is detected and restored from the changelog, and a
+//! a corrupt store (of either engine) is detected and restored from the
+//! changelog, and a
 //! full disk under the stores stops the run with a clear error and no damage,
 //! the run resuming once space returns. Either way the outputs are byte for
 //! byte those of a run without the fault.
@@ -18,9 +19,15 @@ use common::{
 const CLAIMS: usize = 3000;
 
 fn run_to_end(bus: &Path, state: Option<&Path>) -> Output {
+    run_to_end_with(bus, state, "log")
+}
+
+/// [`run_to_end`] with the stores of `engine` (`--store-engine`).
+fn run_to_end_with(bus: &Path, state: Option<&Path>, engine: &str) -> Output {
     let mut command = clearing();
     command
         .args(["run", "--until-caught-up", "--batch", "97"])
+        .args(["--store-engine", engine])
         .arg("--bus")
         .arg(format!("local:{}", bus.display()));
     if let Some(state) = state {
@@ -90,7 +97,8 @@ fn scramble(db: &Path) {
     file.write_all(&garbage).unwrap();
 }
 
-/// Cuts a sled log to a tenth: pages it points to are past the end.
+/// Cuts a store's file to a tenth (sled's log: pages it points to are past
+/// the end; a log store's segment: its later batches are gone).
 fn truncate(db: &Path) {
     let len = std::fs::metadata(db).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(db).unwrap();
@@ -109,17 +117,18 @@ fn clean_run(dir: &Path, data: &Path, first: &Path, second: &Path) -> common::Ou
 }
 
 #[test]
-fn a_corrupt_store_is_detected_and_restored_from_the_changelog() {
+fn a_corrupt_sled_store_is_detected_and_restored_from_the_changelog() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     generate(&data, CLAIMS);
     let (first, second) = halves(&data);
+    // The reference ran on the log store: the engines decide alike.
     let want = clean_run(dir.path(), &data, &first, &second);
 
     let bus = dir.path().join("damaged");
     publish_refs(&data, &format!("local:{}", bus.display()));
     submit(&bus, &first);
-    let output = run_to_end(&bus, None);
+    let output = run_to_end_with(&bus, None, "sled");
     assert!(output.status.success(), "{}", stderr(&output));
     // A restart with nothing to do: sled writes a snapshot of its page
     // table when it opens, so the damage below hits pages the snapshot
@@ -127,7 +136,7 @@ fn a_corrupt_store_is_detected_and_restored_from_the_changelog() {
     // past the last snapshot is read as a torn tail instead: sled opens the
     // prefix before it, silently, and the changelog catch-up completes it
     // (entitlement below).
-    assert!(run_to_end(&bus, None).status.success());
+    assert!(run_to_end_with(&bus, None, "sled").status.success());
     // Three stores are damaged: validation's log scrambled,
     // reimbursement's cut short, entitlement's last 2 KiB overwritten.
     let state = bus.join("state");
@@ -142,7 +151,7 @@ fn a_corrupt_store_is_detected_and_restored_from_the_changelog() {
     drop(file);
 
     submit(&bus, &second);
-    let output = run_to_end(&bus, None);
+    let output = run_to_end_with(&bus, None, "sled");
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
     for stage in ["validation", "reimbursement"] {
@@ -152,6 +161,69 @@ fn a_corrupt_store_is_detected_and_restored_from_the_changelog() {
         );
         assert!(state.join(format!("{stage}.corrupt.1/db")).exists());
     }
+    let got = outputs(&bus);
+    assert!(output_count(&want) > CLAIMS, "compared too little");
+    assert_same_outputs(&want, &got);
+}
+
+/// The log store's damage (state/log_store.rs): a bit flipped in the middle
+/// of a segment is damage, the store moved aside and restored; a segment
+/// cut short or with a torn end loses its last batches, which the
+/// changelog catch-up brings back. The outputs are the clean run's.
+#[test]
+fn a_damaged_log_store_is_detected_and_restored_from_the_changelog() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, CLAIMS);
+    let (first, second) = halves(&data);
+    let want = clean_run(dir.path(), &data, &first, &second);
+
+    let bus = dir.path().join("damaged");
+    publish_refs(&data, &format!("local:{}", bus.display()));
+    // The first half in two runs: each ends with its store's writes, so
+    // the segments hold more than one batch.
+    let text = std::fs::read_to_string(&first).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (early, late) = lines.split_at(lines.len() / 2);
+    for (name, part) in [("early", early), ("late", late)] {
+        let file = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&file, part.join("\n") + "\n").unwrap();
+        submit(&bus, &file);
+        let output = run_to_end(&bus, None);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let state = bus.join("state");
+    let segment = |stage: &str| state.join(stage).join("p0/0000000000000001.log");
+    // Validation: one bit flipped in the body of the first batch of its
+    // segment (frames: CRC, body length, body). Damage in the last frame
+    // of the newest segment reads as a write cut short, which it cannot
+    // be told from: that store loses its last batches, which the catch-up
+    // brings back (reimbursement and entitlement below).
+    let flipped = segment("validation");
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    let first_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert!(8 + first_len < bytes.len(), "a batch after the first");
+    bytes[12] ^= 0x10;
+    std::fs::write(&flipped, &bytes).unwrap();
+    // Reimbursement: cut to a tenth; entitlement: its last 2 KiB garbage.
+    truncate(&segment("reimbursement"));
+    let tail = segment("entitlement");
+    let len = std::fs::metadata(&tail).unwrap().len();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
+    file.seek(SeekFrom::Start(len.saturating_sub(2048)))
+        .unwrap();
+    file.write_all(&[0xA5; 2048]).unwrap();
+    drop(file);
+
+    submit(&bus, &second);
+    let output = run_to_end(&bus, None);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("validation: state store corrupt"),
+        "validation's damage not reported:\n{log}"
+    );
+    assert!(state.join("validation.corrupt.1/p0").exists());
     let got = outputs(&bus);
     assert!(output_count(&want) > CLAIMS, "compared too little");
     assert_same_outputs(&want, &got);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clearing_pipeline::runtime::StageKind;
-use clearing_pipeline::state::{MemStore, SledStore, StateStore, WriteBatch};
+use clearing_pipeline::state::{Engine, MemStore, StateStore, StoreTree, WriteBatch};
 use serde::Serialize;
 
 use crate::verify::{Divergence, PartitionReport, ReplayError, Setup, verify_partition};
@@ -58,7 +58,7 @@ pub fn load_snapshot(
             state_dir.display()
         )));
     }
-    let db = SledStore::open(&dir, "meta")?;
+    let db = StoreTree::open(Engine::of_store(&dir), &dir, "meta")?;
     let tree = db.tree(&format!("p{partition}"))?;
     let mut batch = WriteBatch::new();
     for (key, value) in tree.scan_prefix(b"")? {
@@ -83,7 +83,7 @@ pub fn replay(
     for (kind, partition) in jobs {
         total += setup.bus.end_offset(kind.input_topic(), *partition)?;
     }
-    // Snapshots first, one stage store at a time (sled locks its directory).
+    // Snapshots first, one stage store at a time (each engine locks its files).
     let mut starts: BTreeMap<(StageKind, u32), MemStore> = BTreeMap::new();
     if let Some(dir) = snapshot {
         for (kind, partition) in jobs {

@@ -202,6 +202,7 @@ fn run(
         workers_per_stage: clearing_pipeline::runtime::DEFAULT_WORKERS_PER_STAGE,
         queries: None,
         store_rewrite: clearing_pipeline::state::RewritePolicy::DEFAULT,
+        store_engine: clearing_pipeline::state::Engine::default(),
     });
     runtime::run_to_end(shared).map_err(|e| ReplayError::Other(e.to_string()))?;
     Ok(log)

@@ -10,7 +10,7 @@ use clearing_pipeline::bus::Bus;
 use clearing_pipeline::events::registry::SchemaRegistry;
 use clearing_pipeline::rules::Rules;
 use clearing_pipeline::runtime::{self, Shared};
-use clearing_pipeline::state::RewritePolicy;
+use clearing_pipeline::state::{Engine, RewritePolicy};
 
 use super::{load_rules, open_bus, pseudonym_key};
 
@@ -120,6 +120,11 @@ pub struct WorkerArgs {
     /// the amplification its last copy had (default: not on growth).
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u64).range(1..))]
     pub store_rewrite_growth: Option<u64>,
+    /// The engine of the stages' stores: `log` (appends, merged as it
+    /// goes) or `sled`. A store written by the other is moved aside and
+    /// restored from its changelog.
+    #[arg(long, value_name = "ENGINE", default_value_t = Engine::default())]
+    pub store_engine: Engine,
 }
 
 impl Default for WorkerArgs {
@@ -131,6 +136,7 @@ impl Default for WorkerArgs {
             workers_per_stage: None,
             store_rewrite_amplification: None,
             store_rewrite_growth: None,
+            store_engine: Engine::default(),
         }
     }
 }
@@ -178,6 +184,7 @@ impl WorkerArgs {
             workers_per_stage: self.workers_per_stage(),
             queries: None,
             store_rewrite: self.store_rewrite(),
+            store_engine: self.store_engine,
         }))
     }
 }

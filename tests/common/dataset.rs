@@ -154,6 +154,7 @@ pub fn shared_with(
         workers_per_stage,
         queries: None,
         store_rewrite: clearing_pipeline::state::RewritePolicy::DEFAULT,
+        store_engine: clearing_pipeline::state::Engine::default(),
     })
 }
 

@@ -10,7 +10,7 @@ use super::worker::RuntimeError;
 use crate::bus::local::{CompactSettings, Compacted, LocalLog};
 use crate::bus::{Bus, BusError, BusProducer, Record};
 use crate::state::keys::reserved::{CHANGELOG_COMMIT, CHANGELOG_END};
-use crate::state::{SledStore, StateRead, StateStore, WriteBatch};
+use crate::state::{StateRead, StateStore, StoreTree, WriteBatch};
 
 /// Sends a write to the changelog: `1 || value`, or for a delete a
 /// tombstone, which compaction drops in time with the key's earlier records
@@ -59,7 +59,7 @@ pub(super) fn catch_up(
     bus: &dyn Bus,
     producer: &mut dyn BusProducer,
     kind: StageKind,
-    tree: &SledStore,
+    tree: &StoreTree,
     partition: u32,
 ) -> Result<(), RuntimeError> {
     let changelog = kind.changelog_topic();
@@ -89,7 +89,7 @@ fn apply_whole_batches(
     changelog: &str,
     partition: u32,
     mut from: u64,
-    tree: &SledStore,
+    tree: &StoreTree,
 ) -> Result<WriteBatch, RuntimeError> {
     // The writes read since the last commit marker.
     let mut open = WriteBatch::new();
@@ -126,7 +126,7 @@ fn rewrite_cut_batch(
     producer: &mut dyn BusProducer,
     changelog: &'static str,
     partition: u32,
-    tree: &SledStore,
+    tree: &StoreTree,
     cut: &WriteBatch,
 ) -> Result<(), RuntimeError> {
     for key in cut.keys() {
@@ -229,7 +229,7 @@ mod tests {
     /// The state a store restored from scratch from the changelog holds.
     fn restored(log: &Arc<LocalLog>, dir: &std::path::Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let _ = std::fs::remove_dir_all(dir);
-        let tree = SledStore::open(dir, "state").unwrap();
+        let tree = StoreTree::open(crate::state::Engine::default(), dir, "state").unwrap();
         let mut producer = log.producer().unwrap();
         catch_up(log, producer.as_mut(), KIND, &tree, 0).unwrap();
         tree.scan_prefix(b"k").unwrap().into_iter().collect()

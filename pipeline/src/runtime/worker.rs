@@ -42,8 +42,8 @@ use crate::rules::Rules;
 use crate::signatures::PkiVerifier;
 use crate::stages::Context;
 use crate::state::{
-    MemoryParts, Mirror, Persister, RewritePolicy, SledStore, StateStore, StateTxn, StoreError,
-    WriteBatch,
+    Engine, MemoryParts, Mirror, Persister, RewritePolicy, StateStore, StateTxn, StoreError,
+    StoreTree, WriteBatch,
 };
 
 use crate::state::keys::reserved::{CHANGELOG_END, OUT_END};
@@ -90,8 +90,10 @@ pub struct Shared {
     /// (`clearing serve`); `None` when nothing queries them.
     pub queries: Option<Arc<super::queries::StateDirectory>>,
     /// When a stage's store is rewritten at open to give back sled's dead
-    /// space (`state::sled_rewrite`).
+    /// space (`state::sled_rewrite`; sled only).
     pub store_rewrite: RewritePolicy,
+    /// The engine of the stages' stores (`state::tree`).
+    pub store_engine: Engine,
 }
 
 pub(super) struct PartitionState {
@@ -143,7 +145,7 @@ pub struct WorkerStats {
 /// behind them, so a partition handed from one worker to another finds its
 /// earlier writes landed ([`Persister::sync`]).
 pub struct StageStore {
-    db: SledStore,
+    db: StoreTree,
     persister: Arc<Persister>,
 }
 
@@ -151,7 +153,8 @@ impl StageStore {
     pub fn open(kind: StageKind, shared: &Shared) -> Result<StageStore, RuntimeError> {
         // A corrupt store is moved aside and restored from the changelogs;
         // one bloated by sled's dead space is rewritten.
-        let (db, notes) = SledStore::open_or_rebuild_with(
+        let (db, notes) = StoreTree::open_or_rebuild(
+            shared.store_engine,
             &shared.state_dir.join(kind.name()),
             "meta",
             shared.store_rewrite,
@@ -198,7 +201,7 @@ impl WorkerStats {
 pub struct StageWorker {
     kind: StageKind,
     shared: Arc<Shared>,
-    db: SledStore,
+    db: StoreTree,
     persister: Arc<Persister>,
     consumer: Box<dyn BusConsumer>,
     producer: Box<dyn BusProducer>,

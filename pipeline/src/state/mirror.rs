@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::filter::KeyFilter;
-use super::{KeyValue, SledStore, StateRead, StateStore, StoreError, WriteBatch};
+use super::{KeyValue, StateRead, StateStore, StoreError, StoreTree, WriteBatch};
 
 /// Writes held back before they are handed to the persister, whichever
 /// comes first: coalescing turns a cursor or accumulator rewritten by every
@@ -40,7 +40,7 @@ pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 enum Job {
     Apply {
-        tree: SledStore,
+        tree: StoreTree,
         writes: Arc<WriteBatch>,
         seq: u64,
         done: Arc<AtomicU64>,
@@ -286,7 +286,7 @@ impl Cache {
 
 /// One partition's state: writes not yet in sled, a cache of sled, sled.
 pub struct Mirror {
-    tree: SledStore,
+    tree: StoreTree,
     persister: Arc<Persister>,
     /// The last batch the persister has applied (by `seq`).
     persisted: Arc<AtomicU64>,
@@ -332,12 +332,12 @@ struct Inner {
 impl Mirror {
     /// The partition's state over its sled tree (call after the changelog
     /// catch-up).
-    pub fn open(tree: SledStore, persister: Arc<Persister>) -> Result<Mirror, StoreError> {
+    pub fn open(tree: StoreTree, persister: Arc<Persister>) -> Result<Mirror, StoreError> {
         Mirror::with_cache(tree, persister, CACHE_BYTES)
     }
 
     pub fn with_cache(
-        tree: SledStore,
+        tree: StoreTree,
         persister: Arc<Persister>,
         cache_bytes: usize,
     ) -> Result<Mirror, StoreError> {
@@ -506,7 +506,7 @@ impl Mirror {
 /// mirror's lock (or before it exists): a batch the persister lands in
 /// sled meanwhile is among `writes`.
 fn filter_of<'w>(
-    tree: &SledStore,
+    tree: &StoreTree,
     live: usize,
     writes: impl IntoIterator<Item = &'w WriteBatch> + Clone,
 ) -> Result<(KeyFilter, usize), StoreError> {
@@ -595,11 +595,16 @@ mod tests {
     use crate::state::MemStore;
     use proptest::prelude::*;
 
-    /// A sled database in a temporary directory (kept while the first part
-    /// lives) and a persister behind it.
-    fn sled_and_persister() -> (tempfile::TempDir, SledStore, Arc<Persister>) {
+    /// A store of the default engine in a temporary directory (kept while
+    /// the first part lives) and a persister behind it.
+    fn sled_and_persister() -> (tempfile::TempDir, StoreTree, Arc<Persister>) {
         let dir = tempfile::tempdir().unwrap();
-        let db = SledStore::open(&dir.path().join("s"), "meta").unwrap();
+        let db = StoreTree::open(
+            super::super::Engine::default(),
+            &dir.path().join("s"),
+            "meta",
+        )
+        .unwrap();
         (dir, db, Arc::new(Persister::start("test").unwrap()))
     }
 

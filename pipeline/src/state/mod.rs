@@ -9,17 +9,21 @@
 pub mod expiry;
 mod filter;
 pub mod keys;
+mod log_store;
 mod mem;
 mod mirror;
 mod sled_rewrite;
 mod sled_store;
+mod tree;
 
 use std::collections::BTreeMap;
 
+pub use log_store::{LogOpenError, LogTree, Tuning as LogTuning};
 pub use mem::MemStore;
 pub use mirror::{MemoryParts, Mirror, Persister};
 pub use sled_rewrite::{RewritePolicy, Rewritten};
 pub use sled_store::{OpenNotes, Rebuilt, SledStore};
+pub use tree::{Engine, StoreTree};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -137,7 +141,7 @@ mod tests {
     use super::*;
 
     /// The same behaviour, whichever store is underneath.
-    fn exercise(store: &dyn StateStore) {
+    pub(super) fn exercise(store: &dyn StateStore) {
         let mut txn = StateTxn::new(store);
         assert_eq!(txn.get(b"a").unwrap(), None);
         txn.put(b"a".to_vec(), b"1".to_vec());

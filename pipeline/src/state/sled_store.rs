@@ -36,7 +36,7 @@ pub struct SledStore {
 /// Beside a store's directory in the fault mode: its copy as of its last
 /// flush, and a mark that the store is tracked.
 const FLUSHED: &str = "flushed";
-const TRACKED: &str = "crash-tracked";
+pub(super) const TRACKED: &str = "crash-tracked";
 
 pub(super) fn beside(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir.as_os_str().to_owned();
@@ -68,7 +68,7 @@ pub(super) fn remove_tree(path: &Path) -> std::io::Result<()> {
 
 /// Replaces `<dir>.flushed` with a copy of `dir`; a kill midway leaves the
 /// previous copy (as `.flushed` or `.flushed.old`).
-fn keep_flushed_copy(dir: &Path) -> std::io::Result<()> {
+pub(super) fn keep_flushed_copy(dir: &Path) -> std::io::Result<()> {
     let (flushed, old, new) = (
         beside(dir, FLUSHED),
         beside(dir, "flushed.old"),
@@ -82,6 +82,36 @@ fn keep_flushed_copy(dir: &Path) -> std::io::Result<()> {
     }
     std::fs::rename(&new, &flushed)?;
     remove_tree(&old)
+}
+
+/// Marks a store for the power-loss fault mode's crash images, before its
+/// engine writes a byte: a store never flushed has nothing durable, and its
+/// crash image is no store at all.
+pub(super) fn track_for_crash_images(dir: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+            context: format!("creating {}", parent.display()),
+            source,
+        })?;
+    }
+    std::fs::write(beside(dir, TRACKED), b"").map_err(|source| StoreError::Io {
+        context: format!("marking {} for crash images", dir.display()),
+        source,
+    })
+}
+
+/// Moves a store's directory to `<dir>.<why>.<n>`, the first `n` free,
+/// kept for inspection; returns where.
+pub(super) fn move_aside(dir: &Path, why: &str) -> Result<PathBuf, StoreError> {
+    let aside = (1..)
+        .map(|n| beside(dir, &format!("{why}.{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| beside(dir, why));
+    std::fs::rename(dir, &aside).map_err(|source| StoreError::Io {
+        context: format!("moving the store {} aside ({why})", dir.display()),
+        source,
+    })?;
+    Ok(aside)
 }
 
 /// sled's I/O errors as ours, naming the directory (a full disk must say
@@ -105,18 +135,7 @@ impl SledStore {
     /// [`SledStore::open`], in the power-loss fault mode if `fault`.
     pub fn open_with(dir: &Path, name: &str, fault: bool) -> Result<SledStore, StoreError> {
         if fault {
-            // Marked before sled writes a byte: a store never flushed has
-            // nothing durable, and its crash image is no store at all.
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                    context: format!("creating {}", parent.display()),
-                    source,
-                })?;
-            }
-            std::fs::write(beside(dir, TRACKED), b"").map_err(|source| StoreError::Io {
-                context: format!("marking {} for crash images", dir.display()),
-                source,
-            })?;
+            track_for_crash_images(dir)?;
         }
         let db = open_db(dir)?;
         let tree = db
@@ -229,21 +248,14 @@ impl SledStore {
             Err(Damage::Store(e)) => return Err(e),
             Err(Damage::Corrupt(error)) => error,
         };
-        let aside = (1..)
-            .map(|n| {
-                let mut name = dir.as_os_str().to_owned();
-                name.push(format!(".corrupt.{n}"));
-                PathBuf::from(name)
-            })
-            .find(|p| !p.exists())
-            .unwrap_or_else(|| dir.with_extension("corrupt"));
-        std::fs::rename(dir, &aside).map_err(|source| StoreError::Io {
-            context: format!("moving the corrupt store {} aside", dir.display()),
-            source,
-        })?;
+        let aside = move_aside(dir, "corrupt")?;
         Baseline::remove(dir)?;
         let store = SledStore::open(dir, name)?;
-        let rebuilt = Rebuilt { aside, error };
+        let rebuilt = Rebuilt {
+            aside,
+            error,
+            other_engine: false,
+        };
         Ok((
             store,
             OpenNotes {
@@ -346,17 +358,24 @@ pub struct OpenNotes {
 /// A store found corrupt and replaced by an empty one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebuilt {
-    /// Where the corrupt files were moved.
+    /// Where the store's files were moved.
     pub aside: PathBuf,
-    /// What sled said.
+    /// What the engine said, or which engine wrote them.
     pub error: String,
+    /// Moved because the other engine wrote them, not for damage.
+    pub other_engine: bool,
 }
 
 impl fmt::Display for Rebuilt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.other_engine {
+            "state store of another engine"
+        } else {
+            "state store corrupt"
+        };
         write!(
             f,
-            "state store corrupt ({}); moved to {} and started empty",
+            "{what} ({}); moved to {} and started empty",
             self.error,
             self.aside.display()
         )

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use clearing_pipeline::runtime::StageKind;
-use clearing_pipeline::state::{SledStore, StateStore};
+use clearing_pipeline::state::{Engine, StateStore, StoreTree};
 
 use super::report::StateInventory;
 use super::sample;
 
-/// Keys and bytes of each stage's sled store.
+/// Keys and bytes of each stage's store.
 pub fn inventory(state_dir: &Path, partitions: u32) -> Vec<StateInventory> {
     StageKind::DECIDING
         .iter()
@@ -31,7 +31,10 @@ pub fn inventory(state_dir: &Path, partitions: u32) -> Vec<StateInventory> {
 fn count_keys(dir: &Path, partitions: u32) -> (BTreeMap<String, u64>, u64) {
     let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
     let mut bytes = 0u64;
-    let Ok(db) = SledStore::open(dir, "meta") else {
+    if !dir.exists() {
+        return (by_kind, bytes);
+    }
+    let Ok(db) = StoreTree::open(Engine::of_store(dir), dir, "meta") else {
         return (by_kind, bytes);
     };
     for p in 0..partitions {
