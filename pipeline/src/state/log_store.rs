@@ -647,10 +647,12 @@ impl StateStore for LogTree {
             });
         };
         let frame_start = segment.bytes;
-        segment
-            .file
-            .write_all(&buffer)
-            .map_err(io_error(&self.dir, "writing"))?;
+        if let Err(e) = segment.file.write_all(&buffer) {
+            // A frame written in part (a full disk) is cut off, so that
+            // the next batch follows the last whole one.
+            let _ = segment.file.set_len(frame_start);
+            return Err(io_error(&self.dir, "writing")(e));
+        }
         segment.bytes += buffer.len() as u64;
         let segment_bytes = segment.bytes;
         // The index follows the frame just written, entry by entry.
