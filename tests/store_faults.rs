@@ -105,6 +105,28 @@ fn truncate(db: &Path) {
     file.set_len(len / 10).unwrap();
 }
 
+/// Overwrites a file's last 2 KiB.
+fn overwrite_tail(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(len.saturating_sub(2048)))
+        .unwrap();
+    file.write_all(&[0xA5; 2048]).unwrap();
+}
+
+/// A data set split in two halves, the outputs of a clean run of both
+/// (see [`clean_run`]) and the bus of the run to damage, its reference data
+/// published: `(first half, second half, want, bus)`.
+fn damage_setup(dir: &Path) -> (PathBuf, PathBuf, common::Outputs, PathBuf) {
+    let data = dir.join("data");
+    generate(&data, CLAIMS);
+    let (first, second) = halves(&data);
+    let want = clean_run(dir, &data, &first, &second);
+    let bus = dir.join("damaged");
+    publish_refs(&data, &format!("local:{}", bus.display()));
+    (first, second, want, bus)
+}
+
 /// The clean reference: the same claims in the same two steps, no fault.
 fn clean_run(dir: &Path, data: &Path, first: &Path, second: &Path) -> common::Outputs {
     let clean = dir.join("clean");
@@ -119,14 +141,8 @@ fn clean_run(dir: &Path, data: &Path, first: &Path, second: &Path) -> common::Ou
 #[test]
 fn a_corrupt_sled_store_is_detected_and_restored_from_the_changelog() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    generate(&data, CLAIMS);
-    let (first, second) = halves(&data);
-    // The reference ran on the log store: the engines decide alike.
-    let want = clean_run(dir.path(), &data, &first, &second);
-
-    let bus = dir.path().join("damaged");
-    publish_refs(&data, &format!("local:{}", bus.display()));
+    // The reference runs on the log store: the engines decide alike.
+    let (first, second, want, bus) = damage_setup(dir.path());
     submit(&bus, &first);
     let output = run_to_end_with(&bus, None, "sled");
     assert!(output.status.success(), "{}", stderr(&output));
@@ -142,13 +158,7 @@ fn a_corrupt_sled_store_is_detected_and_restored_from_the_changelog() {
     let state = bus.join("state");
     scramble(&state.join("validation/db"));
     truncate(&state.join("reimbursement/db"));
-    let tail = state.join("entitlement/db");
-    let len = std::fs::metadata(&tail).unwrap().len();
-    let mut file = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
-    file.seek(SeekFrom::Start(len.saturating_sub(2048)))
-        .unwrap();
-    file.write_all(&[0xA5; 2048]).unwrap();
-    drop(file);
+    overwrite_tail(&state.join("entitlement/db"));
 
     submit(&bus, &second);
     let output = run_to_end_with(&bus, None, "sled");
@@ -173,13 +183,7 @@ fn a_corrupt_sled_store_is_detected_and_restored_from_the_changelog() {
 #[test]
 fn a_damaged_log_store_is_detected_and_restored_from_the_changelog() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    generate(&data, CLAIMS);
-    let (first, second) = halves(&data);
-    let want = clean_run(dir.path(), &data, &first, &second);
-
-    let bus = dir.path().join("damaged");
-    publish_refs(&data, &format!("local:{}", bus.display()));
+    let (first, second, want, bus) = damage_setup(dir.path());
     // The first half in two runs: each ends with its store's writes, so
     // the segments hold more than one batch.
     let text = std::fs::read_to_string(&first).unwrap();
@@ -193,27 +197,36 @@ fn a_damaged_log_store_is_detected_and_restored_from_the_changelog() {
         assert!(output.status.success(), "{}", stderr(&output));
     }
     let state = bus.join("state");
-    let segment = |stage: &str| state.join(stage).join("p0/0000000000000001.log");
+    // A tree's files, oldest first (segments `<id>.log`, merged `<id>.merged`).
+    let files = |stage: &str| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(state.join(stage).join("p0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log" || e == "merged"))
+            .collect();
+        files.sort();
+        files
+    };
+    let newest = |stage: &str| files(stage).pop().unwrap();
     // Validation: one bit flipped in the body of the first batch of its
-    // segment (frames: CRC, body length, body). Damage in the last frame
-    // of the newest segment reads as a write cut short, which it cannot
-    // be told from: that store loses its last batches, which the catch-up
-    // brings back (reimbursement and entitlement below).
-    let flipped = segment("validation");
-    let mut bytes = std::fs::read(&flipped).unwrap();
+    // oldest file (frames: CRC, body length, body), which is sealed or
+    // has a batch after it. Damage in the last frame of the newest
+    // segment reads as a write cut short, which it cannot be told from:
+    // that store loses its last batches, which the catch-up brings back
+    // (reimbursement and entitlement below).
+    let validation = files("validation");
+    let flipped = &validation[0];
+    let mut bytes = std::fs::read(flipped).unwrap();
     let first_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
-    assert!(8 + first_len < bytes.len(), "a batch after the first");
+    assert!(
+        validation.len() > 1 || 8 + first_len < bytes.len(),
+        "a batch after the first"
+    );
     bytes[12] ^= 0x10;
-    std::fs::write(&flipped, &bytes).unwrap();
+    std::fs::write(flipped, &bytes).unwrap();
     // Reimbursement: cut to a tenth; entitlement: its last 2 KiB garbage.
-    truncate(&segment("reimbursement"));
-    let tail = segment("entitlement");
-    let len = std::fs::metadata(&tail).unwrap().len();
-    let mut file = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
-    file.seek(SeekFrom::Start(len.saturating_sub(2048)))
-        .unwrap();
-    file.write_all(&[0xA5; 2048]).unwrap();
-    drop(file);
+    truncate(&newest("reimbursement"));
+    overwrite_tail(&newest("entitlement"));
 
     submit(&bus, &second);
     let output = run_to_end(&bus, None);

@@ -166,22 +166,15 @@ fn seal_frame(buffer: &mut [u8]) {
 
 /// Takes the tree's lock file, or says who holds it.
 fn lock(dir: &Path) -> Result<File, StoreError> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join("LOCK");
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(dir.join("LOCK"))
         .map_err(io_error(dir, "locking"))?;
-    // SAFETY: flock reads only the descriptor, which `file` keeps open.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(io_error(
-            dir,
-            "locking (is another process using the store?)",
-        )(std::io::Error::last_os_error()));
-    }
+    file.try_lock().map_err(|e| {
+        io_error(dir, "locking (is another process using the store?)")(std::io::Error::other(e))
+    })?;
     Ok(file)
 }
 
