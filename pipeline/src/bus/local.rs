@@ -111,9 +111,30 @@ fn lock_exclusively(dir: &Path) -> Result<File, BusError> {
         .write(true)
         .open(&lock_path)
         .map_err(io(lock_path.display().to_string()))?;
-    lock.try_lock()
+    try_lock_waiting(&lock)
         .map_err(|_| BusError::Busy(format!("{} is used by another process", dir.display())))?;
     Ok(lock)
+}
+
+/// How long an open waits for a lock file's lock before it says the file is
+/// in use: a process that has just let go of it may not have yet (a child
+/// spawned by any thread of it holds a copy of its descriptors until it
+/// executes its program, and the lock lasts while one copy is open).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Takes `file`'s exclusive lock, retrying for up to [`LOCK_WAIT`].
+pub(crate) fn try_lock_waiting(file: &File) -> Result<(), std::fs::TryLockError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl LocalLog {

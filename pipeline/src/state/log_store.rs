@@ -172,7 +172,7 @@ fn lock(dir: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(dir.join("LOCK"))
         .map_err(io_error(dir, "locking"))?;
-    file.try_lock().map_err(|e| {
+    crate::bus::local::try_lock_waiting(&file).map_err(|e| {
         io_error(dir, "locking (is another process using the store?)")(std::io::Error::other(e))
     })?;
     Ok(file)
