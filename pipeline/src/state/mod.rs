@@ -1,5 +1,7 @@
 //! Stage state: one store shape (ordered key-value with batch writes), a write
-//! overlay per batch, and two implementations — in memory and sled.
+//! overlay per batch, and its implementations: in memory, and two durable
+//! engines behind one tree type ([`StoreTree`]): our log store (the
+//! default) and sled.
 //!
 //! A stage's pure function reads and writes through a [`StateTxn`]: reads see
 //! the batch's earlier writes, nothing reaches the store until the runtime
