@@ -341,12 +341,12 @@ impl LogTree {
         };
         for (id, merged) in &inputs {
             let path = dir.join(file_name(*id, *merged));
-            let bytes = std::fs::read(&path).map_err(io_error(dir, "merging in"))?;
+            let input = File::open(&path).map_err(io_error(dir, "merging in"))?;
             let mut live = Ok(());
-            for_each_entry(&bytes, |key, value, value_offset| {
+            let (_, stop) = for_each_frame(&input, |key, value, value_offset| {
                 let here = Loc {
                     file: *id,
-                    offset: value_offset as u64,
+                    offset: value_offset,
                     len: value.map_or(0, <[u8]>::len) as u32,
                 };
                 if value.is_none() || state.index.get(key) != Some(&here) || live.is_err() {
@@ -366,10 +366,13 @@ impl LogTree {
                     },
                 ));
             })
-            .map_err(|what| StoreError::Corrupt {
-                key: path.display().to_string(),
-                what,
-            })?;
+            .map_err(io_error(dir, "merging in"))?;
+            if let Some((at, stop)) = stop {
+                return Err(StoreError::Corrupt {
+                    key: path.display().to_string(),
+                    what: format!("at byte {at}: {}", stop.describe()),
+                });
+            }
             live?;
         }
         emit(&mut frame, &mut written)?;
@@ -502,46 +505,45 @@ fn frame_entries(body: &[u8]) -> Option<Vec<Entry<'_>>> {
 }
 
 /// Calls `on_entry(key, value, value's offset in the file)` for every
-/// entry of every whole frame of `bytes`, in order; returns the length of
-/// the whole frames and, if they end before `bytes` does, where and why.
+/// entry of every whole frame of `file` (read from its start, a frame at a
+/// time: a merged file can be as large as the tree), in order; returns the
+/// length of the whole frames and, if they end before the file does, where
+/// and why.
 fn for_each_frame(
-    bytes: &[u8],
-    mut on_entry: impl FnMut(&[u8], Option<&[u8]>, usize),
-) -> (usize, Option<(usize, Stop)>) {
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let header = bytes.get(at..at + FRAME_HEADER);
-        let body_len = header.map(|h| u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize);
-        let body = body_len.and_then(|len| bytes.get(at + FRAME_HEADER..at + FRAME_HEADER + len));
-        let (Some(header), Some(body)) = (header, body) else {
-            return (at, Some((at, Stop::CutShort)));
-        };
-        let body_start = at + FRAME_HEADER;
-        let crc = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        if crc32c::crc32c(body) != crc {
-            let last = body_start + body.len() == bytes.len();
-            return (at, Some((at, Stop::Checksum { last })));
+    file: &File,
+    mut on_entry: impl FnMut(&[u8], Option<&[u8]>, u64),
+) -> std::io::Result<(u64, Option<(u64, Stop)>)> {
+    let len = file.metadata()?.len();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let (mut at, mut header, mut body) = (0u64, [0u8; FRAME_HEADER], Vec::new());
+    while at < len {
+        if len - at < FRAME_HEADER as u64 {
+            return Ok((at, Some((at, Stop::CutShort))));
         }
-        let Some(entries) = frame_entries(body) else {
-            return (at, Some((at, Stop::Entry)));
+        reader.read_exact(&mut header)?;
+        let body_len = u64::from(u32::from_le_bytes([
+            header[4], header[5], header[6], header[7],
+        ]));
+        let body_start = at + FRAME_HEADER as u64;
+        if len - body_start < body_len {
+            return Ok((at, Some((at, Stop::CutShort))));
+        }
+        body.resize(body_len as usize, 0);
+        reader.read_exact(&mut body)?;
+        let crc = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        if crc32c::crc32c(&body) != crc {
+            let last = body_start + body_len == len;
+            return Ok((at, Some((at, Stop::Checksum { last }))));
+        }
+        let Some(entries) = frame_entries(&body) else {
+            return Ok((at, Some((at, Stop::Entry))));
         };
         for (key, value, offset) in entries {
-            on_entry(key, value, body_start + offset);
+            on_entry(key, value, body_start + offset as u64);
         }
-        at = body_start + body.len();
+        at = body_start + body_len;
     }
-    (at, None)
-}
-
-/// [`for_each_frame`] over a file that must be whole (a sealed one).
-fn for_each_entry(
-    bytes: &[u8],
-    on_entry: impl FnMut(&[u8], Option<&[u8]>, usize),
-) -> Result<(), String> {
-    match for_each_frame(bytes, on_entry) {
-        (_, None) => Ok(()),
-        (_, Some((at, stop))) => Err(format!("at byte {at}: {}", stop.describe())),
-    }
+    Ok((at, None))
 }
 
 /// Reads one file's frames into the index; returns its length. A write cut
@@ -554,22 +556,19 @@ fn load(
     file: &File,
     torn_tail_ok: bool,
 ) -> Result<u64, LogOpenError> {
-    let mut bytes = Vec::new();
-    (&*file)
-        .read_to_end(&mut bytes)
-        .map_err(|e| LogOpenError::Store(io_error(dir, "reading")(e)))?;
-    let (whole, stop) = for_each_frame(&bytes, |key, value, offset| {
+    let (whole, stop) = for_each_frame(file, |key, value, offset| {
         let loc = value.map(|v| Loc {
             file: id,
-            offset: offset as u64,
+            offset,
             len: v.len() as u32,
         });
         index_write(state, key, loc);
-    });
+    })
+    .map_err(|e| LogOpenError::Store(io_error(dir, "reading")(e)))?;
     match stop {
         None => {}
         Some((_, Stop::CutShort | Stop::Checksum { last: true })) if torn_tail_ok => {
-            file.set_len(whole as u64)
+            file.set_len(whole)
                 .map_err(|e| LogOpenError::Store(io_error(dir, "cutting a torn write off")(e)))?;
             file.sync_all()
                 .map_err(|e| LogOpenError::Store(io_error(dir, "cutting a torn write off")(e)))?;
@@ -585,7 +584,7 @@ fn load(
             });
         }
     }
-    Ok(whole as u64)
+    Ok(whole)
 }
 
 /// Points `key` at its new value (or removes it), keeping the live count.
