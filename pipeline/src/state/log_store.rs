@@ -279,15 +279,6 @@ impl LogTree {
         self.read().live_bytes
     }
 
-    /// The live keys.
-    pub fn len(&self) -> usize {
-        self.read().index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.read().index.is_empty()
-    }
-
     /// Calls `f` with every key of the tree, in order.
     pub fn for_each_key(&self, mut f: impl FnMut(&[u8])) {
         for key in self.read().index.keys() {

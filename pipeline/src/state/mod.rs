@@ -20,7 +20,7 @@ mod tree;
 
 use std::collections::BTreeMap;
 
-pub use log_store::{LogOpenError, LogTree, Tuning as LogTuning};
+pub use log_store::LogTree;
 pub use mem::MemStore;
 pub use mirror::{MemoryParts, Mirror, Persister};
 pub use sled_rewrite::{RewritePolicy, Rewritten};
