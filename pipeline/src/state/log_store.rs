@@ -126,7 +126,7 @@ pub enum LogOpenError {
     Store(#[from] StoreError),
 }
 
-fn io_error(dir: &Path, doing: &str) -> impl FnOnce(std::io::Error) -> StoreError {
+pub(super) fn io_error(dir: &Path, doing: &str) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = format!("{doing} {}", dir.display());
     move |source| StoreError::Io { context, source }
 }
@@ -662,8 +662,15 @@ impl StateStore for LogTree {
                     .map_err(io_error(&self.dir, "syncing"))?;
             }
             start_segment(state, &self.dir, active + 1)?;
-            if self.wants_merge(state) {
-                self.merge(state)?;
+            if self.wants_merge(state)
+                && let Err(e) = self.merge(state)
+            {
+                // The batch is in and the tree as it was; a merge cut
+                // short (a full disk) leaves no partial file behind.
+                let upto = state.active - 1;
+                let _ =
+                    std::fs::remove_file(self.dir.join(format!("{}.tmp", file_name(upto, true))));
+                return Err(e);
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::log_store::{LogOpenError, LogTree};
+use super::log_store::{LogOpenError, LogTree, io_error};
 use super::sled_store::{self, OpenNotes, Rebuilt, SledStore};
 use super::{KeyValue, RewritePolicy, StateRead, StateStore, StoreError, WriteBatch};
 
@@ -208,29 +208,17 @@ fn open_log(dir: &Path, name: &str) -> Result<(StoreTree, OpenNotes), StoreError
         if fault {
             sled_store::track_for_crash_images(dir)?;
         }
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            context: format!("creating {}", dir.display()),
-            source,
-        })?;
-        std::fs::write(dir.join(LOG_MARK), b"").map_err(|source| StoreError::Io {
-            context: format!("marking {}", dir.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir, "creating"))?;
+        std::fs::write(dir.join(LOG_MARK), b"").map_err(io_error(dir, "marking"))?;
         let db = Arc::new(LogDb {
             dir: dir.to_path_buf(),
             trees: Mutex::new(BTreeMap::new()),
             fault: fault.then(|| RwLock::new(())),
         });
         let mut notes = OpenNotes::default();
-        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
-            context: format!("listing {}", dir.display()),
-            source,
-        })?;
+        let entries = std::fs::read_dir(dir).map_err(io_error(dir, "listing"))?;
         for entry in entries {
-            let entry = entry.map_err(|source| StoreError::Io {
-                context: format!("listing {}", dir.display()),
-                source,
-            })?;
+            let entry = entry.map_err(io_error(dir, "listing"))?;
             if !entry.path().is_dir() {
                 continue;
             }
