@@ -48,8 +48,13 @@ const FRAME_HEADER: usize = 8;
 const ENTRY_HEADER: usize = 9;
 const PUT: u8 = 1;
 const DELETE: u8 = 0;
-/// A merge writes its output in frames of about this size.
-const MERGE_FRAME_BYTES: usize = 1024 * 1024;
+/// A merge writes its output in frames of about this size, and files are
+/// read through a buffer of it. Small: a merge or an open holds two of
+/// them at once (sequential reads and writes need no more), and several
+/// trees can merge at the same moment (a quarter's expiry deletes in every
+/// partition; 1 MiB made merges a tenth of the monthly time-lapse's peak
+/// RSS, docs/performance.md).
+const IO_CHUNK_BYTES: usize = 64 * 1024;
 
 /// When segments roll and merges run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,20 @@ struct Loc {
     file: u64,
     offset: u64,
     len: u32,
+}
+
+/// A live value a merge copied: its place in an input, and its offset in
+/// the merged file.
+struct Moved {
+    file: u64,
+    offset: u64,
+    to: u64,
+}
+
+impl Moved {
+    fn place(&self) -> (u64, u64) {
+        (self.file, self.offset)
+    }
 }
 
 /// One file of the tree: a segment or the merged file, by its id.
@@ -305,6 +324,9 @@ impl LogTree {
     /// Rewrites every sealed file's live entries into one merged file and
     /// removes them; the active segment is left as it is. Each input is
     /// read once, in order; an entry is kept when the index points at it.
+    /// What moved is kept as (old place, new offset), no key: the index is
+    /// then walked once, and each of its places in the inputs found there
+    /// (the inputs are read in order, so the list is sorted).
     fn merge(&self, state: &mut TreeState) -> Result<(), StoreError> {
         let upto = state.active - 1;
         let inputs: Vec<(u64, bool)> = state
@@ -317,10 +339,11 @@ impl LogTree {
         }
         let dir = self.dir.as_path();
         let tmp = dir.join(format!("{}.tmp", file_name(upto, true)));
-        let mut out =
-            std::io::BufWriter::new(File::create(&tmp).map_err(io_error(dir, "merging in"))?);
-        let mut moved: Vec<(Vec<u8>, Loc)> = Vec::new();
-        let mut frame = vec![0u8; FRAME_HEADER];
+        let mut out = File::create(&tmp).map_err(io_error(dir, "merging in"))?;
+        let live_in_inputs = state.index.values().filter(|loc| loc.file <= upto).count();
+        let mut moved: Vec<Moved> = Vec::with_capacity(live_in_inputs);
+        let mut frame = Vec::with_capacity(IO_CHUNK_BYTES);
+        frame.resize(FRAME_HEADER, 0);
         let mut written = 0u64;
         let mut emit = |frame: &mut Vec<u8>, written: &mut u64| -> Result<(), StoreError> {
             if frame.len() > FRAME_HEADER {
@@ -344,19 +367,16 @@ impl LogTree {
                 if value.is_none() || state.index.get(key) != Some(&here) || live.is_err() {
                     return;
                 }
-                if frame.len() + ENTRY_HEADER + key.len() + here.len as usize > MERGE_FRAME_BYTES {
+                if frame.len() + ENTRY_HEADER + key.len() + here.len as usize > IO_CHUNK_BYTES {
                     live = emit(&mut frame, &mut written);
                 }
                 let offset = written + (frame.len() + ENTRY_HEADER + key.len()) as u64;
                 push_entry(&mut frame, key, value);
-                moved.push((
-                    key.to_vec(),
-                    Loc {
-                        file: upto,
-                        offset,
-                        len: here.len,
-                    },
-                ));
+                moved.push(Moved {
+                    file: here.file,
+                    offset: here.offset,
+                    to: offset,
+                });
             })
             .map_err(io_error(dir, "merging in"))?;
             if let Some((at, stop)) = stop {
@@ -368,9 +388,7 @@ impl LogTree {
             live?;
         }
         emit(&mut frame, &mut written)?;
-        let out = out
-            .into_inner()
-            .map_err(|e| io_error(dir, "merging in")(e.into_error()))?;
+        drop(frame);
         out.sync_all()
             .map_err(io_error(dir, "syncing a merge in"))?;
         drop(out);
@@ -398,9 +416,14 @@ impl LogTree {
                 bytes: written,
             },
         );
-        for (key, loc) in moved {
-            if let Some(slot) = state.index.get_mut(&key) {
-                *slot = loc;
+        // Every place in the inputs was live, so it is in `moved`.
+        for slot in state.index.values_mut().filter(|loc| loc.file <= upto) {
+            if let Ok(at) = moved.binary_search_by_key(&(slot.file, slot.offset), Moved::place) {
+                *slot = Loc {
+                    file: upto,
+                    offset: moved[at].to,
+                    len: slot.len,
+                };
             }
         }
         Ok(())
@@ -506,7 +529,7 @@ fn for_each_frame(
     mut on_entry: impl FnMut(&[u8], Option<&[u8]>, u64),
 ) -> std::io::Result<(u64, Option<(u64, Stop)>)> {
     let len = file.metadata()?.len();
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut reader = std::io::BufReader::with_capacity(IO_CHUNK_BYTES, file);
     let (mut at, mut header, mut body) = (0u64, [0u8; FRAME_HEADER], Vec::new());
     while at < len {
         if len - at < FRAME_HEADER as u64 {
@@ -868,6 +891,48 @@ mod tests {
         drop(tree);
         assert_eq!(
             contents(&LogTree::open_with(dir.path(), SMALL).unwrap()),
+            model
+        );
+    }
+
+    #[test]
+    fn a_merge_larger_than_its_frames_keeps_every_value_in_place() {
+        // About 5 MiB live: the merged file spans many frames, and values
+        // larger than a frame sit beside small ones.
+        let dir = tempfile::tempdir().unwrap();
+        let tuning = Tuning {
+            min_segment_bytes: 256 * 1024,
+            max_segment_bytes: 256 * 1024,
+            growth_pct: 10,
+        };
+        let tree = LogTree::open_with(dir.path(), tuning).unwrap();
+        let mut model = BTreeMap::new();
+        for round in 0..6u32 {
+            let batch: WriteBatch = (0..2000u32)
+                .map(|k| {
+                    let len = if k % 500 == 0 {
+                        IO_CHUNK_BYTES + 100
+                    } else {
+                        2000
+                    };
+                    let value = vec![(round * 31 + k) as u8; len];
+                    (format!("k{k:05}").into_bytes(), Some(value))
+                })
+                .collect();
+            for (k, v) in &batch {
+                model.insert(k.clone(), v.clone().unwrap());
+            }
+            tree.apply(&batch).unwrap();
+        }
+        assert!(
+            files(dir.path()).iter().any(|n| n.ends_with(".merged")),
+            "{:?}",
+            files(dir.path())
+        );
+        assert_eq!(contents(&tree), model);
+        drop(tree);
+        assert_eq!(
+            contents(&LogTree::open_with(dir.path(), tuning).unwrap()),
             model
         );
     }
