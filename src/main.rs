@@ -72,8 +72,17 @@ fn without_transparent_huge_pages() {
     }
 }
 
+/// mimalloc's collection, for the runtime to call when freed memory should
+/// go back (`clearing_pipeline::allocator`).
+fn collect_freed_memory(force: bool) {
+    // SAFETY: mi_collect takes a flag and works on the allocator's own
+    // structures; it is safe from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(force) }
+}
+
 fn main() -> ExitCode {
     without_transparent_huge_pages();
+    clearing_pipeline::allocator::set_collector(collect_freed_memory);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

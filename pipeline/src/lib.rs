@@ -6,6 +6,7 @@
 //! the global reference data; [`adjudicate`] runs the stages in process.
 
 pub mod adjudicate;
+pub mod allocator;
 pub mod bus;
 pub mod clock;
 pub mod dates;

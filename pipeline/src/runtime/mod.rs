@@ -15,6 +15,7 @@ pub mod worker;
 pub use crate::stages::StageKind;
 pub use crate::topics;
 
+use crate::allocator;
 use crate::bus::Bus;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,6 +117,8 @@ struct StageThread {
     drain: bool,
     /// Whether the last step found nothing to do.
     idle: bool,
+    /// Hands the thread's freed memory back now and then.
+    collector: allocator::Pacer,
 }
 
 impl StageThread {
@@ -131,6 +134,7 @@ impl StageThread {
             *stats = self.worker.stats.clone();
         }
         self.idle = processed == 0;
+        self.collector.tick();
         if self.drain
             && processed == 0
             && run.upstream_done(self.stage)
@@ -191,6 +195,7 @@ pub fn run_stages(
                 slot,
                 drain,
                 idle: true,
+                collector: allocator::Pacer::new(),
             });
         }
         members.push(of as usize);
@@ -232,6 +237,9 @@ pub fn run_stages(
             })
             .collect()
     });
+    // The stopped threads' memory back to the system: what a restarted
+    // process would start from.
+    allocator::collect(true);
     for result in results {
         result?;
     }

@@ -127,7 +127,9 @@ fn yield_to_the_stages() {
 }
 
 fn persist_loop(rx: &Receiver<Job>, failed: &Mutex<Option<String>>) {
+    let mut collector = crate::allocator::Pacer::new();
     while let Ok(job) = rx.recv() {
+        collector.tick();
         match job {
             Job::Apply {
                 tree,
