@@ -109,11 +109,23 @@ fn a_four_year_time_lapse_has_a_row_per_month_expires_its_keys_and_replays_ident
     assert_eq!(r["window"]["margin_days"], 31);
     assert_eq!(r["window"]["steady_from"], "2027-02");
     let series = r["verdict"]["series"].as_array().unwrap();
-    assert_eq!(series.len(), 4 * 3 + 1);
+    // Per stage its files, content and keys; all stores' files; peak RSS.
+    assert_eq!(series.len(), 4 * 3 + 2);
     for s in series {
         assert_eq!(s["months"], 11, "{s}");
         assert!(s["flat"].is_boolean() && s["slope_pct_per_month"].is_number());
+        assert!(s["band_pct"].as_f64().unwrap() >= 10.0, "{s}");
     }
+    let all_stores = series
+        .iter()
+        .find(|s| s["series"] == "all stores disk bytes")
+        .unwrap();
+    let stage_means: f64 = series
+        .iter()
+        .filter(|s| s["series"].as_str().unwrap().ends_with(" disk bytes") && *s != all_stores)
+        .map(|s| s["mean"].as_f64().unwrap())
+        .sum();
+    assert!((all_stores["mean"].as_f64().unwrap() - stage_means).abs() < 1.0);
 
     common::assert_replays_identical(&out.join("bus"));
 

@@ -35,6 +35,17 @@ impl Engine {
         }
     }
 
+    /// Bytes a tree's files may hold beyond its content whatever its size:
+    /// for the log, an open and a sealed segment of the smallest size (a
+    /// tree of a few KB swings by them before a merge); none known for
+    /// sled, whose files are judged without it.
+    pub fn file_slack_bytes(self) -> u64 {
+        match self {
+            Engine::Log => 2 * super::log_store::Tuning::DEFAULT.min_segment_bytes,
+            Engine::Sled => 0,
+        }
+    }
+
     /// The engine that wrote the store in `dir` (sled's if it holds no
     /// log store's mark).
     pub fn of_store(dir: &Path) -> Engine {

@@ -9,6 +9,19 @@ use clearing_pipeline::state::{Engine, StateStore, StoreTree};
 use super::report::StateInventory;
 use super::sample;
 
+/// Each stage's file slack (in [`StageKind::DECIDING`] order): what its
+/// engine's files may hold beyond the content whatever the store's size, for
+/// each partition's tree and the store's own (`meta`).
+pub fn file_slack_bytes(state_dir: &Path, partitions: u32) -> Vec<f64> {
+    StageKind::DECIDING
+        .iter()
+        .map(|kind| {
+            let engine = Engine::of_store(&state_dir.join(kind.name()));
+            (engine.file_slack_bytes() * (u64::from(partitions) + 1)) as f64
+        })
+        .collect()
+}
+
 /// Keys and bytes of each stage's store.
 pub fn inventory(state_dir: &Path, partitions: u32) -> Vec<StateInventory> {
     StageKind::DECIDING

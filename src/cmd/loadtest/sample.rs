@@ -61,14 +61,26 @@ pub fn threads_cpu_s() -> BTreeMap<String, f64> {
 
 /// Resident set size in bytes (VmRSS).
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or(0)
+    status_kb("VmRSS:").map_or(0, |kb| kb * 1024)
+}
+
+/// The highest resident set size since the process started or since the
+/// last [`reset_peak_rss`] (VmHWM): the true peak, which a sample taken
+/// every so often can miss.
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kb("VmHWM:").map(|kb| kb * 1024)
+}
+
+/// Lowers the high-water mark to the current RSS (Linux 4.0 and later,
+/// `/proc/self/clear_refs`); false where the kernel refuses.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub fn load_avg() -> [f64; 3] {

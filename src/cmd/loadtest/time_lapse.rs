@@ -171,7 +171,8 @@ pub fn run(args: &LoadtestArgs, years: u32) -> Result<ExitCode> {
         args.partitions.count,
         &state_dir,
     )?;
-    let verdict = judge(&rows, &window);
+    let slack = super::inventory::file_slack_bytes(&state_dir, args.partitions.count);
+    let verdict = judge(&rows, &window, &slack);
     let report = TimeLapseReport {
         config: config(args, years, &plan, &corpus, &rules),
         window,
@@ -286,8 +287,9 @@ fn window(plan: &Plan, rules: &Rules, margin_days: Option<u64>) -> Result<Window
     })
 }
 
-/// The verdict over the months from the window's end.
-fn judge(rows: &[MonthRow], window: &Window) -> Verdict {
+/// The verdict over the months from the window's end; `slack`: each stage's
+/// file slack (inventory::file_slack_bytes).
+fn judge(rows: &[MonthRow], window: &Window, slack: &[f64]) -> Verdict {
     let after: Vec<&MonthRow> = match &window.steady_from {
         Some(from) => rows.iter().filter(|r| r.month >= *from).collect(),
         None => Vec::new(),
@@ -300,12 +302,23 @@ fn judge(rows: &[MonthRow], window: &Window) -> Verdict {
         .unwrap_or_default();
     for (i, stage) in stages.iter().enumerate() {
         let disk = series_of(&|r| r.stages[i].disk_bytes as f64);
-        series.push(verdict::judge(&format!("{stage} disk bytes"), &disk));
+        let stage_slack = slack.get(i).copied().unwrap_or(0.0);
+        series.push(verdict::judge_with_slack(
+            &format!("{stage} disk bytes"),
+            &disk,
+            stage_slack,
+        ));
         let content = series_of(&|r| r.stages[i].content_bytes as f64);
         series.push(verdict::judge(&format!("{stage} content bytes"), &content));
         let keys = series_of(&|r| r.stages[i].keys as f64);
         series.push(verdict::judge(&format!("{stage} keys"), &keys));
     }
+    let all_disk = series_of(&|r| r.stages.iter().map(|s| s.disk_bytes as f64).sum());
+    series.push(verdict::judge_with_slack(
+        "all stores disk bytes",
+        &all_disk,
+        slack.iter().sum(),
+    ));
     series.push(verdict::judge(
         "rss peak bytes",
         &series_of(&|r| r.rss_peak_bytes as f64),
@@ -380,7 +393,7 @@ fn summary(r: &TimeLapseReport) {
     );
     for s in &r.verdict.series {
         println!(
-            "  {:<28} {:<9} mean {:>14.0}  max dev {:>6.1} % ({})  slope {:>+7.2} %/month",
+            "  {:<28} {:<9} mean {:>14.0}  max dev {:>6.1} % ({} ±{:.1} %)  slope {:>+7.2} %/month",
             s.series,
             flat_word(s.flat),
             s.mean,
@@ -390,6 +403,7 @@ fn summary(r: &TimeLapseReport) {
                 Some(false) => "OUT of band",
                 None => "n/a",
             },
+            s.band_pct,
             s.slope_pct_per_month
         );
     }

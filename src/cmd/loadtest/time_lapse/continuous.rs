@@ -176,7 +176,11 @@ pub fn run(p: Prepared<'_>) -> Result<ExitCode> {
     let months = month_points(&report.timeline);
     let continuous = ContinuousReport {
         memory: memory_after(&report.timeline, steady_from, fed_until_s),
-        stores: stores_after(&months, p.window.steady_from.as_deref()),
+        stores: stores_after(
+            &months,
+            p.window.steady_from.as_deref(),
+            &inventory::file_slack_bytes(&setup.state_dir, args.partitions.count),
+        ),
         stores_rule: verdict::RULE,
         rss_by_minute: by_minute(&report.timeline),
         months,
@@ -272,8 +276,12 @@ pub fn memory_after(
 }
 
 /// Each stage's store bytes, and their sum, over the months from
-/// `steady_from` (`YYYY-MM`).
-pub fn stores_after(months: &[MonthPoint], steady_from: Option<&str>) -> Vec<SeriesVerdict> {
+/// `steady_from` (`YYYY-MM`), each allowed its engine's file `slack`.
+pub fn stores_after(
+    months: &[MonthPoint],
+    steady_from: Option<&str>,
+    slack: &[f64],
+) -> Vec<SeriesVerdict> {
     let after: Vec<&MonthPoint> = match steady_from {
         Some(from) => months.iter().filter(|m| m.month.as_str() >= from).collect(),
         None => Vec::new(),
@@ -286,14 +294,19 @@ pub fn stores_after(months: &[MonthPoint], steady_from: Option<&str>) -> Vec<Ser
                 .iter()
                 .map(|m| m.store_bytes.get(i).copied().unwrap_or(0) as f64)
                 .collect();
-            verdict::judge(&format!("{} disk bytes", kind.name()), &values)
+            let stage_slack = slack.get(i).copied().unwrap_or(0.0);
+            verdict::judge_with_slack(&format!("{} disk bytes", kind.name()), &values, stage_slack)
         })
         .collect();
     let total: Vec<f64> = after
         .iter()
         .map(|m| m.store_bytes.iter().sum::<u64>() as f64)
         .collect();
-    out.push(verdict::judge("all stores disk bytes", &total));
+    out.push(verdict::judge_with_slack(
+        "all stores disk bytes",
+        &total,
+        slack.iter().sum(),
+    ));
     out
 }
 
@@ -343,7 +356,7 @@ fn summary(r: &ContinuousReport) {
     );
     for s in &r.stores {
         println!(
-            "  {:<24} {:<9} mean {:>12.0}  max dev {:>6.1} %  slope {:>+7.2} %/month",
+            "  {:<24} {:<9} mean {:>12.0}  max dev {:>6.1} % (band ±{:.1} %)  slope {:>+7.2} %/month",
             s.series,
             match s.flat {
                 Some(true) => "flat",
@@ -352,6 +365,7 @@ fn summary(r: &ContinuousReport) {
             },
             s.mean,
             s.max_deviation_pct,
+            s.band_pct,
             s.slope_pct_per_month
         );
     }
@@ -436,12 +450,12 @@ mod tests {
     #[test]
     fn stores_are_judged_by_month_after_the_window() {
         let months = month_points(&timeline());
-        let v = stores_after(&months, Some("2024-02"));
+        let v = stores_after(&months, Some("2024-02"), &[]);
         assert_eq!(v.len(), 5);
         assert_eq!(v[0].months, 2);
         assert_eq!(v[0].flat, Some(true));
         assert_eq!(v[4].mean, 900.0);
-        let all = stores_after(&months, Some("2024-01"));
+        let all = stores_after(&months, Some("2024-01"), &[]);
         assert_eq!(all[0].flat, Some(false));
     }
 

@@ -144,8 +144,9 @@ fn verdict_table(r: &TimeLapseReport) -> String {
             },
             number(s.mean),
             format!(
-                "{:.1} %{}",
+                "{:.1} % of ±{:.1} %{}",
                 s.max_deviation_pct,
+                s.band_pct,
                 if s.within_band == Some(false) {
                     " (out of band)"
                 } else {

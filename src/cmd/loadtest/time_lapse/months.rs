@@ -114,8 +114,14 @@ impl Lapse {
         let started = Instant::now();
         let until = next_month(month).unwrap_or(NaiveDate::MAX);
         let fed = self.feed_until(until)?;
+        // The kernel's high-water mark when it can be reset, else the
+        // highest of the samples taken while the month is applied.
+        let exact_peak = sample::reset_peak_rss();
         let peak = AtomicU64::new(sample::rss_bytes());
         let progress = self.apply(&peak)?;
+        if exact_peak && let Some(hwm) = sample::peak_rss_bytes() {
+            peak.fetch_max(hwm, Ordering::Relaxed);
+        }
         let stage_memory_bytes = progress
             .stats
             .iter()
