@@ -35,9 +35,15 @@ use super::{KeyValue, StateRead, StateStore, StoreError, StoreTree, WriteBatch};
 /// batch into one sled write.
 const PERSIST_KEYS: usize = 20_000;
 const PERSIST_EVERY: Duration = Duration::from_millis(500);
-/// Bytes of keys and values a partition keeps cached from sled (absent keys
-/// included: a duplicate check mostly asks for a key that is not there).
-pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of keys and values a partition keeps cached from its store (absent
+/// keys included: a duplicate check mostly asks for a key that is not
+/// there). 4 MiB until 2026-12-07, when sled's reads cost a tree walk: with
+/// the log store a miss is an index look-up and a `pread` from the page
+/// cache, and 512 KiB cost no CPU per claim measurable flat out, while a
+/// cache of a day's keys (each claim's day counters) fills to its bound
+/// within a long run's first half instead of growing through all of it
+/// (docs/performance.md, "Memory over 30 minutes").
+pub const CACHE_BYTES: usize = 512 * 1024;
 
 enum Job {
     Apply {
