@@ -300,25 +300,16 @@ fn judge(rows: &[MonthRow], window: &Window, slack: &[f64]) -> Verdict {
         .first()
         .map(|r| r.stages.iter().map(|s| s.stage).collect())
         .unwrap_or_default();
+    let disk: Vec<Vec<f64>> = (0..stages.len())
+        .map(|i| series_of(&|r| r.stages[i].disk_bytes as f64))
+        .collect();
+    series.extend(verdict::files(&stages, &disk, slack));
     for (i, stage) in stages.iter().enumerate() {
-        let disk = series_of(&|r| r.stages[i].disk_bytes as f64);
-        let stage_slack = slack.get(i).copied().unwrap_or(0.0);
-        series.push(verdict::judge_with_slack(
-            &format!("{stage} disk bytes"),
-            &disk,
-            stage_slack,
-        ));
         let content = series_of(&|r| r.stages[i].content_bytes as f64);
         series.push(verdict::judge(&format!("{stage} content bytes"), &content));
         let keys = series_of(&|r| r.stages[i].keys as f64);
         series.push(verdict::judge(&format!("{stage} keys"), &keys));
     }
-    let all_disk = series_of(&|r| r.stages.iter().map(|s| s.disk_bytes as f64).sum());
-    series.push(verdict::judge_with_slack(
-        "all stores disk bytes",
-        &all_disk,
-        slack.iter().sum(),
-    ));
     series.push(verdict::judge(
         "rss peak bytes",
         &series_of(&|r| r.rss_peak_bytes as f64),

@@ -286,28 +286,16 @@ pub fn stores_after(
         Some(from) => months.iter().filter(|m| m.month.as_str() >= from).collect(),
         None => Vec::new(),
     };
-    let mut out: Vec<SeriesVerdict> = StageKind::DECIDING
-        .iter()
-        .enumerate()
-        .map(|(i, kind)| {
-            let values: Vec<f64> = after
+    let stages: Vec<&str> = StageKind::DECIDING.iter().map(|k| k.name()).collect();
+    let by_stage: Vec<Vec<f64>> = (0..stages.len())
+        .map(|i| {
+            after
                 .iter()
                 .map(|m| m.store_bytes.get(i).copied().unwrap_or(0) as f64)
-                .collect();
-            let stage_slack = slack.get(i).copied().unwrap_or(0.0);
-            verdict::judge_with_slack(&format!("{} disk bytes", kind.name()), &values, stage_slack)
+                .collect()
         })
         .collect();
-    let total: Vec<f64> = after
-        .iter()
-        .map(|m| m.store_bytes.iter().sum::<u64>() as f64)
-        .collect();
-    out.push(verdict::judge_with_slack(
-        "all stores disk bytes",
-        &total,
-        slack.iter().sum(),
-    ));
-    out
+    verdict::files(&stages, &by_stage, slack)
 }
 
 /// RSS at each whole minute: the first sample at or after it.

@@ -80,6 +80,32 @@ pub fn judge_with_slack(series: &str, values: &[f64], slack: f64) -> SeriesVerdi
     }
 }
 
+/// Each stage's bytes on disk over the months (`by_stage[i]`, the stage
+/// named `stages[i]`), each allowed its engine's file `slack[i]`, then all
+/// stores' together: the same verdict for the monthly and the continuous
+/// time-lapse.
+pub fn files(stages: &[&str], by_stage: &[Vec<f64>], slack: &[f64]) -> Vec<SeriesVerdict> {
+    let slack_of = |i: usize| slack.get(i).copied().unwrap_or(0.0);
+    let mut out: Vec<SeriesVerdict> = stages
+        .iter()
+        .zip(by_stage)
+        .enumerate()
+        .map(|(i, (stage, values))| {
+            judge_with_slack(&format!("{stage} disk bytes"), values, slack_of(i))
+        })
+        .collect();
+    let months = by_stage.iter().map(Vec::len).min().unwrap_or(0);
+    let total: Vec<f64> = (0..months)
+        .map(|m| by_stage.iter().map(|values| values[m]).sum())
+        .collect();
+    out.push(judge_with_slack(
+        "all stores disk bytes",
+        &total,
+        (0..stages.len()).map(slack_of).sum(),
+    ));
+    out
+}
+
 /// The least-squares slope of `values` against their index.
 fn slope(values: &[f64]) -> f64 {
     let n = values.len() as f64;
